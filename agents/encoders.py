@@ -1,0 +1,76 @@
+"""Observation encoders, as SB3 features extractors (drop them into any SB3 model's ``policy_kwargs``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+# Keys of a multi-task observation that the encoder reads; "task" only routes to heads.
+ENCODED_KEYS = ("obs", "context")
+
+
+def encoded_keys(observation_space: gym.Space) -> list[str] | None:
+    """The keys of a Dict observation that an encoder consumes (``None`` for a flat space)."""
+    if isinstance(observation_space, spaces.Dict):
+        keys = [k for k in ENCODED_KEYS if k in observation_space.spaces]
+        if "obs" not in keys:
+            raise ValueError(f"a multi-task observation needs an 'obs' key, got {list(observation_space.spaces)}")
+        return keys
+    return None
+
+
+class MlpEncoder(BaseFeaturesExtractor):
+    """An MLP over the (flattened) observation and its conditioning vector.
+
+    Works on a plain ``Box`` observation, or on rltransfer's multi-task ``Dict`` observation
+    (``obs``, optional ``context``, and ``task``, which it ignores: ``task`` routes to heads).
+
+    :param observation_space: the observation space.
+    :param hidden: widths of the hidden layers; the last is the features dimension
+        (an empty list passes the input through unchanged).
+    :param activation: ``tanh`` | ``relu`` | ``elu``.
+    """
+
+    def __init__(self, observation_space: gym.Space, hidden: Sequence[int] = (64, 64), activation: str = "tanh"):
+        keys = encoded_keys(observation_space)
+        if keys is None:
+            in_dim = get_flattened_obs_dim(observation_space)
+        else:
+            in_dim = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in keys)
+        hidden = [int(h) for h in hidden]
+        super().__init__(observation_space, features_dim=hidden[-1] if hidden else in_dim)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
+        self.keys = keys
+        self.input_dim = in_dim
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+            width = h
+        self.net = nn.Sequential(*layers)
+
+    def flat_input(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """The encoder's input: observation and conditioning, flattened and concatenated."""
+        if self.keys is None:
+            return observations.flatten(1)
+        return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
+
+    def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(self.flat_input(observations))
+
+
+ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder}
+
+
+def register_encoder(name: str, cls: type[BaseFeaturesExtractor]) -> None:
+    """Make an encoder class available to configs as ``agent.encoder.type: <name>``."""
+    ENCODERS[name] = cls

@@ -1,0 +1,175 @@
+"""A multi-task actor-critic policy for SB3's PPO: shared encoder and trunk, per-task heads.
+
+Components and their parameter prefixes (the names a bundle uses):
+
+- ``encoder``: ``features_extractor.`` (observation and conditioning -> features)
+- ``trunk``: ``mlp_extractor.`` (SB3's policy and value layers, shared by every task)
+- ``heads.<task>``: ``heads.<task>.`` (action output, log-std for Box actions, value output)
+
+Every sample is routed to its task's head by the ``task`` entry of the observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from rltransfer.agents.components import component_of
+from rltransfer.agents.heads import TaskHead, route
+
+HEAD_MODES = ("per_task", "shared")
+SHARED_HEAD = "shared"
+
+
+def task_index(obs: Any) -> torch.Tensor | None:
+    """The head index of every sample in a (batched) observation, or ``None`` without one."""
+    if isinstance(obs, dict) and "task" in obs:
+        return obs["task"].reshape(-1).long()
+    return None
+
+
+class MultiTaskActorCriticPolicy(ActorCriticPolicy):
+    """SB3 ``ActorCriticPolicy`` whose action and value outputs are per-task heads.
+
+    :param task_names: one head per name (with ``heads="per_task"``); the ``task`` observation
+        entry indexes this list.
+    :param heads: ``per_task`` | ``shared`` (one head, conditioned through the observation).
+    :param frozen: names of components whose parameters never train (``encoder``, ``trunk``,
+        ``heads``, ``heads.<task>``); applied at build time, so it survives save and load.
+    :param lr_mults: component name -> learning-rate multiplier; the optimizer gets one
+        parameter group per multiplier, tagged ``lr_mult`` (see :class:`rltransfer.agents.MultiTaskPPO`).
+    Other parameters are SB3's ``ActorCriticPolicy``'s.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        task_names: Sequence[str] = ("task",),
+        heads: str = "per_task",
+        frozen: Sequence[str] = (),
+        lr_mults: Mapping[str, float] | None = None,
+        **kwargs: Any,
+    ):
+        if heads not in HEAD_MODES:
+            raise ValueError(f"heads='{heads}' unknown; allowed: {', '.join(HEAD_MODES)}")
+        self.task_names = list(task_names) if heads == "per_task" else [SHARED_HEAD]
+        self.head_mode = heads
+        self.frozen = list(frozen)
+        self.lr_mults = dict(lr_mults or {})
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            task_names=self.task_names, heads=self.head_mode, frozen=self.frozen, lr_mults=self.lr_mults
+        )
+        return data
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self, lr_schedule) -> None:
+        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
+            raise ValueError(f"action space {self.action_space} unsupported: use Discrete or Box")
+        self._build_mlp_extractor()
+        self.heads = nn.ModuleDict(
+            {
+                name: TaskHead(
+                    self.action_dist,
+                    self.mlp_extractor.latent_dim_pi,
+                    self.mlp_extractor.latent_dim_vf,
+                    self.log_std_init,
+                )
+                for name in self.task_names
+            }
+        )
+        if self.ortho_init:
+            gains = {self.features_extractor: np.sqrt(2), self.mlp_extractor: np.sqrt(2)}
+            for head in self.heads.values():
+                gains[head.action] = 0.01
+                gains[head.value] = 1.0
+            for module, gain in gains.items():
+                module.apply(partial(self.init_weights, gain=gain))
+        self._apply_freezing()
+        self.optimizer = self.optimizer_class(
+            self.param_groups(lr_schedule(1)), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+    def _matches(self, param_name: str, components: Sequence[str] | Mapping[str, Any]) -> str | None:
+        component = component_of(param_name)
+        for c in components:
+            if component == c or component.startswith(c + "."):
+                return c
+        return None
+
+    def _apply_freezing(self) -> None:
+        for name, param in self.named_parameters():
+            if self._matches(name, self.frozen):
+                param.requires_grad_(False)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Trainable parameters grouped by learning-rate multiplier (frozen ones left out)."""
+        groups: dict[float, list[nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            match = self._matches(name, self.lr_mults)
+            mult = float(self.lr_mults[match]) if match else 1.0
+            groups.setdefault(mult, []).append(param)
+        return [{"params": ps, "lr": lr * m, "lr_mult": m} for m, ps in groups.items()]
+
+    # -- forward passes -----------------------------------------------------------------------
+    def _head_index(self, obs: Any) -> torch.Tensor | None:
+        return None if len(self.heads) == 1 else task_index(obs)
+
+    def _dist(self, latent_pi: torch.Tensor, idx: torch.Tensor | None) -> Distribution:
+        heads = list(self.heads.values())
+        if idx is None:
+            heads = heads[:1]
+            idx = torch.zeros(latent_pi.shape[0], dtype=torch.long, device=latent_pi.device)
+        mean = route([h.action(latent_pi) for h in heads], idx)
+        if isinstance(self.action_dist, DiagGaussianDistribution):
+            log_std = route([h.log_std.expand_as(mean) for h in heads], idx)
+            return self.action_dist.proba_distribution(mean, log_std)
+        return self.action_dist.proba_distribution(action_logits=mean)
+
+    def _value(self, latent_vf: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        heads = list(self.heads.values())
+        if idx is None:
+            return heads[0].value(latent_vf)
+        return route([h.value(latent_vf) for h in heads], idx)
+
+    def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.extract_features(obs)
+        if self.share_features_extractor:
+            return self.mlp_extractor(features)
+        pi_features, vf_features = features
+        return self.mlp_extractor.forward_actor(pi_features), self.mlp_extractor.forward_critic(vf_features)
+
+    def forward(self, obs: Any, deterministic: bool = False):
+        idx = self._head_index(obs)
+        latent_pi, latent_vf = self._latents(obs)
+        distribution = self._dist(latent_pi, idx)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), self._value(latent_vf, idx), log_prob
+
+    def evaluate_actions(self, obs: Any, actions: torch.Tensor):
+        idx = self._head_index(obs)
+        latent_pi, latent_vf = self._latents(obs)
+        distribution = self._dist(latent_pi, idx)
+        return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(self, obs: Any) -> Distribution:
+        features = super(ActorCriticPolicy, self).extract_features(obs, self.pi_features_extractor)
+        return self._dist(self.mlp_extractor.forward_actor(features), self._head_index(obs))
+
+    def predict_values(self, obs: Any) -> torch.Tensor:
+        features = super(ActorCriticPolicy, self).extract_features(obs, self.vf_features_extractor)
+        return self._value(self.mlp_extractor.forward_critic(features), self._head_index(obs))

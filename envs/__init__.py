@@ -1,0 +1,22 @@
+"""Environment families: parameterised Gymnasium tasks and the multi-task vector env."""
+
+from rltransfer.envs.conditioning import CONDITIONINGS, TaskConditioning, conditioning_vector
+from rltransfer.envs.family import SPLITS, Family, Parameter, Task, TaskError
+from rltransfer.envs.multitask import MultiTaskVecEnv, check_spaces
+from rltransfer.envs.registry import get_family, list_families, register_family
+
+__all__ = [
+    "CONDITIONINGS",
+    "MultiTaskVecEnv",
+    "TaskConditioning",
+    "check_spaces",
+    "conditioning_vector",
+    "SPLITS",
+    "Family",
+    "Parameter",
+    "Task",
+    "TaskError",
+    "get_family",
+    "list_families",
+    "register_family",
+]

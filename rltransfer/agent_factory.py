@@ -1,0 +1,65 @@
+"""Build an SB3 model with rltransfer's multi-task policy from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from rltransfer.agents import ENCODERS, MultiTaskActorCriticPolicy
+from rltransfer.agents.encoders import ACTIVATIONS
+from rltransfer.config import AgentConfig
+from rltransfer.validation import algo_class
+
+
+def architecture(agent: AgentConfig, task_names: Sequence[str]) -> dict[str, Any]:
+    """What a bundle stores to rebuild every component (JSON-able)."""
+    return {
+        "encoder": agent.encoder.model_dump(),
+        "trunk": agent.trunk.model_dump(),
+        "heads": agent.heads,
+        "task_names": list(task_names),
+    }
+
+
+def policy_kwargs(
+    arch: Mapping[str, Any], frozen: Sequence[str] = (), lr_mults: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """SB3 ``policy_kwargs`` for the multi-task policy described by ``arch``."""
+    enc = dict(arch["encoder"])
+    return {
+        "task_names": list(arch["task_names"]),
+        "heads": arch["heads"],
+        "features_extractor_class": ENCODERS[enc.pop("type")],
+        "features_extractor_kwargs": enc,
+        "net_arch": {"pi": list(arch["trunk"]["pi"]), "vf": list(arch["trunk"]["vf"])},
+        "activation_fn": ACTIVATIONS[enc.get("activation", "tanh")],
+        "frozen": list(frozen),
+        "lr_mults": dict(lr_mults or {}),
+    }
+
+
+def build_model(
+    agent: AgentConfig,
+    env: VecEnv,
+    arch: Mapping[str, Any],
+    seed: int,
+    frozen: Sequence[str] = (),
+    lr_mults: Mapping[str, float] | None = None,
+    algo_cls: type[BaseAlgorithm] | None = None,
+) -> BaseAlgorithm:
+    """An SB3 model on ``env`` with the multi-task policy; CPU, one torch thread."""
+    torch.set_num_threads(1)
+    cls = algo_cls or algo_class(agent.algo)
+    return cls(
+        MultiTaskActorCriticPolicy,
+        env,
+        policy_kwargs=policy_kwargs(arch, frozen, lr_mults),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **agent.hyperparams,
+    )

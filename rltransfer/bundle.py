@@ -1,0 +1,240 @@
+"""Bundles: pre-trained components in safetensors plus a JSON manifest; validated on load.
+
+Layout of a bundle directory::
+
+    components.safetensors   every component's tensors under stable names (encoder., trunk., heads.<task>.)
+    bundle.json              the manifest: format version, family, tasks, spaces, conditioning,
+                             architecture, observation statistics, steps, versions, weights checksum
+    model.zip                the SB3 model, for resuming pre-training only (pickle: trusted sources only)
+
+Nothing is unpickled when a bundle is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rltransfer.agent_factory import policy_kwargs
+from rltransfer.agents import MultiTaskActorCriticPolicy, component_state, from_bundle_key
+from rltransfer.agents.components import component_of
+from rltransfer.errors import BundleError
+from rltransfer.spaces_json import space_from_json, space_to_json
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "components.safetensors"
+MANIFEST_FILE = "bundle.json"
+MODEL_FILE = "model.zip"
+REQUIRED_KEYS = (
+    "format_version", "family", "conditioning", "source_tasks", "architecture", "spaces",
+    "obs_normalization", "timesteps", "versions", "weights",
+)  # fmt: skip
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("rltransfer", "stable-baselines3", "torch", "gymnasium", "numpy", "safetensors"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bundle(path: str | Path, policy: MultiTaskActorCriticPolicy, manifest: dict[str, Any]) -> Path:
+    """Write ``policy``'s components and ``manifest`` (plus checksum and versions) to ``path``.
+
+    :param manifest: family, conditioning, source_tasks, architecture, obs_normalization,
+        timesteps and any extra keys; spaces, versions and weights are filled in here.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = component_state(policy)
+    fd, tmp = tempfile.mkstemp(dir=path, prefix=".weights.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "rltransfer", "format_version": str(FORMAT_VERSION)})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path / WEIGHTS_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    full = {
+        "format_version": FORMAT_VERSION,
+        **manifest,
+        "spaces": {
+            "observation": space_to_json(policy.observation_space),
+            "action": space_to_json(policy.action_space),
+        },
+        "versions": package_versions(),
+        "weights": {
+            "file": WEIGHTS_FILE,
+            "sha256": sha256_file(path / WEIGHTS_FILE),
+            "tensors": {k: list(v.shape) for k, v in tensors.items()},
+        },
+    }
+    atomic_write_bytes(path / MANIFEST_FILE, json.dumps(full, indent=2).encode())
+    return path
+
+
+@dataclass
+class Bundle:
+    """A loaded, validated bundle: its manifest, tensors, and the rebuilt pre-trained policy."""
+
+    path: Path
+    manifest: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    policy: MultiTaskActorCriticPolicy
+
+    @property
+    def checksum(self) -> str:
+        return self.manifest["weights"]["sha256"]
+
+    @property
+    def family(self) -> str:
+        return self.manifest["family"]
+
+    @property
+    def conditioning(self) -> str:
+        return self.manifest["conditioning"]
+
+    @property
+    def source_tasks(self) -> list[dict[str, Any]]:
+        return self.manifest["source_tasks"]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.source_tasks]
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return self.manifest["architecture"]
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (a ModuleDict by task)."""
+        return {"encoder": self.policy.features_extractor, "trunk": self.policy.mlp_extractor, "heads": self.policy.heads}
+
+    def component_names(self) -> list[str]:
+        return list(dict.fromkeys(component_of(from_bundle_key(k)) for k in self.tensors))
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """``policy_kwargs`` that give a new SB3 PPO model this bundle's architecture."""
+        return policy_kwargs(self.architecture)
+
+    def __repr__(self) -> str:
+        return (
+            f"Bundle({str(self.path)!r}, family={self.family!r}, tasks={self.task_names}, "
+            f"conditioning={self.conditioning!r}, sha256={self.checksum[:12]})"
+        )
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise BundleError(f"bundle '{path}': no such directory")
+    mpath = path / MANIFEST_FILE
+    if not mpath.is_file():
+        raise BundleError(f"bundle '{path}': missing {MANIFEST_FILE}")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} must hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} lacks {', '.join(missing)}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle '{path}': format version {manifest['format_version']!r} unsupported; "
+            f"this rltransfer reads version {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and validate a bundle, and rebuild its policy with the stored weights.
+
+    :raises BundleError: naming the problem: missing file, bad JSON, format version,
+        checksum mismatch, or tensors whose names or shapes do not fit the architecture.
+    """
+    path = Path(path)
+    manifest = _read_manifest(path)
+    wpath = path / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise BundleError(f"bundle '{path}': missing {WEIGHTS_FILE}")
+    expected = manifest["weights"].get("sha256")
+    actual = sha256_file(wpath)
+    if actual != expected:
+        raise BundleError(
+            f"bundle '{path}': {WEIGHTS_FILE} checksum mismatch (manifest {str(expected)[:12]}..., "
+            f"file {actual[:12]}...): the weights were modified or truncated"
+        )
+    try:
+        tensors = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(f"bundle '{path}': {WEIGHTS_FILE} unreadable: {err}") from None
+    try:
+        obs_space = space_from_json(manifest["spaces"]["observation"])
+        act_space = space_from_json(manifest["spaces"]["action"])
+        kwargs = policy_kwargs(manifest["architecture"])
+    except (KeyError, TypeError) as err:
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} architecture or spaces malformed: {err}") from None
+    policy = MultiTaskActorCriticPolicy(obs_space, act_space, lambda _: 0.0, **kwargs)
+    load_state(policy, tensors, where=f"bundle '{path}'")
+    policy.set_training_mode(False)
+    return Bundle(path, manifest, tensors, policy)
+
+
+def load_state(policy: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Copy bundle tensors into ``policy``: every name must exist and every shape match."""
+    own = {k: v for k, v in component_state(policy).items()}
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise BundleError(
+            f"{where}: weights do not fit the architecture; missing: {missing[:5] or 'none'}, "
+            f"unexpected: {unexpected[:5] or 'none'}"
+        )
+    for key, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(own[key].shape):
+            raise BundleError(
+                f"{where}: component '{component_of(from_bundle_key(key))}' tensor '{key}' has shape "
+                f"{tuple(tensor.shape)}, the architecture needs {tuple(own[key].shape)}"
+            )
+    state = {from_bundle_key(k): v for k, v in tensors.items()}
+    policy.load_state_dict(state, strict=False)

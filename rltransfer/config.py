@@ -1,0 +1,257 @@
+"""Experiment configs: YAML validated into typed objects before anything runs.
+
+Pure: no torch, no environments. Checks against the registries (families, tasks,
+hyperparameters) live in :mod:`rltransfer.validation`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rltransfer.errors import ConfigError
+
+TaskSpec = Union[str, dict[str, Any]]
+
+DEFAULT_STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "lr_scaled", "adapter", "kickstart"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EncoderConfig(_Strict):
+    """The observation encoder (shared by every task and by actor and critic)."""
+
+    type: str = "mlp"
+    """Registered encoder name (``mlp``)."""
+    hidden: list[int] = Field(default_factory=lambda: [64])
+    """Hidden layer widths; the last is the features dimension."""
+    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    """Activation of encoder and trunk."""
+
+
+class TrunkConfig(_Strict):
+    """Shared policy and value layers after the encoder (SB3's ``net_arch``)."""
+
+    pi: list[int] = Field(default_factory=lambda: [64])
+    """Policy layers."""
+    vf: list[int] = Field(default_factory=lambda: [64])
+    """Value layers."""
+
+
+class AgentConfig(_Strict):
+    """The agent: algorithm, architecture and SB3 hyperparameters."""
+
+    algo: Literal["ppo", "sac", "dqn"] = "ppo"
+    """SB3 algorithm."""
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    trunk: TrunkConfig = Field(default_factory=TrunkConfig)
+    heads: Literal["per_task", "shared"] = "per_task"
+    """One action/value head per task, or one shared head conditioned through the observation."""
+    normalize: bool = False
+    """Normalise observations (and rewards) with running statistics (SB3's VecNormalize)."""
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the SB3 algorithm (``n_steps``, ``learning_rate``...)."""
+
+
+class PretrainConfig(_Strict):
+    """Multi-task pre-training on the source tasks."""
+
+    timesteps: int = Field(100_000, gt=0)
+    """Total environment steps, over all source tasks."""
+    seeds: int = Field(1, ge=1)
+    """Number of pre-training seeds (0..n-1)."""
+    envs_per_task: int = Field(2, ge=1)
+    """Sub-envs per source task in the vector env (each task gets the same share of samples)."""
+    eval_episodes: int = Field(10, ge=1)
+    """Episodes per source task in the final evaluation."""
+
+
+class TransferConfig(_Strict):
+    """Training on held-out targets with each strategy."""
+
+    timesteps: int = Field(50_000, gt=0)
+    """Target-environment steps per run (the budget B)."""
+    strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    """Strategies to compare (``scratch`` is always run as the baseline)."""
+    seeds: int = Field(10, ge=1)
+    """Seeds 0..n-1 for every (target, strategy)."""
+    head_init: Literal["fresh", "mean", "nearest"] = "nearest"
+    """How a target's heads start: fresh, the mean of source heads, or the nearest source task's."""
+    n_envs: int = Field(1, ge=1)
+    """Parallel target envs per run."""
+    strategy_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-strategy parameters, e.g. ``{lr_scaled: {lr_scale: 0.1}, adapter: {rank: 4}}``."""
+
+
+class EvaluationConfig(_Strict):
+    """How runs are evaluated (see EVALUATION.md)."""
+
+    every: int = Field(2500, gt=0)
+    """Target steps between evaluations."""
+    episodes: int = Field(10, ge=1)
+    """Episodes per evaluation."""
+    deterministic: bool = True
+    """Evaluate the deterministic policy."""
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-task return thresholds overriding the family's / Gymnasium's."""
+
+
+class RunnerConfig(_Strict):
+    """Where runs execute."""
+
+    backend: Literal["local", "ray"] = "local"
+    workers: Union[int, Literal["auto"]] = "auto"
+    """Parallel runs (``auto``: the number of cores)."""
+    address: Union[str, None] = None
+    """Ray cluster address (``None`` starts a local one)."""
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: family, tasks, agent, pre-training, transfer, evaluation, runner."""
+
+    name: str = "experiment"
+    """Experiment name; output goes to ``<output_dir>/<name>/``."""
+    output_dir: str = "runs"
+    family: str
+    """A registered family (``rltransfer families`` lists them)."""
+    source_tasks: Union[list[TaskSpec], None] = None
+    """Task names or parameter dicts (default: the family's source tasks)."""
+    target_tasks: Union[list[TaskSpec], None] = None
+    """Held-out tasks (default: the family's target tasks)."""
+    conditioning: Literal["none", "onehot", "context"] = "context"
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """A short, stable hash of the resolved config (what was run)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- loading -------------------------------------------------------------------------------------
+def _key(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "list"))))
+        key = _key(loc) or "<config>"
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"config key '{key}': unknown key; allowed keys here: {allowed}")
+        elif e["type"] == "missing":
+            lines.append(f"config key '{key}': required")
+        else:
+            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "invalid config:\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (``["a", "b"]``, value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY=VALUE, e.g. --set transfer.seeds=20")
+    key, _, raw = text.partition("=")
+    path = [p for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"--set '{text}': empty part in key '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set '{text}': value is not valid YAML: {err}") from None
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``KEY=VALUE`` strings (or a ``{dotted.key: value}`` map) applied."""
+    data = copy.deepcopy(data)
+    items = (
+        [(k.split("."), v) for k, v in overrides.items()]
+        if isinstance(overrides, Mapping)
+        else [parse_override(o) for o in overrides]
+    )
+    for path, value in items:
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: '{'.'.join(path[: i + 1])}' is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file; a clear error for a missing file or bad YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> ExperimentConfig:
+    """Validate a config (a YAML path, a dict, or a config object) with ``--set``-style overrides.
+
+    :raises ConfigError: naming every wrong key and what is allowed.
+    """
+    if isinstance(config, ExperimentConfig):
+        data = config.to_dict()
+    elif isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        data = read_yaml(config)
+    data = apply_overrides(data, overrides)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None

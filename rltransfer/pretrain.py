@@ -1,0 +1,157 @@
+"""Multi-task pre-training: one SB3 PPO over the source tasks, then a bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rltransfer.agent_factory import architecture, build_model
+from rltransfer.bundle import MODEL_FILE, save_bundle
+from rltransfer.callbacks import HParamsLogger, PerTaskLogger, flatten
+from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.envs import MultiTaskVecEnv, Task
+from rltransfer.validation import Setup, resolve
+
+
+@dataclass
+class PretrainResult:
+    """Where the bundle went, and the final per-source-task evaluation."""
+
+    bundle_path: Path
+    tb_dir: Path
+    evaluation: dict[str, dict[str, float]]
+    timesteps: int
+
+
+def obs_stats(env: VecEnv) -> dict[str, Any] | None:
+    """The observation statistics of a VecNormalize (JSON-able), or ``None``."""
+    if not isinstance(env, VecNormalize):
+        return None
+    rms = env.obs_rms["obs"]
+    return {
+        "key": "obs",
+        "mean": rms.mean.tolist(),
+        "var": rms.var.tolist(),
+        "count": float(rms.count),
+        "clip_obs": env.clip_obs,
+        "epsilon": env.epsilon,
+    }
+
+
+def apply_obs_stats(env: VecEnv, stats: Mapping[str, Any] | None, training: bool) -> VecEnv:
+    """Wrap ``env`` in a VecNormalize carrying ``stats`` (``None``: return ``env`` unchanged)."""
+    if stats is None:
+        return env
+    venv = VecNormalize(
+        env, training=training, norm_obs=True, norm_reward=training, norm_obs_keys=[stats["key"]],
+        clip_obs=stats["clip_obs"], epsilon=stats["epsilon"],
+    )  # fmt: skip
+    rms = venv.obs_rms[stats["key"]]
+    rms.mean = np.asarray(stats["mean"], dtype=np.float64)
+    rms.var = np.asarray(stats["var"], dtype=np.float64)
+    rms.count = float(stats["count"])
+    return venv
+
+
+def source_env(setup: Setup, envs_per_task: int, tasks: Iterable[Task] | None = None) -> MultiTaskVecEnv:
+    """A vector env over source tasks, each routed to its own head and one-hot index."""
+    names = [t.name for t in setup.sources]
+    tasks = list(tasks) if tasks is not None else setup.sources
+    idx = [names.index(t.name) for t in tasks]
+    return MultiTaskVecEnv(
+        setup.family, tasks, setup.config.conditioning, envs_per_task,
+        onehot_indices=idx, n_sources=len(names), n_heads=len(names), head_ids=idx,
+    )  # fmt: skip
+
+
+def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episodes: int, seed: int):
+    """Mean and std of the deterministic return on every source task."""
+    out = {}
+    for task in setup.sources:
+        env = apply_obs_stats(source_env(setup, 1, [task]), stats, training=False)
+        env.seed(seed + 10_000)
+        mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)
+        out[task.name] = {"mean_return": float(mean), "std_return": float(std)}
+        env.close()
+    return out
+
+
+def pretrain(
+    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    echo: bool = False,
+) -> PretrainResult:
+    """Pre-train the multi-task agent on the config's source tasks and write a bundle.
+
+    :param config: a YAML path, a dict, or an :class:`ExperimentConfig`.
+    :param overrides: ``--set``-style overrides (``["pretrain.timesteps=2000"]``).
+    :param seed: the pre-training seed.
+    :param out_dir: where ``bundle/`` and ``tb/`` go (default ``<output_dir>/<name>/pretrain``,
+        with ``seed-<k>/`` below it for seeds other than 0).
+    :param progress: show a progress bar.
+    :param echo: print the final per-task evaluation table.
+    """
+    cfg = load_config(config, overrides)
+    setup = resolve(cfg)
+    out = Path(out_dir) if out_dir is not None else cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+    bundle_dir, tb_dir = out / "bundle", out / "tb"
+    names = [t.name for t in setup.sources]
+
+    mt_env = source_env(setup, cfg.pretrain.envs_per_task)
+    env: VecEnv = VecNormalize(mt_env, norm_obs_keys=["obs"]) if cfg.agent.normalize else mt_env
+    arch = architecture(cfg.agent, names)
+    model = build_model(cfg.agent, env, arch, seed)
+    model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+    hparams = {
+        "family": cfg.family, "conditioning": cfg.conditioning, "sources": ",".join(names), "seed": seed,
+        **flatten(cfg.agent.model_dump(), "agent."), "pretrain.timesteps": cfg.pretrain.timesteps,
+    }  # fmt: skip
+    callbacks = [PerTaskLogger(mt_env), HParamsLogger(hparams, tuple(f"pretrain/{n}/ep_return" for n in names))]
+    model.learn(cfg.pretrain.timesteps, callback=callbacks, progress_bar=progress)
+    stats = obs_stats(env)
+    evaluation = evaluate_sources(model, setup, stats, cfg.pretrain.eval_episodes, seed)
+    for name, res in evaluation.items():
+        model.logger.record(f"pretrain/{name}/final_eval_return", res["mean_return"])
+    model.logger.dump(model.num_timesteps)
+    model.logger.close()
+
+    save_bundle(
+        bundle_dir,
+        model.policy,
+        {
+            "family": cfg.family,
+            "conditioning": cfg.conditioning,
+            "source_tasks": [t.to_dict() for t in setup.sources],
+            "algo": cfg.agent.algo,
+            "architecture": arch,
+            "obs_normalization": stats,
+            "timesteps": int(model.num_timesteps),
+            "seed": seed,
+            "hyperparams": cfg.agent.hyperparams,
+            "config_hash": cfg.hash(),
+            "evaluation": evaluation,
+        },
+    )
+    model.save(bundle_dir / MODEL_FILE)
+    env.close()
+    if echo:
+        print(format_evaluation(evaluation, setup))
+    return PretrainResult(bundle_dir, tb_dir, evaluation, int(model.num_timesteps))
+
+
+def format_evaluation(evaluation: Mapping[str, Mapping[str, float]], setup: Setup) -> str:
+    lines = [f"{'source task':<24} {'mean return':>12} {'std':>8} {'threshold':>10}", "-" * 57]
+    for name, res in evaluation.items():
+        thr = setup.config.evaluation.thresholds.get(name, setup.family.reward_threshold(name))
+        lines.append(f"{name:<24} {res['mean_return']:>12.1f} {res['std_return']:>8.1f} {thr:>10.1f}")
+    return "\n".join(lines)

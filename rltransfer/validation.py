@@ -1,0 +1,90 @@
+"""Check a config against the registries (families, tasks, algorithms) and resolve its tasks."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from rltransfer.config import ExperimentConfig
+from rltransfer.envs import Family, Task, TaskError, check_spaces, get_family
+from rltransfer.errors import ConfigError
+
+SUPPORTED_ALGOS = ("ppo",)
+# Keys that rltransfer sets itself and a config must not pass through agent.hyperparams.
+_RESERVED = {"policy", "env", "policy_kwargs", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A config's family and resolved tasks."""
+
+    config: ExperimentConfig
+    family: Family
+    sources: list[Task]
+    targets: list[Task]
+
+    def split(self, task: Task) -> str:
+        return self.family.split_of(task, self.sources)
+
+
+def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> list[Task]:
+    specs = list(default) if specs is None else specs
+    tasks = []
+    for i, spec in enumerate(specs):
+        try:
+            tasks.append(family.task(spec, where=f"config key '{key}[{i}]'"))
+        except TaskError as err:
+            raise ConfigError(str(err)) from None
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"config key '{key}': task names repeat: {dupes}")
+    return tasks
+
+
+def algo_class(algo: str):
+    """The SB3 algorithm class for ``agent.algo``."""
+    if algo not in SUPPORTED_ALGOS:
+        raise ConfigError(
+            f"config key 'agent.algo': '{algo}' is not supported yet; supported: {', '.join(SUPPORTED_ALGOS)}"
+        )
+    from stable_baselines3 import PPO
+
+    return {"ppo": PPO}[algo]
+
+
+def check_hyperparams(config: ExperimentConfig) -> None:
+    """Every ``agent.hyperparams`` key must be an argument of the SB3 algorithm."""
+    cls = algo_class(config.agent.algo)
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _RESERVED | {"self"}]
+    for key in config.agent.hyperparams:
+        if key not in allowed:
+            raise ConfigError(
+                f"config key 'agent.hyperparams.{key}': not a {cls.__name__} argument rltransfer passes on; "
+                f"allowed: {', '.join(allowed)}"
+            )
+
+
+def resolve(config: ExperimentConfig) -> Setup:
+    """Validate ``config`` against the registries and resolve its source and target tasks."""
+    try:
+        family = get_family(config.family)
+    except TaskError as err:
+        raise ConfigError(f"config key 'family': {err}") from None
+    sources = _tasks(family, config.source_tasks, family.source_tasks, "source_tasks")
+    if not sources:
+        raise ConfigError("config key 'source_tasks': needs at least one task")
+    targets = _tasks(family, config.target_tasks, list(family.target_tasks), "target_tasks")
+    from rltransfer.agents import ENCODERS
+
+    if config.agent.encoder.type not in ENCODERS:
+        raise ConfigError(
+            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown; "
+            f"allowed: {', '.join(ENCODERS)}"
+        )
+    check_hyperparams(config)
+    try:
+        check_spaces(family, sources + targets)
+    except TaskError as err:
+        raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
+    return Setup(config, family, sources, targets)
