@@ -60,6 +60,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's canonical JSON, without its own ``manifest_sha256`` entry."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +113,7 @@ def save_bundle(path: str | Path, policy: MultiTaskActorCriticPolicy, manifest: 
             "tensors": {k: list(v.shape) for k, v in tensors.items()},
         },
     }
+    full["manifest_sha256"] = manifest_checksum(full)
     atomic_write_bytes(path / MANIFEST_FILE, json.dumps(full, indent=2).encode())
     return path
 
@@ -183,6 +190,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"bundle '{path}': format version {manifest['format_version']!r} unsupported; "
             f"this rltransfer reads version {FORMAT_VERSION}"
         )
+    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} was edited after it was written (checksum mismatch)")
     return manifest
 
 
@@ -230,11 +239,13 @@ def load_state(policy: torch.nn.Module, tensors: dict[str, torch.Tensor], where:
             f"{where}: weights do not fit the architecture; missing: {missing[:5] or 'none'}, "
             f"unexpected: {unexpected[:5] or 'none'}"
         )
-    for key, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(own[key].shape):
-            raise BundleError(
-                f"{where}: component '{component_of(from_bundle_key(key))}' tensor '{key}' has shape "
-                f"{tuple(tensor.shape)}, the architecture needs {tuple(own[key].shape)}"
-            )
+    wrong = [
+        f"component '{component_of(from_bundle_key(k))}' tensor '{k}' has shape {tuple(t.shape)}, "
+        f"the architecture needs {tuple(own[k].shape)}"
+        for k, t in sorted(tensors.items())
+        if tuple(t.shape) != tuple(own[k].shape)
+    ]
+    if wrong:
+        raise BundleError(f"{where}: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
     state = {from_bundle_key(k): v for k, v in tensors.items()}
     policy.load_state_dict(state, strict=False)

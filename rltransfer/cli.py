@@ -1,0 +1,107 @@
+"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rltransfer.errors import UserInputError
+
+EPILOG = """examples:
+  rltransfer families
+  rltransfer pretrain configs/quickstart.yaml --set pretrain.timesteps=20000
+"""
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key; VALUE is YAML (--set transfer.seeds=20 --set "
+        "'transfer.strategies=[scratch,finetune]')",
+    )  # fmt: skip
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from rltransfer.envs import get_family, list_families
+
+    names = [args.name] if args.name else list_families()
+    described = [get_family(n).describe() for n in names]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for fam in described:
+        print(f"{fam['name']}: {fam['description']}")
+        print("  parameters:")
+        for pname, p in fam["parameters"].items():
+            print(f"    {pname:<18} default {p['default']:<8g} range [{p['low']:g}, {p['high']:g}]  {p['doc']}")
+        print("  tasks:")
+        for tname, params in fam["tasks"].items():
+            role = "source" if tname in fam["source_tasks"] else fam["target_tasks"].get(tname, "-")
+            changed = {k: v for k, v in params.items() if v != fam["parameters"][k]["default"]}
+            desc = ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "(defaults)"
+            print(f"    {tname:<18} {role:<14} {desc}")
+        if fam["threshold_note"]:
+            print(f"  threshold: {fam['reward_threshold']} ({fam['threshold_note']})")
+        print()
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from rltransfer.config import load_config
+    from rltransfer.pretrain import pretrain
+
+    cfg = load_config(args.config, args.overrides)
+    result = pretrain(cfg, seed=args.seed, progress=not args.no_progress, echo=True)
+    print(f"bundle: {result.bundle_path}\ntensorboard --logdir {result.tb_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rltransfer",
+        description="Multi-task pre-training and transfer for SB3 + Gymnasium, compared against scratch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "families", help="list families, their parameters, tasks and splits",
+        epilog="example:\n  rltransfer families cartpole", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("name", nargs="?", help="one family (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_families)
+
+    p = sub.add_parser(
+        "pretrain", help="multi-task pre-training on the source tasks; writes a bundle",
+        epilog="example:\n  rltransfer pretrain configs/cartpole.yaml --set pretrain.timesteps=50000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("config", help="experiment config (YAML)")
+    _add_set(p)
+    p.add_argument("--seed", type=int, default=0, help="pre-training seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rltransfer.envs import TaskError
+
+    try:
+        return int(args.func(args))
+    except (UserInputError, TaskError) as err:
+        print(f"rltransfer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rltransfer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

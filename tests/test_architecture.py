@@ -1,0 +1,50 @@
+"""Imports run one way: rltransfer -> agents/envs -> libraries; metrics/config never import torch."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def imports_of(path: Path) -> set[str]:
+    """Module-level imports (lazy imports inside functions are allowed)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def all_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_envs_and_agents_never_import_each_other_or_the_pipeline():
+    for folder, other in (("envs", "rltransfer.agents"), ("agents", "rltransfer.envs")):
+        for path in (ROOT / folder).glob("*.py"):
+            for name in all_imports(path):
+                assert not name.startswith(other), f"{path} imports {name}"
+                if name.startswith("rltransfer."):
+                    assert name.startswith(f"rltransfer.{folder}"), f"{path} imports {name}"
+
+
+def test_config_and_metrics_do_not_import_torch():
+    for name in ("config.py", "metrics.py", "errors.py"):
+        path = ROOT / "rltransfer" / name
+        if path.exists():
+            assert not any(n.split(".")[0] in {"torch", "stable_baselines3"} for n in imports_of(path)), path
+
+
+def test_code_never_imports_top_level_envs_or_agents():
+    for path in ROOT.glob("*/*.py"):
+        if path.parts[-2] in {"rltransfer", "envs", "agents", "tests", "benchmarks"}:
+            for name in all_imports(path):
+                assert name.split(".")[0] not in {"envs", "agents"}, f"{path} imports {name}"

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import rltransfer
+from rltransfer.bundle import FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, load_bundle, manifest_checksum
+from rltransfer.errors import BundleError
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle")
+    cfg = {
+        "name": "b", "output_dir": str(out), "family": "cartpole", "source_tasks": ["short", "long"],
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+        "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+    return rltransfer.pretrain(cfg)
+
+
+@pytest.fixture
+def bundle_copy(pretrained, tmp_path):
+    dst = tmp_path / "bundle"
+    dst.mkdir()
+    for f in pretrained.bundle_path.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_manifest_has_everything_needed(pretrained):
+    m = json.loads((pretrained.bundle_path / MANIFEST_FILE).read_text())
+    assert m["format_version"] == FORMAT_VERSION
+    assert m["family"] == "cartpole" and m["conditioning"] == "context"
+    assert [t["name"] for t in m["source_tasks"]] == ["short", "long"]
+    assert m["source_tasks"][0]["params"]["length"] == 0.3
+    assert m["architecture"]["encoder"]["hidden"] == [64]
+    assert m["spaces"]["observation"]["type"] == "Dict"
+    assert m["timesteps"] >= 128 and "torch" in m["versions"] and len(m["weights"]["sha256"]) == 64
+    assert m["obs_normalization"] is None
+
+
+def test_load_rebuilds_the_policy_with_identical_weights(pretrained):
+    from stable_baselines3 import PPO
+
+    bundle = load_bundle(pretrained.bundle_path)
+    model = PPO.load(pretrained.bundle_path / "model.zip", device="cpu")
+    for k, v in model.policy.state_dict().items():
+        assert torch.equal(v, bundle.policy.state_dict()[k]), k
+    assert set(bundle.components) == {"encoder", "trunk", "heads"}
+    assert set(bundle.component_names()) == {"encoder", "trunk", "heads.short", "heads.long"}
+    obs = {"obs": np.zeros((2, 4), np.float32), "context": np.zeros((2, 5), np.float32), "task": np.array([0, 1])}
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], bundle.policy.predict(obs, deterministic=True)[0])
+
+
+def test_flipped_byte_fails_the_checksum(bundle_copy):
+    w = bundle_copy / WEIGHTS_FILE
+    data = bytearray(w.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    w.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bundle_copy)
+
+
+def test_truncated_weights_fail(bundle_copy):
+    w = bundle_copy / WEIGHTS_FILE
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_files_and_bad_json_are_named(bundle_copy, tmp_path):
+    with pytest.raises(BundleError, match="no such directory"):
+        load_bundle(tmp_path / "nothing")
+    (bundle_copy / WEIGHTS_FILE).unlink()
+    with pytest.raises(BundleError, match=f"missing {WEIGHTS_FILE}"):
+        load_bundle(bundle_copy)
+    (bundle_copy / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_copy)
+
+
+def _rewrite(bundle_dir, edit, reseal=True):
+    m = json.loads((bundle_dir / MANIFEST_FILE).read_text())
+    edit(m)
+    if reseal:  # a consistent manifest: only what it says is wrong
+        m["manifest_sha256"] = manifest_checksum(m)
+    (bundle_dir / MANIFEST_FILE).write_text(json.dumps(m))
+
+
+def test_edited_manifest_is_detected(bundle_copy):
+    _rewrite(bundle_copy, lambda m: m.update(family="acrobot"), reseal=False)
+    with pytest.raises(BundleError, match="edited after it was written"):
+        load_bundle(bundle_copy)
+
+
+def test_unknown_format_version(bundle_copy):
+    _rewrite(bundle_copy, lambda m: m.update(format_version=99))
+    with pytest.raises(BundleError, match="format version 99 unsupported"):
+        load_bundle(bundle_copy)
+
+
+def test_shapes_that_do_not_fit_the_architecture_are_named(bundle_copy):
+    _rewrite(bundle_copy, lambda m: m["architecture"]["trunk"].update(pi=[32]))
+    with pytest.raises(BundleError, match=r"component 'trunk' tensor 'trunk.policy_net.0.weight' has shape \(64, 64\)"):
+        load_bundle(bundle_copy)

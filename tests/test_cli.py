@@ -1,0 +1,70 @@
+import json
+import subprocess
+import sys
+
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rltransfer.bundle import load_bundle
+from rltransfer.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "rltransfer.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_families_lists_parameters_tasks_and_splits(capsys):
+    assert main(["families", "cartpole"]) == 0
+    out = capsys.readouterr().out
+    assert "length" in out and "range [0.1, 3]" in out
+    assert "very-long-heavy    extrapolation" in out and "short              source" in out
+    assert main(["families", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"cartpole", "pendulum", "lunarlander"} <= {f["name"] for f in data}
+
+
+def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"family": "cartpole", "agent": {"algo": "a2c"}}))
+    cases = [
+        ["pretrain", str(cfg)],
+        ["pretrain", str(tmp_path / "missing.yaml")],
+        ["pretrain", str(cfg), "--set", "agent.algo"],
+        ["families", "nope"],
+        ["frobnicate"],
+    ]
+    for args in cases:
+        res = run_cli(*args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.strip(), args
+    res = run_cli("pretrain", str(cfg), cwd=tmp_path)
+    assert "config key 'agent.algo'" in res.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_help_everywhere_has_an_example():
+    for args in (["--help"], ["pretrain", "--help"], ["families", "--help"]):
+        res = run_cli(*args)
+        assert res.returncode == 0 and "example" in res.stdout
+
+
+def test_pretrain_cli_writes_bundle_and_per_task_tensorboard(tmp_path, tiny_config):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    res = run_cli("pretrain", str(cfg), "--no-progress", "--set", "pretrain.timesteps=192", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "short" in res.stdout and "mean return" in res.stdout
+    out = tmp_path / "runs" / "tiny" / "pretrain"
+    bundle = load_bundle(out / "bundle")
+    assert bundle.manifest["timesteps"] >= 192
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for task in ("short", "long"):
+        assert f"pretrain/{task}/ep_return" in tags and f"pretrain/{task}/ep_length" in tags
+        assert f"pretrain/{task}/final_eval_return" in tags
+    assert {"train/value_loss", "train/approx_kl", "time/fps"} <= tags
+    plugins = acc.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in plugins

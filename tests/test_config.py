@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from rltransfer.config import ExperimentConfig, apply_overrides, load_config
+from rltransfer.errors import ConfigError
+from rltransfer.validation import resolve
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    setup = resolve(cfg)
+    assert setup.sources and setup.targets
+
+
+def test_every_key_has_a_default_except_family():
+    cfg = load_config({"family": "cartpole"})
+    assert cfg.transfer.seeds == 10 and cfg.conditioning == "context" and cfg.agent.algo == "ppo"
+    with pytest.raises(ConfigError, match="config key 'family': required"):
+        load_config({})
+
+
+def test_bad_keys_are_named_with_what_is_allowed():
+    with pytest.raises(ConfigError) as err:
+        load_config({"family": "cartpole", "agent": {"algo": "a2c", "encoderr": {}}})
+    msg = str(err.value)
+    assert "config key 'agent.algo'" in msg and "'ppo', 'sac' or 'dqn'" in msg
+    assert "config key 'agent.encoderr': unknown key; allowed keys here: algo, encoder" in msg
+
+
+def test_registry_checks_name_the_key():
+    with pytest.raises(ConfigError, match="config key 'family': unknown family 'cartpol'"):
+        resolve(load_config({"family": "cartpol"}))
+    with pytest.raises(ConfigError, match=r"config key 'source_tasks\[1\]': unknown task 'tall'"):
+        resolve(load_config({"family": "cartpole", "source_tasks": ["short", "tall"]}))
+    with pytest.raises(ConfigError, match=r"target_tasks\[0\]'.*'gravity'=50.0 is out of range"):
+        resolve(load_config({"family": "cartpole", "target_tasks": [{"gravity": 50.0}]}))
+    with pytest.raises(ConfigError, match="agent.hyperparams.learning_rat'"):
+        resolve(load_config({"family": "cartpole", "agent": {"hyperparams": {"learning_rat": 1}}}))
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(
+        {"family": "cartpole"},
+        ["transfer.seeds=20", "transfer.strategies=[scratch,finetune]", "agent.hyperparams.gamma=0.9"],
+    )
+    assert cfg.transfer.seeds == 20 and cfg.transfer.strategies == ["scratch", "finetune"]
+    assert cfg.agent.hyperparams == {"gamma": 0.9}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config({"family": "cartpole"}, ["transfer.seeds"])
+    with pytest.raises(ConfigError, match="'transfer.seeds' is not a mapping"):
+        apply_overrides({"transfer": {"seeds": 3}}, ["transfer.seeds.x=1"])
+
+
+def test_hash_is_stable_and_changes_with_content():
+    a, b = load_config({"family": "cartpole"}), load_config({"family": "cartpole"})
+    assert a.hash() == b.hash()
+    assert a.hash() != load_config({"family": "cartpole"}, ["transfer.seeds=3"]).hash()
+    assert ExperimentConfig.model_validate(a.to_dict()) == a
+
+
+def test_bad_yaml_file_is_reported(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("family: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    p.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(p)

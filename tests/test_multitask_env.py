@@ -1,0 +1,72 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rltransfer.envs import Family, MultiTaskVecEnv, Parameter, TaskError, get_family
+
+
+def _cartpole_tasks(names=("short", "default", "long")):
+    fam = get_family("cartpole")
+    return fam, [fam.task(n) for n in names]
+
+
+def test_slots_are_balanced_and_info_carries_the_task():
+    fam, tasks = _cartpole_tasks()
+    env = MultiTaskVecEnv(fam, tasks, "context", envs_per_task=3)
+    assert env.num_envs == 9
+    counts = np.bincount(env.slot_tasks, minlength=3)
+    assert counts.tolist() == [3, 3, 3]
+    obs = env.reset()
+    np.testing.assert_array_equal(obs["task"], env.slot_tasks)
+    _, _, _, infos = env.step(np.ones(9, dtype=np.int64))
+    for slot, info in enumerate(infos):
+        assert info["task_id"] == env.slot_tasks[slot]
+        assert info["task"] == tasks[env.slot_tasks[slot]].name
+
+
+@pytest.mark.parametrize("conditioning", ["none", "onehot", "context"])
+def test_conditioning_contents(conditioning):
+    fam, tasks = _cartpole_tasks()
+    env = MultiTaskVecEnv(fam, tasks, conditioning, envs_per_task=2)
+    obs = env.reset()
+    if conditioning == "none":
+        assert "context" not in obs
+        return
+    for slot, t in enumerate(env.slot_tasks):
+        if conditioning == "onehot":
+            np.testing.assert_array_equal(obs["context"][slot], np.eye(3, dtype=np.float32)[t])
+        else:
+            np.testing.assert_allclose(obs["context"][slot], fam.context(tasks[t]))
+    # The conditioning is constant through an episode and after auto-reset.
+    for _ in range(40):
+        obs, *_ = env.step(np.zeros(6, dtype=np.int64))
+    np.testing.assert_array_equal(obs["task"], env.slot_tasks)
+
+
+def test_episode_statistics_are_kept_per_task():
+    fam, tasks = _cartpole_tasks(("short", "long"))
+    env = MultiTaskVecEnv(fam, tasks, "none", envs_per_task=2)
+    env.seed(0)
+    env.reset()
+    for _ in range(200):
+        env.step(np.zeros(4, dtype=np.int64))
+    for name in ("short", "long"):
+        assert len(env.episode_returns[name]) >= 2
+        # CartPole pays 1 per step: returns equal lengths, and belong to that task only.
+        assert list(env.episode_returns[name]) == [float(x) for x in env.episode_lengths[name]]
+
+
+def test_tasks_with_different_spaces_fail_early_naming_them():
+    def build(p):
+        return gym.make("CartPole-v1") if p["kind"] < 0.5 else gym.make("Acrobot-v1")
+
+    fam = Family(
+        name="mixed",
+        parameters=[Parameter("kind", 0.0, 0.0, 1.0)],
+        build=build,
+        tasks={"cart": {"kind": 0.0}, "acro": {"kind": 1.0}},
+        source=["cart", "acro"],
+        targets=[],
+    )
+    with pytest.raises(TaskError, match="tasks 'cart' and 'acro' have different observation spaces"):
+        MultiTaskVecEnv(fam, [fam.task("cart"), fam.task("acro")], "none")

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from rltransfer.agents import MlpEncoder, MultiTaskActorCriticPolicy, component_of
+from rltransfer.envs import MultiTaskVecEnv, get_family
+
+
+def _model(family="cartpole", names=("short", "long"), heads="per_task", conditioning="context", **kw):
+    fam = get_family(family)
+    tasks = [fam.task(n) for n in names]
+    env = MultiTaskVecEnv(fam, tasks, conditioning, envs_per_task=1)
+    return PPO(
+        MultiTaskActorCriticPolicy,
+        env,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(
+            task_names=list(names),
+            heads=heads,
+            features_extractor_class=MlpEncoder,
+            features_extractor_kwargs=dict(hidden=[16]),
+            net_arch=dict(pi=[16], vf=[16]),
+            **kw,
+        ),
+    )
+
+
+def _obs(model, task_id, n=8):
+    space = model.observation_space
+    torch.manual_seed(0)
+    return {
+        "obs": torch.randn(n, *space["obs"].shape),
+        "context": torch.zeros(n, *space["context"].shape),
+        "task": torch.full((n,), task_id),
+    }
+
+
+def test_changing_only_the_task_id_changes_which_head_acts():
+    model = _model()
+    pol = model.policy
+    with torch.no_grad():
+        pol.heads["long"].action.weight.normal_()
+        pol.heads["long"].value.bias.fill_(5.0)
+        d0 = pol.get_distribution(_obs(model, 0)).distribution.logits
+        d1 = pol.get_distribution(_obs(model, 1)).distribution.logits
+        latent = pol.mlp_extractor.forward_actor(pol.extract_features(_obs(model, 1)))
+        expected = torch.log_softmax(pol.heads["long"].action(latent), dim=-1)
+        assert not torch.allclose(d0, d1)
+        assert torch.allclose(d1, expected, atol=1e-6)
+        v1 = pol.predict_values(_obs(model, 1))
+        assert torch.allclose(v1, pol.heads["long"].value(pol.mlp_extractor.forward_critic(pol.extract_features(_obs(model, 1)))))
+        # A batch mixing tasks routes every sample to its own head.
+        mixed = _obs(model, 0)
+        mixed["task"] = torch.tensor([0, 1] * 4)
+        dm = pol.get_distribution(mixed).distribution.logits
+        assert torch.allclose(dm[0::2], d0[0::2]) and torch.allclose(dm[1::2], d1[1::2])
+
+
+def test_shared_head_ignores_the_task_id():
+    model = _model(heads="shared")
+    assert list(model.policy.heads) == ["shared"]
+    with torch.no_grad():
+        a = model.policy.get_distribution(_obs(model, 0)).distribution.logits
+        b = model.policy.get_distribution(_obs(model, 1)).distribution.logits
+    assert torch.equal(a, b)
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    model = _model()
+    model.learn(64)
+    model.save(tmp_path / "m.zip")
+    loaded = PPO.load(tmp_path / "m.zip", device="cpu")
+    assert isinstance(loaded.policy, MultiTaskActorCriticPolicy)
+    assert loaded.policy.task_names == ["short", "long"]
+    obs = {k: v.numpy() for k, v in _obs(model, 1).items()}
+    obs["task"] = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    a1, _ = model.predict(obs, deterministic=True)
+    a2, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a1, a2)
+    for (k1, v1), (k2, v2) in zip(model.policy.state_dict().items(), loaded.policy.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+
+
+def test_continuous_actions_have_per_task_log_std():
+    model = _model("pendulum", ("default", "heavy"))
+    assert set(model.policy.heads) == {"default", "heavy"}
+    with torch.no_grad():
+        model.policy.heads["heavy"].log_std.fill_(-1.0)
+        d = model.policy.get_distribution(_obs(model, 1)).distribution
+    assert torch.allclose(d.stddev, torch.full_like(d.stddev, np.exp(-1.0)))
+    model.learn(64)
+
+
+def test_frozen_components_are_bit_identical_after_training():
+    model = _model(frozen=["encoder", "heads.short"])
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.learn(128)
+    after = model.policy.state_dict()
+    for key, value in before.items():
+        comp = component_of(key)
+        if comp in ("encoder", "heads.short"):
+            assert torch.equal(value, after[key]), key
+    assert not torch.equal(before["mlp_extractor.policy_net.0.weight"], after["mlp_extractor.policy_net.0.weight"])
+    # Frozen tensors are not even in the optimizer.
+    opt_params = {id(p) for g in model.policy.optimizer.param_groups for p in g["params"]}
+    assert id(model.policy.features_extractor.net[0].weight) not in opt_params
+
+
+def test_component_names_are_stable():
+    model = _model()
+    comps = {component_of(k) for k in model.policy.state_dict()}
+    assert comps == {"encoder", "trunk", "heads.short", "heads.long"}
+
+
+def test_unsupported_head_mode_is_named():
+    with pytest.raises(ValueError, match="heads='both' unknown"):
+        _model(heads="both")
