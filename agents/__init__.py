@@ -1,8 +1,15 @@
 """Agents: encoders, the multi-task policy and its components."""
 
-from rltransfer.agents.components import component_of, component_state, from_bundle_key, to_bundle_key
+from rltransfer.agents.components import (
+    bundle_component,
+    component_of,
+    component_state,
+    from_bundle_key,
+    policy_state,
+    to_bundle_key,
+)
 from rltransfer.agents.encoders import ENCODERS, MlpEncoder, register_encoder
-from rltransfer.agents.heads import TaskHead, route
+from rltransfer.agents.heads import StackedLinear, TaskHeads
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
 
 __all__ = [
@@ -10,11 +17,13 @@ __all__ = [
     "HEAD_MODES",
     "MlpEncoder",
     "MultiTaskActorCriticPolicy",
-    "TaskHead",
+    "StackedLinear",
+    "TaskHeads",
+    "bundle_component",
+    "policy_state",
     "component_of",
     "component_state",
     "from_bundle_key",
     "register_encoder",
-    "route",
     "to_bundle_key",
 ]

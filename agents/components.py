@@ -1,4 +1,8 @@
-"""Stable component names for a policy's parameters, and per-component state dicts."""
+"""Stable component names for a policy's parameters, and per-component state dicts.
+
+Bundle keys name every task's head on its own: the policy's stacked ``heads.action.weight``
+``(n_tasks, out, in)`` is stored as ``heads.<task>.action.weight`` ``(out, in)`` per task.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,9 @@ _ALIASES = ("pi_features_extractor.", "vf_features_extractor.")
 
 
 def component_of(param_name: str) -> str:
-    """``features_extractor.net.0.weight`` -> ``encoder``; ``heads.short.value.bias`` -> ``heads.short``."""
+    """``features_extractor.net.0.weight`` -> ``encoder``; ``mlp_extractor...`` -> ``trunk``."""
     for component, prefix in PREFIXES.items():
         if param_name.startswith(prefix):
-            if component == "heads":
-                return "heads." + param_name[len(prefix) :].split(".", 1)[0]
             return component
     for alias in _ALIASES:
         if param_name.startswith(alias):
@@ -43,18 +45,40 @@ def from_bundle_key(key: str) -> str:
 
 
 def component_state(policy: nn.Module) -> dict[str, torch.Tensor]:
-    """The policy's parameters and buffers under bundle keys (aliases dropped, tensors copied)."""
+    """The policy's tensors under bundle keys: aliases dropped, heads split per task, copied."""
+    task_names = list(policy.heads.task_names)
     out = {}
     for name, tensor in policy.state_dict().items():
         key = to_bundle_key(name)
-        if key is not None:
-            out[key] = tensor.detach().cpu().clone().contiguous()
+        if key is None:
+            continue
+        tensor = tensor.detach().cpu()
+        if key.startswith("heads."):
+            rest = key[len("heads.") :]
+            for i, task in enumerate(task_names):
+                out[f"heads.{task}.{rest}"] = tensor[i].clone().contiguous()
+        else:
+            out[key] = tensor.clone().contiguous()
     return out
 
 
-def components_in(keys: Iterable[str]) -> list[str]:
-    """Distinct component names among bundle keys, in order (``encoder``, ``trunk``, ``heads.a``...)."""
-    seen: dict[str, None] = {}
-    for key in keys:
-        seen.setdefault(component_of(from_bundle_key(key)), None)
-    return list(seen)
+def policy_state(tensors: dict[str, torch.Tensor], task_names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`component_state`: bundle tensors -> policy state-dict entries."""
+    task_names = list(task_names)
+    out, heads = {}, {}
+    for key, tensor in tensors.items():
+        if key.startswith("heads."):
+            task, _, rest = key[len("heads.") :].partition(".")
+            heads.setdefault(rest, {})[task] = tensor
+        else:
+            out[from_bundle_key(key)] = tensor
+    for rest, per_task in heads.items():
+        out["heads." + rest] = torch.stack([per_task[t] for t in task_names])
+    return out
+
+
+def bundle_component(key: str) -> str:
+    """The component of a bundle key: ``encoder``, ``trunk`` or ``heads.<task>``."""
+    if key.startswith("heads."):
+        return "heads." + key[len("heads.") :].split(".", 1)[0]
+    return component_of(from_bundle_key(key))

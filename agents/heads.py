@@ -1,6 +1,14 @@
-"""Action and value heads, one per task (or one shared), and routing of samples to them."""
+"""Action and value heads of several tasks, stored stacked so that routing is one product.
+
+Head parameters live in tensors with a leading task dimension (``action.weight`` is
+``(n_tasks, out, in)``): a batch mixing tasks is served by one matrix product and one gather,
+and the optimizer sees a handful of tensors whatever the number of tasks. Bundles still name
+every task's head on its own (``heads.<task>.action.weight``, see ``components.py``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from stable_baselines3.common.distributions import (
@@ -11,30 +19,73 @@ from stable_baselines3.common.distributions import (
 from torch import nn
 
 
-class TaskHead(nn.Module):
-    """The action output (logits or Gaussian mean and log-std) and the value output of one task."""
+class StackedLinear(nn.Module):
+    """``n`` linear layers of the same shape; sample ``i`` goes through layer ``index[i]``."""
 
-    def __init__(self, action_dist: Distribution, latent_pi: int, latent_vf: int, log_std_init: float = 0.0):
+    def __init__(self, n: int, in_features: int, out_features: int):
         super().__init__()
+        self.n, self.in_features, self.out_features = n, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(n, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(n, out_features))
+        self.reset_parameters(gain=1.0)
+
+    def reset_parameters(self, gain: float) -> None:
+        """Orthogonal weights with ``gain`` (as SB3 initialises its heads), zero biases."""
+        with torch.no_grad():
+            for w in self.weight:
+                nn.init.orthogonal_(w, gain=gain)
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n == 1 or index is None:
+            return nn.functional.linear(x, self.weight[0], self.bias[0])
+        out = nn.functional.linear(x, self.weight.reshape(-1, self.in_features), self.bias.reshape(-1))
+        out = out.view(x.shape[0], self.n, self.out_features)
+        pick = index.view(-1, 1, 1).expand(-1, 1, self.out_features)
+        return torch.take_along_dim(out, pick, dim=1).squeeze(1)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class TaskHeads(nn.Module):
+    """The action output (logits, or Gaussian mean and log-std) and value output of every task.
+
+    :param task_names: one head per name, in ``task`` index order.
+    :param action_dist: SB3's action distribution (Categorical or DiagGaussian).
+    :param latent_pi: width of the policy latent.
+    :param latent_vf: width of the value latent.
+    :param log_std_init: initial log-std for Box actions.
+    """
+
+    def __init__(
+        self, task_names: Sequence[str], action_dist: Distribution, latent_pi: int, latent_vf: int,
+        log_std_init: float = 0.0,
+    ):  # fmt: skip
+        super().__init__()
+        self.task_names = list(task_names)
+        n = len(self.task_names)
         if isinstance(action_dist, DiagGaussianDistribution):
-            self.action, self.log_std = action_dist.proba_distribution_net(latent_pi, log_std_init)
+            out = action_dist.action_dim
+            self.log_std = nn.Parameter(torch.full((n, out), float(log_std_init)))
         elif isinstance(action_dist, CategoricalDistribution):
-            self.action = action_dist.proba_distribution_net(latent_pi)
+            out = action_dist.action_dim
         else:
             raise ValueError(
                 f"unsupported action distribution {type(action_dist).__name__}; "
                 "rltransfer supports Discrete and Box action spaces"
             )
-        self.value = nn.Linear(latent_vf, 1)
+        self.action = StackedLinear(n, latent_pi, out)
+        self.value = StackedLinear(n, latent_vf, 1)
 
+    def __len__(self) -> int:
+        return len(self.task_names)
 
-def route(outputs: list[torch.Tensor], task_index: torch.Tensor) -> torch.Tensor:
-    """Pick, for each sample, the output of its task's head.
+    def init_weights(self, action_gain: float = 0.01, value_gain: float = 1.0) -> None:
+        """SB3's output initialisation: small action weights, unit-gain value weights."""
+        self.action.reset_parameters(action_gain)
+        self.value.reset_parameters(value_gain)
 
-    :param outputs: one ``(batch, ...)`` tensor per head.
-    :param task_index: ``(batch,)`` integer head index of every sample.
-    """
-    if len(outputs) == 1:
-        return outputs[0]
-    stacked = torch.stack(outputs, dim=1)
-    return stacked[torch.arange(stacked.shape[0], device=stacked.device), task_index]
+    def log_std_of(self, index: torch.Tensor | None) -> torch.Tensor:
+        return self.log_std[0] if len(self) == 1 or index is None else self.log_std[index]
+

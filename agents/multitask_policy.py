@@ -4,7 +4,8 @@ Components and their parameter prefixes (the names a bundle uses):
 
 - ``encoder``: ``features_extractor.`` (observation and conditioning -> features)
 - ``trunk``: ``mlp_extractor.`` (SB3's policy and value layers, shared by every task)
-- ``heads.<task>``: ``heads.<task>.`` (action output, log-std for Box actions, value output)
+- ``heads``: ``heads.`` (every task's action output, log-std for Box actions, and value output,
+  stacked; a bundle names them ``heads.<task>.action.weight``...)
 
 Every sample is routed to its task's head by the ``task`` entry of the observation.
 """
@@ -18,12 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from rltransfer.agents.components import component_of
+from rltransfer.agents.heads import TaskHeads
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
-
-from rltransfer.agents.components import component_of
-from rltransfer.agents.heads import TaskHead, route
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
@@ -36,6 +36,14 @@ def task_index(obs: Any) -> torch.Tensor | None:
     return None
 
 
+def _without_task(obs: Any) -> Any:
+    # ``task`` only routes to heads: keep it out of preprocessing (SB3 would one-hot encode it
+    # on every call) and out of the encoder's input.
+    if isinstance(obs, dict) and "task" in obs:
+        return {k: v for k, v in obs.items() if k != "task"}
+    return obs
+
+
 class MultiTaskActorCriticPolicy(ActorCriticPolicy):
     """SB3 ``ActorCriticPolicy`` whose action and value outputs are per-task heads.
 
@@ -43,7 +51,7 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         entry indexes this list.
     :param heads: ``per_task`` | ``shared`` (one head, conditioned through the observation).
     :param frozen: names of components whose parameters never train (``encoder``, ``trunk``,
-        ``heads``, ``heads.<task>``); applied at build time, so it survives save and load.
+        ``heads``); applied at build time, so it survives save and load.
     :param lr_mults: component name -> learning-rate multiplier; the optimizer gets one
         parameter group per multiplier, tagged ``lr_mult`` (see :class:`rltransfer.agents.MultiTaskPPO`).
     Other parameters are SB3's ``ActorCriticPolicy``'s.
@@ -78,28 +86,22 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
             raise ValueError(f"action space {self.action_space} unsupported: use Discrete or Box")
         self._build_mlp_extractor()
-        self.heads = nn.ModuleDict(
-            {
-                name: TaskHead(
-                    self.action_dist,
-                    self.mlp_extractor.latent_dim_pi,
-                    self.mlp_extractor.latent_dim_vf,
-                    self.log_std_init,
-                )
-                for name in self.task_names
-            }
+        self.heads = TaskHeads(
+            self.task_names,
+            self.action_dist,
+            self.mlp_extractor.latent_dim_pi,
+            self.mlp_extractor.latent_dim_vf,
+            self.log_std_init,
         )
         if self.ortho_init:
-            gains = {self.features_extractor: np.sqrt(2), self.mlp_extractor: np.sqrt(2)}
-            for head in self.heads.values():
-                gains[head.action] = 0.01
-                gains[head.value] = 1.0
-            for module, gain in gains.items():
-                module.apply(partial(self.init_weights, gain=gain))
+            for module in (self.features_extractor, self.mlp_extractor):
+                module.apply(partial(self.init_weights, gain=np.sqrt(2)))
+            self.heads.init_weights(action_gain=0.01, value_gain=1.0)
         self._apply_freezing()
-        self.optimizer = self.optimizer_class(
-            self.param_groups(lr_schedule(1)), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
+        kwargs = dict(self.optimizer_kwargs)
+        if self.optimizer_class is torch.optim.Adam:
+            kwargs.setdefault("foreach", True)  # one fused update over the many small head tensors
+        self.optimizer = self.optimizer_class(self.param_groups(lr_schedule(1)), lr=lr_schedule(1), **kwargs)
 
     def _matches(self, param_name: str, components: Sequence[str] | Mapping[str, Any]) -> str | None:
         component = component_of(param_name)
@@ -129,21 +131,16 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         return None if len(self.heads) == 1 else task_index(obs)
 
     def _dist(self, latent_pi: torch.Tensor, idx: torch.Tensor | None) -> Distribution:
-        heads = list(self.heads.values())
-        if idx is None:
-            heads = heads[:1]
-            idx = torch.zeros(latent_pi.shape[0], dtype=torch.long, device=latent_pi.device)
-        mean = route([h.action(latent_pi) for h in heads], idx)
+        mean = self.heads.action(latent_pi, idx)
         if isinstance(self.action_dist, DiagGaussianDistribution):
-            log_std = route([h.log_std.expand_as(mean) for h in heads], idx)
-            return self.action_dist.proba_distribution(mean, log_std)
+            return self.action_dist.proba_distribution(mean, self.heads.log_std_of(idx))
         return self.action_dist.proba_distribution(action_logits=mean)
 
     def _value(self, latent_vf: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-        heads = list(self.heads.values())
-        if idx is None:
-            return heads[0].value(latent_vf)
-        return route([h.value(latent_vf) for h in heads], idx)
+        return self.heads.value(latent_vf, idx)
+
+    def extract_features(self, obs: Any, features_extractor=None):  # type: ignore[override]
+        return super().extract_features(_without_task(obs), features_extractor)
 
     def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.extract_features(obs)
@@ -167,9 +164,9 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: Any) -> Distribution:
-        features = super(ActorCriticPolicy, self).extract_features(obs, self.pi_features_extractor)
+        features = super(ActorCriticPolicy, self).extract_features(_without_task(obs), self.pi_features_extractor)
         return self._dist(self.mlp_extractor.forward_actor(features), self._head_index(obs))
 
     def predict_values(self, obs: Any) -> torch.Tensor:
-        features = super(ActorCriticPolicy, self).extract_features(obs, self.vf_features_extractor)
+        features = super(ActorCriticPolicy, self).extract_features(_without_task(obs), self.vf_features_extractor)
         return self._value(self.mlp_extractor.forward_critic(features), self._head_index(obs))

@@ -31,15 +31,11 @@ class TaskConditioning(gym.Wrapper):
             raise ValueError(f"task_id {task_id} outside 0..{n_heads - 1}")
         self.task_name = task_name
         self.task_id = int(task_id)
-        entries: dict[str, spaces.Space] = {"obs": env.observation_space, "task": spaces.Discrete(n_heads)}
-        self.vector = None
-        if vector is not None:
-            self.vector = np.asarray(vector, dtype=np.float32)
-            entries["context"] = spaces.Box(-1.0, 1.0, shape=self.vector.shape, dtype=np.float32)
-        self.observation_space = spaces.Dict(entries)
+        self.vector = None if vector is None else np.asarray(vector, dtype=np.float32)
+        self.observation_space = conditioned_space(env.observation_space, n_heads, self.vector)
 
     def _wrap(self, obs: Any) -> dict[str, Any]:
-        out = {"obs": obs, "task": self.task_id}
+        out = {"obs": obs, "task": np.int64(self.task_id)}
         if self.vector is not None:
             out["context"] = self.vector.copy()
         return out
@@ -53,6 +49,14 @@ class TaskConditioning(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["task"], info["task_id"] = self.task_name, self.task_id
         return self._wrap(obs), reward, terminated, truncated, info
+
+
+def conditioned_space(obs_space: spaces.Space, n_heads: int, vector: np.ndarray | None) -> spaces.Dict:
+    """The observation space of a task-conditioned env."""
+    entries: dict[str, spaces.Space] = {"obs": obs_space, "task": spaces.Discrete(n_heads)}
+    if vector is not None:
+        entries["context"] = spaces.Box(-1.0, 1.0, shape=np.shape(vector), dtype=np.float32)
+    return spaces.Dict(entries)
 
 
 def conditioning_vector(

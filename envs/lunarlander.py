@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import gymnasium as gym
-
 from rltransfer.envs.family import Family, Parameter, TaskError
 
 

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from gymnasium import spaces
+from rltransfer.envs.conditioning import conditioned_space, conditioning_vector
+from rltransfer.envs.family import Family, Task, TaskError
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
-
-from rltransfer.envs.conditioning import TaskConditioning, conditioning_vector
-from rltransfer.envs.family import Family, Task, TaskError
 
 
 def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, spaces.Space]:
@@ -36,16 +35,19 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
 class MultiTaskVecEnv(DummyVecEnv):
     """A ``DummyVecEnv`` whose sub-envs are assigned to tasks round-robin, in equal numbers.
 
-    Observations are dicts (see :class:`~rltransfer.envs.conditioning.TaskConditioning`); each
-    sub-env's ``info`` carries ``task`` and ``task_id``. Finished episodes' returns and lengths
-    are kept per task in :attr:`episode_returns` / :attr:`episode_lengths` (last 100 each).
+    Observations are dicts ``{"obs", "context", "task"}``, exactly as
+    :class:`~rltransfer.envs.conditioning.TaskConditioning` gives for one env, but built for
+    all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
+    episodes' returns and lengths are kept per task in :attr:`episode_returns` /
+    :attr:`episode_lengths` (last 100 each).
 
     :param family: the tasks' family.
-    :param tasks: the tasks, in head order (``task_id`` = position).
+    :param tasks: the tasks; ``task_id`` is the position unless ``head_ids`` says otherwise.
     :param conditioning: ``none`` | ``onehot`` | ``context``.
     :param envs_per_task: sub-envs per task.
     :param onehot_indices: index of each task among source tasks for ``onehot`` conditioning
-        (default: its position); ``None`` entries are held-out tasks.
+        (default: its position); ``None`` entries are held-out tasks (an all-zero one-hot).
+    :param n_sources: length of the one-hot (default: number of tasks).
     :param n_heads: number of heads of the agent (default: one per task).
     :param head_ids: head index of each task (default: its position).
     """
@@ -65,31 +67,47 @@ class MultiTaskVecEnv(DummyVecEnv):
             raise TaskError("a multi-task env needs at least one task")
         if envs_per_task < 1:
             raise TaskError(f"envs_per_task must be >= 1, got {envs_per_task}")
-        check_spaces(family, tasks)
+        obs_space, _ = check_spaces(family, tasks)
         self.tasks = list(tasks)
         self.task_names = [t.name for t in tasks]
         onehot_indices = list(onehot_indices) if onehot_indices is not None else list(range(len(tasks)))
         n_sources = n_sources if n_sources is not None else len(tasks)
         head_ids = list(head_ids) if head_ids is not None else list(range(len(tasks)))
         n_heads = n_heads if n_heads is not None else len(tasks)
+        if not all(0 <= h < n_heads for h in head_ids):
+            raise TaskError(f"head ids {head_ids} outside 0..{n_heads - 1}")
         self.slot_tasks = [i % len(tasks) for i in range(len(tasks) * envs_per_task)]
-
-        def factory(i: int):
-            task = self.tasks[i]
-            vector = conditioning_vector(conditioning, np.asarray(task.context), onehot_indices[i], n_sources)
-
-            def make():
-                env = TaskConditioning(family.make(task), task.name, head_ids[i], n_heads, vector)
-                return Monitor(env)
-
-            return make
-
-        super().__init__([factory(i) for i in self.slot_tasks])
+        self.head_ids = head_ids
+        vectors = [
+            conditioning_vector(conditioning, np.asarray(t.context), onehot_indices[i], n_sources)
+            for i, t in enumerate(self.tasks)
+        ]
+        super().__init__([lambda t=self.tasks[i]: Monitor(family.make(t)) for i in self.slot_tasks])
+        self.observation_space = conditioned_space(obs_space, n_heads, vectors[0])
+        self._task_obs = np.array([head_ids[i] for i in self.slot_tasks], dtype=np.int64)
+        self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
         self.episode_returns = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}
 
+    def _obs_from_buf(self):
+        obs = {"obs": np.copy(self.buf_obs[None]), "task": self._task_obs.copy()}
+        if self._context_obs is not None:
+            obs["context"] = self._context_obs.copy()
+        return obs
+
+    def _tag(self, infos: list[dict]) -> None:
+        for slot, info in enumerate(infos):
+            t = self.slot_tasks[slot]
+            info["task"], info["task_id"] = self.task_names[t], self.head_ids[t]
+
+    def reset(self):
+        obs = super().reset()
+        self._tag(self.reset_infos)
+        return obs
+
     def step_wait(self):
         obs, rewards, dones, infos = super().step_wait()
+        self._tag(infos)
         for slot in np.flatnonzero(dones):
             episode = infos[slot].get("episode")
             if episode is not None:

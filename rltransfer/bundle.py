@@ -27,8 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.agents import MultiTaskActorCriticPolicy, component_state, from_bundle_key
-from rltransfer.agents.components import component_of
+from rltransfer.agents import MultiTaskActorCriticPolicy, bundle_component, component_state, policy_state
 from rltransfer.errors import BundleError
 from rltransfer.spaces_json import space_from_json, space_to_json
 
@@ -153,11 +152,11 @@ class Bundle:
 
     @property
     def components(self) -> dict[str, torch.nn.Module]:
-        """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (a ModuleDict by task)."""
+        """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (every task's, stacked)."""
         return {"encoder": self.policy.features_extractor, "trunk": self.policy.mlp_extractor, "heads": self.policy.heads}
 
     def component_names(self) -> list[str]:
-        return list(dict.fromkeys(component_of(from_bundle_key(k)) for k in self.tensors))
+        return list(dict.fromkeys(bundle_component(k) for k in self.tensors))
 
     def policy_kwargs(self) -> dict[str, Any]:
         """``policy_kwargs`` that give a new SB3 PPO model this bundle's architecture."""
@@ -240,12 +239,11 @@ def load_state(policy: torch.nn.Module, tensors: dict[str, torch.Tensor], where:
             f"unexpected: {unexpected[:5] or 'none'}"
         )
     wrong = [
-        f"component '{component_of(from_bundle_key(k))}' tensor '{k}' has shape {tuple(t.shape)}, "
+        f"component '{bundle_component(k)}' tensor '{k}' has shape {tuple(t.shape)}, "
         f"the architecture needs {tuple(own[k].shape)}"
         for k, t in sorted(tensors.items())
         if tuple(t.shape) != tuple(own[k].shape)
     ]
     if wrong:
         raise BundleError(f"{where}: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
-    state = {from_bundle_key(k): v for k, v in tensors.items()}
-    policy.load_state_dict(state, strict=False)
+    policy.load_state_dict(policy_state(tensors, policy.heads.task_names), strict=False)

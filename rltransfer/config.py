@@ -109,9 +109,9 @@ class RunnerConfig(_Strict):
     """Where runs execute."""
 
     backend: Literal["local", "ray"] = "local"
-    workers: Union[int, Literal["auto"]] = "auto"
+    workers: int | Literal["auto"] = "auto"
     """Parallel runs (``auto``: the number of cores)."""
-    address: Union[str, None] = None
+    address: str | None = None
     """Ray cluster address (``None`` starts a local one)."""
 
 
@@ -123,9 +123,9 @@ class ExperimentConfig(_Strict):
     output_dir: str = "runs"
     family: str
     """A registered family (``rltransfer families`` lists them)."""
-    source_tasks: Union[list[TaskSpec], None] = None
+    source_tasks: list[TaskSpec] | None = None
     """Task names or parameter dicts (default: the family's source tasks)."""
-    target_tasks: Union[list[TaskSpec], None] = None
+    target_tasks: list[TaskSpec] | None = None
     """Held-out tasks (default: the family's target tasks)."""
     conditioning: Literal["none", "onehot", "context"] = "context"
     agent: AgentConfig = Field(default_factory=AgentConfig)

@@ -1,10 +1,16 @@
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import PPO
-
-from rltransfer.agents import MlpEncoder, MultiTaskActorCriticPolicy, component_of
+from rltransfer.agents import (
+    MlpEncoder,
+    MultiTaskActorCriticPolicy,
+    bundle_component,
+    component_of,
+    component_state,
+    policy_state,
+)
 from rltransfer.envs import MultiTaskVecEnv, get_family
+from stable_baselines3 import PPO
 
 
 def _model(family="cartpole", names=("short", "long"), heads="per_task", conditioning="context", **kw):
@@ -43,17 +49,20 @@ def _obs(model, task_id, n=8):
 def test_changing_only_the_task_id_changes_which_head_acts():
     model = _model()
     pol = model.policy
+    heads = pol.heads
     with torch.no_grad():
-        pol.heads["long"].action.weight.normal_()
-        pol.heads["long"].value.bias.fill_(5.0)
+        heads.action.weight[1].normal_()
+        heads.value.bias[1].fill_(5.0)
         d0 = pol.get_distribution(_obs(model, 0)).distribution.logits
         d1 = pol.get_distribution(_obs(model, 1)).distribution.logits
-        latent = pol.mlp_extractor.forward_actor(pol.extract_features(_obs(model, 1)))
-        expected = torch.log_softmax(pol.heads["long"].action(latent), dim=-1)
+        feats = pol.extract_features(_obs(model, 1))
+        latent_pi, latent_vf = pol.mlp_extractor(feats)
+        # Task 1 ("long") acts through exactly its own slice of the heads.
+        expected = torch.log_softmax(latent_pi @ heads.action.weight[1].T + heads.action.bias[1], dim=-1)
         assert not torch.allclose(d0, d1)
         assert torch.allclose(d1, expected, atol=1e-6)
         v1 = pol.predict_values(_obs(model, 1))
-        assert torch.allclose(v1, pol.heads["long"].value(pol.mlp_extractor.forward_critic(pol.extract_features(_obs(model, 1)))))
+        assert torch.allclose(v1, latent_vf @ heads.value.weight[1].T + 5.0, atol=1e-6)
         # A batch mixing tasks routes every sample to its own head.
         mixed = _obs(model, 0)
         mixed["task"] = torch.tensor([0, 1] * 4)
@@ -63,7 +72,7 @@ def test_changing_only_the_task_id_changes_which_head_acts():
 
 def test_shared_head_ignores_the_task_id():
     model = _model(heads="shared")
-    assert list(model.policy.heads) == ["shared"]
+    assert model.policy.heads.task_names == ["shared"] and model.policy.heads.action.weight.shape[0] == 1
     with torch.no_grad():
         a = model.policy.get_distribution(_obs(model, 0)).distribution.logits
         b = model.policy.get_distribution(_obs(model, 1)).distribution.logits
@@ -88,22 +97,22 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
 
 def test_continuous_actions_have_per_task_log_std():
     model = _model("pendulum", ("default", "heavy"))
-    assert set(model.policy.heads) == {"default", "heavy"}
+    assert model.policy.heads.log_std.shape == (2, 1)
     with torch.no_grad():
-        model.policy.heads["heavy"].log_std.fill_(-1.0)
+        model.policy.heads.log_std[1].fill_(-1.0)
         d = model.policy.get_distribution(_obs(model, 1)).distribution
     assert torch.allclose(d.stddev, torch.full_like(d.stddev, np.exp(-1.0)))
     model.learn(64)
 
 
 def test_frozen_components_are_bit_identical_after_training():
-    model = _model(frozen=["encoder", "heads.short"])
+    model = _model(frozen=["encoder", "heads"])
     before = {k: v.clone() for k, v in model.policy.state_dict().items()}
     model.learn(128)
     after = model.policy.state_dict()
     for key, value in before.items():
         comp = component_of(key)
-        if comp in ("encoder", "heads.short"):
+        if comp in ("encoder", "heads"):
             assert torch.equal(value, after[key]), key
     assert not torch.equal(before["mlp_extractor.policy_net.0.weight"], after["mlp_extractor.policy_net.0.weight"])
     # Frozen tensors are not even in the optimizer.
@@ -113,8 +122,12 @@ def test_frozen_components_are_bit_identical_after_training():
 
 def test_component_names_are_stable():
     model = _model()
-    comps = {component_of(k) for k in model.policy.state_dict()}
-    assert comps == {"encoder", "trunk", "heads.short", "heads.long"}
+    assert {component_of(k) for k in model.policy.state_dict()} == {"encoder", "trunk", "heads"}
+    state = component_state(model.policy)
+    assert {bundle_component(k) for k in state} == {"encoder", "trunk", "heads.short", "heads.long"}
+    assert torch.equal(state["heads.long.action.weight"], model.policy.heads.action.weight[1])
+    back = policy_state(state, ["short", "long"])
+    assert torch.equal(back["heads.action.weight"], model.policy.heads.action.weight)
 
 
 def test_unsupported_head_mode_is_named():
