@@ -1,5 +1,6 @@
 """Agents: encoders, the multi-task policy and its components."""
 
+from rltransfer.agents.adapters import LoRALinear, add_adapters
 from rltransfer.agents.components import (
     bundle_component,
     component_of,
@@ -11,8 +12,15 @@ from rltransfer.agents.components import (
 from rltransfer.agents.encoders import ENCODERS, MlpEncoder, register_encoder
 from rltransfer.agents.heads import StackedLinear, TaskHeads
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
+from rltransfer.agents.progressive import ProgressivePolicy
+from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
 
 __all__ = [
+    "KickstartPPO",
+    "LoRALinear",
+    "ProgressivePolicy",
+    "TransferPPO",
+    "add_adapters",
     "ENCODERS",
     "HEAD_MODES",
     "MlpEncoder",

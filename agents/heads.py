@@ -88,4 +88,3 @@ class TaskHeads(nn.Module):
 
     def log_std_of(self, index: torch.Tensor | None) -> torch.Tensor:
         return self.log_std[0] if len(self) == 1 or index is None else self.log_std[index]
-

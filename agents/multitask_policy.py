@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from rltransfer.agents.adapters import add_adapters, is_adapter_param
 from rltransfer.agents.components import component_of
 from rltransfer.agents.heads import TaskHeads
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
@@ -53,7 +54,10 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
     :param frozen: names of components whose parameters never train (``encoder``, ``trunk``,
         ``heads``); applied at build time, so it survives save and load.
     :param lr_mults: component name -> learning-rate multiplier; the optimizer gets one
-        parameter group per multiplier, tagged ``lr_mult`` (see :class:`rltransfer.agents.MultiTaskPPO`).
+        parameter group per multiplier, tagged ``lr_mult`` (see :class:`rltransfer.agents.TransferPPO`).
+    :param adapters: ``{"rank": r, "alpha": a, "components": [...]}``: low-rank adapters on the
+        linear layers of these components (their ``lora_*`` parameters train even when the
+        component is frozen); built in ``_build``, so they survive save and load.
     Other parameters are SB3's ``ActorCriticPolicy``'s.
     """
 
@@ -64,6 +68,7 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         heads: str = "per_task",
         frozen: Sequence[str] = (),
         lr_mults: Mapping[str, float] | None = None,
+        adapters: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         if heads not in HEAD_MODES:
@@ -72,12 +77,17 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         self.head_mode = heads
         self.frozen = list(frozen)
         self.lr_mults = dict(lr_mults or {})
+        self.adapters = dict(adapters) if adapters else None
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
-            task_names=self.task_names, heads=self.head_mode, frozen=self.frozen, lr_mults=self.lr_mults
+            task_names=self.task_names,
+            heads=self.head_mode,
+            frozen=self.frozen,
+            lr_mults=self.lr_mults,
+            adapters=self.adapters,
         )
         return data
 
@@ -97,6 +107,9 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
             for module in (self.features_extractor, self.mlp_extractor):
                 module.apply(partial(self.init_weights, gain=np.sqrt(2)))
             self.heads.init_weights(action_gain=0.01, value_gain=1.0)
+        if self.adapters:
+            for component in self.adapters.get("components", ("encoder", "trunk")):
+                add_adapters(self.component_module(component), int(self.adapters["rank"]), self.adapters.get("alpha"))
         self._apply_freezing()
         kwargs = dict(self.optimizer_kwargs)
         if self.optimizer_class is torch.optim.Adam:
@@ -110,9 +123,16 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
                 return c
         return None
 
+    def component_module(self, component: str) -> nn.Module:
+        """The module of a component: ``encoder``, ``trunk`` or ``heads``."""
+        modules = {"encoder": self.features_extractor, "trunk": self.mlp_extractor, "heads": self.heads}
+        if component not in modules:
+            raise ValueError(f"unknown component '{component}'; components: {', '.join(modules)}")
+        return modules[component]
+
     def _apply_freezing(self) -> None:
         for name, param in self.named_parameters():
-            if self._matches(name, self.frozen):
+            if self._matches(name, self.frozen) and not is_adapter_param(name):
                 param.requires_grad_(False)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -121,7 +141,7 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
-            match = self._matches(name, self.lr_mults)
+            match = None if is_adapter_param(name) else self._matches(name, self.lr_mults)
             mult = float(self.lr_mults[match]) if match else 1.0
             groups.setdefault(mult, []).append(param)
         return [{"params": ps, "lr": lr * m, "lr_mult": m} for m, ps in groups.items()]

@@ -44,7 +44,9 @@ def plain(setup, envs_per_task: int, steps: int, seed: int) -> float:
 
 def multitask(setup, envs_per_task: int, steps: int, seed: int) -> float:
     env = source_env(setup, envs_per_task)
-    model = build_model(setup.config.agent, env, architecture(setup.config.agent, [t.name for t in setup.sources]), seed)
+    model = build_model(
+        setup.config.agent, env, architecture(setup.config.agent, [t.name for t in setup.sources]), seed
+    )
     t = time.perf_counter()
     model.learn(steps, callback=PerTaskLogger(env))
     return model.num_timesteps / (time.perf_counter() - t)

@@ -30,8 +30,7 @@ class Parameter:
     def __post_init__(self) -> None:
         if not self.low <= self.default <= self.high:
             raise TaskError(
-                f"parameter '{self.name}': default {self.default} outside its range "
-                f"[{self.low}, {self.high}]"
+                f"parameter '{self.name}': default {self.default} outside its range [{self.low}, {self.high}]"
             )
 
     def normalise(self, value: float) -> float:
@@ -99,9 +98,7 @@ class Family:
         if isinstance(targets, Mapping):
             self.target_tasks = {self._known(n): self._split(s) for n, s in targets.items()}
         else:
-            self.target_tasks = {
-                self._known(n): self.infer_split(self.tasks[n], self.source_tasks) for n in targets
-            }
+            self.target_tasks = {self._known(n): self.infer_split(self.tasks[n], self.source_tasks) for n in targets}
         overlap = set(self.source_tasks) & set(self.target_tasks)
         if overlap:
             raise TaskError(f"family '{name}': tasks both source and target: {sorted(overlap)}")
@@ -117,8 +114,7 @@ class Family:
         if isinstance(spec, str):
             if spec not in self.tasks:
                 raise TaskError(
-                    f"{where}: unknown task '{spec}' in family '{self.name}'; "
-                    f"known tasks: {', '.join(self.tasks)}"
+                    f"{where}: unknown task '{spec}' in family '{self.name}'; known tasks: {', '.join(self.tasks)}"
                 )
             return self.tasks[spec]
         if isinstance(spec, Mapping):
@@ -142,8 +138,7 @@ class Family:
                 raise TaskError(f"{where}: parameter '{key}' must be a finite number, got {value!r}")
             if not p.low <= value <= p.high:
                 raise TaskError(
-                    f"{where}: parameter '{key}'={value} is out of range [{p.low}, {p.high}] "
-                    f"in family '{self.name}'"
+                    f"{where}: parameter '{key}'={value} is out of range [{p.low}, {p.high}] in family '{self.name}'"
                 )
             params[key] = float(value)
         full = {k: params.get(k, p.default) for k, p in self.parameters.items()}

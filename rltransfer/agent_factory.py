@@ -50,6 +50,7 @@ def build_model(
     frozen: Sequence[str] = (),
     lr_mults: Mapping[str, float] | None = None,
     algo_cls: type[BaseAlgorithm] | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
 ) -> BaseAlgorithm:
     """An SB3 model on ``env`` with the multi-task policy; CPU, one torch thread."""
     torch.set_num_threads(1)
@@ -61,5 +62,5 @@ def build_model(
         seed=seed,
         device="cpu",
         verbose=0,
-        **agent.hyperparams,
+        **{**agent.hyperparams, **(hyperparams or {})},
     )

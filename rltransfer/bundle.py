@@ -153,7 +153,11 @@ class Bundle:
     @property
     def components(self) -> dict[str, torch.nn.Module]:
         """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (every task's, stacked)."""
-        return {"encoder": self.policy.features_extractor, "trunk": self.policy.mlp_extractor, "heads": self.policy.heads}
+        return {
+            "encoder": self.policy.features_extractor,
+            "trunk": self.policy.mlp_extractor,
+            "heads": self.policy.heads,
+        }
 
     def component_names(self) -> list[str]:
         return list(dict.fromkeys(bundle_component(k) for k in self.tensors))
@@ -245,5 +249,7 @@ def load_state(policy: torch.nn.Module, tensors: dict[str, torch.Tensor], where:
         if tuple(t.shape) != tuple(own[k].shape)
     ]
     if wrong:
-        raise BundleError(f"{where}: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+        raise BundleError(
+            f"{where}: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else "")
+        )
     policy.load_state_dict(policy_state(tensors, policy.heads.task_names), strict=False)

@@ -58,6 +58,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from rltransfer.config import load_config
+    from rltransfer.transfer import format_report, transfer
+
+    cfg = load_config(args.config, args.overrides)
+    result = transfer(
+        cfg, args.bundle, args.target, args.strategy, seed=args.seed, timesteps=args.timesteps,
+        out_dir=args.out, progress=not args.no_progress,
+    )  # fmt: skip
+    print(format_report(result.lineage))
+    print(f"model: {result.out_dir / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
+    print(f"tensorboard --logdir {result.out_dir / 'tb'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltransfer",
@@ -85,6 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="pre-training seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
+
+    from rltransfer.strategies import STRATEGIES
+
+    p = sub.add_parser(
+        "transfer", help="train one target agent from a bundle with one strategy",
+        epilog="example:\n  rltransfer transfer configs/quickstart.yaml --bundle runs/quickstart/pretrain/bundle "
+        "--target very-long-heavy --strategy finetune --seed 0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("config", help="experiment config (YAML): hyperparameters, head_init, strategy_params")
+    p.add_argument("--bundle", required=True, help="bundle directory written by 'rltransfer pretrain'")
+    p.add_argument("--target", required=True, help="target task name of the config's family")
+    p.add_argument("--strategy", required=True, choices=list(STRATEGIES), metavar="NAME", help=", ".join(STRATEGIES))
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--timesteps", type=int, default=None, help="target steps (default: transfer.timesteps)")
+    p.add_argument(
+        "--out", default=None, help="output directory (default: runs/<name>/runs/<target>/<strategy>/seed-<k>)"
+    )
+    _add_set(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_transfer)
     return parser
 
 

@@ -73,6 +73,8 @@ class PretrainConfig(_Strict):
     """Sub-envs per source task in the vector env (each task gets the same share of samples)."""
     eval_episodes: int = Field(10, ge=1)
     """Episodes per source task in the final evaluation."""
+    hyperparams: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of ``agent.hyperparams`` for pre-training only (e.g. a larger ``batch_size``)."""
 
 
 class TransferConfig(_Strict):

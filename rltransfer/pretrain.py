@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -17,6 +16,7 @@ from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import HParamsLogger, PerTaskLogger, flatten
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task
+from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.validation import Setup, resolve
 
 
@@ -28,36 +28,6 @@ class PretrainResult:
     tb_dir: Path
     evaluation: dict[str, dict[str, float]]
     timesteps: int
-
-
-def obs_stats(env: VecEnv) -> dict[str, Any] | None:
-    """The observation statistics of a VecNormalize (JSON-able), or ``None``."""
-    if not isinstance(env, VecNormalize):
-        return None
-    rms = env.obs_rms["obs"]
-    return {
-        "key": "obs",
-        "mean": rms.mean.tolist(),
-        "var": rms.var.tolist(),
-        "count": float(rms.count),
-        "clip_obs": env.clip_obs,
-        "epsilon": env.epsilon,
-    }
-
-
-def apply_obs_stats(env: VecEnv, stats: Mapping[str, Any] | None, training: bool) -> VecEnv:
-    """Wrap ``env`` in a VecNormalize carrying ``stats`` (``None``: return ``env`` unchanged)."""
-    if stats is None:
-        return env
-    venv = VecNormalize(
-        env, training=training, norm_obs=True, norm_reward=training, norm_obs_keys=[stats["key"]],
-        clip_obs=stats["clip_obs"], epsilon=stats["epsilon"],
-    )  # fmt: skip
-    rms = venv.obs_rms[stats["key"]]
-    rms.mean = np.asarray(stats["mean"], dtype=np.float64)
-    rms.var = np.asarray(stats["var"], dtype=np.float64)
-    rms.count = float(stats["count"])
-    return venv
 
 
 def source_env(setup: Setup, envs_per_task: int, tasks: Iterable[Task] | None = None) -> MultiTaskVecEnv:
@@ -75,7 +45,7 @@ def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episo
     """Mean and std of the deterministic return on every source task."""
     out = {}
     for task in setup.sources:
-        env = apply_obs_stats(source_env(setup, 1, [task]), stats, training=False)
+        env = with_obs_stats(source_env(setup, 1, [task]), stats, training=False)
         env.seed(seed + 10_000)
         mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)
         out[task.name] = {"mean_return": float(mean), "std_return": float(std)}
@@ -110,7 +80,7 @@ def pretrain(
     mt_env = source_env(setup, cfg.pretrain.envs_per_task)
     env: VecEnv = VecNormalize(mt_env, norm_obs_keys=["obs"]) if cfg.agent.normalize else mt_env
     arch = architecture(cfg.agent, names)
-    model = build_model(cfg.agent, env, arch, seed)
+    model = build_model(cfg.agent, env, arch, seed, hyperparams=cfg.pretrain.hyperparams)
     model.set_logger(configure(str(tb_dir), ["tensorboard"]))
     hparams = {
         "family": cfg.family, "conditioning": cfg.conditioning, "sources": ",".join(names), "seed": seed,
@@ -137,7 +107,7 @@ def pretrain(
             "obs_normalization": stats,
             "timesteps": int(model.num_timesteps),
             "seed": seed,
-            "hyperparams": cfg.agent.hyperparams,
+            "hyperparams": {**cfg.agent.hyperparams, **cfg.pretrain.hyperparams},
             "config_hash": cfg.hash(),
             "evaluation": evaluation,
         },

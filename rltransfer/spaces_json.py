@@ -11,7 +11,9 @@ from rltransfer.errors import BundleError
 
 
 def _floats(a: np.ndarray) -> list:
-    return [x if np.isfinite(x) else ("inf" if x > 0 else "-inf") for x in np.asarray(a, dtype=np.float64).ravel().tolist()]
+    return [
+        x if np.isfinite(x) else ("inf" if x > 0 else "-inf") for x in np.asarray(a, dtype=np.float64).ravel().tolist()
+    ]
 
 
 def space_to_json(space: spaces.Space) -> dict[str, Any]:

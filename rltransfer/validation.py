@@ -57,12 +57,33 @@ def check_hyperparams(config: ExperimentConfig) -> None:
     """Every ``agent.hyperparams`` key must be an argument of the SB3 algorithm."""
     cls = algo_class(config.agent.algo)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _RESERVED | {"self"}]
-    for key in config.agent.hyperparams:
-        if key not in allowed:
+    for where, hyper in (
+        ("agent.hyperparams", config.agent.hyperparams),
+        ("pretrain.hyperparams", config.pretrain.hyperparams),
+    ):
+        for key in hyper:
+            if key not in allowed:
+                raise ConfigError(
+                    f"config key '{where}.{key}': not a {cls.__name__} argument rltransfer passes on; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+
+
+def check_strategies(config: ExperimentConfig) -> None:
+    """Every strategy named in ``transfer`` must be registered, with known parameters."""
+    from rltransfer.strategies import STRATEGIES, strategy_params
+
+    for i, name in enumerate(config.transfer.strategies):
+        if name not in STRATEGIES:
             raise ConfigError(
-                f"config key 'agent.hyperparams.{key}': not a {cls.__name__} argument rltransfer passes on; "
-                f"allowed: {', '.join(allowed)}"
+                f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'; allowed: {', '.join(STRATEGIES)}"
             )
+    for name, params in config.transfer.strategy_params.items():
+        if name not in STRATEGIES:
+            raise ConfigError(
+                f"config key 'transfer.strategy_params.{name}': unknown strategy; allowed: {', '.join(STRATEGIES)}"
+            )
+        strategy_params(name, params)
 
 
 def resolve(config: ExperimentConfig) -> Setup:
@@ -79,10 +100,10 @@ def resolve(config: ExperimentConfig) -> Setup:
 
     if config.agent.encoder.type not in ENCODERS:
         raise ConfigError(
-            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown; "
-            f"allowed: {', '.join(ENCODERS)}"
+            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown; allowed: {', '.join(ENCODERS)}"
         )
     check_hyperparams(config)
+    check_strategies(config)
     try:
         check_spaces(family, sources + targets)
     except TaskError as err:

@@ -51,7 +51,9 @@ def test_load_rebuilds_the_policy_with_identical_weights(pretrained):
     assert set(bundle.components) == {"encoder", "trunk", "heads"}
     assert set(bundle.component_names()) == {"encoder", "trunk", "heads.short", "heads.long"}
     obs = {"obs": np.zeros((2, 4), np.float32), "context": np.zeros((2, 5), np.float32), "task": np.array([0, 1])}
-    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], bundle.policy.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], bundle.policy.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_flipped_byte_fails_the_checksum(bundle_copy):

@@ -1,0 +1,131 @@
+"""PPO variants for transfer: per-group learning rates, and kickstarting (Schmitt et al. 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.utils import explained_variance
+from torch.nn import functional as F
+
+
+class TransferPPO(PPO):
+    """PPO whose learning-rate schedule keeps the policy's parameter groups apart.
+
+    SB3 sets every group's learning rate to the schedule value at each ``train()``; here each
+    group gets ``schedule value * group["lr_mult"]`` (see the policy's ``lr_mults``).
+    A model saved from it loads in plain SB3 (``PPO.load``).
+    """
+
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        lr = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", lr)
+        for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in opt.param_groups:
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+class KickstartPPO(TransferPPO):
+    """PPO plus ``beta * KL(teacher || student)`` toward a frozen teacher policy.
+
+    ``beta`` falls linearly from ``beta`` to zero over the first ``anneal`` fraction of the
+    budget and stays zero after. The teacher sees the same observations, routed to
+    ``teacher_head`` (its head for the nearest source task).
+
+    :param teacher: the pre-trained policy (never updated).
+    :param beta: initial weight of the distillation loss.
+    :param anneal: fraction of the budget over which ``beta`` reaches zero.
+    :param teacher_head: the teacher's head index for the target task.
+    """
+
+    def __init__(
+        self, *args: Any, teacher=None, beta: float = 1.0, anneal: float = 0.5, teacher_head: int = 0, **kwargs
+    ):
+        self.teacher = teacher
+        self.beta0 = float(beta)
+        self.anneal = float(anneal)
+        self.teacher_head = int(teacher_head)
+        self.kickstart_log: list[tuple[int, float, float]] = []
+        super().__init__(*args, **kwargs)
+        if teacher is not None:
+            teacher.requires_grad_(False)
+            teacher.set_training_mode(False)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "teacher", "kickstart_log"]
+
+    def beta(self) -> float:
+        """The distillation weight now: linear from ``beta`` to 0 at ``anneal`` of the budget."""
+        progress = 1.0 - self._current_progress_remaining
+        if self.anneal <= 0 or progress >= self.anneal:
+            return 0.0
+        return self.beta0 * (1.0 - progress / self.anneal)
+
+    def _teacher_obs(self, obs: Any) -> Any:
+        if isinstance(obs, dict) and "task" in obs:
+            obs = dict(obs)
+            obs["task"] = torch.full_like(obs["task"], self.teacher_head)
+        return obs
+
+    def train(self) -> None:
+        """One PPO update, as SB3's, with the kickstarting term added to every minibatch loss."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
+        beta = self.beta()
+        logs: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "clip", "kl", "aux")}
+        continue_training = True
+        for _ in range(self.n_epochs):
+            for batch in self.rollout_buffer.get(self.batch_size):
+                actions = batch.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = actions.long().flatten()
+                values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, actions)
+                values = values.flatten()
+                adv = batch.advantages
+                if self.normalize_advantage and len(adv) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                ratio = torch.exp(log_prob - batch.old_log_prob)
+                pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+                if clip_range_vf is not None:
+                    values = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
+                vf_loss = F.mse_loss(batch.returns, values)
+                ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
+                with torch.no_grad():
+                    teacher_dist = self.teacher.get_distribution(self._teacher_obs(batch.observations))
+                student_dist = self.policy.get_distribution(batch.observations)
+                aux = torch.distributions.kl_divergence(teacher_dist.distribution, student_dist.distribution)
+                aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
+                loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux
+                with torch.no_grad():
+                    log_ratio = log_prob - batch.old_log_prob
+                    approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item()
+                for key, value in (("pg", pg_loss), ("vf", vf_loss), ("ent", ent_loss), ("aux", aux)):
+                    logs[key].append(value.item())
+                logs["clip"].append(torch.mean((torch.abs(ratio - 1) > clip_range).float()).item())
+                logs["kl"].append(approx_kl)
+                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                    continue_training = False
+                    break
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+        ev = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/policy_gradient_loss", float(np.mean(logs["pg"])))
+        self.logger.record("train/value_loss", float(np.mean(logs["vf"])))
+        self.logger.record("train/entropy_loss", float(np.mean(logs["ent"])))
+        self.logger.record("train/clip_fraction", float(np.mean(logs["clip"])))
+        self.logger.record("train/approx_kl", float(np.mean(logs["kl"])))
+        self.logger.record("train/explained_variance", float(ev))
+        self.logger.record("train/clip_range", clip_range)
+        self.logger.record("train/kickstart_kl", float(np.mean(logs["aux"])))
+        self.logger.record("train/kickstart_beta", beta)
+        self.kickstart_log.append((self.num_timesteps, beta, float(np.mean(logs["aux"]))))

@@ -1,0 +1,179 @@
+"""Transfer strategies: named recipes that turn a bundle into a target agent.
+
+A strategy says which components to load from the bundle, which to freeze, at which
+learning-rate multipliers the rest train, and which policy and algorithm classes to use.
+Register your own with :func:`register_strategy`; configs refer to strategies by name and
+pass parameters through ``transfer.strategy_params.<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rltransfer.agents import KickstartPPO, MultiTaskActorCriticPolicy, ProgressivePolicy, TransferPPO
+from rltransfer.errors import ConfigError
+
+COMPONENTS = ("encoder", "trunk", "heads")
+
+
+@dataclass
+class Plan:
+    """What a strategy does: loaded and frozen components, learning rates, classes."""
+
+    load: list[str]
+    frozen: list[str] = field(default_factory=list)
+    lr_mults: dict[str, float] = field(default_factory=dict)
+    adapters: dict[str, Any] | None = None
+    train: bool = True
+    policy_class: type[MultiTaskActorCriticPolicy] = MultiTaskActorCriticPolicy
+    algo_class: type[TransferPPO] = TransferPPO
+    teacher: bool = False
+    """Give the algorithm the bundle's policy as ``teacher`` (kickstarting)."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named strategy: ``plan(params) -> Plan`` and its parameters' defaults."""
+
+    name: str
+    plan: Callable[[Mapping[str, Any]], Plan]
+    defaults: Mapping[str, Any]
+    doc: str
+
+
+STRATEGIES: dict[str, Strategy] = {}
+# Parameters every strategy accepts: which components to load from the bundle, and to freeze.
+COMMON = {"load": list(COMPONENTS), "freeze": None}
+
+
+def register_strategy(name: str, defaults: Mapping[str, Any] | None = None, doc: str = "", overwrite: bool = False):
+    """Decorator: register ``fn(params) -> Plan`` as strategy ``name``.
+
+    ``params`` holds ``defaults`` (plus ``load`` and ``freeze``) updated with the config's
+    ``transfer.strategy_params.<name>``.
+    """
+
+    def wrap(fn: Callable[[Mapping[str, Any]], Plan]) -> Callable[[Mapping[str, Any]], Plan]:
+        if name in STRATEGIES and not overwrite:
+            raise ValueError(f"a strategy named '{name}' is already registered (pass overwrite=True)")
+        STRATEGIES[name] = Strategy(name, fn, {**COMMON, **(defaults or {})}, doc or (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy '{name}'; known strategies: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def strategy_params(name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The strategy's defaults updated with ``given``; unknown or ill-typed keys are named."""
+    strategy = get_strategy(name)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(strategy.defaults))
+    if unknown:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.{name}.{unknown[0]}': unknown parameter; "
+            f"allowed: {', '.join(strategy.defaults)}"
+        )
+    params = {**strategy.defaults, **given}
+    for key in ("load", "freeze"):
+        value = params[key]
+        if value is None:
+            continue
+        if not isinstance(value, list) or not set(value) <= set(COMPONENTS):
+            raise ConfigError(
+                f"config key 'transfer.strategy_params.{name}.{key}': expected a list of {', '.join(COMPONENTS)}, "
+                f"got {value!r}"
+            )
+    for key, default in strategy.defaults.items():
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            value = params[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(
+                    f"config key 'transfer.strategy_params.{name}.{key}': expected a non-negative number, got {value!r}"
+                )
+    return params
+
+
+def _frozen(params: Mapping[str, Any], default: list[str]) -> list[str]:
+    return list(params["freeze"]) if params["freeze"] is not None else default
+
+
+@register_strategy("scratch", {"load": []})
+def scratch(params: Mapping[str, Any]) -> Plan:
+    """The baseline: the transferred agents' architecture and hyperparameters, random initialisation."""
+    return Plan(load=[], frozen=_frozen(params, []))
+
+
+@register_strategy("zero_shot")
+def zero_shot(params: Mapping[str, Any]) -> Plan:
+    """The pre-trained policy acting on the target, never updated (the jumpstart reference)."""
+    return Plan(load=list(params["load"]), frozen=[], train=False)
+
+
+@register_strategy("finetune")
+def finetune(params: Mapping[str, Any]) -> Plan:
+    """Load every transferable component and train all of them."""
+    return Plan(load=list(params["load"]), frozen=_frozen(params, []))
+
+
+@register_strategy("freeze_encoder")
+def freeze_encoder(params: Mapping[str, Any]) -> Plan:
+    """Load all, freeze the encoder, train trunk and heads."""
+    return Plan(load=list(params["load"]), frozen=_frozen(params, ["encoder"]))
+
+
+@register_strategy("heads_only")
+def heads_only(params: Mapping[str, Any]) -> Plan:
+    """Load all, freeze encoder and trunk, train the heads."""
+    return Plan(load=list(params["load"]), frozen=_frozen(params, ["encoder", "trunk"]))
+
+
+@register_strategy("lr_scaled", {"lr_scale": 0.1})
+def lr_scaled(params: Mapping[str, Any]) -> Plan:
+    """Load all; transferred parameters train at ``lr_scale`` times the learning rate, new ones at 1x."""
+    loaded = list(params["load"])
+    return Plan(load=loaded, frozen=_frozen(params, []), lr_mults={c: float(params["lr_scale"]) for c in loaded})
+
+
+@register_strategy("adapter", {"rank": 4, "alpha": 8.0})
+def adapter(params: Mapping[str, Any]) -> Plan:
+    """Frozen transferred encoder and trunk with trainable low-rank adapters (LoRA); heads train."""
+    if int(params["rank"]) < 1:
+        raise ConfigError(f"config key 'transfer.strategy_params.adapter.rank': must be >= 1, got {params['rank']}")
+    frozen = _frozen(params, ["encoder", "trunk"])
+    return Plan(
+        load=list(params["load"]),
+        frozen=frozen,
+        adapters={"rank": int(params["rank"]), "alpha": float(params["alpha"]), "components": frozen},
+    )
+
+
+@register_strategy("progressive")
+def progressive(params: Mapping[str, Any]) -> Plan:
+    """A frozen pre-trained column plus a new column with lateral connections (Rusu et al. 2016)."""
+    return Plan(load=list(params["load"]), frozen=["encoder", "trunk"], policy_class=ProgressivePolicy)
+
+
+@register_strategy("kickstart", {"load": [], "beta": 1.0, "anneal": 0.5})
+def kickstart(params: Mapping[str, Any]) -> Plan:
+    """PPO plus ``beta * KL(teacher || student)`` toward the pre-trained policy, annealed to zero
+    over the first ``anneal`` fraction of the budget (Schmitt et al. 2018). The student is fresh
+    by default (``load: []``); ``load: [encoder, trunk, heads]`` starts it from the bundle."""
+    if not 0 <= float(params["anneal"]) <= 1:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.kickstart.anneal': must be in [0, 1], got {params['anneal']}"
+        )
+    return Plan(
+        load=list(params["load"]),
+        frozen=_frozen(params, []),
+        algo_class=KickstartPPO,
+        teacher=True,
+        algo_kwargs={"beta": float(params["beta"]), "anneal": float(params["anneal"])},
+    )

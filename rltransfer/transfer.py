@@ -1,0 +1,314 @@
+"""Transfer: build a target agent from a bundle with a named strategy, and train it on the target."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.vec_env import VecEnv
+
+from rltransfer.agent_factory import policy_kwargs
+from rltransfer.agents import MultiTaskActorCriticPolicy
+from rltransfer.bundle import Bundle, atomic_write_bytes, load_bundle
+from rltransfer.callbacks import HParamsLogger, flatten
+from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
+from rltransfer.errors import BundleError, ConfigError
+from rltransfer.normalization import with_obs_stats
+from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
+from rltransfer.validation import Setup, resolve
+
+HEAD_KEYS = ("action.weight", "action.bias", "value.weight", "value.bias", "log_std")
+
+
+@dataclass
+class TargetSpec:
+    """Where a target task stands relative to the bundle's source tasks."""
+
+    task: Task
+    onehot_index: int | None
+    """Its index among the bundle's sources (``None``: held out)."""
+    nearest: str
+    """The source task nearest by normalised parameters."""
+    nearest_index: int
+    distance: float
+
+
+def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
+    """The target's one-hot index (if it is a source) and its nearest source task by context."""
+    names = bundle.task_names
+    contexts = np.array([family.context(t["params"]) for t in bundle.source_tasks])
+    dist = np.linalg.norm(contexts - family.context(task), axis=1)
+    i = int(np.argmin(dist))
+    return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i, float(dist[i]))
+
+
+def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) -> MultiTaskVecEnv:
+    """A vector env on the target task, conditioned like the bundle's sources, one head."""
+    env = MultiTaskVecEnv(
+        family,
+        [spec.task],
+        bundle.conditioning,
+        envs_per_task=n_envs,
+        onehot_indices=[spec.onehot_index],
+        n_sources=len(bundle.task_names),
+        n_heads=1,
+        head_ids=[0],
+    )
+    want = bundle.policy.observation_space
+    for key, space in env.observation_space.spaces.items():
+        if key != "task" and space != want.spaces.get(key):
+            raise BundleError(
+                f"bundle '{bundle.path}': observation '{key}' of target '{spec.task.name}' is {space}, "
+                f"the bundle was trained on {want.spaces.get(key)}"
+            )
+    if env.action_space != bundle.policy.action_space:
+        raise BundleError(
+            f"bundle '{bundle.path}': target '{spec.task.name}' has action space {env.action_space}, "
+            f"the bundle's heads act in {bundle.policy.action_space}"
+        )
+    return env
+
+
+def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict[str, torch.Tensor], str] | None:
+    """The target head's tensors by ``mode`` (``fresh``: ``None``) and where they came from."""
+    if bundle.architecture["heads"] == "shared":
+        prefix = "heads.shared."
+        return {k: v for k, v in bundle.tensors.items() if k.startswith(prefix)}, "the shared conditioned head"
+    if mode == "fresh":
+        return None
+    keys = [k for k in HEAD_KEYS if f"heads.{bundle.task_names[0]}.{k}" in bundle.tensors]
+    if mode == "nearest":
+        src = spec.nearest
+        return {k: bundle.tensors[f"heads.{src}.{k}"] for k in keys}, f"source task '{src}' (nearest by context)"
+    if mode == "mean":
+        out = {k: torch.stack([bundle.tensors[f"heads.{n}.{k}"] for n in bundle.task_names]).mean(0) for k in keys}
+        return out, f"mean of {len(bundle.task_names)} source heads"
+    raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest")
+
+
+def load_components(
+    policy: MultiTaskActorCriticPolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str
+) -> list[dict[str, Any]]:
+    """Copy the plan's components from the bundle into ``policy``, shape-checked.
+
+    :return: one row per component: status (loaded / frozen / adapted / fresh), shapes, source.
+    """
+    state = policy.state_dict()
+    report = []
+    for component in COMPONENTS:
+        prefix = {"encoder": "features_extractor.", "trunk": "mlp_extractor.", "heads": "heads."}[component]
+        source, copied = "", {}
+        if component in plan.load:
+            if component == "heads":
+                init = head_init_tensors(bundle, spec, head_init)
+                if init is not None:
+                    tensors, source = init
+                    copied = {f"heads.{_head_key(k)}": v for k, v in tensors.items()}
+            else:
+                copied = {
+                    prefix + k[len(component) + 1 :]: v
+                    for k, v in bundle.tensors.items()
+                    if k.startswith(component + ".")
+                }
+                source = f"bundle {bundle.checksum[:12]}"
+        shapes = {}
+        for key, tensor in copied.items():
+            own = state[key]
+            want = tuple(own.shape[1:]) if component == "heads" else tuple(own.shape)
+            if tuple(tensor.shape) != want:
+                raise BundleError(
+                    f"bundle '{bundle.path}': component '{component}' tensor '{key}' has shape "
+                    f"{tuple(tensor.shape)}, the target agent needs {want}"
+                )
+            with torch.no_grad():
+                (own[0] if component == "heads" else own).copy_(tensor)
+            shapes[key] = list(tensor.shape)
+        if not shapes:
+            shapes = {k: list(v.shape) for k, v in state.items() if k.startswith(prefix) and ".lora_" not in k}
+        if component in plan.frozen and plan.adapters and component in plan.adapters.get("components", ()):
+            status = "adapted"
+        elif component in plan.frozen:
+            status = "frozen"
+        elif copied:
+            status = "loaded"
+        else:
+            status = "fresh"
+        report.append(
+            {"component": component, "status": status, "loaded": bool(copied), "source": source, "shapes": shapes}
+        )
+    if getattr(policy, "column", None) is not None:
+        shapes = {f"column.{k}": list(v.shape) for k, v in policy.column.state_dict().items()}
+        report.append({"component": "column", "status": "fresh", "loaded": False, "source": "", "shapes": shapes})
+    return report
+
+
+def _head_key(bundle_key: str) -> str:
+    """``heads.<task>.action.weight`` or ``action.weight`` -> ``action.weight``."""
+    parts = bundle_key.split(".")
+    return ".".join(parts[-2:]) if parts[-1] != "log_std" else "log_std"
+
+
+@dataclass
+class TransferResult:
+    """A trained (or, for ``zero_shot``, untouched) target agent and its lineage."""
+
+    model: BaseAlgorithm
+    env: VecEnv
+    out_dir: Path | None
+    lineage: dict[str, Any]
+
+
+def build_target_agent(
+    cfg: ExperimentConfig,
+    setup: Setup,
+    bundle: Bundle,
+    target: Task,
+    strategy: str,
+    seed: int,
+) -> tuple[BaseAlgorithm, VecEnv, dict[str, Any]]:
+    """The target agent of ``strategy`` (weights loaded, frozen as planned), its env, its lineage."""
+    if bundle.family != cfg.family:
+        raise BundleError(
+            f"bundle '{bundle.path}' was pre-trained on family '{bundle.family}', the config uses '{cfg.family}'"
+        )
+    params = strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))
+    plan = get_strategy(strategy).plan(params)
+    if cfg.transfer.head_init == "fresh" and bundle.architecture["heads"] == "per_task" and "heads" in plan.load:
+        # A fresh target head is new, not transferred: it trains at the full rate.
+        plan.load.remove("heads")
+        plan.lr_mults.pop("heads", None)
+    spec = locate_target(bundle, setup.family, target)
+    torch.set_num_threads(1)
+    env: VecEnv = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
+    stats = bundle.manifest.get("obs_normalization")
+    env = with_obs_stats(env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen)
+    arch = {**bundle.architecture, "task_names": [target.name]}
+    kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
+    kwargs["adapters"] = plan.adapters
+    algo_kwargs = dict(plan.algo_kwargs)
+    if plan.teacher:
+        algo_kwargs.update(
+            teacher=bundle.policy, teacher_head=spec.nearest_index if bundle.architecture["heads"] == "per_task" else 0
+        )
+    model = plan.algo_class(
+        plan.policy_class,
+        env,
+        policy_kwargs=kwargs,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **cfg.agent.hyperparams,
+        **algo_kwargs,
+    )
+    report = load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init)
+    lineage = {
+        "bundle": str(bundle.path),
+        "bundle_sha256": bundle.checksum,
+        "bundle_timesteps": bundle.manifest["timesteps"],
+        "family": cfg.family,
+        "target": target.to_dict(),
+        "split": setup.family.split_of(target, [t["params"] | {"name": t["name"]} for t in bundle.source_tasks]),
+        "nearest_source": spec.nearest,
+        "strategy": strategy,
+        "strategy_params": params,
+        "head_init": cfg.transfer.head_init,
+        "seed": seed,
+        "components": report,
+    }
+    return model, env, lineage
+
+
+def transfer(
+    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    bundle: str | Path | Bundle,
+    target: str | Mapping[str, Any] | Task,
+    strategy: str,
+    seed: int = 0,
+    timesteps: int | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    out_dir: str | Path | None = None,
+    callbacks: Sequence[BaseCallback] = (),
+    progress: bool = False,
+    save: bool = True,
+) -> TransferResult:
+    """Build the target agent of ``strategy`` from ``bundle`` and train it on ``target``.
+
+    :param config: a YAML path, a dict or an :class:`ExperimentConfig` (hyperparameters,
+        ``transfer.head_init``, ``transfer.strategy_params``...).
+    :param bundle: a bundle directory or a loaded :class:`~rltransfer.bundle.Bundle`.
+    :param target: a task name of the family, a parameter dict, or a Task.
+    :param strategy: a registered strategy name (``rltransfer.strategies.STRATEGIES``).
+    :param seed: the run's seed.
+    :param timesteps: target steps (default ``transfer.timesteps``).
+    :param out_dir: where ``model.zip``, ``lineage.json`` and ``tb/`` go (default
+        ``<output_dir>/<name>/runs/<target>/<strategy>/seed-<seed>``).
+    :param callbacks: extra SB3 callbacks (an evaluator, say).
+    :param save: write the model, lineage and TensorBoard logs.
+    """
+    cfg = load_config(config, overrides)
+    setup = resolve(cfg)
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    try:
+        task = setup.family.task(target, where="target")
+    except TaskError as err:
+        raise ConfigError(str(err)) from None
+    budget = cfg.transfer.timesteps if timesteps is None else int(timesteps)
+    if budget <= 0:
+        raise ConfigError(f"timesteps must be > 0, got {budget}")
+    model, env, lineage = build_target_agent(cfg, setup, bundle, task, strategy, seed)
+    lineage["timesteps"] = budget
+    model.lineage = lineage  # saved with the model: PPO.load(...).lineage
+    out = None
+    if save:
+        out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
+        model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
+        _log_lineage(model, lineage)
+    hparams = {"target": task.name, "strategy": strategy, "seed": seed, "head_init": cfg.transfer.head_init}
+    hparams.update(flatten(lineage["strategy_params"], "strategy."))
+    all_callbacks = [HParamsLogger(hparams, ("eval/score", "eval/return")), *callbacks]
+    if get_strategy(strategy).plan(lineage["strategy_params"]).train:
+        model.learn(budget, callback=all_callbacks, progress_bar=progress)
+    else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
+        for cb in callbacks:
+            if hasattr(cb, "evaluate_without_training"):
+                cb.evaluate_without_training(model, budget)
+    if out is not None:
+        model.save(out / "model.zip")
+        atomic_write_bytes(out / "lineage.json", json.dumps(lineage, indent=2).encode())
+        model.logger.close()
+    return TransferResult(model, env, out, lineage)
+
+
+def _log_lineage(model: BaseAlgorithm, lineage: Mapping[str, Any]) -> None:
+    """The load report as a Markdown table in TensorBoard's text tab."""
+    rows = ["| component | status | source | tensors |", "|---|---|---|---|"]
+    for r in lineage["components"]:
+        shapes = ", ".join(
+            f"{k.split('.', 1)[1] if '.' in k else k} {tuple(v)}" for k, v in list(r["shapes"].items())[:6]
+        )
+        rows.append(f"| {r['component']} | {r['status']} | {r['source'] or '-'} | {shapes} |")
+    text = (
+        f"strategy **{lineage['strategy']}** on target **{lineage['target']['name']}** ({lineage['split']}), "
+        f"seed {lineage['seed']}, bundle `{lineage['bundle']}` (sha256 {lineage['bundle_sha256'][:12]})\n\n"
+        + "\n".join(rows)
+    )
+    for fmt in model.logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            fmt.writer.add_text("transfer/lineage", text, 0)
+            fmt.writer.flush()
+
+
+def format_report(lineage: Mapping[str, Any]) -> str:
+    lines = [f"{'component':<10} {'status':<8} source"]
+    for r in lineage["components"]:
+        lines.append(f"{r['component']:<10} {r['status']:<8} {r['source'] or '-'}")
+    return "\n".join(lines)

@@ -1,0 +1,252 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import rltransfer
+from rltransfer.agents import TransferPPO, component_of
+from rltransfer.envs import get_family
+from rltransfer.errors import BundleError, ConfigError
+from rltransfer.strategies import STRATEGIES, Plan, register_strategy
+from rltransfer.transfer import build_target_agent, locate_target, transfer
+from rltransfer.validation import resolve
+
+HYPER = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
+TARGET = "very-long-heavy"
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer")
+    return {
+        "name": "t", "output_dir": str(out), "family": "cartpole", "source_tasks": ["short", "long", "heavy-gravity"],
+        "target_tasks": [TARGET], "agent": {"hyperparams": HYPER, "encoder": {"hidden": [32]}, "trunk": {"pi": [32], "vf": [32]}},
+        "pretrain": {"timesteps": 1024, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bundle(cfg):
+    return rltransfer.load_bundle(rltransfer.pretrain(cfg).bundle_path)
+
+
+def build(cfg, bundle, strategy, seed=0, **overrides):
+    c = rltransfer.load_config(cfg, overrides)
+    setup = resolve(c)
+    return build_target_agent(c, setup, bundle, setup.family.task(TARGET), strategy, seed)
+
+
+def target_obs(model, n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    space = model.observation_space
+    obs = {"obs": rng.normal(size=(n, *space["obs"].shape)).astype(np.float32), "task": np.zeros(n, dtype=np.int64)}
+    if "context" in space.spaces:  # the target's own conditioning vector
+        obs["context"] = np.repeat(get_family("cartpole").context(TARGET)[None], n, axis=0)
+    return obs
+
+
+def teacher_view(bundle, obs, head):
+    o = dict(obs)
+    o["task"] = np.full(len(obs["obs"]), head, dtype=np.int64)
+    return o
+
+
+def probs(policy, obs):
+    with torch.no_grad():
+        t, _ = policy.obs_to_tensor(obs)
+        return policy.get_distribution(t).distribution.probs
+
+
+def snapshot(model):
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+
+def test_nearest_source_is_found_by_context(bundle):
+    fam = get_family("cartpole")
+    spec = locate_target(bundle, fam, fam.task(TARGET))
+    ctx = {n: fam.context(n) for n in ("short", "long", "heavy-gravity")}
+    expect = min(ctx, key=lambda n: np.linalg.norm(ctx[n] - fam.context(TARGET)))
+    assert spec.nearest == expect and spec.onehot_index is None
+
+
+@pytest.mark.parametrize("strategy,frozen", [("freeze_encoder", {"encoder"}), ("heads_only", {"encoder", "trunk"})])
+def test_frozen_parameters_are_bit_identical_and_the_rest_train(cfg, bundle, strategy, frozen):
+    model, _, lineage = build(cfg, bundle, strategy)
+    assert {r["component"] for r in lineage["components"] if r["status"] == "frozen"} == frozen
+    before = snapshot(model)
+    model.learn(256)
+    after = model.policy.state_dict()
+    for key, value in before.items():
+        if component_of(key) in frozen:
+            assert torch.equal(value, after[key]), key
+        elif "weight" in key:
+            assert not torch.equal(value, after[key]), key
+
+
+def test_loaded_components_equal_the_bundle_and_heads_follow_head_init(cfg, bundle):
+    model, _, lineage = build(cfg, bundle, "finetune")
+    state = model.policy.state_dict()
+    assert torch.equal(state["features_extractor.net.0.weight"], bundle.tensors["encoder.net.0.weight"])
+    src = lineage["nearest_source"]
+    assert torch.equal(state["heads.action.weight"][0], bundle.tensors[f"heads.{src}.action.weight"])
+    model, _, _ = build(cfg, bundle, "finetune", **{"transfer.head_init": "mean"})
+    mean = torch.stack([bundle.tensors[f"heads.{n}.value.weight"] for n in bundle.task_names]).mean(0)
+    assert torch.allclose(model.policy.state_dict()["heads.value.weight"][0], mean)
+    model, _, lineage = build(cfg, bundle, "finetune", **{"transfer.head_init": "fresh"})
+    assert [r["status"] for r in lineage["components"]] == ["loaded", "loaded", "fresh"]
+    for n in bundle.task_names:
+        assert not torch.equal(
+            model.policy.state_dict()["heads.action.weight"][0], bundle.tensors[f"heads.{n}.action.weight"]
+        )
+
+
+def test_scratch_has_finetunes_architecture_and_hyperparameters_but_none_of_its_weights(cfg, bundle):
+    scratch, _, _ = build(cfg, bundle, "scratch")
+    fine, _, _ = build(cfg, bundle, "finetune")
+    s, f = scratch.policy.state_dict(), fine.policy.state_dict()
+    assert {k: v.shape for k, v in s.items()} == {k: v.shape for k, v in f.items()}
+    for attr in ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm"):
+        assert getattr(scratch, attr) == getattr(fine, attr), attr
+    assert scratch.learning_rate == fine.learning_rate
+    bundle_tensors = [t.flatten() for t in bundle.tensors.values()]
+    for key, value in s.items():
+        if value.numel() > 1 and "log_std" not in key:
+            assert not any(value.numel() == t.numel() and torch.equal(value.flatten(), t) for t in bundle_tensors), key
+
+
+def test_lr_scaled_groups_follow_the_schedule_times_their_multiplier_also_after_save_load(cfg, bundle, tmp_path):
+    c = {**cfg, "agent": {**cfg["agent"], "hyperparams": {**HYPER, "learning_rate": 0.01}}}
+    model, _, _ = build(c, bundle, "lr_scaled")
+    model.learning_rate = lambda progress: 0.01 * progress  # a decaying schedule
+    model._setup_lr_schedule()
+    model.learn(256)
+    mults = sorted(g["lr_mult"] for g in model.policy.optimizer.param_groups)
+    assert mults == [0.1]  # every component was transferred (nearest head included)
+    expected = model.lr_schedule(model._current_progress_remaining)
+    for g in model.policy.optimizer.param_groups:
+        assert g["lr"] == pytest.approx(expected * g["lr_mult"])
+    model.save(tmp_path / "m.zip")
+    loaded = TransferPPO.load(tmp_path / "m.zip", env=model.get_env(), device="cpu")
+    assert [g["lr_mult"] for g in loaded.policy.optimizer.param_groups] == [0.1]
+    loaded.learn(128, reset_num_timesteps=False)
+    expected = loaded.lr_schedule(loaded._current_progress_remaining)
+    for g in loaded.policy.optimizer.param_groups:
+        assert g["lr"] == pytest.approx(expected * g["lr_mult"])
+
+
+def test_lr_scaled_new_heads_train_at_the_full_rate(cfg, bundle):
+    model, _, _ = build(cfg, bundle, "lr_scaled", **{"transfer.head_init": "fresh"})
+    groups = {g["lr_mult"]: g for g in model.policy.optimizer.param_groups}
+    assert set(groups) == {0.1, 1.0}
+    head_params = {id(p) for p in model.policy.heads.parameters()}
+    assert {id(p) for p in groups[1.0]["params"]} == head_params
+
+
+@pytest.mark.parametrize("strategy", ["adapter", "progressive"])
+def test_adapter_and_progressive_start_as_the_pretrained_policy_and_only_new_parts_train(cfg, bundle, strategy):
+    model, _, lineage = build(cfg, bundle, strategy)
+    obs = target_obs(model)
+    head = bundle.task_names.index(lineage["nearest_source"])
+    torch.testing.assert_close(
+        probs(model.policy, obs), probs(bundle.policy, teacher_view(bundle, obs, head)), rtol=0, atol=1e-6
+    )
+    before = snapshot(model)
+    model.learn(256)
+    after = model.policy.state_dict()
+    new = ".lora_" if strategy == "adapter" else "column."
+    changed_new = False
+    for key, value in before.items():
+        comp = component_of(key)
+        if new in key:
+            changed_new |= not torch.equal(value, after[key])
+        elif comp in ("encoder", "trunk"):
+            assert torch.equal(value, after[key]), key
+    assert changed_new
+
+
+def test_kickstart_loss_is_logged_positive_and_its_weight_reaches_zero(cfg, bundle, tmp_path):
+    c = {**cfg, "transfer": {"strategy_params": {"kickstart": {"beta": 2.0, "anneal": 0.5}}}}
+    res = transfer(c, bundle, TARGET, "kickstart", seed=0, timesteps=640, out_dir=tmp_path / "ks")
+    log = res.model.kickstart_log  # (step, beta, kl) at every update
+    assert log[0][1] == pytest.approx(2.0 * (1 - (64 / 640) / 0.5))
+    assert all(kl > 0 for _, _, kl in log[:3])  # a fresh student differs from its teacher
+    for step, beta, _ in log:
+        progress = (step - 0) / 640
+        assert beta == pytest.approx(max(0.0, 2.0 * (1 - progress / 0.5)), abs=1e-9)
+    assert log[-1][1] == 0.0 and any(b == 0.0 for _, b, _ in log[4:6])
+    acc = EventAccumulator(str(tmp_path / "ks" / "tb"))
+    acc.Reload()
+    assert {"train/kickstart_kl", "train/kickstart_beta"} <= set(acc.Tags()["scalars"])
+
+
+def test_zero_shot_changes_nothing_and_acts_as_the_bundle(cfg, bundle, tmp_path):
+    res = transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=256, out_dir=tmp_path / "zs")
+    head = bundle.task_names.index(res.lineage["nearest_source"])
+    obs = target_obs(res.model)
+    a, _ = res.model.predict(obs, deterministic=True)
+    b, _ = bundle.policy.predict(teacher_view(bundle, obs, head), deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    assert res.model.num_timesteps == 0
+
+
+def test_saved_transfer_model_loads_in_plain_sb3_and_acts_identically(cfg, bundle, tmp_path):
+    res = transfer(cfg, bundle, TARGET, "adapter", seed=1, timesteps=128, out_dir=tmp_path / "run")
+    loaded = PPO.load(tmp_path / "run" / "model.zip", device="cpu")
+    obs = target_obs(res.model)
+    np.testing.assert_array_equal(
+        res.model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    assert loaded.lineage["bundle_sha256"] == bundle.checksum and loaded.lineage["strategy"] == "adapter"
+    lineage = json.loads((tmp_path / "run" / "lineage.json").read_text())
+    assert lineage["bundle"] == str(bundle.path)
+    assert {r["component"]: r["status"] for r in lineage["components"]} == {
+        "encoder": "adapted",
+        "trunk": "adapted",
+        "heads": "loaded",
+    }
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    assert "transfer/lineage/text_summary" in acc.PluginTagToContent("text")
+    text = acc.Tensors("transfer/lineage/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| encoder | adapted |" in text and bundle.checksum[:12] in text
+
+
+def test_same_seed_reproduces_a_run_exactly(cfg, bundle):
+    a, _, _ = build(cfg, bundle, "finetune", seed=3)
+    a.learn(256)  # SB3 seeds the global RNGs at construction: build and train one run at a time
+    b, _, _ = build(cfg, bundle, "finetune", seed=3)
+    b.learn(256)
+    for (ka, va), (kb, vb) in zip(a.policy.state_dict().items(), b.policy.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_user_registered_strategy(cfg, bundle):
+    @register_strategy("trunk_only_test", {"note": 1.0}, overwrite=True)
+    def trunk_only(params):
+        return Plan(load=["encoder", "trunk"], frozen=["encoder"])
+
+    try:
+        model, _, lineage = build(cfg, bundle, "trunk_only_test")
+        assert [r["status"] for r in lineage["components"]] == ["frozen", "loaded", "fresh"]
+    finally:
+        STRATEGIES.pop("trunk_only_test")
+
+
+def test_bad_strategy_input_is_named(cfg, bundle):
+    with pytest.raises(ConfigError, match=r"transfer.strategies\[1\]': unknown strategy 'finetuned'"):
+        resolve(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,finetuned]"]))
+    with pytest.raises(
+        ConfigError, match="strategy_params.adapter.rnk': unknown parameter; allowed: load, freeze, rank"
+    ):
+        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {rnk: 2}}"]))
+    with pytest.raises(ConfigError, match="strategy_params.lr_scaled.lr_scale': expected a non-negative number"):
+        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={lr_scaled: {lr_scale: fast}}"]))
+
+
+def test_bundle_from_another_family_is_refused(cfg, bundle):
+    c = {**cfg, "family": "acrobot", "source_tasks": None, "target_tasks": None}
+    with pytest.raises(BundleError, match="pre-trained on family 'cartpole', the config uses 'acrobot'"):
+        transfer(c, bundle, "heavy-long", "finetune", timesteps=64, save=False)
