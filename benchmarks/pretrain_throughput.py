@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.callbacks import PerTaskLogger
 from rltransfer.config import load_config
-from rltransfer.pretrain import source_env
+from rltransfer.pretraining import source_env
 from rltransfer.validation import resolve
 
 HYPER: dict = {}  # SB3 defaults

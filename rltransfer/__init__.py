@@ -5,6 +5,9 @@ Python API::
     import rltransfer
     result = rltransfer.pretrain("configs/quickstart.yaml")
     bundle = rltransfer.load_bundle(result.bundle_path)
+    run = rltransfer.transfer("configs/quickstart.yaml", bundle, target="very-long-heavy", strategy="finetune")
+
+The heavy modules (torch, SB3) load on first use, so ``rltransfer.config`` stays light.
 """
 
 from __future__ import annotations
@@ -15,28 +18,37 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from rltransfer.bundle import Bundle
-    from rltransfer.pretrain import PretrainResult
+    from rltransfer.config import ExperimentConfig
+    from rltransfer.pretraining import PretrainResult
+    from rltransfer.transferring import TransferResult
 
 
 def pretrain(*args: Any, **kwargs: Any) -> PretrainResult:
-    """See :func:`rltransfer.pretrain.pretrain`."""
-    from rltransfer.pretrain import pretrain as _pretrain
+    """Multi-task pre-training; see :func:`rltransfer.pretraining.pretrain`."""
+    from rltransfer.pretraining import pretrain as _pretrain
 
     return _pretrain(*args, **kwargs)
 
 
+def transfer(*args: Any, **kwargs: Any) -> TransferResult:
+    """One target agent from a bundle with a strategy; see :func:`rltransfer.transferring.transfer`."""
+    from rltransfer.transferring import transfer as _transfer
+
+    return _transfer(*args, **kwargs)
+
+
 def load_bundle(path: Any) -> Bundle:
-    """See :func:`rltransfer.bundle.load_bundle`."""
+    """Load and validate a bundle; see :func:`rltransfer.bundle.load_bundle`."""
     from rltransfer.bundle import load_bundle as _load
 
     return _load(path)
 
 
-def load_config(*args: Any, **kwargs: Any):
-    """See :func:`rltransfer.config.load_config`."""
+def load_config(*args: Any, **kwargs: Any) -> ExperimentConfig:
+    """Validate a config; see :func:`rltransfer.config.load_config`."""
     from rltransfer.config import load_config as _load
 
     return _load(*args, **kwargs)
 
 
-__all__ = ["load_bundle", "load_config", "pretrain"]
+__all__ = ["load_bundle", "load_config", "pretrain", "transfer"]

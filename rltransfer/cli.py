@@ -50,7 +50,7 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from rltransfer.config import load_config
-    from rltransfer.pretrain import pretrain
+    from rltransfer.pretraining import pretrain
 
     cfg = load_config(args.config, args.overrides)
     result = pretrain(cfg, seed=args.seed, progress=not args.no_progress, echo=True)
@@ -60,7 +60,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from rltransfer.config import load_config
-    from rltransfer.transfer import format_report, transfer
+    from rltransfer.transferring import format_report, transfer
 
     cfg = load_config(args.config, args.overrides)
     result = transfer(

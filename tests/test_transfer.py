@@ -3,15 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from rltransfer.agents import TransferPPO, component_of
+from rltransfer.envs import get_family
 from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rltransfer
-from rltransfer.agents import TransferPPO, component_of
-from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
-from rltransfer.transfer import build_target_agent, locate_target, transfer
+from rltransfer.transferring import build_target_agent, locate_target, transfer
 from rltransfer.validation import resolve
 
 HYPER = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
