@@ -95,6 +95,12 @@ class MultiTaskVecEnv(DummyVecEnv):
             obs["context"] = self._context_obs.copy()
         return obs
 
+    def _slot_obs(self, slot: int, obs: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"obs": obs, "task": self._task_obs[slot].copy()}
+        if self._context_obs is not None:
+            out["context"] = self._context_obs[slot].copy()
+        return out
+
     def _tag(self, infos: list[dict]) -> None:
         for slot, info in enumerate(infos):
             t = self.slot_tasks[slot]
@@ -109,6 +115,9 @@ class MultiTaskVecEnv(DummyVecEnv):
         obs, rewards, dones, infos = super().step_wait()
         self._tag(infos)
         for slot in np.flatnonzero(dones):
+            terminal = infos[slot].get("terminal_observation")
+            if terminal is not None:  # SB3 bootstraps truncated episodes from it: same dict layout
+                infos[slot]["terminal_observation"] = self._slot_obs(slot, terminal)
             episode = infos[slot].get("episode")
             if episode is not None:
                 name = self.task_names[self.slot_tasks[slot]]

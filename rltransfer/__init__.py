@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from rltransfer.bundle import Bundle
     from rltransfer.config import ExperimentConfig
+    from rltransfer.experiment import ExperimentResult
     from rltransfer.pretraining import PretrainResult
     from rltransfer.transferring import TransferResult
 
@@ -37,6 +38,13 @@ def transfer(*args: Any, **kwargs: Any) -> TransferResult:
     return _transfer(*args, **kwargs)
 
 
+def run_experiment(*args: Any, **kwargs: Any) -> ExperimentResult:
+    """The main job: pretrain, transfer grid, report; see :func:`rltransfer.experiment.run_experiment`."""
+    from rltransfer.experiment import run_experiment as _run
+
+    return _run(*args, **kwargs)
+
+
 def load_bundle(path: Any) -> Bundle:
     """Load and validate a bundle; see :func:`rltransfer.bundle.load_bundle`."""
     from rltransfer.bundle import load_bundle as _load
@@ -51,4 +59,4 @@ def load_config(*args: Any, **kwargs: Any) -> ExperimentConfig:
     return _load(*args, **kwargs)
 
 
-__all__ = ["load_bundle", "load_config", "pretrain", "transfer"]
+__all__ = ["load_bundle", "load_config", "pretrain", "run_experiment", "transfer"]

@@ -93,7 +93,9 @@ def save_bundle(path: str | Path, policy: MultiTaskActorCriticPolicy, manifest: 
     fd, tmp = tempfile.mkstemp(dir=path, prefix=".weights.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"format": "rltransfer", "format_version": str(FORMAT_VERSION)})
+        # One metadata key: safetensors writes a map's keys in a random order, and a bundle's
+        # bytes (and so its checksum) must not depend on the process that wrote it.
+        save_file(tensors, tmp, metadata={"format": f"rltransfer/{FORMAT_VERSION}"})
         os.chmod(tmp, 0o644)
         os.replace(tmp, path / WEIGHTS_FILE)
     finally:

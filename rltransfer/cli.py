@@ -10,8 +10,13 @@ from collections.abc import Sequence
 from rltransfer.errors import UserInputError
 
 EPILOG = """examples:
-  rltransfer families
+  rltransfer experiment configs/quickstart.yaml            # pretrain -> transfer grid -> report
+  rltransfer experiment configs/cartpole.yaml --set transfer.seeds=20 --set runner.workers=2
+  rltransfer families cartpole
   rltransfer pretrain configs/quickstart.yaml --set pretrain.timesteps=20000
+  rltransfer transfer configs/quickstart.yaml --bundle runs/quickstart/pretrain/bundle \\
+      --target very-long-heavy --strategy finetune --seed 0
+  rltransfer report runs/quickstart
 """
 
 
@@ -73,6 +78,25 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from rltransfer.experiment import run_experiment
+
+    result = run_experiment(args.config, args.overrides, progress=not args.no_progress, echo=True)
+    if result.failed:
+        print(f"{len(result.failed)} run(s) failed (listed in the report); the other results are kept", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rltransfer.report import render
+
+    summary = render(Path(args.run_dir), echo=True)
+    return 1 if summary["failures"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltransfer",
@@ -81,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "experiment", help="the main job: pre-train, transfer grid over seeds, comparison and report",
+        epilog="examples:\n  rltransfer experiment configs/quickstart.yaml\n"
+        "  rltransfer experiment configs/cartpole.yaml --set transfer.seeds=20 --set runner.workers=2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("config", help="experiment config (YAML)")
+    _add_set(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser(
+        "report", help="re-render the report from the results on disk (also of a partial experiment)",
+        epilog="example:\n  rltransfer report runs/quickstart", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("run_dir", help="an experiment's directory (runs/<name>)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "families", help="list families, their parameters, tasks and splits",

@@ -60,6 +60,7 @@ def pretrain(
     out_dir: str | Path | None = None,
     progress: bool = False,
     echo: bool = False,
+    extra_manifest: Mapping[str, Any] | None = None,
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
@@ -110,6 +111,7 @@ def pretrain(
             "hyperparams": {**cfg.agent.hyperparams, **cfg.pretrain.hyperparams},
             "config_hash": cfg.hash(),
             "evaluation": evaluation,
+            **(extra_manifest or {}),
         },
     )
     model.save(bundle_dir / MODEL_FILE)

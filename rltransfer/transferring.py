@@ -288,6 +288,22 @@ def transfer(
     return TransferResult(model, env, out, lineage)
 
 
+def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target: Any, episodes: int):
+    """A function building the evaluation env of a run: the target, conditioned as in training,
+    up to 32 episodes side by side, observation statistics frozen (synced from training)."""
+    from rltransfer.evaluation import MAX_PARALLEL
+
+    setup = resolve(cfg)
+
+    def make() -> VecEnv:
+        b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        spec = locate_target(b, setup.family, setup.family.task(target, where="target"))
+        env = target_env(b, setup.family, spec, min(episodes, MAX_PARALLEL))
+        return with_obs_stats(env, b.manifest.get("obs_normalization"), training=False)
+
+    return make
+
+
 def _log_lineage(model: BaseAlgorithm, lineage: Mapping[str, Any]) -> None:
     """The load report as a Markdown table in TensorBoard's text tab."""
     rows = ["| component | status | source | tensors |", "|---|---|---|---|"]

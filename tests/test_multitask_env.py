@@ -42,6 +42,23 @@ def test_conditioning_contents(conditioning):
     np.testing.assert_array_equal(obs["task"], env.slot_tasks)
 
 
+def test_terminal_observations_have_the_conditioned_layout():
+    fam, tasks = _cartpole_tasks(("short", "long"))
+    env = MultiTaskVecEnv(fam, tasks, "context", envs_per_task=1)
+    env.reset()
+    for _ in range(100):
+        _, _, dones, infos = env.step(np.zeros(2, dtype=np.int64))
+        for slot in np.flatnonzero(dones):
+            term = infos[slot]["terminal_observation"]
+            assert env.observation_space.contains(
+                {"obs": term["obs"], "context": term["context"], "task": int(term["task"])}
+            )
+            assert int(term["task"]) == env.slot_tasks[slot]
+            np.testing.assert_allclose(term["context"], fam.context(tasks[slot]))
+            return
+    raise AssertionError("no episode ended")
+
+
 def test_episode_statistics_are_kept_per_task():
     fam, tasks = _cartpole_tasks(("short", "long"))
     env = MultiTaskVecEnv(fam, tasks, "none", envs_per_task=2)

@@ -1,0 +1,221 @@
+"""Evaluating agents on a target task: parallel episodes with fixed reset seeds, random baselines.
+
+Every strategy and seed of an experiment is evaluated on the same list of reset seeds, so
+differences between them are not evaluation luck (EVALUATION.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from rltransfer.envs import Family, Task
+
+EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
+RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
+MAX_PARALLEL = 32  # evaluation episodes stepped together in one vector env
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced NaN or infinite parameters."""
+
+
+def run_episodes(
+    env: VecEnv, act: Callable[[Any], np.ndarray], episodes: int, base_seed: int, max_steps: int = 100_000
+) -> np.ndarray:
+    """Undiscounted return of ``episodes`` episodes, episode ``i`` reset with seed ``base_seed + i``.
+
+    The vector env's ``num_envs`` episodes run side by side; later waves take the next seeds.
+    """
+    n = env.num_envs
+    returns: list[float] = []
+    for start in range(0, episodes, n):
+        count = min(n, episodes - start)
+        env.seed(base_seed + start)
+        obs = env.reset()
+        total = np.zeros(n)
+        alive = np.zeros(n, dtype=bool)
+        alive[:count] = True
+        for _ in range(max_steps):
+            obs, rewards, dones, _ = env.step(act(obs))
+            total += np.where(alive, rewards, 0.0)
+            alive &= ~dones
+            if not alive.any():
+                break
+        returns.extend(total[:count].tolist())
+    return np.asarray(returns)
+
+
+def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: str | Path | None = None) -> float:
+    """Mean return of a uniformly random policy on ``task``, measured once and cached by parameters."""
+    cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE", Path.home() / ".cache" / "rltransfer"))
+    key_data = {
+        "family": family.name,
+        "params": dict(task.params),
+        "episodes": episodes,
+        "seed": RANDOM_SEED,
+        "gymnasium": gym.__version__,
+    }
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir / "random_returns" / f"{key}.json"
+    if path.is_file():
+        try:
+            return float(json.loads(path.read_text())["mean_return"])
+        except (ValueError, KeyError):
+            pass  # a damaged cache entry is measured again
+    env = DummyVecEnv([lambda: family.make(task) for _ in range(min(episodes, MAX_PARALLEL))])
+    space = env.action_space
+    space.seed(RANDOM_SEED)
+    returns = run_episodes(
+        env, lambda obs: np.array([space.sample() for _ in range(env.num_envs)]), episodes, RANDOM_SEED
+    )
+    env.close()
+    value = float(returns.mean())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(
+        json.dumps({**key_data, "task": task.name, "mean_return": value, "std_return": float(returns.std())})
+    )
+    os.replace(tmp, path)
+    return value
+
+
+class Evaluator(BaseCallback):
+    """Evaluates the agent at target step 0, every ``every`` steps, and at the budget; stops there.
+
+    Scores go to TensorBoard (``eval/return``, ``eval/score``) at their target step and to
+    :attr:`curve`. Training stops once the budget's evaluation is done, so every run ends at
+    exactly the same nominal step. Parameters that become NaN or infinite raise
+    :class:`NonFiniteError` naming the step.
+
+    :param make_env: builds the evaluation vector env (separate from the training env).
+    :param episodes: episodes per evaluation, reset with seeds ``EVAL_SEED + i``.
+    :param normalise: return -> normalised score.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], VecEnv],
+        every: int,
+        budget: int,
+        episodes: int,
+        deterministic: bool,
+        normalise: Callable[[float], float],
+    ):
+        super().__init__()
+        self.make_env = make_env
+        self.checkpoints = sorted({*range(0, budget, every), budget})
+        self.episodes = episodes
+        self.deterministic = deterministic
+        self.normalise = normalise
+        self.curve: dict[str, list[float]] = {"step": [], "return": [], "score": [], "return_std": []}
+        self.eval_seconds = 0.0
+        self._next = 0
+        self._env: VecEnv | None = None
+
+    def _eval_env(self, model: BaseAlgorithm) -> VecEnv:
+        if self._env is None:
+            self._env = self.make_env()
+        train_env = model.get_env()
+        if isinstance(self._env, VecNormalize) and isinstance(train_env, VecNormalize):
+            self._env.obs_rms = train_env.obs_rms  # the agent's current observation statistics
+        return self._env
+
+    def evaluate(self, model: BaseAlgorithm, step: int) -> None:
+        start = time.perf_counter()
+        env = self._eval_env(model)
+        returns = run_episodes(
+            env, lambda obs: model.predict(obs, deterministic=self.deterministic)[0], self.episodes, EVAL_SEED
+        )
+        mean = float(returns.mean())
+        score = float(self.normalise(mean))
+        self.curve["step"].append(step)
+        self.curve["return"].append(mean)
+        self.curve["return_std"].append(float(returns.std()))
+        self.curve["score"].append(score)
+        self.eval_seconds += time.perf_counter() - start
+        for fmt in model.logger.output_formats if model.logger else ():
+            if isinstance(fmt, TensorBoardOutputFormat):
+                fmt.writer.add_scalar("eval/return", mean, step)
+                fmt.writer.add_scalar("eval/score", score, step)
+                fmt.writer.flush()
+
+    def _evaluate_due(self) -> bool:
+        while self._next < len(self.checkpoints) and self.num_timesteps >= self.checkpoints[self._next]:
+            self.evaluate(self.model, self.checkpoints[self._next])
+            self._next += 1
+        return self._next < len(self.checkpoints)
+
+    def _on_training_start(self) -> None:
+        self._check_finite()
+        self._evaluate_due()
+
+    def _on_step(self) -> bool:
+        return self._evaluate_due()
+
+    def _on_rollout_end(self) -> None:
+        self._check_finite()
+
+    def _check_finite(self) -> None:
+        for name, param in self.model.policy.named_parameters():
+            if not np.isfinite(param.detach().cpu().numpy()).all():
+                raise NonFiniteError(f"non-finite parameter '{name}' at target step {self.num_timesteps}")
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def evaluate_without_training(self, model: BaseAlgorithm, budget: int) -> None:
+        """For agents that never train (zero_shot): the same checkpoints, the same agent."""
+        self.model = model
+        for step in self.checkpoints:
+            if self.deterministic and self.curve["step"]:
+                # A fixed policy on fixed seeds scores the same: repeat the measurement.
+                for key in ("return", "return_std", "score"):
+                    self.curve[key].append(self.curve[key][-1])
+                self.curve["step"].append(step)
+                for fmt in model.logger.output_formats if model.logger else ():
+                    if isinstance(fmt, TensorBoardOutputFormat):
+                        fmt.writer.add_scalar("eval/return", self.curve["return"][-1], step)
+                        fmt.writer.add_scalar("eval/score", self.curve["score"][-1], step)
+            else:
+                self.evaluate(model, step)
+        self.close()
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def protocol(every: int, episodes: int, deterministic: bool, budget: int) -> dict[str, Any]:
+    return {
+        "every": every,
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "budget": budget,
+        "eval_seed": EVAL_SEED,
+    }
+
+
+def thresholds_and_baselines(
+    family: Family, tasks: list[Task], thresholds: Mapping[str, float], cache_dir: str | Path | None = None
+) -> dict[str, dict[str, float]]:
+    """Per task: the threshold (config, family, or Gymnasium) and the measured random return."""
+    out = {}
+    for task in tasks:
+        tau = float(thresholds.get(task.name, family.reward_threshold(task)))
+        r = random_return(family, task, cache_dir=cache_dir)
+        out[task.name] = {"threshold": tau, "random_return": r}
+    return out

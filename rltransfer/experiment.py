@@ -1,0 +1,266 @@
+"""The main job: pre-train, run the transfer grid over seeds, compare against scratch, report."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.errors import UserInputError
+from rltransfer.run_job import RESULT_FILE, RunJob, read_result, write_json_atomic
+from rltransfer.summary import BASELINE
+from rltransfer.validation import Setup, resolve
+
+
+class Interrupted(UserInputError):
+    """Ctrl-C: finished runs are kept; the message says how to resume."""
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    failed: list[str] = field(default_factory=list)
+
+
+def experiment_hash(cfg: ExperimentConfig) -> str:
+    """What makes results comparable: everything but the name, where results go and how runs execute."""
+    data = cfg.to_dict()
+    for key in ("name", "output_dir", "runner"):
+        data.pop(key)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunLock:
+    """An exclusive lock on a run directory: a second experiment process refuses to start."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.fd, 64).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise UserInputError(
+                f"run directory '{self.path.parent}' is in use by another experiment process (pid {holder}); "
+                "wait for it to finish or use another name (--set name=...)"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before any training if the output directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserInputError(f"output directory '{run_dir}' is not writable: {err.strerror or err}") from None
+
+
+def check_same_config(run_dir: Path, chash: str) -> None:
+    manifest = _read_manifest(run_dir)
+    old = manifest.get("config_hash")
+    if old and old != chash:
+        raise UserInputError(
+            f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never mixed: "
+            "use another name (--set name=...) or remove the directory"
+        )
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def ensure_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool, progress: bool) -> Path:
+    """The bundle of pre-training seed ``seed``: reused when it exists for this config, else trained."""
+    from rltransfer.bundle import load_bundle
+    from rltransfer.errors import BundleError
+    from rltransfer.pretraining import pretrain
+
+    out = cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+    path = out / "bundle"
+    if (path / "bundle.json").is_file():
+        try:
+            if load_bundle(path).manifest.get("experiment_hash") == chash:
+                return path
+        except BundleError:
+            pass  # damaged: train again
+    if echo:
+        print(
+            f"pre-training seed {seed} on {len(resolve(cfg).sources)} source tasks ({cfg.pretrain.timesteps:,} steps)..."
+        )
+    return pretrain(
+        cfg, seed=seed, out_dir=out, progress=progress, echo=echo, extra_manifest={"experiment_hash": chash}
+    ).bundle_path
+
+
+def plan_jobs(
+    cfg: ExperimentConfig, setup: Setup, chash: str, bundles: list[Path], protocol: Mapping[str, Any]
+) -> list[RunJob]:
+    strategies = [BASELINE] + [s for s in cfg.transfer.strategies if s != BASELINE]
+    config = cfg.to_dict()
+    jobs = []
+    for target in setup.targets:
+        tb = protocol["tasks"][target.name]
+        for strategy in strategies:
+            for seed in range(cfg.transfer.seeds):
+                p = seed % len(bundles)
+                jobs.append(
+                    RunJob(
+                        config=config,
+                        config_hash=chash,
+                        bundle=str(bundles[p]),
+                        target={"name": target.name, "params": dict(target.params)},
+                        split=setup.split(target),
+                        strategy=strategy,
+                        seed=seed,
+                        pretrain_seed=p,
+                        threshold=tb["threshold"],
+                        random_return=tb["random_return"],
+                        out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
+                    )  # fmt: skip
+                )
+    return jobs
+
+
+def is_done(job: RunJob) -> bool:
+    r = read_result(Path(job.out_dir) / RESULT_FILE)
+    return r is not None and r.get("status") == "ok" and r.get("config_hash") == job.config_hash
+
+
+def run_experiment(
+    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    progress: bool = True,
+    echo: bool = True,
+) -> ExperimentResult:
+    """Pre-train, run every (target, strategy, seed), and write the report.
+
+    Re-running the same command resumes: finished runs (same config hash) are skipped.
+
+    :param config: a YAML path, a dict, or an :class:`ExperimentConfig`.
+    :param overrides: ``--set``-style overrides.
+    :param progress: show progress bars.
+    :param echo: print the pre-training table, the comparison and where the report is.
+    """
+    from rltransfer import report
+    from rltransfer.bundle import package_versions
+    from rltransfer.evaluation import protocol as eval_protocol
+    from rltransfer.evaluation import thresholds_and_baselines
+    from rltransfer.runner import resolve_workers, run_local, run_ray
+
+    cfg = load_config(config, overrides)
+    setup = resolve(cfg)
+    if not setup.targets:
+        raise UserInputError("config key 'target_tasks': no target tasks to transfer to")
+    workers = resolve_workers(cfg.runner.workers)
+    run_dir = cfg.run_dir
+    check_writable(run_dir)
+    chash = experiment_hash(cfg)
+    with RunLock(run_dir):
+        check_same_config(run_dir, chash)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        manifest = _read_manifest(run_dir)
+        manifest.update(
+            experiment=cfg.name, config_hash=chash, versions=package_versions(), started=_now(), finished=None,
+            status="running", runs=manifest.get("runs", {}),
+        )  # fmt: skip
+        write_json_atomic(run_dir / "manifest.json", manifest)
+
+        bundles = [ensure_bundle(cfg, chash, p, echo, progress) for p in range(cfg.pretrain.seeds)]
+        from rltransfer.bundle import load_bundle
+
+        pre_steps = int(load_bundle(bundles[0]).manifest["timesteps"])
+        tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
+        ev = cfg.evaluation
+        manifest["protocol"] = {
+            **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
+            "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
+        }  # fmt: skip
+        manifest["pretrain_steps"] = pre_steps
+        jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
+        todo = [j for j in jobs if not is_done(j)]
+        for j in jobs:
+            manifest["runs"].setdefault(j.key, {"status": "pending"})
+            if j not in todo:
+                manifest["runs"][j.key]["status"] = "ok"
+        write_json_atomic(run_dir / "manifest.json", manifest)
+        failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray)
+        manifest.update(finished=_now(), status="failed runs" if failed else "done")
+        write_json_atomic(run_dir / "manifest.json", manifest)
+        summary = report.render(run_dir, echo=echo)
+    return ExperimentResult(run_dir, summary, failed)
+
+
+def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, run_local, run_ray) -> list[str]:
+    from tqdm.auto import tqdm
+
+    failed: list[str] = []
+    in_flight: set[str] = set()
+    bar = tqdm(
+        total=total, initial=total - len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True
+    )
+
+    def on_start(job: RunJob) -> None:
+        in_flight.add(job.key)
+        manifest["runs"][job.key] = {"status": "running", "started": _now()}
+        bar.set_postfix_str(f"in flight {len(in_flight)}: {sorted(in_flight)[0]} | failed {len(failed)}")
+
+    if cfg.runner.backend == "ray":
+        stream = run_ray(todo, workers, cfg.runner.address, on_start)
+    else:
+        stream = run_local(todo, workers, on_start)
+    try:
+        for job, res in stream:
+            in_flight.discard(job.key)
+            manifest["runs"][job.key] = {
+                "status": res["status"], "wall_seconds": round(res["wall_seconds"], 2),
+                "eval_seconds": round(res["eval_seconds"], 2), "finished": _now(),
+                **({"error": res["error"]} if res.get("error") else {}),
+            }  # fmt: skip
+            if res["status"] != "ok":
+                failed.append(job.key)
+            write_json_atomic(run_dir / "manifest.json", manifest)
+            bar.update(1)
+            bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
+    except KeyboardInterrupt:
+        for key in in_flight:
+            manifest["runs"][key] = {"status": "interrupted"}
+        manifest.update(status="interrupted", finished=_now())
+        write_json_atomic(run_dir / "manifest.json", manifest)
+        done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
+        raise Interrupted(
+            f"interrupted: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
+            f"(runs in flight are started again)"
+        ) from None
+    finally:
+        bar.close()
+    return failed

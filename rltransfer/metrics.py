@@ -1,0 +1,176 @@
+"""Sample-efficiency metrics and their statistics, as EVALUATION.md defines them.
+
+Pure numpy/scipy: no torch. Per-run metrics work on one normalised learning curve; the
+aggregates work on one value per seed. rliable's definitions (IQM, probability of improvement)
+are computed with scipy.stats because rliable 1.2.0 does not import beside pandas 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 2000
+
+
+# -- normalisation -------------------------------------------------------------------------------
+def normalise(returns: np.ndarray | float, random_return: float, threshold: float) -> np.ndarray:
+    """``(R - R_random) / (tau - R_random)``: 0 is a uniformly random policy, 1 the threshold.
+
+    Valid for negative returns too (Acrobot, Pendulum): only the gap to random is divided.
+    """
+    if threshold == random_return:
+        raise ValueError(f"threshold {threshold} equals the random return: the normalised score is undefined")
+    return (np.asarray(returns, dtype=float) - random_return) / (threshold - random_return)
+
+
+# -- per run -------------------------------------------------------------------------------------
+def auc(steps: Sequence[float], scores: Sequence[float], budget: float) -> float:
+    """``(1/B) * sum_k (t_k - t_{k-1}) * (P(t_k) + P(t_{k-1})) / 2``: trapezoid area per step."""
+    t, p = np.asarray(steps, float), np.asarray(scores, float)
+    return float(np.sum(np.diff(t) * (p[1:] + p[:-1]) / 2.0) / budget)
+
+
+def final(steps: Sequence[float], scores: Sequence[float], budget: float) -> float:
+    """Mean of the evaluations in the last 10% of the budget (``t >= 0.9 B``)."""
+    t, p = np.asarray(steps, float), np.asarray(scores, float)
+    mask = t >= 0.9 * budget
+    return float(p[mask].mean() if mask.any() else p[-1])
+
+
+def time_to_threshold(steps: Sequence[float], scores: Sequence[float], budget: float) -> tuple[float, bool]:
+    """First ``t_k`` with ``P >= 1`` at two consecutive evaluations, and whether it was reached.
+
+    A run that never gets there is right-censored at the budget: ``(B, False)``.
+    """
+    p = np.asarray(scores, float)
+    for k in range(len(p) - 1):
+        if p[k] >= 1.0 and p[k + 1] >= 1.0:
+            return float(steps[k]), True
+    return float(budget), False
+
+
+# -- aggregates over seeds ------------------------------------------------------------------------
+def iqm(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean, 0.25)."""
+    if axis is None:
+        return float(stats.trim_mean(np.asarray(x, float), 0.25))
+    return stats.trim_mean(np.asarray(x, float), 0.25, axis=axis)
+
+
+def mean(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
+    return float(np.mean(x)) if axis is None else np.mean(x, axis=axis)
+
+
+def _method(n: int) -> str:
+    return "BCa" if n >= 10 else "percentile"
+
+
+def bootstrap_ci(x: Sequence[float], statistic=iqm, seed: int = 0) -> tuple[float, float, str]:
+    """95% bootstrap CI of ``statistic(x, axis)`` over seeds: BCa for n >= 10, percentile otherwise.
+
+    Seeded, so a report is reproducible. Returns ``(low, high, method)``.
+    """
+    x = np.asarray(x, float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        v = statistic(x) if len(x) else float("nan")
+        return float(v), float(v), "degenerate"
+    method = _method(len(x))
+    for m in (method, "percentile"):
+        with np.errstate(all="ignore"):
+            res = stats.bootstrap(
+                (x,), statistic, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES, method=m,
+                rng=np.random.default_rng(seed), vectorized=True,
+            )  # fmt: skip
+        low, high = res.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):  # BCa can fail on near-degenerate samples
+            return float(low), float(high), m
+    return float("nan"), float("nan"), "failed"
+
+
+def two_sample_ci(a: Sequence[float], b: Sequence[float], statistic, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of ``statistic(a, b)``, resampling both samples."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    values = np.array(
+        [statistic(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))]) for _ in range(N_RESAMPLES)]
+    )
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - CONFIDENCE) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """``P(X > Y) + 0.5 P(X = Y)`` over all pairs (the Mann-Whitney U / (n m) form of rliable)."""
+    x, y = np.asarray(x, float)[:, None], np.asarray(y, float)[None, :]
+    return float(np.mean((x > y) + 0.5 * (x == y)))
+
+
+def auc_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """IQM of ``a`` over IQM of ``b`` (NaN when ``b``'s IQM is not positive: a ratio would mislead)."""
+    den = iqm(b)
+    return iqm(a) / den if den > 0 else float("nan")
+
+
+# -- time to threshold (survival) -----------------------------------------------------------------
+@dataclass
+class KaplanMeier:
+    """Kaplan-Meier estimate of the time to threshold, with right-censoring at the budget."""
+
+    times: np.ndarray
+    survival: np.ndarray
+    """P(not yet reached) just after each time."""
+    low: np.ndarray
+    high: np.ndarray
+    budget: float
+
+    def median(self) -> float | None:
+        return _first_at_or_below(self.times, self.survival, 0.5)
+
+    def median_ci(self) -> tuple[float | None, float | None]:
+        # The median's CI: where the survival CI band crosses 0.5 (Brookmeyer-Crowley style).
+        return _first_at_or_below(self.times, self.low, 0.5), _first_at_or_below(self.times, self.high, 0.5)
+
+    def restricted_mean(self) -> float:
+        """Mean time to threshold restricted to the budget: the area under S(t) on [0, B]."""
+        t = np.concatenate([[0.0], self.times[self.times < self.budget], [self.budget]])
+        s = np.concatenate([[1.0], self.survival[self.times < self.budget]])
+        return float(np.sum(np.diff(t) * s))
+
+
+def _first_at_or_below(times: np.ndarray, curve: np.ndarray, level: float) -> float | None:
+    idx = np.flatnonzero(curve <= level + 1e-12)
+    return float(times[idx[0]]) if len(idx) else None
+
+
+def kaplan_meier(times: Sequence[float], reached: Sequence[bool], budget: float) -> KaplanMeier:
+    """KM estimate (scipy.stats.ecdf on CensoredData) of the time to threshold."""
+    times, reached = np.asarray(times, float), np.asarray(reached, bool)
+    if not reached.any():
+        t = np.array([budget])
+        one = np.ones(1)
+        return KaplanMeier(t, one, one, one, budget)
+    data = stats.CensoredData(uncensored=times[reached], right=times[~reached])
+    sf = stats.ecdf(data).sf
+    ci = sf.confidence_interval(CONFIDENCE)
+    t = sf.quantiles
+    return KaplanMeier(t, sf.probabilities, np.asarray(ci.low.evaluate(t)), np.asarray(ci.high.evaluate(t)), budget)
+
+
+def logrank_sooner(
+    times: Sequence[float], reached: Sequence[bool], base_times: Sequence[float], base_reached: Sequence[bool]
+) -> float:
+    """p-value of the log-rank test that the first group reaches the threshold sooner than the base."""
+    r, b = np.asarray(reached, bool), np.asarray(base_reached, bool)
+    if not r.any() and not b.any():
+        return 1.0
+    x = stats.CensoredData(uncensored=np.asarray(times, float)[r], right=np.asarray(times, float)[~r])
+    y = stats.CensoredData(uncensored=np.asarray(base_times, float)[b], right=np.asarray(base_times, float)[~b])
+    # 'greater': the first group's rate of reaching the threshold is higher.
+    return float(stats.logrank(x, y, alternative="greater").pvalue)

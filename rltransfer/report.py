@@ -1,0 +1,263 @@
+"""The report of an experiment: report.md, summary.json, summary.csv, curves and Kaplan-Meier pictures,
+and the aggregated IQM curves in TensorBoard. Re-rendered from the results on disk alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rltransfer import metrics
+from rltransfer.errors import UserInputError
+from rltransfer.run_job import RESULT_FILE, read_result, write_json_atomic
+from rltransfer.summary import BASELINE, COLUMNS, row_for, table_rows, verdict
+
+CSV_FIELDS = [
+    "target", "split", "strategy", "seeds", "failed_runs", "pretrain_steps", "pretrain_steps_amortised", "p0_iqm",
+    "jumpstart", "final_iqm", "auc_iqm", "auc_ratio", "reached", "ttt_median", "ttt_restricted_mean",
+    "speedup_to_threshold", "speedup_note", "p_improve", "logrank_p", "negative_transfer", "significant",
+]  # fmt: skip
+
+
+def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The experiment's config (as run) and every result file under ``runs/``."""
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserInputError(
+            f"'{run_dir}' is not an experiment directory: no config.yaml (run 'rltransfer experiment' first)"
+        )
+    config = yaml.safe_load(cfg_path.read_text())
+    results = []
+    for path in sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")):
+        r = read_result(path)
+        if r is not None:
+            results.append(r)
+    return config, results
+
+
+def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``summary.json``'s content from the results (ok runs of the current config hash)."""
+    manifest = _read_json(run_dir / "manifest.json")
+    chash = manifest.get("config_hash")
+    budget = int(config["transfer"]["timesteps"])
+    current = [r for r in results if chash is None or r.get("config_hash") == chash]
+    ok = [r for r in current if r.get("status") == "ok"]
+    failed = [r for r in current if r.get("status") != "ok"]
+    by: dict[tuple[str, str], list] = defaultdict(list)
+    for r in ok:
+        by[(r["target"], r["strategy"])].append(r)
+    fails: dict[tuple[str, str], int] = defaultdict(int)
+    for r in failed:
+        fails[(r["target"], r["strategy"])] += 1
+    targets = list(dict.fromkeys(r["target"] for r in current))
+    strategies = [BASELINE] + [s for s in config["transfer"]["strategies"] if s != BASELINE]
+    pre = manifest.get("pretrain_steps", 0)
+    rows = []
+    for target in targets:
+        split = next(r["split"] for r in current if r["target"] == target)
+        scratch = sorted(by[(target, BASELINE)], key=lambda r: r["seed"])
+        for strategy in strategies:
+            runs = sorted(by[(target, strategy)], key=lambda r: r["seed"])
+            if not runs:
+                if fails[(target, strategy)]:
+                    rows.append(
+                        {
+                            "target": target,
+                            "split": split,
+                            "strategy": strategy,
+                            "seeds": 0,
+                            "failed_runs": fails[(target, strategy)],
+                        }
+                    )
+                continue
+            rows.append(
+                row_for(
+                    target, split, strategy, runs, scratch, budget, pre, max(1, len(targets)), fails[(target, strategy)]
+                )
+            )
+    protocol = manifest.get("protocol", {})
+    return {
+        "experiment": config["name"],
+        "family": config["family"],
+        "config_hash": chash,
+        "protocol": protocol,
+        "versions": manifest.get("versions", {}),
+        "pretrain_steps": pre,
+        "targets": targets,
+        "verdicts": {t: verdict([r for r in rows if r["target"] == t and "auc_iqm" in r]) for t in targets},
+        "failures": [
+            {"run": f"{r['target']}/{r['strategy']}/seed-{r['seed']}", "error": r.get("error", "")} for r in failed
+        ],
+        "rows": rows,
+    }
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    full = [r for r in rows if "auc_iqm" in r]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(full)]
+    return "\n".join(lines)
+
+
+def text_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A compact table for the terminal."""
+    cols = [0, 1, 2, 4, 7, 8, 9, 10, 11, 12, 14]
+    full = [r for r in rows if "auc_iqm" in r]
+    data = [[COLUMNS[i] for i in cols]] + [[cells[i] for i in cols] for cells in table_rows(full)]
+    widths = [max(len(row[i]) for row in data) for i in range(len(cols))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in data)
+
+
+def protocol_text(summary: Mapping[str, Any]) -> str:
+    p = summary["protocol"]
+    lines = [
+        f"- evaluation: {'deterministic' if p.get('deterministic') else 'stochastic'} policy, {p.get('episodes')} episodes "
+        f"every {p.get('every'):,} target steps and at 0 and B; reset seeds {p.get('eval_seed')}+i, shared by every run",
+        f"- budget B = {p.get('budget'):,} target steps per run; seeds per (target, strategy): {p.get('seeds')}",
+        f"- pre-training: N_pre = {summary['pretrain_steps']:,} source steps ({p.get('pretrain_seeds', 1)} seed(s)); "
+        f"amortised over K = {len(summary['targets'])} target(s)",
+        "- score s = (R - R_random) / (tau - R_random); R_random: uniform random policy, 100 episodes, measured",
+        "- CIs: 95% bootstrap over seeds (BCa for n >= 10, else percentile), seeded; TTT: two consecutive evaluations "
+        "with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on AUC (Mann-Whitney form); log-rank one-sided",
+    ]
+    for task, tb in p.get("tasks", {}).items():
+        lines.append(f"- {task}: threshold tau = {tb['threshold']:g}, R_random = {tb['random_return']:.1f}")
+    return "\n".join(lines)
+
+
+def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    by: dict[str, list] = defaultdict(list)
+    for r in results:
+        if r["target"] == target and r.get("status") == "ok":
+            by[r["strategy"]].append(r)
+    for strategy, runs in by.items():
+        lengths = {len(r["curve"]["step"]) for r in runs}
+        if len(lengths) != 1:
+            continue
+        out[strategy] = (np.array(runs[0]["curve"]["step"]), np.array([r["curve"]["score"] for r in runs]))
+    return out
+
+
+def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for strategy, (steps, scores) in curves.items():
+        centre = metrics.iqm(scores, axis=0)
+        band = np.array([metrics.bootstrap_ci(scores[:, k], metrics.iqm)[:2] for k in range(scores.shape[1])])
+        style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
+        (line,) = ax.plot(steps, centre, label=f"{strategy} (n={len(scores)})", **style)
+        ax.fill_between(steps, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.15)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("target environment steps")
+    ax.set_ylabel("normalised score (IQM, 95% CI)")
+    ax.set_title(f"{target}: learning curves")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_ttt(path: Path, target: str, results: Sequence[Mapping[str, Any]], budget: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    by: dict[str, list] = defaultdict(list)
+    for r in results:
+        if r["target"] == target and r.get("status") == "ok":
+            by[r["strategy"]].append(r["metrics"])
+    for strategy, ms in by.items():
+        km = metrics.kaplan_meier([m["ttt"] for m in ms], [m["reached"] for m in ms], budget)
+        t = np.concatenate([[0.0], km.times, [budget]])
+        reached = 1.0 - np.concatenate([[1.0], km.survival, [km.survival[-1]]])
+        style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
+        ax.step(t, reached, where="post", label=strategy, **style)
+    ax.set_xlim(0, budget)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("target environment steps")
+    ax.set_ylabel("fraction of runs at threshold (Kaplan-Meier)")
+    ax.set_title(f"{target}: time to threshold")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_tensorboard_aggregates(run_dir: Path, results: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> None:
+    """``aggregate/<target>/<strategy>``: the IQM score curve over seeds, beside every run in TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for target in targets:
+        for strategy, (steps, scores) in _curves(results, target).items():
+            out = run_dir / "aggregate" / target / strategy
+            if out.exists():
+                for f in out.glob("events.out.tfevents.*"):
+                    f.unlink()
+            writer = SummaryWriter(str(out))
+            centre = metrics.iqm(scores, axis=0)
+            for step, value in zip(steps, centre):
+                writer.add_scalar("eval/iqm_score", float(value), int(step))
+            writer.flush()
+            writer.close()
+
+
+def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) -> dict[str, Any]:
+    """Write ``report/`` (and the TensorBoard aggregates) from the results on disk; return the summary."""
+    run_dir = Path(run_dir)
+    config, results = collect(run_dir)
+    summary = summarise(run_dir, config, results)
+    report = run_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(report / "summary.json", summary)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in summary["rows"]:
+        writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+    (report / "summary.csv").write_text(buf.getvalue())
+    chash = summary["config_hash"]
+    current = [r for r in results if chash is None or r.get("config_hash") == chash]
+    budget = int(config["transfer"]["timesteps"])
+    md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
+    for target in summary["targets"]:
+        rows = [r for r in summary["rows"] if r["target"] == target]
+        split = rows[0]["split"] if rows else "?"
+        md += [f"## {target} ({split})", "", f"**{summary['verdicts'][target]}**", "", markdown_table(rows), ""]
+        curves = _curves(current, target)
+        if curves:
+            plot_curves(report / f"curves_{target}.png", target, curves)
+            plot_ttt(report / f"ttt_{target}.png", target, current, budget)
+            md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
+    if summary["failures"]:
+        md += ["## Failed runs", ""] + [f"- `{f['run']}`: {f['error']}" for f in summary["failures"]] + [""]
+    md += ["## Protocol", "", protocol_text(summary), ""]
+    (report / "report.md").write_text("\n".join(md))
+    if tensorboard:
+        write_tensorboard_aggregates(run_dir, current, summary["targets"])
+    if echo:
+        for target in summary["targets"]:
+            print(f"\n{target}: {summary['verdicts'][target]}")
+        print(text_table(summary["rows"]))
+        print(f"\nreport: {report / 'report.md'}")
+    return summary

@@ -1,0 +1,147 @@
+"""One run of an experiment grid: (target, strategy, seed) -> result.json.
+
+A job is plain data, so any backend (a local process pool, Ray) can run it, and the same job
+gives the same result.json wherever it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rltransfer import metrics
+
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything one run needs, as plain data."""
+
+    config: dict[str, Any]
+    config_hash: str
+    bundle: str
+    target: dict[str, Any]
+    """``{"name": ..., "params": {...}}``."""
+    split: str
+    strategy: str
+    seed: int
+    pretrain_seed: int
+    threshold: float
+    random_return: float
+    out_dir: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target['name']}/{self.strategy}/seed-{self.seed}"
+
+
+def run_metrics(curve: dict[str, list[float]], budget: int) -> dict[str, Any]:
+    """Per-run metrics of a normalised learning curve (EVALUATION.md)."""
+    steps, scores = curve["step"], curve["score"]
+    ttt, reached = metrics.time_to_threshold(steps, scores, budget)
+    return {
+        "p0": scores[0],
+        "final": metrics.final(steps, scores, budget),
+        "auc": metrics.auc(steps, scores, budget),
+        "ttt": ttt,
+        "reached": reached,
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    from rltransfer.bundle import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """A result file's content, or ``None`` if it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def execute(job: RunJob) -> dict[str, Any]:
+    """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
+
+    Exceptions of the run are caught and recorded: one failing run never stops the grid.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(job.out_dir)
+    start = time.perf_counter()
+    base = {
+        "target": job.target["name"],
+        "target_params": job.target["params"],
+        "split": job.split,
+        "strategy": job.strategy,
+        "seed": job.seed,
+        "pretrain_seed": job.pretrain_seed,
+        "config_hash": job.config_hash,
+        "threshold": job.threshold,
+        "random_return": job.random_return,
+    }
+    evaluator = None
+    try:
+        from rltransfer.bundle import load_bundle
+        from rltransfer.config import load_config
+        from rltransfer.evaluation import Evaluator
+        from rltransfer.transferring import eval_env_factory, transfer
+
+        cfg = load_config(job.config)
+        bundle = load_bundle(job.bundle)
+        target = {"name": job.target["name"], **job.target["params"]}
+        ev = cfg.evaluation
+        budget = cfg.transfer.timesteps
+
+        def normalise(r: float) -> float:
+            return float(metrics.normalise(r, job.random_return, job.threshold))
+
+        evaluator = Evaluator(
+            eval_env_factory(cfg, bundle, target, ev.episodes),
+            ev.every,
+            budget,
+            ev.episodes,
+            ev.deterministic,
+            normalise,
+        )
+        res = transfer(cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator])
+        result = {
+            **base,
+            "status": "ok",
+            "budget": budget,
+            "bundle_sha256": res.lineage["bundle_sha256"],
+            "components": {r["component"]: r["status"] for r in res.lineage["components"]},
+            "curve": evaluator.curve,
+            "metrics": run_metrics(evaluator.curve, budget),
+        }
+    except Exception as err:  # recorded, not raised: the rest of the grid goes on
+        result = {
+            **base,
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=8),
+        }
+        if evaluator is not None and evaluator.curve["step"]:
+            result["curve"] = evaluator.curve
+    wall = time.perf_counter() - start
+    write_json_atomic(out / RESULT_FILE, result)
+    return {
+        "key": job.key,
+        "status": result["status"],
+        "error": result.get("error"),
+        "wall_seconds": wall,
+        "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
+    }
+
+
+def job_dict(job: RunJob) -> dict[str, Any]:
+    return asdict(job)

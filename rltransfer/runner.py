@@ -1,0 +1,127 @@
+"""Backends that run independent jobs: a local process pool, or a Ray cluster.
+
+Both call :func:`rltransfer.run_job.execute` on the same plain-data jobs, so the same seeds
+give the same results whichever backend ran them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from rltransfer.errors import ConfigError
+from rltransfer.run_job import RunJob, execute
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``auto`` -> the number of cores this process may use."""
+    if workers == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:
+            return max(1, os.cpu_count() or 1)
+    if int(workers) < 1:
+        raise ConfigError(f"config key 'runner.workers': must be >= 1 or 'auto', got {workers}")
+    return int(workers)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_local(
+    jobs: Sequence[RunJob], workers: int, on_start: Callable[[RunJob], None] | None = None
+) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+    """Yield ``(job, summary)`` as jobs finish, ``workers`` at a time in fresh processes.
+
+    With one worker the jobs run in this process (same results: every run seeds itself).
+    Processes are spawned, not forked: torch and forking do not mix, and a user's script
+    that registers families or strategies at import is re-imported in every worker.
+    """
+    if workers == 1:
+        for job in jobs:
+            if on_start:
+                on_start(job)
+            yield job, execute(job)
+        return
+    ctx = mp.get_context("spawn")
+    pending = list(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        running = {}
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    job = pending.pop(0)
+                    if on_start:
+                        on_start(job)
+                    running[pool.submit(execute, job)] = job
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    try:
+                        yield job, future.result()
+                    except Exception as err:  # the worker process itself died
+                        yield (
+                            job,
+                            {
+                                "key": job.key,
+                                "status": "failed",
+                                "error": f"worker crashed: {err}",
+                                "wall_seconds": 0.0,
+                                "eval_seconds": 0.0,
+                            },
+                        )
+        except BaseException:
+            for future in running:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def run_ray(
+    jobs: Sequence[RunJob], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
+) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+    """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("config key 'runner.backend': 'ray' needs Ray: pip install 'rltransfer[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(execute)
+    refs = {}
+    for job in jobs:
+        if on_start:
+            on_start(job)
+        refs[remote.remote(job)] = job
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            job = refs.pop(done[0])
+            try:
+                yield job, ray.get(done[0])
+            except Exception as err:
+                yield (
+                    job,
+                    {
+                        "key": job.key,
+                        "status": "failed",
+                        "error": f"ray task failed: {err}",
+                        "wall_seconds": 0.0,
+                        "eval_seconds": 0.0,
+                    },
+                )
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()

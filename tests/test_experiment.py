@@ -1,0 +1,156 @@
+import json
+import os
+
+import pytest
+
+import rltransfer
+from rltransfer.errors import UserInputError
+from rltransfer.experiment import RunLock
+from rltransfer.strategies import STRATEGIES, register_strategy
+
+REPORT_FILES = ["report.md", "summary.json", "summary.csv", "curves_very-long-heavy.png", "ttt_very-long-heavy.png"]
+ROW_KEYS = {
+    "target", "split", "strategy", "seeds", "pretrain_steps", "p0_iqm", "final_iqm", "final_iqm_ci", "auc_iqm",
+    "auc_iqm_ci", "reached", "ttt_median", "ttt_median_ci", "speedup_to_threshold", "speedup_note", "auc_ratio",
+    "auc_ratio_ci", "p_improve", "p_improve_ci", "logrank_p", "negative_transfer", "failed_runs",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+
+
+def results(run_dir):
+    out = {}
+    for path in sorted((run_dir / "runs").glob("*/*/seed-*/result.json")):
+        out[str(path.relative_to(run_dir))] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One tiny experiment, run once for several tests."""
+    base = tmp_path_factory.mktemp("exp")
+    os.environ["RLTRANSFER_CACHE"] = str(base / "cache")
+    cfg = {
+        "name": "tiny", "output_dir": str(base / "runs"), "family": "cartpole", "source_tasks": ["short", "long"],
+        "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+        "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 2},
+        "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch", "zero_shot", "finetune"]},
+        "evaluation": {"every": 128, "episodes": 3}, "runner": {"workers": 1},
+    }  # fmt: skip
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    return cfg, res
+
+
+def test_tiny_experiment_writes_every_output(finished):
+    cfg, res = finished
+    run_dir = res.run_dir
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "pretrain/bundle/bundle.json",
+        "pretrain/bundle/components.safetensors",
+    ):
+        assert (run_dir / name).is_file(), name
+    for name in REPORT_FILES:
+        assert (run_dir / "report" / name).is_file(), name
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert {"experiment", "family", "protocol", "config_hash", "versions"} <= set(summary)
+    assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune"]
+    for row in summary["rows"]:
+        assert set(row) >= ROW_KEYS
+        assert row["split"] == "extrapolation" and row["seeds"] == 2
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "done" and all(r["status"] == "ok" for r in manifest["runs"].values())
+    assert len(manifest["runs"]) == 6
+    tasks = summary["protocol"]["tasks"]["very-long-heavy"]
+    assert tasks["threshold"] == 475.0 and 5 < tasks["random_return"] < 200
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "| very-long-heavy | finetune | 2 |" in md and "## Protocol" in md
+
+
+def test_runs_are_evaluated_at_zero_every_k_steps_and_at_the_budget(finished):
+    _, res = finished
+    r = json.loads((res.run_dir / "runs/very-long-heavy/finetune/seed-0/result.json").read_text())
+    assert r["curve"]["step"] == [0, 128, 256]
+    assert r["metrics"]["p0"] == r["curve"]["score"][0]
+    zs = json.loads((res.run_dir / "runs/very-long-heavy/zero_shot/seed-1/result.json").read_text())
+    assert zs["curve"]["step"] == [0, 128, 256] and len(set(zs["curve"]["return"])) == 1
+    # The same fixed evaluation seeds for every strategy: zero_shot and finetune start from the
+    # same pre-trained policy, so their step-0 returns are identical.
+    assert r["curve"]["return"][0] == zs["curve"]["return"][0]
+
+
+def test_resume_skips_finished_runs_and_reruns_a_missing_one(finished):
+    cfg, res = finished
+    before = results(res.run_dir)
+    victim = res.run_dir / "runs/very-long-heavy/finetune/seed-1/result.json"
+    victim.unlink()
+    mtimes = {p: p.stat().st_mtime_ns for p in (res.run_dir / "runs").glob("*/*/seed-*/result.json")}
+    rltransfer.run_experiment(cfg, progress=False, echo=False)
+    for p, t in mtimes.items():
+        assert p.stat().st_mtime_ns == t, f"{p} was re-run"
+    after = results(res.run_dir)
+    assert after == before  # the re-run reproduces the deleted result bit for bit
+
+
+def test_a_changed_config_is_refused_not_mixed(finished):
+    cfg, _ = finished
+    with pytest.raises(UserInputError, match="holds results of a different config"):
+        rltransfer.run_experiment(cfg, ["transfer.seeds=3"], progress=False, echo=False)
+
+
+def test_a_second_process_on_the_same_directory_is_refused(finished):
+    cfg, res = finished
+    with RunLock(res.run_dir), pytest.raises(UserInputError, match="in use by another experiment process"):
+        with RunLock(res.run_dir):
+            pass
+
+
+def test_report_rerenders_from_disk(finished):
+    from rltransfer.report import render
+
+    _, res = finished
+    (res.run_dir / "report" / "summary.json").unlink()
+    summary = render(res.run_dir, tensorboard=False)
+    assert (res.run_dir / "report" / "summary.json").is_file() and len(summary["rows"]) == 3
+
+
+def test_a_failing_run_is_isolated_and_reported(tmp_path):
+    @register_strategy("explodes_test", overwrite=True)
+    def explodes(params):
+        raise RuntimeError("boom on purpose")
+
+    cfg = {
+        "name": "fail", "output_dir": str(tmp_path / "runs"), "family": "cartpole", "source_tasks": ["short"],
+        "target_tasks": ["long"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}},
+        "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
+        "transfer": {"timesteps": 128, "seeds": 2, "strategies": ["explodes_test"]},
+        "evaluation": {"every": 128, "episodes": 2}, "runner": {"workers": 1},
+    }  # fmt: skip
+    try:
+        res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    finally:
+        STRATEGIES.pop("explodes_test")
+    assert sorted(res.failed) == ["long/explodes_test/seed-0", "long/explodes_test/seed-1"]
+    summary = res.summary
+    assert [f["error"] for f in summary["failures"]] == ["RuntimeError: boom on purpose"] * 2
+    assert summary["rows"][0]["strategy"] == "scratch" and summary["rows"][0]["seeds"] == 2
+    assert "## Failed runs" in (res.run_dir / "report" / "report.md").read_text()
+
+
+def test_two_workers_give_bit_identical_results_to_one(finished, tmp_path):
+    cfg, res = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"workers": 2}}
+    res2 = rltransfer.run_experiment(cfg2, progress=False, echo=False)
+    assert results(res2.run_dir) == results(res.run_dir)
+
+
+def test_ray_backend_gives_bit_identical_results(finished, tmp_path):
+    pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
+    cfg, res = finished
+    cfg3 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"backend": "ray", "workers": 2}}
+    res3 = rltransfer.run_experiment(cfg3, progress=False, echo=False)
+    assert results(res3.run_dir) == results(res.run_dir)

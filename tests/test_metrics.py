@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+from rltransfer import metrics
+from rltransfer.summary import row_for, verdict
+
+
+def test_normalisation_maps_random_to_0_and_threshold_to_1_also_for_negative_returns():
+    assert metrics.normalise(475.0, 20.0, 475.0) == pytest.approx(1.0)
+    assert metrics.normalise(20.0, 20.0, 475.0) == pytest.approx(0.0)
+    # Acrobot: random -500, threshold -100; -300 is halfway, and better than random is positive.
+    assert metrics.normalise(-300.0, -500.0, -100.0) == pytest.approx(0.5)
+    assert metrics.normalise(-500.0, -500.0, -100.0) == pytest.approx(0.0)
+    assert metrics.normalise(-90.0, -500.0, -100.0) > 1.0
+    # Pendulum: a raw ratio -200/-1200 would say 0.17; the normalised score says 1.0.
+    assert metrics.normalise(-200.0, -1200.0, -200.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.normalise(1.0, 5.0, 5.0)
+
+
+def test_auc_is_the_trapezoid_area_per_step():
+    # (1/20) * [10 * (0 + 0.5)/2 + 10 * (0.5 + 1)/2] = (2.5 + 7.5) / 20
+    assert metrics.auc([0, 10, 20], [0.0, 0.5, 1.0], 20) == pytest.approx(0.5)
+    assert metrics.auc([0, 5, 20], [1.0, 1.0, 1.0], 20) == pytest.approx(1.0)
+
+
+def test_final_is_the_mean_over_the_last_tenth_of_the_budget():
+    assert metrics.final([0, 50, 90, 95, 100], [0, 0, 0.2, 0.4, 0.6], 100) == pytest.approx(0.4)
+
+
+def test_time_to_threshold_needs_two_consecutive_evaluations_and_censors_at_the_budget():
+    assert metrics.time_to_threshold([0, 10, 20, 30], [0.2, 1.0, 1.1, 0.3], 30) == (10.0, True)
+    assert metrics.time_to_threshold([0, 10, 20, 30], [1.0, 0.5, 1.0, 0.9], 30) == (30.0, False)
+    # Reaching only at the very last evaluation is not two consecutive: censored.
+    assert metrics.time_to_threshold([0, 10, 20], [0.0, 0.0, 1.0], 20) == (20.0, False)
+
+
+def test_iqm_matches_a_hand_computed_value():
+    # 8 values, 2 trimmed at each end: sorted -50 1 | 2 3 4 5 | 6 100 -> mean of 2..5.
+    assert metrics.iqm([100, 1, 2, 3, 4, 5, 6, -50]) == pytest.approx(3.5)
+
+
+def test_kaplan_meier_median_and_restricted_mean_on_a_small_known_sample():
+    km = metrics.kaplan_meier([3, 5, 7, 10, 10], [True, True, True, False, False], budget=10)
+    # S: 0.8 after 3, 0.6 after 5, 0.4 after 7 -> median 7.
+    np.testing.assert_allclose(km.survival, [0.8, 0.6, 0.4, 0.4])
+    assert km.median() == 7.0
+    # Area under S on [0, 10]: 3*1 + 2*0.8 + 2*0.6 + 3*0.4 = 7.0
+    assert km.restricted_mean() == pytest.approx(7.0)
+    assert metrics.kaplan_meier([10, 10], [False, False], 10).median() is None
+
+
+def test_probability_of_improvement_on_a_known_pair():
+    # Pairs (x > y): 3>1, 4>1, 4>3; tie 3=3 counts half: (3 + 0.5) / 4.
+    assert metrics.probability_of_improvement([3, 4], [1, 3]) == pytest.approx(0.875)
+    assert metrics.probability_of_improvement([1, 1], [1, 1]) == pytest.approx(0.5)
+
+
+def test_bootstrap_is_seeded_and_uses_bca_from_ten_seeds():
+    x = np.linspace(0, 1, 12) ** 2
+    a, b = metrics.bootstrap_ci(x, metrics.iqm, seed=3), metrics.bootstrap_ci(x, metrics.iqm, seed=3)
+    assert a == b and a[2] == "BCa" and a[0] < metrics.iqm(x) < a[1]
+    assert metrics.bootstrap_ci([0.1, 0.5, 0.2], metrics.iqm)[2] == "percentile"
+
+
+def test_logrank_says_sooner_only_for_the_faster_group():
+    fast = ([1, 2, 2, 3, 3], [True] * 5)
+    slow = ([8, 9, 10, 10, 10], [True, True, False, False, False])
+    assert metrics.logrank_sooner(*fast, *slow) < 0.05
+    assert metrics.logrank_sooner(*slow, *fast) > 0.5
+
+
+def _run(seed, scores, budget=40):
+    steps = [0, 10, 20, 30, 40]
+    ttt, reached = metrics.time_to_threshold(steps, scores, budget)
+    return {
+        "seed": seed,
+        "metrics": {
+            "p0": scores[0], "final": metrics.final(steps, scores, budget), "auc": metrics.auc(steps, scores, budget),
+            "ttt": ttt, "reached": reached,
+        },
+    }  # fmt: skip
+
+
+def test_rows_versus_scratch_speedup_ratio_and_censoring():
+    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
+    fast = [_run(s, [0.5, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10
+    row = row_for("t", "extrapolation", "finetune", fast, scratch, 40, 1000, 2, 0)
+    assert row["speedup_to_threshold"] == pytest.approx(3.0)
+    assert row["jumpstart"] == pytest.approx(0.5)
+    assert row["p_improve"] == 1.0 and row["significant"]
+    assert row["auc_ratio"] == pytest.approx(
+        metrics.auc([0, 10, 20, 30, 40], [0.5, 1, 1, 1, 1], 40) / scratch[0]["metrics"]["auc"]
+    )
+    assert row["pretrain_steps"] == 1000 and row["pretrain_steps_amortised"] == 500
+    never = [_run(s, [0, 0.1, 0.2, 0.2, 0.3]) for s in range(4)]
+    row = row_for("t", "extrapolation", "finetune", fast, never, 40, 1000, 2, 0)
+    assert row["speedup_to_threshold"] is None and "censored" in row["speedup_note"]
+    worse = [_run(s, [0, 0.0, 0.1, 0.2, 0.2]) for s in range(4)]
+    row = row_for("t", "extrapolation", "bad", worse, scratch, 40, 1000, 2, 0)
+    assert row["negative_transfer"] and not row["significant"]
+    base = row_for("t", "extrapolation", "scratch", scratch, scratch, 40, 1000, 2, 0)
+    assert "no strategy beats scratch" in verdict([base, row])
