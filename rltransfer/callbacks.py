@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import HParam
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
 from rltransfer.envs import MultiTaskVecEnv
 
@@ -33,23 +33,22 @@ class PerTaskLogger(BaseCallback):
                 self.logger.record(f"{self.prefix}/{name}/ep_length", float(np.mean(self.env.episode_lengths[name])))
 
 
-class HParamsLogger(BaseCallback):
-    """Writes the hyperparameters to TensorBoard's hparams plugin at the start of training."""
+def write_hparams(logger: Logger, hparams: dict[str, Any]) -> None:
+    """Record a run's hyperparameters for TensorBoard's hparams plugin.
 
-    def __init__(self, hparams: dict[str, Any], metrics: tuple[str, ...]):
-        super().__init__()
-        self.hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
-        self.metrics = metrics
+    Only the session's own record is written, no per-run "experiment" summary: the plugin then
+    builds one table from every run's hyperparameters (pre-training and each transfer run alike),
+    where SB3's ``HParam`` would make the first run's keys hide all others.
+    """
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-    def _on_training_start(self) -> None:
-        self.logger.record(
-            "hparams",
-            HParam(self.hparams, {m: 0.0 for m in self.metrics}),
-            exclude=("stdout", "log", "json", "csv"),
-        )
-
-    def _on_step(self) -> bool:
-        return True
+    clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
+    _, start, end = hparams_summary(clean, {})
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            fmt.writer.file_writer.add_summary(start)
+            fmt.writer.file_writer.add_summary(end)
+            fmt.writer.flush()
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

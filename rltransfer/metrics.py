@@ -7,6 +7,7 @@ are computed with scipy.stats because rliable 1.2.0 does not import beside panda
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -158,7 +159,9 @@ def kaplan_meier(times: Sequence[float], reached: Sequence[bool], budget: float)
         return KaplanMeier(t, one, one, one, budget)
     data = stats.CensoredData(uncensored=times[reached], right=times[~reached])
     sf = stats.ecdf(data).sf
-    ci = sf.confidence_interval(CONFIDENCE)
+    with warnings.catch_warnings():  # undefined where S(t) = 0 or 1: the band is clipped there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = sf.confidence_interval(CONFIDENCE)
     t = sf.quantiles
     return KaplanMeier(t, sf.probabilities, np.asarray(ci.low.evaluate(t)), np.asarray(ci.high.evaluate(t)), budget)
 

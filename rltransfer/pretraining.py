@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.bundle import MODEL_FILE, save_bundle
-from rltransfer.callbacks import HParamsLogger, PerTaskLogger, flatten
+from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task
 from rltransfer.normalization import obs_stats, with_obs_stats
@@ -87,8 +87,8 @@ def pretrain(
         "family": cfg.family, "conditioning": cfg.conditioning, "sources": ",".join(names), "seed": seed,
         **flatten(cfg.agent.model_dump(), "agent."), "pretrain.timesteps": cfg.pretrain.timesteps,
     }  # fmt: skip
-    callbacks = [PerTaskLogger(mt_env), HParamsLogger(hparams, tuple(f"pretrain/{n}/ep_return" for n in names))]
-    model.learn(cfg.pretrain.timesteps, callback=callbacks, progress_bar=progress)
+    write_hparams(model.logger, hparams)
+    model.learn(cfg.pretrain.timesteps, callback=PerTaskLogger(mt_env), progress_bar=progress)
     stats = obs_stats(env)
     evaluation = evaluate_sources(model, setup, stats, cfg.pretrain.eval_episodes, seed)
     for name, res in evaluation.items():

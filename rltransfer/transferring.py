@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import MultiTaskActorCriticPolicy
 from rltransfer.bundle import Bundle, atomic_write_bytes, load_bundle
-from rltransfer.callbacks import HParamsLogger, flatten
+from rltransfer.callbacks import flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
@@ -272,11 +272,14 @@ def transfer(
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
         model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
         _log_lineage(model, lineage)
-    hparams = {"target": task.name, "strategy": strategy, "seed": seed, "head_init": cfg.transfer.head_init}
-    hparams.update(flatten(lineage["strategy_params"], "strategy."))
-    all_callbacks = [HParamsLogger(hparams, ("eval/score", "eval/return")), *callbacks]
+        hparams = {
+            "family": cfg.family, "conditioning": bundle.conditioning, "target": task.name, "split": lineage["split"],
+            "strategy": strategy, "seed": seed, "head_init": cfg.transfer.head_init, "timesteps": budget,
+            **flatten(lineage["strategy_params"], "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
+        }  # fmt: skip
+        write_hparams(model.logger, hparams)
     if get_strategy(strategy).plan(lineage["strategy_params"]).train:
-        model.learn(budget, callback=all_callbacks, progress_bar=progress)
+        model.learn(budget, callback=list(callbacks), progress_bar=progress)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
         for cb in callbacks:
             if hasattr(cb, "evaluate_without_training"):

@@ -1,7 +1,13 @@
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
+import yaml
 
 import rltransfer
 from rltransfer.errors import UserInputError
@@ -102,11 +108,65 @@ def test_a_changed_config_is_refused_not_mixed(finished):
         rltransfer.run_experiment(cfg, ["transfer.seeds=3"], progress=False, echo=False)
 
 
-def test_a_second_process_on_the_same_directory_is_refused(finished):
+def test_a_second_process_on_the_same_directory_is_refused(finished, tmp_path):
     cfg, res = finished
-    with RunLock(res.run_dir), pytest.raises(UserInputError, match="in use by another experiment process"):
-        with RunLock(res.run_dir):
-            pass
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with RunLock(res.run_dir):  # this process plays the first experiment
+        proc = subprocess.run(
+            [sys.executable, "-m", "rltransfer.cli", "experiment", str(path), "--no-progress"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"in use by another experiment process (pid {os.getpid()})" in proc.stderr
+
+
+def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finished):
+    _, res = finished
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tb = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(res.run_dir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, body=None):
+        req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode())
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    try:
+        for _ in range(120):
+            try:
+                runs = get("/data/runs")
+                if any(r.startswith("aggregate") for r in runs):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        tags = get("/data/plugin/scalars/tags")
+        assert {"pretrain/short/ep_return", "pretrain/long/ep_return", "train/value_loss"} <= set(tags["pretrain/tb"])
+        for strategy in ("scratch", "zero_shot", "finetune"):
+            run = f"runs/very-long-heavy/{strategy}/seed-0/tb"
+            assert {"eval/score", "eval/return"} <= set(tags[run]), run
+            assert "eval/iqm_score" in tags[f"aggregate/very-long-heavy/{strategy}"]
+        curve = get("/data/plugin/scalars/scalars?run=runs/very-long-heavy/finetune/seed-0/tb&tag=eval/score")
+        assert [step for _, step, _ in curve] == [0, 128, 256]
+        agg = get("/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag=eval/iqm_score")
+        assert [step for _, step, _ in agg] == [0, 128, 256]
+        exp = get("/data/plugin/hparams/experiment", {"experimentName": ""})
+        names = {h["name"] for h in exp["hparamInfos"]}
+        assert {"strategy", "target", "seed", "family", "conditioning"} <= names
+        assert (
+            "transfer/lineage/text_summary" in get("/data/plugin/text/tags")["runs/very-long-heavy/finetune/seed-0/tb"]
+        )
+    finally:
+        tb.terminate()
+        tb.wait(timeout=30)
 
 
 def test_report_rerenders_from_disk(finished):
