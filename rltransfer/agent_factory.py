@@ -42,6 +42,22 @@ def policy_kwargs(
     }
 
 
+SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+
+
+def resolve_hyperparams(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
+    """SB3 keyword arguments from config values; RL Zoo's ``lin_<value>`` becomes a linear schedule
+    from ``value`` to 0 over the run (driven by one ``learn()`` call, so it really decays to 0)."""
+    from stable_baselines3.common.utils import get_linear_fn
+
+    out = dict(hyperparams)
+    for key in SCHEDULED:
+        value = out.get(key)
+        if isinstance(value, str) and value.startswith("lin_"):
+            out[key] = get_linear_fn(float(value[4:]), 0.0, 1.0)
+    return out
+
+
 def build_model(
     agent: AgentConfig,
     env: VecEnv,
@@ -62,5 +78,5 @@ def build_model(
         seed=seed,
         device="cpu",
         verbose=0,
-        **{**agent.hyperparams, **(hyperparams or {})},
+        **resolve_hyperparams({**agent.hyperparams, **(hyperparams or {})}),
     )

@@ -58,6 +58,30 @@ def run_episodes(
     return np.asarray(returns)
 
 
+def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], np.ndarray]:
+    """``obs -> actions`` for evaluation: ``model.predict`` without its per-call overhead
+    (training-mode switches, shape checks), same actions."""
+    import torch
+    from gymnasium import spaces
+
+    policy = model.policy
+    policy.set_training_mode(False)
+    box = isinstance(model.action_space, spaces.Box)
+
+    def act(obs: Any) -> np.ndarray:
+        with torch.no_grad():
+            if isinstance(obs, dict):
+                tensor = {k: torch.as_tensor(v) for k, v in obs.items()}
+            else:
+                tensor = torch.as_tensor(obs)
+            actions = policy._predict(tensor, deterministic=deterministic).cpu().numpy()
+        if box:  # as predict() does for an unsquashed Gaussian
+            actions = np.clip(actions, model.action_space.low, model.action_space.high)
+        return actions
+
+    return act
+
+
 def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: str | Path | None = None) -> float:
     """Mean return of a uniformly random policy on ``task``, measured once and cached by parameters."""
     cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE", Path.home() / ".cache" / "rltransfer"))
@@ -136,9 +160,7 @@ class Evaluator(BaseCallback):
     def evaluate(self, model: BaseAlgorithm, step: int) -> None:
         start = time.perf_counter()
         env = self._eval_env(model)
-        returns = run_episodes(
-            env, lambda obs: model.predict(obs, deterministic=self.deterministic)[0], self.episodes, EVAL_SEED
-        )
+        returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         mean = float(returns.mean())
         score = float(self.normalise(mean))
         self.curve["step"].append(step)

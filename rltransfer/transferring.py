@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltransfer.agent_factory import policy_kwargs
+from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import MultiTaskActorCriticPolicy
 from rltransfer.bundle import Bundle, atomic_write_bytes, load_bundle
 from rltransfer.callbacks import flatten, write_hparams
@@ -206,7 +206,7 @@ def build_target_agent(
         seed=seed,
         device="cpu",
         verbose=0,
-        **cfg.agent.hyperparams,
+        **resolve_hyperparams(cfg.agent.hyperparams),
         **algo_kwargs,
     )
     report = load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init)

@@ -61,7 +61,18 @@ def check_hyperparams(config: ExperimentConfig) -> None:
         ("agent.hyperparams", config.agent.hyperparams),
         ("pretrain.hyperparams", config.pretrain.hyperparams),
     ):
-        for key in hyper:
+        for key, value in hyper.items():
+            if key == "use_sde" and value:
+                raise ConfigError(f"config key '{where}.use_sde': gSDE is not supported by the multi-task heads; use false")
+            if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
+                try:
+                    ok = value.startswith("lin_") and float(value[4:]) > 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ConfigError(
+                        f"config key '{where}.{key}': '{value}' is not a number or a linear schedule like 'lin_0.001'"
+                    )
             if key not in allowed:
                 raise ConfigError(
                     f"config key '{where}.{key}': not a {cls.__name__} argument rltransfer passes on; "
