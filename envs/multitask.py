@@ -111,8 +111,19 @@ class MultiTaskVecEnv(DummyVecEnv):
         self._tag(self.reset_infos)
         return obs
 
+    def _check_finite(self, rewards: np.ndarray) -> None:
+        bad = ~np.isfinite(rewards) | ~np.isfinite(self.buf_obs[None].reshape(self.num_envs, -1)).all(axis=1)
+        if bad.any():
+            slot = int(np.flatnonzero(bad)[0])
+            what = "reward" if not np.isfinite(rewards[slot]) else "observation"
+            raise TaskError(
+                f"task '{self.task_names[self.slot_tasks[slot]]}' returned a non-finite {what} "
+                f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self.buf_obs[None][slot]}"
+            )
+
     def step_wait(self):
         obs, rewards, dones, infos = super().step_wait()
+        self._check_finite(rewards)
         self._tag(infos)
         for slot in np.flatnonzero(dones):
             terminal = infos[slot].get("terminal_observation")

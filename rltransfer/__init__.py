@@ -45,6 +45,13 @@ def run_experiment(*args: Any, **kwargs: Any) -> ExperimentResult:
     return _run(*args, **kwargs)
 
 
+def make_target_env(*args: Any, **kwargs: Any):
+    """A task's env conditioned as a bundle expects; see :func:`rltransfer.transferring.make_target_env`."""
+    from rltransfer.transferring import make_target_env as _make
+
+    return _make(*args, **kwargs)
+
+
 def load_bundle(path: Any) -> Bundle:
     """Load and validate a bundle; see :func:`rltransfer.bundle.load_bundle`."""
     from rltransfer.bundle import load_bundle as _load
@@ -59,4 +66,4 @@ def load_config(*args: Any, **kwargs: Any) -> ExperimentConfig:
     return _load(*args, **kwargs)
 
 
-__all__ = ["load_bundle", "load_config", "pretrain", "run_experiment", "transfer"]
+__all__ = ["load_bundle", "load_config", "make_target_env", "pretrain", "run_experiment", "transfer"]

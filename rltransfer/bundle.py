@@ -164,9 +164,18 @@ class Bundle:
     def component_names(self) -> list[str]:
         return list(dict.fromkeys(bundle_component(k) for k in self.tensors))
 
-    def policy_kwargs(self) -> dict[str, Any]:
-        """``policy_kwargs`` that give a new SB3 PPO model this bundle's architecture."""
-        return policy_kwargs(self.architecture)
+    def policy_kwargs(self, task_names: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
+        """``policy_kwargs`` for :class:`~rltransfer.agents.MultiTaskActorCriticPolicy` with this
+        bundle's architecture (``task_names``: the new agent's heads; default the bundle's)."""
+        arch = {**self.architecture, **({"task_names": task_names} if task_names else {})}
+        return {**policy_kwargs(arch), **overrides}
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """``policy_kwargs`` entries that put this bundle's encoder into any SB3 policy
+        (``PPO("MultiInputPolicy", env, policy_kwargs=bundle.encoder_kwargs())``); copy the
+        weights with ``model.policy.features_extractor.load_state_dict(bundle.components["encoder"].state_dict())``."""
+        kwargs = policy_kwargs(self.architecture)
+        return {k: kwargs[k] for k in ("features_extractor_class", "features_extractor_kwargs")}
 
     def __repr__(self) -> str:
         return (

@@ -170,9 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from rltransfer.envs import TaskError
+    from rltransfer.experiment import Interrupted
 
     try:
         return int(args.func(args))
+    except Interrupted as err:
+        print(f"rltransfer: {err}", file=sys.stderr)
+        return 130
     except (UserInputError, TaskError) as err:
         print(f"rltransfer: error: {err}", file=sys.stderr)
         return 2

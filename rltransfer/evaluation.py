@@ -70,10 +70,7 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
 
     def act(obs: Any) -> np.ndarray:
         with torch.no_grad():
-            if isinstance(obs, dict):
-                tensor = {k: torch.as_tensor(v) for k, v in obs.items()}
-            else:
-                tensor = torch.as_tensor(obs)
+            tensor = {k: torch.as_tensor(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.as_tensor(obs)
             actions = policy._predict(tensor, deterministic=deterministic).cpu().numpy()
         if box:  # as predict() does for an unsquashed Gaussian
             actions = np.clip(actions, model.action_space.low, model.action_space.high)

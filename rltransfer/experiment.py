@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -176,6 +177,7 @@ def run_experiment(
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
     from rltransfer.runner import resolve_workers, run_local, run_ray
+    from rltransfer.strategies import get_strategy, strategy_params
 
     cfg = load_config(config, overrides)
     setup = resolve(cfg)
@@ -213,8 +215,20 @@ def run_experiment(
             if j not in todo:
                 manifest["runs"][j.key]["status"] = "ok"
         write_json_atomic(run_dir / "manifest.json", manifest)
+        # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
+        todo.sort(
+            key=lambda j: (
+                not get_strategy(j.strategy)
+                .plan(strategy_params(j.strategy, cfg.transfer.strategy_params.get(j.strategy)))
+                .train
+            )
+        )
+        grid_start = time.perf_counter()
         failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray)
-        manifest.update(finished=_now(), status="failed runs" if failed else "done")
+        manifest.update(
+            finished=_now(), status="failed runs" if failed else "done", workers=workers,
+            grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
+        )  # fmt: skip
         write_json_atomic(run_dir / "manifest.json", manifest)
         summary = report.render(run_dir, echo=echo)
     return ExperimentResult(run_dir, summary, failed)

@@ -157,6 +157,18 @@ def _head_key(bundle_key: str) -> str:
     return ".".join(parts[-2:]) if parts[-1] != "log_std" else "log_std"
 
 
+def make_target_env(bundle: str | Path | Bundle, task: str | Mapping[str, Any] | Task, n_envs: int = 1) -> VecEnv:
+    """A vector env on ``task`` whose observations are conditioned as the bundle's sources were
+    (and normalised with its statistics, if any): what a bundle's components expect."""
+    from rltransfer.envs import get_family
+
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    family = get_family(bundle.family)
+    spec = locate_target(bundle, family, family.task(task, where="target"))
+    env = target_env(bundle, family, spec, n_envs)
+    return with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)
+
+
 @dataclass
 class TransferResult:
     """A trained (or, for ``zero_shot``, untouched) target agent and its lineage."""

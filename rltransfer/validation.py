@@ -63,7 +63,9 @@ def check_hyperparams(config: ExperimentConfig) -> None:
     ):
         for key, value in hyper.items():
             if key == "use_sde" and value:
-                raise ConfigError(f"config key '{where}.use_sde': gSDE is not supported by the multi-task heads; use false")
+                raise ConfigError(
+                    f"config key '{where}.use_sde': gSDE is not supported by the multi-task heads; use false"
+                )
             if key in ("learning_rate", "clip_range", "clip_range_vf") and isinstance(value, str):
                 try:
                     ok = value.startswith("lin_") and float(value[4:]) > 0

@@ -107,3 +107,34 @@ def test_shapes_that_do_not_fit_the_architecture_are_named(bundle_copy):
     _rewrite(bundle_copy, lambda m: m["architecture"]["trunk"].update(pi=[32]))
     with pytest.raises(BundleError, match=r"component 'trunk' tensor 'trunk.policy_net.0.weight' has shape \(64, 64\)"):
         load_bundle(bundle_copy)
+
+
+def test_components_drop_into_a_users_own_sb3_model(pretrained):
+    from rltransfer.agents import MultiTaskActorCriticPolicy
+    from stable_baselines3 import PPO
+
+    bundle = load_bundle(pretrained.bundle_path)
+    env = rltransfer.make_target_env(bundle, "default", n_envs=2)
+    # 1. Only the encoder, in plain SB3's MultiInputPolicy.
+    plain = PPO("MultiInputPolicy", env, policy_kwargs=bundle.encoder_kwargs(), n_steps=32, batch_size=32, device="cpu")
+    plain.policy.features_extractor.load_state_dict(bundle.components["encoder"].state_dict())
+    obs, _ = plain.policy.obs_to_tensor(env.reset())
+    with torch.no_grad():
+        torch.testing.assert_close(
+            plain.policy.extract_features(obs, plain.policy.features_extractor),
+            bundle.policy.extract_features(obs, bundle.policy.features_extractor),
+        )
+    plain.learn(64)
+    # 2. The whole architecture, with a frozen encoder, in the user's own PPO.
+    model = PPO(
+        MultiTaskActorCriticPolicy,
+        env,
+        policy_kwargs=bundle.policy_kwargs(["default"], frozen=["encoder"]),
+        n_steps=32,
+        batch_size=32,
+        device="cpu",
+    )
+    model.policy.features_extractor.load_state_dict(bundle.components["encoder"].state_dict())
+    before = model.policy.features_extractor.net[0].weight.clone()
+    model.learn(64)
+    assert torch.equal(before, model.policy.features_extractor.net[0].weight)

@@ -86,3 +86,23 @@ def test_tasks_with_different_spaces_fail_early_naming_them():
     )
     with pytest.raises(TaskError, match="tasks 'cart' and 'acro' have different observation spaces"):
         MultiTaskVecEnv(fam, [fam.task("cart"), fam.task("acro")], "none")
+
+
+def test_non_finite_observations_or_rewards_name_the_task():
+    class Broken(gym.Wrapper):
+        def step(self, action):
+            obs, r, term, trunc, info = self.env.step(action)
+            return obs, float("nan"), term, trunc, info
+
+    def build(p):
+        env = gym.make("CartPole-v1")
+        return Broken(env) if p["broken"] > 0.5 else env
+
+    fam = Family(
+        name="nan-test", parameters=[Parameter("broken", 0.0, 0.0, 1.0)], build=build,
+        tasks={"ok": {}, "bad": {"broken": 1.0}}, source=["ok", "bad"], targets=[],
+    )  # fmt: skip
+    env = MultiTaskVecEnv(fam, [fam.task("ok"), fam.task("bad")], "none")
+    env.reset()
+    with pytest.raises(TaskError, match="task 'bad' returned a non-finite reward"):
+        env.step(np.zeros(2, dtype=np.int64))
