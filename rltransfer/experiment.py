@@ -152,6 +152,14 @@ def plan_jobs(
     return jobs
 
 
+def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
+
+    try:
+        return get_strategy(strategy).plan(strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))).train
+    except Exception:  # a broken strategy fails in its own run, where it is recorded
+        return True
+
+
 def is_done(job: RunJob) -> bool:
     r = read_result(Path(job.out_dir) / RESULT_FILE)
     return r is not None and r.get("status") == "ok" and r.get("config_hash") == job.config_hash
@@ -177,7 +185,6 @@ def run_experiment(
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
     from rltransfer.runner import resolve_workers, run_local, run_ray
-    from rltransfer.strategies import get_strategy, strategy_params
 
     cfg = load_config(config, overrides)
     setup = resolve(cfg)
@@ -216,13 +223,7 @@ def run_experiment(
                 manifest["runs"][j.key]["status"] = "ok"
         write_json_atomic(run_dir / "manifest.json", manifest)
         # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
-        todo.sort(
-            key=lambda j: (
-                not get_strategy(j.strategy)
-                .plan(strategy_params(j.strategy, cfg.transfer.strategy_params.get(j.strategy)))
-                .train
-            )
-        )
+        todo.sort(key=lambda j: not _trains(j.strategy, cfg))
         grid_start = time.perf_counter()
         failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray)
         manifest.update(
