@@ -153,6 +153,7 @@ def plan_jobs(
 
 
 def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
+    from rltransfer.strategies import get_strategy, strategy_params
 
     try:
         return get_strategy(strategy).plan(strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))).train
