@@ -185,7 +185,7 @@ def run_experiment(
     from rltransfer.bundle import package_versions
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
-    from rltransfer.runner import resolve_workers, run_local, run_ray
+    from rltransfer.runner import resolve_workers, run_local, run_ray, start_pool
 
     cfg = load_config(config, overrides)
     setup = resolve(cfg)
@@ -197,46 +197,51 @@ def run_experiment(
     chash = experiment_hash(cfg)
     with RunLock(run_dir):
         check_same_config(run_dir, chash)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        manifest = _read_manifest(run_dir)
-        manifest.update(
-            experiment=cfg.name, config_hash=chash, versions=package_versions(), started=_now(), finished=None,
-            status="running", runs=manifest.get("runs", {}),
-        )  # fmt: skip
-        write_json_atomic(run_dir / "manifest.json", manifest)
+        pool = start_pool(workers) if cfg.runner.backend == "local" else None
+        try:
+            (run_dir / "config.yaml").write_text(cfg.to_yaml())
+            manifest = _read_manifest(run_dir)
+            manifest.update(
+                experiment=cfg.name, config_hash=chash, versions=package_versions(), started=_now(), finished=None,
+                status="running", runs=manifest.get("runs", {}),
+            )  # fmt: skip
+            write_json_atomic(run_dir / "manifest.json", manifest)
 
-        bundles = [ensure_bundle(cfg, chash, p, echo, progress) for p in range(cfg.pretrain.seeds)]
-        from rltransfer.bundle import load_bundle
+            bundles = [ensure_bundle(cfg, chash, p, echo, progress) for p in range(cfg.pretrain.seeds)]
+            from rltransfer.bundle import load_bundle
 
-        pre_steps = int(load_bundle(bundles[0]).manifest["timesteps"])
-        tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
-        ev = cfg.evaluation
-        manifest["protocol"] = {
-            **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
-            "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
-        }  # fmt: skip
-        manifest["pretrain_steps"] = pre_steps
-        jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
-        todo = [j for j in jobs if not is_done(j)]
-        for j in jobs:
-            manifest["runs"].setdefault(j.key, {"status": "pending"})
-            if j not in todo:
-                manifest["runs"][j.key]["status"] = "ok"
-        write_json_atomic(run_dir / "manifest.json", manifest)
-        # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
-        todo.sort(key=lambda j: not _trains(j.strategy, cfg))
-        grid_start = time.perf_counter()
-        failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray)
-        manifest.update(
-            finished=_now(), status="failed runs" if failed else "done", workers=workers,
-            grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
-        )  # fmt: skip
-        write_json_atomic(run_dir / "manifest.json", manifest)
+            pre_steps = int(load_bundle(bundles[0]).manifest["timesteps"])
+            tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
+            ev = cfg.evaluation
+            manifest["protocol"] = {
+                **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
+                "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
+            }  # fmt: skip
+            manifest["pretrain_steps"] = pre_steps
+            jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
+            todo = [j for j in jobs if not is_done(j)]
+            for j in jobs:
+                manifest["runs"].setdefault(j.key, {"status": "pending"})
+                if j not in todo:
+                    manifest["runs"][j.key]["status"] = "ok"
+            write_json_atomic(run_dir / "manifest.json", manifest)
+            # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
+            todo.sort(key=lambda j: not _trains(j.strategy, cfg))
+            grid_start = time.perf_counter()
+            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray, pool)
+            manifest.update(
+                finished=_now(), status="failed runs" if failed else "done", workers=workers,
+                grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
+            )  # fmt: skip
+            write_json_atomic(run_dir / "manifest.json", manifest)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         summary = report.render(run_dir, echo=echo)
     return ExperimentResult(run_dir, summary, failed)
 
 
-def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, run_local, run_ray) -> list[str]:
+def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, run_local, run_ray, pool) -> list[str]:
     from tqdm.auto import tqdm
 
     failed: list[str] = []
@@ -253,7 +258,7 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, run_local,
     if cfg.runner.backend == "ray":
         stream = run_ray(todo, workers, cfg.runner.address, on_start)
     else:
-        stream = run_local(todo, workers, on_start)
+        stream = run_local(todo, workers, on_start, pool)
     try:
         for job, res in stream:
             in_flight.discard(job.key)

@@ -32,16 +32,37 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+    import rltransfer.transferring  # noqa: F401  (the heavy imports, once per worker)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A pool of ``workers`` spawned processes, warming up (imports) in the background.
+
+    Started before pre-training, the workers' start-up overlaps it instead of delaying the grid.
+    Processes are spawned, not forked: torch and forking do not mix, and a user's script that
+    registers families or strategies at import is re-imported in every worker.
+    """
+    if workers < 2:
+        return None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    for _ in range(workers):
+        pool.submit(_ready)
+    return pool
 
 
 def run_local(
-    jobs: Sequence[RunJob], workers: int, on_start: Callable[[RunJob], None] | None = None
+    jobs: Sequence[RunJob],
+    workers: int,
+    on_start: Callable[[RunJob], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[tuple[RunJob, dict[str, Any]]]:
-    """Yield ``(job, summary)`` as jobs finish, ``workers`` at a time in fresh processes.
+    """Yield ``(job, summary)`` as jobs finish, ``workers`` at a time in worker processes.
 
     With one worker the jobs run in this process (same results: every run seeds itself).
-    Processes are spawned, not forked: torch and forking do not mix, and a user's script
-    that registers families or strategies at import is re-imported in every worker.
     """
     if workers == 1:
         for job in jobs:
@@ -49,9 +70,8 @@ def run_local(
                 on_start(job)
             yield job, execute(job)
         return
-    ctx = mp.get_context("spawn")
     pending = list(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with pool or start_pool(workers) as pool:
         running = {}
         try:
             while pending or running:
