@@ -13,10 +13,11 @@ from rltransfer.agents.encoders import ENCODERS, MlpEncoder, register_encoder
 from rltransfer.agents.heads import StackedLinear, TaskHeads
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
 from rltransfer.agents.progressive import ProgressivePolicy
-from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
+from rltransfer.agents.transfer_ppo import KickstartPPO, NonFiniteError, TransferPPO
 
 __all__ = [
     "KickstartPPO",
+    "NonFiniteError",
     "LoRALinear",
     "ProgressivePolicy",
     "TransferPPO",

@@ -12,13 +12,31 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 
+class NonFiniteError(RuntimeError):
+    """An update left NaN or infinite parameters (a non-finite loss or gradient)."""
+
+
 class TransferPPO(PPO):
-    """PPO whose learning-rate schedule keeps the policy's parameter groups apart.
+    """PPO whose learning-rate schedule keeps the policy's parameter groups apart, and which stops
+    at the first update that leaves non-finite parameters.
 
     SB3 sets every group's learning rate to the schedule value at each ``train()``; here each
     group gets ``schedule value * group["lr_mult"]`` (see the policy's ``lr_mults``).
     A model saved from it loads in plain SB3 (``PPO.load``).
     """
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.policy.optimizer.register_step_post_hook(self._check_finite)
+
+    def _check_finite(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                if not torch.isfinite(param).all():
+                    raise NonFiniteError(
+                        f"non-finite parameters after the update at step {self.num_timesteps} "
+                        "(the loss or its gradients were NaN or infinite)"
+                    )
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         lr = self.lr_schedule(self._current_progress_remaining)

@@ -120,9 +120,11 @@ class Family:
         if isinstance(spec, Mapping):
             params = dict(spec)
             name = params.pop("name", None)
+            task = self._task(str(name), params, where)  # validates before the name uses the values
             if name is None:
-                name = "_".join(f"{k}={params[k]:g}" for k in sorted(params)) or "default-params"
-            return self._task(str(name), params, where)
+                name = "_".join(f"{k}={task.params[k]:g}" for k in sorted(params)) or "default-params"
+                task = Task(self.name, name, task.params, task.context)
+            return task
         raise TaskError(f"{where}: expected a task name or a parameter mapping, got {type(spec).__name__}")
 
     def _task(self, name: str, overrides: Mapping[str, Any], where: str) -> Task:

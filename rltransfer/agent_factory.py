@@ -9,7 +9,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltransfer.agents import ENCODERS, MultiTaskActorCriticPolicy
+from rltransfer.agents import ENCODERS, MultiTaskActorCriticPolicy, TransferPPO
 from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.config import AgentConfig
 from rltransfer.validation import algo_class
@@ -70,7 +70,7 @@ def build_model(
 ) -> BaseAlgorithm:
     """An SB3 model on ``env`` with the multi-task policy; CPU, one torch thread."""
     torch.set_num_threads(1)
-    cls = algo_cls or algo_class(agent.algo)
+    cls = algo_cls or (TransferPPO if agent.algo == "ppo" else algo_class(agent.algo))
     return cls(
         MultiTaskActorCriticPolicy,
         env,

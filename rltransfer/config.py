@@ -197,7 +197,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set '{text}': value is not valid YAML: {err}") from None
+        raise ConfigError(f"--set '{text}': value is not valid YAML: {_yaml_error(err)}") from None
     return path, value
 
 
@@ -222,6 +222,13 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str
     return data
 
 
+def _yaml_error(err: yaml.YAMLError) -> str:
+    """One line: where and what (PyYAML's own message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file; a clear error for a missing file or bad YAML."""
     path = Path(path)
@@ -229,8 +236,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' not found")
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
+        raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_error(err)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -21,15 +21,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from rltransfer.agents.transfer_ppo import NonFiniteError
 from rltransfer.envs import Family, Task
 
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
 MAX_PARALLEL = 32  # evaluation episodes stepped together in one vector env
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced NaN or infinite parameters."""
 
 
 def run_episodes(
@@ -190,7 +187,7 @@ class Evaluator(BaseCallback):
     def _check_finite(self) -> None:
         for name, param in self.model.policy.named_parameters():
             if not np.isfinite(param.detach().cpu().numpy()).all():
-                raise NonFiniteError(f"non-finite parameter '{name}' at target step {self.num_timesteps}")
+                raise NonFiniteError(f"non-finite parameter '{name}' at step {self.num_timesteps}")
 
     def _on_training_end(self) -> None:
         self.close()

@@ -82,6 +82,31 @@ def check_hyperparams(config: ExperimentConfig) -> None:
                 )
 
 
+def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task) -> None:
+    """Build the SB3 algorithm once on a single env: wrong values are reported now, by key,
+    instead of failing inside a run."""
+    import warnings
+
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltransfer.agent_factory import resolve_hyperparams
+
+    cls = algo_class(config.agent.algo)
+    for where, hyper in (
+        ("agent.hyperparams", config.agent.hyperparams),
+        ("pretrain.hyperparams", {**config.agent.hyperparams, **config.pretrain.hyperparams}),
+    ):
+        env = DummyVecEnv([lambda: family.make(task)])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls("MlpPolicy", env, device="cpu", **resolve_hyperparams(hyper))
+        except (TypeError, ValueError, AssertionError, ZeroDivisionError) as err:
+            raise ConfigError(f"config key '{where}': {cls.__name__} rejects these values: {err}") from None
+        finally:
+            env.close()
+
+
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
     from rltransfer.strategies import STRATEGIES, strategy_params
@@ -91,12 +116,19 @@ def check_strategies(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'; allowed: {', '.join(STRATEGIES)}"
             )
-    for name, params in config.transfer.strategy_params.items():
+    for name in config.transfer.strategy_params:
         if name not in STRATEGIES:
             raise ConfigError(
                 f"config key 'transfer.strategy_params.{name}': unknown strategy; allowed: {', '.join(STRATEGIES)}"
             )
-        strategy_params(name, params)
+    for name in dict.fromkeys(["scratch", *config.transfer.strategies, *config.transfer.strategy_params]):
+        params = strategy_params(name, config.transfer.strategy_params.get(name))
+        try:
+            STRATEGIES[name].plan(params)  # plans check their own parameters (ConfigError)
+        except ConfigError:
+            raise
+        except Exception:  # any other failure is the strategy's own: recorded in its runs
+            pass
 
 
 def resolve(config: ExperimentConfig) -> Setup:
@@ -121,4 +153,5 @@ def resolve(config: ExperimentConfig) -> Setup:
         check_spaces(family, sources + targets)
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
+    check_hyperparam_values(config, family, sources[0])
     return Setup(config, family, sources, targets)

@@ -1,0 +1,203 @@
+"""Faults injected for real: fuzzed configs, a SIGKILL mid-grid, Ctrl-C, non-finite training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rltransfer
+from rltransfer.config import load_config
+from rltransfer.errors import UserInputError
+from rltransfer.validation import resolve
+
+ROOT = Path(__file__).parent.parent
+
+# -- fuzzed configs ---------------------------------------------------------------------------------
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.sampled_from(["ppo", "sac", "dqn", "a2c", "cartpole", "short", "auto", "lin_0.001", "lin_x"]),
+)  # fmt: skip
+values = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4), max_leaves=12
+)
+KEYS = {
+    "name": scalars, "output_dir": scalars, "family": st.sampled_from(["cartpole", "acrobot", "nope", 3]),
+    "source_tasks": values, "target_tasks": values, "conditioning": scalars,
+    "agent": st.fixed_dictionaries({}, optional={
+        "algo": scalars, "heads": scalars, "normalize": scalars, "hyperparams": values, "encoder": values, "trunk": values,
+        "extra": values,
+    }),
+    "pretrain": st.fixed_dictionaries({}, optional={"timesteps": scalars, "seeds": scalars, "envs_per_task": scalars}),
+    "transfer": st.fixed_dictionaries({}, optional={
+        "timesteps": scalars, "strategies": values, "seeds": scalars, "head_init": scalars, "strategy_params": values,
+    }),
+    "evaluation": values, "runner": values, "unknown_key": values,
+}  # fmt: skip
+configs = st.fixed_dictionaries({}, optional=KEYS)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=configs)
+def test_fuzzed_configs_end_in_one_clear_message_or_a_valid_config(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz")
+    data = {**data, "output_dir": str(out / "runs")} if "output_dir" in data else data
+    try:
+        resolve(load_config(data, ["transfer.timesteps=64"] if isinstance(data.get("transfer"), dict) else []))
+    except UserInputError as err:
+        msg = str(err)
+        assert msg and "Traceback" not in msg
+        assert "config" in msg or "key" in msg or "family" in msg, msg
+    assert not (out / "runs").exists()  # validation never writes
+
+
+def test_fuzzed_yaml_files_through_the_cli_exit_2_without_traceback(tmp_path):
+    cases = [
+        "family: [", "- 1\n- 2", "family: cartpole\nagent: 3", "family: cartpole\ntransfer: {seeds: -1}",
+        "family: cartpole\nsource_tasks: [{length: .inf}]", "family: cartpole\nagent: {hyperparams: {n_steps: x}}",
+        "family: cartpole\ntransfer: {strategies: [kickstart], strategy_params: {kickstart: {anneal: 3}}}",
+        "family: cartpole\ntarget_tasks: [swing-up]", "\x00\x01", "family: cartpole\nrunner: {workers: 0}",
+    ]  # fmt: skip
+    for i, text in enumerate(cases):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(text + f"\noutput_dir: {tmp_path / 'out'}\n" if text.startswith("family") else text)
+        res = subprocess.run(
+            [sys.executable, "-m", "rltransfer.cli", "experiment", str(path), "--no-progress"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert res.returncode == 2, (text, res.stderr)
+        assert "Traceback" not in res.stderr and res.stderr.count("\n") <= 4, (text, res.stderr)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_unwritable_output_directory_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UserInputError, match="is not writable"):
+        rltransfer.run_experiment(
+            {"family": "cartpole", "output_dir": str(blocker / "runs")}, progress=False, echo=False
+        )
+
+
+# -- crashes ------------------------------------------------------------------------------------------
+def _config(tmp_path, name, seeds=3):
+    cfg = {
+        "name": name, "output_dir": str(tmp_path / "runs"), "family": "cartpole", "source_tasks": ["short", "long"],
+        "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 4}},
+        "pretrain": {"timesteps": 256, "envs_per_task": 1, "eval_episodes": 1},
+        "transfer": {"timesteps": 1536, "seeds": seeds, "strategies": ["scratch", "finetune"]},
+        "evaluation": {"every": 512, "episodes": 3}, "runner": {"workers": 1},
+    }  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg, path
+
+
+def _start(path, tmp_path):
+    env = {**os.environ, "RLTRANSFER_CACHE": str(tmp_path / "cache")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rltransfer.cli", "experiment", str(path), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for_results(run_dir, count, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list(run_dir.glob("runs/*/*/seed-*/result.json"))) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no results appeared")
+
+
+def _rows(run_dir):
+    return json.loads((run_dir / "report" / "summary.json").read_text())["rows"]
+
+
+def test_sigkill_mid_grid_then_resume_equals_an_uninterrupted_run(tmp_path):
+    _, path = _config(tmp_path, "killed")
+    run_dir = tmp_path / "runs" / "killed"
+    proc = _start(path, tmp_path)
+    _wait_for_results(run_dir, 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    found = list(run_dir.glob("runs/*/*/seed-*/result.json"))
+    assert 2 <= len(found) < 6
+    for f in found:  # never a partial or corrupt result file
+        assert json.loads(f.read_text())["status"] == "ok"
+    proc = _start(path, tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert not list(run_dir.rglob("*.tmp"))
+    _, ref_path = _config(tmp_path, "uninterrupted")
+    proc = _start(ref_path, tmp_path)
+    assert proc.wait(timeout=300) == 0
+    assert _rows(run_dir) == _rows(tmp_path / "runs" / "uninterrupted")
+
+
+def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(tmp_path):
+    _, path = _config(tmp_path, "interrupted")
+    run_dir = tmp_path / "runs" / "interrupted"
+    proc = _start(path, tmp_path)
+    _wait_for_results(run_dir, 1, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "re-run the same command to resume" in err and "Traceback" not in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    kept = list(run_dir.glob("runs/*/*/seed-*/result.json"))
+    assert kept and all(json.loads(f.read_text())["status"] == "ok" for f in kept)
+
+
+# -- non-finite training --------------------------------------------------------------------------------
+class HugeReward(gym.Wrapper):
+    """Finite but absurd rewards: returns overflow float32, and the parameters become NaN."""
+
+    def step(self, action):
+        obs, _, term, trunc, info = self.env.step(action)
+        return obs, 3e38, term, trunc, info
+
+
+def test_a_run_whose_training_turns_non_finite_is_recorded_failed_with_its_step(tmp_path, monkeypatch):
+    from rltransfer.envs import Family, Parameter, register_family
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+
+    def build(p):
+        env = gym.make("CartPole-v1")
+        env.unwrapped.length = p["length"]
+        env.unwrapped.polemass_length = env.unwrapped.masspole * p["length"]
+        return HugeReward(env) if p["length"] > 1.0 else env
+
+    register_family(
+        Family(
+            name="overflow-test", parameters=[Parameter("length", 0.5, 0.1, 2.0)], build=build,
+            tasks={"ok": {}, "ok2": {"length": 0.6}, "explodes": {"length": 1.5}}, source=["ok", "ok2"],
+            targets=["explodes"], reward_threshold=475.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    cfg = {
+        "name": "nan", "output_dir": str(tmp_path / "runs"), "family": "overflow-test",
+        "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+        "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
+        "transfer": {"timesteps": 512, "seeds": 1, "strategies": ["scratch", "zero_shot"]},
+        "evaluation": {"every": 128, "episodes": 2}, "runner": {"workers": 1},
+    }  # fmt: skip
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert res.failed == ["explodes/scratch/seed-0"]
+    err = res.summary["failures"][0]["error"]
+    assert err.startswith("NonFiniteError: non-finite parameters after the update at step "), err
+    result = json.loads((res.run_dir / "runs/explodes/scratch/seed-0/result.json").read_text())
+    assert result["status"] == "failed" and result["curve"]["step"][0] == 0  # what was measured is kept
+    assert json.loads((res.run_dir / "runs/explodes/zero_shot/seed-0/result.json").read_text())["status"] == "ok"
