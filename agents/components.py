@@ -55,8 +55,9 @@ def component_state(policy: nn.Module) -> dict[str, torch.Tensor]:
         tensor = tensor.detach().cpu()
         if key.startswith("heads."):
             rest = key[len("heads.") :]
+            per_task = tensor.reshape(len(task_names), *_head_shape(policy, rest))
             for i, task in enumerate(task_names):
-                out[f"heads.{task}.{rest}"] = tensor[i].clone().contiguous()
+                out[f"heads.{task}.{rest}"] = per_task[i].clone().contiguous()
         else:
             out[key] = tensor.clone().contiguous()
     return out
@@ -73,8 +74,17 @@ def policy_state(tensors: dict[str, torch.Tensor], task_names: Iterable[str]) ->
         else:
             out[from_bundle_key(key)] = tensor
     for rest, per_task in heads.items():
-        out["heads." + rest] = torch.stack([per_task[t] for t in task_names])
+        stacked = torch.stack([per_task[t] for t in task_names])
+        out["heads." + rest] = stacked if rest == "log_std" else stacked.reshape(-1, *stacked.shape[2:])
     return out
+
+
+def _head_shape(policy: nn.Module, rest: str) -> tuple[int, ...]:
+    """One task's shape of a stacked head tensor (``action.weight`` -> ``(out, in)``)."""
+    if rest == "log_std":
+        return tuple(policy.heads.log_std.shape[1:])
+    layer = getattr(policy.heads, rest.split(".")[0])
+    return (layer.out_features, layer.in_features) if rest.endswith("weight") else (layer.out_features,)
 
 
 def bundle_component(key: str) -> str:

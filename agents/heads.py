@@ -1,7 +1,7 @@
 """Action and value heads of several tasks, stored stacked so that routing is one product.
 
-Head parameters live in tensors with a leading task dimension (``action.weight`` is
-``(n_tasks, out, in)``): a batch mixing tasks is served by one matrix product and one gather,
+Head parameters of all tasks live in one matrix per output (``action.weight`` is
+``(n_tasks * out, in)``): a batch mixing tasks is served by one matrix product and one mask,
 and the optimizer sees a handful of tensors whatever the number of tasks. Bundles still name
 every task's head on its own (``heads.<task>.action.weight``, see ``components.py``).
 """
@@ -20,29 +20,39 @@ from torch import nn
 
 
 class StackedLinear(nn.Module):
-    """``n`` linear layers of the same shape; sample ``i`` goes through layer ``index[i]``."""
+    """``n`` linear layers of the same shape, stored as one ``(n * out, in)`` matrix.
+
+    ``forward(x, mask)`` computes every layer's output in one product and keeps, for each
+    sample, that of its own layer (``mask``: ``(batch, n, 1)`` one-hot, the observation's ``task``).
+    """
 
     def __init__(self, n: int, in_features: int, out_features: int):
         super().__init__()
         self.n, self.in_features, self.out_features = n, in_features, out_features
-        self.weight = nn.Parameter(torch.empty(n, out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(n, out_features))
+        self.weight = nn.Parameter(torch.empty(n * out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(n * out_features))
         self.reset_parameters(gain=1.0)
 
     def reset_parameters(self, gain: float) -> None:
-        """Orthogonal weights with ``gain`` (as SB3 initialises its heads), zero biases."""
+        """Orthogonal weights with ``gain`` for each layer (as SB3 initialises its heads), zero biases."""
         with torch.no_grad():
-            for w in self.weight:
+            for w in self.weight.view(self.n, self.out_features, self.in_features):
                 nn.init.orthogonal_(w, gain=gain)
             self.bias.zero_()
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n == 1 or index is None:
-            return nn.functional.linear(x, self.weight[0], self.bias[0])
-        out = nn.functional.linear(x, self.weight.reshape(-1, self.in_features), self.bias.reshape(-1))
-        out = out.view(x.shape[0], self.n, self.out_features)
-        pick = index.view(-1, 1, 1).expand(-1, 1, self.out_features)
-        return torch.take_along_dim(out, pick, dim=1).squeeze(1)
+    def layer_weight(self, i: int) -> torch.Tensor:
+        return self.weight.view(self.n, self.out_features, self.in_features)[i]
+
+    def layer_bias(self, i: int) -> torch.Tensor:
+        return self.bias.view(self.n, self.out_features)[i]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = nn.functional.linear(x, self.weight, self.bias)
+        if self.n == 1:
+            return out
+        if mask is None:
+            raise ValueError(f"{self.n} heads need the task of every sample")
+        return (out.view(x.shape[0], self.n, self.out_features) * mask).sum(1)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}"
@@ -86,5 +96,5 @@ class TaskHeads(nn.Module):
         self.action.reset_parameters(action_gain)
         self.value.reset_parameters(value_gain)
 
-    def log_std_of(self, index: torch.Tensor | None) -> torch.Tensor:
-        return self.log_std[0] if len(self) == 1 or index is None else self.log_std[index]
+    def log_std_of(self, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.log_std[0] if len(self) == 1 or mask is None else (self.log_std.unsqueeze(0) * mask).sum(1)

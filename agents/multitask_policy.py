@@ -33,7 +33,7 @@ SHARED_HEAD = "shared"
 def task_index(obs: Any) -> torch.Tensor | None:
     """The head index of every sample in a (batched) observation, or ``None`` without one."""
     if isinstance(obs, dict) and "task" in obs:
-        return obs["task"].reshape(-1).long()
+        return obs["task"].argmax(-1)
     return None
 
 
@@ -148,7 +148,10 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
 
     # -- forward passes -----------------------------------------------------------------------
     def _head_index(self, obs: Any) -> torch.Tensor | None:
-        return None if len(self.heads) == 1 else task_index(obs)
+        """The ``(batch, heads, 1)`` head mask of a batch (``None`` with a single head)."""
+        if len(self.heads) == 1 or not isinstance(obs, dict) or "task" not in obs:
+            return None
+        return obs["task"].unsqueeze(-1)
 
     def _dist(self, latent_pi: torch.Tensor, idx: torch.Tensor | None) -> Distribution:
         mean = self.heads.action(latent_pi, idx)

@@ -25,18 +25,22 @@ class TransferPPO(PPO):
     A model saved from it loads in plain SB3 (``PPO.load``).
     """
 
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self.policy.optimizer.register_step_post_hook(self._check_finite)
+    def train(self) -> None:
+        try:
+            super().train()
+        except ValueError as err:  # torch's distributions refuse NaN logits/means mid-update
+            self._check_finite(err)
+            raise
+        self._check_finite()
 
-    def _check_finite(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                if not torch.isfinite(param).all():
-                    raise NonFiniteError(
-                        f"non-finite parameters after the update at step {self.num_timesteps} "
-                        "(the loss or its gradients were NaN or infinite)"
-                    )
+    def _check_finite(self, cause: BaseException | None = None) -> None:
+        """Checked once per ``train()``, not per minibatch: a per-step hook costs ~3% of throughput."""
+        for name, param in self.policy.named_parameters():
+            if not torch.isfinite(param).all():
+                raise NonFiniteError(
+                    f"non-finite parameters ({name}) after the update at step {self.num_timesteps} "
+                    "(the loss or its gradients were NaN or infinite)"
+                ) from cause
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         lr = self.lr_schedule(self._current_progress_remaining)
@@ -66,6 +70,7 @@ class KickstartPPO(TransferPPO):
         self.beta0 = float(beta)
         self.anneal = float(anneal)
         self.teacher_head = int(teacher_head)
+        self.teacher_heads = len(teacher.heads) if teacher is not None else 1
         self.kickstart_log: list[tuple[int, float, float]] = []
         super().__init__(*args, **kwargs)
         if teacher is not None:
@@ -85,11 +90,21 @@ class KickstartPPO(TransferPPO):
     def _teacher_obs(self, obs: Any) -> Any:
         if isinstance(obs, dict) and "task" in obs:
             obs = dict(obs)
-            obs["task"] = torch.full_like(obs["task"], self.teacher_head)
+            onehot = torch.zeros(obs["task"].shape[0], self.teacher_heads, dtype=obs["task"].dtype)
+            onehot[:, self.teacher_head] = 1.0
+            obs["task"] = onehot
         return obs
 
     def train(self) -> None:
         """One PPO update, as SB3's, with the kickstarting term added to every minibatch loss."""
+        try:
+            self._kickstart_train()
+        except ValueError as err:
+            self._check_finite(err)
+            raise
+        self._check_finite()
+
+    def _kickstart_train(self) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)

@@ -12,7 +12,7 @@ CONDITIONINGS = ("none", "onehot", "context")
 
 
 class TaskConditioning(gym.Wrapper):
-    """Turns an env's observation into ``{"obs": obs, "context": vector, "task": head index}``.
+    """Turns an env's observation into ``{"obs": obs, "context": vector, "task": one-hot head}``.
 
     ``context`` is the conditioning vector (absent with ``none``): a one-hot over the source
     tasks, or the task's normalised parameters. ``task`` is only used to route samples to
@@ -35,7 +35,7 @@ class TaskConditioning(gym.Wrapper):
         self.observation_space = conditioned_space(env.observation_space, n_heads, self.vector)
 
     def _wrap(self, obs: Any) -> dict[str, Any]:
-        out = {"obs": obs, "task": np.int64(self.task_id)}
+        out = {"obs": obs, "task": task_onehot(self.task_id, self.observation_space["task"].shape[0])}
         if self.vector is not None:
             out["context"] = self.vector.copy()
         return out
@@ -51,9 +51,21 @@ class TaskConditioning(gym.Wrapper):
         return self._wrap(obs), reward, terminated, truncated, info
 
 
+def task_onehot(head: int, n_heads: int) -> np.ndarray:
+    """The ``task`` entry of an observation: the one-hot of its head."""
+    vec = np.zeros(n_heads, dtype=np.float32)
+    vec[head] = 1.0
+    return vec
+
+
 def conditioned_space(obs_space: spaces.Space, n_heads: int, vector: np.ndarray | None) -> spaces.Dict:
     """The observation space of a task-conditioned env."""
-    entries: dict[str, spaces.Space] = {"obs": obs_space, "task": spaces.Discrete(n_heads)}
+    # ``task`` is the one-hot of the agent's head for this task: it routes samples to heads
+    # (a float vector, so routing costs the policy no preprocessing).
+    entries: dict[str, spaces.Space] = {
+        "obs": obs_space,
+        "task": spaces.Box(0.0, 1.0, shape=(n_heads,), dtype=np.float32),
+    }
     if vector is not None:
         entries["context"] = spaces.Box(-1.0, 1.0, shape=np.shape(vector), dtype=np.float32)
     return spaces.Dict(entries)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from gymnasium import spaces
-from rltransfer.envs.conditioning import conditioned_space, conditioning_vector
+from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -35,7 +35,7 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
 class MultiTaskVecEnv(DummyVecEnv):
     """A ``DummyVecEnv`` whose sub-envs are assigned to tasks round-robin, in equal numbers.
 
-    Observations are dicts ``{"obs", "context", "task"}``, exactly as
+    Observations are dicts ``{"obs", "context", "task"}`` (``task``: one-hot of the head), exactly as
     :class:`~rltransfer.envs.conditioning.TaskConditioning` gives for one env, but built for
     all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
     episodes' returns and lengths are kept per task in :attr:`episode_returns` /
@@ -84,7 +84,7 @@ class MultiTaskVecEnv(DummyVecEnv):
         ]
         super().__init__([lambda t=self.tasks[i]: Monitor(family.make(t)) for i in self.slot_tasks])
         self.observation_space = conditioned_space(obs_space, n_heads, vectors[0])
-        self._task_obs = np.array([head_ids[i] for i in self.slot_tasks], dtype=np.int64)
+        self._task_obs = np.stack([task_onehot(head_ids[i], n_heads) for i in self.slot_tasks])
         self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
         self.episode_returns = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}

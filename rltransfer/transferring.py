@@ -123,14 +123,15 @@ def load_components(
         shapes = {}
         for key, tensor in copied.items():
             own = state[key]
-            want = tuple(own.shape[1:]) if component == "heads" else tuple(own.shape)
-            if tuple(tensor.shape) != want:
+            # The target has one head: its stacked tensors hold exactly one task's values.
+            fits = own.numel() == tensor.numel() if component == "heads" else own.shape == tensor.shape
+            if not fits:
                 raise BundleError(
                     f"bundle '{bundle.path}': component '{component}' tensor '{key}' has shape "
-                    f"{tuple(tensor.shape)}, the target agent needs {want}"
+                    f"{tuple(tensor.shape)}, the target agent needs {tuple(own.shape)}"
                 )
             with torch.no_grad():
-                (own[0] if component == "heads" else own).copy_(tensor)
+                own.copy_(tensor.reshape(own.shape))
             shapes[key] = list(tensor.shape)
         if not shapes:
             shapes = {k: list(v.shape) for k, v in state.items() if k.startswith(prefix) and ".lora_" not in k}

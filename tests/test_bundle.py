@@ -50,7 +50,11 @@ def test_load_rebuilds_the_policy_with_identical_weights(pretrained):
         assert torch.equal(v, bundle.policy.state_dict()[k]), k
     assert set(bundle.components) == {"encoder", "trunk", "heads"}
     assert set(bundle.component_names()) == {"encoder", "trunk", "heads.short", "heads.long"}
-    obs = {"obs": np.zeros((2, 4), np.float32), "context": np.zeros((2, 5), np.float32), "task": np.array([0, 1])}
+    obs = {
+        "obs": np.zeros((2, 4), np.float32),
+        "context": np.zeros((2, 5), np.float32),
+        "task": np.eye(2, dtype=np.float32),
+    }
     np.testing.assert_array_equal(
         model.predict(obs, deterministic=True)[0], bundle.policy.predict(obs, deterministic=True)[0]
     )

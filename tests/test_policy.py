@@ -42,7 +42,7 @@ def _obs(model, task_id, n=8):
     return {
         "obs": torch.randn(n, *space["obs"].shape),
         "context": torch.zeros(n, *space["context"].shape),
-        "task": torch.full((n,), task_id),
+        "task": torch.nn.functional.one_hot(torch.full((n,), task_id), 2).float(),
     }
 
 
@@ -51,28 +51,28 @@ def test_changing_only_the_task_id_changes_which_head_acts():
     pol = model.policy
     heads = pol.heads
     with torch.no_grad():
-        heads.action.weight[1].normal_()
-        heads.value.bias[1].fill_(5.0)
+        heads.action.layer_weight(1).normal_()
+        heads.value.layer_bias(1).fill_(5.0)
         d0 = pol.get_distribution(_obs(model, 0)).distribution.logits
         d1 = pol.get_distribution(_obs(model, 1)).distribution.logits
         feats = pol.extract_features(_obs(model, 1))
         latent_pi, latent_vf = pol.mlp_extractor(feats)
         # Task 1 ("long") acts through exactly its own slice of the heads.
-        expected = torch.log_softmax(latent_pi @ heads.action.weight[1].T + heads.action.bias[1], dim=-1)
+        expected = torch.log_softmax(latent_pi @ heads.action.layer_weight(1).T + heads.action.layer_bias(1), dim=-1)
         assert not torch.allclose(d0, d1)
         assert torch.allclose(d1, expected, atol=1e-6)
         v1 = pol.predict_values(_obs(model, 1))
-        assert torch.allclose(v1, latent_vf @ heads.value.weight[1].T + 5.0, atol=1e-6)
+        assert torch.allclose(v1, latent_vf @ heads.value.layer_weight(1).T + 5.0, atol=1e-6)
         # A batch mixing tasks routes every sample to its own head.
         mixed = _obs(model, 0)
-        mixed["task"] = torch.tensor([0, 1] * 4)
+        mixed["task"] = torch.eye(2)[[0, 1] * 4]
         dm = pol.get_distribution(mixed).distribution.logits
         assert torch.allclose(dm[0::2], d0[0::2]) and torch.allclose(dm[1::2], d1[1::2])
 
 
 def test_shared_head_ignores_the_task_id():
     model = _model(heads="shared")
-    assert model.policy.heads.task_names == ["shared"] and model.policy.heads.action.weight.shape[0] == 1
+    assert model.policy.heads.task_names == ["shared"] and model.policy.heads.action.n == 1
     with torch.no_grad():
         a = model.policy.get_distribution(_obs(model, 0)).distribution.logits
         b = model.policy.get_distribution(_obs(model, 1)).distribution.logits
@@ -87,7 +87,7 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     assert isinstance(loaded.policy, MultiTaskActorCriticPolicy)
     assert loaded.policy.task_names == ["short", "long"]
     obs = {k: v.numpy() for k, v in _obs(model, 1).items()}
-    obs["task"] = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    obs["task"] = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0, 1, 0, 1]]
     a1, _ = model.predict(obs, deterministic=True)
     a2, _ = loaded.predict(obs, deterministic=True)
     np.testing.assert_array_equal(a1, a2)
@@ -125,7 +125,7 @@ def test_component_names_are_stable():
     assert {component_of(k) for k in model.policy.state_dict()} == {"encoder", "trunk", "heads"}
     state = component_state(model.policy)
     assert {bundle_component(k) for k in state} == {"encoder", "trunk", "heads.short", "heads.long"}
-    assert torch.equal(state["heads.long.action.weight"], model.policy.heads.action.weight[1])
+    assert torch.equal(state["heads.long.action.weight"], model.policy.heads.action.layer_weight(1))
     back = policy_state(state, ["short", "long"])
     assert torch.equal(back["heads.action.weight"], model.policy.heads.action.weight)
 

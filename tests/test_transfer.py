@@ -42,7 +42,10 @@ def build(cfg, bundle, strategy, seed=0, **overrides):
 def target_obs(model, n=64, seed=0):
     rng = np.random.default_rng(seed)
     space = model.observation_space
-    obs = {"obs": rng.normal(size=(n, *space["obs"].shape)).astype(np.float32), "task": np.zeros(n, dtype=np.int64)}
+    obs = {
+        "obs": rng.normal(size=(n, *space["obs"].shape)).astype(np.float32),
+        "task": np.ones((n, 1), dtype=np.float32),
+    }
     if "context" in space.spaces:  # the target's own conditioning vector
         obs["context"] = np.repeat(get_family("cartpole").context(TARGET)[None], n, axis=0)
     return obs
@@ -50,7 +53,7 @@ def target_obs(model, n=64, seed=0):
 
 def teacher_view(bundle, obs, head):
     o = dict(obs)
-    o["task"] = np.full(len(obs["obs"]), head, dtype=np.int64)
+    o["task"] = np.eye(len(bundle.task_names), dtype=np.float32)[[head] * len(obs["obs"])]
     return o
 
 
@@ -91,10 +94,10 @@ def test_loaded_components_equal_the_bundle_and_heads_follow_head_init(cfg, bund
     state = model.policy.state_dict()
     assert torch.equal(state["features_extractor.net.0.weight"], bundle.tensors["encoder.net.0.weight"])
     src = lineage["nearest_source"]
-    assert torch.equal(state["heads.action.weight"][0], bundle.tensors[f"heads.{src}.action.weight"])
+    assert torch.equal(state["heads.action.weight"], bundle.tensors[f"heads.{src}.action.weight"])
     model, _, _ = build(cfg, bundle, "finetune", **{"transfer.head_init": "mean"})
     mean = torch.stack([bundle.tensors[f"heads.{n}.value.weight"] for n in bundle.task_names]).mean(0)
-    assert torch.allclose(model.policy.state_dict()["heads.value.weight"][0], mean)
+    assert torch.allclose(model.policy.state_dict()["heads.value.weight"], mean)
     model, _, lineage = build(cfg, bundle, "finetune", **{"transfer.head_init": "fresh"})
     assert [r["status"] for r in lineage["components"]] == ["loaded", "loaded", "fresh"]
     for n in bundle.task_names:
