@@ -112,19 +112,22 @@ class MultiTaskVecEnv(DummyVecEnv):
         return obs
 
     def _check_finite(self, rewards: np.ndarray) -> None:
+        if np.isfinite(rewards).all() and np.isfinite(self.buf_obs[None]).all():
+            return
         bad = ~np.isfinite(rewards) | ~np.isfinite(self.buf_obs[None].reshape(self.num_envs, -1)).all(axis=1)
-        if bad.any():
-            slot = int(np.flatnonzero(bad)[0])
-            what = "reward" if not np.isfinite(rewards[slot]) else "observation"
-            raise TaskError(
-                f"task '{self.task_names[self.slot_tasks[slot]]}' returned a non-finite {what} "
-                f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self.buf_obs[None][slot]}"
-            )
+        slot = int(np.flatnonzero(bad)[0])
+        what = "reward" if not np.isfinite(rewards[slot]) else "observation"
+        raise TaskError(
+            f"task '{self.task_names[self.slot_tasks[slot]]}' returned a non-finite {what} "
+            f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self.buf_obs[None][slot]}"
+        )
 
     def step_wait(self):
         obs, rewards, dones, infos = super().step_wait()
         self._check_finite(rewards)
         self._tag(infos)
+        if not dones.any():
+            return obs, rewards, dones, infos
         for slot in np.flatnonzero(dones):
             terminal = infos[slot].get("terminal_observation")
             if terminal is not None:  # SB3 bootstraps truncated episodes from it: same dict layout
