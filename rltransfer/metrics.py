@@ -163,7 +163,12 @@ def kaplan_meier(times: Sequence[float], reached: Sequence[bool], budget: float)
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = sf.confidence_interval(CONFIDENCE)
     t = sf.quantiles
-    return KaplanMeier(t, sf.probabilities, np.asarray(ci.low.evaluate(t)), np.asarray(ci.high.evaluate(t)), budget)
+    s = sf.probabilities
+    # Where the band is undefined (S = 0 or 1) it collapses: lower bound 0, upper bound S itself.
+    low = np.nan_to_num(np.asarray(ci.low.evaluate(t), float), nan=0.0)
+    high = np.asarray(ci.high.evaluate(t), float)
+    high = np.where(np.isnan(high), s, high)
+    return KaplanMeier(t, s, low, high, budget)
 
 
 def logrank_sooner(
