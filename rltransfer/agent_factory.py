@@ -48,13 +48,13 @@ SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
 def resolve_hyperparams(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     """SB3 keyword arguments from config values; RL Zoo's ``lin_<value>`` becomes a linear schedule
     from ``value`` to 0 over the run (driven by one ``learn()`` call, so it really decays to 0)."""
-    from stable_baselines3.common.utils import get_linear_fn
+    from stable_baselines3.common.utils import LinearSchedule
 
     out = dict(hyperparams)
     for key in SCHEDULED:
         value = out.get(key)
         if isinstance(value, str) and value.startswith("lin_"):
-            out[key] = get_linear_fn(float(value[4:]), 0.0, 1.0)
+            out[key] = LinearSchedule(float(value[4:]), 0.0, 1.0)
     return out
 
 
