@@ -9,7 +9,7 @@ from rltransfer.agents.components import (
     policy_state,
     to_bundle_key,
 )
-from rltransfer.agents.encoders import ENCODERS, MlpEncoder, register_encoder
+from rltransfer.agents.encoders import ENCODERS, CnnEncoder, MlpEncoder, register_encoder
 from rltransfer.agents.heads import StackedLinear, TaskHeads
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
 from rltransfer.agents.progressive import ProgressivePolicy
@@ -23,6 +23,7 @@ __all__ = [
     "TransferPPO",
     "add_adapters",
     "ENCODERS",
+    "CnnEncoder",
     "HEAD_MODES",
     "MlpEncoder",
     "MultiTaskActorCriticPolicy",

@@ -68,7 +68,61 @@ class MlpEncoder(BaseFeaturesExtractor):
         return self.net(self.flat_input(observations))
 
 
-ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder}
+class CnnEncoder(BaseFeaturesExtractor):
+    """A small CNN for small egocentric images (MiniGrid's 7x7), then an MLP with the conditioning.
+
+    SB3's NatureCNN needs images of at least 36x36 (8x8 kernels, stride 4): this stack of 2x2
+    convolutions keeps every cell of a 7x7 view. Expects channels-first ``(C, H, W)`` float
+    observations (MiniGrid's cell codes, see :mod:`rltransfer.envs.minigrid`).
+
+    :param channels: output channels of the successive 2x2 convolutions.
+    :param hidden: widths of the layers after the convolutions (the last is the features dimension).
+    :param activation: ``tanh`` | ``relu`` | ``elu`` (of the layers after the convolutions).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        channels: Sequence[int] = (16, 32, 64),
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+    ):
+        keys = encoded_keys(observation_space)
+        image = observation_space.spaces["obs"] if keys is not None else observation_space
+        if not isinstance(image, spaces.Box) or len(image.shape) != 3:
+            raise ValueError(f"the cnn encoder needs (C, H, W) image observations, got {image}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
+        extra = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in (keys or []) if k != "obs")
+        hidden = [int(h) for h in hidden]
+        c, h, w = image.shape
+        if h <= len(channels) or w <= len(channels):
+            raise ValueError(f"images of {h}x{w} are too small for {len(channels)} 2x2 convolutions")
+        super().__init__(observation_space, features_dim=hidden[-1] if hidden else 0)
+        self.keys = keys
+        convs: list[nn.Module] = []
+        for out in channels:
+            convs += [nn.Conv2d(c, int(out), kernel_size=2), nn.ReLU()]
+            c = int(out)
+        self.conv = nn.Sequential(*convs, nn.Flatten())
+        width = c * (h - len(channels)) * (w - len(channels)) + extra
+        if not hidden:
+            self._features_dim = width
+        layers: list[nn.Module] = []
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
+            width = size
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.keys is None:
+            return self.net(self.conv(observations))
+        parts = [self.conv(observations["obs"])]
+        parts += [observations[k].flatten(1) for k in self.keys if k != "obs"]
+        return self.net(torch.cat(parts, dim=1))
+
+
+ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder, "cnn": CnnEncoder}
 
 
 def register_encoder(name: str, cls: type[BaseFeaturesExtractor]) -> None:

@@ -26,6 +26,8 @@ class Parameter:
     low: float
     high: float
     doc: str = ""
+    integer: bool = False
+    """Only whole numbers are valid (a size, a layout code)."""
 
     def __post_init__(self) -> None:
         if not self.low <= self.default <= self.high:
@@ -138,6 +140,8 @@ class Family:
             p = self.parameters[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TaskError(f"{where}: parameter '{key}' must be a finite number, got {value!r}")
+            if p.integer and float(value) != int(value):
+                raise TaskError(f"{where}: parameter '{key}' must be a whole number, got {value}")
             if not p.low <= value <= p.high:
                 raise TaskError(
                     f"{where}: parameter '{key}'={value} is out of range [{p.low}, {p.high}] in family '{self.name}'"
@@ -170,10 +174,15 @@ class Family:
         """The split of a task: ``source``, its labelled split, or inferred from the sources."""
         t = self.task(task)
         sources = list(sources) if sources is not None else self.source_tasks
-        src_names = {self.task(s).name for s in sources}
+        src_names = [self.task(s).name for s in sources]
         if t.name in src_names:
             return "source"
-        if sources == self.source_tasks and t.name in self.target_tasks:
+        # The family's label holds for its own default sources (same tasks, same parameters).
+        if (
+            sorted(src_names) == sorted(self.source_tasks)
+            and t.name in self.target_tasks
+            and t == self.tasks.get(t.name)
+        ):
             return self.target_tasks[t.name]
         return self.infer_split(t, sources)
 
@@ -182,7 +191,10 @@ class Family:
         rng = np.random.default_rng(seed)
         out = []
         for i in range(n):
-            params = {k: float(rng.uniform(p.low, p.high)) for k, p in self.parameters.items()}
+            params = {
+                k: float(rng.integers(int(p.low), int(p.high) + 1)) if p.integer else float(rng.uniform(p.low, p.high))
+                for k, p in self.parameters.items()
+            }
             out.append(self._task(f"{prefix}-{seed}-{i}", params, f"sampled task {i}"))
         return out
 

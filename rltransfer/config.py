@@ -30,8 +30,10 @@ class _Strict(BaseModel):
 class EncoderConfig(_Strict):
     """The observation encoder (shared by every task and by actor and critic)."""
 
+    model_config = ConfigDict(extra="allow")  # an encoder's own arguments (e.g. ``channels`` for ``cnn``)
+
     type: str = "mlp"
-    """Registered encoder name (``mlp``)."""
+    """Registered encoder name (``mlp`` for vectors, ``cnn`` for small images)."""
     hidden: list[int] = Field(default_factory=lambda: [64])
     """Hidden layer widths; the last is the features dimension."""
     activation: Literal["tanh", "relu", "elu"] = "tanh"

@@ -107,6 +107,26 @@ def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task
             env.close()
 
 
+def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
+    """The encoder must accept its arguments and the tasks' observations."""
+    from rltransfer.agents import ENCODERS
+
+    enc = config.agent.encoder.model_dump()
+    cls = ENCODERS[enc.pop("type")]
+    env = family.make(task)
+    try:
+        cls(env.observation_space, **enc)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key 'agent.encoder': {config.agent.encoder.type} encoder: {err}") from None
+    finally:
+        env.close()
+    if "progressive" in config.transfer.strategies and config.agent.encoder.type != "mlp":
+        raise ConfigError(
+            "config key 'transfer.strategies': 'progressive' builds its new column from MLP layers; "
+            f"it needs agent.encoder.type mlp, not {config.agent.encoder.type}"
+        )
+
+
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
     from rltransfer.strategies import STRATEGIES, strategy_params
@@ -147,6 +167,7 @@ def resolve(config: ExperimentConfig) -> Setup:
         raise ConfigError(
             f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown; allowed: {', '.join(ENCODERS)}"
         )
+    check_encoder(config, family, sources[0])
     check_hyperparams(config)
     check_strategies(config)
     try:

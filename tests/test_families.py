@@ -8,7 +8,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.utils.env_checker import check_env
 from rltransfer.envs import Family, Parameter, TaskError, get_family, list_families, register_family
 
-SHIPPED = ["acrobot", "cartpole", "lunarlander", "lunarlander-continuous", "mountaincar", "pendulum"]
+SHIPPED = ["acrobot", "cartpole", "lunarlander", "lunarlander-continuous", "minigrid", "mountaincar", "pendulum"]
 
 
 def textbook_cartpole_step(state, force, g, mc, mp, l, tau=0.02):
@@ -92,7 +92,8 @@ def test_every_task_passes_env_checker(family):
     fam = get_family(family)
     for name in fam.tasks:
         env = fam.make(name)
-        check_env(env.unwrapped, skip_render_check=True)
+        check_env(env.unwrapped, skip_render_check=True)  # the physics
+        check_env(env, skip_render_check=True)  # what agents see (wrappers included)
         env.close()
 
 
@@ -166,3 +167,18 @@ def test_user_defined_family_in_a_few_lines():
     assert fam.make("x").unwrapped.force == 0.0019
     with pytest.raises(TaskError, match="already registered"):
         register_family(fam)
+
+
+def test_integer_parameters_refuse_fractions_and_sample_whole_numbers():
+    fam = get_family("minigrid")
+    with pytest.raises(TaskError, match="'layout' must be a whole number"):
+        fam.make({"layout": 1.5})
+    for t in fam.sample_tasks(6, seed=0):
+        assert all(float(v).is_integer() for v in t.params.values())
+    assert fam.make("doorkey-8").unwrapped.width == 8
+
+
+def test_minigrid_views_are_channels_first_codes():
+    env = get_family("minigrid").make("lavagap-5")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 7, 7) and obs.dtype == np.float32 and 9.0 in obs  # lava's code
