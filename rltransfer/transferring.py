@@ -22,7 +22,7 @@ from rltransfer.callbacks import flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
-from rltransfer.normalization import with_obs_stats
+from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.validation import Setup, resolve
 
@@ -300,6 +300,9 @@ def transfer(
     if out is not None:
         model.save(out / "model.zip")
         atomic_write_bytes(out / "lineage.json", json.dumps(lineage, indent=2).encode())
+        stats = obs_stats(env)
+        if stats is not None:  # SB3's save does not keep them: the agent is only valid with them
+            atomic_write_bytes(out / "obs_normalization.json", json.dumps(stats, indent=2).encode())
         model.logger.close()
     return TransferResult(model, env, out, lineage)
 

@@ -253,3 +253,21 @@ def test_bundle_from_another_family_is_refused(cfg, bundle):
     c = {**cfg, "family": "acrobot", "source_tasks": None, "target_tasks": None}
     with pytest.raises(BundleError, match="pre-trained on family 'cartpole', the config uses 'acrobot'"):
         transfer(c, bundle, "heavy-long", "finetune", timesteps=64, save=False)
+
+
+def test_observation_statistics_travel_with_the_encoder(tmp_path):
+    c = {
+        "name": "norm", "output_dir": str(tmp_path), "family": "cartpole", "source_tasks": ["short", "long"],
+        "agent": {"normalize": True, "hyperparams": HYPER}, "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+    bundle = rltransfer.load_bundle(rltransfer.pretrain(c).bundle_path)
+    stats = bundle.manifest["obs_normalization"]
+    assert stats["count"] > 500 and len(stats["mean"]) == 4
+    frozen = transfer(c, bundle, TARGET, "freeze_encoder", timesteps=256, out_dir=tmp_path / "frozen")
+    rms = frozen.env.obs_rms["obs"]
+    np.testing.assert_array_equal(rms.mean, stats["mean"])  # a frozen encoder keeps its normalisation
+    assert frozen.env.ret_rms.count > 1  # reward statistics are re-estimated on the target
+    fine = transfer(c, bundle, TARGET, "finetune", timesteps=256, out_dir=tmp_path / "fine")
+    assert fine.env.obs_rms["obs"].count > stats["count"]  # fine-tuning adapts them
+    saved = json.loads((tmp_path / "fine" / "obs_normalization.json").read_text())
+    np.testing.assert_allclose(saved["mean"], fine.env.obs_rms["obs"].mean)
