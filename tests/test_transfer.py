@@ -271,3 +271,25 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
     assert fine.env.obs_rms["obs"].count > stats["count"]  # fine-tuning adapts them
     saved = json.loads((tmp_path / "fine" / "obs_normalization.json").read_text())
     np.testing.assert_allclose(saved["mean"], fine.env.obs_rms["obs"].mean)
+
+
+def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):
+    import gymnasium as gym
+
+    from rltransfer.envs import Family, Parameter, register_family
+
+    def family(env_id):
+        return Family(
+            name="spaces-test", parameters=[Parameter("x", 0.0, 0.0, 1.0)], build=lambda p: gym.make(env_id),
+            tasks={"a": {}, "b": {"x": 0.5}, "c": {"x": 1.0}}, source=["a", "b"], targets=["c"],
+        )  # fmt: skip
+
+    c = {
+        "name": "sp", "output_dir": str(tmp_path), "family": "spaces-test", "agent": {"hyperparams": HYPER},
+        "pretrain": {"timesteps": 64, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+    register_family(family("CartPole-v1"), overwrite=True)
+    bundle = rltransfer.load_bundle(rltransfer.pretrain(c).bundle_path)
+    register_family(family("Acrobot-v1"), overwrite=True)  # same names, other spaces
+    with pytest.raises(BundleError, match="observation 'obs' of target 'c' is Box.*the bundle was trained on Box"):
+        transfer(c, bundle, "c", "finetune", timesteps=64, save=False)
