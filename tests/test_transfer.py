@@ -275,7 +275,6 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
 
 def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):
     import gymnasium as gym
-
     from rltransfer.envs import Family, Parameter, register_family
 
     def family(env_id):
