@@ -30,13 +30,6 @@ HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
 
 
-def task_index(obs: Any) -> torch.Tensor | None:
-    """The head index of every sample in a (batched) observation, or ``None`` without one."""
-    if isinstance(obs, dict) and "task" in obs:
-        return obs["task"].argmax(-1)
-    return None
-
-
 def _without_task(obs: Any) -> Any:
     # ``task`` only routes to heads: keep it out of preprocessing (SB3 would one-hot encode it
     # on every call) and out of the encoder's input.
@@ -111,9 +104,13 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
             for component in self.adapters.get("components", ("encoder", "trunk")):
                 add_adapters(self.component_module(component), int(self.adapters["rank"]), self.adapters.get("alpha"))
         self._apply_freezing()
+        self._build_optimizer(lr_schedule)
+
+    def _build_optimizer(self, lr_schedule) -> None:
+        """The optimizer over the trainable parameters, one group per learning-rate multiplier."""
         kwargs = dict(self.optimizer_kwargs)
         if self.optimizer_class is torch.optim.Adam:
-            kwargs.setdefault("foreach", True)  # one fused update over the many small head tensors
+            kwargs.setdefault("foreach", True)  # one fused update over all parameter tensors
         self.optimizer = self.optimizer_class(self.param_groups(lr_schedule(1)), lr=lr_schedule(1), **kwargs)
 
     def _matches(self, param_name: str, components: Sequence[str] | Mapping[str, Any]) -> str | None:

@@ -84,10 +84,7 @@ class ProgressivePolicy(MultiTaskActorCriticPolicy):
         )
         # Rebuild the optimizer so the new column's parameters are in it.
         self._apply_freezing()
-        kwargs = dict(self.optimizer_kwargs)
-        if self.optimizer_class is torch.optim.Adam:
-            kwargs.setdefault("foreach", True)
-        self.optimizer = self.optimizer_class(self.param_groups(lr_schedule(1)), lr=lr_schedule(1), **kwargs)
+        self._build_optimizer(lr_schedule)
 
     def _both_latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from stable_baselines3.common.preprocessing import preprocess_obs

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import MultiTaskActorCriticPolicy, bundle_component, component_state, policy_state
+from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
 from rltransfer.spaces_json import space_from_json, space_to_json
 
@@ -63,22 +64,6 @@ def manifest_checksum(manifest: dict[str, Any]) -> str:
     """SHA-256 of the manifest's canonical JSON, without its own ``manifest_sha256`` entry."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_bundle(path: str | Path, policy: MultiTaskActorCriticPolicy, manifest: dict[str, Any]) -> Path:

@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import UserInputError
-from rltransfer.run_job import RESULT_FILE, RunJob, read_result, write_json_atomic
+from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
 
@@ -185,7 +186,7 @@ def run_experiment(
     from rltransfer.bundle import package_versions
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
-    from rltransfer.runner import resolve_workers, run_local, run_ray, start_pool
+    from rltransfer.runner import resolve_workers, start_pool
 
     cfg = load_config(config, overrides)
     setup = resolve(cfg)
@@ -228,7 +229,7 @@ def run_experiment(
             # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
             todo.sort(key=lambda j: not _trains(j.strategy, cfg))
             grid_start = time.perf_counter()
-            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, run_local, run_ray, pool)
+            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, pool)
             manifest.update(
                 finished=_now(), status="failed runs" if failed else "done", workers=workers,
                 grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
@@ -241,8 +242,11 @@ def run_experiment(
     return ExperimentResult(run_dir, summary, failed)
 
 
-def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, run_local, run_ray, pool) -> list[str]:
+def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> list[str]:
+    """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
     from tqdm.auto import tqdm
+
+    from rltransfer.runner import run_local, run_ray
 
     failed: list[str] = []
     in_flight: set[str] = set()

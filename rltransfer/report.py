@@ -15,8 +15,9 @@ import numpy as np
 import yaml
 
 from rltransfer import metrics
+from rltransfer.atomic import write_json_atomic
 from rltransfer.errors import UserInputError
-from rltransfer.run_job import RESULT_FILE, read_result, write_json_atomic
+from rltransfer.run_job import RESULT_FILE, read_result
 from rltransfer.summary import BASELINE, COLUMNS, row_for, table_rows, verdict
 
 CSV_FIELDS = [

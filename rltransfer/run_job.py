@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rltransfer import metrics
+from rltransfer.atomic import write_json_atomic
 
 RESULT_FILE = "result.json"
 
@@ -51,12 +52,6 @@ def run_metrics(curve: dict[str, list[float]], budget: int) -> dict[str, Any]:
         "ttt": ttt,
         "reached": reached,
     }
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    from rltransfer.bundle import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_result(path: Path) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import MultiTaskActorCriticPolicy
-from rltransfer.bundle import Bundle, atomic_write_bytes, load_bundle
+from rltransfer.atomic import atomic_write_bytes
+from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
