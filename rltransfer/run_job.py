@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,3 @@ def execute(job: RunJob) -> dict[str, Any]:
         "wall_seconds": wall,
         "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
     }
-
-
-def job_dict(job: RunJob) -> dict[str, Any]:
-    return asdict(job)
