@@ -33,10 +33,16 @@ class ExperimentResult:
 
 
 def experiment_hash(cfg: ExperimentConfig) -> str:
-    """What makes results comparable: everything but the name, where results go and how runs execute."""
+    """What makes results comparable: everything that changes what a run computes.
+
+    Left out: the name, where results go, how runs execute, and the size of the grid (which
+    strategies, how many seeds): a run's result does not depend on the other runs, so
+    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run.
+    """
     data = cfg.to_dict()
     for key in ("name", "output_dir", "runner"):
         data.pop(key)
+    data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

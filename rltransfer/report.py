@@ -43,12 +43,26 @@ def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return config, results
 
 
+def _strategies(config: Mapping[str, Any]) -> list[str]:
+    return [BASELINE] + [s for s in config["transfer"]["strategies"] if s != BASELINE]
+
+
+def in_grid(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any], chash: str | None) -> list:
+    """The results of this config's grid: other seeds or strategies may share the directory."""
+    strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
+    return [
+        r for r in results
+        if (chash is None or r.get("config_hash") == chash) and r.get("strategy") in strategies and r.get("seed", 0) < seeds
+    ]  # fmt: skip
+
+
 def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``summary.json``'s content from the results (ok runs of the current config hash)."""
     manifest = _read_json(run_dir / "manifest.json")
     chash = manifest.get("config_hash")
     budget = int(config["transfer"]["timesteps"])
-    current = [r for r in results if chash is None or r.get("config_hash") == chash]
+    strategies = _strategies(config)
+    current = in_grid(results, config, chash)
     ok = [r for r in current if r.get("status") == "ok"]
     failed = [r for r in current if r.get("status") != "ok"]
     by: dict[tuple[str, str], list] = defaultdict(list)
@@ -58,7 +72,6 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     for r in failed:
         fails[(r["target"], r["strategy"])] += 1
     targets = list(dict.fromkeys(r["target"] for r in current))
-    strategies = [BASELINE] + [s for s in config["transfer"]["strategies"] if s != BASELINE]
     pre = manifest.get("pretrain_steps", 0)
     rows = []
     for target in targets:
@@ -238,7 +251,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
     chash = summary["config_hash"]
-    current = [r for r in results if chash is None or r.get("config_hash") == chash]
+    current = in_grid(results, config, chash)
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     for target in summary["targets"]:

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,7 +106,18 @@ def test_resume_skips_finished_runs_and_reruns_a_missing_one(finished):
 def test_a_changed_config_is_refused_not_mixed(finished):
     cfg, _ = finished
     with pytest.raises(UserInputError, match="holds results of a different config"):
-        rltransfer.run_experiment(cfg, ["transfer.seeds=3"], progress=False, echo=False)
+        rltransfer.run_experiment(cfg, ["transfer.timesteps=512"], progress=False, echo=False)
+
+
+def test_more_seeds_reuse_every_finished_run(finished, tmp_path):
+    cfg, res = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
+    shutil.copytree(res.run_dir, tmp_path / "runs" / "tiny")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny" / "runs").glob("*/*/seed-*/result.json")}
+    out = rltransfer.run_experiment(cfg2, ["transfer.seeds=3"], progress=False, echo=False)
+    for p, t in before.items():
+        assert p.stat().st_mtime_ns == t, p
+    assert [r["seeds"] for r in out.summary["rows"]] == [3, 3, 3]
 
 
 def test_a_second_process_on_the_same_directory_is_refused(finished, tmp_path):
@@ -214,3 +226,14 @@ def test_ray_backend_gives_bit_identical_results(finished, tmp_path):
     cfg3 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"backend": "ray", "workers": 2}}
     res3 = rltransfer.run_experiment(cfg3, progress=False, echo=False)
     assert results(res3.run_dir) == results(res.run_dir)
+
+
+def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
+    from rltransfer.report import render
+
+    cfg, res = finished
+    shutil.copytree(res.run_dir, tmp_path / "tiny")
+    text = (tmp_path / "tiny" / "config.yaml").read_text().replace("seeds: 2", "seeds: 1")
+    (tmp_path / "tiny" / "config.yaml").write_text(text)
+    summary = render(tmp_path / "tiny", tensorboard=False)
+    assert [r["seeds"] for r in summary["rows"]] == [1, 1, 1]
