@@ -145,8 +145,12 @@ def load_components(
         else:
             status = "fresh"
         report.append(
-            {"component": component, "status": status, "loaded": bool(copied), "source": source, "shapes": shapes}
-        )
+            {
+                "component": component, "status": status, "loaded": bool(copied), "source": source,
+                "lr_mult": 0.0 if component in plan.frozen else float(plan.lr_mults.get(component, 1.0)),
+                "shapes": shapes,
+            }
+        )  # fmt: skip
     if getattr(policy, "column", None) is not None:
         shapes = {f"column.{k}": list(v.shape) for k, v in policy.column.state_dict().items()}
         report.append({"component": "column", "status": "fresh", "loaded": False, "source": "", "shapes": shapes})
@@ -326,12 +330,13 @@ def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target:
 
 def _log_lineage(model: BaseAlgorithm, lineage: Mapping[str, Any]) -> None:
     """The load report as a Markdown table in TensorBoard's text tab."""
-    rows = ["| component | status | source | tensors |", "|---|---|---|---|"]
+    rows = ["| component | status | lr | source | tensors |", "|---|---|---|---|---|"]
     for r in lineage["components"]:
         shapes = ", ".join(
             f"{k.split('.', 1)[1] if '.' in k else k} {tuple(v)}" for k, v in list(r["shapes"].items())[:6]
         )
-        rows.append(f"| {r['component']} | {r['status']} | {r['source'] or '-'} | {shapes} |")
+        lr = "-" if r.get("lr_mult", 1.0) == 0.0 else f"x{r.get('lr_mult', 1.0):g}"
+        rows.append(f"| {r['component']} | {r['status']} | {lr} | {r['source'] or '-'} | {shapes} |")
     text = (
         f"strategy **{lineage['strategy']}** on target **{lineage['target']['name']}** ({lineage['split']}), "
         f"seed {lineage['seed']}, bundle `{lineage['bundle']}` (sha256 {lineage['bundle_sha256'][:12]})\n\n"
@@ -344,7 +349,9 @@ def _log_lineage(model: BaseAlgorithm, lineage: Mapping[str, Any]) -> None:
 
 
 def format_report(lineage: Mapping[str, Any]) -> str:
-    lines = [f"{'component':<10} {'status':<8} source"]
+    """The loading report as a small table: component, status, learning-rate multiplier, source."""
+    lines = [f"{'component':<10} {'status':<8} {'lr':<6} source"]
     for r in lineage["components"]:
-        lines.append(f"{r['component']:<10} {r['status']:<8} {r['source'] or '-'}")
+        lr = "-" if r.get("lr_mult", 1.0) == 0.0 else f"x{r.get('lr_mult', 1.0):g}"
+        lines.append(f"{r['component']:<10} {r['status']:<8} {lr:<6} {r['source'] or '-'}")
     return "\n".join(lines)

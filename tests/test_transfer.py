@@ -141,7 +141,8 @@ def test_lr_scaled_groups_follow_the_schedule_times_their_multiplier_also_after_
 
 
 def test_lr_scaled_new_heads_train_at_the_full_rate(cfg, bundle):
-    model, _, _ = build(cfg, bundle, "lr_scaled", **{"transfer.head_init": "fresh"})
+    model, _, lineage = build(cfg, bundle, "lr_scaled", **{"transfer.head_init": "fresh"})
+    assert {r["component"]: r["lr_mult"] for r in lineage["components"]} == {"encoder": 0.1, "trunk": 0.1, "heads": 1.0}
     groups = {g["lr_mult"]: g for g in model.policy.optimizer.param_groups}
     assert set(groups) == {0.1, 1.0}
     head_params = {id(p) for p in model.policy.heads.parameters()}
