@@ -17,6 +17,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "el
 ENCODED_KEYS = ("obs", "context")
 
 
+def mlp(width: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
+    """Linear + activation layers of the given widths, starting from ``width`` inputs."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(width, int(size)), ACTIVATIONS[activation]()]
+        width = int(size)
+    return nn.Sequential(*layers)
+
+
 def encoded_keys(observation_space: gym.Space) -> list[str] | None:
     """The keys of a Dict observation that an encoder consumes (``None`` for a flat space)."""
     if isinstance(observation_space, spaces.Dict):
@@ -47,16 +58,9 @@ class MlpEncoder(BaseFeaturesExtractor):
             in_dim = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in keys)
         hidden = [int(h) for h in hidden]
         super().__init__(observation_space, features_dim=hidden[-1] if hidden else in_dim)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
         self.keys = keys
         self.input_dim = in_dim
-        layers: list[nn.Module] = []
-        width = in_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
-            width = h
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(in_dim, hidden, activation)
 
     def flat_input(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """The encoder's input: observation and conditioning, flattened and concatenated."""
@@ -91,8 +95,6 @@ class CnnEncoder(BaseFeaturesExtractor):
         image = observation_space.spaces["obs"] if keys is not None else observation_space
         if not isinstance(image, spaces.Box) or len(image.shape) != 3:
             raise ValueError(f"the cnn encoder needs (C, H, W) image observations, got {image}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
         extra = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in (keys or []) if k != "obs")
         hidden = [int(h) for h in hidden]
         c, h, w = image.shape
@@ -108,11 +110,7 @@ class CnnEncoder(BaseFeaturesExtractor):
         width = c * (h - len(channels)) * (w - len(channels)) + extra
         if not hidden:
             self._features_dim = width
-        layers: list[nn.Module] = []
-        for size in hidden:
-            layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
-            width = size
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(width, hidden, activation)
 
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if self.keys is None:

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from rltransfer.agents.adapters import add_adapters, is_adapter_param
-from rltransfer.agents.components import component_of
-from rltransfer.agents.heads import TaskHeads
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
+
+from rltransfer.agents.adapters import add_adapters, is_adapter_param
+from rltransfer.agents.components import component_of
+from rltransfer.agents.heads import TaskHeads
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
@@ -178,10 +179,14 @@ class MultiTaskActorCriticPolicy(ActorCriticPolicy):
         return actions.reshape((-1, *self.action_space.shape)), self._value(latent_vf, idx), log_prob
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor):
+        return self.evaluate_with_distribution(obs, actions)[:3]
+
+    def evaluate_with_distribution(self, obs: Any, actions: torch.Tensor):
+        """``evaluate_actions`` plus the action distribution, from one forward pass (kickstarting uses it)."""
         idx = self._head_index(obs)
         latent_pi, latent_vf = self._latents(obs)
         distribution = self._dist(latent_pi, idx)
-        return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy()
+        return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy(), distribution
 
     def get_distribution(self, obs: Any) -> Distribution:
         features = super(ActorCriticPolicy, self).extract_features(_without_task(obs), self.pi_features_extractor)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy, _without_task
+from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
+
+from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy, _without_task
 
 
 def linear_layers(seq: nn.Module) -> list[nn.Linear]:
@@ -87,8 +89,6 @@ class ProgressivePolicy(MultiTaskActorCriticPolicy):
         self._build_optimizer(lr_schedule)
 
     def _both_latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        from stable_baselines3.common.preprocessing import preprocess_obs
-
         x = self.features_extractor.flat_input(preprocess_obs(_without_task(obs), self.observation_space))
         enc_acts = activations(self.features_extractor.net, x)
         feat = enc_acts[-1] if enc_acts else x

@@ -117,7 +117,9 @@ class KickstartPPO(TransferPPO):
                 actions = batch.actions
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = actions.long().flatten()
-                values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, actions)
+                values, log_prob, entropy, student_dist = self.policy.evaluate_with_distribution(
+                    batch.observations, actions
+                )
                 values = values.flatten()
                 adv = batch.advantages
                 if self.normalize_advantage and len(adv) > 1:
@@ -130,7 +132,6 @@ class KickstartPPO(TransferPPO):
                 ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
                 with torch.no_grad():
                     teacher_dist = self.teacher.get_distribution(self._teacher_obs(batch.observations))
-                student_dist = self.policy.get_distribution(batch.observations)
                 aux = torch.distributions.kl_divergence(teacher_dist.distribution, student_dist.distribution)
                 aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
                 loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux

@@ -15,12 +15,12 @@ import statistics
 import time
 
 import torch
-from rltransfer.agents import MlpEncoder
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.agent_factory import architecture, build_model
+from rltransfer.agents import MlpEncoder
 from rltransfer.callbacks import PerTaskLogger
 from rltransfer.config import load_config
 from rltransfer.pretraining import source_env

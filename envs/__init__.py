@@ -1,6 +1,6 @@
 """Environment families: parameterised Gymnasium tasks and the multi-task vector env."""
 
-from rltransfer.envs.conditioning import CONDITIONINGS, TaskConditioning, conditioning_vector
+from rltransfer.envs.conditioning import CONDITIONINGS, conditioned_space, conditioning_vector
 from rltransfer.envs.family import SPLITS, Family, Parameter, Task, TaskError
 from rltransfer.envs.multitask import MultiTaskVecEnv, check_spaces
 from rltransfer.envs.registry import get_family, list_families, register_family
@@ -8,8 +8,8 @@ from rltransfer.envs.registry import get_family, list_families, register_family
 __all__ = [
     "CONDITIONINGS",
     "MultiTaskVecEnv",
-    "TaskConditioning",
     "check_spaces",
+    "conditioned_space",
     "conditioning_vector",
     "SPLITS",
     "Family",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import gymnasium as gym
+
 from rltransfer.envs.family import Family, Parameter
 
 

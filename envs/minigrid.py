@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
 from rltransfer.envs.family import Family, Parameter, TaskError
 
 LAYOUTS = ("empty", "doorkey", "lavagap")

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from gymnasium import spaces
-from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, task_onehot
-from rltransfer.envs.family import Family, Task, TaskError
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, task_onehot
+from rltransfer.envs.family import Family, Task, TaskError
 
 
 def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, spaces.Space]:
@@ -35,9 +36,9 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
 class MultiTaskVecEnv(DummyVecEnv):
     """A ``DummyVecEnv`` whose sub-envs are assigned to tasks round-robin, in equal numbers.
 
-    Observations are dicts ``{"obs", "context", "task"}`` (``task``: one-hot of the head), exactly as
-    :class:`~rltransfer.envs.conditioning.TaskConditioning` gives for one env, but built for
-    all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
+    Observations are dicts ``{"obs", "context", "task"}`` (see
+    :func:`~rltransfer.envs.conditioning.conditioned_space`; ``task``: one-hot of the head),
+    built for all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
     episodes' returns and lengths are kept per task in :attr:`episode_returns` /
     :attr:`episode_lengths` (last 100 each).
 

@@ -156,12 +156,15 @@ class Evaluator(BaseCallback):
         env = self._eval_env(model)
         returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         mean = float(returns.mean())
-        score = float(self.normalise(mean))
+        self._record(model, step, mean, float(returns.std()), float(self.normalise(mean)))
+        self.eval_seconds += time.perf_counter() - start
+
+    def _record(self, model: BaseAlgorithm, step: int, mean: float, std: float, score: float) -> None:
+        """One evaluation: into the curve, and to TensorBoard at its target step."""
         self.curve["step"].append(step)
         self.curve["return"].append(mean)
-        self.curve["return_std"].append(float(returns.std()))
+        self.curve["return_std"].append(std)
         self.curve["score"].append(score)
-        self.eval_seconds += time.perf_counter() - start
         for fmt in model.logger.output_formats if model.logger else ():
             if isinstance(fmt, TensorBoardOutputFormat):
                 fmt.writer.add_scalar("eval/return", mean, step)
@@ -198,13 +201,9 @@ class Evaluator(BaseCallback):
         for step in self.checkpoints:
             if self.deterministic and self.curve["step"]:
                 # A fixed policy on fixed seeds scores the same: repeat the measurement.
-                for key in ("return", "return_std", "score"):
-                    self.curve[key].append(self.curve[key][-1])
-                self.curve["step"].append(step)
-                for fmt in model.logger.output_formats if model.logger else ():
-                    if isinstance(fmt, TensorBoardOutputFormat):
-                        fmt.writer.add_scalar("eval/return", self.curve["return"][-1], step)
-                        fmt.writer.add_scalar("eval/score", self.curve["score"][-1], step)
+                self._record(
+                    model, step, self.curve["return"][-1], self.curve["return_std"][-1], self.curve["score"][-1]
+                )
             else:
                 self.evaluate(model, step)
         self.close()

@@ -238,6 +238,7 @@ def build_target_agent(
         "nearest_source": spec.nearest,
         "strategy": strategy,
         "strategy_params": params,
+        "trains": plan.train,
         "head_init": cfg.transfer.head_init,
         "seed": seed,
         "components": report,
@@ -296,7 +297,7 @@ def transfer(
             **flatten(lineage["strategy_params"], "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
         }  # fmt: skip
         write_hparams(model.logger, hparams)
-    if get_strategy(strategy).plan(lineage["strategy_params"]).train:
+    if lineage["trains"]:
         model.learn(budget, callback=list(callbacks), progress_bar=progress)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
         for cb in callbacks:

@@ -114,8 +114,9 @@ def test_shapes_that_do_not_fit_the_architecture_are_named(bundle_copy):
 
 
 def test_components_drop_into_a_users_own_sb3_model(pretrained):
-    from rltransfer.agents import MultiTaskActorCriticPolicy
     from stable_baselines3 import PPO
+
+    from rltransfer.agents import MultiTaskActorCriticPolicy
 
     bundle = load_bundle(pretrained.bundle_path)
     env = rltransfer.make_target_env(bundle, "default", n_envs=2)

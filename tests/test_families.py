@@ -6,6 +6,7 @@ import pytest
 from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.utils.env_checker import check_env
+
 from rltransfer.envs import Family, Parameter, TaskError, get_family, list_families, register_family
 
 SHIPPED = ["acrobot", "cartpole", "lunarlander", "lunarlander-continuous", "minigrid", "mountaincar", "pendulum"]

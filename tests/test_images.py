@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from rltransfer.agents import CnnEncoder
-from rltransfer.envs import MultiTaskVecEnv, get_family
 
 import rltransfer
+from rltransfer.agents import CnnEncoder
+from rltransfer.envs import MultiTaskVecEnv, get_family
 
 
 def test_cnn_encoder_output_shape_on_7x7_views_with_conditioning():

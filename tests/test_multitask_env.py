@@ -1,6 +1,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from rltransfer.envs import Family, MultiTaskVecEnv, Parameter, TaskError, get_family
 
 

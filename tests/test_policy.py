@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import PPO
+
 from rltransfer.agents import (
     MlpEncoder,
     MultiTaskActorCriticPolicy,
@@ -10,7 +12,6 @@ from rltransfer.agents import (
     policy_state,
 )
 from rltransfer.envs import MultiTaskVecEnv, get_family
-from stable_baselines3 import PPO
 
 
 def _model(family="cartpole", names=("short", "long"), heads="per_task", conditioning="context", **kw):

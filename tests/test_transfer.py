@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from rltransfer.agents import TransferPPO, component_of
-from rltransfer.envs import get_family
 from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rltransfer
+from rltransfer.agents import TransferPPO, component_of
+from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
 from rltransfer.transferring import build_target_agent, locate_target, transfer
@@ -276,6 +276,7 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
 
 def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):
     import gymnasium as gym
+
     from rltransfer.envs import Family, Parameter, register_family
 
     def family(env_id):
