@@ -101,3 +101,13 @@ def test_rows_versus_scratch_speedup_ratio_and_censoring():
     assert row["negative_transfer"] and not row["significant"]
     base = row_for("t", "extrapolation", "scratch", scratch, scratch, 40, 1000, 2, 0)
     assert "no strategy beats scratch" in verdict([base, row])
+
+
+def test_verdict_ranks_a_strategy_at_the_threshold_from_step_0_first():
+    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
+    at_zero = [_run(s, [1.0, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # there from step 0
+    faster = [_run(s, [0.5, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10: 3x
+    rows = [row_for("t", "extrapolation", name, runs, scratch, 40, 1000, 2, 0)
+            for name, runs in (("scratch", scratch), ("finetune", at_zero), ("kickstart", faster))]  # fmt: skip
+    assert rows[1]["ttt_median"] == 0 and rows[1]["speedup_to_threshold"] is None
+    assert verdict(rows).startswith("best: finetune, reaches the threshold at step 0")
