@@ -1,21 +1,32 @@
 """Agents: encoders, the multi-task policy and its components."""
 
 from rltransfer.agents.adapters import LoRALinear, add_adapters
+from rltransfer.agents.algorithms import ALGORITHMS, Algorithm, get_algorithm
 from rltransfer.agents.components import (
     bundle_component,
     component_of,
+    component_roots,
     component_state,
-    from_bundle_key,
+    head_rest,
     policy_state,
-    to_bundle_key,
 )
 from rltransfer.agents.encoders import ENCODERS, CnnEncoder, MlpEncoder, register_encoder
 from rltransfer.agents.heads import StackedLinear, TaskHeads
+from rltransfer.agents.multitask_dqn import MultiTaskDQNPolicy, TransferDQN
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
+from rltransfer.agents.multitask_sac import MultiTaskSACPolicy, TransferSAC
 from rltransfer.agents.progressive import ProgressivePolicy
-from rltransfer.agents.transfer_ppo import KickstartPPO, NonFiniteError, TransferPPO
+from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
+from rltransfer.agents.updates import NonFiniteError
 
 __all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "get_algorithm",
+    "MultiTaskDQNPolicy",
+    "MultiTaskSACPolicy",
+    "TransferDQN",
+    "TransferSAC",
     "KickstartPPO",
     "NonFiniteError",
     "LoRALinear",
@@ -33,7 +44,7 @@ __all__ = [
     "policy_state",
     "component_of",
     "component_state",
-    "from_bundle_key",
+    "component_roots",
+    "head_rest",
     "register_encoder",
-    "to_bundle_key",
 ]

@@ -11,9 +11,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
+from rltransfer.agents.updates import NonFiniteError, check_finite, scaled_learning_rate
 
-class NonFiniteError(RuntimeError):
-    """An update left NaN or infinite parameters (a non-finite loss or gradient)."""
+__all__ = ["KickstartPPO", "NonFiniteError", "TransferPPO"]
 
 
 class TransferPPO(PPO):
@@ -29,25 +29,12 @@ class TransferPPO(PPO):
         try:
             super().train()
         except ValueError as err:  # torch's distributions refuse NaN logits/means mid-update
-            self._check_finite(err)
+            check_finite(self, err)
             raise
-        self._check_finite()
-
-    def _check_finite(self, cause: BaseException | None = None) -> None:
-        """Checked once per ``train()``, not per minibatch: a per-step hook costs ~3% of throughput."""
-        for name, param in self.policy.named_parameters():
-            if not torch.isfinite(param).all():
-                raise NonFiniteError(
-                    f"non-finite parameters ({name}) after the update at step {self.num_timesteps} "
-                    "(the loss or its gradients were NaN or infinite)"
-                ) from cause
+        check_finite(self)
 
     def _update_learning_rate(self, optimizers: Any) -> None:
-        lr = self.lr_schedule(self._current_progress_remaining)
-        self.logger.record("train/learning_rate", lr)
-        for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
-            for group in opt.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
+        scaled_learning_rate(self, optimizers)
 
 
 class KickstartPPO(TransferPPO):
@@ -100,9 +87,9 @@ class KickstartPPO(TransferPPO):
         try:
             self._kickstart_train()
         except ValueError as err:
-            self._check_finite(err)
+            check_finite(self, err)
             raise
-        self._check_finite()
+        check_finite(self)
 
     def _kickstart_train(self) -> None:
         self.policy.set_training_mode(True)

@@ -9,15 +9,15 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltransfer.agents import ENCODERS, MultiTaskActorCriticPolicy, TransferPPO
+from rltransfer.agents import ENCODERS, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.config import AgentConfig
-from rltransfer.validation import algo_class
 
 
 def architecture(agent: AgentConfig, task_names: Sequence[str]) -> dict[str, Any]:
     """What a bundle stores to rebuild every component (JSON-able)."""
     return {
+        "algo": agent.algo,
         "encoder": agent.encoder.model_dump(),
         "trunk": agent.trunk.model_dump(),
         "heads": agent.heads,
@@ -28,14 +28,15 @@ def architecture(agent: AgentConfig, task_names: Sequence[str]) -> dict[str, Any
 def policy_kwargs(
     arch: Mapping[str, Any], frozen: Sequence[str] = (), lr_mults: Mapping[str, float] | None = None
 ) -> dict[str, Any]:
-    """SB3 ``policy_kwargs`` for the multi-task policy described by ``arch``."""
+    """SB3 ``policy_kwargs`` for the multi-task policy described by ``arch`` (of its ``algo``, PPO
+    for bundles older than SAC and DQN support)."""
     enc = dict(arch["encoder"])
     return {
         "task_names": list(arch["task_names"]),
         "heads": arch["heads"],
         "features_extractor_class": ENCODERS[enc.pop("type")],
         "features_extractor_kwargs": enc,
-        "net_arch": {"pi": list(arch["trunk"]["pi"]), "vf": list(arch["trunk"]["vf"])},
+        "net_arch": get_algorithm(arch.get("algo", "ppo")).net_arch(arch["trunk"]),
         "activation_fn": ACTIVATIONS[enc.get("activation", "tanh")],
         "frozen": list(frozen),
         "lr_mults": dict(lr_mults or {}),
@@ -68,11 +69,11 @@ def build_model(
     algo_cls: type[BaseAlgorithm] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
 ) -> BaseAlgorithm:
-    """An SB3 model on ``env`` with the multi-task policy; CPU, one torch thread."""
+    """An SB3 model on ``env`` with the algorithm's multi-task policy; CPU, one torch thread."""
     torch.set_num_threads(1)
-    cls = algo_cls or (TransferPPO if agent.algo == "ppo" else algo_class(agent.algo))
-    return cls(
-        MultiTaskActorCriticPolicy,
+    algo = get_algorithm(agent.algo)
+    return (algo_cls or algo.algo_class)(
+        algo.policy_class,
         env,
         policy_kwargs=policy_kwargs(arch, frozen, lr_mults),
         seed=seed,

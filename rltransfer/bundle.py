@@ -26,8 +26,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from stable_baselines3.common.policies import BasePolicy
+
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.agents import MultiTaskActorCriticPolicy, bundle_component, component_state, policy_state
+from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
 from rltransfer.spaces_json import space_from_json, space_to_json
@@ -66,7 +68,7 @@ def manifest_checksum(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def save_bundle(path: str | Path, policy: MultiTaskActorCriticPolicy, manifest: dict[str, Any]) -> Path:
+def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) -> Path:
     """Write ``policy``'s components and ``manifest`` (plus checksum and versions) to ``path``.
 
     :param manifest: family, conditioning, source_tasks, architecture, obs_normalization,
@@ -111,7 +113,7 @@ class Bundle:
     path: Path
     manifest: dict[str, Any]
     tensors: dict[str, torch.Tensor]
-    policy: MultiTaskActorCriticPolicy
+    policy: BasePolicy
 
     @property
     def checksum(self) -> str:
@@ -120,6 +122,11 @@ class Bundle:
     @property
     def family(self) -> str:
         return self.manifest["family"]
+
+    @property
+    def algo(self) -> str:
+        """The algorithm it was pre-trained with (``ppo``, ``dqn``, ``sac``)."""
+        return self.manifest.get("algo", "ppo")
 
     @property
     def conditioning(self) -> str:
@@ -139,12 +146,9 @@ class Bundle:
 
     @property
     def components(self) -> dict[str, torch.nn.Module]:
-        """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (every task's, stacked)."""
-        return {
-            "encoder": self.policy.features_extractor,
-            "trunk": self.policy.mlp_extractor,
-            "heads": self.policy.heads,
-        }
+        """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (every task's, stacked; for
+        SAC, a ModuleList of the actor's and the critic's)."""
+        return {c: self.policy.component_module(c) for c in ("encoder", "trunk", "heads")}
 
     def component_names(self) -> list[str]:
         return list(dict.fromkeys(bundle_component(k) for k in self.tensors))
@@ -222,7 +226,10 @@ def load_bundle(path: str | Path) -> Bundle:
         kwargs = policy_kwargs(manifest["architecture"])
     except (KeyError, TypeError) as err:
         raise BundleError(f"bundle '{path}': {MANIFEST_FILE} architecture or spaces malformed: {err}") from None
-    policy = MultiTaskActorCriticPolicy(obs_space, act_space, lambda _: 0.0, **kwargs)
+    algo = manifest.get("algo", "ppo")
+    if algo not in ALGORITHMS:
+        raise BundleError(f"bundle '{path}': algorithm '{algo}' unknown; this rltransfer reads {', '.join(ALGORITHMS)}")
+    policy = ALGORITHMS[algo].policy_class(obs_space, act_space, lambda _: 0.0, **kwargs)
     load_state(policy, tensors, where=f"bundle '{path}'")
     policy.set_training_mode(False)
     return Bundle(path, manifest, tensors, policy)
@@ -248,4 +255,4 @@ def load_state(policy: torch.nn.Module, tensors: dict[str, torch.Tensor], where:
         raise BundleError(
             f"{where}: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else "")
         )
-    policy.load_state_dict(policy_state(tensors, policy.heads.task_names), strict=False)
+    policy.load_state_dict(policy_state(policy, tensors), strict=False)

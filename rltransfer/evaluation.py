@@ -69,7 +69,9 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
         with torch.no_grad():
             tensor = {k: torch.as_tensor(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.as_tensor(obs)
             actions = policy._predict(tensor, deterministic=deterministic).cpu().numpy()
-        if box:  # as predict() does for an unsquashed Gaussian
+        if box and policy.squash_output:  # as predict() does: SAC's tanh-squashed actions to the bounds
+            actions = policy.unscale_action(actions)
+        elif box:  # as predict() does for an unsquashed Gaussian
             actions = np.clip(actions, model.action_space.low, model.action_space.high)
         return actions
 

@@ -111,6 +111,7 @@ def pretrain(
             "hyperparams": {**cfg.agent.hyperparams, **cfg.pretrain.hyperparams},
             "config_hash": cfg.hash(),
             "evaluation": evaluation,
+            **({"ent_coefs": model.ent_coefs} if hasattr(model, "ent_coefs") else {}),
             **(extra_manifest or {}),
         },
     )

@@ -12,10 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rltransfer.agents import KickstartPPO, MultiTaskActorCriticPolicy, ProgressivePolicy, TransferPPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+
+from rltransfer.agents import KickstartPPO, ProgressivePolicy
 from rltransfer.errors import ConfigError
 
 COMPONENTS = ("encoder", "trunk", "heads")
+ALGOS = ("ppo", "dqn", "sac")
 
 
 @dataclass
@@ -27,8 +31,10 @@ class Plan:
     lr_mults: dict[str, float] = field(default_factory=dict)
     adapters: dict[str, Any] | None = None
     train: bool = True
-    policy_class: type[MultiTaskActorCriticPolicy] = MultiTaskActorCriticPolicy
-    algo_class: type[TransferPPO] = TransferPPO
+    policy_class: type[BasePolicy] | None = None
+    """``None``: the algorithm's multi-task policy."""
+    algo_class: type[BaseAlgorithm] | None = None
+    """``None``: the algorithm's class (:data:`rltransfer.agents.ALGORITHMS`)."""
     teacher: bool = False
     """Give the algorithm the bundle's policy as ``teacher`` (kickstarting)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +48,10 @@ class Strategy:
     plan: Callable[[Mapping[str, Any]], Plan]
     defaults: Mapping[str, Any]
     doc: str
+    algos: tuple[str, ...] = ALGOS
+    """Algorithms it applies to."""
+    why_not: str = ""
+    """Why it does not apply to the others (shown in the error)."""
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -49,17 +59,27 @@ STRATEGIES: dict[str, Strategy] = {}
 COMMON = {"load": list(COMPONENTS), "freeze": None}
 
 
-def register_strategy(name: str, defaults: Mapping[str, Any] | None = None, doc: str = "", overwrite: bool = False):
+def register_strategy(
+    name: str,
+    defaults: Mapping[str, Any] | None = None,
+    doc: str = "",
+    overwrite: bool = False,
+    algos: tuple[str, ...] = ALGOS,
+    why_not: str = "",
+):
     """Decorator: register ``fn(params) -> Plan`` as strategy ``name``.
 
     ``params`` holds ``defaults`` (plus ``load`` and ``freeze``) updated with the config's
-    ``transfer.strategy_params.<name>``.
+    ``transfer.strategy_params.<name>``. ``algos``: the algorithms it applies to (``why_not``
+    says why not the others); a config pairing it with another is refused.
     """
 
     def wrap(fn: Callable[[Mapping[str, Any]], Plan]) -> Callable[[Mapping[str, Any]], Plan]:
         if name in STRATEGIES and not overwrite:
             raise ValueError(f"a strategy named '{name}' is already registered (pass overwrite=True)")
-        STRATEGIES[name] = Strategy(name, fn, {**COMMON, **(defaults or {})}, doc or (fn.__doc__ or "").strip())
+        STRATEGIES[name] = Strategy(
+            name, fn, {**COMMON, **(defaults or {})}, doc or (fn.__doc__ or "").strip(), tuple(algos), why_not
+        )
         return fn
 
     return wrap
@@ -155,13 +175,22 @@ def adapter(params: Mapping[str, Any]) -> Plan:
     )
 
 
-@register_strategy("progressive")
+@register_strategy(
+    "progressive",
+    algos=("ppo",),
+    why_not="its lateral connections are built for the actor-critic MLP of PPO's policy",
+)
 def progressive(params: Mapping[str, Any]) -> Plan:
     """A frozen pre-trained column plus a new column with lateral connections (Rusu et al. 2016)."""
     return Plan(load=list(params["load"]), frozen=["encoder", "trunk"], policy_class=ProgressivePolicy)
 
 
-@register_strategy("kickstart", {"load": [], "beta": 1.0, "anneal": 0.5})
+@register_strategy(
+    "kickstart",
+    {"load": [], "beta": 1.0, "anneal": 0.5},
+    algos=("ppo",),
+    why_not="its distillation loss is added to PPO's on-policy update (for DQN and SAC, finetune or lr_scaled transfer the policy)",
+)
 def kickstart(params: Mapping[str, Any]) -> Plan:
     """PPO plus ``beta * KL(teacher || student)`` toward the pre-trained policy, annealed to zero
     over the first ``anneal`` fraction of the budget (Schmitt et al. 2018). The student is fresh

@@ -13,10 +13,11 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
-from rltransfer.agents import MultiTaskActorCriticPolicy
+from rltransfer.agents import component_state, get_algorithm, policy_state
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, write_hparams
@@ -26,9 +27,6 @@ from rltransfer.errors import BundleError, ConfigError
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.validation import Setup, resolve
-
-HEAD_KEYS = ("action.weight", "action.bias", "value.weight", "value.bias", "log_std")
-
 
 @dataclass
 class TargetSpec:
@@ -80,62 +78,56 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
 
 
 def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict[str, torch.Tensor], str] | None:
-    """The target head's tensors by ``mode`` (``fresh``: ``None``) and where they came from."""
+    """The target head's tensors by ``mode`` (``fresh``: ``None``), keyed by what follows
+    ``heads.<task>.`` (``action.weight``...), and where they came from."""
     if bundle.architecture["heads"] == "shared":
-        prefix = "heads.shared."
-        return {k: v for k, v in bundle.tensors.items() if k.startswith(prefix)}, "the shared conditioned head"
+        return _head_of(bundle, "shared"), "the shared conditioned head"
     if mode == "fresh":
         return None
-    keys = [k for k in HEAD_KEYS if f"heads.{bundle.task_names[0]}.{k}" in bundle.tensors]
     if mode == "nearest":
         src = spec.nearest
-        return {k: bundle.tensors[f"heads.{src}.{k}"] for k in keys}, f"source task '{src}' (nearest by context)"
+        return _head_of(bundle, src), f"source task '{src}' (nearest by context)"
     if mode == "mean":
-        out = {k: torch.stack([bundle.tensors[f"heads.{n}.{k}"] for n in bundle.task_names]).mean(0) for k in keys}
+        heads = [_head_of(bundle, n) for n in bundle.task_names]
+        out = {k: torch.stack([h[k] for h in heads]).mean(0) for k in heads[0]}
         return out, f"mean of {len(bundle.task_names)} source heads"
     raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest")
 
 
-def load_components(
-    policy: MultiTaskActorCriticPolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str
-) -> list[dict[str, Any]]:
-    """Copy the plan's components from the bundle into ``policy``, shape-checked.
+def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
+    prefix = f"heads.{task}."
+    return {k[len(prefix) :]: v for k, v in bundle.tensors.items() if k.startswith(prefix)}
+
+
+def load_components(policy: BasePolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str) -> list[dict[str, Any]]:
+    """Copy the plan's components from the bundle into ``policy``, shape-checked; target networks
+    (DQN's, SAC's critic target) start equal to their loaded networks.
 
     :return: one row per component: status (loaded / frozen / adapted / fresh), shapes, source.
     """
-    state = policy.state_dict()
-    report = []
+    own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
+    head = policy.heads.task_names[0]
+    report, to_load = [], {}
     for component in COMPONENTS:
-        prefix = {"encoder": "features_extractor.", "trunk": "mlp_extractor.", "heads": "heads."}[component]
         source, copied = "", {}
         if component in plan.load:
             if component == "heads":
                 init = head_init_tensors(bundle, spec, head_init)
                 if init is not None:
                     tensors, source = init
-                    copied = {f"heads.{_head_key(k)}": v for k, v in tensors.items()}
+                    copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
             else:
-                copied = {
-                    prefix + k[len(component) + 1 :]: v
-                    for k, v in bundle.tensors.items()
-                    if k.startswith(component + ".")
-                }
+                copied = {k: v for k, v in bundle.tensors.items() if k.split(".", 1)[0] == component}
                 source = f"bundle {bundle.checksum[:12]}"
-        shapes = {}
         for key, tensor in copied.items():
-            own = state[key]
-            # The target has one head: its stacked tensors hold exactly one task's values.
-            fits = own.numel() == tensor.numel() if component == "heads" else own.shape == tensor.shape
-            if not fits:
+            if key not in own or own[key].shape != tensor.shape:
+                need = tuple(own[key].shape) if key in own else "no such tensor"
                 raise BundleError(
                     f"bundle '{bundle.path}': component '{component}' tensor '{key}' has shape "
-                    f"{tuple(tensor.shape)}, the target agent needs {tuple(own.shape)}"
+                    f"{tuple(tensor.shape)}, the target agent needs {need}"
                 )
-            with torch.no_grad():
-                own.copy_(tensor.reshape(own.shape))
-            shapes[key] = list(tensor.shape)
-        if not shapes:
-            shapes = {k: list(v.shape) for k, v in state.items() if k.startswith(prefix) and ".lora_" not in k}
+        to_load.update(copied)
+        shapes = {k: list(own[k].shape) for k in (copied or own) if k.split(".", 1)[0] == component}
         if component in plan.frozen and plan.adapters and component in plan.adapters.get("components", ()):
             status = "adapted"
         elif component in plan.frozen:
@@ -151,16 +143,14 @@ def load_components(
                 "shapes": shapes,
             }
         )  # fmt: skip
+    with torch.no_grad():
+        policy.load_state_dict(policy_state(policy, to_load), strict=False)
+    if hasattr(policy, "sync_targets"):
+        policy.sync_targets()
     if getattr(policy, "column", None) is not None:
         shapes = {f"column.{k}": list(v.shape) for k, v in policy.column.state_dict().items()}
         report.append({"component": "column", "status": "fresh", "loaded": False, "source": "", "shapes": shapes})
     return report
-
-
-def _head_key(bundle_key: str) -> str:
-    """``heads.<task>.action.weight`` or ``action.weight`` -> ``action.weight``."""
-    parts = bundle_key.split(".")
-    return ".".join(parts[-2:]) if parts[-1] != "log_std" else "log_std"
 
 
 def make_target_env(bundle: str | Path | Bundle, task: str | Mapping[str, Any] | Task, n_envs: int = 1) -> VecEnv:
@@ -198,6 +188,9 @@ def build_target_agent(
         raise BundleError(
             f"bundle '{bundle.path}' was pre-trained on family '{bundle.family}', the config uses '{cfg.family}'"
         )
+    if bundle.algo != cfg.agent.algo:
+        raise BundleError(f"bundle '{bundle.path}' was pre-trained with {bundle.algo}, the config uses {cfg.agent.algo}")
+    algo = get_algorithm(bundle.algo)
     params = strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))
     plan = get_strategy(strategy).plan(params)
     if cfg.transfer.head_init == "fresh" and bundle.architecture["heads"] == "per_task" and "heads" in plan.load:
@@ -217,14 +210,21 @@ def build_target_agent(
         algo_kwargs.update(
             teacher=bundle.policy, teacher_head=spec.nearest_index if bundle.architecture["heads"] == "per_task" else 0
         )
-    model = plan.algo_class(
-        plan.policy_class,
+    hyper = resolve_hyperparams(cfg.agent.hyperparams)
+    ent_coefs = bundle.manifest.get("ent_coefs")
+    if ent_coefs and "heads" in plan.load and hyper.get("ent_coef", "auto") == "auto":
+        # SAC: the target's entropy coefficient starts where its head's source task ended
+        # (SB3's default, 1.0, would swamp a transferred policy's first updates).
+        src = "shared" if bundle.architecture["heads"] == "shared" else spec.nearest
+        hyper["ent_coef"] = f"auto_{ent_coefs[src]}"
+    model = (plan.algo_class or algo.algo_class)(
+        plan.policy_class or algo.policy_class,
         env,
         policy_kwargs=kwargs,
         seed=seed,
         device="cpu",
         verbose=0,
-        **resolve_hyperparams(cfg.agent.hyperparams),
+        **hyper,
         **algo_kwargs,
     )
     report = load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init)

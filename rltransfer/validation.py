@@ -9,7 +9,7 @@ from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, Task, TaskError, check_spaces, get_family
 from rltransfer.errors import ConfigError
 
-SUPPORTED_ALGOS = ("ppo",)
+SUPPORTED_ALGOS = ("ppo", "dqn", "sac")
 # Keys that rltransfer sets itself and a config must not pass through agent.hyperparams.
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
 
@@ -43,14 +43,25 @@ def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> 
 
 
 def algo_class(algo: str):
-    """The SB3 algorithm class for ``agent.algo``."""
+    """The SB3 algorithm class for ``agent.algo`` (SB3's own: its arguments are what a config may pass)."""
     if algo not in SUPPORTED_ALGOS:
-        raise ConfigError(
-            f"config key 'agent.algo': '{algo}' is not supported yet; supported: {', '.join(SUPPORTED_ALGOS)}"
-        )
-    from stable_baselines3 import PPO
+        raise ConfigError(f"config key 'agent.algo': '{algo}' unknown; allowed: {', '.join(SUPPORTED_ALGOS)}")
+    from stable_baselines3 import DQN, PPO, SAC
 
-    return {"ppo": PPO}[algo]
+    return {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo]
+
+
+def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
+    """The algorithm must handle the family's actions (DQN: Discrete, SAC: Box)."""
+    from rltransfer.agents import get_algorithm
+
+    algo = get_algorithm(config.agent.algo)
+    if not isinstance(action_space, algo.actions):
+        fits = [a for a in SUPPORTED_ALGOS if isinstance(action_space, get_algorithm(a).actions)]
+        raise ConfigError(
+            f"config key 'agent.algo': {algo.name} needs {' or '.join(c.__name__ for c in algo.actions)} actions; "
+            f"family '{family.name}' acts in {action_space}; algorithms for it: {', '.join(fits)}"
+        )
 
 
 def check_hyperparams(config: ExperimentConfig) -> None:
@@ -141,6 +152,13 @@ def check_strategies(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"config key 'transfer.strategy_params.{name}': unknown strategy; allowed: {', '.join(STRATEGIES)}"
             )
+    for i, name in enumerate(config.transfer.strategies):
+        algos = STRATEGIES[name].algos
+        if config.agent.algo not in algos:
+            raise ConfigError(
+                f"config key 'transfer.strategies[{i}]': '{name}' applies to {', '.join(algos)} only, not "
+                f"{config.agent.algo}: {STRATEGIES[name].why_not or 'see the README, Strategies'}"
+            )
     for name in dict.fromkeys(["scratch", *config.transfer.strategies, *config.transfer.strategy_params]):
         params = strategy_params(name, config.transfer.strategy_params.get(name))
         try:
@@ -171,8 +189,9 @@ def resolve(config: ExperimentConfig) -> Setup:
     check_hyperparams(config)
     check_strategies(config)
     try:
-        check_spaces(family, sources + targets)
+        _, action_space = check_spaces(family, sources + targets)
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
+    check_action_space(config, family, action_space)
     check_hyperparam_values(config, family, sources[0])
     return Setup(config, family, sources, targets)

@@ -127,7 +127,7 @@ def test_component_names_are_stable():
     state = component_state(model.policy)
     assert {bundle_component(k) for k in state} == {"encoder", "trunk", "heads.short", "heads.long"}
     assert torch.equal(state["heads.long.action.weight"], model.policy.heads.action.layer_weight(1))
-    back = policy_state(state, ["short", "long"])
+    back = policy_state(model.policy, state)
     assert torch.equal(back["heads.action.weight"], model.policy.heads.action.weight)
 
 

@@ -1,0 +1,46 @@
+"""The algorithms rltransfer trains, each with its multi-task policy and how the trunk maps onto it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+
+from rltransfer.agents.multitask_dqn import MultiTaskDQNPolicy, TransferDQN
+from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy
+from rltransfer.agents.multitask_sac import MultiTaskSACPolicy, TransferSAC
+from rltransfer.agents.transfer_ppo import TransferPPO
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """An SB3 algorithm as rltransfer uses it."""
+
+    name: str
+    algo_class: type[BaseAlgorithm]
+    policy_class: type[BasePolicy]
+    actions: tuple[type[spaces.Space], ...]
+    """Action spaces it handles."""
+    trunk: str
+    """How ``agent.trunk`` (``pi``: policy layers, ``vf``: value layers) becomes SB3's ``net_arch``."""
+
+    def net_arch(self, trunk: Mapping[str, Sequence[int]]) -> Any:
+        pi, vf = list(trunk["pi"]), list(trunk["vf"])
+        return {"ppo": {"pi": pi, "vf": vf}, "sac": {"pi": pi, "qf": vf}, "dqn": vf}[self.name]
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ppo": Algorithm("ppo", TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"),
+    "dqn": Algorithm("dqn", TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers"),
+    "sac": Algorithm("sac", TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic"),
+}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    if name not in ALGORITHMS:
+        raise ValueError(f"algorithm '{name}' unknown; allowed: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]
