@@ -24,7 +24,7 @@ from torch import nn
 from rltransfer.agents.encoders import mlp
 from rltransfer.agents.heads import StackedLinear
 from rltransfer.agents.transferable import TransferableMixin, head_mask, without_task
-from rltransfer.agents.updates import check_finite, scaled_learning_rate
+from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
 class QHeads(nn.Module):
@@ -144,7 +144,7 @@ class TransferDQN(DQN):
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         super().train(gradient_steps, batch_size)
-        check_finite(self)
+        check_losses_finite(self, ("train/loss",))
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         scaled_learning_rate(self, optimizers)

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from rltransfer.agents.heads import StackedLinear
 from rltransfer.agents.transferable import TransferableMixin, head_mask, without_task
-from rltransfer.agents.updates import check_finite, scaled_learning_rate
+from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
 def _layers(width: int, sizes: Sequence[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
@@ -324,4 +324,4 @@ class TransferSAC(SAC):
         self.logger.record("train/critic_loss", np.mean(critic_losses))
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
-        check_finite(self)
+        check_losses_finite(self, ("train/actor_loss", "train/critic_loss", "train/ent_coef_loss"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -34,3 +35,16 @@ def scaled_learning_rate(model: BaseAlgorithm, optimizers: Any) -> None:
     for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+def check_losses_finite(model: BaseAlgorithm, keys: tuple[str, ...], every: int = 50) -> None:
+    """For off-policy algorithms, whose ``train()`` runs every few environment steps: the losses
+    just logged are checked at each call (a non-finite loss is what makes parameters non-finite),
+    every parameter only once per ``every`` calls."""
+    values = model.logger.name_to_value
+    if any(k in values and not np.isfinite(values[k]) for k in keys):
+        check_finite(model)
+        raise NonFiniteError(f"non-finite loss ({', '.join(keys)}) in the update at step {model.num_timesteps}")
+    model._finite_checks = getattr(model, "_finite_checks", 0) + 1
+    if model._finite_checks % every == 0:
+        check_finite(model)

@@ -1,11 +1,13 @@
-"""Multi-task pre-training vs plain SB3 PPO: environment steps per second, side by side.
+"""Multi-task pre-training vs plain SB3 (PPO, DQN or SAC): environment steps per second, side by side.
 
-Same source tasks, same number of envs (DummyVecEnv), same network (a 64-unit encoder shared by
-actor and critic, then 64-unit policy and value layers), same PPO hyperparameters, one torch
-thread. Plain SB3 sees the raw observations; rltransfer adds the conditioning, the per-task
-heads and the per-task logging. Repetitions alternate between the two to share any drift.
+Same source tasks, same number of envs (DummyVecEnv), same network (a 64-unit encoder, then 64-unit
+policy and value layers: PPO's pi/vf, DQN's Q-network layer, SAC's actor and critic layers), same
+hyperparameters (SB3's defaults), one torch thread. Plain SB3 sees the raw observations; rltransfer
+adds the conditioning, the per-task heads (per-task entropy coefficients for SAC) and the per-task
+logging. A third arm gives plain SB3 the fused Adam that rltransfer's policies use, to show what the
+multi-task machinery itself costs. Repetitions alternate between the arms to share any drift.
 
-    python benchmarks/pretrain_throughput.py [--family cartpole] [--steps 30000] [--reps 3]
+    python benchmarks/pretrain_throughput.py [--algo ppo] [--family cartpole] [--steps 30000] [--reps 3]
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import statistics
 import time
 
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -29,13 +31,17 @@ from rltransfer.validation import resolve
 HYPER: dict = {}  # SB3 defaults
 
 
+NET_ARCH = {"ppo": dict(pi=[64], vf=[64]), "dqn": [64], "sac": dict(pi=[64], qf=[64])}
+
+
 def plain(setup, envs_per_task: int, steps: int, seed: int, fused: bool = False) -> float:
     fns = [lambda t=t: Monitor(setup.family.make(t)) for t in setup.sources for _ in range(envs_per_task)]
     env = DummyVecEnv(fns)
-    model = PPO(
+    algo = setup.config.agent.algo
+    model = {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo](
         "MlpPolicy", env, seed=seed, device="cpu", **HYPER,
         policy_kwargs=dict(features_extractor_class=MlpEncoder, features_extractor_kwargs=dict(hidden=[64]),
-                           net_arch=dict(pi=[64], vf=[64]),
+                           net_arch=NET_ARCH[algo],
                            optimizer_kwargs=dict(fused=True) if fused else {}),
     )  # fmt: skip
     t = time.perf_counter()
@@ -55,13 +61,14 @@ def multitask(setup, envs_per_task: int, steps: int, seed: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algo", default="ppo", choices=["ppo", "dqn", "sac"])
     ap.add_argument("--family", default="cartpole")
     ap.add_argument("--envs-per-task", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30_000)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config({"family": args.family, "agent": {"hyperparams": HYPER}})
+    cfg = load_config({"family": args.family, "agent": {"algo": args.algo, "hyperparams": HYPER}})
     setup = resolve(cfg)
     n_envs = len(setup.sources) * args.envs_per_task
     arms = {
@@ -75,9 +82,9 @@ def main() -> None:
             res[name].append(arm(rep))
         print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in res.items()) + " steps/s")
     med = {k: statistics.median(v) for k, v in res.items()}
-    print(f"{args.family}: {len(setup.sources)} tasks x {args.envs_per_task} envs = {n_envs} envs, {args.steps} steps")
+    print(f"{args.algo} on {args.family}: {len(setup.sources)} tasks x {args.envs_per_task} envs = {n_envs} envs, {args.steps} steps")
     print(
-        f"median steps/s: plain SB3 PPO {med['plain']:.0f}; plain SB3 PPO with fused Adam {med['plain_fused']:.0f}; "
+        f"median steps/s: plain SB3 {med['plain']:.0f}; plain SB3 with fused Adam {med['plain_fused']:.0f}; "
         f"multi-task {med['multitask']:.0f}"
     )
     print(

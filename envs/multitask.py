@@ -40,7 +40,7 @@ class MultiTaskVecEnv(DummyVecEnv):
     :func:`~rltransfer.envs.conditioning.conditioned_space`; ``task``: one-hot of the head),
     built for all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
     episodes' returns and lengths are kept per task in :attr:`episode_returns` /
-    :attr:`episode_lengths` (last 100 each).
+    :attr:`episode_lengths` (last 100 each); :attr:`episodes_finished` counts them all.
 
     :param family: the tasks' family.
     :param tasks: the tasks; ``task_id`` is the position unless ``head_ids`` says otherwise.
@@ -89,6 +89,7 @@ class MultiTaskVecEnv(DummyVecEnv):
         self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
         self.episode_returns = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}
+        self.episodes_finished = 0
 
     def _obs_from_buf(self):
         obs = {"obs": np.copy(self.buf_obs[None]), "task": self._task_obs.copy()}
@@ -138,4 +139,5 @@ class MultiTaskVecEnv(DummyVecEnv):
                 name = self.task_names[self.slot_tasks[slot]]
                 self.episode_returns[name].append(float(episode["r"]))
                 self.episode_lengths[name].append(int(episode["l"]))
+                self.episodes_finished += 1
         return obs, rewards, dones, infos

@@ -21,11 +21,16 @@ class PerTaskLogger(BaseCallback):
         super().__init__()
         self.env = env
         self.prefix = prefix
+        self._seen = -1
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
+        # Off-policy algorithms end a "rollout" every few steps: record only when episodes ended.
+        if self.env.episodes_finished == self._seen:
+            return
+        self._seen = self.env.episodes_finished
         for name in self.env.task_names:
             returns = self.env.episode_returns[name]
             if returns:
