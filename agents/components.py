@@ -12,7 +12,8 @@ A policy lists its networks in ``component_roots()``: bundle-name -> (parameter 
 policy, module). Bundle keys put the component first and the network second:
 ``encoder.net.0.weight`` (one network), ``encoder.actor.net.0.weight`` (SAC). Heads are split
 per task: the stacked ``heads.action.weight`` ``(n_tasks * out, in)`` is stored as
-``heads.<task>.action.weight`` ``(out, in)`` for each task. Target networks (DQN's, SAC's critic
+``heads.<task>.action.weight`` ``(out, in)`` for each task; so are an encoder's per-task input stems
+(``encoder.stems.<task>.weight``). Target networks (DQN's, SAC's critic
 target) are not components: they start equal to their network when a policy is built.
 """
 
@@ -71,6 +72,8 @@ def key_map(policy: nn.Module) -> dict[str, list[tuple[str, int | None]]]:
             rest = name[len(PREFIXES[component]) :]
             if component == "heads":
                 out[prefix + name] = [(_split("heads", root, rest, t), i) for i, t in enumerate(task_names)]
+            elif component == "encoder" and rest.startswith("stems."):  # per-task input stems
+                out[prefix + name] = [(_split("encoder", root, f"stems.{t}.{rest[6:]}"), i) for i, t in enumerate(task_names)]
             else:
                 out[prefix + name] = [(_split(component, root, rest), None)]
     return out

@@ -11,6 +11,8 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from rltransfer.agents.heads import StackedLinear
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 # Keys of a multi-task observation that the encoder reads; "task" only routes to heads.
@@ -42,31 +44,68 @@ class MlpEncoder(BaseFeaturesExtractor):
     """An MLP over the (flattened) observation and its conditioning vector.
 
     Works on a plain ``Box`` observation, or on rltransfer's multi-task ``Dict`` observation
-    (``obs``, optional ``context``, and ``task``, which it ignores: ``task`` routes to heads).
+    (``obs``, optional ``context``, and ``task``, which only routes: to heads, and to stems).
 
     :param observation_space: the observation space.
     :param hidden: widths of the hidden layers; the last is the features dimension
         (an empty list passes the input through unchanged).
     :param activation: ``tanh`` | ``relu`` | ``elu``.
+    :param stems: per-task input stems, for tasks whose observations differ in length: each
+        task's own observation length, in head order. Task ``i``'s stem maps the first
+        ``stems[i]`` entries of the (zero-padded) observation to ``stem_width`` features; the
+        shared layers see the stem's output and the conditioning. ``None``: no stems.
+    :param stem_width: the stems' shared output width.
     """
 
-    def __init__(self, observation_space: gym.Space, hidden: Sequence[int] = (64, 64), activation: str = "tanh"):
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        stems: Sequence[int] | None = None,
+        stem_width: int = 64,
+    ):
         keys = encoded_keys(observation_space)
         if keys is None:
             in_dim = get_flattened_obs_dim(observation_space)
         else:
             in_dim = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in keys)
         hidden = [int(h) for h in hidden]
+        self.stem_dims = [int(d) for d in stems] if stems is not None else None
+        if self.stem_dims is not None:
+            if keys is None or "task" not in observation_space.spaces:
+                raise ValueError("input stems need rltransfer's multi-task observation (with its 'task' entry)")
+            width = get_flattened_obs_dim(observation_space.spaces["obs"])
+            if len(self.stem_dims) != observation_space.spaces["task"].shape[0] or max(self.stem_dims) > width:
+                raise ValueError(f"stems {self.stem_dims} do not fit {observation_space.spaces['task'].shape[0]} tasks "
+                                 f"of observations padded to {width}")
+            in_dim = in_dim - width + int(stem_width)
         super().__init__(observation_space, features_dim=hidden[-1] if hidden else in_dim)
         self.keys = keys
         self.input_dim = in_dim
+        if self.stem_dims is not None:
+            self.stems = StackedLinear(len(self.stem_dims), width, int(stem_width))
+            with torch.no_grad():  # columns beyond a task's length only ever see padding: zero
+                for i, d in enumerate(self.stem_dims):
+                    self.stems.weight.view(len(self.stem_dims), int(stem_width), width)[i, :, d:] = 0.0
+            self.stem_activation = ACTIVATIONS[activation]()
         self.net = mlp(in_dim, hidden, activation)
 
+    @property
+    def needs_task(self) -> bool:
+        """Whether ``forward`` reads the observation's ``task`` entry (to route through stems)."""
+        return self.stem_dims is not None
+
     def flat_input(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        """The encoder's input: observation and conditioning, flattened and concatenated."""
+        """The encoder's input: observation (through its task's stem) and conditioning, flattened and concatenated."""
         if self.keys is None:
             return observations.flatten(1)
-        return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
+        if self.stem_dims is None:
+            return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
+        mask = observations["task"].unsqueeze(-1) if len(self.stem_dims) > 1 else None
+        parts = [self.stem_activation(self.stems(observations["obs"].flatten(1), mask))]
+        parts += [observations[k].flatten(1) for k in self.keys if k != "obs"]
+        return torch.cat(parts, dim=1)
 
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(self.flat_input(observations))

@@ -58,6 +58,30 @@ class StackedLinear(nn.Module):
         return f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}"
 
 
+# Logit (or Q-value) offset of an action a task does not have: finite, so that routing products
+# stay finite (0 * -inf is NaN), and far enough that softmax gives it probability 0 in float32.
+MISSING_ACTION = -1e9
+
+
+def action_offsets(action_dims: Sequence[int] | None, n_actions: int) -> torch.Tensor | None:
+    """``(n_tasks, n_actions)``: 0 for the actions each task has, :data:`MISSING_ACTION` for the others."""
+    if action_dims is None or all(int(d) in (0, n_actions) for d in action_dims):
+        return None
+    out = torch.zeros(len(action_dims), n_actions)
+    for i, d in enumerate(action_dims):
+        out[i, int(d) :] = MISSING_ACTION
+    return out
+
+
+def route_offsets(offsets: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | float:
+    """Each sample's action offsets (``mask``: ``(batch, tasks, 1)``), or 0."""
+    if offsets is None:
+        return 0.0
+    if mask is None:
+        return offsets[0]
+    return mask.squeeze(-1) @ offsets
+
+
 class TaskHeads(nn.Module):
     """The action output (logits, or Gaussian mean and log-std) and value output of every task.
 
@@ -66,11 +90,13 @@ class TaskHeads(nn.Module):
     :param latent_pi: width of the policy latent.
     :param latent_vf: width of the value latent.
     :param log_std_init: initial log-std for Box actions.
+    :param action_dims: each task's own number of Discrete actions, where tasks differ (the others
+        get probability 0); ``None``: every task has them all.
     """
 
     def __init__(
         self, task_names: Sequence[str], action_dist: Distribution, latent_pi: int, latent_vf: int,
-        log_std_init: float = 0.0,
+        log_std_init: float = 0.0, action_dims: Sequence[int] | None = None,
     ):  # fmt: skip
         super().__init__()
         self.task_names = list(task_names)
@@ -87,6 +113,12 @@ class TaskHeads(nn.Module):
             )
         self.action = StackedLinear(n, latent_pi, out)
         self.value = StackedLinear(n, latent_vf, 1)
+        offsets = action_offsets(action_dims, out) if isinstance(action_dist, CategoricalDistribution) else None
+        self.register_buffer("action_offsets", offsets, persistent=False)
+
+    def action_out(self, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Each sample's action logits (actions its task lacks at :data:`MISSING_ACTION`) or Gaussian mean."""
+        return self.action(latent, mask) + route_offsets(self.action_offsets, mask)
 
     def __len__(self) -> int:
         return len(self.task_names)

@@ -22,24 +22,26 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
 from rltransfer.agents.encoders import mlp
-from rltransfer.agents.heads import StackedLinear
-from rltransfer.agents.transferable import TransferableMixin, head_mask, without_task
+from rltransfer.agents.heads import StackedLinear, action_offsets, route_offsets
+from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
 class QHeads(nn.Module):
     """Every task's Q-value output layer, stacked (``q``: ``(n_tasks * n_actions, latent)``)."""
 
-    def __init__(self, task_names: Sequence[str], latent: int, n_actions: int):
+    def __init__(self, task_names: Sequence[str], latent: int, n_actions: int, action_dims: Sequence[int] | None = None):
         super().__init__()
         self.task_names = list(task_names)
         self.q = StackedLinear(len(self.task_names), latent, n_actions)
+        # Actions a task lacks get a very low Q-value: never greedy, never the max of a target.
+        self.register_buffer("action_offsets", action_offsets(action_dims, n_actions), persistent=False)
 
     def __len__(self) -> int:
         return len(self.task_names)
 
     def forward(self, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.q(latent, mask)
+        return self.q(latent, mask) + route_offsets(self.action_offsets, mask)
 
 
 class MultiTaskQNetwork(BasePolicy):
@@ -58,10 +60,12 @@ class MultiTaskQNetwork(BasePolicy):
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
         task_names: Sequence[str] = ("task",),
+        action_dims: Sequence[int] | None = None,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
+        self.action_dims = list(action_dims) if action_dims is not None else None
         self.net_arch = list(net_arch if net_arch is not None else [64, 64])
         self.activation_fn = activation_fn
         self.features_dim = features_dim
@@ -71,10 +75,10 @@ class MultiTaskQNetwork(BasePolicy):
             layers += [nn.Linear(width, int(size)), activation_fn()]
             width = int(size)
         self.mlp_extractor = nn.Sequential(*layers)
-        self.heads = QHeads(task_names, width, int(action_space.n))
+        self.heads = QHeads(task_names, width, int(action_space.n), action_dims)
 
     def forward(self, obs: Any) -> torch.Tensor:
-        features = self.extract_features(without_task(obs), self.features_extractor)
+        features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
         return self.heads(self.mlp_extractor(features), head_mask(obs, len(self.heads)))
 
     def _predict(self, observation: Any, deterministic: bool = True) -> torch.Tensor:
@@ -85,6 +89,7 @@ class MultiTaskQNetwork(BasePolicy):
         data.update(
             net_arch=self.net_arch, features_dim=self.features_dim, activation_fn=self.activation_fn,
             features_extractor=self.features_extractor, task_names=self.heads.task_names,
+            action_dims=self.action_dims,
         )  # fmt: skip
         return data
 
@@ -101,9 +106,10 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
         frozen: Sequence[str] = (),
         lr_mults: Mapping[str, float] | None = None,
         adapters: Mapping[str, Any] | None = None,
+        action_dims: Sequence[int] | None = None,
         **kwargs: Any,
     ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters)
+        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
         super().__init__(*args, **kwargs)
 
     def component_roots(self) -> dict[str, tuple[str, nn.Module]]:
@@ -111,7 +117,7 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
 
     def make_q_net(self) -> MultiTaskQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return MultiTaskQNetwork(**net_args, task_names=self.task_names).to(self.device)
+        return MultiTaskQNetwork(**net_args, task_names=self.task_names, action_dims=self.action_dims).to(self.device)
 
     def _build(self, lr_schedule) -> None:
         if not isinstance(self.action_space, spaces.Discrete):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from rltransfer.agents.heads import TaskHeads
-from rltransfer.agents.transferable import HEAD_MODES, SHARED_HEAD, TransferableMixin, head_mask, without_task
+from rltransfer.agents.transferable import HEAD_MODES, SHARED_HEAD, TransferableMixin, head_mask
 
 __all__ = ["HEAD_MODES", "SHARED_HEAD", "MultiTaskActorCriticPolicy"]
 
@@ -53,9 +53,10 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         frozen: Sequence[str] = (),
         lr_mults: Mapping[str, float] | None = None,
         adapters: Mapping[str, Any] | None = None,
+        action_dims: Sequence[int] | None = None,
         **kwargs: Any,
     ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters)
+        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
             self.mlp_extractor.latent_dim_pi,
             self.mlp_extractor.latent_dim_vf,
             self.log_std_init,
+            self.action_dims,
         )
         if self.ortho_init:
             for module in (self.features_extractor, self.mlp_extractor):
@@ -87,7 +89,7 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         return head_mask(obs, len(self.heads))
 
     def _dist(self, latent_pi: torch.Tensor, idx: torch.Tensor | None) -> Distribution:
-        mean = self.heads.action(latent_pi, idx)
+        mean = self.heads.action_out(latent_pi, idx)
         if isinstance(self.action_dist, DiagGaussianDistribution):
             return self.action_dist.proba_distribution(mean, self.heads.log_std_of(idx))
         return self.action_dist.proba_distribution(action_logits=mean)
@@ -96,7 +98,7 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         return self.heads.value(latent_vf, idx)
 
     def extract_features(self, obs: Any, features_extractor=None):  # type: ignore[override]
-        return super().extract_features(without_task(obs), features_extractor)
+        return super().extract_features(self._encoder_input(obs), features_extractor)
 
     def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.extract_features(obs)
@@ -124,9 +126,9 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy(), distribution
 
     def get_distribution(self, obs: Any) -> Distribution:
-        features = super(ActorCriticPolicy, self).extract_features(without_task(obs), self.pi_features_extractor)
+        features = super(ActorCriticPolicy, self).extract_features(self._encoder_input(obs), self.pi_features_extractor)
         return self._dist(self.mlp_extractor.forward_actor(features), self._head_index(obs))
 
     def predict_values(self, obs: Any) -> torch.Tensor:
-        features = super(ActorCriticPolicy, self).extract_features(without_task(obs), self.vf_features_extractor)
+        features = super(ActorCriticPolicy, self).extract_features(self._encoder_input(obs), self.vf_features_extractor)
         return self._value(self.mlp_extractor.forward_critic(features), self._head_index(obs))

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rltransfer.agents.heads import StackedLinear
-from rltransfer.agents.transferable import TransferableMixin, head_mask, without_task
+from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
@@ -109,7 +109,7 @@ class MultiTaskActor(BasePolicy):
         return data
 
     def get_action_dist_params(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        latent = self.mlp_extractor(self.extract_features(without_task(obs), self.features_extractor))
+        latent = self.mlp_extractor(self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor))
         mask = head_mask(obs, len(self.heads))
         log_std = torch.clamp(self.heads.log_std(latent, mask), LOG_STD_MIN, LOG_STD_MAX)
         return self.heads.mu(latent, mask), log_std, {}
@@ -158,14 +158,14 @@ class MultiTaskCritic(BaseModel):
 
     def forward(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.set_grad_enabled(not self.share_features_extractor):
-            features = self.extract_features(without_task(obs), self.features_extractor)
+            features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
         x = torch.cat([features, actions], dim=1)
         mask = head_mask(obs, len(self.heads))
         return tuple(head(trunk(x), mask) for trunk, head in zip(self.mlp_extractor, self.heads.q))
 
     def q1_forward(self, obs: Any, actions: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            features = self.extract_features(without_task(obs), self.features_extractor)
+            features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
         x = torch.cat([features, actions], dim=1)
         return self.heads.q[0](self.mlp_extractor[0](x), head_mask(obs, len(self.heads)))
 
@@ -184,9 +184,10 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
         frozen: Sequence[str] = (),
         lr_mults: Mapping[str, float] | None = None,
         adapters: Mapping[str, Any] | None = None,
+        action_dims: Sequence[int] | None = None,
         **kwargs: Any,
     ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters)
+        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
         super().__init__(*args, **kwargs)
 
     def component_roots(self) -> dict[str, tuple[str, nn.Module]]:

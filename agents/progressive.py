@@ -16,7 +16,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
 from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy
-from rltransfer.agents.transferable import without_task
+from rltransfer.agents.transferable import encoder_input
 
 
 def linear_layers(seq: nn.Module) -> list[nn.Linear]:
@@ -89,7 +89,7 @@ class ProgressivePolicy(MultiTaskActorCriticPolicy):
         self.optimizer = self.make_optimizer(self.param_groups(lr_schedule(1)), lr_schedule(1))
 
     def _both_latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.features_extractor.flat_input(preprocess_obs(without_task(obs), self.observation_space))
+        x = self.features_extractor.flat_input(preprocess_obs(encoder_input(obs, self.features_extractor), self.observation_space))
         enc_acts = activations(self.features_extractor.net, x)
         feat = enc_acts[-1] if enc_acts else x
         pi_acts = activations(self.mlp_extractor.policy_net, feat)

@@ -25,6 +25,11 @@ def without_task(obs: Any) -> Any:
     return obs
 
 
+def encoder_input(obs: Any, extractor: Any) -> Any:
+    """What an encoder reads: the observation without ``task``, unless its input stems route by it."""
+    return obs if getattr(extractor, "needs_task", False) else without_task(obs)
+
+
 def head_mask(obs: Any, n_heads: int) -> torch.Tensor | None:
     """The ``(batch, heads, 1)`` head mask of a batch (``None`` with a single head)."""
     if n_heads == 1 or not isinstance(obs, dict) or "task" not in obs:
@@ -47,6 +52,7 @@ class TransferableMixin:
         frozen: Sequence[str],
         lr_mults: Mapping[str, float] | None,
         adapters: Mapping[str, Any] | None,
+        action_dims: Sequence[int] | None = None,
     ) -> None:
         if heads not in HEAD_MODES:
             raise ValueError(f"heads='{heads}' unknown; allowed: {', '.join(HEAD_MODES)}")
@@ -58,12 +64,19 @@ class TransferableMixin:
         self.frozen = list(frozen)
         self.lr_mults = dict(lr_mults or {})
         self.adapters = dict(adapters) if adapters else None
+        self.action_dims = [int(d) for d in action_dims] if action_dims is not None else None
+        if self.action_dims is not None and len(self.action_dims) != len(self.task_names):
+            raise ValueError(f"action_dims {self.action_dims} must give one number per head ({len(self.task_names)})")
 
     def _transfer_parameters(self) -> dict[str, Any]:
         return dict(
             task_names=self.task_names, heads=self.head_mode, frozen=self.frozen, lr_mults=self.lr_mults,
-            adapters=self.adapters,
+            adapters=self.adapters, action_dims=self.action_dims,
         )  # fmt: skip
+
+    def _encoder_input(self, obs: Any, extractor: nn.Module | None = None) -> Any:
+        """What the encoder reads: the observation without ``task``, unless its stems route by it."""
+        return encoder_input(obs, extractor if extractor is not None else self.features_extractor)
 
     def component_module(self, component: str) -> nn.Module:
         """A component's module (with several networks, as SAC's actor and critic: a ModuleList of them)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,10 +13,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
+from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
 
 
-def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, spaces.Space]:
-    """The tasks' shared observation and action spaces; a clear error naming any that differ.
+def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
+    """The tasks' shared spaces: their own when they agree, else a padded layout (see
+    :mod:`rltransfer.envs.mixed`); a clear error names any task that cannot share one.
 
     SB3's vector envs take the spaces of sub-env 0 and never check the others.
     """
@@ -24,17 +27,23 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
         env = family.make(task)
         found.append((task.name, env.observation_space, env.action_space))
         env.close()
-    name0, obs0, act0 = found[0]
-    for name, obs, act in found[1:]:
-        if obs != obs0:
-            raise TaskError(f"tasks '{name0}' and '{name}' have different observation spaces: {obs0} vs {obs}")
-        if act != act0:
-            raise TaskError(f"tasks '{name0}' and '{name}' have different action spaces: {act0} vs {act}")
-    return obs0, act0
+    try:
+        return merge_spaces([f[0] for f in found], [f[1] for f in found], [f[2] for f in found])
+    except SpaceError as err:
+        raise TaskError(str(err)) from None
+
+
+def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, spaces.Space]:
+    """The observation and action spaces the tasks share (padded where they differ)."""
+    layout = task_layout(family, tasks)
+    return layout.observation, layout.action
 
 
 class MultiTaskVecEnv(DummyVecEnv):
     """A ``DummyVecEnv`` whose sub-envs are assigned to tasks round-robin, in equal numbers.
+
+    Tasks whose spaces differ share a padded layout (:attr:`layout`: each task's own observation
+    length and number of actions; see :mod:`rltransfer.envs.mixed`).
 
     Observations are dicts ``{"obs", "context", "task"}`` (see
     :func:`~rltransfer.envs.conditioning.conditioned_space`; ``task``: one-hot of the head),
@@ -51,6 +60,8 @@ class MultiTaskVecEnv(DummyVecEnv):
     :param n_sources: length of the one-hot (default: number of tasks).
     :param n_heads: number of heads of the agent (default: one per task).
     :param head_ids: head index of each task (default: its position).
+    :param pad_to: the layout of a larger set of tasks these belong to (observations padded and
+        actions drawn as there).
     """
 
     def __init__(
@@ -63,12 +74,16 @@ class MultiTaskVecEnv(DummyVecEnv):
         n_sources: int | None = None,
         n_heads: int | None = None,
         head_ids: Sequence[int] | None = None,
+        pad_to: TaskSpaces | None = None,
     ):
         if not tasks:
             raise TaskError("a multi-task env needs at least one task")
         if envs_per_task < 1:
             raise TaskError(f"envs_per_task must be >= 1, got {envs_per_task}")
-        obs_space, _ = check_spaces(family, tasks)
+        self.layout = task_layout(family, tasks)
+        if pad_to is not None:  # some of a larger set of tasks (one source task's evaluation, say)
+            self.layout = replace(self.layout, observation=pad_to.observation, action=pad_to.action, mixed=pad_to.mixed)
+        obs_space = self.layout.observation
         self.tasks = list(tasks)
         self.task_names = [t.name for t in tasks]
         onehot_indices = list(onehot_indices) if onehot_indices is not None else list(range(len(tasks)))
@@ -83,7 +98,8 @@ class MultiTaskVecEnv(DummyVecEnv):
             conditioning_vector(conditioning, np.asarray(t.context), onehot_indices[i], n_sources)
             for i, t in enumerate(self.tasks)
         ]
-        super().__init__([lambda t=self.tasks[i]: Monitor(family.make(t)) for i in self.slot_tasks])
+        layout = self.layout
+        super().__init__([lambda t=self.tasks[i]: fit_to(Monitor(family.make(t)), layout) for i in self.slot_tasks])
         self.observation_space = conditioned_space(obs_space, n_heads, vectors[0])
         self._task_obs = np.stack([task_onehot(head_ids[i], n_heads) for i in self.slot_tasks])
         self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])

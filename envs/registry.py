@@ -7,7 +7,7 @@ import importlib
 from rltransfer.envs.family import Family, TaskError
 
 _FAMILIES: dict[str, Family] = {}
-_BUILTIN_MODULES = ("cartpole", "acrobot", "pendulum", "mountaincar", "lunarlander", "minigrid")
+_BUILTIN_MODULES = ("cartpole", "acrobot", "pendulum", "mountaincar", "lunarlander", "minigrid", "classic")
 _loaded = False
 
 

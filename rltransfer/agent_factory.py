@@ -12,17 +12,23 @@ from stable_baselines3.common.vec_env import VecEnv
 from rltransfer.agents import ENCODERS, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.config import AgentConfig
+from rltransfer.envs import TaskSpaces
 
 
-def architecture(agent: AgentConfig, task_names: Sequence[str]) -> dict[str, Any]:
-    """What a bundle stores to rebuild every component (JSON-able)."""
-    return {
+def architecture(agent: AgentConfig, task_names: Sequence[str], layout: TaskSpaces | None = None) -> dict[str, Any]:
+    """What a bundle stores to rebuild every component (JSON-able). Tasks whose spaces differ
+    (``layout.mixed``) add ``task_spaces``: each task's observation length (its input stem) and
+    number of actions (its head)."""
+    arch = {
         "algo": agent.algo,
         "encoder": agent.encoder.model_dump(),
         "trunk": agent.trunk.model_dump(),
         "heads": agent.heads,
         "task_names": list(task_names),
     }
+    if layout is not None and layout.mixed:
+        arch["task_spaces"] = {"obs_dims": list(layout.obs_dims), "action_dims": list(layout.action_dims)}
+    return arch
 
 
 def policy_kwargs(
@@ -31,6 +37,9 @@ def policy_kwargs(
     """SB3 ``policy_kwargs`` for the multi-task policy described by ``arch`` (of its ``algo``, PPO
     for bundles older than SAC and DQN support)."""
     enc = dict(arch["encoder"])
+    spaces = arch.get("task_spaces")
+    if spaces is not None:
+        enc["stems"] = list(spaces["obs_dims"])
     return {
         "task_names": list(arch["task_names"]),
         "heads": arch["heads"],
@@ -40,6 +49,7 @@ def policy_kwargs(
         "activation_fn": ACTIVATIONS[enc.get("activation", "tanh")],
         "frozen": list(frozen),
         "lr_mults": dict(lr_mults or {}),
+        "action_dims": list(spaces["action_dims"]) if spaces is not None else None,
     }
 
 

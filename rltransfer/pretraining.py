@@ -15,7 +15,7 @@ from rltransfer.agent_factory import architecture, build_model
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.envs import MultiTaskVecEnv, Task
+from rltransfer.envs import MultiTaskVecEnv, Task, task_layout
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.validation import Setup, resolve
 
@@ -33,11 +33,13 @@ class PretrainResult:
 def source_env(setup: Setup, envs_per_task: int, tasks: Iterable[Task] | None = None) -> MultiTaskVecEnv:
     """A vector env over source tasks, each routed to its own head and one-hot index."""
     names = [t.name for t in setup.sources]
-    tasks = list(tasks) if tasks is not None else setup.sources
+    subset = tasks is not None
+    tasks = list(tasks) if subset else setup.sources
     idx = [names.index(t.name) for t in tasks]
     return MultiTaskVecEnv(
         setup.family, tasks, setup.config.conditioning, envs_per_task,
         onehot_indices=idx, n_sources=len(names), n_heads=len(names), head_ids=idx,
+        pad_to=task_layout(setup.family, setup.sources) if subset else None,
     )  # fmt: skip
 
 
@@ -80,7 +82,7 @@ def pretrain(
 
     mt_env = source_env(setup, cfg.pretrain.envs_per_task)
     env: VecEnv = VecNormalize(mt_env, norm_obs_keys=["obs"]) if cfg.agent.normalize else mt_env
-    arch = architecture(cfg.agent, names)
+    arch = architecture(cfg.agent, names, mt_env.layout)
     model = build_model(cfg.agent, env, arch, seed, hyperparams=cfg.pretrain.hyperparams)
     model.set_logger(configure(str(tb_dir), ["tensorboard"]))
     hparams = {

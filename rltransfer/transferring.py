@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
@@ -63,13 +64,24 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
         head_ids=[0],
     )
     want = bundle.policy.observation_space
+    mixed = "task_spaces" in bundle.architecture  # the target gets its own stem and head sizes
     for key, space in env.observation_space.spaces.items():
-        if key != "task" and space != want.spaces.get(key):
+        if key == "task" or (mixed and key == "obs"):
+            continue
+        if space != want.spaces.get(key):
             raise BundleError(
                 f"bundle '{bundle.path}': observation '{key}' of target '{spec.task.name}' is {space}, "
                 f"the bundle was trained on {want.spaces.get(key)}"
             )
-    if env.action_space != bundle.policy.action_space:
+    if mixed:
+        if not isinstance(env.observation_space.spaces["obs"], spaces.Box) or len(env.observation_space.spaces["obs"].shape) != 1:
+            raise BundleError(f"bundle '{bundle.path}': target '{spec.task.name}' needs a 1-D Box observation for its stem")
+        if type(env.action_space) is not type(bundle.policy.action_space):
+            raise BundleError(
+                f"bundle '{bundle.path}': target '{spec.task.name}' acts in {env.action_space}, the bundle's heads in "
+                f"{bundle.policy.action_space}"
+            )
+    elif env.action_space != bundle.policy.action_space:
         raise BundleError(
             f"bundle '{bundle.path}': target '{spec.task.name}' has action space {env.action_space}, "
             f"the bundle's heads act in {bundle.policy.action_space}"
@@ -94,6 +106,18 @@ def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict
     raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest")
 
 
+def _stem_init(
+    bundle: Bundle, own: dict[str, torch.Tensor], head: str, nearest: str
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The target's input stem from the nearest source's, where their observations have the same
+    length; otherwise it stays fresh (a new stem before the transferred encoder)."""
+    mine = {k: v for k, v in own.items() if k.startswith("encoder.") and f".stems.{head}." in k}
+    theirs = {k: bundle.tensors.get(k.replace(f".stems.{head}.", f".stems.{nearest}.")) for k in mine}
+    if mine and all(t is not None and t.shape == mine[k].shape for k, t in theirs.items()):
+        return {k: t for k, t in theirs.items()}, f"stem of '{nearest}' (nearest by context)"
+    return {}, "stem fresh (no source with this observation length nearest)"
+
+
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
     prefix = f"heads.{task}."
     return {k[len(prefix) :]: v for k, v in bundle.tensors.items() if k.startswith(prefix)}
@@ -107,6 +131,7 @@ def load_components(policy: BasePolicy, bundle: Bundle, plan: Plan, spec: Target
     """
     own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
     head = policy.heads.task_names[0]
+    mixed = "task_spaces" in bundle.architecture
     report, to_load = [], {}
     for component in COMPONENTS:
         source, copied = "", {}
@@ -116,9 +141,17 @@ def load_components(policy: BasePolicy, bundle: Bundle, plan: Plan, spec: Target
                 if init is not None:
                     tensors, source = init
                     copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
+                    if mixed and any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
+                        copied, source = {}, f"fresh: {source} has another number of actions"
             else:
-                copied = {k: v for k, v in bundle.tensors.items() if k.split(".", 1)[0] == component}
+                copied = {
+                    k: v for k, v in bundle.tensors.items() if k.split(".", 1)[0] == component and ".stems." not in k
+                }
                 source = f"bundle {bundle.checksum[:12]}"
+                if component == "encoder" and mixed:
+                    stems, note = _stem_init(bundle, own, head, spec.nearest)
+                    copied.update(stems)
+                    source += f"; {note}"
         for key, tensor in copied.items():
             if key not in own or own[key].shape != tensor.shape:
                 need = tuple(own[key].shape) if key in own else "no such tensor"
@@ -199,13 +232,27 @@ def build_target_agent(
         plan.lr_mults.pop("heads", None)
     spec = locate_target(bundle, setup.family, target)
     torch.set_num_threads(1)
-    env: VecEnv = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
+    mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
     stats = bundle.manifest.get("obs_normalization")
-    env = with_obs_stats(env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen)
+    env: VecEnv = with_obs_stats(mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen)
     arch = {**bundle.architecture, "task_names": [target.name]}
+    if "task_spaces" in arch:  # the target's own stem and head sizes
+        layout = mt_env.layout
+        arch["task_spaces"] = {"obs_dims": [layout.obs_dims[0]], "action_dims": [layout.action_dims[0]]}
     kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
     kwargs["adapters"] = plan.adapters
     algo_kwargs = dict(plan.algo_kwargs)
+    if plan.teacher and "task_spaces" in bundle.architecture:
+        spaces_ = bundle.architecture["task_spaces"]
+        i = spec.nearest_index
+        mine = (mt_env.layout.obs_dims[0], mt_env.layout.action_dims[0])
+        theirs = (spaces_["obs_dims"][i], spaces_["action_dims"][i])
+        if mine != theirs or mine[1] != bundle.policy.action_space.n:
+            raise BundleError(
+                f"bundle '{bundle.path}': kickstart needs a teacher head of the target's spaces; the nearest source "
+                f"'{spec.nearest}' has {theirs[0]} observations and {theirs[1]} actions (of {bundle.policy.action_space.n}), "
+                f"target '{target.name}' {mine[0]} and {mine[1]}"
+            )
     if plan.teacher:
         algo_kwargs.update(
             teacher=bundle.policy, teacher_head=spec.nearest_index if bundle.architecture["heads"] == "per_task" else 0

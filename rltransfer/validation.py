@@ -6,7 +6,7 @@ import inspect
 from dataclasses import dataclass
 
 from rltransfer.config import ExperimentConfig
-from rltransfer.envs import Family, Task, TaskError, check_spaces, get_family
+from rltransfer.envs import Family, Task, TaskError, get_family, task_layout
 from rltransfer.errors import ConfigError
 
 SUPPORTED_ALGOS = ("ppo", "dqn", "sac")
@@ -189,9 +189,23 @@ def resolve(config: ExperimentConfig) -> Setup:
     check_hyperparams(config)
     check_strategies(config)
     try:
-        _, action_space = check_spaces(family, sources + targets)
+        layout = task_layout(family, sources + targets)
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
-    check_action_space(config, family, action_space)
+    check_action_space(config, family, layout.action)
+    if layout.mixed and config.agent.normalize:
+        raise ConfigError(
+            "config key 'agent.normalize': observation statistics need one observation layout, and these tasks' "
+            f"observations differ in length ({dict(zip([t.name for t in sources + targets], layout.obs_dims))}); use false"
+        )
+    if layout.mixed and config.agent.heads != "per_task":
+        raise ConfigError(
+            "config key 'agent.heads': tasks whose spaces differ need per_task heads (each sized to its task's actions)"
+        )
+    if layout.mixed and config.agent.encoder.type != "mlp":
+        raise ConfigError(
+            f"config key 'agent.encoder.type': tasks whose spaces differ need the mlp encoder's input stems, "
+            f"not {config.agent.encoder.type}"
+        )
     check_hyperparam_values(config, family, sources[0])
     return Setup(config, family, sources, targets)

@@ -1,0 +1,108 @@
+"""Tasks whose observation or action spaces differ: one shared (padded) layout for a vector env.
+
+SB3's vector envs and buffers need one observation and one action space. Tasks with vector
+observations of different lengths, or with different numbers of discrete actions, are brought to
+the largest: observations are zero-padded at the end, and actions are drawn from the largest
+``Discrete``. The agent sees, per task, how many observation entries are real (its input stem reads
+only those) and which actions exist (its head never picks the others). An action a task does not
+have (a random exploration step of DQN, say) is folded back into its range (``a mod n``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class SpaceError(ValueError):
+    """Tasks whose spaces cannot share one layout."""
+
+
+@dataclass(frozen=True)
+class TaskSpaces:
+    """The shared layout of several tasks' spaces."""
+
+    observation: spaces.Box
+    action: spaces.Space
+    obs_dims: tuple[int, ...]
+    """Each task's own observation length (the rest of ``observation`` is padding)."""
+    action_dims: tuple[int, ...]
+    """Each task's own number of discrete actions."""
+    mixed: bool
+    """Whether the tasks' spaces differ (then stems and action masks are needed)."""
+
+
+def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequence[spaces.Space]) -> TaskSpaces:
+    """One layout for tasks ``names`` with observation spaces ``obs`` and action spaces ``act``.
+
+    Identical spaces merge trivially. Otherwise every observation must be a 1-D float ``Box`` and
+    every action space ``Discrete`` (or all of them the same ``Box``): a clear error names the
+    first task that does not fit.
+    """
+    if all(o == obs[0] for o in obs) and all(a == act[0] for a in act):
+        n = act[0].n if isinstance(act[0], spaces.Discrete) else 0
+        dim = int(np.prod(obs[0].shape)) if isinstance(obs[0], spaces.Box) else 0
+        return TaskSpaces(obs[0], act[0], (dim,) * len(names), (int(n),) * len(names), False)
+    for name, o in zip(names, obs):
+        if not isinstance(o, spaces.Box) or len(o.shape) != 1:
+            raise SpaceError(
+                f"task '{name}' has observation space {o}: tasks of different spaces need 1-D Box observations "
+                f"(images of different shapes cannot share an encoder)"
+            )
+    if all(isinstance(a, spaces.Discrete) for a in act):
+        if any(int(a.start) != 0 for a in act):
+            raise SpaceError("tasks of different action spaces need Discrete actions starting at 0")
+        action: spaces.Space = spaces.Discrete(max(int(a.n) for a in act))
+        action_dims = tuple(int(a.n) for a in act)
+    elif all(a == act[0] for a in act):
+        action, action_dims = act[0], (0,) * len(names)
+    else:
+        first = next(i for i, a in enumerate(act) if a != act[0])
+        raise SpaceError(
+            f"tasks '{names[0]}' and '{names[first]}' have action spaces {act[0]} and {act[first]}: tasks may "
+            "differ in their number of Discrete actions, not in Box actions"
+        )
+    dims = tuple(int(o.shape[0]) for o in obs)
+    width = max(dims)
+    low = np.zeros(width, dtype=np.float32)
+    high = np.zeros(width, dtype=np.float32)
+    low[:] = np.min([np.pad(np.asarray(o.low, np.float32), (0, width - len(o.low))) for o in obs], axis=0)
+    high[:] = np.max([np.pad(np.asarray(o.high, np.float32), (0, width - len(o.high))) for o in obs], axis=0)
+    return TaskSpaces(spaces.Box(low, high, dtype=np.float32), action, dims, action_dims, True)
+
+
+class PadObservation(gym.ObservationWrapper):
+    """Zero-pads a 1-D observation to ``width`` entries (float32)."""
+
+    def __init__(self, env: gym.Env, space: spaces.Box):
+        super().__init__(env)
+        self.observation_space = space
+        self._pad = int(space.shape[0]) - int(env.observation_space.shape[0])
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.pad(np.asarray(observation, dtype=np.float32), (0, self._pad))
+
+
+class FoldAction(gym.ActionWrapper):
+    """Accepts actions of a larger ``Discrete``; an action the task does not have becomes ``a mod n``."""
+
+    def __init__(self, env: gym.Env, space: spaces.Discrete):
+        super().__init__(env)
+        self.action_space = space
+        self._n = int(env.action_space.n)
+
+    def action(self, action):
+        return int(action) % self._n
+
+
+def fit_to(env: gym.Env, layout: TaskSpaces) -> gym.Env:
+    """``env`` with the shared layout's spaces (unchanged when they are its own)."""
+    if env.observation_space != layout.observation:
+        env = PadObservation(env, layout.observation)
+    if env.action_space != layout.action:
+        env = FoldAction(env, layout.action)
+    return env
