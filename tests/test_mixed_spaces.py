@@ -1,0 +1,145 @@
+"""Tasks whose observation or action spaces differ: padded layout, stems, action masks, transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from rltransfer import load_bundle, pretrain, transfer
+from rltransfer.agents import component_state
+from rltransfer.agents.heads import MISSING_ACTION
+from rltransfer.config import load_config
+from rltransfer.envs import MultiTaskVecEnv, get_family
+from rltransfer.envs.mixed import FoldAction, SpaceError, merge_spaces
+from rltransfer.errors import ConfigError
+from rltransfer.pretraining import source_env
+from rltransfer.validation import resolve
+
+SOURCES = ["cartpole", "acrobot-short"]
+
+
+def _cfg(tmp_path, algo="ppo", **extra):
+    hyper = {"n_steps": 64} if algo == "ppo" else {"learning_starts": 50, "batch_size": 32, "buffer_size": 5000}
+    cfg = {
+        "family": "classic",
+        "source_tasks": SOURCES,
+        "target_tasks": ["acrobot-long", "mountaincar"],
+        "agent": {"algo": algo, "encoder": {"hidden": [32], "stem_width": 16}, "trunk": {"pi": [32], "vf": [32]},
+                  "hyperparams": hyper},
+        "pretrain": {"timesteps": 512, "envs_per_task": 2},
+        "transfer": {"timesteps": 128, "n_envs": 2, "strategies": ["scratch", "finetune"], "seeds": 1},
+        "output_dir": str(tmp_path),
+    }  # fmt: skip
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module", params=["ppo", "dqn"])
+def pretrained(request, tmp_path_factory):
+    cfg = _cfg(tmp_path_factory.mktemp(request.param), request.param)
+    return request.param, cfg, load_bundle(pretrain(cfg).bundle_path)
+
+
+def test_layout_pads_observations_and_takes_the_largest_action_space():
+    family = get_family("classic")
+    env = MultiTaskVecEnv(family, [family.task(n) for n in SOURCES], "context", envs_per_task=2)
+    assert env.layout.mixed and env.layout.obs_dims == (4, 6) and env.layout.action_dims == (2, 3)
+    assert env.observation_space["obs"].shape == (6,) and env.action_space == spaces.Discrete(3)
+    obs = env.reset()
+    cartpole = [i for i, t in enumerate(env.slot_tasks) if t == 0]
+    assert np.all(obs["obs"][cartpole, 4:] == 0.0) and np.any(obs["obs"][cartpole, :4] != 0.0)
+    # An action CartPole does not have is folded back into its range, not an error.
+    env.step(np.full(env.num_envs, 2))
+
+
+def test_fold_action_and_refusals():
+    env = FoldAction(get_family("cartpole").make("default"), spaces.Discrete(3))
+    env.reset(seed=0)
+    assert env.action(2) == 0 and env.action(1) == 1
+    with pytest.raises(SpaceError, match="task 'img' has observation space.*1-D Box"):
+        merge_spaces(["vec", "img"], [spaces.Box(0, 1, (4,)), spaces.Box(0, 1, (3, 7, 7))], [spaces.Discrete(2)] * 2)
+    with pytest.raises(SpaceError, match="not in Box actions"):
+        merge_spaces(["a", "b"], [spaces.Box(0, 1, (4,)), spaces.Box(0, 1, (3,))],
+                     [spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (2,))])  # fmt: skip
+
+
+def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):
+    cfg = _cfg(tmp_path)
+    cfg["agent"]["normalize"] = True
+    with pytest.raises(ConfigError, match=r"agent.normalize.*differ in length.*'cartpole': 4.*'acrobot-short': 6"):
+        resolve(load_config(cfg))
+    cfg = _cfg(tmp_path)
+    cfg["agent"]["heads"] = "shared"
+    with pytest.raises(ConfigError, match="agent.heads.*per_task"):
+        resolve(load_config(cfg))
+
+
+def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):
+    algo, cfg, bundle = pretrained
+    assert bundle.architecture["task_spaces"] == {"obs_dims": [4, 6], "action_dims": [2, 3]}
+    for task in SOURCES:
+        assert bundle.tensors[f"encoder.stems.{task}.weight"].shape == (16, 6)
+    # A stem never reads the padding: CartPole's weights beyond its 4 observations are zero, after training too.
+    assert torch.all(bundle.tensors["encoder.stems.cartpole.weight"][:, 4:] == 0)
+    assert torch.any(bundle.tensors["encoder.stems.acrobot-short.weight"][:, 4:] != 0)
+
+
+def test_actions_a_task_lacks_are_never_chosen(pretrained):
+    algo, cfg, bundle = pretrained
+    env = source_env(resolve(load_config(cfg)), 4)
+    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    cartpole = obs["task"][:, 0] == 1
+    policy = bundle.policy
+    with torch.no_grad():
+        if algo == "ppo":
+            logits = policy.get_distribution(obs).distribution.logits
+            probs = policy.get_distribution(obs).distribution.probs
+            assert torch.all(probs[cartpole, 2] == 0) and torch.all(probs[~cartpole, 2] > 0)
+            acts = torch.stack([policy(obs)[0] for _ in range(50)])
+            assert torch.all(acts[:, cartpole] < 2)
+            assert torch.all(logits[cartpole, 2] < MISSING_ACTION / 2)
+        else:
+            q = policy.q_net(obs)
+            assert torch.all(q[cartpole, 2] < MISSING_ACTION / 2) and torch.all(q[cartpole].argmax(1) < 2)
+            assert torch.isfinite(q).all()
+
+
+def test_stem_output_ignores_padding(pretrained):
+    algo, cfg, bundle = pretrained
+    encoder = bundle.policy.features_extractor if algo == "ppo" else bundle.policy.q_net.features_extractor
+    env = source_env(resolve(load_config(cfg)), 1)
+    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    cartpole = obs["task"][:, 0] == 1
+    noisy = dict(obs, obs=obs["obs"].clone())
+    noisy["obs"][cartpole, 4:] = 123.0  # padding entries of CartPole's observation
+    with torch.no_grad():
+        assert torch.allclose(encoder(obs)[cartpole], encoder(noisy)[cartpole])
+
+
+def test_transfer_to_a_new_observation_length_keeps_encoder_and_trunk_with_a_new_stem_and_head(pretrained):
+    algo, cfg, bundle = pretrained
+    cfg = dict(cfg, transfer={**cfg["transfer"], "head_init": "fresh"})
+    res = transfer(cfg, bundle, "mountaincar", "finetune", timesteps=128, save=False)
+    status = {c["component"]: (c["status"], c["source"]) for c in res.lineage["components"]}
+    assert status["encoder"][0] == status["trunk"][0] == "loaded"
+    assert "stem fresh" in status["encoder"][1] and status["heads"][0] == "fresh"
+    policy = res.model.policy
+    assert policy.action_space == spaces.Discrete(3) and policy.observation_space["obs"].shape == (2,)
+    built = component_state(policy)
+    assert built["encoder.stems.mountaincar.weight"].shape == (16, 2)
+
+
+def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and_head(pretrained):
+    algo, cfg, bundle = pretrained
+    from rltransfer.transferring import build_target_agent
+
+    c = load_config(cfg)
+    setup = resolve(c)
+    model, env, lineage = build_target_agent(c, setup, bundle, get_family("classic").task("acrobot-long"), "finetune", 0)
+    assert lineage["nearest_source"] == "acrobot-short"
+    state = component_state(model.policy)
+    assert torch.equal(state["encoder.stems.acrobot-long.weight"], bundle.tensors["encoder.stems.acrobot-short.weight"])
+    heads = [k for k in state if k.startswith("heads.acrobot-long.")]
+    assert heads and all(torch.equal(state[k], bundle.tensors[k.replace("acrobot-long", "acrobot-short")]) for k in heads)
