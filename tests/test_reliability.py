@@ -101,11 +101,18 @@ def _config(tmp_path, name, seeds=3):
     return cfg, path
 
 
+def _default_sigint() -> None:
+    # A test suite started in the background by a shell without job control inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: give the child the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(path, tmp_path):
     env = {**os.environ, "RLTRANSFER_CACHE": str(tmp_path / "cache")}
     return subprocess.Popen(
         [sys.executable, "-m", "rltransfer.cli", "experiment", str(path), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
