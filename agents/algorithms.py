@@ -34,7 +34,9 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "ppo": Algorithm("ppo", TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"),
+    "ppo": Algorithm(
+        "ppo", TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"
+    ),
     "dqn": Algorithm("dqn", TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers"),
     "sac": Algorithm("sac", TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic"),
 }

@@ -73,7 +73,9 @@ def key_map(policy: nn.Module) -> dict[str, list[tuple[str, int | None]]]:
             if component == "heads":
                 out[prefix + name] = [(_split("heads", root, rest, t), i) for i, t in enumerate(task_names)]
             elif component == "encoder" and rest.startswith("stems."):  # per-task input stems
-                out[prefix + name] = [(_split("encoder", root, f"stems.{t}.{rest[6:]}"), i) for i, t in enumerate(task_names)]
+                out[prefix + name] = [
+                    (_split("encoder", root, f"stems.{t}.{rest[6:]}"), i) for i, t in enumerate(task_names)
+                ]
             else:
                 out[prefix + name] = [(_split(component, root, rest), None)]
     return out

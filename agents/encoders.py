@@ -77,8 +77,10 @@ class MlpEncoder(BaseFeaturesExtractor):
                 raise ValueError("input stems need rltransfer's multi-task observation (with its 'task' entry)")
             width = get_flattened_obs_dim(observation_space.spaces["obs"])
             if len(self.stem_dims) != observation_space.spaces["task"].shape[0] or max(self.stem_dims) > width:
-                raise ValueError(f"stems {self.stem_dims} do not fit {observation_space.spaces['task'].shape[0]} tasks "
-                                 f"of observations padded to {width}")
+                raise ValueError(
+                    f"stems {self.stem_dims} do not fit {observation_space.spaces['task'].shape[0]} tasks "
+                    f"of observations padded to {width}"
+                )
             in_dim = in_dim - width + int(stem_width)
         super().__init__(observation_space, features_dim=hidden[-1] if hidden else in_dim)
         self.keys = keys

@@ -21,7 +21,6 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
-from rltransfer.agents.encoders import mlp
 from rltransfer.agents.heads import StackedLinear, action_offsets, route_offsets
 from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
@@ -30,7 +29,9 @@ from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 class QHeads(nn.Module):
     """Every task's Q-value output layer, stacked (``q``: ``(n_tasks * n_actions, latent)``)."""
 
-    def __init__(self, task_names: Sequence[str], latent: int, n_actions: int, action_dims: Sequence[int] | None = None):
+    def __init__(
+        self, task_names: Sequence[str], latent: int, n_actions: int, action_dims: Sequence[int] | None = None
+    ):
         super().__init__()
         self.task_names = list(task_names)
         self.q = StackedLinear(len(self.task_names), latent, n_actions)

@@ -17,11 +17,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-import torch
-from torch import nn
 
 from rltransfer.agents.heads import TaskHeads
 from rltransfer.agents.transferable import HEAD_MODES, SHARED_HEAD, TransferableMixin, head_mask

@@ -109,7 +109,9 @@ class MultiTaskActor(BasePolicy):
         return data
 
     def get_action_dist_params(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        latent = self.mlp_extractor(self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor))
+        latent = self.mlp_extractor(
+            self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
+        )
         mask = head_mask(obs, len(self.heads))
         log_std = torch.clamp(self.heads.log_std(latent, mask), LOG_STD_MIN, LOG_STD_MAX)
         return self.heads.mu(latent, mask), log_std, {}
@@ -224,9 +226,7 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
         critic_groups = self.param_groups(lr, ["critic"])
         if shared:  # the critic loss does not train the shared encoder (SB3's choice)
             own = {id(p) for p in self.actor.features_extractor.parameters()}
-            critic_groups = [
-                {**g, "params": [p for p in g["params"] if id(p) not in own]} for g in critic_groups
-            ]
+            critic_groups = [{**g, "params": [p for p in g["params"] if id(p) not in own]} for g in critic_groups]
             critic_groups = [g for g in critic_groups if g["params"]]
         self.critic.optimizer = self.make_optimizer(critic_groups, lr)
 

@@ -89,7 +89,9 @@ class ProgressivePolicy(MultiTaskActorCriticPolicy):
         self.optimizer = self.make_optimizer(self.param_groups(lr_schedule(1)), lr_schedule(1))
 
     def _both_latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.features_extractor.flat_input(preprocess_obs(encoder_input(obs, self.features_extractor), self.observation_space))
+        x = self.features_extractor.flat_input(
+            preprocess_obs(encoder_input(obs, self.features_extractor), self.observation_space)
+        )
         enc_acts = activations(self.features_extractor.net, x)
         feat = enc_acts[-1] if enc_acts else x
         pi_acts = activations(self.mlp_extractor.policy_net, feat)

@@ -82,7 +82,9 @@ def main() -> None:
             res[name].append(arm(rep))
         print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in res.items()) + " steps/s")
     med = {k: statistics.median(v) for k, v in res.items()}
-    print(f"{args.algo} on {args.family}: {len(setup.sources)} tasks x {args.envs_per_task} envs = {n_envs} envs, {args.steps} steps")
+    print(
+        f"{args.algo} on {args.family}: {len(setup.sources)} tasks x {args.envs_per_task} envs = {n_envs} envs, {args.steps} steps"
+    )
     print(
         f"median steps/s: plain SB3 {med['plain']:.0f}; plain SB3 with fused Adam {med['plain_fused']:.0f}; "
         f"multi-task {med['multitask']:.0f}"

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
 from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs

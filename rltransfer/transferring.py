@@ -29,6 +29,7 @@ from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.validation import Setup, resolve
 
+
 @dataclass
 class TargetSpec:
     """Where a target task stands relative to the bundle's source tasks."""
@@ -74,8 +75,13 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
                 f"the bundle was trained on {want.spaces.get(key)}"
             )
     if mixed:
-        if not isinstance(env.observation_space.spaces["obs"], spaces.Box) or len(env.observation_space.spaces["obs"].shape) != 1:
-            raise BundleError(f"bundle '{bundle.path}': target '{spec.task.name}' needs a 1-D Box observation for its stem")
+        if (
+            not isinstance(env.observation_space.spaces["obs"], spaces.Box)
+            or len(env.observation_space.spaces["obs"].shape) != 1
+        ):
+            raise BundleError(
+                f"bundle '{bundle.path}': target '{spec.task.name}' needs a 1-D Box observation for its stem"
+            )
         if type(env.action_space) is not type(bundle.policy.action_space):
             raise BundleError(
                 f"bundle '{bundle.path}': target '{spec.task.name}' acts in {env.action_space}, the bundle's heads in "
@@ -123,7 +129,9 @@ def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in bundle.tensors.items() if k.startswith(prefix)}
 
 
-def load_components(policy: BasePolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str) -> list[dict[str, Any]]:
+def load_components(
+    policy: BasePolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str
+) -> list[dict[str, Any]]:
     """Copy the plan's components from the bundle into ``policy``, shape-checked; target networks
     (DQN's, SAC's critic target) start equal to their loaded networks.
 
@@ -222,7 +230,9 @@ def build_target_agent(
             f"bundle '{bundle.path}' was pre-trained on family '{bundle.family}', the config uses '{cfg.family}'"
         )
     if bundle.algo != cfg.agent.algo:
-        raise BundleError(f"bundle '{bundle.path}' was pre-trained with {bundle.algo}, the config uses {cfg.agent.algo}")
+        raise BundleError(
+            f"bundle '{bundle.path}' was pre-trained with {bundle.algo}, the config uses {cfg.agent.algo}"
+        )
     algo = get_algorithm(bundle.algo)
     params = strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))
     plan = get_strategy(strategy).plan(params)

@@ -137,9 +137,13 @@ def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and
 
     c = load_config(cfg)
     setup = resolve(c)
-    model, env, lineage = build_target_agent(c, setup, bundle, get_family("classic").task("acrobot-long"), "finetune", 0)
+    model, env, lineage = build_target_agent(
+        c, setup, bundle, get_family("classic").task("acrobot-long"), "finetune", 0
+    )
     assert lineage["nearest_source"] == "acrobot-short"
     state = component_state(model.policy)
     assert torch.equal(state["encoder.stems.acrobot-long.weight"], bundle.tensors["encoder.stems.acrobot-short.weight"])
     heads = [k for k in state if k.startswith("heads.acrobot-long.")]
-    assert heads and all(torch.equal(state[k], bundle.tensors[k.replace("acrobot-long", "acrobot-short")]) for k in heads)
+    assert heads and all(
+        torch.equal(state[k], bundle.tensors[k.replace("acrobot-long", "acrobot-short")]) for k in heads
+    )

@@ -160,7 +160,9 @@ def test_loaded_agent_starts_as_the_pretrained_one(pretrained, strategy):
     model, env, lineage = _built(cfg, bundle, strategy)
     obs = _obs(env)
     nearest = bundle.task_names.index(lineage["nearest_source"])
-    src_obs = dict(obs, task=torch.nn.functional.one_hot(torch.full((len(obs["task"]),), nearest), len(bundle.task_names)).float())
+    src_obs = dict(
+        obs, task=torch.nn.functional.one_hot(torch.full((len(obs["task"]),), nearest), len(bundle.task_names)).float()
+    )
     with torch.no_grad():
         if algo == "dqn":
             assert torch.allclose(model.policy.q_net(obs), bundle.policy.q_net(src_obs), atol=1e-6)
