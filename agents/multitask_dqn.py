@@ -10,7 +10,7 @@ for the online and the target network alike.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -99,20 +99,6 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
     """SB3's ``DQNPolicy`` with a :class:`MultiTaskQNetwork`; ``task_names``, ``heads``, ``frozen``,
     ``lr_mults`` and ``adapters`` as for :class:`~rltransfer.agents.MultiTaskActorCriticPolicy`."""
 
-    def __init__(
-        self,
-        *args: Any,
-        task_names: Sequence[str] = ("task",),
-        heads: str = "per_task",
-        frozen: Sequence[str] = (),
-        lr_mults: Mapping[str, float] | None = None,
-        adapters: Mapping[str, Any] | None = None,
-        action_dims: Sequence[int] | None = None,
-        **kwargs: Any,
-    ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
-        super().__init__(*args, **kwargs)
-
     def component_roots(self) -> dict[str, tuple[str, nn.Module]]:
         return {"": ("q_net.", self.q_net)}
 
@@ -138,11 +124,6 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
     @property
     def heads(self) -> QHeads:
         return self.q_net.heads
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._transfer_parameters())
-        return data
 
 
 class TransferDQN(DQN):

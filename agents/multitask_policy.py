@@ -12,7 +12,6 @@ Every sample is routed to its task's head by the ``task`` entry of the observati
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -43,25 +42,6 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         component is frozen); built in ``_build``, so they survive save and load.
     Other parameters are SB3's ``ActorCriticPolicy``'s.
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        task_names: Sequence[str] = ("task",),
-        heads: str = "per_task",
-        frozen: Sequence[str] = (),
-        lr_mults: Mapping[str, float] | None = None,
-        adapters: Mapping[str, Any] | None = None,
-        action_dims: Sequence[int] | None = None,
-        **kwargs: Any,
-    ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
-        super().__init__(*args, **kwargs)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._transfer_parameters())
-        return data
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, lr_schedule) -> None:

@@ -17,7 +17,7 @@ component of a bundle, and the replay buffer never travels either.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -178,20 +178,6 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
     :class:`~rltransfer.agents.MultiTaskActorCriticPolicy` (a component is frozen, scaled or
     adapted in actor and critic alike)."""
 
-    def __init__(
-        self,
-        *args: Any,
-        task_names: Sequence[str] = ("task",),
-        heads: str = "per_task",
-        frozen: Sequence[str] = (),
-        lr_mults: Mapping[str, float] | None = None,
-        adapters: Mapping[str, Any] | None = None,
-        action_dims: Sequence[int] | None = None,
-        **kwargs: Any,
-    ):
-        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
-        super().__init__(*args, **kwargs)
-
     def component_roots(self) -> dict[str, tuple[str, nn.Module]]:
         return {"actor": ("actor.", self.actor), "critic": ("critic.", self.critic)}
 
@@ -229,11 +215,6 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
             critic_groups = [{**g, "params": [p for p in g["params"] if id(p) not in own]} for g in critic_groups]
             critic_groups = [g for g in critic_groups if g["params"]]
         self.critic.optimizer = self.make_optimizer(critic_groups, lr)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(self._transfer_parameters())
-        return data
 
 
 class TransferSAC(SAC):

@@ -38,12 +38,33 @@ def head_mask(obs: Any, n_heads: int) -> torch.Tensor | None:
 
 
 class TransferableMixin:
-    """Mixed into an SB3 policy: keyword arguments ``task_names``, ``heads``, ``frozen``,
-    ``lr_mults``, ``adapters`` (see :class:`~rltransfer.agents.MultiTaskActorCriticPolicy`).
+    """Mixed into an SB3 policy (before it in the bases): keyword arguments ``task_names``, ``heads``,
+    ``frozen``, ``lr_mults``, ``adapters``, ``action_dims`` (see
+    :class:`~rltransfer.agents.MultiTaskActorCriticPolicy`); the others go to the SB3 policy. They are
+    constructor parameters, so SB3's save and load keep them.
 
     The policy's networks (``component_roots()``) each hold ``features_extractor``,
     ``mlp_extractor`` and ``heads``.
     """
+
+    def __init__(
+        self,
+        *args: Any,
+        task_names: Sequence[str] = ("task",),
+        heads: str = "per_task",
+        frozen: Sequence[str] = (),
+        lr_mults: Mapping[str, float] | None = None,
+        adapters: Mapping[str, Any] | None = None,
+        action_dims: Sequence[int] | None = None,
+        **kwargs: Any,
+    ):
+        self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        data.update(self._transfer_parameters())
+        return data
 
     def _init_transfer(
         self,
