@@ -118,7 +118,8 @@ class TaskHeads(nn.Module):
 
     def action_out(self, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Each sample's action logits (actions its task lacks at :data:`MISSING_ACTION`) or Gaussian mean."""
-        return self.action(latent, mask) + route_offsets(self.action_offsets, mask)
+        out = self.action(latent, mask)
+        return out if self.action_offsets is None else out + route_offsets(self.action_offsets, mask)
 
     def __len__(self) -> int:
         return len(self.task_names)

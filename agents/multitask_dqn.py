@@ -42,7 +42,8 @@ class QHeads(nn.Module):
         return len(self.task_names)
 
     def forward(self, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.q(latent, mask) + route_offsets(self.action_offsets, mask)
+        q = self.q(latent, mask)
+        return q if self.action_offsets is None else q + route_offsets(self.action_offsets, mask)
 
 
 class MultiTaskQNetwork(BasePolicy):

@@ -40,6 +40,8 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
     :param adapters: ``{"rank": r, "alpha": a, "components": [...]}``: low-rank adapters on the
         linear layers of these components (their ``lora_*`` parameters train even when the
         component is frozen); built in ``_build``, so they survive save and load.
+    :param action_dims: each head's own number of Discrete actions, for tasks whose action
+        spaces differ (:mod:`rltransfer.envs.mixed`); the others get probability 0.
     Other parameters are SB3's ``ActorCriticPolicy``'s.
     """
 

@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import MlpEncoder
+from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.callbacks import PerTaskLogger
 from rltransfer.config import load_config
 from rltransfer.pretraining import source_env
@@ -32,6 +33,8 @@ HYPER: dict = {}  # SB3 defaults
 
 
 NET_ARCH = {"ppo": dict(pi=[64], vf=[64]), "dqn": [64], "sac": dict(pi=[64], qf=[64])}
+# Each algorithm's SB3 default activation (PPO: tanh; DQN, SAC: ReLU), in both arms.
+ACTIVATION = {"ppo": "tanh", "dqn": "relu", "sac": "relu"}
 
 
 def plain(setup, envs_per_task: int, steps: int, seed: int, fused: bool = False) -> float:
@@ -40,8 +43,9 @@ def plain(setup, envs_per_task: int, steps: int, seed: int, fused: bool = False)
     algo = setup.config.agent.algo
     model = {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo](
         "MlpPolicy", env, seed=seed, device="cpu", **HYPER,
-        policy_kwargs=dict(features_extractor_class=MlpEncoder, features_extractor_kwargs=dict(hidden=[64]),
-                           net_arch=NET_ARCH[algo],
+        policy_kwargs=dict(features_extractor_class=MlpEncoder,
+                           features_extractor_kwargs=dict(hidden=[64], activation=ACTIVATION[algo]),
+                           net_arch=NET_ARCH[algo], activation_fn=ACTIVATIONS[ACTIVATION[algo]],
                            optimizer_kwargs=dict(fused=True) if fused else {}),
     )  # fmt: skip
     t = time.perf_counter()
@@ -68,7 +72,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config({"family": args.family, "agent": {"algo": args.algo, "hyperparams": HYPER}})
+    cfg = load_config(
+        {"family": args.family, "agent": {"algo": args.algo, "hyperparams": HYPER,
+                                          "encoder": {"hidden": [64], "activation": ACTIVATION[args.algo]}}}
+    )  # fmt: skip
     setup = resolve(cfg)
     n_envs = len(setup.sources) * args.envs_per_task
     arms = {
