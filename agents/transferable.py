@@ -39,7 +39,7 @@ def head_mask(obs: Any, n_heads: int) -> torch.Tensor | None:
 
 class TransferableMixin:
     """Mixed into an SB3 policy (before it in the bases): keyword arguments ``task_names``, ``heads``,
-    ``frozen``, ``lr_mults``, ``adapters``, ``action_dims`` (see
+    ``frozen``, ``lr_mults``, ``adapters``, ``action_dims``, ``new_stems`` (see
     :class:`~rltransfer.agents.MultiTaskActorCriticPolicy`); the others go to the SB3 policy. They are
     constructor parameters, so SB3's save and load keep them.
 
@@ -56,9 +56,11 @@ class TransferableMixin:
         lr_mults: Mapping[str, float] | None = None,
         adapters: Mapping[str, Any] | None = None,
         action_dims: Sequence[int] | None = None,
+        new_stems: bool = False,
         **kwargs: Any,
     ):
         self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
+        self.new_stems = bool(new_stems)
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -92,7 +94,7 @@ class TransferableMixin:
     def _transfer_parameters(self) -> dict[str, Any]:
         return dict(
             task_names=self.task_names, heads=self.head_mode, frozen=self.frozen, lr_mults=self.lr_mults,
-            adapters=self.adapters, action_dims=self.action_dims,
+            adapters=self.adapters, action_dims=self.action_dims, new_stems=self.new_stems,
         )  # fmt: skip
 
     def _encoder_input(self, obs: Any, extractor: nn.Module | None = None) -> Any:
@@ -113,8 +115,13 @@ class TransferableMixin:
                 for module in network_modules(self, component):
                     add_adapters(module, int(self.adapters["rank"]), self.adapters.get("alpha"))
         for component, name, param in iter_component_params(self):
-            if component in self.frozen and not is_adapter_param(name):
+            if component in self.frozen and not is_adapter_param(name) and not self._is_new_stem(name):
                 param.requires_grad_(False)
+
+    def _is_new_stem(self, name: str) -> bool:
+        """A parameter of an input stem that is new (not transferred): it trains at the full rate even
+        when the rest of its encoder is frozen or scaled."""
+        return getattr(self, "new_stems", False) and ".stems." in name
 
     def param_groups(self, lr: float, networks: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Trainable parameters (of the named networks, default all) grouped by learning-rate
@@ -127,7 +134,8 @@ class TransferableMixin:
             if not param.requires_grad or not name.startswith(prefixes) or id(param) in seen:
                 continue
             seen.add(id(param))
-            mult = 1.0 if is_adapter_param(name) else float(self.lr_mults.get(component, 1.0))
+            new = is_adapter_param(name) or self._is_new_stem(name)
+            mult = 1.0 if new else float(self.lr_mults.get(component, 1.0))
             groups.setdefault(mult, []).append(param)
         return [{"params": ps, "lr": lr * m, "lr_mult": m} for m, ps in groups.items()]
 

@@ -112,16 +112,23 @@ def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict
     raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest")
 
 
+def stem_is_new(bundle: Bundle, spec: TargetSpec, obs_dim: int) -> bool:
+    """Whether a target of ``obs_dim`` observations gets a new input stem: its nearest source's
+    observations have another length (the stem cannot start from that source's)."""
+    spaces_ = bundle.architecture.get("task_spaces")
+    return spaces_ is not None and int(spaces_["obs_dims"][spec.nearest_index]) != int(obs_dim)
+
+
 def _stem_init(
     bundle: Bundle, own: dict[str, torch.Tensor], head: str, nearest: str
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The target's input stem from the nearest source's, where their observations have the same
-    length; otherwise it stays fresh (a new stem before the transferred encoder)."""
+    length; otherwise it stays new (it trains at the full rate, even in a frozen encoder)."""
     mine = {k: v for k, v in own.items() if k.startswith("encoder.") and f".stems.{head}." in k}
     theirs = {k: bundle.tensors.get(k.replace(f".stems.{head}.", f".stems.{nearest}.")) for k in mine}
     if mine and all(t is not None and t.shape == mine[k].shape for k, t in theirs.items()):
         return {k: t for k, t in theirs.items()}, f"stem of '{nearest}' (nearest by context)"
-    return {}, "stem fresh (no source with this observation length nearest)"
+    return {}, f"new stem, trained at the full rate ('{nearest}', the nearest source, has another observation length)"
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
@@ -251,6 +258,8 @@ def build_target_agent(
         arch["task_spaces"] = {"obs_dims": [layout.obs_dims[0]], "action_dims": [layout.action_dims[0]]}
     kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
     kwargs["adapters"] = plan.adapters
+    if "encoder" in plan.load and stem_is_new(bundle, spec, mt_env.layout.obs_dims[0]):
+        kwargs["new_stems"] = True
     algo_kwargs = dict(plan.algo_kwargs)
     if plan.teacher and "task_spaces" in bundle.architecture:
         spaces_ = bundle.architecture["task_spaces"]

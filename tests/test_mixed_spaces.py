@@ -124,7 +124,7 @@ def test_transfer_to_a_new_observation_length_keeps_encoder_and_trunk_with_a_new
     res = transfer(cfg, bundle, "mountaincar", "finetune", timesteps=128, save=False)
     status = {c["component"]: (c["status"], c["source"]) for c in res.lineage["components"]}
     assert status["encoder"][0] == status["trunk"][0] == "loaded"
-    assert "stem fresh" in status["encoder"][1] and status["heads"][0] == "fresh"
+    assert "new stem" in status["encoder"][1] and status["heads"][0] == "fresh"
     policy = res.model.policy
     assert policy.action_space == spaces.Discrete(3) and policy.observation_space["obs"].shape == (2,)
     built = component_state(policy)
@@ -147,3 +147,28 @@ def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and
     assert heads and all(
         torch.equal(state[k], bundle.tensors[k.replace("acrobot-long", "acrobot-short")]) for k in heads
     )
+
+
+@pytest.mark.parametrize("strategy", ["freeze_encoder", "lr_scaled"])
+def test_a_new_stem_trains_at_the_full_rate_inside_a_frozen_or_scaled_encoder(pretrained, strategy):
+    algo, cfg, bundle = pretrained
+    from rltransfer.transferring import build_target_agent
+
+    c = load_config(cfg)
+    model, env, lineage = build_target_agent(
+        c, resolve(c), bundle, get_family("classic").task("mountaincar"), strategy, 0
+    )
+    assert "new stem, trained at the full rate" in lineage["components"][0]["source"]
+    policy = model.policy
+    stem = policy.features_extractor.stems if algo == "ppo" else policy.q_net.features_extractor.stems
+    assert stem.weight.requires_grad
+    mults = {id(p): g["lr_mult"] for g in policy.optimizer.param_groups for p in g["params"]}
+    assert mults[id(stem.weight)] == 1.0
+    before = component_state(policy)
+    model.learn(256)
+    after = component_state(policy)
+    assert not torch.equal(before["encoder.stems.mountaincar.weight"], after["encoder.stems.mountaincar.weight"])
+    if strategy == "freeze_encoder":  # the rest of the encoder stays bit-identical
+        for key in before:
+            if key.startswith("encoder.") and ".stems." not in key:
+                assert torch.equal(before[key], after[key]), key
