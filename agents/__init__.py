@@ -7,7 +7,6 @@ from rltransfer.agents.components import (
     component_of,
     component_roots,
     component_state,
-    head_rest,
     policy_state,
 )
 from rltransfer.agents.encoders import ENCODERS, CnnEncoder, MlpEncoder, register_encoder
@@ -45,6 +44,5 @@ __all__ = [
     "component_of",
     "component_state",
     "component_roots",
-    "head_rest",
     "register_encoder",
 ]

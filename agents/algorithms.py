@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gymnasium import spaces
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
@@ -21,6 +22,8 @@ class Algorithm:
     """An SB3 algorithm as rltransfer uses it."""
 
     name: str
+    base: type[BaseAlgorithm]
+    """SB3's own class (its constructor's arguments are what a config may pass)."""
     algo_class: type[BaseAlgorithm]
     policy_class: type[BasePolicy]
     actions: tuple[type[spaces.Space], ...]
@@ -35,10 +38,12 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(
-        "ppo", TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"
+        "ppo", PPO, TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"
     ),
-    "dqn": Algorithm("dqn", TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers"),
-    "sac": Algorithm("sac", TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic"),
+    "dqn": Algorithm(
+        "dqn", DQN, TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers"
+    ),
+    "sac": Algorithm("sac", SAC, TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic"),
 }
 
 

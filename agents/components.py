@@ -129,11 +129,6 @@ def bundle_component(key: str) -> str:
     return key.split(".", 1)[0]
 
 
-def head_rest(key: str) -> str:
-    """``heads.<task>.action.weight`` -> ``action.weight`` (the part shared by every task's head)."""
-    return key.split(".", 2)[2]
-
-
 def network_modules(policy: nn.Module, component: str) -> list[nn.Module]:
     """A component's modules in every network of the policy (one for PPO and DQN, two for SAC)."""
     attr = PREFIXES[component].rstrip(".")

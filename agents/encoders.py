@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
 from torch import nn
 
 from rltransfer.agents.heads import StackedLinear
@@ -19,15 +19,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "el
 ENCODED_KEYS = ("obs", "context")
 
 
+def hidden_layers(width: int, sizes: Sequence[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
+    """SB3's ``create_mlp`` without an output layer (Linear + activation per size), and its output width."""
+    sizes = [int(size) for size in sizes]
+    return nn.Sequential(*create_mlp(width, -1, sizes, activation_fn)), sizes[-1] if sizes else width
+
+
 def mlp(width: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
     """Linear + activation layers of the given widths, starting from ``width`` inputs."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{activation}'; allowed: {', '.join(ACTIVATIONS)}")
-    layers: list[nn.Module] = []
-    for size in hidden:
-        layers += [nn.Linear(width, int(size)), ACTIVATIONS[activation]()]
-        width = int(size)
-    return nn.Sequential(*layers)
+    return hidden_layers(width, hidden, ACTIVATIONS[activation])[0]
 
 
 def encoded_keys(observation_space: gym.Space) -> list[str] | None:

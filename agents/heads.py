@@ -73,10 +73,8 @@ def action_offsets(action_dims: Sequence[int] | None, n_actions: int) -> torch.T
     return out
 
 
-def route_offsets(offsets: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | float:
-    """Each sample's action offsets (``mask``: ``(batch, tasks, 1)``), or 0."""
-    if offsets is None:
-        return 0.0
+def route_offsets(offsets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Each sample's action offsets (``mask``: ``(batch, tasks, 1)``; ``None``: a single task)."""
     if mask is None:
         return offsets[0]
     return mask.squeeze(-1) @ offsets

@@ -21,6 +21,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
+from rltransfer.agents.encoders import hidden_layers
 from rltransfer.agents.heads import StackedLinear, action_offsets, route_offsets
 from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
@@ -71,12 +72,7 @@ class MultiTaskQNetwork(BasePolicy):
         self.net_arch = list(net_arch if net_arch is not None else [64, 64])
         self.activation_fn = activation_fn
         self.features_dim = features_dim
-        layers: list[nn.Module] = []
-        width = features_dim
-        for size in self.net_arch:
-            layers += [nn.Linear(width, int(size)), activation_fn()]
-            width = int(size)
-        self.mlp_extractor = nn.Sequential(*layers)
+        self.mlp_extractor, width = hidden_layers(features_dim, self.net_arch, activation_fn)
         self.heads = QHeads(task_names, width, int(action_space.n), action_dims)
 
     def forward(self, obs: Any) -> torch.Tensor:

@@ -33,17 +33,10 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, SACPolicy
 from torch import nn
 from torch.nn import functional as F
 
+from rltransfer.agents.encoders import hidden_layers
 from rltransfer.agents.heads import StackedLinear
 from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
-
-
-def _layers(width: int, sizes: Sequence[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = []
-    for size in sizes:
-        layers += [nn.Linear(width, int(size)), activation_fn()]
-        width = int(size)
-    return nn.Sequential(*layers), width
 
 
 class ActorHeads(nn.Module):
@@ -95,7 +88,7 @@ class MultiTaskActor(BasePolicy):
         self.net_arch = list(net_arch)
         self.features_dim = features_dim
         self.activation_fn = activation_fn
-        self.mlp_extractor, width = _layers(features_dim, self.net_arch, activation_fn)
+        self.mlp_extractor, width = hidden_layers(features_dim, self.net_arch, activation_fn)
         action_dim = get_action_dim(action_space)
         self.heads = ActorHeads(task_names, width, action_dim)
         self.action_dist = SquashedDiagGaussianDistribution(action_dim)
@@ -152,7 +145,7 @@ class MultiTaskCritic(BaseModel):
         self.n_critics = n_critics
         trunks, widths = [], []
         for _ in range(n_critics):
-            trunk, width = _layers(features_dim + get_action_dim(action_space), net_arch, activation_fn)
+            trunk, width = hidden_layers(features_dim + get_action_dim(action_space), net_arch, activation_fn)
             trunks.append(trunk)
             widths.append(width)
         self.mlp_extractor = nn.ModuleList(trunks)

@@ -15,7 +15,7 @@ from rltransfer.agent_factory import architecture, build_model
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.envs import MultiTaskVecEnv, Task, task_layout
+from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.validation import Setup, resolve
 
@@ -30,24 +30,29 @@ class PretrainResult:
     timesteps: int
 
 
-def source_env(setup: Setup, envs_per_task: int, tasks: Iterable[Task] | None = None) -> MultiTaskVecEnv:
-    """A vector env over source tasks, each routed to its own head and one-hot index."""
+def source_env(
+    setup: Setup, envs_per_task: int, tasks: Iterable[Task] | None = None, pad_to: TaskSpaces | None = None
+) -> MultiTaskVecEnv:
+    """A vector env over source tasks, each routed to its own head and one-hot index; some of them
+    (``tasks``) take the layout of all (``pad_to``, computed when not given)."""
     names = [t.name for t in setup.sources]
     subset = tasks is not None
     tasks = list(tasks) if subset else setup.sources
+    if subset and pad_to is None:
+        pad_to = task_layout(setup.family, setup.sources)
     idx = [names.index(t.name) for t in tasks]
     return MultiTaskVecEnv(
         setup.family, tasks, setup.config.conditioning, envs_per_task,
-        onehot_indices=idx, n_sources=len(names), n_heads=len(names), head_ids=idx,
-        pad_to=task_layout(setup.family, setup.sources) if subset else None,
+        onehot_indices=idx, n_sources=len(names), n_heads=len(names), head_ids=idx, pad_to=pad_to,
     )  # fmt: skip
 
 
 def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episodes: int, seed: int):
     """Mean and std of the deterministic return on every source task."""
     out = {}
+    layout = task_layout(setup.family, setup.sources)
     for task in setup.sources:
-        env = with_obs_stats(source_env(setup, 1, [task]), stats, training=False)
+        env = with_obs_stats(source_env(setup, 1, [task], layout), stats, training=False)
         env.seed(seed + 10_000)
         mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)
         out[task.name] = {"mean_return": float(mean), "std_return": float(std)}

@@ -15,11 +15,11 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
-from rltransfer.agents import KickstartPPO, ProgressivePolicy
+from rltransfer.agents import ALGORITHMS, KickstartPPO, ProgressivePolicy
 from rltransfer.errors import ConfigError
 
 COMPONENTS = ("encoder", "trunk", "heads")
-ALGOS = ("ppo", "dqn", "sac")
+ALGOS = tuple(ALGORITHMS)
 
 
 @dataclass

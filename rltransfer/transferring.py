@@ -120,15 +120,19 @@ def stem_is_new(bundle: Bundle, spec: TargetSpec, obs_dim: int) -> bool:
 
 
 def _stem_init(
-    bundle: Bundle, own: dict[str, torch.Tensor], head: str, nearest: str
+    bundle: Bundle, own: dict[str, torch.Tensor], head: str, spec: TargetSpec, obs_dim: int
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The target's input stem from the nearest source's, where their observations have the same
     length; otherwise it stays new (it trains at the full rate, even in a frozen encoder)."""
-    mine = {k: v for k, v in own.items() if k.startswith("encoder.") and f".stems.{head}." in k}
-    theirs = {k: bundle.tensors.get(k.replace(f".stems.{head}.", f".stems.{nearest}.")) for k in mine}
-    if mine and all(t is not None and t.shape == mine[k].shape for k, t in theirs.items()):
-        return {k: t for k, t in theirs.items()}, f"stem of '{nearest}' (nearest by context)"
-    return {}, f"new stem, trained at the full rate ('{nearest}', the nearest source, has another observation length)"
+    if stem_is_new(bundle, spec, obs_dim):
+        return {}, (
+            f"new stem, trained at the full rate ('{spec.nearest}', the nearest source, has another observation length)"
+        )
+    mine = [k for k in own if k.startswith("encoder.") and f".stems.{head}." in k]
+    return (
+        {k: bundle.tensors[k.replace(f".stems.{head}.", f".stems.{spec.nearest}.")] for k in mine},
+        f"stem of '{spec.nearest}' (nearest by context)",
+    )
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
@@ -164,7 +168,8 @@ def load_components(
                 }
                 source = f"bundle {bundle.checksum[:12]}"
                 if component == "encoder" and mixed:
-                    stems, note = _stem_init(bundle, own, head, spec.nearest)
+                    obs_dim = int(policy.observation_space.spaces["obs"].shape[0])
+                    stems, note = _stem_init(bundle, own, head, spec, obs_dim)
                     copied.update(stems)
                     source += f"; {note}"
         for key, tensor in copied.items():

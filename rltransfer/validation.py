@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+from rltransfer.agents import ALGORITHMS
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, Task, TaskError, get_family, task_layout
 from rltransfer.errors import ConfigError
 
-SUPPORTED_ALGOS = ("ppo", "dqn", "sac")
+SUPPORTED_ALGOS = tuple(ALGORITHMS)
 # Keys that rltransfer sets itself and a config must not pass through agent.hyperparams.
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
 
@@ -46,18 +47,14 @@ def algo_class(algo: str):
     """The SB3 algorithm class for ``agent.algo`` (SB3's own: its arguments are what a config may pass)."""
     if algo not in SUPPORTED_ALGOS:
         raise ConfigError(f"config key 'agent.algo': '{algo}' unknown; allowed: {', '.join(SUPPORTED_ALGOS)}")
-    from stable_baselines3 import DQN, PPO, SAC
-
-    return {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo]
+    return ALGORITHMS[algo].base
 
 
 def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
     """The algorithm must handle the family's actions (DQN: Discrete, SAC: Box)."""
-    from rltransfer.agents import get_algorithm
-
-    algo = get_algorithm(config.agent.algo)
+    algo = ALGORITHMS[config.agent.algo]
     if not isinstance(action_space, algo.actions):
-        fits = [a for a in SUPPORTED_ALGOS if isinstance(action_space, get_algorithm(a).actions)]
+        fits = [a.name for a in ALGORITHMS.values() if isinstance(action_space, a.actions)]
         raise ConfigError(
             f"config key 'agent.algo': {algo.name} needs {' or '.join(c.__name__ for c in algo.actions)} actions; "
             f"family '{family.name}' acts in {action_space}; algorithms for it: {', '.join(fits)}"
