@@ -30,6 +30,15 @@ class Algorithm:
     """Action spaces it handles."""
     trunk: str
     """How ``agent.trunk`` (``pi``: policy layers, ``vf``: value layers) becomes SB3's ``net_arch``."""
+    replay: bool = False
+    """Off-policy: learns from a replay buffer."""
+
+    def flat_observations(self, normalize: bool) -> bool:
+        """Whether its envs give vector observations' entries in one flat Box: for an off-policy
+        algorithm (SB3 stores, samples and converts a Dict key by key, at every step and update),
+        unless observations are normalised (VecNormalize normalises a Dict's ``obs`` key, never
+        part of a Box)."""
+        return self.replay and not normalize
 
     def net_arch(self, trunk: Mapping[str, Sequence[int]]) -> Any:
         pi, vf = list(trunk["pi"]), list(trunk["vf"])
@@ -41,9 +50,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         "ppo", PPO, TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"
     ),
     "dqn": Algorithm(
-        "dqn", DQN, TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers"
+        "dqn", DQN, TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers", True
     ),
-    "sac": Algorithm("sac", SAC, TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic"),
+    "sac": Algorithm("sac", SAC, TransferSAC, MultiTaskSACPolicy, (spaces.Box,), "pi: actor, vf: each critic", True),
 }
 
 

@@ -101,12 +101,14 @@ class MlpEncoder(BaseFeaturesExtractor):
         return self.stem_dims is not None
 
     def flat_input(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        """The encoder's input: observation (through its task's stem) and conditioning, flattened and concatenated."""
-        if self.keys is None:
+        """The encoder's input: observation (through its task's stem) and conditioning, flattened and
+        concatenated (a tensor is taken as these entries already concatenated, as they lead a flat
+        observation)."""
+        if self.keys is None or isinstance(observations, torch.Tensor):
             return observations.flatten(1)
         if self.stem_dims is None:
             return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
-        mask = observations["task"].unsqueeze(-1) if len(self.stem_dims) > 1 else None
+        mask = observations["task"].unsqueeze(1) if len(self.stem_dims) > 1 else None
         parts = [self.stem_activation(self.stems(observations["obs"].flatten(1), mask))]
         parts += [observations[k].flatten(1) for k in self.keys if k != "obs"]
         return torch.cat(parts, dim=1)

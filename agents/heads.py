@@ -23,7 +23,8 @@ class StackedLinear(nn.Module):
     """``n`` linear layers of the same shape, stored as one ``(n * out, in)`` matrix.
 
     ``forward(x, mask)`` computes every layer's output in one product and keeps, for each
-    sample, that of its own layer (``mask``: ``(batch, n, 1)`` one-hot, the observation's ``task``).
+    sample, that of its own layer (``mask``: ``(batch, 1, n)`` one-hot, the observation's ``task``;
+    one batched product picks each sample's row).
     """
 
     def __init__(self, n: int, in_features: int, out_features: int):
@@ -52,7 +53,7 @@ class StackedLinear(nn.Module):
             return out
         if mask is None:
             raise ValueError(f"{self.n} heads need the task of every sample")
-        return (out.view(x.shape[0], self.n, self.out_features) * mask).sum(1)
+        return torch.bmm(mask, out.view(x.shape[0], self.n, self.out_features)).squeeze(1)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}"
@@ -74,10 +75,10 @@ def action_offsets(action_dims: Sequence[int] | None, n_actions: int) -> torch.T
 
 
 def route_offsets(offsets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Each sample's action offsets (``mask``: ``(batch, tasks, 1)``; ``None``: a single task)."""
+    """Each sample's action offsets (``mask``: ``(batch, 1, tasks)``; ``None``: a single task)."""
     if mask is None:
         return offsets[0]
-    return mask.squeeze(-1) @ offsets
+    return (mask @ offsets).squeeze(1)
 
 
 class TaskHeads(nn.Module):
@@ -128,4 +129,4 @@ class TaskHeads(nn.Module):
         self.value.reset_parameters(value_gain)
 
     def log_std_of(self, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.log_std[0] if len(self) == 1 or mask is None else (self.log_std.unsqueeze(0) * mask).sum(1)
+        return self.log_std[0] if len(self) == 1 or mask is None else (mask @ self.log_std).squeeze(1)

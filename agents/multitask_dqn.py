@@ -23,7 +23,7 @@ from torch import nn
 
 from rltransfer.agents.encoders import hidden_layers
 from rltransfer.agents.heads import StackedLinear, action_offsets, route_offsets
-from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
+from rltransfer.agents.transferable import ObsLayout, TransferableMixin, encode, route
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
@@ -49,7 +49,8 @@ class QHeads(nn.Module):
 
 class MultiTaskQNetwork(BasePolicy):
     """SB3's ``QNetwork`` interface (``forward`` -> Q-values, ``_predict`` -> greedy actions) over
-    encoder, trunk and per-task heads."""
+    encoder, trunk and per-task heads; ``observation_space`` is what the encoder reads (a flat
+    observation of ``obs_layout`` is split into it)."""
 
     action_space: spaces.Discrete
 
@@ -64,11 +65,13 @@ class MultiTaskQNetwork(BasePolicy):
         normalize_images: bool = True,
         task_names: Sequence[str] = ("task",),
         action_dims: Sequence[int] | None = None,
+        obs_layout: ObsLayout | None = None,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
         self.action_dims = list(action_dims) if action_dims is not None else None
+        self.obs_layout = obs_layout
         self.net_arch = list(net_arch if net_arch is not None else [64, 64])
         self.activation_fn = activation_fn
         self.features_dim = features_dim
@@ -76,8 +79,7 @@ class MultiTaskQNetwork(BasePolicy):
         self.heads = QHeads(task_names, width, int(action_space.n), action_dims)
 
     def forward(self, obs: Any) -> torch.Tensor:
-        features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
-        return self.heads(self.mlp_extractor(features), head_mask(obs, len(self.heads)))
+        return self.heads(self.mlp_extractor(encode(self, obs)), route(obs, self.obs_layout, len(self.heads)))
 
     def _predict(self, observation: Any, deterministic: bool = True) -> torch.Tensor:
         return self(observation).argmax(dim=1).reshape(-1)
@@ -87,7 +89,7 @@ class MultiTaskQNetwork(BasePolicy):
         data.update(
             net_arch=self.net_arch, features_dim=self.features_dim, activation_fn=self.activation_fn,
             features_extractor=self.features_extractor, task_names=self.heads.task_names,
-            action_dims=self.action_dims,
+            action_dims=self.action_dims, obs_layout=self.obs_layout,
         )  # fmt: skip
         return data
 
@@ -100,8 +102,11 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
         return {"": ("q_net.", self.q_net)}
 
     def make_q_net(self) -> MultiTaskQNetwork:
-        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return MultiTaskQNetwork(**net_args, task_names=self.task_names, action_dims=self.action_dims).to(self.device)
+        net_args = {**self._update_features_extractor(self.net_args, features_extractor=None)}
+        net_args["observation_space"] = self.dict_space
+        return MultiTaskQNetwork(
+            **net_args, task_names=self.task_names, action_dims=self.action_dims, obs_layout=self.obs_layout
+        ).to(self.device)
 
     def _build(self, lr_schedule) -> None:
         if not isinstance(self.action_space, spaces.Discrete):

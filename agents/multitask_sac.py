@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from rltransfer.agents.encoders import hidden_layers
 from rltransfer.agents.heads import StackedLinear
-from rltransfer.agents.transferable import TransferableMixin, encoder_input, head_mask
+from rltransfer.agents.transferable import ObsLayout, TransferableMixin, encode, route
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
 
@@ -79,6 +79,7 @@ class MultiTaskActor(BasePolicy):
         activation_fn: type[nn.Module] = nn.ReLU,
         normalize_images: bool = True,
         task_names: Sequence[str] = ("task",),
+        obs_layout: ObsLayout | None = None,
         **_sde: Any,  # use_sde, log_std_init, full_std, use_expln, clip_mean: gSDE is not supported
     ):
         super().__init__(
@@ -88,6 +89,7 @@ class MultiTaskActor(BasePolicy):
         self.net_arch = list(net_arch)
         self.features_dim = features_dim
         self.activation_fn = activation_fn
+        self.obs_layout = obs_layout
         self.mlp_extractor, width = hidden_layers(features_dim, self.net_arch, activation_fn)
         action_dim = get_action_dim(action_space)
         self.heads = ActorHeads(task_names, width, action_dim)
@@ -97,15 +99,13 @@ class MultiTaskActor(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(
             net_arch=self.net_arch, features_dim=self.features_dim, activation_fn=self.activation_fn,
-            features_extractor=self.features_extractor, task_names=self.heads.task_names,
+            features_extractor=self.features_extractor, task_names=self.heads.task_names, obs_layout=self.obs_layout,
         )  # fmt: skip
         return data
 
     def get_action_dist_params(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        latent = self.mlp_extractor(
-            self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
-        )
-        mask = head_mask(obs, len(self.heads))
+        latent = self.mlp_extractor(encode(self, obs))
+        mask = route(obs, self.obs_layout, len(self.heads))
         log_std = torch.clamp(self.heads.log_std(latent, mask), LOG_STD_MIN, LOG_STD_MAX)
         return self.heads.mu(latent, mask), log_std, {}
 
@@ -137,12 +137,14 @@ class MultiTaskCritic(BaseModel):
         n_critics: int = 2,
         share_features_extractor: bool = False,
         task_names: Sequence[str] = ("task",),
+        obs_layout: ObsLayout | None = None,
     ):
         super().__init__(
             observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
         )
         self.share_features_extractor = share_features_extractor
         self.n_critics = n_critics
+        self.obs_layout = obs_layout
         trunks, widths = [], []
         for _ in range(n_critics):
             trunk, width = hidden_layers(features_dim + get_action_dim(action_space), net_arch, activation_fn)
@@ -153,16 +155,16 @@ class MultiTaskCritic(BaseModel):
 
     def forward(self, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.set_grad_enabled(not self.share_features_extractor):
-            features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
+            features = encode(self, obs)
         x = torch.cat([features, actions], dim=1)
-        mask = head_mask(obs, len(self.heads))
+        mask = route(obs, self.obs_layout, len(self.heads))
         return tuple(head(trunk(x), mask) for trunk, head in zip(self.mlp_extractor, self.heads.q))
 
     def q1_forward(self, obs: Any, actions: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            features = self.extract_features(encoder_input(obs, self.features_extractor), self.features_extractor)
+            features = encode(self, obs)
         x = torch.cat([features, actions], dim=1)
-        return self.heads.q[0](self.mlp_extractor[0](x), head_mask(obs, len(self.heads)))
+        return self.heads.q[0](self.mlp_extractor[0](x), route(obs, self.obs_layout, len(self.heads)))
 
 
 class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
@@ -183,12 +185,14 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
         return self.actor.heads
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskActor:
-        kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        return MultiTaskActor(**kwargs, task_names=self.task_names).to(self.device)
+        kwargs = {**self._update_features_extractor(self.actor_kwargs, features_extractor)}
+        kwargs["observation_space"] = self.dict_space
+        return MultiTaskActor(**kwargs, task_names=self.task_names, obs_layout=self.obs_layout).to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskCritic:
-        kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return MultiTaskCritic(**kwargs, task_names=self.task_names).to(self.device)
+        kwargs = {**self._update_features_extractor(self.critic_kwargs, features_extractor)}
+        kwargs["observation_space"] = self.dict_space
+        return MultiTaskCritic(**kwargs, task_names=self.task_names, obs_layout=self.obs_layout).to(self.device)
 
     def _build(self, lr_schedule) -> None:
         if not isinstance(self.action_space, spaces.Box):
@@ -239,10 +243,10 @@ class TransferSAC(SAC):
 
     def _log_alpha(self, obs: Any, batch: int) -> torch.Tensor:
         """Each sample's log entropy coefficient, ``(batch, 1)``."""
-        mask = head_mask(obs, len(self.policy.heads))
+        mask = route(obs, self.policy.obs_layout, len(self.policy.heads))
         if mask is None:
             return self.log_ent_coef[:1].expand(batch, 1)
-        return (mask.squeeze(-1) * self.log_ent_coef).sum(1, keepdim=True)
+        return (mask.squeeze(1) * self.log_ent_coef).sum(1, keepdim=True)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         # SB3's SAC.train with per-task entropy coefficients (SB3 has no hook for them).

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
@@ -15,6 +17,59 @@ from rltransfer.agents.components import PREFIXES, component_roots, iter_compone
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
+
+
+ObsLayout = Sequence[tuple[str, int]]
+"""Entries of a flat observation in order: name (``obs``, ``context``, ``task``) and length."""
+
+
+def split_observation(obs: Any, layout: ObsLayout | None) -> Any:
+    """A flat ``(batch, n)`` observation as the dict of its entries (column views, no copy);
+    anything else unchanged."""
+    if layout is None or isinstance(obs, dict):
+        return obs
+    out, start = {}, 0
+    for key, size in layout:
+        out[key] = obs[:, start : start + size]
+        start += size
+    return out
+
+
+def task_columns(layout: ObsLayout) -> int:
+    """How many trailing columns of a flat observation are its ``task`` entry (0: none)."""
+    return int(layout[-1][1]) if layout and layout[-1][0] == "task" else 0
+
+
+def encode(net: Any, obs: Any) -> torch.Tensor:
+    """``net``'s features of ``obs`` (``net``: an SB3 network with ``features_extractor`` and
+    ``obs_layout``). A flat observation's leading columns are the encoder's input as they stand
+    (no split, no copy), unless the encoder routes by ``task`` (stems)."""
+    extractor, layout = net.features_extractor, net.obs_layout
+    if layout is not None and not isinstance(obs, dict) and not getattr(extractor, "needs_task", False):
+        n = task_columns(layout)
+        return extractor((obs[:, :-n] if n else obs).float())
+    obs = split_observation(obs, layout)
+    return net.extract_features(encoder_input(obs, extractor), extractor)
+
+
+def route(obs: Any, layout: ObsLayout | None, n_heads: int) -> torch.Tensor | None:
+    """The head mask of a flat or dict observation (see :func:`head_mask`)."""
+    if n_heads == 1:
+        return None
+    if layout is not None and not isinstance(obs, dict):
+        n = task_columns(layout)
+        return obs[:, -n:].unsqueeze(1) if n else None
+    return head_mask(obs, n_heads)
+
+
+def layout_space(space: spaces.Box, layout: ObsLayout) -> spaces.Dict:
+    """The Dict of a flat Box's entries (their bounds sliced from the Box's)."""
+    entries, start = {}, 0
+    for key, size in layout:
+        sl = slice(start, start + size)
+        entries[key] = spaces.Box(space.low[sl], space.high[sl], (size,), space.dtype)
+        start += size
+    return spaces.Dict(entries)
 
 
 def without_task(obs: Any) -> Any:
@@ -31,10 +86,10 @@ def encoder_input(obs: Any, extractor: Any) -> Any:
 
 
 def head_mask(obs: Any, n_heads: int) -> torch.Tensor | None:
-    """The ``(batch, heads, 1)`` head mask of a batch (``None`` with a single head)."""
+    """The ``(batch, 1, heads)`` head mask of a batch (``None`` with a single head)."""
     if n_heads == 1 or not isinstance(obs, dict) or "task" not in obs:
         return None
-    return obs["task"].unsqueeze(-1)
+    return obs["task"].unsqueeze(1)
 
 
 class TransferableMixin:
@@ -45,6 +100,10 @@ class TransferableMixin:
 
     The policy's networks (``component_roots()``) each hold ``features_extractor``,
     ``mlp_extractor`` and ``heads``.
+
+    ``obs_layout`` (see :func:`split_observation`): the observation is one flat Box of the named
+    entries (``MultiTaskVecEnv(flat=True)``); the networks read it as the Dict :attr:`dict_space`,
+    so their weights are those of a policy on the Dict, and ``predict`` takes either form.
     """
 
     def __init__(
@@ -57,10 +116,12 @@ class TransferableMixin:
         adapters: Mapping[str, Any] | None = None,
         action_dims: Sequence[int] | None = None,
         new_stems: bool = False,
+        obs_layout: ObsLayout | None = None,
         **kwargs: Any,
     ):
         self._init_transfer(task_names, heads, frozen, lr_mults, adapters, action_dims)
         self.new_stems = bool(new_stems)
+        self.obs_layout = [(str(k), int(n)) for k, n in obs_layout] if obs_layout else None
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -95,7 +156,39 @@ class TransferableMixin:
         return dict(
             task_names=self.task_names, heads=self.head_mode, frozen=self.frozen, lr_mults=self.lr_mults,
             adapters=self.adapters, action_dims=self.action_dims, new_stems=self.new_stems,
+            obs_layout=self.obs_layout,
         )  # fmt: skip
+
+    @property
+    def dict_space(self) -> spaces.Space:
+        """The observation as the networks read it: the Dict of a flat observation's entries, else
+        the observation space itself."""
+        if self.obs_layout is None:
+            return self.observation_space  # type: ignore[attr-defined]
+        return layout_space(self.observation_space, self.obs_layout)  # type: ignore[attr-defined]
+
+    def make_features_extractor(self) -> nn.Module:
+        """SB3's, on :attr:`dict_space`."""
+        return self.features_extractor_class(self.dict_space, **self.features_extractor_kwargs)  # type: ignore
+
+    def obs_to_tensor(self, observation: Any) -> tuple[Any, bool]:
+        """SB3's; a dict observation given to a policy on a flat layout is flattened first."""
+        if self.obs_layout is not None and isinstance(observation, dict):
+            dtype = self.observation_space.dtype  # type: ignore[attr-defined]
+            observation = np.concatenate([np.asarray(observation[k]) for k, _ in self.obs_layout], -1, dtype=dtype)
+        return super().obs_to_tensor(observation)  # type: ignore[misc]
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3's, skipped when the policy is already in ``mode``.
+
+        SB3 calls it before every prediction and every update, and each call walks the whole module
+        tree (about a tenth of a small off-policy agent's time per step); the mode only changes
+        through it or ``train``/``eval``, which keep ``self.training`` current.
+        """
+        if self.training == mode:
+            return
+        super().set_training_mode(mode)  # type: ignore[misc]
+        self.training = mode
 
     def _encoder_input(self, obs: Any, extractor: nn.Module | None = None) -> Any:
         """What the encoder reads: the observation without ``task``, unless its stems route by it."""

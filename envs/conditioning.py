@@ -28,6 +28,30 @@ def conditioned_space(obs_space: spaces.Space, n_heads: int, vector: np.ndarray 
     return spaces.Dict(entries)
 
 
+FLAT_ORDER = ("obs", "context", "task")
+"""Entries of a flat observation, in order: what an encoder reads (in its order), then the routing."""
+
+
+def flat_layout(space: spaces.Space) -> tuple[tuple[str, int], ...] | None:
+    """Each entry's name and length in a flat observation (:data:`FLAT_ORDER`), when every entry
+    of the Dict ``space`` is a vector (a 1-D Box); ``None`` otherwise (an image, say)."""
+    if not isinstance(space, spaces.Dict):
+        return None
+    if not all(isinstance(s, spaces.Box) and len(s.shape) == 1 for s in space.spaces.values()):
+        return None
+    return tuple((key, int(space[key].shape[0])) for key in FLAT_ORDER if key in space.spaces)
+
+
+def flat_space(space: spaces.Dict, layout: tuple[tuple[str, int], ...]) -> spaces.Box:
+    """One Box of the Dict's entries, in ``layout``'s order."""
+    entries = [space[key] for key, _ in layout]
+    return spaces.Box(
+        np.concatenate([e.low for e in entries]),
+        np.concatenate([e.high for e in entries]),
+        dtype=np.result_type(*[e.dtype for e in entries]),
+    )
+
+
 def conditioning_vector(
     conditioning: str, context: np.ndarray, onehot_index: int | None, n_sources: int
 ) -> np.ndarray | None:

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, task_onehot
+from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, flat_layout, flat_space, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
 from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
 
@@ -47,7 +47,8 @@ class MultiTaskVecEnv(DummyVecEnv):
 
     Observations are dicts ``{"obs", "context", "task"}`` (see
     :func:`~rltransfer.envs.conditioning.conditioned_space`; ``task``: one-hot of the head),
-    built for all sub-envs at once. Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
+    built for all sub-envs at once; with ``flat=True`` and vector entries, the same entries
+    concatenated in one Box (:attr:`obs_layout` names them; :attr:`dict_space` is the Dict either way). Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
     episodes' returns and lengths are kept per task in :attr:`episode_returns` /
     :attr:`episode_lengths` (last 100 each); :attr:`episodes_finished` counts them all.
 
@@ -62,6 +63,8 @@ class MultiTaskVecEnv(DummyVecEnv):
     :param head_ids: head index of each task (default: its position).
     :param pad_to: the layout of a larger set of tasks these belong to (observations padded and
         actions drawn as there).
+    :param flat: the entries in one flat Box where all are vectors (SB3 stores, copies and converts
+        a Dict key by key: off-policy agents run faster on the flat Box; images keep the Dict).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class MultiTaskVecEnv(DummyVecEnv):
         n_heads: int | None = None,
         head_ids: Sequence[int] | None = None,
         pad_to: TaskSpaces | None = None,
+        flat: bool = False,
     ):
         if not tasks:
             raise TaskError("a multi-task env needs at least one task")
@@ -100,24 +104,35 @@ class MultiTaskVecEnv(DummyVecEnv):
         ]
         layout = self.layout
         super().__init__([lambda t=self.tasks[i]: fit_to(Monitor(family.make(t)), layout) for i in self.slot_tasks])
-        self.observation_space = conditioned_space(obs_space, n_heads, vectors[0])
+        self.dict_space = conditioned_space(obs_space, n_heads, vectors[0])
+        self.obs_layout = flat_layout(self.dict_space) if flat else None
+        self.observation_space = flat_space(self.dict_space, self.obs_layout) if self.obs_layout else self.dict_space
         self._task_obs = np.stack([task_onehot(head_ids[i], n_heads) for i in self.slot_tasks])
         self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
         self.episode_returns = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0
 
-    def _obs_from_buf(self):
-        obs = {"obs": np.copy(self.buf_obs[None]), "task": self._task_obs.copy()}
+    def _entries(self, obs: np.ndarray, rows: int | slice) -> dict[str, np.ndarray]:
+        out = {"obs": obs, "task": self._task_obs[rows]}
         if self._context_obs is not None:
-            obs["context"] = self._context_obs.copy()
-        return obs
-
-    def _slot_obs(self, slot: int, obs: np.ndarray) -> dict[str, np.ndarray]:
-        out = {"obs": obs, "task": self._task_obs[slot].copy()}
-        if self._context_obs is not None:
-            out["context"] = self._context_obs[slot].copy()
+            out["context"] = self._context_obs[rows]
         return out
+
+    def _flatten(self, entries: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([entries[k] for k, _ in self.obs_layout], axis=-1, dtype=self.observation_space.dtype)
+
+    def _obs_from_buf(self):
+        entries = self._entries(self.buf_obs[None], slice(None))
+        if self.obs_layout:
+            return self._flatten(entries)
+        return {k: np.copy(v) for k, v in entries.items()}
+
+    def _slot_obs(self, slot: int, obs: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
+        entries = self._entries(obs, slot)
+        if self.obs_layout:
+            return self._flatten(entries)
+        return {k: v if k == "obs" else np.copy(v) for k, v in entries.items()}
 
     def _tag(self, infos: list[dict]) -> None:
         for slot, info in enumerate(infos):
@@ -148,7 +163,7 @@ class MultiTaskVecEnv(DummyVecEnv):
             return obs, rewards, dones, infos
         for slot in np.flatnonzero(dones):
             terminal = infos[slot].get("terminal_observation")
-            if terminal is not None:  # SB3 bootstraps truncated episodes from it: same dict layout
+            if terminal is not None:  # SB3 bootstraps truncated episodes from it: same layout
                 infos[slot]["terminal_observation"] = self._slot_obs(slot, terminal)
             episode = infos[slot].get("episode")
             if episode is not None:

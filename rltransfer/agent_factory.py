@@ -85,7 +85,7 @@ def build_model(
     return (algo_cls or algo.algo_class)(
         algo.policy_class,
         env,
-        policy_kwargs=policy_kwargs(arch, frozen, lr_mults),
+        policy_kwargs={**policy_kwargs(arch, frozen, lr_mults), "obs_layout": getattr(env, "obs_layout", None)},
         seed=seed,
         device="cpu",
         verbose=0,

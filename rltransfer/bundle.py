@@ -90,7 +90,7 @@ def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) 
         "format_version": FORMAT_VERSION,
         **manifest,
         "spaces": {
-            "observation": space_to_json(policy.observation_space),
+            "observation": space_to_json(policy.dict_space),
             "action": space_to_json(policy.action_space),
         },
         "versions": package_versions(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
@@ -34,8 +33,9 @@ class PerTaskLogger(BaseCallback):
         for name in self.env.task_names:
             returns = self.env.episode_returns[name]
             if returns:
-                self.logger.record(f"{self.prefix}/{name}/ep_return", float(np.mean(returns)))
-                self.logger.record(f"{self.prefix}/{name}/ep_length", float(np.mean(self.env.episode_lengths[name])))
+                lengths = self.env.episode_lengths[name]
+                self.logger.record(f"{self.prefix}/{name}/ep_return", sum(returns) / len(returns))
+                self.logger.record(f"{self.prefix}/{name}/ep_length", sum(lengths) / len(lengths))
 
 
 def write_hparams(logger: Logger, hparams: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.agent_factory import architecture, build_model
+from rltransfer.agents import get_algorithm
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
@@ -41,9 +42,11 @@ def source_env(
     if subset and pad_to is None:
         pad_to = task_layout(setup.family, setup.sources)
     idx = [names.index(t.name) for t in tasks]
+    agent = setup.config.agent
     return MultiTaskVecEnv(
         setup.family, tasks, setup.config.conditioning, envs_per_task,
         onehot_indices=idx, n_sources=len(names), n_heads=len(names), head_ids=idx, pad_to=pad_to,
+        flat=get_algorithm(agent.algo).flat_observations(agent.normalize),
     )  # fmt: skip
 
 

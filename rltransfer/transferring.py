@@ -63,10 +63,11 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
         n_sources=len(bundle.task_names),
         n_heads=1,
         head_ids=[0],
+        flat=get_algorithm(bundle.algo).flat_observations(bundle.manifest.get("obs_normalization") is not None),
     )
     want = bundle.policy.observation_space
     mixed = "task_spaces" in bundle.architecture  # the target gets its own stem and head sizes
-    for key, space in env.observation_space.spaces.items():
+    for key, space in env.dict_space.spaces.items():
         if key == "task" or (mixed and key == "obs"):
             continue
         if space != want.spaces.get(key):
@@ -75,10 +76,7 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
                 f"the bundle was trained on {want.spaces.get(key)}"
             )
     if mixed:
-        if (
-            not isinstance(env.observation_space.spaces["obs"], spaces.Box)
-            or len(env.observation_space.spaces["obs"].shape) != 1
-        ):
+        if not isinstance(env.dict_space.spaces["obs"], spaces.Box) or len(env.dict_space.spaces["obs"].shape) != 1:
             raise BundleError(
                 f"bundle '{bundle.path}': target '{spec.task.name}' needs a 1-D Box observation for its stem"
             )
@@ -168,7 +166,7 @@ def load_components(
                 }
                 source = f"bundle {bundle.checksum[:12]}"
                 if component == "encoder" and mixed:
-                    obs_dim = int(policy.observation_space.spaces["obs"].shape[0])
+                    obs_dim = int(policy.dict_space.spaces["obs"].shape[0])
                     stems, note = _stem_init(bundle, own, head, spec, obs_dim)
                     copied.update(stems)
                     source += f"; {note}"
@@ -263,6 +261,7 @@ def build_target_agent(
         arch["task_spaces"] = {"obs_dims": [layout.obs_dims[0]], "action_dims": [layout.action_dims[0]]}
     kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
     kwargs["adapters"] = plan.adapters
+    kwargs["obs_layout"] = mt_env.obs_layout
     if "encoder" in plan.load and stem_is_new(bundle, spec, mt_env.layout.obs_dims[0]):
         kwargs["new_stems"] = True
     algo_kwargs = dict(plan.algo_kwargs)

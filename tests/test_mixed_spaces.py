@@ -10,6 +10,7 @@ from gymnasium import spaces
 from rltransfer import load_bundle, pretrain, transfer
 from rltransfer.agents import component_state
 from rltransfer.agents.heads import MISSING_ACTION
+from rltransfer.agents.transferable import split_observation
 from rltransfer.config import load_config
 from rltransfer.envs import MultiTaskVecEnv, get_family
 from rltransfer.envs.mixed import FoldAction, SpaceError, merge_spaces
@@ -86,10 +87,15 @@ def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):
     assert torch.any(bundle.tensors["encoder.stems.acrobot-short.weight"][:, 4:] != 0)
 
 
+def tensors(obs: dict) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v) for k, v in obs.items()}
+
+
 def test_actions_a_task_lacks_are_never_chosen(pretrained):
     algo, cfg, bundle = pretrained
     env = source_env(resolve(load_config(cfg)), 4)
-    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    raw = env.reset()  # DQN's env is flat: the bundle's policy reads the Dict of its entries
+    obs = split_observation(torch.as_tensor(raw), env.obs_layout) if env.obs_layout else tensors(raw)
     cartpole = obs["task"][:, 0] == 1
     policy = bundle.policy
     with torch.no_grad():
@@ -110,7 +116,8 @@ def test_stem_output_ignores_padding(pretrained):
     algo, cfg, bundle = pretrained
     encoder = bundle.policy.features_extractor if algo == "ppo" else bundle.policy.q_net.features_extractor
     env = source_env(resolve(load_config(cfg)), 1)
-    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    raw = env.reset()
+    obs = split_observation(torch.as_tensor(raw), env.obs_layout) if env.obs_layout else tensors(raw)
     cartpole = obs["task"][:, 0] == 1
     noisy = dict(obs, obs=obs["obs"].clone())
     noisy["obs"][cartpole, 4:] = 123.0  # padding entries of CartPole's observation
@@ -126,7 +133,7 @@ def test_transfer_to_a_new_observation_length_keeps_encoder_and_trunk_with_a_new
     assert status["encoder"][0] == status["trunk"][0] == "loaded"
     assert "new stem" in status["encoder"][1] and status["heads"][0] == "fresh"
     policy = res.model.policy
-    assert policy.action_space == spaces.Discrete(3) and policy.observation_space["obs"].shape == (2,)
+    assert policy.action_space == spaces.Discrete(3) and policy.dict_space["obs"].shape == (2,)
     built = component_state(policy)
     assert built["encoder.stems.mountaincar.weight"].shape == (16, 2)
 

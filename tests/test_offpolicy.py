@@ -6,10 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3 import DQN, SAC
 
 from rltransfer import load_bundle, pretrain, transfer
 from rltransfer.agents import component_state
+from rltransfer.agents.transferable import split_observation
 from rltransfer.config import load_config
 from rltransfer.envs import Family, Parameter, register_family
 from rltransfer.errors import ConfigError
@@ -41,7 +43,56 @@ def pretrained(request, tmp_path_factory):
 
 
 def _obs(env):
-    return {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    """The env's first observation as the Dict of its entries (the off-policy envs give a flat Box)."""
+    raw = env.reset()
+    if env.obs_layout:
+        return split_observation(torch.as_tensor(raw), env.obs_layout)
+    return {k: torch.as_tensor(v) for k, v in raw.items()}
+
+
+def test_off_policy_envs_are_flat_and_the_flat_policy_equals_the_dict_one(pretrained):
+    """The flat observation is the entries side by side (encoder's first, ``task`` last); a policy on it
+    computes exactly what the same weights compute on the Dict, and also takes the Dict in ``predict``."""
+    algo, cfg, bundle = pretrained
+    from rltransfer.pretraining import source_env
+
+    env = source_env(resolve(load_config(cfg)), 2)
+    assert [k for k, _ in env.obs_layout] == ["obs", "context", "task"]
+    assert isinstance(env.observation_space, spaces.Box) and env.observation_space.shape == (
+        sum(n for _, n in env.obs_layout),
+    )
+    flat = env.reset()
+    entries = split_observation(torch.as_tensor(flat), env.obs_layout)
+    assert np.array_equal(flat, np.concatenate([entries[k].numpy() for k, _ in env.obs_layout], axis=1))
+    assert entries["task"].argmax(1).tolist() == list(range(len(bundle.task_names))) * 2 and flat.dtype == np.float32
+    model = (DQN if algo == "dqn" else SAC).load(bundle.path / "model.zip", device="cpu")
+    assert model.policy.obs_layout == list(env.obs_layout)
+    x = torch.as_tensor(flat)
+    with torch.no_grad():
+        if algo == "dqn":
+            pairs = [(model.policy.q_net(x), bundle.policy.q_net(entries))]
+        else:
+            acts = torch.zeros(len(x), 1)
+            pairs = [
+                (
+                    model.policy.actor.get_action_dist_params(x)[0],
+                    bundle.policy.actor.get_action_dist_params(entries)[0],
+                ),
+                (model.policy.critic(x, acts)[1], bundle.policy.critic(entries, acts)[1]),
+            ]
+    for a, b in pairs:
+        assert torch.equal(a, b)
+    as_dict = {k: v.numpy() for k, v in entries.items()}
+    assert np.array_equal(model.predict(flat, deterministic=True)[0], model.predict(as_dict, deterministic=True)[0])
+
+
+def test_normalised_off_policy_envs_keep_the_dict(tmp_path):
+    """VecNormalize normalises a Dict's ``obs`` entry, never part of a Box: with ``normalize`` the Dict stays."""
+    from rltransfer.pretraining import source_env
+
+    cfg = load_config(_cfg(tmp_path, "dqn", "cartpole"), ["agent.normalize=true"])
+    env = source_env(resolve(cfg), 1)
+    assert env.obs_layout is None and isinstance(env.observation_space, spaces.Dict)
 
 
 def test_bundle_names_components_and_rebuilds_the_same_policy(pretrained):
