@@ -52,8 +52,13 @@ def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
     return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i, float(dist[i]))
 
 
-def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) -> MultiTaskVecEnv:
-    """A vector env on the target task, conditioned like the bundle's sources, one head."""
+def target_env(
+    bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int, flat: bool | None = None
+) -> MultiTaskVecEnv:
+    """A vector env on the target task, conditioned like the bundle's sources, one head; its vector
+    entries in one flat Box when ``flat`` (``None``: as the bundle's algorithm trains)."""
+    if flat is None:
+        flat = get_algorithm(bundle.algo).flat_observations(bundle.manifest.get("obs_normalization") is not None)
     env = MultiTaskVecEnv(
         family,
         [spec.task],
@@ -63,7 +68,7 @@ def target_env(bundle: Bundle, family: Family, spec: TargetSpec, n_envs: int) ->
         n_sources=len(bundle.task_names),
         n_heads=1,
         head_ids=[0],
-        flat=get_algorithm(bundle.algo).flat_observations(bundle.manifest.get("obs_normalization") is not None),
+        flat=flat,
     )
     want = bundle.policy.observation_space
     mixed = "task_spaces" in bundle.architecture  # the target gets its own stem and head sizes
@@ -204,15 +209,22 @@ def load_components(
     return report
 
 
-def make_target_env(bundle: str | Path | Bundle, task: str | Mapping[str, Any] | Task, n_envs: int = 1) -> VecEnv:
+def make_target_env(
+    bundle: str | Path | Bundle, task: str | Mapping[str, Any] | Task, n_envs: int = 1, flat: bool | None = None
+) -> VecEnv:
     """A vector env on ``task`` whose observations are conditioned as the bundle's sources were
-    (and normalised with its statistics, if any): what a bundle's components expect."""
+    (and normalised with its statistics, if any): what a bundle's components expect.
+
+    :param flat: the observation's vector entries in one Box (``obs_layout`` names them) rather than a
+        Dict; ``None``: as the bundle's algorithm trains (flat for DQN and SAC without normalisation).
+        ``False`` suits SB3's ``MultiInputPolicy``.
+    """
     from rltransfer.envs import get_family
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     family = get_family(bundle.family)
     spec = locate_target(bundle, family, family.task(task, where="target"))
-    env = target_env(bundle, family, spec, n_envs)
+    env = target_env(bundle, family, spec, n_envs, flat)
     return with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)
 
 

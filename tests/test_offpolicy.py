@@ -86,6 +86,33 @@ def test_off_policy_envs_are_flat_and_the_flat_policy_equals_the_dict_one(pretra
     assert np.array_equal(model.predict(flat, deterministic=True)[0], model.predict(as_dict, deterministic=True)[0])
 
 
+def test_make_target_env_gives_the_layout_asked_for(pretrained):
+    algo, cfg, bundle = pretrained
+    from rltransfer import make_target_env
+
+    target = resolve(load_config(cfg)).targets[0]
+    flat = make_target_env(bundle, target.name)  # as the bundle's algorithm trains
+    as_dict = make_target_env(bundle, target.name, flat=False)  # for SB3's MultiInputPolicy
+    assert isinstance(flat.observation_space, spaces.Box) and flat.obs_layout
+    assert isinstance(as_dict.observation_space, spaces.Dict) and as_dict.obs_layout is None
+    assert as_dict.observation_space == flat.dict_space
+
+
+def test_training_mode_reaches_every_module(pretrained):
+    """The policy skips SB3's module walk when already in the mode, never when the mode changes."""
+    algo, cfg, bundle = pretrained
+    model = (DQN if algo == "dqn" else SAC).load(bundle.path / "model.zip", device="cpu")
+    policy = model.policy
+    for mode in (True, False, False, True, True, False):
+        policy.set_training_mode(mode)
+        assert policy.training is mode
+        nets = [policy.q_net] if algo == "dqn" else [policy.actor, policy.critic]
+        assert all(m.training is mode for net in nets for m in net.modules())
+    policy.train()  # torch's own switch keeps the policy's flag current
+    policy.set_training_mode(False)
+    assert not any(m.training for net in nets for m in net.modules())
+
+
 def test_normalised_off_policy_envs_keep_the_dict(tmp_path):
     """VecNormalize normalises a Dict's ``obs`` entry, never part of a Box: with ``normalize`` the Dict stays."""
     from rltransfer.pretraining import source_env
