@@ -1,7 +1,7 @@
 """What SB3 itself pays for dictionary observations: plain SB3 DQN on CartPole with the raw observation,
 with 10 more entries in one flat Box (the size of rltransfer's conditioning and routing entries), and with a
-Dict of the same entries (what rltransfer's multi-task observations are). Same network, fused Adam, one
-torch thread, 10 envs; repetitions alternate between the arms.
+Dict of the same entries (what PPO and image agents see; DQN and SAC on vectors get the flat Box). Same
+network, fused Adam, one torch thread, 10 envs; repetitions alternate between the arms.
 
     python benchmarks/dict_observation_cost.py [--steps 20480] [--reps 3]
 """
