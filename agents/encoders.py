@@ -95,6 +95,10 @@ class MlpEncoder(BaseFeaturesExtractor):
             self.stem_activation = ACTIVATIONS[activation]()
         self.net = mlp(in_dim, hidden, activation)
 
+    reads_columns = True
+    """``forward`` also takes its entries (``obs``, ``context``) already concatenated in that order,
+    as they lead a flat observation (:data:`rltransfer.envs.conditioning.FLAT_ORDER`)."""
+
     @property
     def needs_task(self) -> bool:
         """Whether ``forward`` reads the observation's ``task`` entry (to route through stems)."""

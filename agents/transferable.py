@@ -42,10 +42,12 @@ def task_columns(layout: ObsLayout) -> int:
 
 def encode(net: Any, obs: Any) -> torch.Tensor:
     """``net``'s features of ``obs`` (``net``: an SB3 network with ``features_extractor`` and
-    ``obs_layout``). A flat observation's leading columns are the encoder's input as they stand
-    (no split, no copy), unless the encoder routes by ``task`` (stems)."""
+    ``obs_layout``). An encoder that reads its entries concatenated (``reads_columns``) gets a flat
+    observation's leading columns as they stand (no split, no copy), unless it routes by ``task``
+    (stems); any other gets the Dict of the entries."""
     extractor, layout = net.features_extractor, net.obs_layout
-    if layout is not None and not isinstance(obs, dict) and not getattr(extractor, "needs_task", False):
+    fast = getattr(extractor, "reads_columns", False) and not getattr(extractor, "needs_task", False)
+    if layout is not None and fast and not isinstance(obs, dict):
         n = task_columns(layout)
         return extractor((obs[:, :-n] if n else obs).float())
     obs = split_observation(obs, layout)

@@ -88,8 +88,12 @@ class TransferConfig(_Strict):
     """Strategies to compare (``scratch`` is always run as the baseline)."""
     seeds: int = Field(10, ge=1)
     """Seeds 0..n-1 for every (target, strategy)."""
-    head_init: Literal["fresh", "mean", "nearest"] = "nearest"
-    """How a target's heads start: fresh, the mean of source heads, or the nearest source task's."""
+    head_init: Literal["fresh", "mean", "nearest", "probe"] = "nearest"
+    """How a target's heads start: fresh, the mean of source heads, the nearest source task's (by
+    context), or the source head that does best when each is tried on the target (``probe``: its
+    episodes are target steps, charged to the run)."""
+    probe_episodes: int = Field(1, ge=1)
+    """Episodes per source head of a ``probe``."""
     n_envs: int = Field(1, ge=1)
     """Parallel target envs per run."""
     strategy_params: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -144,6 +144,7 @@ class Evaluator(BaseCallback):
         self.eval_seconds = 0.0
         self._next = 0
         self._env: VecEnv | None = None
+        self._scored: BaseAlgorithm | None = None  # the agent of the last measurement
 
     def _eval_env(self, model: BaseAlgorithm) -> VecEnv:
         if self._env is None:
@@ -153,13 +154,22 @@ class Evaluator(BaseCallback):
             self._env.obs_rms = train_env.obs_rms  # the agent's current observation statistics
         return self._env
 
-    def evaluate(self, model: BaseAlgorithm, step: int) -> None:
+    def evaluate(self, model: BaseAlgorithm, step: int, log_to: BaseAlgorithm | None = None) -> None:
+        """Score ``model`` at target step ``step`` (logged to ``log_to``'s TensorBoard, default its own)."""
         start = time.perf_counter()
         env = self._eval_env(model)
         returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         mean = float(returns.mean())
-        self._record(model, step, mean, float(returns.std()), float(self.normalise(mean)))
+        self._record(log_to or model, step, mean, float(returns.std()), float(self.normalise(mean)))
+        self._scored = model
         self.eval_seconds += time.perf_counter() - start
+
+    def evaluate_before(self, agent: BaseAlgorithm, until: int, log_to: BaseAlgorithm) -> None:
+        """Checkpoints before target step ``until``, scored on ``agent``: a run whose first
+        ``until`` steps went to a probe is, at those checkpoints, the agent it was before it."""
+        while self._next < len(self.checkpoints) and self.checkpoints[self._next] < until:
+            self.evaluate(agent, self.checkpoints[self._next], log_to=log_to)
+            self._next += 1
 
     def _record(self, model: BaseAlgorithm, step: int, mean: float, std: float, score: float) -> None:
         """One evaluation: into the curve, and to TensorBoard at its target step."""
@@ -167,7 +177,8 @@ class Evaluator(BaseCallback):
         self.curve["return"].append(mean)
         self.curve["return_std"].append(std)
         self.curve["score"].append(score)
-        for fmt in model.logger.output_formats if model.logger else ():
+        logger = getattr(model, "_logger", None)  # none before a model's first learn() or set_logger()
+        for fmt in logger.output_formats if logger else ():
             if isinstance(fmt, TensorBoardOutputFormat):
                 fmt.writer.add_scalar("eval/return", mean, step)
                 fmt.writer.add_scalar("eval/score", score, step)
@@ -200,14 +211,15 @@ class Evaluator(BaseCallback):
     def evaluate_without_training(self, model: BaseAlgorithm, budget: int) -> None:
         """For agents that never train (zero_shot): the same checkpoints, the same agent."""
         self.model = model
-        for step in self.checkpoints:
-            if self.deterministic and self.curve["step"]:
+        for step in self.checkpoints[self._next :]:
+            if self.deterministic and self._scored is model:
                 # A fixed policy on fixed seeds scores the same: repeat the measurement.
                 self._record(
                     model, step, self.curve["return"][-1], self.curve["return_std"][-1], self.curve["score"][-1]
                 )
             else:
                 self.evaluate(model, step)
+        self._next = len(self.checkpoints)
         self.close()
 
     def close(self) -> None:

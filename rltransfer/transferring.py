@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.normalization import obs_stats, with_obs_stats
+from rltransfer.probing import probe_sources
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.validation import Setup, resolve
 
@@ -38,7 +39,7 @@ class TargetSpec:
     onehot_index: int | None
     """Its index among the bundle's sources (``None``: held out)."""
     nearest: str
-    """The source task nearest by normalised parameters."""
+    """The source task nearest by normalised parameters (with a probe: the probe's choice)."""
     nearest_index: int
     distance: float
 
@@ -108,11 +109,14 @@ def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict
     if mode == "nearest":
         src = spec.nearest
         return _head_of(bundle, src), f"source task '{src}' (nearest by context)"
+    if mode == "probe":
+        src = spec.nearest
+        return _head_of(bundle, src), f"source task '{src}' (best when probed on the target)"
     if mode == "mean":
         heads = [_head_of(bundle, n) for n in bundle.task_names]
         out = {k: torch.stack([h[k] for h in heads]).mean(0) for k in heads[0]}
         return out, f"mean of {len(bundle.task_names)} source heads"
-    raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest")
+    raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest, probe")
 
 
 def stem_is_new(bundle: Bundle, spec: TargetSpec, obs_dim: int) -> bool:
@@ -264,6 +268,20 @@ def build_target_agent(
         plan.lr_mults.pop("heads", None)
     spec = locate_target(bundle, setup.family, target)
     torch.set_num_threads(1)
+    probe = None
+    if (
+        cfg.transfer.head_init == "probe"
+        and bundle.architecture["heads"] == "per_task"
+        and ("heads" in plan.load or plan.teacher)
+    ):
+        if "task_spaces" in bundle.architecture:
+            raise ConfigError(
+                "config key 'transfer.head_init': 'probe' needs source tasks of one observation and action space; "
+                "allowed here: fresh, mean, nearest"
+            )
+        order = [spec.nearest] + [n for n in bundle.task_names if n != spec.nearest]
+        probe = probe_sources(bundle, setup.family, target, spec.onehot_index, order, cfg.transfer.probe_episodes, seed)
+        spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
     mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
     stats = bundle.manifest.get("obs_normalization")
     env: VecEnv = with_obs_stats(mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen)
@@ -325,6 +343,8 @@ def build_target_agent(
         "seed": seed,
         "components": report,
     }
+    if probe is not None:
+        lineage["probe"] = probe.to_dict()
     return model, env, lineage
 
 
@@ -367,6 +387,12 @@ def transfer(
         raise ConfigError(f"timesteps must be > 0, got {budget}")
     model, env, lineage = build_target_agent(cfg, setup, bundle, task, strategy, seed)
     lineage["timesteps"] = budget
+    charged = lineage["probe"]["steps"] if "probe" in lineage else 0
+    if charged >= budget:
+        raise ConfigError(
+            f"the probe of source heads took {charged} target steps, the budget is {budget}: raise "
+            "'transfer.timesteps' or lower 'transfer.probe_episodes'"
+        )
     model.lineage = lineage  # saved with the model: PPO.load(...).lineage
     out = None
     if save:
@@ -379,8 +405,10 @@ def transfer(
             **flatten(lineage["strategy_params"], "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
         }  # fmt: skip
         write_hparams(model.logger, hparams)
+    if charged:
+        _charge_probe(cfg, setup, bundle, task, strategy, seed, model, charged, callbacks)
     if lineage["trains"]:
-        model.learn(budget, callback=list(callbacks), progress_bar=progress)
+        model.learn(budget - charged, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not charged)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
         for cb in callbacks:
             if hasattr(cb, "evaluate_without_training"):
@@ -393,6 +421,24 @@ def transfer(
             atomic_write_bytes(out / "obs_normalization.json", json.dumps(stats, indent=2).encode())
         model.logger.close()
     return TransferResult(model, env, out, lineage)
+
+
+def _charge_probe(
+    cfg: ExperimentConfig, setup: Setup, bundle: Bundle, task: Task, strategy: str, seed: int,
+    model: BaseAlgorithm, charged: int, callbacks: Sequence[BaseCallback],
+) -> None:  # fmt: skip
+    """A probe's steps are the run's first ``charged`` target steps: the agent starts training at
+    that step, and evaluation checkpoints before it score the agent before the probe (its head
+    from the nearest source by context)."""
+    before_cfg = cfg.model_copy(update={"transfer": cfg.transfer.model_copy(update={"head_init": "nearest"})})
+    before, before_env, _ = build_target_agent(before_cfg, setup, bundle, task, strategy, seed)
+    for cb in callbacks:
+        if hasattr(cb, "evaluate_before"):
+            cb.evaluate_before(before, charged, log_to=model)
+    before_env.close()
+    model.num_timesteps = charged
+    if hasattr(model, "learning_starts"):  # off-policy: updates start after as many of its own samples
+        model.learning_starts += charged
 
 
 def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target: Any, episodes: int):
