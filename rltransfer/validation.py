@@ -204,5 +204,10 @@ def resolve(config: ExperimentConfig) -> Setup:
             f"config key 'agent.encoder.type': tasks whose spaces differ need the mlp encoder's input stems, "
             f"not {config.agent.encoder.type}"
         )
+    if layout.mixed and config.transfer.head_init == "probe":
+        raise ConfigError(
+            "config key 'transfer.head_init': 'probe' runs every source head on the target, and these tasks' "
+            "spaces differ; allowed here: fresh, mean, nearest"
+        )
     check_hyperparam_values(config, family, sources[0])
     return Setup(config, family, sources, targets)

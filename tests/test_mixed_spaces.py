@@ -75,6 +75,10 @@ def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):
     cfg["agent"]["heads"] = "shared"
     with pytest.raises(ConfigError, match="agent.heads.*per_task"):
         resolve(load_config(cfg))
+    cfg = _cfg(tmp_path)
+    cfg["transfer"]["head_init"] = "probe"
+    with pytest.raises(ConfigError, match="head_init.*probe.*allowed here: fresh, mean, nearest"):
+        resolve(load_config(cfg))
 
 
 def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):
