@@ -343,8 +343,8 @@ def build_target_agent(
         "seed": seed,
         "components": report,
     }
-    if probe is not None:
-        lineage["probe"] = probe.to_dict()
+    if probe is not None:  # nearest_source is then the probe's choice
+        lineage["probe"] = {**probe.to_dict(), "nearest_by_context": order[0]}
     return model, env, lineage
 
 

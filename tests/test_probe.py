@@ -60,6 +60,8 @@ def test_a_probed_head_is_the_chosen_source_head_and_the_probe_is_charged(probed
     res, ev = _run(cfg, bundle, "zero_shot")
     probe = res.lineage["probe"]
     assert res.lineage["nearest_source"] == probe["source"] and probe["steps"] > 0
+    family = get_family("cartpole")
+    assert probe["nearest_by_context"] == locate_target(bundle, family, family.task(TARGET)).nearest
     state = component_state(res.model.policy)
     head = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"heads.{TARGET}.")}
     assert head and all(torch.equal(v, bundle.tensors[f"heads.{probe['source']}.{k}"]) for k, v in head.items())
