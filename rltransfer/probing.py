@@ -35,9 +35,6 @@ class Probe:
     """Target environment steps the probe took."""
     episodes: int
 
-    def to_dict(self) -> dict:
-        return {"source": self.source, "returns": self.returns, "steps": self.steps, "episodes": self.episodes}
-
 
 def probe_sources(
     bundle: Bundle,

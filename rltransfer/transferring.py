@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,7 @@ def build_target_agent(
         "components": report,
     }
     if probe is not None:  # nearest_source is then the probe's choice
-        lineage["probe"] = {**probe.to_dict(), "nearest_by_context": order[0]}
+        lineage["probe"] = {**asdict(probe), "nearest_by_context": order[0]}
     return model, env, lineage
 
 
