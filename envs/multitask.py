@@ -48,9 +48,10 @@ class MultiTaskVecEnv(DummyVecEnv):
     Observations are dicts ``{"obs", "context", "task"}`` (see
     :func:`~rltransfer.envs.conditioning.conditioned_space`; ``task``: one-hot of the head),
     built for all sub-envs at once; with ``flat=True`` and vector entries, the same entries
-    concatenated in one Box (:attr:`obs_layout` names them; :attr:`dict_space` is the Dict either way). Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished
-    episodes' returns and lengths are kept per task in :attr:`episode_returns` /
-    :attr:`episode_lengths` (last 100 each); :attr:`episodes_finished` counts them all.
+    concatenated in one Box (:attr:`obs_layout` names them; :attr:`dict_space` is the Dict either
+    way). Each sub-env's ``info`` carries ``task`` and ``task_id``. Finished episodes' returns and
+    lengths are kept per task in :attr:`episode_returns` / :attr:`episode_lengths` (last 100
+    each); :attr:`episodes_finished` counts them all.
 
     :param family: the tasks' family.
     :param tasks: the tasks; ``task_id`` is the position unless ``head_ids`` says otherwise.

@@ -13,7 +13,7 @@ from rltransfer import load_bundle, pretrain, transfer
 from rltransfer.agents import component_state
 from rltransfer.agents.transferable import split_observation
 from rltransfer.config import load_config
-from rltransfer.envs import Family, Parameter, register_family
+from rltransfer.envs import Family, MultiTaskVecEnv, Parameter, register_family
 from rltransfer.errors import ConfigError
 from rltransfer.validation import resolve
 
@@ -61,9 +61,13 @@ def test_off_policy_envs_are_flat_and_the_flat_policy_equals_the_dict_one(pretra
     assert isinstance(env.observation_space, spaces.Box) and env.observation_space.shape == (
         sum(n for _, n in env.obs_layout),
     )
-    flat = env.reset()
+    setup = resolve(load_config(cfg))
+    dict_env = MultiTaskVecEnv(setup.family, setup.sources, setup.config.conditioning, 2)  # the same tasks, as a Dict
+    env.seed(3)
+    dict_env.seed(3)
+    flat, as_dict = env.reset(), dict_env.reset()
+    assert np.array_equal(flat, np.concatenate([as_dict["obs"], as_dict["context"], as_dict["task"]], axis=1))
     entries = split_observation(torch.as_tensor(flat), env.obs_layout)
-    assert np.array_equal(flat, np.concatenate([entries[k].numpy() for k, _ in env.obs_layout], axis=1))
     assert entries["task"].argmax(1).tolist() == list(range(len(bundle.task_names))) * 2 and flat.dtype == np.float32
     model = (DQN if algo == "dqn" else SAC).load(bundle.path / "model.zip", device="cpu")
     assert model.policy.obs_layout == list(env.obs_layout)
