@@ -28,7 +28,10 @@ from rltransfer.envs.family import TaskError
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="an experiment config (its family, agent.algo, agent.hyperparams, agent.normalize, transfer.n_envs)")
+    ap.add_argument(
+        "config",
+        help="an experiment config (its family, agent.algo, agent.hyperparams, agent.normalize, transfer.n_envs)",
+    )
     ap.add_argument("task", help="a task of the config's family (rltransfer families NAME)")
     ap.add_argument("--steps", type=int, default=600_000)
     ap.add_argument("--every", type=int, default=100_000, help="steps between evaluations")
