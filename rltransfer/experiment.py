@@ -37,12 +37,16 @@ def experiment_hash(cfg: ExperimentConfig) -> str:
 
     Left out: the name, where results go, how runs execute, and the size of the grid (which
     strategies, how many seeds): a run's result does not depend on the other runs, so
-    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run.
+    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run. And the thresholds
+    (``evaluation.thresholds``): a threshold scores a run's returns, it does not change them, so a
+    changed threshold re-scores every finished run (the report does) instead of re-running it. They
+    are hashed as if none were set, so a config without thresholds keeps its hash.
     """
     data = cfg.to_dict()
     for key in ("name", "output_dir", "runner"):
         data.pop(key)
     data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
+    data["evaluation"]["thresholds"] = {}
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

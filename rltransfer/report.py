@@ -17,7 +17,7 @@ import yaml
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
 from rltransfer.errors import UserInputError
-from rltransfer.run_job import RESULT_FILE, read_result
+from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.summary import BASELINE, COLUMNS, row_for, table_rows, verdict
 
 CSV_FIELDS = [
@@ -28,18 +28,26 @@ CSV_FIELDS = [
 
 
 def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The experiment's config (as run) and every result file under ``runs/``."""
+    """The experiment's config (as run) and every result file under ``runs/``, each finished run
+    scored against its target's threshold in the protocol (``manifest.json``): a run made under
+    another ``evaluation.thresholds`` is re-scored from its returns (``result.json`` keeps the
+    metrics it was written with)."""
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserInputError(
             f"'{run_dir}' is not an experiment directory: no config.yaml (run 'rltransfer experiment' first)"
         )
     config = yaml.safe_load(cfg_path.read_text())
+    tasks = _read_json(run_dir / "manifest.json").get("protocol", {}).get("tasks", {})
     results = []
     for path in sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")):
         r = read_result(path)
-        if r is not None:
-            results.append(r)
+        if r is None:
+            continue
+        tau = tasks.get(r.get("target"), {}).get("threshold")
+        if r.get("status") == "ok" and tau is not None and tau != r.get("threshold"):
+            r = rescore(r, float(tau))
+        results.append(r)
     return config, results
 
 

@@ -54,6 +54,14 @@ def run_metrics(curve: dict[str, list[float]], budget: int) -> dict[str, Any]:
     }
 
 
+def rescore(result: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """``result`` scored against another threshold: the curve's returns normalised again and the
+    metrics recomputed (a threshold scores what a run did; the returns stay as measured)."""
+    curve = dict(result["curve"])
+    curve["score"] = [float(metrics.normalise(r, result["random_return"], threshold)) for r in curve["return"]]
+    return {**result, "threshold": threshold, "curve": curve, "metrics": run_metrics(curve, int(result["budget"]))}
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
     """A result file's content, or ``None`` if it is missing or unreadable."""
     try:

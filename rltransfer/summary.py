@@ -96,9 +96,11 @@ def row_for(
         row["speedup_to_threshold"] = s_median / median if median > 0 else None
         if median == 0:
             row["speedup_note"] = "reaches the threshold at step 0 (zero-shot)"
+    elif median == 0:  # no finite lower bound on the ratio: say what was measured
+        row["speedup_note"] = f"reaches the threshold at step 0 (zero-shot); scratch's median is censored at B={budget:,}"
     elif median is not None:
-        row["speedup_lower_bound"] = budget / max(median, 1)
-        row["speedup_note"] = f">{budget / max(median, 1):.1f}x (scratch's median is censored at B={budget:,})"
+        row["speedup_lower_bound"] = budget / median
+        row["speedup_note"] = f">{budget / median:.1f}x (scratch's median is censored at B={budget:,})"
     elif s_median is not None:
         row["speedup_note"] = f"median censored at B={budget:,}; scratch's is {s_median:,.0f}"
     else:

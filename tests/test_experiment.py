@@ -237,3 +237,38 @@ def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
     (tmp_path / "tiny" / "config.yaml").write_text(text)
     summary = render(tmp_path / "tiny", tensorboard=False)
     assert [r["seeds"] for r in summary["rows"]] == [1, 1, 1]
+
+
+def test_a_changed_threshold_rescores_every_finished_run_without_rerunning_it(finished, tmp_path):
+    from rltransfer import metrics
+    from rltransfer.report import collect
+
+    cfg, res = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
+    shutil.copytree(res.run_dir, tmp_path / "runs" / "tiny")
+    run_dir = tmp_path / "runs" / "tiny"
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "runs").glob("*/*/seed-*/result.json")}
+    written = {p: json.loads(p.read_text()) for p in before}
+    assert {r["threshold"] for r in written.values()} == {475.0}
+    out = rltransfer.run_experiment(cfg2, ["evaluation.thresholds={very-long-heavy: 950}"], progress=False, echo=False)
+    for p, t in before.items():
+        assert p.stat().st_mtime_ns == t, f"{p} was re-run"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["protocol"]["tasks"]["very-long-heavy"]["threshold"] == 950.0 and manifest["grid_runs"] == 0
+    _, rescored = collect(run_dir)
+    assert len(rescored) == len(written)
+    for r in rescored:
+        w = next(w for w in written.values() if (w["strategy"], w["seed"]) == (r["strategy"], r["seed"]))
+        assert r["threshold"] == 950.0 and r["curve"]["return"] == w["curve"]["return"]
+        expect = [(x - w["random_return"]) / (950.0 - w["random_return"]) for x in w["curve"]["return"]]
+        assert r["curve"]["score"] == pytest.approx(expect, rel=1e-12)
+        assert r["metrics"]["p0"] == pytest.approx(expect[0], rel=1e-12)
+        assert r["metrics"]["auc"] == pytest.approx(metrics.auc(w["curve"]["step"], expect, w["budget"]), rel=1e-12)
+        assert not r["metrics"]["reached"]  # CartPole's returns stop at 500
+    assert all(row["reached"] == 0 for row in out.summary["rows"])
+    # Back to the family's threshold: the report scores exactly as the runs were written.
+    rltransfer.run_experiment(cfg2, progress=False, echo=False)
+    _, back = collect(run_dir)
+    assert sorted(json.dumps(r, sort_keys=True) for r in back) == sorted(
+        json.dumps(w, sort_keys=True) for w in written.values()
+    )
