@@ -15,7 +15,7 @@ import time
 
 import gymnasium as gym
 import torch
-from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -57,19 +57,19 @@ def main() -> None:
     model = algo("MlpPolicy", env, seed=args.seed, device="cpu", **resolve_hyperparams(cfg.agent.hyperparams))
     start = time.time()
 
-    class Report(EvalCallback):
+    class Report(BaseCallback):  # called by EvalCallback after each evaluation
         def _on_step(self) -> bool:
-            evaluated = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
-            keep_going = super()._on_step()
-            if evaluated:
-                print(
-                    f"{args.task} seed {args.seed} step {self.num_timesteps}: {self.last_mean_reward:.1f} "
-                    f"({time.time() - start:.0f} s)",
-                    flush=True,
-                )
-            return keep_going
+            print(
+                f"{args.task} seed {args.seed} step {self.num_timesteps}: {self.parent.last_mean_reward:.1f} "
+                f"({time.time() - start:.0f} s)",
+                flush=True,
+            )
+            return True
 
-    callback = Report(evaluation, n_eval_episodes=args.episodes, eval_freq=max(args.every // n_envs, 1), verbose=0)
+    callback = EvalCallback(
+        evaluation, callback_after_eval=Report(), n_eval_episodes=args.episodes,
+        eval_freq=max(args.every // n_envs, 1), verbose=0,
+    )  # fmt: skip
     model.learn(args.steps, callback=callback)
 
 
