@@ -6,8 +6,11 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,6 +255,30 @@ def run_experiment(
     return ExperimentResult(run_dir, summary, failed)
 
 
+@contextmanager
+def _noticing_sigint():
+    """Remember that SIGINT arrived (``state["seen"]``), besides raising KeyboardInterrupt as Python
+    does: C code that calls back into Python (torch building a tensor, for one) can turn the
+    KeyboardInterrupt into another exception, which a run records as its failure. Only where Python's
+    own handler is installed (main thread; not when the shell started us with SIGINT ignored)."""
+    state = {"seen": False}
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield state
+        return
+
+    def handler(signum, frame):
+        state["seen"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> list[str]:
     """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
     from tqdm.auto import tqdm
@@ -273,29 +300,34 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
         stream = run_ray(todo, workers, cfg.runner.address, on_start)
     else:
         stream = run_local(todo, workers, on_start, pool)
-    try:
-        for job, res in stream:
-            in_flight.discard(job.key)
-            manifest["runs"][job.key] = {
-                "status": res["status"], "wall_seconds": round(res["wall_seconds"], 2),
-                "eval_seconds": round(res["eval_seconds"], 2), "finished": _now(),
-                **({"error": res["error"]} if res.get("error") else {}),
-            }  # fmt: skip
-            if res["status"] != "ok":
-                failed.append(job.key)
+    with _noticing_sigint() as sigint:
+        try:
+            for job, res in stream:
+                if sigint["seen"]:  # the interrupt broke this run: not a result, and the grid stops
+                    if res["status"] != "ok":
+                        (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
+                    raise KeyboardInterrupt
+                in_flight.discard(job.key)
+                manifest["runs"][job.key] = {
+                    "status": res["status"], "wall_seconds": round(res["wall_seconds"], 2),
+                    "eval_seconds": round(res["eval_seconds"], 2), "finished": _now(),
+                    **({"error": res["error"]} if res.get("error") else {}),
+                }  # fmt: skip
+                if res["status"] != "ok":
+                    failed.append(job.key)
+                write_json_atomic(run_dir / "manifest.json", manifest)
+                bar.update(1)
+                bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
+        except KeyboardInterrupt:
+            for key in in_flight:
+                manifest["runs"][key] = {"status": "interrupted"}
+            manifest.update(status="interrupted", finished=_now())
             write_json_atomic(run_dir / "manifest.json", manifest)
-            bar.update(1)
-            bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
-    except KeyboardInterrupt:
-        for key in in_flight:
-            manifest["runs"][key] = {"status": "interrupted"}
-        manifest.update(status="interrupted", finished=_now())
-        write_json_atomic(run_dir / "manifest.json", manifest)
-        done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
-        raise Interrupted(
-            f"interrupted: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
-            f"(runs in flight are started again)"
-        ) from None
-    finally:
-        bar.close()
+            done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
+            raise Interrupted(
+                f"interrupted: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
+                f"(runs in flight are started again)"
+            ) from None
+        finally:
+            bar.close()
     return failed

@@ -97,7 +97,9 @@ def row_for(
         if median == 0:
             row["speedup_note"] = "reaches the threshold at step 0 (zero-shot)"
     elif median == 0:  # no finite lower bound on the ratio: say what was measured
-        row["speedup_note"] = f"reaches the threshold at step 0 (zero-shot); scratch's median is censored at B={budget:,}"
+        row["speedup_note"] = (
+            f"reaches the threshold at step 0 (zero-shot); scratch's median is censored at B={budget:,}"
+        )
     elif median is not None:
         row["speedup_lower_bound"] = budget / median
         row["speedup_note"] = f">{budget / median:.1f}x (scratch's median is censored at B={budget:,})"

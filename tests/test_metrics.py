@@ -95,7 +95,11 @@ def test_rows_versus_scratch_speedup_ratio_and_censoring():
     assert row["pretrain_steps"] == 1000 and row["pretrain_steps_amortised"] == 500
     never = [_run(s, [0, 0.1, 0.2, 0.2, 0.3]) for s in range(4)]
     row = row_for("t", "extrapolation", "finetune", fast, never, 40, 1000, 2, 0)
-    assert row["speedup_to_threshold"] is None and row["speedup_note"].startswith(">4.0x") and "censored" in row["speedup_note"]
+    assert (
+        row["speedup_to_threshold"] is None
+        and row["speedup_note"].startswith(">4.0x")
+        and "censored" in row["speedup_note"]
+    )
     at_zero = [_run(s, [1.0, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]
     row = row_for("t", "extrapolation", "zero_shot", at_zero, never, 40, 1000, 2, 0)
     assert row["speedup_lower_bound"] is None and row["speedup_note"].startswith("reaches the threshold at step 0")

@@ -212,3 +212,39 @@ def test_a_run_whose_training_turns_non_finite_is_recorded_failed_with_its_step(
     result = json.loads((res.run_dir / "runs/explodes/scratch/seed-0/result.json").read_text())
     assert result["status"] == "failed" and result["curve"]["step"][0] == 0  # what was measured is kept
     assert json.loads((res.run_dir / "runs/explodes/zero_shot/seed-0/result.json").read_text())["status"] == "ok"
+
+
+def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the_grid(tmp_path, monkeypatch):
+    # torch, building a tensor from Python objects, reports a KeyboardInterrupt raised inside it as a
+    # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
+    # on. Here a run swallows the interrupt the same way.
+    import rltransfer
+    from rltransfer import runner
+    from rltransfer.experiment import Interrupted
+
+    real = runner.execute
+
+    def swallowing(job):
+        if job.key == "very-long-heavy/scratch/seed-1":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except BaseException as err:  # what the C code does
+                Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+                (Path(job.out_dir) / "result.json").write_text(json.dumps({"status": "failed"}))
+                return {"key": job.key, "status": "failed", "error": f"ValueError: {err!r}", "wall_seconds": 0.0,
+                        "eval_seconds": 0.0}  # fmt: skip
+        return real(job)
+
+    monkeypatch.setattr(runner, "execute", swallowing)
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, "swallowed")
+    with pytest.raises(Interrupted, match="re-run the same command to resume"):
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    run_dir = tmp_path / "runs" / "swallowed"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["runs"]["very-long-heavy/scratch/seed-1"]["status"] == "interrupted"
+    assert not (run_dir / "runs/very-long-heavy/scratch/seed-1/result.json").exists()  # no false failure kept
+    assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
