@@ -303,9 +303,8 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
     with _noticing_sigint() as sigint:
         try:
             for job, res in stream:
-                if sigint["seen"]:  # the interrupt broke this run: not a result, and the grid stops
-                    if res["status"] != "ok":
-                        (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
+                if sigint["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
+                    (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.discard(job.key)
                 manifest["runs"][job.key] = {
@@ -318,6 +317,8 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
                 write_json_atomic(run_dir / "manifest.json", manifest)
                 bar.update(1)
                 bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
+                if sigint["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             for key in in_flight:
                 manifest["runs"][key] = {"status": "interrupted"}
