@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,18 @@ from rltransfer.envs import Family, Task
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
 MAX_PARALLEL = 32  # evaluation episodes stepped together in one vector env
+
+
+@contextmanager
+def sampling_rng(*seed: int) -> Iterator[None]:
+    """Actions sampled inside are drawn from torch's generator seeded with ``seed`` (a sequence of
+    ints), and the generator is restored on exit: a stochastic evaluation is reproducible and does
+    not change what training draws next, so a run trains the same whether or how often it is evaluated."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(int(np.random.SeedSequence(list(seed)).generate_state(1, np.uint64)[0] >> 1))
+        yield
 
 
 def run_episodes(
@@ -122,7 +135,10 @@ class Evaluator(BaseCallback):
 
     :param make_env: builds the evaluation vector env (separate from the training env).
     :param episodes: episodes per evaluation, reset with seeds ``EVAL_SEED + i``.
+    :param deterministic: evaluate the policy's mode; otherwise sample its actions, from a generator
+        seeded by ``(EVAL_SEED, seed, step)`` and apart from training's (:func:`sampling_rng`).
     :param normalise: return -> normalised score.
+    :param seed: the run's seed (stochastic evaluation only: its action samples).
     """
 
     def __init__(
@@ -133,8 +149,10 @@ class Evaluator(BaseCallback):
         episodes: int,
         deterministic: bool,
         normalise: Callable[[float], float],
+        seed: int = 0,
     ):
         super().__init__()
+        self.seed = seed
         self.make_env = make_env
         self.checkpoints = sorted({*range(0, budget, every), budget})
         self.episodes = episodes
@@ -158,7 +176,8 @@ class Evaluator(BaseCallback):
         """Score ``model`` at target step ``step`` (logged to ``log_to``'s TensorBoard, default its own)."""
         start = time.perf_counter()
         env = self._eval_env(model)
-        returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
+        with sampling_rng(EVAL_SEED, self.seed, step):
+            returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         mean = float(returns.mean())
         self._record(log_to or model, step, mean, float(returns.std()), float(self.normalise(mean)))
         self._scored = model

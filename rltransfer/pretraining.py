@@ -17,6 +17,7 @@ from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
+from rltransfer.evaluation import sampling_rng
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.validation import Setup, resolve
 
@@ -51,13 +52,16 @@ def source_env(
 
 
 def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episodes: int, seed: int):
-    """Mean and std of the deterministic return on every source task."""
+    """Mean and std of the return on every source task, evaluated as the config's ``evaluation``
+    says (the policy's mode, or actions sampled from a generator seeded by ``seed``)."""
+    deterministic = setup.config.evaluation.deterministic
     out = {}
     layout = task_layout(setup.family, setup.sources)
     for task in setup.sources:
         env = with_obs_stats(source_env(setup, 1, [task], layout), stats, training=False)
         env.seed(seed + 10_000)
-        mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)
+        with sampling_rng(seed + 10_000):
+            mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=deterministic)
         out[task.name] = {"mean_return": float(mean), "std_return": float(std)}
         env.close()
     return out

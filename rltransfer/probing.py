@@ -3,7 +3,8 @@
 Nearness by context is a guess: the source whose parameters are closest need not be the one whose
 policy works best on the target (on CartPole's very-long-heavy target, gravity makes heavy-gravity
 the nearest source while only the long-pole head balances the pole). A probe runs each source head,
-unchanged, for a few deterministic episodes on the target and keeps the best. Its environment steps
+unchanged, for a few episodes on the target, evaluated as the experiment evaluates (the policy's
+mode, or sampled actions where ``evaluation.deterministic`` is false), and keeps the best. Its environment steps
 are target steps: the run is charged for them (see :func:`rltransfer.transferring.transfer`).
 """
 
@@ -17,6 +18,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from rltransfer.bundle import Bundle
 from rltransfer.envs import Family, MultiTaskVecEnv, Task
+from rltransfer.evaluation import sampling_rng
 from rltransfer.normalization import with_obs_stats
 
 PROBE_SEED = 7_000_001
@@ -44,11 +46,13 @@ def probe_sources(
     order: Sequence[str],
     episodes: int,
     seed: int,
+    deterministic: bool = True,
 ) -> Probe:
     """Run each source head of ``order`` (the bundle's policy, untouched) for ``episodes``
-    deterministic episodes on ``task``, conditioned as the bundle's sources were.
+    episodes on ``task``, conditioned as the bundle's sources were.
 
     :param order: the heads to try, most preferred first (nearest by context, say).
+    :param deterministic: the policy's mode; otherwise sampled actions, seeded by ``seed``.
     """
     names = bundle.task_names
     returns: dict[str, float] = {}
@@ -60,9 +64,10 @@ def probe_sources(
         )  # fmt: skip
         env = with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)
         env.seed(PROBE_SEED + seed)
-        rewards, lengths = evaluate_policy(
-            bundle.policy, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
-        )
+        with sampling_rng(PROBE_SEED, seed):
+            rewards, lengths = evaluate_policy(
+                bundle.policy, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+            )
         env.close()
         returns[name] = float(np.mean(rewards))
         steps += int(np.sum(lengths))

@@ -115,6 +115,7 @@ def execute(job: RunJob) -> dict[str, Any]:
             ev.episodes,
             ev.deterministic,
             normalise,
+            seed=job.seed,
         )
         res = transfer(cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator])
         result = {

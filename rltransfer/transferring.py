@@ -280,7 +280,10 @@ def build_target_agent(
                 "allowed here: fresh, mean, nearest"
             )
         order = [spec.nearest] + [n for n in bundle.task_names if n != spec.nearest]
-        probe = probe_sources(bundle, setup.family, target, spec.onehot_index, order, cfg.transfer.probe_episodes, seed)
+        probe = probe_sources(
+            bundle, setup.family, target, spec.onehot_index, order, cfg.transfer.probe_episodes, seed,
+            deterministic=cfg.evaluation.deterministic,
+        )  # fmt: skip
         spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
     mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
     stats = bundle.manifest.get("obs_normalization")
