@@ -1,7 +1,8 @@
 """What return a well-trained single-task agent reaches on one task of a family: plain SB3 (``MlpPolicy``)
 with the config's algorithm and hyperparameters (RL Zoo's, in every shipped config), the config's number of
 target envs and VecNormalize when the config normalises, trained on the task alone and evaluated
-(``--episodes`` deterministic episodes, SB3's EvalCallback) every ``--every`` steps. Used to set a threshold
+(``--episodes`` episodes, SB3's EvalCallback, deterministic or sampled as the config's ``evaluation`` says)
+every ``--every`` steps. Used to set a threshold
 (``evaluation.thresholds``) where Gymnasium's, made for the default task, is out of reach:
 
     python benchmarks/attainable_return.py configs/acrobot.yaml heavy-long --steps 600000 --seed 0
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("task", help="a task of the config's family (rltransfer families NAME)")
     ap.add_argument("--steps", type=int, default=600_000)
     ap.add_argument("--every", type=int, default=100_000, help="steps between evaluations")
-    ap.add_argument("--episodes", type=int, default=20, help="deterministic episodes per evaluation")
+    ap.add_argument("--episodes", type=int, default=20, help="episodes per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -68,7 +69,7 @@ def main() -> None:
 
     callback = EvalCallback(
         evaluation, callback_after_eval=Report(), n_eval_episodes=args.episodes,
-        eval_freq=max(args.every // n_envs, 1), verbose=0,
+        eval_freq=max(args.every // n_envs, 1), deterministic=cfg.evaluation.deterministic, verbose=0,
     )  # fmt: skip
     model.learn(args.steps, callback=callback)
 
