@@ -214,7 +214,18 @@ def test_a_run_whose_training_turns_non_finite_is_recorded_failed_with_its_step(
     assert json.loads((res.run_dir / "runs/explodes/zero_shot/seed-0/result.json").read_text())["status"] == "ok"
 
 
-def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the_grid(tmp_path, monkeypatch):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal, for one test: a suite started in the background by a
+    shell without job control inherits SIGINT ignored, and the experiment leaves an ignored SIGINT alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the_grid(
+    tmp_path, monkeypatch, python_sigint
+):
     # torch, building a tensor from Python objects, reports a KeyboardInterrupt raised inside it as a
     # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
     # on. Here a run swallows the interrupt the same way.
