@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ from typing import Any
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.summary import BASELINE
@@ -33,25 +33,6 @@ class ExperimentResult:
     run_dir: Path
     summary: dict[str, Any]
     failed: list[str] = field(default_factory=list)
-
-
-def experiment_hash(cfg: ExperimentConfig) -> str:
-    """What makes results comparable: everything that changes what a run computes.
-
-    Left out: the name, where results go, how runs execute, and the size of the grid (which
-    strategies, how many seeds): a run's result does not depend on the other runs, so
-    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run. And the thresholds
-    (``evaluation.thresholds``): a threshold scores a run's returns, it does not change them, so a
-    changed threshold re-scores every finished run (the report does) instead of re-running it. They
-    are hashed as if none were set, so a config without thresholds keeps its hash.
-    """
-    data = cfg.to_dict()
-    for key in ("name", "output_dir", "runner"):
-        data.pop(key)
-    data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
-    data["evaluation"]["thresholds"] = {}
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _now() -> str:
@@ -151,7 +132,7 @@ def plan_jobs(
                 jobs.append(
                     RunJob(
                         config=config,
-                        config_hash=chash,
+                        config_hash=run_hash(chash, config, strategy),
                         bundle=str(bundles[p]),
                         target={"name": target.name, "params": dict(target.params)},
                         split=setup.split(target),

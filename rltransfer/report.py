@@ -16,6 +16,7 @@ import yaml
 
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
+from rltransfer.config_hash import run_hash
 from rltransfer.errors import UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.summary import BASELINE, COLUMNS, row_for, table_rows, verdict
@@ -60,7 +61,8 @@ def in_grid(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any], cha
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
     return [
         r for r in results
-        if (chash is None or r.get("config_hash") == chash) and r.get("strategy") in strategies and r.get("seed", 0) < seeds
+        if r.get("strategy") in strategies and r.get("seed", 0) < seeds
+        and (chash is None or r.get("config_hash") == run_hash(chash, config, r["strategy"]))
     ]  # fmt: skip
 
 

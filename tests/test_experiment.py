@@ -272,3 +272,37 @@ def test_a_changed_threshold_rescores_every_finished_run_without_rerunning_it(fi
     assert sorted(json.dumps(r, sort_keys=True) for r in back) == sorted(
         json.dumps(w, sort_keys=True) for w in written.values()
     )
+
+
+def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
+    from rltransfer.report import render
+
+    cfg, res = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
+    shutil.copytree(res.run_dir, tmp_path / "runs" / "tiny")
+    run_dir = tmp_path / "runs" / "tiny"
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "runs").glob("*/*/seed-*/result.json")}
+    grid = "transfer.strategies=[scratch,zero_shot,finetune,lr_scaled]"
+    rltransfer.run_experiment(cfg2, [grid], progress=False, echo=False)
+    assert json.loads((run_dir / "manifest.json").read_text())["grid_runs"] == 2  # lr_scaled's two seeds
+    default = {p: p.stat().st_mtime_ns for p in (run_dir / "runs").glob("*/lr_scaled/seed-*/result.json")}
+
+    out = rltransfer.run_experiment(
+        cfg2, [grid, "transfer.strategy_params={lr_scaled: {lr_scale: 0.5}}"], progress=False, echo=False
+    )
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["grid_runs"] == 2  # lr_scaled again, nothing else
+    for p, t in before.items():
+        assert p.stat().st_mtime_ns == t, f"{p} was re-run"
+    for p, t in default.items():
+        assert p.stat().st_mtime_ns != t, f"{p} was not re-run"
+        run_hash = json.loads(p.read_text())["config_hash"]
+        assert run_hash.startswith(manifest["config_hash"] + "-") and len(run_hash) == 16 + 1 + 8
+    assert [r["seeds"] for r in out.summary["rows"]] == [2, 2, 2, 2]
+
+    # The report counts only runs made with the config's parameters (here: changed after the runs).
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["transfer"]["strategy_params"] = {"lr_scaled": {"lr_scale": 0.25}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    summary = render(run_dir, tensorboard=False)
+    assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune"]

@@ -1,0 +1,44 @@
+"""Config hashes: which finished results a config may re-use (an experiment's, and each run's)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rltransfer.config import ExperimentConfig
+
+
+def experiment_hash(cfg: ExperimentConfig) -> str:
+    """What makes results comparable: everything that changes what a run computes.
+
+    Left out: the name, where results go, how runs execute, and the size of the grid (which
+    strategies, how many seeds): a run's result does not depend on the other runs, so
+    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run. And the thresholds
+    (``evaluation.thresholds``): a threshold scores a run's returns, it does not change them, so a
+    changed threshold re-scores every finished run (the report does) instead of re-running it. They
+    are hashed as if none were set, so a config without thresholds keeps its hash. And the strategies'
+    parameters (``transfer.strategy_params``): each changes only its own strategy's runs, so it is
+    part of those runs' hash (:func:`run_hash`), not of the experiment's.
+    """
+    data = cfg.to_dict()
+    for key in ("name", "output_dir", "runner"):
+        data.pop(key)
+    data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
+    data["transfer"]["strategy_params"] = {}
+    data["evaluation"]["thresholds"] = {}
+    return _digest(data, 16)
+
+
+def run_hash(chash: str, config: Mapping[str, Any], strategy: str) -> str:
+    """The config hash of one ``strategy`` run: the experiment's, and its own parameters when the
+    config sets any (``transfer.strategy_params``). So ``--set transfer.strategy_params.kickstart.beta=3``
+    re-runs the kickstart runs and re-uses every other one."""
+    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
+    return f"{chash}-{_digest(params, 8)}" if params else chash
+
+
+def _digest(data: Any, n: int) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
