@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import rltransfer
-from rltransfer.experiment import experiment_hash
+from rltransfer.config_hash import experiment_hash
 
 
 def main() -> None:
