@@ -9,7 +9,7 @@ default task, is out of reach:
 
 Each evaluation is printed twice: on the experiment's own episodes (the config's ``evaluation.episodes``,
 reset seeds ``EVAL_SEED + i``, deterministic or sampled as the config says: the episodes every run of the
-experiment is scored on, so the ones a threshold must be attainable on) and on ``--fresh`` other episodes
+experiment is scored on, so the ones a threshold must be attainable on) and on ``--episodes`` other episodes
 (what the agent holds in general). Where a task's return depends on its start state (Pendulum), a
 threshold taken from other episodes can be out of reach on the experiment's.
 """
@@ -43,12 +43,8 @@ class ReturnReport(BaseCallback):
         self, make_eval, every: int, protocol_episodes: int, fresh_episodes: int, deterministic: bool, seed: int
     ):
         super().__init__()
-        self.make_eval, self.every, self.seed = make_eval, every, seed
-        self.protocol_episodes, self.fresh_episodes, self.deterministic = (
-            protocol_episodes,
-            fresh_episodes,
-            deterministic,
-        )
+        self.make_eval, self.every, self.seed, self.deterministic = make_eval, every, seed, deterministic
+        self.protocol_episodes, self.fresh_episodes = protocol_episodes, fresh_episodes
         self._next = every
         self._start = time.time()
 
