@@ -46,16 +46,19 @@ class ReturnReport(BaseCallback):
         self.make_eval, self.every, self.seed, self.deterministic = make_eval, every, seed, deterministic
         self.protocol_episodes, self.fresh_episodes = protocol_episodes, fresh_episodes
         self._next = every
+        self._envs: dict[int, VecEnv] = {}  # one evaluation env per episode count, built once
         self._start = time.time()
 
     def _mean_return(self, episodes: int, base_seed: int) -> float:
-        env: VecEnv = self.make_eval(min(episodes, MAX_PARALLEL))
+        n = min(episodes, MAX_PARALLEL)
+        if n not in self._envs:
+            self._envs[n] = self.make_eval(n)
+        env = self._envs[n]
         train_env = self.model.get_env()
         if isinstance(env, VecNormalize) and isinstance(train_env, VecNormalize):
             env.obs_rms = train_env.obs_rms
         with sampling_rng(base_seed, self.seed, self.num_timesteps):
             returns = run_episodes(env, policy_actor(self.model, self.deterministic), episodes, base_seed)
-        env.close()
         self.model.policy.set_training_mode(True)
         return float(returns.mean())
 
