@@ -74,6 +74,11 @@ class ReturnReport(BaseCallback):
             )
         return True
 
+    def _on_training_end(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
