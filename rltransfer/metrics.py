@@ -82,7 +82,10 @@ def bootstrap_ci(x: Sequence[float], statistic=iqm, seed: int = 0) -> tuple[floa
         return float(v), float(v), "degenerate"
     method = _method(len(x))
     for m in (method, "percentile"):
-        with np.errstate(all="ignore"):
+        # BCa cannot be computed on a nearly constant sample (scipy warns); the percentile fallback
+        # below answers that, and the report records the method used.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
             res = stats.bootstrap(
                 (x,), statistic, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES, method=m,
                 rng=np.random.default_rng(seed), vectorized=True,

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,14 @@ def test_bootstrap_is_seeded_and_uses_bca_from_ten_seeds():
     a, b = metrics.bootstrap_ci(x, metrics.iqm, seed=3), metrics.bootstrap_ci(x, metrics.iqm, seed=3)
     assert a == b and a[2] == "BCa" and a[0] < metrics.iqm(x) < a[1]
     assert metrics.bootstrap_ci([0.1, 0.5, 0.2], metrics.iqm)[2] == "percentile"
+
+
+def test_bootstrap_falls_back_to_percentile_quietly_where_bca_cannot_be_computed():
+    x = [1.06] * 10 + [1.05]  # 20 runs at the ceiling but one: scipy's BCa is undefined here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low, high, method = metrics.bootstrap_ci(x, metrics.iqm)
+    assert method == "percentile" and low <= metrics.iqm(x) <= high == pytest.approx(1.06)
 
 
 def test_logrank_says_sooner_only_for_the_faster_group():
