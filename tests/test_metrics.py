@@ -66,7 +66,7 @@ def test_bootstrap_is_seeded_and_uses_bca_from_ten_seeds():
 
 
 def test_bootstrap_falls_back_to_percentile_quietly_where_bca_cannot_be_computed():
-    x = [1.06] * 10 + [1.05]  # 20 runs at the ceiling but one: scipy's BCa is undefined here
+    x = [1.06] * 10 + [1.05]  # ten runs at the ceiling, one just below: scipy cannot compute BCa here
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         low, high, method = metrics.bootstrap_ci(x, metrics.iqm)
