@@ -3,6 +3,8 @@
 from rltransfer.agents.adapters import LoRALinear, add_adapters
 from rltransfer.agents.algorithms import ALGORITHMS, Algorithm, get_algorithm
 from rltransfer.agents.components import (
+    FREEZABLE,
+    TRUNK_SIDES,
     bundle_component,
     component_of,
     component_roots,
@@ -20,6 +22,8 @@ from rltransfer.agents.updates import NonFiniteError
 
 __all__ = [
     "ALGORITHMS",
+    "FREEZABLE",
+    "TRUNK_SIDES",
     "Algorithm",
     "get_algorithm",
     "MultiTaskDQNPolicy",

@@ -29,6 +29,10 @@ from rltransfer.agents.heads import StackedLinear
 # Component -> attribute of a network. pi_/vf_features_extractor are aliases of
 # features_extractor in SB3's actor-critic policies when the extractor is shared: skipped.
 PREFIXES = {"encoder": "features_extractor.", "trunk": "mlp_extractor.", "heads": "heads."}
+# The two sides of an actor-critic trunk (SB3's ``MlpExtractor.policy_net`` and ``value_net``, the
+# ``pi`` and ``vf`` of ``net_arch``): each can be frozen without the other.
+TRUNK_SIDES = {"trunk.pi": "mlp_extractor.policy_net.", "trunk.vf": "mlp_extractor.value_net."}
+FREEZABLE = (*PREFIXES, *TRUNK_SIDES)
 _ALIASES = ("pi_features_extractor.", "vf_features_extractor.")
 
 
@@ -41,6 +45,12 @@ def component_of(param_name: str) -> str:
     if param_name.startswith(_ALIASES):
         return "encoder"
     return param_name.split(".", 1)[0]
+
+
+def trunk_side(param_name: str) -> str | None:
+    """``trunk.pi`` or ``trunk.vf`` for a parameter (named inside its network) of that side of an
+    actor-critic trunk; ``None`` for any other."""
+    return next((side for side, prefix in TRUNK_SIDES.items() if param_name.startswith(prefix)), None)
 
 
 def component_roots(policy: nn.Module) -> dict[str, tuple[str, nn.Module]]:
@@ -140,3 +150,9 @@ def iter_component_params(policy: nn.Module) -> Iterable[tuple[str, str, nn.Para
     for _, (prefix, module) in component_roots(policy).items():
         for name, param in module.named_parameters():
             yield component_of(name), prefix + name, param
+
+
+def frozen_param(param_name: str, frozen: Iterable[str]) -> bool:
+    """Whether a parameter (named inside its network) is in a frozen component or trunk side."""
+    frozen = set(frozen)
+    return component_of(param_name) in frozen or trunk_side(param_name) in frozen

@@ -13,7 +13,16 @@ from gymnasium import spaces
 from torch import nn
 
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
-from rltransfer.agents.components import PREFIXES, component_roots, iter_component_params, network_modules
+from rltransfer.agents.components import (
+    FREEZABLE,
+    PREFIXES,
+    TRUNK_SIDES,
+    component_roots,
+    frozen_param,
+    iter_component_params,
+    network_modules,
+    trunk_side,
+)
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
@@ -142,7 +151,10 @@ class TransferableMixin:
     ) -> None:
         if heads not in HEAD_MODES:
             raise ValueError(f"heads='{heads}' unknown; allowed: {', '.join(HEAD_MODES)}")
-        unknown = [c for c in [*frozen, *(lr_mults or {})] if c not in PREFIXES]
+        unknown = [c for c in frozen if c not in FREEZABLE]
+        if unknown:
+            raise ValueError(f"cannot freeze '{unknown[0]}'; allowed: {', '.join(FREEZABLE)}")
+        unknown = [c for c in lr_mults or {} if c not in PREFIXES]
         if unknown:
             raise ValueError(f"unknown component '{unknown[0]}'; components: {', '.join(PREFIXES)}")
         self.task_names = list(task_names) if heads == "per_task" else [SHARED_HEAD]
@@ -209,9 +221,18 @@ class TransferableMixin:
             for component in self.adapters.get("components", ("encoder", "trunk")):
                 for module in network_modules(self, component):
                     add_adapters(module, int(self.adapters["rank"]), self.adapters.get("alpha"))
-        for component, name, param in iter_component_params(self):
-            if component in self.frozen and not is_adapter_param(name) and not self._is_new_stem(name):
-                param.requires_grad_(False)
+        sides_seen = set()
+        for _, (_, module) in component_roots(self).items():
+            for name, param in module.named_parameters():
+                sides_seen.add(trunk_side(name))
+                if frozen_param(name, self.frozen) and not is_adapter_param(name) and not self._is_new_stem(name):
+                    param.requires_grad_(False)
+        missing = [side for side in TRUNK_SIDES if side in self.frozen and side not in sides_seen]
+        if missing:
+            raise ValueError(
+                f"cannot freeze '{missing[0]}': this policy's trunk has no such side (an actor-critic trunk "
+                "with pi and vf layers, as PPO's, has)"
+            )
 
     def _is_new_stem(self, name: str) -> bool:
         """A parameter of an input stem that is new (not transferred): it trains at the full rate even

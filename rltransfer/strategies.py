@@ -15,7 +15,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
-from rltransfer.agents import ALGORITHMS, KickstartPPO, ProgressivePolicy
+from rltransfer.agents import ALGORITHMS, FREEZABLE, TRUNK_SIDES, KickstartPPO, ProgressivePolicy
 from rltransfer.errors import ConfigError
 
 COMPONENTS = ("encoder", "trunk", "heads")
@@ -55,7 +55,8 @@ class Strategy:
 
 
 STRATEGIES: dict[str, Strategy] = {}
-# Parameters every strategy accepts: which components to load from the bundle, and to freeze.
+# Parameters every strategy accepts: which components to load from the bundle, and which to freeze
+# (a component, or one side of PPO's actor-critic trunk: ``trunk.pi`` or ``trunk.vf``).
 COMMON = {"load": list(COMPONENTS), "freeze": None}
 
 
@@ -102,13 +103,13 @@ def strategy_params(name: str, given: Mapping[str, Any] | None) -> dict[str, Any
             f"allowed: {', '.join(strategy.defaults)}"
         )
     params = {**strategy.defaults, **given}
-    for key in ("load", "freeze"):
+    for key, allowed in (("load", COMPONENTS), ("freeze", FREEZABLE)):
         value = params[key]
         if value is None:
             continue
-        if not isinstance(value, list) or not set(value) <= set(COMPONENTS):
+        if not isinstance(value, list) or not set(value) <= set(allowed):
             raise ConfigError(
-                f"config key 'transfer.strategy_params.{name}.{key}': expected a list of {', '.join(COMPONENTS)}, "
+                f"config key 'transfer.strategy_params.{name}.{key}': expected a list of {', '.join(allowed)}, "
                 f"got {value!r}"
             )
     for key, default in strategy.defaults.items():
@@ -151,7 +152,8 @@ def freeze_encoder(params: Mapping[str, Any]) -> Plan:
 
 @register_strategy("heads_only")
 def heads_only(params: Mapping[str, Any]) -> Plan:
-    """Load all, freeze encoder and trunk, train the heads."""
+    """Load all, freeze encoder and trunk, train the heads. With PPO, ``freeze: [encoder, trunk.pi]``
+    keeps the actor's trunk and lets the critic's train."""
     return Plan(load=list(params["load"]), frozen=_frozen(params, ["encoder", "trunk"]))
 
 
@@ -168,6 +170,12 @@ def adapter(params: Mapping[str, Any]) -> Plan:
     if int(params["rank"]) < 1:
         raise ConfigError(f"config key 'transfer.strategy_params.adapter.rank': must be >= 1, got {params['rank']}")
     frozen = _frozen(params, ["encoder", "trunk"])
+    sides = [c for c in frozen if c in TRUNK_SIDES]
+    if sides:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.adapter.freeze': '{sides[0]}': adapters wrap whole "
+            f"components; allowed: {', '.join(COMPONENTS)}"
+        )
     return Plan(
         load=list(params["load"]),
         frozen=frozen,

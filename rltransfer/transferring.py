@@ -192,10 +192,11 @@ def load_components(
             status = "adapted"
         elif component in plan.frozen:
             status = "frozen"
-        elif copied:
-            status = "loaded"
         else:
-            status = "fresh"
+            status = "loaded" if copied else "fresh"
+            sides = [c for c in plan.frozen if c.startswith(component + ".")]  # trunk.pi, trunk.vf
+            if sides:
+                status += f"; {', '.join(sides)} frozen"
         report.append(
             {
                 "component": component, "status": status, "loaded": bool(copied), "source": source,

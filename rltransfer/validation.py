@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from rltransfer.agents import ALGORITHMS
+from rltransfer.agents import ALGORITHMS, TRUNK_SIDES
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, Task, TaskError, get_family, task_layout
 from rltransfer.errors import ConfigError
@@ -137,7 +137,7 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
 
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
-    from rltransfer.strategies import STRATEGIES, strategy_params
+    from rltransfer.strategies import COMPONENTS, STRATEGIES, strategy_params
 
     for i, name in enumerate(config.transfer.strategies):
         if name not in STRATEGIES:
@@ -158,6 +158,12 @@ def check_strategies(config: ExperimentConfig) -> None:
             )
     for name in dict.fromkeys(["scratch", *config.transfer.strategies, *config.transfer.strategy_params]):
         params = strategy_params(name, config.transfer.strategy_params.get(name))
+        sides = [c for c in params["freeze"] or () if c in TRUNK_SIDES]
+        if sides and config.agent.algo != "ppo":
+            raise ConfigError(
+                f"config key 'transfer.strategy_params.{name}.freeze': '{sides[0]}' is one side of PPO's "
+                f"actor-critic trunk; {config.agent.algo} has none (freeze whole components: {', '.join(COMPONENTS)})"
+            )
         try:
             STRATEGIES[name].plan(params)  # plans check their own parameters (ConfigError)
         except ConfigError:

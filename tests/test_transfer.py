@@ -89,6 +89,37 @@ def test_frozen_parameters_are_bit_identical_and_the_rest_train(cfg, bundle, str
             assert not torch.equal(value, after[key]), key
 
 
+def test_one_side_of_the_trunk_freezes_the_other_trains_also_after_save_load(cfg, bundle, tmp_path):
+    """heads_only with ``freeze: [encoder, trunk.pi]``: the actor's trunk stays the bundle's, bit for
+    bit; the critic's trunk trains; a saved model reloads with the same parameters frozen."""
+    params = ["transfer.strategy_params={heads_only: {freeze: [encoder, trunk.pi]}}"]
+    res = transfer(rltransfer.load_config(cfg, params), bundle, TARGET, "heads_only", timesteps=256, out_dir=tmp_path)
+    statuses = {r["component"]: r["status"] for r in res.lineage["components"]}
+    assert statuses == {"encoder": "frozen", "trunk": "loaded; trunk.pi frozen", "heads": "loaded"}
+    state = res.model.policy.state_dict()
+    pi = [k for k in state if k.startswith("mlp_extractor.policy_net.") and "weight" in k]
+    vf = [k for k in state if k.startswith("mlp_extractor.value_net.") and "weight" in k]
+    assert pi and vf
+    for key in pi:
+        assert torch.equal(state[key], bundle.tensors["trunk." + key.split(".", 1)[1]]), key
+    for key in vf:
+        assert not torch.equal(state[key], bundle.tensors["trunk." + key.split(".", 1)[1]]), key
+    loaded = TransferPPO.load(tmp_path / "model.zip", device="cpu")
+    trainable = {n for n, p in loaded.policy.named_parameters() if p.requires_grad}
+    assert not trainable & set(pi) and set(vf) <= trainable
+
+
+def test_freezing_a_trunk_side_is_refused_where_it_has_no_meaning(cfg, bundle):
+    with pytest.raises(ConfigError, match=r"heads_only.freeze': expected a list of encoder, trunk, heads, trunk.pi"):
+        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={heads_only: {freeze: [trunk.q]}}"]))
+    with pytest.raises(ConfigError, match="adapter.freeze': 'trunk.vf': adapters wrap whole components"):
+        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {freeze: [encoder, trunk.vf]}}"]))
+    with pytest.raises(ConfigError, match="'trunk.pi' is one side of PPO's actor-critic trunk; dqn has none"):
+        overrides = ["agent.algo=dqn", "agent.hyperparams={}", "transfer.strategies=[scratch,finetune]",
+                     "transfer.strategy_params={finetune: {freeze: [trunk.pi]}}"]  # fmt: skip
+        resolve(rltransfer.load_config(cfg, overrides))
+
+
 def test_loaded_components_equal_the_bundle_and_heads_follow_head_init(cfg, bundle):
     model, _, lineage = build(cfg, bundle, "finetune")
     state = model.policy.state_dict()
