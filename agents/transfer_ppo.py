@@ -42,7 +42,7 @@ class KickstartPPO(TransferPPO):
 
     ``beta`` falls linearly from ``beta`` to zero over the first ``anneal`` fraction of the
     budget and stays zero after. The teacher sees the same observations, routed to
-    ``teacher_head`` (its head for the nearest source task).
+    ``teacher_head`` (its head for the target task).
 
     :param teacher: the pre-trained policy (never updated).
     :param beta: initial weight of the distillation loss.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -117,6 +118,26 @@ def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict
         out = {k: torch.stack([h[k] for h in heads]).mean(0) for k in heads[0]}
         return out, f"mean of {len(bundle.task_names)} source heads"
     raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest, probe")
+
+
+def kickstart_teacher(bundle: Bundle, spec: TargetSpec, head_init: str) -> tuple[BasePolicy, int, str]:
+    """Kickstarting's teacher: the pre-trained policy as ``zero_shot`` runs it on the target, its
+    head for the target the one ``head_init`` gives (``fresh``, which teaches nothing, and mixed
+    spaces, where heads differ in size: the nearest source's).
+
+    :return: the teacher policy, the index of its head for the target, where that head came from.
+    """
+    if bundle.architecture["heads"] != "per_task":
+        return bundle.policy, 0, "the shared conditioned head"
+    if head_init != "mean" or "task_spaces" in bundle.architecture:
+        how = "best when probed on the target" if head_init == "probe" else "nearest by context"
+        return bundle.policy, spec.nearest_index, f"source task '{spec.nearest}' ({how})"
+    tensors, source = head_init_tensors(bundle, spec, "mean")  # never None for "mean"
+    teacher = copy.deepcopy(bundle.policy)  # the bundle's policy keeps its own heads
+    tensors = {**bundle.tensors, **{f"heads.{spec.nearest}.{k}": v for k, v in tensors.items()}}
+    with torch.no_grad():
+        teacher.load_state_dict(policy_state(teacher, tensors), strict=False)
+    return teacher, spec.nearest_index, source
 
 
 def stem_is_new(bundle: Bundle, spec: TargetSpec, obs_dim: int) -> bool:
@@ -310,10 +331,10 @@ def build_target_agent(
                 f"'{spec.nearest}' has {theirs[0]} observations and {theirs[1]} actions (of {bundle.policy.action_space.n}), "
                 f"target '{target.name}' {mine[0]} and {mine[1]}"
             )
+    teacher_source = None
     if plan.teacher:
-        algo_kwargs.update(
-            teacher=bundle.policy, teacher_head=spec.nearest_index if bundle.architecture["heads"] == "per_task" else 0
-        )
+        teacher, teacher_head, teacher_source = kickstart_teacher(bundle, spec, cfg.transfer.head_init)
+        algo_kwargs.update(teacher=teacher, teacher_head=teacher_head)
     hyper = resolve_hyperparams(cfg.agent.hyperparams)
     ent_coefs = bundle.manifest.get("ent_coefs")
     if ent_coefs and "heads" in plan.load and hyper.get("ent_coef", "auto") == "auto":
@@ -347,6 +368,8 @@ def build_target_agent(
         "seed": seed,
         "components": report,
     }
+    if teacher_source is not None:
+        lineage["teacher"] = teacher_source
     if probe is not None:  # nearest_source is then the probe's choice
         lineage["probe"] = {**asdict(probe), "nearest_by_context": order[0]}
     return model, env, lineage

@@ -217,6 +217,30 @@ def test_kickstart_loss_is_logged_positive_and_its_weight_reaches_zero(cfg, bund
     assert {"train/kickstart_kl", "train/kickstart_beta"} <= set(acc.Tags()["scalars"])
 
 
+@pytest.mark.parametrize("head_init", ["mean", "nearest"])
+def test_kickstart_teacher_is_the_policy_zero_shot_runs(cfg, bundle, head_init):
+    """The teacher's head for the target is the one head_init gives: it acts as zero_shot does."""
+    over = {"transfer.head_init": head_init}
+    student, _, lineage = build(cfg, bundle, "kickstart", **over)
+    zero, _, _ = build(cfg, bundle, "zero_shot", **over)
+    obs = target_obs(zero)
+    teacher = student.teacher
+    torch.testing.assert_close(
+        probs(teacher, teacher_view(bundle, obs, student.teacher_head)), probs(zero.policy, obs), rtol=0, atol=1e-6
+    )
+    src = lineage["nearest_source"]
+    expect = "mean of 3 source heads" if head_init == "mean" else f"source task '{src}' (nearest by context)"
+    assert lineage["teacher"] == expect
+    if head_init == "mean":  # a copy: the bundle's own policy keeps its heads
+        assert teacher is not bundle.policy
+        i = bundle.task_names.index(src)
+        torch.testing.assert_close(
+            probs(bundle.policy, teacher_view(bundle, obs, i)),
+            probs(build(cfg, bundle, "zero_shot", **{"transfer.head_init": "nearest"})[0].policy, obs),
+            rtol=0, atol=1e-6,
+        )  # fmt: skip
+
+
 def test_zero_shot_changes_nothing_and_acts_as_the_bundle(cfg, bundle, tmp_path):
     res = transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=256, out_dir=tmp_path / "zs")
     head = bundle.task_names.index(res.lineage["nearest_source"])
