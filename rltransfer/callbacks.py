@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 
 from rltransfer.envs import MultiTaskVecEnv
 
@@ -36,6 +37,16 @@ class PerTaskLogger(BaseCallback):
                 lengths = self.env.episode_lengths[name]
                 self.logger.record(f"{self.prefix}/{name}/ep_return", sum(returns) / len(returns))
                 self.logger.record(f"{self.prefix}/{name}/ep_length", sum(lengths) / len(lengths))
+
+
+def tensorboard_logger(log_dir: str | Path) -> Logger:
+    """SB3's TensorBoard logger on ``log_dir``, emptied of earlier event files first: a run or a
+    pre-training done again in the same place replaces its log, as it replaces its model, instead of
+    leaving TensorBoard two interleaved curves under one name."""
+    log_dir = Path(log_dir)
+    for stale in log_dir.glob("events.out.tfevents.*"):
+        stale.unlink()
+    return configure(str(log_dir), ["tensorboard"])
 
 
 def write_hparams(logger: Logger, hparams: dict[str, Any]) -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.bundle import MODEL_FILE, save_bundle
-from rltransfer.callbacks import PerTaskLogger, flatten, write_hparams
+from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import sampling_rng
@@ -96,7 +95,7 @@ def pretrain(
     env: VecEnv = VecNormalize(mt_env, norm_obs_keys=["obs"]) if cfg.agent.normalize else mt_env
     arch = architecture(cfg.agent, names, mt_env.layout)
     model = build_model(cfg.agent, env, arch, seed, hyperparams=cfg.pretrain.hyperparams)
-    model.set_logger(configure(str(tb_dir), ["tensorboard"]))
+    model.set_logger(tensorboard_logger(tb_dir))
     hparams = {
         "family": cfg.family, "conditioning": cfg.conditioning, "sources": ",".join(names), "seed": seed,
         **flatten(cfg.agent.model_dump(), "agent."), "pretrain.timesteps": cfg.pretrain.timesteps,

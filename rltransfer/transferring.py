@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -22,7 +22,7 @@ from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import component_state, get_algorithm, policy_state
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
-from rltransfer.callbacks import flatten, write_hparams
+from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
@@ -424,7 +424,7 @@ def transfer(
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
-        model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
+        model.set_logger(tensorboard_logger(out / "tb"))
         _log_lineage(model, lineage)
         hparams = {
             "family": cfg.family, "conditioning": bundle.conditioning, "target": task.name, "split": lineage["split"],

@@ -273,6 +273,12 @@ def test_saved_transfer_model_loads_in_plain_sb3_and_acts_identically(cfg, bundl
     assert "| encoder | adapted |" in text and bundle.checksum[:12] in text
 
 
+def test_a_run_done_again_in_its_directory_replaces_its_tensorboard_log(cfg, bundle, tmp_path):
+    for _ in range(2):
+        transfer(cfg, bundle, TARGET, "finetune", seed=0, timesteps=128, out_dir=tmp_path / "run")
+    assert len(list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))) == 1
+
+
 def test_same_seed_reproduces_a_run_exactly(cfg, bundle):
     a, _, _ = build(cfg, bundle, "finetune", seed=3)
     a.learn(256)  # SB3 seeds the global RNGs at construction: build and train one run at a time
