@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config_hash import experiment_hash
 from rltransfer.validation import resolve
 
 BASELINE = "scratch"
@@ -129,13 +130,39 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["zero_shot", "finetune"], help="besides scratch")
     ap.add_argument("--targets", nargs="+", default=None, help="default: the config's target tasks")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every value")
+    ap.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="a report of the config's own value (a directory with summary.json, say docs/results/<family>): "
+        "its rows are listed too, instead of running that value again",
+    )
     args = ap.parse_args()
     strategies = [s for s in args.strategies if s != BASELINE]
+    reference = _reference(args) if args.reference else []
     base, done = run_sweep(
         args.config, args.key, args.values, strategies, args.targets, args.set,
         lambda cfg, raw: f"{cfg.name}-sweep-{args.key}-{_slug(raw)}",
     )  # fmt: skip
-    print_tables(base, args.key, done, strategies)
+    print_tables(base, args.key, reference + done, strategies)
+
+
+def _reference(args: argparse.Namespace) -> list[tuple[str, Path, dict]]:
+    """The rows of ``--reference``, checked to be of this very config (its experiment hash)."""
+    ref = Path(args.reference)
+    path = ref / "summary.json" if ref.is_dir() else ref
+    if not path.is_file():
+        sys.exit(f"--reference {ref}: no summary.json there")
+    summary = json.loads(path.read_text())
+    cfg = load_config(args.config, [*args.set, *([f"target_tasks=[{','.join(args.targets)}]"] if args.targets else [])])
+    if summary.get("config_hash") != experiment_hash(cfg):
+        sys.exit(f"--reference {ref}: its experiment is not this config's ({args.config} with the --set overrides)")
+    return [(f"{_lookup(cfg.to_dict(), args.key)} ({ref})", ref, summary)]
+
+
+def _lookup(data: dict, key: str) -> object:
+    for part in key.split("."):
+        data = data[part]
+    return data
 
 
 if __name__ == "__main__":
