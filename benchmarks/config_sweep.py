@@ -25,7 +25,8 @@ from pathlib import Path
 
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import experiment_hash
-from rltransfer.validation import resolve
+from rltransfer.evaluation import threshold
+from rltransfer.validation import Setup, resolve
 
 BASELINE = "scratch"
 
@@ -61,13 +62,16 @@ def _sources(run_dir: Path) -> str:
         return "-"
     evaluation = json.loads(bundle.read_text()).get("evaluation") or {}
     setup = resolve(load_config(run_dir / "config.yaml"))
-    solved = sum(
-        evaluation[t.name]["mean_return"]
-        >= setup.config.evaluation.thresholds.get(t.name, setup.family.reward_threshold(t))
-        for t in setup.sources
-        if t.name in evaluation
-    )
-    return f"{solved}/{len(evaluation)}"
+    return f"{len(solved_sources(evaluation, setup))}/{len(evaluation)}"
+
+
+def solved_sources(evaluation: dict, setup: Setup) -> list[str]:
+    """The source tasks whose mean return in a bundle's ``evaluation`` reaches their threshold."""
+    thresholds = setup.config.evaluation.thresholds
+    return [
+        t.name for t in setup.sources
+        if t.name in evaluation and evaluation[t.name]["mean_return"] >= threshold(setup.family, t, thresholds)
+    ]  # fmt: skip
 
 
 def run_sweep(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
+from config_sweep import solved_sources
 
 from rltransfer import metrics
 from rltransfer.bundle import load_bundle
@@ -32,7 +32,9 @@ def zero_shot_return(cfg, bundle, target: str) -> float:
     ev = cfg.evaluation
     evaluator = Evaluator(eval_env_factory(cfg, bundle, target, ev.episodes), ev.every, ev.every, ev.episodes,
                           ev.deterministic, float)  # fmt: skip
-    transfer(cfg, bundle, target, "zero_shot", seed=0, timesteps=ev.every, callbacks=[evaluator], save=False)
+    # The config's budget, so that a probe of source heads (``head_init: probe``) fits in it as in a run; the
+    # evaluator stops at its first checkpoint after step 0, and step 0 scores the agent before any probe.
+    transfer(cfg, bundle, target, "zero_shot", seed=0, callbacks=[evaluator], save=False)
     return evaluator.curve["return"][0]
 
 
@@ -58,11 +60,7 @@ def main() -> None:
         if not (path / "bundle.json").is_file() or load_bundle(path).manifest.get("config_hash") != cfg.hash():
             pretrain(cfg, seed=seed, out_dir=out)
         bundle = load_bundle(path)
-        evaluation = bundle.manifest["evaluation"]
-        solved = sum(
-            evaluation[t.name]["mean_return"] >= cfg.evaluation.thresholds.get(t.name, setup.family.reward_threshold(t))
-            for t in setup.sources
-        )
+        solved = len(solved_sources(bundle.manifest["evaluation"], setup))
         cells = []
         for t in targets:
             r = zero_shot_return(cfg, bundle, t.name)
@@ -70,7 +68,7 @@ def main() -> None:
             scores[t.name].append(p0)
             cells.append(f"{r:.1f} ({p0:.2f}{', at threshold' if p0 >= 1.0 else ''})")
         print(f"| {seed} | {solved}/{len(setup.sources)} | " + " | ".join(cells) + " |", flush=True)
-    summary = {t: {"p0": s, "at_threshold": int(np.sum(np.asarray(s) >= 1.0))} for t, s in scores.items()}
+    summary = {t: {"p0": s, "at_threshold": sum(p >= 1.0 for p in s)} for t, s in scores.items()}
     print(json.dumps(summary))
 
 

@@ -257,13 +257,19 @@ def protocol(every: int, episodes: int, deterministic: bool, budget: int) -> dic
     }
 
 
+def threshold(family: Family, task: Task, thresholds: Mapping[str, float]) -> float:
+    """The return that counts as solving ``task``: the config's ``evaluation.thresholds`` entry, else the
+    family's (or Gymnasium's)."""
+    return float(thresholds.get(task.name, family.reward_threshold(task)))
+
+
 def thresholds_and_baselines(
     family: Family, tasks: list[Task], thresholds: Mapping[str, float], cache_dir: str | Path | None = None
 ) -> dict[str, dict[str, float]]:
     """Per task: the threshold (config, family, or Gymnasium) and the measured random return."""
     out = {}
     for task in tasks:
-        tau = float(thresholds.get(task.name, family.reward_threshold(task)))
+        tau = threshold(family, task, thresholds)
         r = random_return(family, task, cache_dir=cache_dir)
         out[task.name] = {"threshold": tau, "random_return": r}
     return out

@@ -16,7 +16,7 @@ from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
-from rltransfer.evaluation import sampling_rng
+from rltransfer.evaluation import sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.validation import Setup, resolve
 
@@ -137,7 +137,8 @@ def pretrain(
 
 def format_evaluation(evaluation: Mapping[str, Mapping[str, float]], setup: Setup) -> str:
     lines = [f"{'source task':<24} {'mean return':>12} {'std':>8} {'threshold':>10}", "-" * 57]
+    tasks = {t.name: t for t in setup.sources}
     for name, res in evaluation.items():
-        thr = setup.config.evaluation.thresholds.get(name, setup.family.reward_threshold(name))
+        thr = threshold(setup.family, tasks[name], setup.config.evaluation.thresholds)
         lines.append(f"{name:<24} {res['mean_return']:>12.1f} {res['std_return']:>8.1f} {thr:>10.1f}")
     return "\n".join(lines)
