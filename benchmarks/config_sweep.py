@@ -107,20 +107,21 @@ def print_tables(
 ) -> None:
     """One Markdown table per target: scratch's median and each strategy's row, for every value."""
     targets = list(dict.fromkeys(r["target"] for _, _, s in done for r in s["rows"]))
+    sources = [_sources(run_dir) for _, run_dir, _ in done]  # once per value, not per row
     for target in targets:
         print(
             f"\n{target}: {base.transfer.seeds} seeds, budget {base.transfer.timesteps:,}\n"
             f"| {key} | sources solved | scratch median TTT | strategy | P(0) | reached | median TTT | speed-up | "
             "AUC ratio [CI] | final IQM [CI] | P(improve) [CI] | flags |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
         )
-        for raw, run_dir, summary in done:
+        for (raw, _, summary), solved in zip(done, sources):
             rows = {r["strategy"]: r for r in summary["rows"] if r["target"] == target}
             scratch = rows[BASELINE]
             for strategy in strategies:
                 r = rows[strategy]
                 flags = ", ".join(f for f in ("significant", "negative_transfer") if r.get(f))
                 print(
-                    f"| {raw} | {_sources(run_dir)} | {_ttt(scratch)} ({scratch['reached']}/{scratch['seeds']}) | "
+                    f"| {raw} | {solved} | {_ttt(scratch)} ({scratch['reached']}/{scratch['seeds']}) | "
                     f"{strategy} | {r['p0_iqm']:.2f} | {r['reached']}/{r['seeds']} | {_ttt(r)} | {_speedup(r)} | "
                     f"{_ci(r, 'auc_ratio')} | {_ci(r, 'final_iqm')} | {_ci(r, 'p_improve')} | {flags} |"
                 )
