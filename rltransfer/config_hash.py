@@ -34,9 +34,25 @@ def experiment_hash(cfg: ExperimentConfig) -> str:
 def run_hash(chash: str, config: Mapping[str, Any], strategy: str) -> str:
     """The config hash of one ``strategy`` run: the experiment's, and its own parameters when the
     config sets any (``transfer.strategy_params``). So ``--set transfer.strategy_params.kickstart.beta=3``
-    re-runs the kickstart runs and re-uses every other one."""
-    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
-    return f"{chash}-{_digest(params, 8)}" if params else chash
+    re-runs the kickstart runs and re-uses every other one.
+
+    With ``agent.normalize``, a run that loads no encoder (``scratch``) starts fresh observation
+    statistics (earlier versions started them from the bundle's). Such a run's hash says so, so that
+    a run directory written before re-runs it instead of re-using it; every other run keeps its hash."""
+    key = dict((config["transfer"].get("strategy_params") or {}).get(strategy) or {})
+    if config["agent"].get("normalize") and _fresh_obs_stats(config, strategy):
+        key["obs_stats"] = "fresh"
+    return f"{chash}-{_digest(key, 8)}" if key else chash
+
+
+def _fresh_obs_stats(config: Mapping[str, Any], strategy: str) -> bool:
+    from rltransfer.strategies import get_strategy, strategy_params
+
+    try:
+        params = strategy_params(strategy, (config["transfer"].get("strategy_params") or {}).get(strategy))
+        return not get_strategy(strategy).plan(params).uses_bundle_obs_stats
+    except Exception:  # an unknown or broken strategy fails in its own run, where it is recorded
+        return False
 
 
 def _digest(data: Any, n: int) -> str:

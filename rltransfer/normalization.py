@@ -33,13 +33,20 @@ def obs_stats(env: VecEnv) -> dict[str, Any] | None:
 
 
 def with_obs_stats(
-    env: VecEnv, stats: Mapping[str, Any] | None, training: bool, adapt_obs: bool = True, norm_reward: bool = True
+    env: VecEnv,
+    stats: Mapping[str, Any] | None,
+    training: bool,
+    adapt_obs: bool = True,
+    norm_reward: bool = True,
+    fresh: bool = False,
 ) -> VecEnv:
     """Wrap ``env`` in a VecNormalize that starts from ``stats`` (``None``: ``env`` unchanged).
 
     :param training: update statistics (reward statistics are then re-estimated on this env).
     :param adapt_obs: also update the observation statistics (``False`` keeps them frozen).
     :param norm_reward: normalise rewards (only while training).
+    :param fresh: start new observation statistics (SB3's: mean 0, variance 1), keeping only
+        ``stats``' settings (key, clipping, epsilon): a run that loads no encoder.
     """
     if stats is None:
         return env
@@ -57,8 +64,9 @@ def with_obs_stats(
         if adapt_obs
         else FrozenRunningMeanStd(shape=np.shape(stats["mean"]))
     )
-    rms.mean = np.asarray(stats["mean"], dtype=np.float64)
-    rms.var = np.asarray(stats["var"], dtype=np.float64)
-    rms.count = float(stats["count"])
+    if not fresh:
+        rms.mean = np.asarray(stats["mean"], dtype=np.float64)
+        rms.var = np.asarray(stats["var"], dtype=np.float64)
+        rms.count = float(stats["count"])
     venv.obs_rms[stats["key"]] = rms
     return venv

@@ -39,6 +39,13 @@ class Plan:
     """Give the algorithm the bundle's policy as ``teacher`` (kickstarting)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def uses_bundle_obs_stats(self) -> bool:
+        """Whether the target env normalises observations with the bundle's statistics (with
+        ``agent.normalize``): they travel with the encoder, and a teacher sees what it was trained on.
+        Otherwise the run starts fresh statistics, as SB3's VecNormalize does (``scratch``)."""
+        return "encoder" in self.load or self.teacher
+
 
 @dataclass(frozen=True)
 class Strategy:

@@ -309,7 +309,9 @@ def build_target_agent(
         spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
     mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
     stats = bundle.manifest.get("obs_normalization")
-    env: VecEnv = with_obs_stats(mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen)
+    env: VecEnv = with_obs_stats(
+        mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen, fresh=not plan.uses_bundle_obs_stats
+    )
     arch = {**bundle.architecture, "task_names": [target.name]}
     if "task_spaces" in arch:  # the target's own stem and head sizes
         layout = mt_env.layout

@@ -70,3 +70,29 @@ def test_bad_yaml_file_is_reported(tmp_path):
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(p)
+
+
+def test_a_run_that_starts_fresh_observation_statistics_has_its_own_hash():
+    """With ``agent.normalize``, scratch (no encoder loaded) no longer starts from the bundle's
+    statistics: its hash changes, so older scratch runs are re-run; every other run keeps its hash."""
+    from rltransfer.config_hash import experiment_hash, run_hash
+
+    loaders = ["zero_shot", "finetune", "freeze_encoder", "adapter", "progressive", "kickstart"]
+    plain = load_config({"family": "acrobot"})
+    assert {run_hash(experiment_hash(plain), plain.to_dict(), s) for s in ["scratch", *loaders]} == {
+        experiment_hash(plain)
+    }
+    norm = load_config({"family": "acrobot", "agent": {"normalize": True}})
+    chash, config = experiment_hash(norm), norm.to_dict()
+    assert all(run_hash(chash, config, s) == chash for s in loaders)
+    assert run_hash(chash, config, "scratch").startswith(chash + "-")
+    heads = load_config(
+        {
+            "family": "acrobot",
+            "agent": {"normalize": True},
+            "transfer": {"strategy_params": {"finetune": {"load": ["heads"]}}},
+        }
+    )  # no encoder: fresh statistics too, and a hash unlike the one of the parameters alone
+    with_params = run_hash(experiment_hash(heads), heads.to_dict(), "finetune")
+    without = run_hash(experiment_hash(plain), plain.to_dict() | {"transfer": heads.to_dict()["transfer"]}, "finetune")
+    assert with_params != without and with_params.startswith(chash + "-")

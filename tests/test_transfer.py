@@ -333,6 +333,30 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
     assert fine.env.obs_rms["obs"].count > stats["count"]  # fine-tuning adapts them
     saved = json.loads((tmp_path / "fine" / "obs_normalization.json").read_text())
     np.testing.assert_allclose(saved["mean"], fine.env.obs_rms["obs"].mean)
+    kick = transfer(c, bundle, TARGET, "kickstart", timesteps=64, save=False)  # its teacher needs them
+    assert kick.env.obs_rms["obs"].count > stats["count"]
+
+
+def test_scratch_starts_fresh_observation_statistics(tmp_path):
+    """A from-scratch baseline owes nothing to the pre-training: with ``normalize: true`` it starts
+    SB3's fresh statistics, so two bundles of different pre-training seeds give the same scratch run."""
+    c = {
+        "name": "norm", "output_dir": str(tmp_path), "family": "cartpole", "source_tasks": ["short", "long"],
+        "agent": {"normalize": True, "hyperparams": HYPER}, "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+    bundles = [
+        rltransfer.load_bundle(rltransfer.pretrain(c, seed=s, out_dir=tmp_path / f"p{s}").bundle_path) for s in (0, 1)
+    ]
+    first, second = (b.manifest["obs_normalization"] for b in bundles)
+    assert first["mean"] != second["mean"]  # the pre-trainings differ
+    runs = [transfer(c, b, TARGET, "scratch", seed=3, timesteps=128, save=False) for b in bundles]
+    env = runs[0].env
+    steps = runs[0].model.num_timesteps
+    assert env.obs_rms["obs"].count == pytest.approx(1e-4 + steps + env.num_envs)  # SB3's start, then the target's
+    np.testing.assert_array_equal(env.obs_rms["obs"].mean, runs[1].env.obs_rms["obs"].mean)
+    for (name, p), (_, q) in zip(runs[0].model.policy.state_dict().items(), runs[1].model.policy.state_dict().items()):
+        assert torch.equal(p, q), name
+    assert env.clip_obs == first["clip_obs"] and env.epsilon == first["epsilon"]  # the settings are the bundle's
 
 
 def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):
