@@ -46,13 +46,10 @@ def run_hash(chash: str, config: Mapping[str, Any], strategy: str) -> str:
 
 
 def _fresh_obs_stats(config: Mapping[str, Any], strategy: str) -> bool:
-    from rltransfer.strategies import get_strategy, strategy_params
+    from rltransfer.strategies import plan_of
 
-    try:
-        params = strategy_params(strategy, (config["transfer"].get("strategy_params") or {}).get(strategy))
-        return not get_strategy(strategy).plan(params).uses_bundle_obs_stats
-    except Exception:  # an unknown or broken strategy fails in its own run, where it is recorded
-        return False
+    plan = plan_of(strategy, (config["transfer"].get("strategy_params") or {}).get(strategy))
+    return plan is not None and not plan.uses_bundle_obs_stats
 
 
 def _digest(data: Any, n: int) -> str:

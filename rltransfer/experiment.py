@@ -148,12 +148,10 @@ def plan_jobs(
 
 
 def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
-    from rltransfer.strategies import get_strategy, strategy_params
+    from rltransfer.strategies import plan_of
 
-    try:
-        return get_strategy(strategy).plan(strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))).train
-    except Exception:  # a broken strategy fails in its own run, where it is recorded
-        return True
+    plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
+    return plan is None or plan.train
 
 
 def is_done(job: RunJob) -> bool:

@@ -129,6 +129,15 @@ def strategy_params(name: str, given: Mapping[str, Any] | None) -> dict[str, Any
     return params
 
 
+def plan_of(name: str, given: Mapping[str, Any] | None) -> Plan | None:
+    """The plan of strategy ``name`` with the config's parameters ``given``, or ``None`` where it
+    cannot be made (an unknown name, bad parameters): that run fails on its own, where it is recorded."""
+    try:
+        return get_strategy(name).plan(strategy_params(name, given))
+    except Exception:
+        return None
+
+
 def _frozen(params: Mapping[str, Any], default: list[str]) -> list[str]:
     return list(params["freeze"]) if params["freeze"] is not None else default
 
