@@ -39,17 +39,15 @@ def run_hash(chash: str, config: Mapping[str, Any], strategy: str) -> str:
     With ``agent.normalize``, a run that loads no encoder (``scratch``) starts fresh observation
     statistics (earlier versions started them from the bundle's). Such a run's hash says so, so that
     a run directory written before re-runs it instead of re-using it; every other run keeps its hash."""
-    key = dict((config["transfer"].get("strategy_params") or {}).get(strategy) or {})
-    if config["agent"].get("normalize") and _fresh_obs_stats(config, strategy):
-        key["obs_stats"] = "fresh"
-    return f"{chash}-{_digest(key, 8)}" if key else chash
-
-
-def _fresh_obs_stats(config: Mapping[str, Any], strategy: str) -> bool:
     from rltransfer.strategies import plan_of
 
-    plan = plan_of(strategy, (config["transfer"].get("strategy_params") or {}).get(strategy))
-    return plan is not None and not plan.uses_bundle_obs_stats
+    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
+    key = dict(params or {})
+    if config["agent"].get("normalize"):
+        plan = plan_of(strategy, params)
+        if plan is not None and not plan.uses_bundle_obs_stats:
+            key["obs_stats"] = "fresh"
+    return f"{chash}-{_digest(key, 8)}" if key else chash
 
 
 def _digest(data: Any, n: int) -> str:
