@@ -19,7 +19,7 @@ from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import run_hash
 from rltransfer.errors import UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
-from rltransfer.summary import BASELINE, COLUMNS, row_for, table_rows, verdict
+from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, row_for, table_rows, verdict
 
 CSV_FIELDS = [
     "target", "split", "strategy", "seeds", "failed_runs", "pretrain_steps", "pretrain_steps_amortised", "p0_iqm",
@@ -101,11 +101,13 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
                         }
                     )
                 continue
-            rows.append(
-                row_for(
-                    target, split, strategy, runs, scratch, budget, pre, max(1, len(targets)), fails[(target, strategy)]
-                )
+            row = row_for(
+                target, split, strategy, runs, scratch, budget, pre, max(1, len(targets)), fails[(target, strategy)]
             )
+            groups = by_pretraining(runs, budget) if strategy != BASELINE else None
+            if groups:  # scratch loads nothing of a pre-training: its runs are not split
+                row["by_pretrain"] = groups
+            rows.append(row)
     protocol = manifest.get("protocol", {})
     return {
         "experiment": config["name"],
@@ -137,6 +139,25 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Each transfer strategy's runs by the pre-training they started from (empty with one)."""
+    split = [r for r in rows if r.get("by_pretrain")]
+    if not split:
+        return ""
+    lines = [
+        "| strategy | pre-training | seeds | P(0) mean | final mean | AUC mean | reached | KM median TTT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in split:
+        for g in r["by_pretrain"]:
+            ttt = "- (censored)" if g["ttt_median"] is None else f"{g['ttt_median']:,.0f}"
+            lines.append(
+                f"| {r['strategy']} | {g['pretrain_seed']} | {', '.join(map(str, g['seeds']))} | {g['p0_mean']:.2f} "
+                f"| {g['final_mean']:.2f} | {g['auc_mean']:.2f} | {g['reached']}/{len(g['seeds'])} | {ttt} |"
+            )
+    return "\n".join(lines)
+
+
 def text_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A compact table for the terminal."""
     cols = [0, 1, 2, 4, 7, 8, 9, 10, 11, 12, 14]
@@ -153,7 +174,12 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         f"every {p.get('every'):,} target steps and at 0 and B; reset seeds {p.get('eval_seed')}+i, shared by every run",
         f"- budget B = {p.get('budget'):,} target steps per run; seeds per (target, strategy): {p.get('seeds')}",
         f"- pre-training: N_pre = {summary['pretrain_steps']:,} source steps ({p.get('pretrain_seeds', 1)} seed(s)); "
-        f"amortised over K = {len(summary['targets'])} target(s)",
+        f"amortised over K = {len(summary['targets'])} target(s)"
+        + (
+            f"; transfer seed i starts from pre-training i mod {p['pretrain_seeds']}"
+            if p.get("pretrain_seeds", 1) > 1
+            else ""
+        ),
         "- score s = (R - R_random) / (tau - R_random); R_random: uniform random policy, 100 episodes, measured",
         "- CIs: 95% bootstrap over seeds (BCa for n >= 10, else percentile), seeded; TTT: two consecutive evaluations "
         "with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on AUC (Mann-Whitney form); log-rank one-sided",
@@ -268,6 +294,16 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         rows = [r for r in summary["rows"] if r["target"] == target]
         split = rows[0]["split"] if rows else "?"
         md += [f"## {target} ({split})", "", f"**{summary['verdicts'][target]}**", "", markdown_table(rows), ""]
+        by_pre = pretraining_table(rows)
+        if by_pre:
+            md += [
+                f"By pre-training (transfer seed i starts from pre-training i mod {summary['protocol'].get('pretrain_seeds')}; "
+                "runs that share one are not independent, and the confidence intervals above do not show how much "
+                "a result owes to one):",
+                "",
+                by_pre,
+                "",
+            ]
         curves = _curves(current, target)
         if curves:
             plot_curves(report / f"curves_{target}.png", target, curves)

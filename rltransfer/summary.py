@@ -119,6 +119,38 @@ def row_for(
     return row
 
 
+def by_pretraining(runs: Sequence[Mapping[str, Any]], budget: int) -> list[dict[str, Any]] | None:
+    """The strategy's runs split by the pre-training they started from (``pretrain.seeds`` > 1), or
+    None when they share one.
+
+    Runs that start from the same pre-training are not independent: the row's confidence intervals
+    resample transfer seeds and cannot show how much a result owes to one pre-training. These groups
+    (3 or 4 runs each with 10 seeds over 3 pre-trainings) do; they are described by their means and
+    Kaplan-Meier median, not given confidence intervals of their own.
+    """
+    groups: dict[int, list] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        groups.setdefault(int(r.get("pretrain_seed", 0)), []).append(r)
+    if len(groups) < 2:
+        return None
+    out = []
+    for p, group in sorted(groups.items()):
+        m = {k: np.array([r["metrics"][k] for r in group], dtype=float) for k in ("p0", "final", "auc", "ttt")}
+        reached = np.array([r["metrics"]["reached"] for r in group], dtype=bool)
+        out.append(
+            {
+                "pretrain_seed": p,
+                "seeds": [int(r["seed"]) for r in group],
+                "p0_mean": float(m["p0"].mean()),
+                "final_mean": float(m["final"].mean()),
+                "auc_mean": float(m["auc"].mean()),
+                "reached": int(reached.sum()),
+                "ttt_median": metrics.kaplan_meier(m["ttt"], reached, budget).median(),
+            }
+        )
+    return out
+
+
 def _speed_rank(row: Mapping[str, Any]) -> float:
     """How much sooner than scratch a strategy reaches the threshold, for ranking: infinite when it
     is there at step 0, the measured speed-up, a lower bound when scratch's median is censored, else 0."""

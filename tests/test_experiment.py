@@ -67,7 +67,7 @@ def test_tiny_experiment_writes_every_output(finished):
     assert {"experiment", "family", "protocol", "config_hash", "versions"} <= set(summary)
     assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune"]
     for row in summary["rows"]:
-        assert set(row) >= ROW_KEYS
+        assert set(row) >= ROW_KEYS and "by_pretrain" not in row  # one pre-training: nothing to split
         assert row["split"] == "extrapolation" and row["seeds"] == 2
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done" and all(r["status"] == "ok" for r in manifest["runs"].values())
@@ -75,7 +75,7 @@ def test_tiny_experiment_writes_every_output(finished):
     tasks = summary["protocol"]["tasks"]["very-long-heavy"]
     assert tasks["threshold"] == 475.0 and 5 < tasks["random_return"] < 200
     md = (run_dir / "report" / "report.md").read_text()
-    assert "| very-long-heavy | finetune | 2 |" in md and "## Protocol" in md
+    assert "| very-long-heavy | finetune | 2 |" in md and "## Protocol" in md and "By pre-training" not in md
 
 
 def test_runs_are_evaluated_at_zero_every_k_steps_and_at_the_budget(finished):
@@ -211,6 +211,31 @@ def test_a_failing_run_is_isolated_and_reported(tmp_path):
     assert [f["error"] for f in summary["failures"]] == ["RuntimeError: boom on purpose"] * 2
     assert summary["rows"][0]["strategy"] == "scratch" and summary["rows"][0]["seeds"] == 2
     assert "## Failed runs" in (res.run_dir / "report" / "report.md").read_text()
+
+
+def test_pretraining_seeds_spread_the_transfer_seeds_and_the_report_splits_them(finished, tmp_path):
+    cfg, _ = finished
+    cfg2 = {
+        **cfg, "output_dir": str(tmp_path / "runs"), "pretrain": {**cfg["pretrain"], "seeds": 2},
+        "transfer": {**cfg["transfer"], "seeds": 3, "strategies": ["scratch", "zero_shot"]},
+    }  # fmt: skip
+    res = rltransfer.run_experiment(cfg2, progress=False, echo=False)
+    bundles = [res.run_dir / "pretrain" / sub / "bundle" / "components.safetensors" for sub in ("", "seed-1")]
+    assert bundles[0].read_bytes() != bundles[1].read_bytes()  # two pre-trainings, not one twice
+    run = {
+        seed: json.loads((res.run_dir / f"runs/very-long-heavy/zero_shot/seed-{seed}/result.json").read_text())
+        for seed in range(3)
+    }
+    assert [run[s]["pretrain_seed"] for s in range(3)] == [0, 1, 0]
+    assert run[0]["curve"] == run[2]["curve"]  # zero_shot: the same pre-training, the same agent
+    rows = {r["strategy"]: r for r in res.summary["rows"]}
+    assert "by_pretrain" not in rows["scratch"]  # scratch loads nothing of a pre-training
+    groups = rows["zero_shot"]["by_pretrain"]
+    assert [(g["pretrain_seed"], g["seeds"]) for g in groups] == [(0, [0, 2]), (1, [1])]
+    assert groups[0]["p0_mean"] == run[0]["metrics"]["p0"] and groups[1]["auc_mean"] == run[1]["metrics"]["auc"]
+    md = (res.run_dir / "report" / "report.md").read_text()
+    assert "By pre-training" in md and "| zero_shot | 1 | 1 |" in md
+    assert "transfer seed i starts from pre-training i mod 2" in md
 
 
 def test_two_workers_give_bit_identical_results_to_one(finished, tmp_path):

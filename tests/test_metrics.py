@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rltransfer import metrics
-from rltransfer.summary import row_for, verdict
+from rltransfer.summary import by_pretraining, row_for, verdict
 
 
 def test_normalisation_maps_random_to_0_and_threshold_to_1_also_for_negative_returns():
@@ -129,3 +129,16 @@ def test_verdict_ranks_a_strategy_at_the_threshold_from_step_0_first():
             for name, runs in (("scratch", scratch), ("finetune", at_zero), ("kickstart", faster))]  # fmt: skip
     assert rows[1]["ttt_median"] == 0 and rows[1]["speedup_to_threshold"] is None
     assert verdict(rows).startswith("best: finetune, reaches the threshold at step 0")
+
+
+def test_runs_split_by_pre_training_with_hand_computed_means():
+    runs = [_run(0, [0.5, 1.0, 1.0, 1.0, 1.0]), _run(1, [0, 0, 0.2, 0.4, 0.4]), _run(2, [0.3, 0.5, 1.0, 1.0, 1.0])]
+    assert by_pretraining(runs, 40) is None  # no pretrain_seed: one pre-training
+    for r in runs:
+        r["pretrain_seed"] = r["seed"] % 2
+    first, second = by_pretraining(runs, 40)
+    assert first["pretrain_seed"] == 0 and first["seeds"] == [0, 2] and second["seeds"] == [1]
+    assert first["p0_mean"] == pytest.approx(0.4) and first["final_mean"] == pytest.approx(1.0)
+    assert first["auc_mean"] == pytest.approx((37.5 / 40 + 31.5 / 40) / 2)  # trapezoids: 37.5 and 31.5 over 40 steps
+    assert first["reached"] == 2 and first["ttt_median"] == 10.0  # KM median of {10, 20}: the first
+    assert second["reached"] == 0 and second["ttt_median"] is None and second["auc_mean"] == pytest.approx(0.2)
