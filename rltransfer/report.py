@@ -297,9 +297,8 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         by_pre = pretraining_table(rows)
         if by_pre:
             md += [
-                f"By pre-training (transfer seed i starts from pre-training i mod {summary['protocol'].get('pretrain_seeds')}; "
-                "runs that share one are not independent, and the confidence intervals above do not show how much "
-                "a result owes to one):",
+                "By pre-training (see the protocol; runs that share one are not independent, and the confidence "
+                "intervals above do not show how much a result owes to one):",
                 "",
                 by_pre,
                 "",
