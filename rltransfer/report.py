@@ -17,8 +17,9 @@ import yaml
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import run_hash
-from rltransfer.errors import UserInputError
+from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
+from rltransfer.strategies import COMMON, strategy_params
 from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, row_for, table_rows, verdict
 
 CSV_FIELDS = [
@@ -108,7 +109,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
             if groups:  # scratch loads nothing of a pre-training: its runs are not split
                 row["by_pretrain"] = groups
             rows.append(row)
-    protocol = manifest.get("protocol", {})
+    protocol = {**manifest.get("protocol", {}), "transfer": transfer_settings(config)}
     return {
         "experiment": config["name"],
         "family": config["family"],
@@ -123,6 +124,41 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
         ],
         "rows": rows,
     }
+
+
+HEAD_INIT = {
+    "fresh": "fresh (random) target heads",
+    "mean": "the mean of the source heads",
+    "nearest": "the head of the source task nearest by context",
+    "probe": "the source head that did best on the target when each was run unchanged for {n} episode(s) before training "
+    "(its steps charged to the run)",
+}
+
+
+def transfer_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """How the runs of ``config`` started: the target head's initialisation and each strategy's
+    parameters as resolved (defaults updated with ``transfer.strategy_params``; ``load`` and
+    ``freeze`` only where the config sets them)."""
+    tr = config["transfer"]
+    given_all = tr.get("strategy_params") or {}
+    params = {}
+    for name in _strategies(config)[1:]:
+        given = given_all.get(name) or {}
+        try:
+            resolved = strategy_params(name, given)
+        except ConfigError:  # a strategy registered by the script that ran it, not here
+            resolved = dict(given)
+        shown = {k: v for k, v in resolved.items() if k not in COMMON or k in given}
+        if shown:
+            params[name] = shown
+    out: dict[str, Any] = {"head_init": tr.get("head_init", "nearest"), "strategy_params": params}
+    if out["head_init"] == "probe":
+        out["probe_episodes"] = int(tr.get("probe_episodes", 1))
+    return out
+
+
+def _value(v: Any) -> str:
+    return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -184,6 +220,16 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         "- CIs: 95% bootstrap over seeds (BCa for n >= 10, else percentile), seeded; TTT: two consecutive evaluations "
         "with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on AUC (Mann-Whitney form); log-rank one-sided",
     ]
+    tr = p.get("transfer")
+    if tr:
+        head = HEAD_INIT.get(tr["head_init"], tr["head_init"]).format(n=tr.get("probe_episodes"))
+        line = f"- target heads (where each task has its own; transfer.head_init: {tr['head_init']}): {head}"
+        if tr["strategy_params"]:
+            line += "; strategy parameters: " + "; ".join(
+                f"{name} " + ", ".join(f"{k}={_value(v)}" for k, v in ps.items())
+                for name, ps in tr["strategy_params"].items()
+            )
+        lines.append(line)
     for task, tb in p.get("tasks", {}).items():
         lines.append(f"- {task}: threshold tau = {tb['threshold']:g}, R_random = {tb['random_return']:.1f}")
     return "\n".join(lines)

@@ -190,6 +190,29 @@ def test_report_rerenders_from_disk(finished):
     assert (res.run_dir / "report" / "summary.json").is_file() and len(summary["rows"]) == 3
 
 
+def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
+    from rltransfer.report import protocol_text, transfer_settings
+
+    config = {
+        "transfer": {
+            "strategies": ["scratch", "zero_shot", "heads_only", "adapter", "my_own"], "head_init": "probe",
+            "probe_episodes": 3, "strategy_params": {"heads_only": {"freeze": ["encoder", "trunk.pi"]},
+                                                     "adapter": {"rank": 2}, "my_own": {"alpha": 1}},
+        }
+    }  # fmt: skip
+    settings = transfer_settings(config)
+    # Defaults filled in; load and freeze only where set; a strategy not registered here keeps what was given.
+    assert settings == {
+        "head_init": "probe", "probe_episodes": 3,
+        "strategy_params": {"heads_only": {"freeze": ["encoder", "trunk.pi"]}, "adapter": {"rank": 2, "alpha": 8.0},
+                            "my_own": {"alpha": 1}},
+    }  # fmt: skip
+    text = protocol_text({"protocol": {"every": 10, "episodes": 2, "budget": 100, "transfer": settings},
+                          "pretrain_steps": 5, "targets": ["t"]})  # fmt: skip
+    assert "unchanged for 3 episode(s) before training (its steps charged to the run)" in text
+    assert "heads_only freeze=[encoder, trunk.pi]; adapter rank=2, alpha=8.0; my_own alpha=1" in text
+
+
 def test_a_failing_run_is_isolated_and_reported(tmp_path):
     @register_strategy("explodes_test", overwrite=True)
     def explodes(params):
@@ -324,6 +347,10 @@ def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
         run_hash = json.loads(p.read_text())["config_hash"]
         assert run_hash.startswith(manifest["config_hash"] + "-") and len(run_hash) == 16 + 1 + 8
     assert [r["seeds"] for r in out.summary["rows"]] == [2, 2, 2, 2]
+    assert out.summary["protocol"]["transfer"]["strategy_params"] == {"lr_scaled": {"lr_scale": 0.5}}
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "transfer.head_init: nearest): the head of the source task nearest by context" in md
+    assert "strategy parameters: lr_scaled lr_scale=0.5" in md
 
     # The report counts only runs made with the config's parameters (here: changed after the runs).
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
