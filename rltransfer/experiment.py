@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,27 +96,64 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def ensure_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool, progress: bool) -> Path:
-    """The bundle of pre-training seed ``seed``: reused when it exists for this config, else trained."""
+def _bundle_dir(cfg: ExperimentConfig, seed: int) -> Path:
+    return cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+
+
+def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int) -> bool:
+    """Whether pre-training seed ``seed`` left a readable bundle of this config."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
+
+    path = _bundle_dir(cfg, seed) / "bundle"
+    if not (path / "bundle.json").is_file():
+        return False
+    try:
+        return load_bundle(path).manifest.get("experiment_hash") == chash
+    except BundleError:
+        return False  # damaged: train again
+
+
+def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bool = False, echo: bool = False):
+    """Pre-train seed ``seed`` of ``config`` into its place in the run directory (a worker's job)."""
     from rltransfer.pretraining import pretrain
 
-    out = cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
-    path = out / "bundle"
-    if (path / "bundle.json").is_file():
-        try:
-            if load_bundle(path).manifest.get("experiment_hash") == chash:
-                return path
-        except BundleError:
-            pass  # damaged: train again
-    if echo:
-        print(
-            f"pre-training seed {seed} on {len(resolve(cfg).sources)} source tasks ({cfg.pretrain.timesteps:,} steps)..."
-        )
+    cfg = load_config(config)
     return pretrain(
-        cfg, seed=seed, out_dir=out, progress=progress, echo=echo, extra_manifest={"experiment_hash": chash}
-    ).bundle_path
+        cfg, seed=seed, out_dir=_bundle_dir(cfg, seed), progress=progress, echo=echo,
+        extra_manifest={"experiment_hash": chash},
+    ).evaluation  # fmt: skip
+
+
+def ensure_bundles(
+    cfg: ExperimentConfig, chash: str, echo: bool, progress: bool, pool: ProcessPoolExecutor | None = None
+) -> list[Path]:
+    """The bundle of every pre-training seed: reused when it exists for this config, else trained.
+
+    With a worker pool and more than one seed to train, the seeds train side by side, one per worker.
+    Each seeds itself and uses one thread, so the bundles are byte for byte the ones trained one by one.
+    """
+    from rltransfer.pretraining import format_evaluation
+
+    todo = [p for p in range(cfg.pretrain.seeds) if not _has_bundle(cfg, chash, p)]
+    sources = len(resolve(cfg).sources)
+    if pool is None or len(todo) < 2:
+        for p in todo:
+            if echo:
+                print(f"pre-training seed {p} on {sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
+            pretrain_seed(cfg.to_dict(), chash, p, progress=progress, echo=echo)
+    else:
+        if echo:
+            print(
+                f"pre-training seeds {', '.join(map(str, todo))} side by side on {sources} source tasks "
+                f"({cfg.pretrain.timesteps:,} steps each)..."
+            )
+        futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), chash, p)) for p in todo]
+        for p, future in futures:
+            evaluation = future.result()
+            if echo:
+                print(f"pre-training seed {p}:\n{format_evaluation(evaluation, resolve(cfg))}")
+    return [_bundle_dir(cfg, p) / "bundle" for p in range(cfg.pretrain.seeds)]
 
 
 def plan_jobs(
@@ -200,7 +238,7 @@ def run_experiment(
             )  # fmt: skip
             write_json_atomic(run_dir / "manifest.json", manifest)
 
-            bundles = [ensure_bundle(cfg, chash, p, echo, progress) for p in range(cfg.pretrain.seeds)]
+            bundles = ensure_bundles(cfg, chash, echo, progress, pool)
             from rltransfer.bundle import load_bundle
 
             pre_steps = int(load_bundle(bundles[0]).manifest["timesteps"])

@@ -261,6 +261,24 @@ def test_pretraining_seeds_spread_the_transfer_seeds_and_the_report_splits_them(
     assert "transfer seed i starts from pre-training i mod 2" in md
 
 
+def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tmp_path, capsys):
+    cfg, _ = finished
+    grid = {**cfg["transfer"], "seeds": 2, "strategies": ["zero_shot"]}
+    runs = {}
+    for workers in (1, 2):
+        c = {
+            **cfg, "output_dir": str(tmp_path / f"w{workers}"), "pretrain": {**cfg["pretrain"], "seeds": 2},
+            "transfer": grid, "runner": {"workers": workers},
+        }  # fmt: skip
+        runs[workers] = rltransfer.run_experiment(c, progress=False, echo=workers == 2).run_dir
+    out = capsys.readouterr().out
+    assert "pre-training seeds 0, 1 side by side" in out and "pre-training seed 1:" in out
+    for sub in ("", "seed-1"):
+        files = [runs[w] / "pretrain" / sub / "bundle" / "components.safetensors" for w in (1, 2)]
+        assert files[0].read_bytes() == files[1].read_bytes()
+    assert results(runs[2]) == results(runs[1])
+
+
 def test_two_workers_give_bit_identical_results_to_one(finished, tmp_path):
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"workers": 2}}
