@@ -178,7 +178,16 @@ def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
         speed = best["speedup_note"] or "no speed-up measurable"
     if not best["significant"]:
         return f"no strategy beats scratch significantly (closest: {best['strategy']}, {speed}, {pi})"
-    return f"best: {best['strategy']}, {speed}, {pi}"
+    tied = [r["strategy"] for r in others if r is not best and _alike(r, best)]
+    alike = f" ({', '.join(tied)} alike: the same time to threshold, AUC IQM CIs overlapping)" if tied else ""
+    return f"best: {best['strategy']}{alike}, {speed}, {pi}"
+
+
+def _alike(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether the ranking cannot tell ``a`` from ``b``: both significant, the same Kaplan-Meier
+    median time to threshold, and overlapping AUC IQM intervals (the point estimate alone decided)."""
+    (alo, ahi), (blo, bhi) = a["auc_iqm_ci"], b["auc_iqm_ci"]
+    return a["significant"] and b["significant"] and a["ttt_median"] == b["ttt_median"] and alo <= bhi and blo <= ahi
 
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:

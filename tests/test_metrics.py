@@ -131,6 +131,21 @@ def test_verdict_ranks_a_strategy_at_the_threshold_from_step_0_first():
     assert verdict(rows).startswith("best: finetune, reaches the threshold at step 0")
 
 
+def test_verdict_names_the_strategies_it_cannot_tell_from_the_best():
+    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
+    fast = [_run(s, [0.5 + 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10
+    same = [_run(s, [0.52 - 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # the same, other noise
+    later = [_run(s, [0.2, 0.5, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 20
+    rows = [row_for("t", "extrapolation", name, runs, scratch, 40, 1000, 2, 0)
+            for name, runs in (("scratch", scratch), ("finetune", fast), ("adapter", same), ("lr_scaled", later))]  # fmt: skip
+    assert rows[1]["ttt_median"] == rows[2]["ttt_median"] == 10
+    line = verdict(rows)
+    assert line.startswith(("best: finetune (adapter alike: ", "best: adapter (finetune alike: ")), line
+    assert "lr_scaled" not in line
+    # One strategy alone at its time to threshold: nothing alike.
+    assert "alike" not in verdict([rows[0], rows[1], rows[3]])
+
+
 def test_runs_split_by_pre_training_with_hand_computed_means():
     runs = [_run(0, [0.5, 1.0, 1.0, 1.0, 1.0]), _run(1, [0, 0, 0.2, 0.4, 0.4]), _run(2, [0.3, 0.5, 1.0, 1.0, 1.0])]
     assert by_pretraining(runs, 40) is None  # no pretrain_seed: one pre-training
