@@ -136,7 +136,8 @@ def ensure_bundles(
     from rltransfer.pretraining import format_evaluation
 
     todo = [p for p in range(cfg.pretrain.seeds) if not _has_bundle(cfg, chash, p)]
-    sources = len(resolve(cfg).sources)
+    setup = resolve(cfg)
+    sources = len(setup.sources)
     if pool is None or len(todo) < 2:
         for p in todo:
             if echo:
@@ -152,7 +153,7 @@ def ensure_bundles(
         for p, future in futures:
             evaluation = future.result()
             if echo:
-                print(f"pre-training seed {p}:\n{format_evaluation(evaluation, resolve(cfg))}")
+                print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
     return [_bundle_dir(cfg, p) / "bundle" for p in range(cfg.pretrain.seeds)]
 
 
