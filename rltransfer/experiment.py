@@ -96,16 +96,13 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _bundle_dir(cfg: ExperimentConfig, seed: int) -> Path:
-    return cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
-
-
 def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int) -> bool:
     """Whether pre-training seed ``seed`` left a readable bundle of this config."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
+    from rltransfer.pretraining import pretrain_dir
 
-    path = _bundle_dir(cfg, seed) / "bundle"
+    path = pretrain_dir(cfg, seed) / "bundle"
     if not (path / "bundle.json").is_file():
         return False
     try:
@@ -118,11 +115,9 @@ def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bo
     """Pre-train seed ``seed`` of ``config`` into its place in the run directory (a worker's job)."""
     from rltransfer.pretraining import pretrain
 
-    cfg = load_config(config)
     return pretrain(
-        cfg, seed=seed, out_dir=_bundle_dir(cfg, seed), progress=progress, echo=echo,
-        extra_manifest={"experiment_hash": chash},
-    ).evaluation  # fmt: skip
+        config, seed=seed, progress=progress, echo=echo, extra_manifest={"experiment_hash": chash}
+    ).evaluation
 
 
 def ensure_bundles(
@@ -133,7 +128,7 @@ def ensure_bundles(
     With a worker pool and more than one seed to train, the seeds train side by side, one per worker.
     Each seeds itself and uses one thread, so the bundles are byte for byte the ones trained one by one.
     """
-    from rltransfer.pretraining import format_evaluation
+    from rltransfer.pretraining import format_evaluation, pretrain_dir
 
     todo = [p for p in range(cfg.pretrain.seeds) if not _has_bundle(cfg, chash, p)]
     setup = resolve(cfg)
@@ -154,7 +149,7 @@ def ensure_bundles(
             evaluation = future.result()
             if echo:
                 print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
-    return [_bundle_dir(cfg, p) / "bundle" for p in range(cfg.pretrain.seeds)]
+    return [pretrain_dir(cfg, p) / "bundle" for p in range(cfg.pretrain.seeds)]
 
 
 def plan_jobs(

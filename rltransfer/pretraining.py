@@ -66,6 +66,11 @@ def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episo
     return out
 
 
+def pretrain_dir(cfg: ExperimentConfig, seed: int) -> Path:
+    """Where pre-training seed ``seed`` of an experiment writes ``bundle/`` and ``tb/``."""
+    return cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+
+
 def pretrain(
     config: str | Path | Mapping[str, Any] | ExperimentConfig,
     overrides: Iterable[str] | Mapping[str, Any] = (),
@@ -87,7 +92,7 @@ def pretrain(
     """
     cfg = load_config(config, overrides)
     setup = resolve(cfg)
-    out = Path(out_dir) if out_dir is not None else cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+    out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir, tb_dir = out / "bundle", out / "tb"
     names = [t.name for t in setup.sources]
 
