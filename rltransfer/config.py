@@ -77,6 +77,34 @@ class PretrainConfig(_Strict):
     """Episodes per source task in the final evaluation."""
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     """Overrides of ``agent.hyperparams`` for pre-training only (e.g. a larger ``batch_size``)."""
+    min_source_score: float | None = None
+    """A gate on pre-trainings (experiments): one whose final evaluation scores below this on some
+    source task (score s = (R - R_random) / (tau - R_random); 1.0 is the task's threshold) is not
+    transferred from; the next seed is trained in its place, and its steps count in the cost of
+    pre-training. ``None``: every pre-training is kept."""
+    max_seeds: int | None = Field(None, ge=1)
+    """With ``min_source_score``: the most pre-training seeds to try, rejected ones included, before
+    the experiment stops and says so (default: twice ``seeds``)."""
+
+    @model_validator(mode="after")
+    def _max_seeds_with_a_gate(self) -> PretrainConfig:
+        if self.max_seeds is not None:
+            if self.min_source_score is None:
+                raise ValueError(
+                    "pretrain.max_seeds applies only with pretrain.min_source_score (the gate); set both or neither"
+                )
+            if self.max_seeds < self.seeds:
+                raise ValueError(
+                    f"pretrain.max_seeds ({self.max_seeds}) is below pretrain.seeds ({self.seeds}); it counts every seed tried"
+                )
+        return self
+
+    @property
+    def seeds_to_try(self) -> int:
+        """How many seeds may be trained to keep ``seeds`` of them."""
+        if self.min_source_score is None:
+            return self.seeds
+        return self.max_seeds if self.max_seeds is not None else 2 * self.seeds
 
 
 class TransferConfig(_Strict):

@@ -13,3 +13,7 @@ class ConfigError(UserInputError):
 
 class BundleError(UserInputError):
     """A bundle that is missing, corrupted, or does not fit what it is loaded into."""
+
+
+class GateError(UserInputError):
+    """Too few pre-trainings passed ``pretrain.min_source_score`` within ``pretrain.max_seeds``."""

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +19,9 @@ from typing import Any
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import experiment_hash, run_hash
-from rltransfer.errors import UserInputError
+from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
 
@@ -122,38 +123,72 @@ def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bo
 
 def ensure_bundles(
     cfg: ExperimentConfig, chash: str, echo: bool, progress: bool, pool: ProcessPoolExecutor | None = None
-) -> list[Path]:
-    """The bundle of every pre-training seed: reused when it exists for this config, else trained.
+) -> list[Pretraining]:
+    """Every pre-training seed the experiment tries, each reused where its bundle exists for this
+    config and trained otherwise, and whether it is kept (:mod:`rltransfer.source_gate`).
 
-    With a worker pool and more than one seed to train, the seeds train side by side, one per worker.
-    Each seeds itself and uses one thread, so the bundles are byte for byte the ones trained one by one.
+    Seeds ``0..pretrain.seeds-1`` first, each in its own place; with a gate, a rejected one's place
+    goes to the next seed not yet tried, up to ``pretrain.max_seeds`` seeds in all (the same seeds in
+    the same places however many train at a time). With a worker pool and more than one seed to train, the seeds train side by side, one
+    per worker. Each seeds itself and uses one thread, so the bundles are byte for byte the ones
+    trained one by one. Raises :class:`GateError` when too few pass.
     """
+    from rltransfer.bundle import load_bundle
+    from rltransfer.evaluation import thresholds_and_baselines
     from rltransfer.pretraining import format_evaluation, pretrain_dir
 
-    todo = [p for p in range(cfg.pretrain.seeds) if not _has_bundle(cfg, chash, p)]
     setup = resolve(cfg)
-    sources = len(setup.sources)
-    if pool is None or len(todo) < 2:
-        for p in todo:
+    n_sources = len(setup.sources)
+    wanted, limit, gate = cfg.pretrain.seeds, cfg.pretrain.seeds_to_try, cfg.pretrain.min_source_score
+    baselines = thresholds_and_baselines(setup.family, setup.sources, cfg.evaluation.thresholds)
+    judged: list[Pretraining] = []
+    open_slots = list(range(wanted))
+    while open_slots and len(judged) < limit:
+        batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
+        todo = [p for p in batch if not _has_bundle(cfg, chash, p)]
+        if pool is None or len(todo) < 2:
+            for p in todo:
+                if echo:
+                    print(f"pre-training seed {p} on {n_sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
+                pretrain_seed(cfg.to_dict(), chash, p, progress=progress, echo=echo)
+        else:
             if echo:
-                print(f"pre-training seed {p} on {sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
-            pretrain_seed(cfg.to_dict(), chash, p, progress=progress, echo=echo)
-    else:
-        if echo:
-            print(
-                f"pre-training seeds {', '.join(map(str, todo))} side by side on {sources} source tasks "
-                f"({cfg.pretrain.timesteps:,} steps each)..."
-            )
-        futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), chash, p)) for p in todo]
-        for p, future in futures:
-            evaluation = future.result()
-            if echo:
-                print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
-    return [pretrain_dir(cfg, p) / "bundle" for p in range(cfg.pretrain.seeds)]
+                print(
+                    f"pre-training seeds {', '.join(map(str, todo))} side by side on {n_sources} source tasks "
+                    f"({cfg.pretrain.timesteps:,} steps each)..."
+                )
+            futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), chash, p)) for p in todo]
+            for p, future in futures:
+                evaluation = future.result()
+                if echo:
+                    print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
+        still_open = []
+        for slot, p in zip(open_slots, batch):
+            manifest = load_bundle(pretrain_dir(cfg, p) / "bundle").manifest
+            scores = source_scores(manifest["evaluation"], baselines)
+            kept = passes(scores, gate)
+            judged.append(Pretraining(p, int(manifest["timesteps"]), scores, slot if kept else None))
+            if not kept:
+                still_open.append(slot)
+                if echo:
+                    name, score = judged[-1].weakest
+                    print(
+                        f"pre-training seed {p} rejected (pretrain.min_source_score={gate:g}): {name} scored {score:.2f}"
+                    )
+        open_slots = sorted(still_open + open_slots[len(batch) :])
+    return judged
+
+
+def bundles_of(cfg: ExperimentConfig, pretrainings: Sequence[Pretraining]) -> list[tuple[int, Path]]:
+    """The kept pre-trainings' seeds and bundles by place: transfer seed i starts from the (i mod n)-th."""
+    from rltransfer.pretraining import pretrain_dir
+
+    kept = sorted((p for p in pretrainings if p.kept), key=lambda p: p.slot)
+    return [(p.seed, pretrain_dir(cfg, p.seed) / "bundle") for p in kept]
 
 
 def plan_jobs(
-    cfg: ExperimentConfig, setup: Setup, chash: str, bundles: list[Path], protocol: Mapping[str, Any]
+    cfg: ExperimentConfig, setup: Setup, chash: str, bundles: list[tuple[int, Path]], protocol: Mapping[str, Any]
 ) -> list[RunJob]:
     strategies = [BASELINE] + [s for s in cfg.transfer.strategies if s != BASELINE]
     config = cfg.to_dict()
@@ -162,12 +197,12 @@ def plan_jobs(
         tb = protocol["tasks"][target.name]
         for strategy in strategies:
             for seed in range(cfg.transfer.seeds):
-                p = seed % len(bundles)
+                p, bundle = bundles[seed % len(bundles)]
                 jobs.append(
                     RunJob(
                         config=config,
-                        config_hash=run_hash(chash, config, strategy),
-                        bundle=str(bundles[p]),
+                        config_hash=run_hash(chash, config, strategy, seed, p),
+                        bundle=str(bundle),
                         target={"name": target.name, "params": dict(target.params)},
                         split=setup.split(target),
                         strategy=strategy,
@@ -234,15 +269,24 @@ def run_experiment(
             )  # fmt: skip
             write_json_atomic(run_dir / "manifest.json", manifest)
 
-            bundles = ensure_bundles(cfg, chash, echo, progress, pool)
-            from rltransfer.bundle import load_bundle
-
-            pre_steps = int(load_bundle(bundles[0]).manifest["timesteps"])
+            pretrainings = ensure_bundles(cfg, chash, echo, progress, pool)
+            manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
+            bundles = bundles_of(cfg, pretrainings)
+            if len(bundles) < cfg.pretrain.seeds:
+                manifest.update(status="pre-trainings rejected", finished=_now())
+                write_json_atomic(run_dir / "manifest.json", manifest)
+                raise GateError(
+                    rejection_message(
+                        pretrainings, cfg.pretrain.seeds, cfg.pretrain.min_source_score, cfg.pretrain.seeds_to_try
+                    )
+                )
+            pre_steps = steps_per_kept(pretrainings)
             tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
             ev = cfg.evaluation
             manifest["protocol"] = {
                 **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
                 "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
+                "pretrain_kept": [seed for seed, _ in bundles], "min_source_score": cfg.pretrain.min_source_score,
             }  # fmt: skip
             manifest["pretrain_steps"] = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])

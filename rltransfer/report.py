@@ -57,13 +57,21 @@ def _strategies(config: Mapping[str, Any]) -> list[str]:
     return [BASELINE] + [s for s in config["transfer"]["strategies"] if s != BASELINE]
 
 
-def in_grid(results: Sequence[Mapping[str, Any]], config: Mapping[str, Any], chash: str | None) -> list:
-    """The results of this config's grid: other seeds or strategies may share the directory."""
+def in_grid(
+    results: Sequence[Mapping[str, Any]], config: Mapping[str, Any], chash: str | None, kept: Sequence[int] = ()
+) -> list:
+    """The results of this config's grid: other seeds or strategies may share the directory, and
+    runs from a pre-training the gate has since replaced (``kept``: the pre-trainings transferred from)."""
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
+    kept = list(kept) or list(range(int(config["pretrain"]["seeds"])))
+
+    def current(r: Mapping[str, Any]) -> bool:
+        seed = int(r.get("seed", 0))
+        return r.get("config_hash") == run_hash(chash, config, r["strategy"], seed, kept[seed % len(kept)])
+
     return [
         r for r in results
-        if r.get("strategy") in strategies and r.get("seed", 0) < seeds
-        and (chash is None or r.get("config_hash") == run_hash(chash, config, r["strategy"]))
+        if r.get("strategy") in strategies and r.get("seed", 0) < seeds and (chash is None or current(r))
     ]  # fmt: skip
 
 
@@ -73,7 +81,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     chash = manifest.get("config_hash")
     budget = int(config["transfer"]["timesteps"])
     strategies = _strategies(config)
-    current = in_grid(results, config, chash)
+    current = in_grid(results, config, chash, manifest.get("protocol", {}).get("pretrain_kept", ()))
     ok = [r for r in current if r.get("status") == "ok"]
     failed = [r for r in current if r.get("status") != "ok"]
     by: dict[tuple[str, str], list] = defaultdict(list)
@@ -117,6 +125,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
         "protocol": protocol,
         "versions": manifest.get("versions", {}),
         "pretrain_steps": pre,
+        "pretrainings": manifest.get("pretrainings", []),
         "targets": targets,
         "verdicts": {t: verdict([r for r in rows if r["target"] == t and "auc_iqm" in r]) for t in targets},
         "failures": [
@@ -194,6 +203,28 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def sources_table(pretrainings: Sequence[Mapping[str, Any]]) -> str:
+    """Each pre-training seed's score on every source task at the end of pre-training."""
+    names = list(pretrainings[0]["scores"])
+    lines = ["| seed | " + " | ".join(names) + " | transferred from |", "|---|" + "---|" * (len(names) + 1)]
+    for p in pretrainings:
+        scores = " | ".join(f"{p['scores'][n]:.2f}" for n in names)
+        lines.append(f"| {p['seed']} | {scores} | {'yes' if p['kept'] else 'no (rejected)'} |")
+    return "\n".join(lines)
+
+
+def sources_text(summary: Mapping[str, Any]) -> str:
+    gate = summary["protocol"].get("min_source_score")
+    text = "Score s on each source task at the end of pre-training (the final evaluation, 1.0 at the task's threshold)"
+    if gate is None:
+        return text + "; no gate (`pretrain.min_source_score`): every pre-training is transferred from."
+    rejected = [p["seed"] for p in summary["pretrainings"] if not p["kept"]]
+    return (
+        text + f"; the gate `pretrain.min_source_score: {gate:g}` keeps a pre-training only where every source "
+        f"scores at least {gate:g}. Rejected: {', '.join(map(str, rejected)) or 'none'}; N_pre counts their steps."
+    )
+
+
 def text_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A compact table for the terminal."""
     cols = [0, 1, 2, 4, 7, 8, 9, 10, 11, 12, 14]
@@ -203,6 +234,17 @@ def text_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in data)
 
 
+def _starts_from(p: Mapping[str, Any]) -> str:
+    n = p.get("pretrain_seeds", 1)
+    kept = p.get("pretrain_kept") or list(range(n))
+    if kept != list(range(n)):
+        return (
+            f"; transfer seed i starts from the (i mod {n})-th pre-training kept by the gate "
+            f"(seeds {', '.join(map(str, kept))}); N_pre is per kept pre-training, rejected ones' steps shared among them"
+        )
+    return f"; transfer seed i starts from pre-training i mod {n}" if n > 1 else ""
+
+
 def protocol_text(summary: Mapping[str, Any]) -> str:
     p = summary["protocol"]
     lines = [
@@ -210,12 +252,7 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         f"every {p.get('every'):,} target steps and at 0 and B; reset seeds {p.get('eval_seed')}+i, shared by every run",
         f"- budget B = {p.get('budget'):,} target steps per run; seeds per (target, strategy): {p.get('seeds')}",
         f"- pre-training: N_pre = {summary['pretrain_steps']:,} source steps ({p.get('pretrain_seeds', 1)} seed(s)); "
-        f"amortised over K = {len(summary['targets'])} target(s)"
-        + (
-            f"; transfer seed i starts from pre-training i mod {p['pretrain_seeds']}"
-            if p.get("pretrain_seeds", 1) > 1
-            else ""
-        ),
+        f"amortised over K = {len(summary['targets'])} target(s)" + _starts_from(p),
         "- score s = (R - R_random) / (tau - R_random); R_random: uniform random policy, 100 episodes, measured",
         "- CIs: 95% bootstrap over seeds (BCa for n >= 10, else percentile), seeded; TTT: two consecutive evaluations "
         "with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on AUC (Mann-Whitney form); log-rank one-sided",
@@ -333,7 +370,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
     chash = summary["config_hash"]
-    current = in_grid(results, config, chash)
+    current = in_grid(results, config, chash, summary["protocol"].get("pretrain_kept", ()))
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     for target in summary["targets"]:
@@ -354,6 +391,8 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
             plot_curves(report / f"curves_{target}.png", target, curves)
             plot_ttt(report / f"ttt_{target}.png", target, current, budget)
             md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
+    if summary["pretrainings"]:
+        md += ["## Pre-trainings", "", sources_text(summary), "", sources_table(summary["pretrainings"]), ""]
     if summary["failures"]:
         md += ["## Failed runs", ""] + [f"- `{f['run']}`: {f['error']}" for f in summary["failures"]] + [""]
     md += ["## Protocol", "", protocol_text(summary), ""]

@@ -46,6 +46,11 @@ class Plan:
         Otherwise the run starts fresh statistics, as SB3's VecNormalize does (``scratch``)."""
         return "encoder" in self.load or self.teacher
 
+    @property
+    def uses_bundle(self) -> bool:
+        """Whether the run takes anything from the bundle (weights or a teacher); ``scratch`` does not."""
+        return bool(self.load) or self.teacher
+
 
 @dataclass(frozen=True)
 class Strategy:

@@ -92,3 +92,29 @@ def test_a_run_that_starts_fresh_observation_statistics_has_its_own_hash():
     fresh = run_hash(chash, heads.to_dict(), "finetune")
     params_only = run_hash(experiment_hash(plain_heads), plain_heads.to_dict(), "finetune")
     assert fresh.startswith(chash + "-") and fresh.split("-")[1] != params_only.split("-")[1]
+
+
+def test_the_pretraining_gate_is_checked_and_leaves_the_experiment_hash_alone():
+    from rltransfer.config_hash import experiment_hash
+
+    base = load_config({"family": "cartpole", "pretrain": {"seeds": 3}})
+    gated = load_config(base.to_dict(), ["pretrain.min_source_score=0.9"])
+    assert gated.pretrain.seeds_to_try == 6 and base.pretrain.seeds_to_try == 3
+    # The gate picks among the same bundles: every bundle and every run that keeps its bundle is re-used.
+    assert experiment_hash(gated) == experiment_hash(base)
+    with pytest.raises(ConfigError, match="max_seeds applies only with pretrain.min_source_score"):
+        load_config(base.to_dict(), ["pretrain.max_seeds=4"])
+    with pytest.raises(ConfigError, match=r"max_seeds \(2\) is below pretrain.seeds \(3\)"):
+        load_config(gated.to_dict(), ["pretrain.max_seeds=2"])
+
+
+def test_a_run_moved_to_another_pretraining_by_the_gate_has_its_own_hash():
+    from rltransfer.config_hash import run_hash
+
+    config = load_config({"family": "cartpole", "pretrain": {"seeds": 2}}).to_dict()
+    chash = "0" * 16
+    # Transfer seed 3 starts from pre-training 1 (3 mod 2), so naming it changes nothing ...
+    assert run_hash(chash, config, "finetune", 3, 1) == run_hash(chash, config, "finetune") == chash
+    # ... and from pre-training 2 (the gate's replacement of 1) the run is another one, except scratch's.
+    assert run_hash(chash, config, "finetune", 3, 2) != chash
+    assert run_hash(chash, config, "scratch", 3, 2) == chash

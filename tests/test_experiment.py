@@ -376,3 +376,69 @@ def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     summary = render(run_dir, tensorboard=False)
     assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune"]
+
+
+def test_the_source_gate_replaces_a_failed_pretraining_and_reruns_only_its_runs(finished, tmp_path):
+    from rltransfer.evaluation import random_return, threshold
+    from rltransfer.validation import resolve
+
+    cfg, _ = finished
+    cfg2 = {
+        **cfg, "output_dir": str(tmp_path / "runs"), "pretrain": {**cfg["pretrain"], "seeds": 2},
+        "transfer": {**cfg["transfer"], "seeds": 2, "strategies": ["scratch", "zero_shot"]},
+    }  # fmt: skip
+    res = rltransfer.run_experiment(cfg2, progress=False, echo=False)
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    pre = manifest["pretrainings"]
+    assert [(p["seed"], p["slot"], p["kept"]) for p in pre] == [(0, 0, True), (1, 1, True)]  # no gate: both
+    setup = resolve(rltransfer.load_config(cfg2))
+    for p in pre:  # the score, by hand, from the bundle's final evaluation
+        bundle = res.run_dir / "pretrain" / ("seed-1" if p["seed"] else "") / "bundle" / "bundle.json"
+        evaluation = json.loads(bundle.read_text())["evaluation"]
+        for task in setup.sources:
+            tau, rand = threshold(setup.family, task, {}), random_return(setup.family, task)
+            assert p["scores"][task.name] == pytest.approx((evaluation[task.name]["mean_return"] - rand) / (tau - rand))
+    assert "no gate (`pretrain.min_source_score`)" in (res.run_dir / "report" / "report.md").read_text()
+
+    # A gate between the two: the weaker one's place goes to the next seed that passes.
+    weakest = [min(p["scores"].values()) for p in pre]
+    assert weakest[0] != weakest[1]
+    gate, worse = max(weakest), weakest.index(min(weakest))
+    run = lambda s, strategy: res.run_dir / f"runs/very-long-heavy/{strategy}/seed-{s}/result.json"  # noqa: E731
+    before = {(s, st): run(s, st).stat().st_mtime_ns for s in (0, 1) for st in ("scratch", "zero_shot")}
+    gated = [f"pretrain.min_source_score={gate!r}", "pretrain.max_seeds=8"]
+    out = rltransfer.run_experiment(cfg2, gated, progress=False, echo=False)
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    pre = manifest["pretrainings"]
+    assert [p["seed"] for p in pre] == list(range(len(pre))) and len(pre) > 2
+    assert [p["kept"] for p in pre] == [min(p["scores"].values()) >= gate for p in pre]
+    assert pre[worse]["slot"] is None and pre[1 - worse]["slot"] == 1 - worse
+    replacement = pre[-1]  # the first seed after 0 and 1 to pass takes the rejected one's place
+    assert replacement["slot"] == worse and not any(p["kept"] for p in pre[2:-1])
+    assert manifest["protocol"]["pretrain_kept"][worse] == replacement["seed"]
+    after = {k: run(*k).stat().st_mtime_ns for k in before}
+    assert [k for k in before if after[k] != before[k]] == [(worse, "zero_shot")]  # scratch loads no bundle
+    assert json.loads(run(worse, "zero_shot").read_text())["pretrain_seed"] == replacement["seed"]
+    assert out.summary["pretrain_steps"] == round(sum(p["timesteps"] for p in pre) / 2)
+    md = (res.run_dir / "report" / "report.md").read_text()
+    assert f"Rejected: {', '.join(str(p['seed']) for p in pre if not p['kept'])}; N_pre counts their steps" in md
+    assert f"| {pre[worse]['seed']} |" in md and "no (rejected)" in md
+
+
+def test_a_gate_no_pretraining_passes_stops_with_every_bundle_kept(finished, tmp_path):
+    from rltransfer.errors import GateError
+
+    cfg, _ = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs"), "transfer": {**cfg["transfer"], "strategies": ["scratch"]}}
+    with pytest.raises(
+        GateError, match=r"0 of the 1 pre-training\(s\) wanted passed in the 2 seed\(s\) pretrain.max_seeds allows"
+    ) as err:
+        rltransfer.run_experiment(cfg2, ["pretrain.min_source_score=100"], progress=False, echo=False)
+    assert "seed 1: " in str(err.value) and "raise pretrain.max_seeds" in str(err.value)
+    run_dir = tmp_path / "runs" / "tiny"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert (
+        manifest["status"] == "pre-trainings rejected" and [p["kept"] for p in manifest["pretrainings"]] == [False] * 2
+    )
+    assert (run_dir / "pretrain" / "seed-1" / "bundle" / "bundle.json").is_file()
+    assert not (run_dir / "runs").exists()
