@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except Interrupted as err:
         print(f"rltransfer: {err}", file=sys.stderr)
-        return 130
+        return err.exit_code
     except (UserInputError, TaskError) as err:
         print(f"rltransfer: error: {err}", file=sys.stderr)
         return 2

@@ -27,7 +27,11 @@ from rltransfer.validation import Setup, resolve
 
 
 class Interrupted(UserInputError):
-    """Ctrl-C: finished runs are kept; the message says how to resume."""
+    """Ctrl-C or SIGTERM: finished runs are kept; the message says how to resume."""
+
+    def __init__(self, message: str, signal_name: str | None = "SIGINT"):
+        super().__init__(message)
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
 
 
 @dataclass
@@ -313,27 +317,32 @@ def run_experiment(
 
 
 @contextmanager
-def _noticing_sigint():
-    """Remember that SIGINT arrived (``state["seen"]``), besides raising KeyboardInterrupt as Python
-    does: C code that calls back into Python (torch building a tensor, for one) can turn the
-    KeyboardInterrupt into another exception, which a run records as its failure. Only where Python's
-    own handler is installed (main thread; not when the shell started us with SIGINT ignored)."""
-    state = {"seen": False}
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+def _noticing_interrupts():
+    """Remember that SIGINT or SIGTERM arrived (``state["seen"]``: the signal's name), and raise
+    KeyboardInterrupt as Python does for SIGINT: C code that calls back into Python (torch building a
+    tensor, for one) can turn the KeyboardInterrupt into another exception, which a run records as its
+    failure. SIGTERM (``kill``, a cluster's scheduler ending a job) is stopped like Ctrl-C, so the
+    manifest says the grid was interrupted instead of a stale "running". Only in the main thread, and
+    only where the signal has its default handler (SIGINT ignored by a shell that started us in the
+    background stays ignored; a handler of the caller's is left alone)."""
+    state: dict[str, Any] = {"seen": None}
+    if threading.current_thread() is not threading.main_thread():
         yield state
         return
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    ours = [sig for sig, default in defaults.items() if signal.getsignal(sig) is default]
 
     def handler(signum, frame):
-        state["seen"] = True
+        state["seen"] = signal.Signals(signum).name
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
+    for sig in ours:
+        signal.signal(sig, handler)
     try:
         yield state
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in ours:
+            signal.signal(sig, defaults[sig])
 
 
 def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> list[str]:
@@ -357,10 +366,10 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
         stream = run_ray(todo, workers, cfg.runner.address, on_start)
     else:
         stream = run_local(todo, workers, on_start, pool)
-    with _noticing_sigint() as sigint:
+    with _noticing_interrupts() as interrupt:
         try:
             for job, res in stream:
-                if sigint["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
+                if interrupt["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.discard(job.key)
@@ -374,7 +383,7 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
                 write_json_atomic(run_dir / "manifest.json", manifest)
                 bar.update(1)
                 bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
-                if sigint["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
+                if interrupt["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             for key in in_flight:
@@ -383,8 +392,9 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
             write_json_atomic(run_dir / "manifest.json", manifest)
             done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
             raise Interrupted(
-                f"interrupted: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
-                f"(runs in flight are started again)"
+                f"interrupted{' by SIGTERM' if interrupt['seen'] == 'SIGTERM' else ''}: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
+                f"(runs in flight are started again)",
+                interrupt["seen"],
             ) from None
         finally:
             bar.close()

@@ -170,6 +170,22 @@ def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(tmp_path):
     assert kept and all(json.loads(f.read_text())["status"] == "ok" for f in kept)
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_manifest_says_so(tmp_path):
+    _, path = _config(tmp_path, "terminated")
+    run_dir = tmp_path / "runs" / "terminated"
+    proc = _start(path, tmp_path)
+    _wait_for_results(run_dir, 1, proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a cluster's scheduler ends a job
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err and "re-run the same command to resume" in err and "Traceback" not in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert "running" not in {r["status"] for r in manifest["runs"].values()}
+    kept = list(run_dir.glob("runs/*/*/seed-*/result.json"))
+    assert kept and all(json.loads(f.read_text())["status"] == "ok" for f in kept)
+
+
 # -- non-finite training --------------------------------------------------------------------------------
 class HugeReward(gym.Wrapper):
     """Finite but absurd rewards: returns overflow float32, and the parameters become NaN."""
