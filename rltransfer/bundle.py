@@ -172,7 +172,8 @@ class Bundle:
         )
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A bundle's validated ``bundle.json`` alone (format, required keys), without its weights."""
     if not path.is_dir():
         raise BundleError(f"bundle '{path}': no such directory")
     mpath = path / MANIFEST_FILE
@@ -204,7 +205,7 @@ def load_bundle(path: str | Path) -> Bundle:
         checksum mismatch, or tensors whose names or shapes do not fit the architecture.
     """
     path = Path(path)
-    manifest = _read_manifest(path)
+    manifest = read_manifest(path)
     wpath = path / WEIGHTS_FILE
     if not wpath.is_file():
         raise BundleError(f"bundle '{path}': missing {WEIGHTS_FILE}")

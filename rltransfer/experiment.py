@@ -137,7 +137,7 @@ def ensure_bundles(
     per worker. Each seeds itself and uses one thread, so the bundles are byte for byte the ones
     trained one by one. Raises :class:`GateError` when too few pass.
     """
-    from rltransfer.bundle import load_bundle
+    from rltransfer.bundle import read_manifest
     from rltransfer.evaluation import thresholds_and_baselines
     from rltransfer.pretraining import format_evaluation, pretrain_dir
 
@@ -168,7 +168,7 @@ def ensure_bundles(
                     print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
         still_open = []
         for slot, p in zip(open_slots, batch):
-            manifest = load_bundle(pretrain_dir(cfg, p) / "bundle").manifest
+            manifest = read_manifest(pretrain_dir(cfg, p) / "bundle")  # checked whole by _has_bundle or just written
             scores = source_scores(manifest["evaluation"], baselines)
             kept = passes(scores, gate)
             judged.append(Pretraining(p, int(manifest["timesteps"]), scores, slot if kept else None))
