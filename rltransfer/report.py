@@ -121,6 +121,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     return {
         "experiment": config["name"],
         "family": config["family"],
+        "source_tasks": list(config["source_tasks"]),
         "config_hash": chash,
         "protocol": protocol,
         "versions": manifest.get("versions", {}),
@@ -203,9 +204,11 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def sources_table(pretrainings: Sequence[Mapping[str, Any]]) -> str:
-    """Each pre-training seed's score on every source task at the end of pre-training."""
-    names = list(pretrainings[0]["scores"])
+def sources_table(pretrainings: Sequence[Mapping[str, Any]], sources: Sequence[str] = ()) -> str:
+    """Each pre-training seed's score on every source task at the end of pre-training, the sources in
+    ``sources``' order (the config's; the JSON the scores are read back from sorts them)."""
+    scored = pretrainings[0]["scores"]
+    names = [n for n in sources if n in scored] + sorted(n for n in scored if n not in sources)
     lines = ["| seed | " + " | ".join(names) + " | transferred from |", "|---|" + "---|" * (len(names) + 1)]
     for p in pretrainings:
         scores = " | ".join(f"{p['scores'][n]:.2f}" for n in names)
@@ -392,7 +395,8 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
             plot_ttt(report / f"ttt_{target}.png", target, current, budget)
             md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
     if summary["pretrainings"]:
-        md += ["## Pre-trainings", "", sources_text(summary), "", sources_table(summary["pretrainings"]), ""]
+        table = sources_table(summary["pretrainings"], summary.get("source_tasks", ()))
+        md += ["## Pre-trainings", "", sources_text(summary), "", table, ""]
     if summary["failures"]:
         md += ["## Failed runs", ""] + [f"- `{f['run']}`: {f['error']}" for f in summary["failures"]] + [""]
     md += ["## Protocol", "", protocol_text(summary), ""]

@@ -398,7 +398,9 @@ def test_the_source_gate_replaces_a_failed_pretraining_and_reruns_only_its_runs(
         for task in setup.sources:
             tau, rand = threshold(setup.family, task, {}), random_return(setup.family, task)
             assert p["scores"][task.name] == pytest.approx((evaluation[task.name]["mean_return"] - rand) / (tau - rand))
-    assert "no gate (`pretrain.min_source_score`)" in (res.run_dir / "report" / "report.md").read_text()
+    md = (res.run_dir / "report" / "report.md").read_text()
+    assert "no gate (`pretrain.min_source_score`)" in md
+    assert "| seed | short | long | transferred from |" in md  # the config's order, not the JSON's sorted one
 
     # A gate between the two: the weaker one's place goes to the next seed that passes.
     weakest = [min(p["scores"].values()) for p in pre]
