@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rltransfer.config import ExperimentConfig
 
 
-def experiment_hash(cfg: ExperimentConfig) -> str:
+def experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     """What makes results comparable: everything that changes what a run computes.
 
     Left out: the name, where results go, how runs execute, and the size of the grid (which
-    strategies, how many seeds): a run's result does not depend on the other runs, so
-    ``--set transfer.seeds=20`` or one more strategy re-uses every finished run. And the thresholds
+    strategies, how many seeds, which target tasks): a run's result does not depend on the other runs,
+    and a pre-training not on the targets, so ``--set transfer.seeds=20``, one more strategy or one more
+    target re-uses every bundle and every finished run. (A target given by a parameter mapping with a
+    ``name`` puts its parameters in its runs' hash, :func:`run_hash`.) And the thresholds
     (``evaluation.thresholds``): a threshold scores a run's returns, it does not change them, so a
     changed threshold re-scores every finished run (the report does) instead of re-running it. They
     are hashed as if none were set, so a config without thresholds keeps its hash. And the strategies'
@@ -25,19 +28,43 @@ def experiment_hash(cfg: ExperimentConfig) -> str:
     not change, so every bundle is re-used; a run that starts from a bundle other than the one it
     would start from without a gate says so in its own hash.
     """
-    data = cfg.to_dict()
-    for key in ("name", "output_dir", "runner"):
-        data.pop(key)
-    for key in ("min_source_score", "max_seeds"):
-        data["pretrain"].pop(key)
-    data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
-    data["transfer"]["strategy_params"] = {}
-    data["evaluation"]["thresholds"] = {}
+    data = _comparable(cfg)
+    data.pop("target_tasks")
     return _digest(data, 16)
 
 
+def previous_experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
+    """The experiment hash as versions before 2026-11-28 computed it: the target tasks in it (and no
+    target in a run's hash). A run directory written then is re-used through it (:func:`accepted_hashes`)."""
+    return _digest(_comparable(cfg), 16)
+
+
+def accepted_hashes(chash: str, previous: Mapping[str, str]) -> list[str]:
+    """The experiment hashes whose bundles and runs count as this config's: ``chash``, and each hash an
+    earlier version gave the same experiment (``previous``, the manifest's ``previous_hashes``: old hash
+    to the hash it was found equal to), so the directory's results are re-used when the targets change."""
+    return [chash] + [old for old, new in previous.items() if new == chash and old != chash]
+
+
+def _comparable(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
+    data = copy.deepcopy(dict(cfg)) if isinstance(cfg, Mapping) else cfg.to_dict()
+    for key in ("name", "output_dir", "runner"):
+        data.pop(key, None)
+    for key in ("min_source_score", "max_seeds"):
+        data["pretrain"].pop(key, None)
+    data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}
+    data["transfer"]["strategy_params"] = {}
+    data["evaluation"]["thresholds"] = {}
+    return data
+
+
 def run_hash(
-    chash: str, config: Mapping[str, Any], strategy: str, seed: int = 0, pretrain_seed: int | None = None
+    chash: str,
+    config: Mapping[str, Any],
+    strategy: str,
+    seed: int = 0,
+    pretrain_seed: int | None = None,
+    target: str | None = None,
 ) -> str:
     """The config hash of one ``strategy`` run: the experiment's, and its own parameters when the
     config sets any (``transfer.strategy_params``). So ``--set transfer.strategy_params.kickstart.beta=3``
@@ -49,7 +76,11 @@ def run_hash(
 
     With ``agent.normalize``, a run that loads no encoder (``scratch``) starts fresh observation
     statistics (earlier versions started them from the bundle's). Such a run's hash says so, so that
-    a run directory written before re-runs it instead of re-using it; every other run keeps its hash."""
+    a run directory written before re-runs it instead of re-using it; every other run keeps its hash.
+
+    A ``target`` the config gives as a parameter mapping with its own ``name`` puts that mapping in the
+    hash (the experiment's leaves the targets out): the same name with other parameters is another run.
+    A target named by the family, or a mapping without a name (named after its parameters), needs nothing."""
     from rltransfer.strategies import plan_of
 
     params = (config["transfer"].get("strategy_params") or {}).get(strategy)
@@ -60,7 +91,33 @@ def run_hash(
     replaced = pretrain_seed is not None and pretrain_seed != seed % int(config["pretrain"]["seeds"])
     if replaced and (plan is None or plan.uses_bundle):
         key["pretrain_seed"] = pretrain_seed
+    spec = _named_target(config, target) if target is not None else None
+    if spec is not None:
+        key["target"] = spec
     return f"{chash}-{_digest(key, 8)}" if key else chash
+
+
+def finished_run_hashes(
+    accepted: Sequence[str],
+    config: Mapping[str, Any],
+    strategy: str,
+    seed: int = 0,
+    pretrain_seed: int | None = None,
+    target: str | None = None,
+) -> list[str]:
+    """Every hash a finished run of this config may carry: its :func:`run_hash` under the current
+    experiment hash (``accepted[0]``), then under each earlier one (:func:`accepted_hashes`), which put the
+    targets in the experiment's hash instead."""
+    return [
+        run_hash(h, config, strategy, seed, pretrain_seed, target if i == 0 else None) for i, h in enumerate(accepted)
+    ]
+
+
+def _named_target(config: Mapping[str, Any], target: str) -> dict[str, Any] | None:
+    for spec in config.get("target_tasks") or ():
+        if isinstance(spec, Mapping) and spec.get("name") == target:
+            return dict(spec)
+    return None
 
 
 def _digest(data: Any, n: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import experiment_hash, run_hash
+from rltransfer.config_hash import accepted_hashes, experiment_hash, previous_experiment_hash, run_hash
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
@@ -84,14 +84,33 @@ def check_writable(run_dir: Path) -> None:
         raise UserInputError(f"output directory '{run_dir}' is not writable: {err.strerror or err}") from None
 
 
-def check_same_config(run_dir: Path, chash: str) -> None:
+def check_same_config(run_dir: Path, chash: str) -> dict[str, str]:
+    """Refuse a directory of another config's results; return its ``previous_hashes`` (an earlier
+    version's hash of this same experiment, to the current one), adding the directory's own hash where an
+    earlier version wrote it (:func:`~rltransfer.config_hash.previous_experiment_hash`)."""
     manifest = _read_manifest(run_dir)
     old = manifest.get("config_hash")
-    if old and old != chash:
-        raise UserInputError(
-            f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never mixed: "
-            "use another name (--set name=...) or remove the directory"
-        )
+    previous = dict(manifest.get("previous_hashes") or {})
+    if old and old not in accepted_hashes(chash, previous):
+        if not _earlier_hash_of(run_dir, old, chash):
+            raise UserInputError(
+                f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
+                "mixed: use another name (--set name=...) or remove the directory"
+            )
+        previous[old] = chash
+    return previous
+
+
+def _earlier_hash_of(run_dir: Path, old: str, chash: str) -> bool:
+    """Whether ``old`` is the hash an earlier version gave the config this directory was last run with
+    (its ``config.yaml``), and that config is this one but for the grid's size (targets included)."""
+    from pydantic import ValidationError
+
+    try:
+        written = load_config(run_dir / "config.yaml")
+    except (OSError, ValueError, ValidationError, UserInputError):
+        return False
+    return previous_experiment_hash(written) == old and experiment_hash(written) == chash
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -101,8 +120,9 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int) -> bool:
-    """Whether pre-training seed ``seed`` left a readable bundle of this config."""
+def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int) -> bool:
+    """Whether pre-training seed ``seed`` left a readable bundle of this config (its experiment hash is
+    one of ``accepted``, :func:`~rltransfer.config_hash.accepted_hashes`)."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
     from rltransfer.pretraining import pretrain_dir
@@ -111,7 +131,7 @@ def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int) -> bool:
     if not (path / "bundle.json").is_file():
         return False
     try:
-        return load_bundle(path).manifest.get("experiment_hash") == chash
+        return load_bundle(path).manifest.get("experiment_hash") in accepted
     except BundleError:
         return False  # damaged: train again
 
@@ -126,7 +146,12 @@ def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bo
 
 
 def ensure_bundles(
-    cfg: ExperimentConfig, chash: str, echo: bool, progress: bool, pool: ProcessPoolExecutor | None = None
+    cfg: ExperimentConfig,
+    chash: str,
+    echo: bool,
+    progress: bool,
+    pool: ProcessPoolExecutor | None = None,
+    previous: Mapping[str, str] | None = None,
 ) -> list[Pretraining]:
     """Every pre-training seed the experiment tries, each reused where its bundle exists for this
     config and trained otherwise, and whether it is kept (:mod:`rltransfer.source_gate`).
@@ -135,7 +160,8 @@ def ensure_bundles(
     goes to the next seed not yet tried, up to ``pretrain.max_seeds`` seeds in all (the same seeds in
     the same places however many train at a time). With a worker pool and more than one seed to train, the seeds train side by side, one
     per worker. Each seeds itself and uses one thread, so the bundles are byte for byte the ones
-    trained one by one. Raises :class:`GateError` when too few pass.
+    trained one by one. Raises :class:`GateError` when too few pass. ``previous``: the directory's
+    earlier hashes of this experiment (:func:`check_same_config`), whose bundles are re-used too.
     """
     from rltransfer.bundle import read_manifest
     from rltransfer.evaluation import thresholds_and_baselines
@@ -147,9 +173,10 @@ def ensure_bundles(
     baselines = thresholds_and_baselines(setup.family, setup.sources, cfg.evaluation.thresholds)
     judged: list[Pretraining] = []
     open_slots = list(range(wanted))
+    accepted = accepted_hashes(chash, previous or {})
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
-        todo = [p for p in batch if not _has_bundle(cfg, chash, p)]
+        todo = [p for p in batch if not _has_bundle(cfg, accepted, p)]
         if pool is None or len(todo) < 2:
             for p in todo:
                 if echo:
@@ -205,7 +232,7 @@ def plan_jobs(
                 jobs.append(
                     RunJob(
                         config=config,
-                        config_hash=run_hash(chash, config, strategy, seed, p),
+                        config_hash=run_hash(chash, config, strategy, seed, p, target.name),
                         bundle=str(bundle),
                         target={"name": target.name, "params": dict(target.params)},
                         split=setup.split(target),
@@ -227,9 +254,16 @@ def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
     return plan is None or plan.train
 
 
-def is_done(job: RunJob) -> bool:
+def is_done(job: RunJob, previous: Sequence[str] = ()) -> bool:
+    """Whether the job's run finished with this config: its hash, or its hash under one of the
+    directory's earlier experiment hashes (``previous``)."""
     r = read_result(Path(job.out_dir) / RESULT_FILE)
-    return r is not None and r.get("status") == "ok" and r.get("config_hash") == job.config_hash
+    if r is None or r.get("status") != "ok":
+        return False
+    stored = r.get("config_hash")
+    return stored == job.config_hash or any(
+        stored == run_hash(h, job.config, job.strategy, job.seed, job.pretrain_seed) for h in previous
+    )
 
 
 def run_experiment(
@@ -262,7 +296,7 @@ def run_experiment(
     check_writable(run_dir)
     chash = experiment_hash(cfg)
     with RunLock(run_dir):
-        check_same_config(run_dir, chash)
+        previous = check_same_config(run_dir, chash)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -271,9 +305,11 @@ def run_experiment(
                 experiment=cfg.name, config_hash=chash, versions=package_versions(), started=_now(), finished=None,
                 status="running", runs=manifest.get("runs", {}),
             )  # fmt: skip
+            if previous:
+                manifest["previous_hashes"] = previous
             write_json_atomic(run_dir / "manifest.json", manifest)
 
-            pretrainings = ensure_bundles(cfg, chash, echo, progress, pool)
+            pretrainings = ensure_bundles(cfg, chash, echo, progress, pool, previous)
             manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:
@@ -294,7 +330,8 @@ def run_experiment(
             }  # fmt: skip
             manifest["pretrain_steps"] = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
-            todo = [j for j in jobs if not is_done(j)]
+            earlier = accepted_hashes(chash, previous)[1:]
+            todo = [j for j in jobs if not is_done(j, earlier)]
             for j in jobs:
                 manifest["runs"].setdefault(j.key, {"status": "pending"})
                 if j not in todo:

@@ -16,7 +16,7 @@ import yaml
 
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import run_hash
+from rltransfer.config_hash import accepted_hashes, finished_run_hashes
 from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
@@ -58,21 +58,41 @@ def _strategies(config: Mapping[str, Any]) -> list[str]:
 
 
 def in_grid(
-    results: Sequence[Mapping[str, Any]], config: Mapping[str, Any], chash: str | None, kept: Sequence[int] = ()
+    results: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    chash: str | None,
+    kept: Sequence[int] = (),
+    earlier: Sequence[str] = (),
+    targets: Sequence[str] | None = None,
 ) -> list:
-    """The results of this config's grid: other seeds or strategies may share the directory, and
-    runs from a pre-training the gate has since replaced (``kept``: the pre-trainings transferred from)."""
+    """The results of this config's grid: other seeds, strategies or targets may share the directory
+    (``targets``: the config's, where known), and runs from a pre-training the gate has since replaced
+    (``kept``: the pre-trainings transferred from). A run counts under the experiment hash ``chash`` or
+    one of the directory's ``earlier`` hashes of the same experiment."""
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
     kept = list(kept) or list(range(int(config["pretrain"]["seeds"])))
+    accepted = [chash, *earlier]
 
     def current(r: Mapping[str, Any]) -> bool:
         seed = int(r.get("seed", 0))
-        return r.get("config_hash") == run_hash(chash, config, r["strategy"], seed, kept[seed % len(kept)])
+        p = kept[seed % len(kept)]
+        return r.get("config_hash") in finished_run_hashes(accepted, config, r["strategy"], seed, p, r.get("target"))
 
     return [
         r for r in results
-        if r.get("strategy") in strategies and r.get("seed", 0) < seeds and (chash is None or current(r))
+        if r.get("strategy") in strategies and r.get("seed", 0) < seeds
+        and (targets is None or r.get("target") in targets) and (chash is None or current(r))
     ]  # fmt: skip
+
+
+def grid_results(manifest: Mapping[str, Any], config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> list:
+    """:func:`in_grid` with what the directory's manifest says: the hash, the kept pre-trainings, the
+    earlier hashes of the same experiment and the targets of the last run."""
+    chash = manifest.get("config_hash")
+    protocol = manifest.get("protocol", {})
+    earlier = accepted_hashes(chash, manifest.get("previous_hashes") or {})[1:] if chash else []
+    targets = list(protocol["tasks"]) if "tasks" in protocol else None
+    return in_grid(results, config, chash, protocol.get("pretrain_kept", ()), earlier, targets)
 
 
 def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -81,7 +101,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     chash = manifest.get("config_hash")
     budget = int(config["transfer"]["timesteps"])
     strategies = _strategies(config)
-    current = in_grid(results, config, chash, manifest.get("protocol", {}).get("pretrain_kept", ()))
+    current = grid_results(manifest, config, results)
     ok = [r for r in current if r.get("status") == "ok"]
     failed = [r for r in current if r.get("status") != "ok"]
     by: dict[tuple[str, str], list] = defaultdict(list)
@@ -372,8 +392,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     for row in summary["rows"]:
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
-    chash = summary["config_hash"]
-    current = in_grid(results, config, chash, summary["protocol"].get("pretrain_kept", ()))
+    current = grid_results(_read_json(run_dir / "manifest.json"), config, results)
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     for target in summary["targets"]:

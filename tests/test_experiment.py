@@ -444,3 +444,52 @@ def test_a_gate_no_pretraining_passes_stops_with_every_bundle_kept(finished, tmp
     )
     assert (run_dir / "pretrain" / "seed-1" / "bundle" / "bundle.json").is_file()
     assert not (run_dir / "runs").exists()
+
+
+def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earlier_version_wrote(finished, tmp_path):
+    from rltransfer.bundle import manifest_checksum
+    from rltransfer.config_hash import experiment_hash, previous_experiment_hash
+
+    cfg, res = finished
+    cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
+    run_dir = tmp_path / "runs" / "tiny"
+    shutil.copytree(res.run_dir, run_dir)
+    # As versions before 2026-11-28 wrote it: the targets in the experiment hash, every file carrying it.
+    chash = experiment_hash(rltransfer.load_config(cfg2))
+    old = previous_experiment_hash(rltransfer.load_config(cfg2))
+    assert old != chash
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "config_hash": old}))
+    for path in (run_dir / "runs").glob("*/*/seed-*/result.json"):
+        r = json.loads(path.read_text())
+        path.write_text(json.dumps({**r, "config_hash": r["config_hash"].replace(chash, old)}))
+    bundle_file = run_dir / "pretrain" / "bundle" / "bundle.json"
+    b = {**json.loads(bundle_file.read_text()), "experiment_hash": old}
+    bundle_file.write_text(json.dumps({**b, "manifest_sha256": manifest_checksum(b)}))
+    files = [bundle_file, *(run_dir / "runs").glob("*/*/seed-*/result.json")]
+    before = {p: p.stat().st_mtime_ns for p in files}
+
+    out = rltransfer.run_experiment(cfg2, progress=False, echo=False)  # the same config: nothing re-runs
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["grid_runs"] == 0 and manifest["config_hash"] == chash
+    assert manifest["previous_hashes"] == {old: chash}
+    assert [r["seeds"] for r in out.summary["rows"]] == [2, 2, 2]
+
+    # One more target: the bundle and every finished run are re-used, only the new target's runs run.
+    out = rltransfer.run_experiment(cfg2, ["target_tasks=[very-long-heavy, weak-push]"], progress=False, echo=False)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["grid_runs"] == 6 and {p: p.stat().st_mtime_ns for p in files} == before
+    assert [(r["target"], r["seeds"]) for r in out.summary["rows"]] == [("very-long-heavy", 2)] * 3 + [
+        ("weak-push", 2)
+    ] * 3
+    new = json.loads((run_dir / "runs/weak-push/finetune/seed-0/result.json").read_text())
+    assert new["config_hash"] == chash
+
+    # A target left out is left out of the report, its runs kept on disk.
+    out = rltransfer.run_experiment(cfg2, ["target_tasks=[weak-push]"], progress=False, echo=False)
+    assert json.loads((run_dir / "manifest.json").read_text())["grid_runs"] == 0
+    assert out.summary["targets"] == ["weak-push"] and (run_dir / "runs/very-long-heavy").is_dir()
+
+    # Another config altogether is still refused.
+    with pytest.raises(UserInputError, match="holds results of a different config"):
+        rltransfer.run_experiment(cfg2, ["transfer.timesteps=512"], progress=False, echo=False)
