@@ -16,7 +16,7 @@ import yaml
 
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import accepted_hashes, finished_run_hashes
+from rltransfer.config_hash import accepted_hashes, experiment_hash, finished_run_hashes
 from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
@@ -87,12 +87,17 @@ def in_grid(
 
 def grid_results(manifest: Mapping[str, Any], config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> list:
     """:func:`in_grid` with what the directory's manifest says: the hash, the kept pre-trainings, the
-    earlier hashes of the same experiment and the targets of the last run."""
+    earlier hashes of the same experiment and the targets of the last run. A manifest an earlier version
+    wrote holds that version's hash, which counts as an earlier one (its runs' hashes name no target)."""
     chash = manifest.get("config_hash")
     protocol = manifest.get("protocol", {})
-    earlier = accepted_hashes(chash, manifest.get("previous_hashes") or {})[1:] if chash else []
     targets = list(protocol["tasks"]) if "tasks" in protocol else None
-    return in_grid(results, config, chash, protocol.get("pretrain_kept", ()), earlier, targets)
+    kept = protocol.get("pretrain_kept", ())
+    if not chash:
+        return in_grid(results, config, None, kept, (), targets)
+    now = experiment_hash(config)
+    earlier = [h for h in accepted_hashes(chash, manifest.get("previous_hashes") or {}) if h != now]
+    return in_grid(results, config, now, kept, earlier, targets)
 
 
 def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -449,6 +449,7 @@ def test_a_gate_no_pretraining_passes_stops_with_every_bundle_kept(finished, tmp
 def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earlier_version_wrote(finished, tmp_path):
     from rltransfer.bundle import manifest_checksum
     from rltransfer.config_hash import experiment_hash, previous_experiment_hash
+    from rltransfer.report import render
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
@@ -468,6 +469,7 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
     bundle_file.write_text(json.dumps({**b, "manifest_sha256": manifest_checksum(b)}))
     files = [bundle_file, *(run_dir / "runs").glob("*/*/seed-*/result.json")]
     before = {p: p.stat().st_mtime_ns for p in files}
+    assert [r["seeds"] for r in render(run_dir, tensorboard=False)["rows"]] == [2, 2, 2]  # its report, as it was
 
     out = rltransfer.run_experiment(cfg2, progress=False, echo=False)  # the same config: nothing re-runs
     manifest = json.loads((run_dir / "manifest.json").read_text())
