@@ -146,7 +146,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     return {
         "experiment": config["name"],
         "family": config["family"],
-        "source_tasks": list(config["source_tasks"]),
+        "source_tasks": _source_names(config),
         "config_hash": chash,
         "protocol": protocol,
         "versions": manifest.get("versions", {}),
@@ -227,6 +227,14 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"| {g['final_mean']:.2f} | {g['auc_mean']:.2f} | {g['reached']}/{len(g['seeds'])} | {ttt} |"
             )
     return "\n".join(lines)
+
+
+def _source_names(config: Mapping[str, Any]) -> list[str]:
+    """The source tasks' names in the config's order (the family's default sources where it names none)."""
+    from rltransfer.config import load_config
+    from rltransfer.validation import resolve
+
+    return [t.name for t in resolve(load_config(dict(config))).sources]
 
 
 def sources_table(pretrainings: Sequence[Mapping[str, Any]], sources: Sequence[str] = ()) -> str:
