@@ -97,20 +97,13 @@ def run_hash(
     return f"{chash}-{_digest(key, 8)}" if key else chash
 
 
-def finished_run_hashes(
-    accepted: Sequence[str],
-    config: Mapping[str, Any],
-    strategy: str,
-    seed: int = 0,
-    pretrain_seed: int | None = None,
-    target: str | None = None,
+def earlier_run_hashes(
+    earlier: Sequence[str], config: Mapping[str, Any], strategy: str, seed: int = 0, pretrain_seed: int | None = None
 ) -> list[str]:
-    """Every hash a finished run of this config may carry: its :func:`run_hash` under the current
-    experiment hash (``accepted[0]``), then under each earlier one (:func:`accepted_hashes`), which put the
-    targets in the experiment's hash instead."""
-    return [
-        run_hash(h, config, strategy, seed, pretrain_seed, target if i == 0 else None) for i, h in enumerate(accepted)
-    ]
+    """The hashes a finished run of this config carries when an earlier version wrote it: its
+    :func:`run_hash` under each of the directory's ``earlier`` experiment hashes (:func:`accepted_hashes`),
+    which held the targets themselves, so no target enters the run's key."""
+    return [run_hash(h, config, strategy, seed, pretrain_seed) for h in earlier]
 
 
 def _named_target(config: Mapping[str, Any], target: str) -> dict[str, Any] | None:

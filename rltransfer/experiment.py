@@ -18,7 +18,13 @@ from typing import Any
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import accepted_hashes, experiment_hash, previous_experiment_hash, run_hash
+from rltransfer.config_hash import (
+    accepted_hashes,
+    earlier_run_hashes,
+    experiment_hash,
+    previous_experiment_hash,
+    run_hash,
+)
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
@@ -261,8 +267,8 @@ def is_done(job: RunJob, previous: Sequence[str] = ()) -> bool:
     if r is None or r.get("status") != "ok":
         return False
     stored = r.get("config_hash")
-    return stored == job.config_hash or any(
-        stored == run_hash(h, job.config, job.strategy, job.seed, job.pretrain_seed) for h in previous
+    return stored == job.config_hash or stored in earlier_run_hashes(
+        previous, job.config, job.strategy, job.seed, job.pretrain_seed
     )
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import accepted_hashes, experiment_hash, finished_run_hashes
+from rltransfer.config_hash import accepted_hashes, earlier_run_hashes, experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
@@ -71,12 +71,13 @@ def in_grid(
     one of the directory's ``earlier`` hashes of the same experiment."""
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
     kept = list(kept) or list(range(int(config["pretrain"]["seeds"])))
-    accepted = [chash, *earlier]
 
     def current(r: Mapping[str, Any]) -> bool:
-        seed = int(r.get("seed", 0))
+        seed, stored = int(r.get("seed", 0)), r.get("config_hash")
         p = kept[seed % len(kept)]
-        return r.get("config_hash") in finished_run_hashes(accepted, config, r["strategy"], seed, p, r.get("target"))
+        return stored == run_hash(chash, config, r["strategy"], seed, p, r.get("target")) or stored in (
+            earlier_run_hashes(earlier, config, r["strategy"], seed, p)
+        )
 
     return [
         r for r in results
