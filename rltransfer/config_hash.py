@@ -28,15 +28,15 @@ def experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     not change, so every bundle is re-used; a run that starts from a bundle other than the one it
     would start from without a gate says so in its own hash.
     """
-    data = _comparable(cfg)
+    data = comparable_config(cfg)
     data.pop("target_tasks")
-    return _digest(data, 16)
+    return digest(data, 16)
 
 
 def previous_experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     """The experiment hash as versions before 2026-11-28 computed it: the target tasks in it (and no
     target in a run's hash). A run directory written then is re-used through it (:func:`accepted_hashes`)."""
-    return _digest(_comparable(cfg), 16)
+    return digest(comparable_config(cfg), 16)
 
 
 def accepted_hashes(chash: str, previous: Mapping[str, str]) -> list[str]:
@@ -46,7 +46,9 @@ def accepted_hashes(chash: str, previous: Mapping[str, str]) -> list[str]:
     return [chash] + [old for old, new in previous.items() if new == chash and old != chash]
 
 
-def _comparable(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
+def comparable_config(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The config as hashes see it: without what never changes a result (name, output_dir, runner, the grid's
+    strategies and seeds, strategies' parameters, thresholds, the pre-training gate)."""
     data = copy.deepcopy(dict(cfg)) if isinstance(cfg, Mapping) else cfg.to_dict()
     for key in ("name", "output_dir", "runner"):
         data.pop(key, None)
@@ -94,7 +96,7 @@ def run_hash(
     spec = _named_target(config, target) if target is not None else None
     if spec is not None:
         key["target"] = spec
-    return f"{chash}-{_digest(key, 8)}" if key else chash
+    return f"{chash}-{digest(key, 8)}" if key else chash
 
 
 def earlier_run_hashes(
@@ -113,6 +115,7 @@ def _named_target(config: Mapping[str, Any], target: str) -> dict[str, Any] | No
     return None
 
 
-def _digest(data: Any, n: int) -> str:
+def digest(data: Any, n: int) -> str:
+    """The first ``n`` hex digits of the SHA-256 of ``data``'s canonical JSON."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]

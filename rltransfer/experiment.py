@@ -27,6 +27,7 @@ from rltransfer.config_hash import (
 )
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+from rltransfer.run_reuse import copy_run, find_reusable, reuse_key
 from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
@@ -248,6 +249,9 @@ def plan_jobs(
                         threshold=tb["threshold"],
                         random_return=tb["random_return"],
                         out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
+                        reuse_key=reuse_key(
+                            config, strategy, seed, {"name": target.name, "params": dict(target.params)}
+                        ),
                     )  # fmt: skip
                 )
     return jobs
@@ -342,6 +346,8 @@ def run_experiment(
                 manifest["runs"].setdefault(j.key, {"status": "pending"})
                 if j not in todo:
                     manifest["runs"][j.key]["status"] = "ok"
+            if cfg.runner.reuse_runs:
+                todo = _copy_reusable(todo, cfg, manifest, echo)
             write_json_atomic(run_dir / "manifest.json", manifest)
             # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
             todo.sort(key=lambda j: not _trains(j.strategy, cfg))
@@ -357,6 +363,26 @@ def run_experiment(
                 pool.shutdown(wait=False, cancel_futures=True)
         summary = report.render(run_dir, echo=echo)
     return ExperimentResult(run_dir, summary, failed)
+
+
+def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str, Any], echo: bool) -> list[RunJob]:
+    """Copy the runs of ``todo`` another experiment under ``output_dir`` already finished (scratch,
+    :mod:`rltransfer.run_reuse`); return the rest."""
+    rest, copied = [], {}
+    for job in todo:
+        source = find_reusable(job, cfg.run_dir.parent, cfg.run_dir)
+        if source is None:
+            rest.append(job)
+            continue
+        copy_run(source, job)
+        manifest["runs"][job.key] = {"status": "ok", "copied_from": str(source), "finished": _now()}
+        experiment = source.relative_to(cfg.run_dir.parent).parts[0]
+        copied[experiment] = copied.get(experiment, 0) + 1
+    if copied and echo:
+        where = ", ".join(f"{n} from '{e}'" for e, n in sorted(copied.items()))
+        print(f"re-used {sum(copied.values())} finished run(s) that load nothing from a bundle: {where} "
+              "(runner.reuse_runs: false runs them again)")  # fmt: skip
+    return rest
 
 
 @contextmanager

@@ -35,6 +35,8 @@ class RunJob:
     threshold: float
     random_return: float
     out_dir: str
+    reuse_key: str | None = None
+    """Set where the run loads nothing from its bundle: other experiments may copy it (:mod:`rltransfer.run_reuse`)."""
 
     @property
     def key(self) -> str:
@@ -91,6 +93,7 @@ def execute(job: RunJob) -> dict[str, Any]:
         "config_hash": job.config_hash,
         "threshold": job.threshold,
         "random_return": job.random_return,
+        **({"reuse_key": job.reuse_key} if job.reuse_key else {}),
     }
     evaluator = None
     try:

@@ -1,0 +1,143 @@
+"""Scratch runs are shared across experiments under one output_dir (rltransfer.run_reuse)."""
+
+import json
+import shutil
+
+import pytest
+
+import rltransfer
+from rltransfer.config import load_config
+from rltransfer.run_reuse import reuse_key
+
+TARGET = {"name": "very-long-heavy", "params": {}}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+
+
+def config(root, name="a", **changes):
+    cfg = {
+        "name": name, "output_dir": str(root), "family": "cartpole", "source_tasks": ["short", "long"],
+        "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+        "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 2},
+        "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch", "finetune"]},
+        "evaluation": {"every": 128, "episodes": 3}, "runner": {"workers": 1},
+    }  # fmt: skip
+    for key, value in changes.items():
+        section, field = key.split("__")
+        cfg[section] = {**cfg[section], field: value}
+    return cfg
+
+
+def result(run_dir, strategy, seed):
+    return json.loads((run_dir / "runs" / "very-long-heavy" / strategy / f"seed-{seed}" / "result.json").read_text())
+
+
+def keyed(cfg, strategy="scratch", seed=0):
+    return reuse_key(load_config(cfg).to_dict(), strategy, seed, TARGET)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reuse") / "runs"
+    cfg = config(root)
+    return cfg, rltransfer.run_experiment(cfg, progress=False, echo=False)
+
+
+def test_only_runs_loading_nothing_have_a_key_and_it_names_what_a_scratch_run_depends_on(tmp_path):
+    cfg = config(tmp_path)
+    base = keyed(cfg)
+    assert base is not None
+    assert keyed(cfg, "finetune") is None and keyed(cfg, "zero_shot") is None and keyed(cfg, "kickstart") is None
+    # Not the pre-training, the name, the runner, the grid's size or the heads' initialisation ...
+    same = [
+        config(tmp_path, name="b", pretrain__timesteps=1024, pretrain__hyperparams={"ent_coef": 0.01}),
+        config(tmp_path, runner__workers=2, transfer__seeds=5, transfer__strategies=["scratch"]),
+        config(tmp_path, transfer__head_init="mean", evaluation__thresholds={"very-long-heavy": 100.0}),
+    ]
+    assert all(keyed(c) == base for c in same)
+    # ... but the seed, the target, the budget, the agent, the evaluation and the sources' conditioning.
+    assert keyed(cfg, seed=1) != base
+    assert reuse_key(load_config(cfg).to_dict(), "scratch", 0, {"name": "very-long-heavy", "params": {"x": 1}}) != base
+    other = [
+        config(tmp_path, transfer__timesteps=512),
+        config(tmp_path, agent__hyperparams={"n_steps": 64, "batch_size": 32, "n_epochs": 2}),
+        config(tmp_path, evaluation__episodes=4),
+        {**cfg, "source_tasks": ["short", "heavy-gravity"]},
+        {**cfg, "conditioning": "onehot"},
+    ]
+    assert len({keyed(c) for c in other} | {base}) == len(other) + 1
+
+
+def test_a_scratch_run_does_not_depend_on_the_pretraining(first, tmp_path):
+    """What sharing rests on: with another pre-training (and reuse off) scratch is bit-identical."""
+    cfg, res = first
+    other = config(tmp_path / "runs", pretrain__timesteps=1024, transfer__head_init="mean", runner__reuse_runs=False)
+    res2 = rltransfer.run_experiment(other, progress=False, echo=False)
+    for seed in (0, 1):
+        a, b = result(res.run_dir, "scratch", seed), result(res2.run_dir, "scratch", seed)
+        assert a["reuse_key"] == b["reuse_key"] and "copied_from" not in b
+        assert a["curve"] == b["curve"] and a["metrics"] == b["metrics"]
+        assert a["bundle_sha256"] != b["bundle_sha256"]  # another pre-training indeed
+        assert result(res.run_dir, "finetune", seed)["curve"] != result(res2.run_dir, "finetune", seed)["curve"]
+
+
+def test_another_experiment_under_the_same_output_dir_copies_scratch_and_runs_the_rest(first, capsys):
+    cfg, res = first
+    before = {p: p.stat().st_mtime_ns for p in res.run_dir.rglob("result.json")}
+    cfg2 = config(cfg["output_dir"], name="longer", pretrain__timesteps=1024)
+    out = rltransfer.run_experiment(cfg2, progress=False, echo=True)
+    assert "re-used 2 finished run(s) that load nothing from a bundle: 2 from 'a'" in capsys.readouterr().out
+    manifest = json.loads((out.run_dir / "manifest.json").read_text())
+    for seed in (0, 1):
+        copied, original = result(out.run_dir, "scratch", seed), result(res.run_dir, "scratch", seed)
+        assert copied["copied_from"] == {
+            "run_dir": str(res.run_dir / "runs" / "very-long-heavy" / "scratch" / f"seed-{seed}"),
+            "config_hash": original["config_hash"],
+        }
+        assert copied["curve"] == original["curve"] and copied["metrics"] == original["metrics"]
+        assert copied["config_hash"] == manifest["config_hash"] != original["config_hash"]
+        assert "bundle_sha256" not in copied
+        assert manifest["runs"][f"very-long-heavy/scratch/seed-{seed}"]["copied_from"].endswith(f"seed-{seed}")
+        assert "copied_from" not in manifest["runs"][f"very-long-heavy/finetune/seed-{seed}"]
+        run = out.run_dir / "runs" / "very-long-heavy" / "scratch" / f"seed-{seed}"
+        assert (run / "model.zip").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
+    assert {p: p.stat().st_mtime_ns for p in res.run_dir.rglob("result.json")} == before  # the source untouched
+    scratch = next(r for r in out.summary["rows"] if r["strategy"] == "scratch")
+    assert scratch["seeds"] == 2 and scratch["failed_runs"] == 0
+    # Resuming the copy re-runs nothing, a copy of a copy names the first run.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.run_dir.rglob("result.json")}
+    rltransfer.run_experiment(cfg2, progress=False, echo=False)
+    assert {p: p.stat().st_mtime_ns for p in out.run_dir.rglob("result.json")} == mtimes
+    own = res.run_dir / "runs" / "very-long-heavy" / "scratch"
+    shutil.move(own, res.run_dir.parent.parent / "aside")  # only the copy is left to copy from
+    try:
+        cfg3 = config(cfg["output_dir"], name="third", pretrain__timesteps=768)
+        third = rltransfer.run_experiment(cfg3, progress=False, echo=False)
+    finally:
+        shutil.move(res.run_dir.parent.parent / "aside", own)
+    assert result(third.run_dir, "scratch", 0)["copied_from"] == result(out.run_dir, "scratch", 0)["copied_from"]
+
+
+def test_another_threshold_rescores_the_copy(first):
+    cfg, res = first
+    cfg2 = config(cfg["output_dir"], name="strict", evaluation__thresholds={"very-long-heavy": 60.0})
+    out = rltransfer.run_experiment(cfg2, ["transfer.strategies=[scratch]"], progress=False, echo=False)
+    copied, original = result(out.run_dir, "scratch", 0), result(res.run_dir, "scratch", 0)
+    assert copied["threshold"] == 60.0 != original["threshold"]
+    assert copied["curve"]["return"] == original["curve"]["return"]
+    assert copied["curve"]["score"] != original["curve"]["score"]
+
+
+def test_a_changed_budget_or_reuse_off_runs_scratch_itself(first):
+    cfg, res = first
+    for name, changes in (("budget", {"transfer__timesteps": 384}), ("off", {"runner__reuse_runs": False})):
+        out = rltransfer.run_experiment(
+            config(cfg["output_dir"], name=name, **changes),
+            ["transfer.strategies=[scratch]"],
+            progress=False,
+            echo=False,
+        )
+        assert "copied_from" not in result(out.run_dir, "scratch", 0), name
