@@ -144,6 +144,10 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
                 row["by_pretrain"] = groups
             rows.append(row)
     protocol = {**manifest.get("protocol", {}), "transfer": transfer_settings(config)}
+    copied: dict[str, int] = defaultdict(int)
+    for r in ok:
+        if r.get("copied_from"):
+            copied[str(Path(r["copied_from"]["run_dir"]).parents[3])] += 1
     return {
         "experiment": config["name"],
         "family": config["family"],
@@ -159,6 +163,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
             {"run": f"{r['target']}/{r['strategy']}/seed-{r['seed']}", "error": r.get("error", "")} for r in failed
         ],
         "rows": rows,
+        "copied_runs": dict(copied),
     }
 
 
@@ -304,6 +309,12 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
                 for name, ps in tr["strategy_params"].items()
             )
         lines.append(line)
+    if summary.get("copied_runs"):
+        lines.append(
+            "- runs copied from other experiments (they load nothing from a bundle; same agent, target, seed, budget "
+            "and evaluation; runner.reuse_runs): "
+            + ", ".join(f"{n} from `{where}`" for where, n in sorted(summary["copied_runs"].items()))
+        )
     for task, tb in p.get("tasks", {}).items():
         lines.append(f"- {task}: threshold tau = {tb['threshold']:g}, R_random = {tb['random_return']:.1f}")
     return "\n".join(lines)

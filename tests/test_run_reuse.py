@@ -107,6 +107,8 @@ def test_another_experiment_under_the_same_output_dir_copies_scratch_and_runs_th
     assert {p: p.stat().st_mtime_ns for p in res.run_dir.rglob("result.json")} == before  # the source untouched
     scratch = next(r for r in out.summary["rows"] if r["strategy"] == "scratch")
     assert scratch["seeds"] == 2 and scratch["failed_runs"] == 0
+    assert out.summary["copied_runs"] == {str(res.run_dir): 2}
+    assert f"2 from `{res.run_dir}`" in (out.run_dir / "report" / "report.md").read_text()
     # Resuming the copy re-runs nothing, a copy of a copy names the first run.
     mtimes = {p: p.stat().st_mtime_ns for p in out.run_dir.rglob("result.json")}
     rltransfer.run_experiment(cfg2, progress=False, echo=False)
