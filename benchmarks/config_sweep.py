@@ -11,7 +11,8 @@ re-uses one. Each value is its own experiment, ``runs/<name>-sweep-<key>-<value>
 every finished run. The value that equals the config's own gives the published rows again (the experiment
 hash leaves out the name and the strategy list), which makes it the reproduction check of the sweep.
 Where a value leaves the scratch runs' inputs alone (a pre-training setting), the scratch runs one experiment
-finished are copied into the next (``runner.reuse_runs``), so the baseline trains once per sweep.
+finished are copied into the next (``runner.reuse_other_experiments``), so the baseline trains once per sweep;
+where it leaves the pre-training alone (a strategy's parameter), the pre-training is copied too.
 Extra ``--set`` overrides go to every experiment.
 """
 

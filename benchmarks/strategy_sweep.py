@@ -4,8 +4,10 @@ strategy against scratch, the config's seeds and budget), then one table of what
     python benchmarks/strategy_sweep.py configs/cartpole.yaml very-long-heavy lr_scaled lr_scale 0.03 0.3 1.0
 
 The case of ``config_sweep.py`` for ``transfer.strategy_params.<strategy>.<param>``. Each value is its own
-experiment, ``runs/<name>-sweep-<strategy>-<param>-<value>/`` (its own config hash, so its own pre-training,
-which is deterministic: every value fine-tunes the same bundle). Re-running resumes every finished run.
+experiment, ``runs/<name>-sweep-<strategy>-<param>-<value>/``; every value has the same experiment hash (a
+strategy's parameters are not in it), so the first value pre-trains and trains scratch and the others copy
+both (``runner.reuse_other_experiments``): every value fine-tunes the same bundle against the same
+baseline. Re-running resumes every finished run.
 Extra ``--set`` overrides go to every experiment.
 """
 

@@ -149,10 +149,10 @@ class RunnerConfig(_Strict):
     """Parallel runs (``auto``: the number of cores)."""
     address: str | None = None
     """Ray cluster address (``None`` starts a local one)."""
-    reuse_runs: bool = True
-    """Copy a finished run that loads nothing from its bundle (``scratch``) from another experiment under
-    the same ``output_dir`` with the same agent, target, seed, budget and evaluation, instead of running it
-    again (:mod:`rltransfer.run_reuse`)."""
+    reuse_other_experiments: bool = True
+    """Copy finished work of another experiment under the same ``output_dir`` instead of doing it again: a
+    pre-training of the same experiment hash, and a run that loads nothing from its bundle (``scratch``)
+    with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.run_reuse`)."""
 
 
 class ExperimentConfig(_Strict):

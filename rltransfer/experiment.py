@@ -27,7 +27,7 @@ from rltransfer.config_hash import (
 )
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
-from rltransfer.run_reuse import copy_run, find_reusable, reuse_key
+from rltransfer.run_reuse import copied_from, copy_pretraining, copy_run, find_pretraining, find_reusable, reuse_key
 from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
@@ -184,6 +184,8 @@ def ensure_bundles(
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
         todo = [p for p in batch if not _has_bundle(cfg, accepted, p)]
+        if cfg.runner.reuse_other_experiments:
+            todo = [p for p in todo if not _copy_pretraining(cfg, chash, p, echo)]
         if pool is None or len(todo) < 2:
             for p in todo:
                 if echo:
@@ -205,7 +207,8 @@ def ensure_bundles(
             manifest = read_manifest(pretrain_dir(cfg, p) / "bundle")  # checked whole by _has_bundle or just written
             scores = source_scores(manifest["evaluation"], baselines)
             kept = passes(scores, gate)
-            judged.append(Pretraining(p, int(manifest["timesteps"]), scores, slot if kept else None))
+            origin = copied_from(pretrain_dir(cfg, p))
+            judged.append(Pretraining(p, int(manifest["timesteps"]), scores, slot if kept else None, origin))
             if not kept:
                 still_open.append(slot)
                 if echo:
@@ -215,6 +218,20 @@ def ensure_bundles(
                     )
         open_slots = sorted(still_open + open_slots[len(batch) :])
     return judged
+
+
+def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
+    """Copy pre-training ``seed`` from another experiment of the same hash under ``output_dir``, if one has it."""
+    from rltransfer.pretraining import pretrain_dir
+
+    dest = pretrain_dir(cfg, seed)
+    source = find_pretraining(cfg.run_dir.parent, dest, cfg.run_dir, chash)
+    if source is None:
+        return False
+    copy_pretraining(source, dest)
+    if echo:
+        print(f"pre-training seed {seed}: copied from '{source}' (the same experiment hash {chash})")
+    return True
 
 
 def bundles_of(cfg: ExperimentConfig, pretrainings: Sequence[Pretraining]) -> list[tuple[int, Path]]:
@@ -346,7 +363,7 @@ def run_experiment(
                 manifest["runs"].setdefault(j.key, {"status": "pending"})
                 if j not in todo:
                     manifest["runs"][j.key]["status"] = "ok"
-            if cfg.runner.reuse_runs:
+            if cfg.runner.reuse_other_experiments:
                 todo = _copy_reusable(todo, cfg, manifest, echo)
             write_json_atomic(run_dir / "manifest.json", manifest)
             # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
@@ -381,7 +398,7 @@ def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str
     if copied and echo:
         where = ", ".join(f"{n} from '{e}'" for e, n in sorted(copied.items()))
         print(f"re-used {sum(copied.values())} finished run(s) that load nothing from a bundle: {where} "
-              "(runner.reuse_runs: false runs them again)")  # fmt: skip
+              "(runner.reuse_other_experiments: false runs them again)")  # fmt: skip
     return rest
 
 

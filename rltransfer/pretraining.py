@@ -18,6 +18,7 @@ from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
+from rltransfer.run_reuse import COPIED_FILE
 from rltransfer.validation import Setup, resolve
 
 
@@ -94,6 +95,7 @@ def pretrain(
     setup = resolve(cfg)
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir, tb_dir = out / "bundle", out / "tb"
+    (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's
     names = [t.name for t in setup.sources]
 
     mt_env = source_env(setup, cfg.pretrain.envs_per_task)

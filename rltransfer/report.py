@@ -309,11 +309,16 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
                 for name, ps in tr["strategy_params"].items()
             )
         lines.append(line)
-    if summary.get("copied_runs"):
+    copied = [
+        f"pre-training seed {t['seed']} from `{t['copied_from']}`"
+        for t in summary.get("pretrainings", ())
+        if t.get("copied_from")
+    ] + [f"{n} run(s) from `{where}`" for where, n in sorted(summary.get("copied_runs", {}).items())]
+    if copied:
         lines.append(
-            "- runs copied from other experiments (they load nothing from a bundle; same agent, target, seed, budget "
-            "and evaluation; runner.reuse_runs): "
-            + ", ".join(f"{n} from `{where}`" for where, n in sorted(summary["copied_runs"].items()))
+            "- copied from other experiments under the output directory (runner.reuse_other_experiments; a "
+            "pre-training of the same experiment hash; a run that loads nothing from a bundle, of the same agent, "
+            "target, seed, budget and evaluation): " + "; ".join(copied)
         )
     for task, tb in p.get("tasks", {}).items():
         lines.append(f"- {task}: threshold tau = {tb['threshold']:g}, R_random = {tb['random_return']:.1f}")

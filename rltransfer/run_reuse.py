@@ -1,15 +1,19 @@
-"""Runs that take nothing from a bundle (``scratch``) re-used across experiment directories.
+"""Finished work re-used across experiment directories under one ``output_dir``.
 
-A scratch run depends on the target, the seed, the agent, the transfer budget and the evaluation,
-not on the pre-training: a sweep over ``pretrain.timesteps`` or ``pretrain.hyperparams`` would
-otherwise train the same scratch baselines again in every directory (on MiniGrid 30 runs, about
-40 minutes on two cores). Such a run records a *reuse key* (:func:`reuse_key`); a later experiment
-under the same ``output_dir`` copies a finished run with the same key instead of running it, and
-the copy's ``result.json`` names where it came from (``copied_from``).
+Two kinds of work do not depend on what makes one experiment differ from another of the same setup:
 
-The key is deliberately strict: the whole comparable config but the pre-training section and the
-other strategies' parameters, the target's parameters, the seed, and the package versions. Turn
-the copying off with ``runner.reuse_runs: false``.
+- a **pre-training** depends on the experiment hash's inputs and its seed only (not on the name, the
+  targets, the strategies or the seeds of the grid), and is deterministic: another experiment with
+  the same hash (a strategy sweep's next value, a renamed experiment) copies its bundle and TensorBoard
+  log (:func:`find_pretraining`, :func:`copy_pretraining`) instead of training it again;
+- a **run that loads nothing from its bundle** (``scratch``) depends on the target, the seed, the agent,
+  the transfer budget and the evaluation, not on the pre-training: it records a *reuse key*
+  (:func:`reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
+  copies a finished run with the same key (:func:`find_reusable`, :func:`copy_run`); on MiniGrid that
+  is 30 runs, about 40 minutes on two cores.
+
+What is copied names where it came from (``copied_from``). The keys are strict (a run's takes the
+package versions in too). ``runner.reuse_other_experiments: false`` turns the copying off.
 """
 
 from __future__ import annotations
@@ -105,3 +109,46 @@ def copy_run(source: Path, job: RunJob) -> dict[str, Any]:
     result.pop("bundle_sha256", None)  # the run loaded nothing from a bundle
     write_json_atomic(out / RESULT_FILE, result)
     return result
+
+
+COPIED_FILE = "copied_from.json"
+
+
+def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str) -> Path | None:
+    """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
+    whose bundle is intact and was trained for experiment hash ``chash``."""
+    from rltransfer.bundle import load_bundle
+    from rltransfer.errors import BundleError
+
+    if not output_root.is_dir():
+        return None
+    rel = own_pretrain.relative_to(own_dir)
+    own = own_dir.resolve()
+    for exp in sorted(output_root.iterdir()):
+        candidate = exp / rel
+        if not exp.is_dir() or exp.resolve() == own or not (candidate / "bundle" / "bundle.json").is_file():
+            continue
+        try:
+            if load_bundle(candidate / "bundle").manifest.get("experiment_hash") == chash:
+                return candidate
+        except BundleError:
+            continue
+    return None
+
+
+def copy_pretraining(source: Path, dest: Path) -> None:
+    """Copy a pre-training's ``bundle/`` and ``tb/`` (not the other seeds' directories below seed 0's) to
+    ``dest`` and record where they came from in ``dest/copied_from.json``."""
+    for part in ("bundle", "tb"):
+        if (dest / part).exists():
+            shutil.rmtree(dest / part)
+        if (source / part).is_dir():
+            shutil.copytree(source / part, dest / part)
+    origin = copied_from(source) or str(source)
+    write_json_atomic(dest / COPIED_FILE, {"copied_from": origin})
+
+
+def copied_from(pretrain_dir: Path) -> str | None:
+    """Where a pre-training directory's bundle was copied from, or ``None`` if it was trained here."""
+    r = read_result(pretrain_dir / COPIED_FILE)
+    return r.get("copied_from") if r else None

@@ -37,6 +37,8 @@ class Pretraining:
     slot: int | None
     """The place it takes: transfer seed i starts from the pre-training in place i mod ``pretrain.seeds``
     (``None``: rejected). Seeds 0..n-1 take places 0..n-1; a rejected one's place goes to the next seed."""
+    copied_from: str | None = None
+    """The pre-training directory of another experiment its bundle was copied from (:mod:`rltransfer.run_reuse`)."""
 
     @property
     def kept(self) -> bool:

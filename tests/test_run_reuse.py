@@ -74,7 +74,9 @@ def test_only_runs_loading_nothing_have_a_key_and_it_names_what_a_scratch_run_de
 def test_a_scratch_run_does_not_depend_on_the_pretraining(first, tmp_path):
     """What sharing rests on: with another pre-training (and reuse off) scratch is bit-identical."""
     cfg, res = first
-    other = config(tmp_path / "runs", pretrain__timesteps=1024, transfer__head_init="mean", runner__reuse_runs=False)
+    other = config(
+        tmp_path / "runs", pretrain__timesteps=1024, transfer__head_init="mean", runner__reuse_other_experiments=False
+    )
     res2 = rltransfer.run_experiment(other, progress=False, echo=False)
     for seed in (0, 1):
         a, b = result(res.run_dir, "scratch", seed), result(res2.run_dir, "scratch", seed)
@@ -108,7 +110,7 @@ def test_another_experiment_under_the_same_output_dir_copies_scratch_and_runs_th
     scratch = next(r for r in out.summary["rows"] if r["strategy"] == "scratch")
     assert scratch["seeds"] == 2 and scratch["failed_runs"] == 0
     assert out.summary["copied_runs"] == {str(res.run_dir): 2}
-    assert f"2 from `{res.run_dir}`" in (out.run_dir / "report" / "report.md").read_text()
+    assert f"2 run(s) from `{res.run_dir}`" in (out.run_dir / "report" / "report.md").read_text()
     # Resuming the copy re-runs nothing, a copy of a copy names the first run.
     mtimes = {p: p.stat().st_mtime_ns for p in out.run_dir.rglob("result.json")}
     rltransfer.run_experiment(cfg2, progress=False, echo=False)
@@ -135,7 +137,10 @@ def test_another_threshold_rescores_the_copy(first):
 
 def test_a_changed_budget_or_reuse_off_runs_scratch_itself(first):
     cfg, res = first
-    for name, changes in (("budget", {"transfer__timesteps": 384}), ("off", {"runner__reuse_runs": False})):
+    for name, changes in (
+        ("budget", {"transfer__timesteps": 384}),
+        ("off", {"runner__reuse_other_experiments": False}),
+    ):
         out = rltransfer.run_experiment(
             config(cfg["output_dir"], name=name, **changes),
             ["transfer.strategies=[scratch]"],
@@ -143,3 +148,72 @@ def test_a_changed_budget_or_reuse_off_runs_scratch_itself(first):
             echo=False,
         )
         assert "copied_from" not in result(out.run_dir, "scratch", 0), name
+
+
+def test_another_experiment_of_the_same_hash_copies_the_pretraining(first, capsys):
+    """A renamed experiment, or a strategy sweep's next value: the same experiment hash, no pre-training."""
+    cfg, res = first
+    cfg2 = config(cfg["output_dir"], name="renamed", transfer__strategies=["scratch", "zero_shot"])
+    out = rltransfer.run_experiment(cfg2, progress=False, echo=True)
+    printed = capsys.readouterr().out
+    assert f"pre-training seed 0: copied from '{res.run_dir / 'pretrain'}'" in printed
+    assert "pre-training seed 0 on" not in printed
+    for part in ("bundle/components.safetensors", "bundle/bundle.json", "bundle/model.zip"):
+        assert (out.run_dir / "pretrain" / part).read_bytes() == (res.run_dir / "pretrain" / part).read_bytes()
+    assert list((out.run_dir / "pretrain" / "tb").glob("events.out.tfevents.*"))
+    manifest = json.loads((out.run_dir / "manifest.json").read_text())
+    assert manifest["pretrainings"][0]["copied_from"] == str(res.run_dir / "pretrain")
+    assert f"pre-training seed 0 from `{res.run_dir / 'pretrain'}`" in (out.run_dir / "report/report.md").read_text()
+    shot = result(out.run_dir, "zero_shot", 0)
+    assert shot["bundle_sha256"] == result(res.run_dir, "finetune", 0)["bundle_sha256"]
+    # With two pre-training seeds (another hash: pretrain.seeds is in it) both train; a renamed copy of that
+    # experiment copies each from its own place, and its runs are the same to the last digit.
+    two = config(cfg["output_dir"], name="two", pretrain__seeds=2, transfer__strategies=["zero_shot"])
+    out2 = rltransfer.run_experiment(two, progress=False, echo=False)
+    assert [p["copied_from"] for p in json.loads((out2.run_dir / "manifest.json").read_text())["pretrainings"]] == [
+        None, None
+    ]  # fmt: skip
+    out3 = rltransfer.run_experiment({**two, "name": "two-again"}, progress=False, echo=False)
+    assert [p["copied_from"] for p in json.loads((out3.run_dir / "manifest.json").read_text())["pretrainings"]] == [
+        str(out2.run_dir / "pretrain"), str(out2.run_dir / "pretrain" / "seed-1")
+    ]  # fmt: skip
+    assert results_of(out3.run_dir) == results_of(out2.run_dir)
+
+
+def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
+    from rltransfer.run_reuse import copied_from, copy_pretraining
+
+    src = tmp_path / "a" / "pretrain"
+    for part in ("bundle/bundle.json", "tb/events", "seed-1/bundle/bundle.json"):
+        (src / part).parent.mkdir(parents=True, exist_ok=True)
+        (src / part).write_text(part)
+    dest = tmp_path / "b" / "pretrain"
+    (dest / "bundle").mkdir(parents=True)
+    (dest / "bundle" / "stale").write_text("x")
+    copy_pretraining(src, dest)
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == [
+        "bundle/bundle.json", "copied_from.json", "tb/events"
+    ]  # fmt: skip
+    assert copied_from(dest) == str(src)
+    again = tmp_path / "c" / "pretrain"
+    copy_pretraining(dest, again)
+    assert copied_from(again) == str(src)  # a copy of a copy names where it was trained
+
+
+def results_of(run_dir):
+    return {
+        str(p.relative_to(run_dir)): {k: v for k, v in json.loads(p.read_text()).items() if k != "config_hash"}
+        for p in sorted((run_dir / "runs").glob("*/*/seed-*/result.json"))
+    }
+
+
+def test_another_pretraining_trains_its_own(first):
+    cfg, res = first
+    out = rltransfer.run_experiment(
+        config(cfg["output_dir"], name="own", pretrain__timesteps=640), ["transfer.strategies=[scratch]"],
+        progress=False, echo=False,
+    )  # fmt: skip
+    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] is None
+    off = config(cfg["output_dir"], name="off-pre", runner__reuse_other_experiments=False)
+    out = rltransfer.run_experiment(off, ["transfer.strategies=[scratch]"], progress=False, echo=False)
+    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] is None
