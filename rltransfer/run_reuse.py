@@ -138,14 +138,15 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
 
 def copy_pretraining(source: Path, dest: Path) -> None:
     """Copy a pre-training's ``bundle/`` and ``tb/`` (not the other seeds' directories below seed 0's) to
-    ``dest`` and record where they came from in ``dest/copied_from.json``."""
+    ``dest`` and record where they came from in ``dest/copied_from.json`` (first: a copy broken off leaves a
+    damaged bundle, which is trained again, and training removes the record)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(dest / COPIED_FILE, {"copied_from": copied_from(source) or str(source)})
     for part in ("bundle", "tb"):
         if (dest / part).exists():
             shutil.rmtree(dest / part)
         if (source / part).is_dir():
             shutil.copytree(source / part, dest / part)
-    origin = copied_from(source) or str(source)
-    write_json_atomic(dest / COPIED_FILE, {"copied_from": origin})
 
 
 def copied_from(pretrain_dir: Path) -> str | None:
