@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -385,7 +386,7 @@ def run_experiment(
 def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str, Any], echo: bool) -> list[RunJob]:
     """Copy the runs of ``todo`` another experiment under ``output_dir`` already finished (scratch,
     :mod:`rltransfer.run_reuse`); return the rest."""
-    rest, copied = [], {}
+    rest, copied = [], Counter()
     for job in todo:
         source = find_reusable(job, cfg.run_dir.parent, cfg.run_dir)
         if source is None:
@@ -393,8 +394,7 @@ def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str
             continue
         copy_run(source, job)
         manifest["runs"][job.key] = {"status": "ok", "copied_from": str(source), "finished": _now()}
-        experiment = source.relative_to(cfg.run_dir.parent).parts[0]
-        copied[experiment] = copied.get(experiment, 0) + 1
+        copied[source.relative_to(cfg.run_dir.parent).parts[0]] += 1
     if copied and echo:
         where = ", ".join(f"{n} from '{e}'" for e, n in sorted(copied.items()))
         print(f"re-used {sum(copied.values())} finished run(s) that load nothing from a bundle: {where} "

@@ -117,7 +117,7 @@ COPIED_FILE = "copied_from.json"
 def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str) -> Path | None:
     """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
     whose bundle is intact and was trained for experiment hash ``chash``."""
-    from rltransfer.bundle import load_bundle
+    from rltransfer.bundle import load_bundle, read_manifest
     from rltransfer.errors import BundleError
 
     if not output_root.is_dir():
@@ -128,8 +128,9 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
         candidate = exp / rel
         if not exp.is_dir() or exp.resolve() == own or not (candidate / "bundle" / "bundle.json").is_file():
             continue
-        try:
-            if load_bundle(candidate / "bundle").manifest.get("experiment_hash") == chash:
+        try:  # the manifest alone first; the weights' checksums only where the hash matches
+            if read_manifest(candidate / "bundle").get("experiment_hash") == chash:
+                load_bundle(candidate / "bundle")
                 return candidate
         except BundleError:
             continue
