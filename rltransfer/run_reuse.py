@@ -19,8 +19,9 @@ package versions in too). ``runner.reuse_other_experiments: false`` turns the co
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,28 +55,36 @@ def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mappi
     return digest(data, 24)
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
     from rltransfer.bundle import package_versions
 
-    out = package_versions()
+    out = package_versions()  # once per process: every job's key takes them in
     for pkg in _OPTIONAL_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
     return out
 
 
-def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
-    """A finished run directory of another experiment under ``output_root`` with ``job``'s reuse key."""
-    if not job.reuse_key or not output_root.is_dir():
-        return None
-    rel = Path(job.out_dir).relative_to(own_dir)
+def _elsewhere(output_root: Path, own_dir: Path, own_path: Path) -> Iterator[Path]:
+    """``own_path``'s place (relative to the experiment directory ``own_dir``) in every other experiment
+    directory under ``output_root``, in name order."""
+    if not output_root.is_dir():
+        return
+    rel = own_path.relative_to(own_dir)
     own = own_dir.resolve()
     for exp in sorted(output_root.iterdir()):
-        if not exp.is_dir() or exp.resolve() == own:
-            continue
-        candidate = exp / rel
+        if exp.is_dir() and exp.resolve() != own:
+            yield exp / rel
+
+
+def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
+    """A finished run directory of another experiment under ``output_root`` with ``job``'s reuse key."""
+    if not job.reuse_key:
+        return None
+    for candidate in _elsewhere(output_root, own_dir, Path(job.out_dir)):
         r = read_result(candidate / RESULT_FILE)
         if r is not None and r.get("status") == "ok" and r.get("reuse_key") == job.reuse_key and "curve" in r:
             return candidate
@@ -120,13 +129,8 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
     from rltransfer.bundle import load_bundle, read_manifest
     from rltransfer.errors import BundleError
 
-    if not output_root.is_dir():
-        return None
-    rel = own_pretrain.relative_to(own_dir)
-    own = own_dir.resolve()
-    for exp in sorted(output_root.iterdir()):
-        candidate = exp / rel
-        if not exp.is_dir() or exp.resolve() == own or not (candidate / "bundle" / "bundle.json").is_file():
+    for candidate in _elsewhere(output_root, own_dir, own_pretrain):
+        if not (candidate / "bundle" / "bundle.json").is_file():
             continue
         try:  # the manifest alone first; the weights' checksums only where the hash matches
             if read_manifest(candidate / "bundle").get("experiment_hash") == chash:
