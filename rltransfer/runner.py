@@ -97,10 +97,23 @@ def run_local(
                             },
                         )
         except BaseException:
-            for future in running:
-                future.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers(pool)
             raise
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's processes now, the runs they are on with them.
+
+    ``shutdown(wait=False)`` alone lets each worker finish its run and write the result after the grid
+    has stopped and the manifest has said so. A run cut short leaves no result file, so resuming trains
+    it again.
+    """
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_ray(

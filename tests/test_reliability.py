@@ -186,6 +186,34 @@ def test_sigterm_stops_like_ctrl_c_and_the_manifest_says_so(tmp_path):
     assert kept and all(json.loads(f.read_text())["status"] == "ok" for f in kept)
 
 
+def test_sigterm_to_the_main_process_alone_stops_its_workers_too(tmp_path):
+    # `kill <pid>` reaches the main process only; its worker processes must not go on with their runs
+    # (and write results) after the manifest said the grid was interrupted.
+    cfg, path = _config(tmp_path, "orphans", seeds=4)
+    cfg["runner"]["workers"] = 2
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "runs" / "orphans"
+    proc = _start(path, tmp_path)
+    _wait_for_results(run_dir, 1, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    deadline = time.time() + 20
+    while True:  # every process of the session has ended: no worker outlives the grid
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.time() < deadline, "a worker process outlived the interrupted grid"
+        time.sleep(0.1)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    ok = {k for k, r in manifest["runs"].items() if r["status"] == "ok"}
+    kept = {str(f.parent.relative_to(run_dir / "runs")) for f in run_dir.glob("runs/*/*/seed-*/result.json")}
+    assert kept == ok  # every result on disk is one the manifest counts, and no other
+
+
 # -- non-finite training --------------------------------------------------------------------------------
 class HugeReward(gym.Wrapper):
     """Finite but absurd rewards: returns overflow float32, and the parameters become NaN."""
