@@ -57,6 +57,7 @@ MINIGRID = Family(
     build=build_minigrid,
     tasks={
         "empty-5": {"layout": 0, "size": 5},
+        "empty-6": {"layout": 0, "size": 6},
         "empty-8": {"layout": 0, "size": 8},
         "doorkey-5": {"layout": 1, "size": 5},
         "doorkey-6": {"layout": 1, "size": 6},
@@ -66,8 +67,14 @@ MINIGRID = Family(
         "lavagap-7": {"layout": 2, "size": 7},
     },
     source=["empty-5", "empty-8", "doorkey-5", "lavagap-5", "lavagap-6"],
-    # A bigger DoorKey than any source, and a LavaGap bigger than any source LavaGap.
-    targets={"doorkey-6": "extrapolation", "doorkey-8": "extrapolation", "lavagap-7": "extrapolation"},
+    # An Empty room between the two source Empty rooms; a bigger DoorKey than any source, and a LavaGap
+    # bigger than any source LavaGap.
+    targets={
+        "empty-6": "interpolation",
+        "doorkey-6": "extrapolation",
+        "doorkey-8": "extrapolation",
+        "lavagap-7": "extrapolation",
+    },
     reward_threshold=0.8,
     threshold_note="MiniGrid has none; 0.8 = reaching the goal within about 22% of max_steps",
 )
