@@ -41,6 +41,7 @@ CLASSIC = Family(
     build=build_classic,
     tasks={
         "cartpole": {"env": 0},
+        "cartpole-mid": {"env": 0, "scale": 1.3},
         "cartpole-long": {"env": 0, "scale": 1.6},
         "acrobot": {"env": 1},
         "acrobot-short": {"env": 1, "scale": 0.8},
@@ -48,9 +49,10 @@ CLASSIC = Family(
         "mountaincar": {"env": 2},
     },
     source=["cartpole", "cartpole-long", "acrobot-short"],
-    # acrobot-long: an observation length and action count seen among the sources (its stem and head
-    # can start from acrobot-short's); mountaincar: a new observation length (a new stem).
-    targets={"acrobot-long": "extrapolation", "mountaincar": "extrapolation"},
+    # cartpole-mid: a pole between the two source poles; acrobot-long: an observation length and action
+    # count seen among the sources (its stem and head can start from acrobot-short's); mountaincar: a new
+    # observation length (a new stem).
+    targets={"cartpole-mid": "interpolation", "acrobot-long": "extrapolation", "mountaincar": "extrapolation"},
 )
 
 FAMILIES = [CLASSIC]
