@@ -151,16 +151,22 @@ def _stem_init(
     bundle: Bundle, own: dict[str, torch.Tensor], head: str, spec: TargetSpec, obs_dim: int
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The target's input stem from the nearest source's, where their observations have the same
-    length; otherwise it stays new (it trains at the full rate, even in a frozen encoder)."""
+    length; otherwise it stays new (it trains at the full rate, even in a frozen encoder).
+
+    The bundle's stems read observations padded to the longest source's; the target's reads its own
+    length, so a source stem's weight keeps its first ``obs_dim`` columns. The others only ever saw
+    padding (zeros, which the encoder starts them at and keeps them at), so the stem computes the same.
+    """
     if stem_is_new(bundle, spec, obs_dim):
         return {}, (
             f"new stem, trained at the full rate ('{spec.nearest}', the nearest source, has another observation length)"
         )
     mine = [k for k in own if k.startswith("encoder.") and f".stems.{head}." in k]
-    return (
-        {k: bundle.tensors[k.replace(f".stems.{head}.", f".stems.{spec.nearest}.")] for k in mine},
-        f"stem of '{spec.nearest}' (nearest by context)",
-    )
+    out = {}
+    for k in mine:
+        theirs = bundle.tensors[k.replace(f".stems.{head}.", f".stems.{spec.nearest}.")]
+        out[k] = theirs[:, : own[k].shape[1]] if theirs.ndim == 2 and own[k].ndim == 2 else theirs
+    return out, f"stem of '{spec.nearest}' (nearest by context)"
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:

@@ -160,6 +160,24 @@ def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and
     )
 
 
+def test_a_target_shorter_than_the_longest_source_starts_from_its_nearest_stem_columns(pretrained):
+    # The bundle's stems read observations padded to 6 (Acrobot's); a CartPole target reads 4.
+    algo, cfg, bundle = pretrained
+    from rltransfer.transferring import build_target_agent
+
+    c = load_config(dict(cfg, target_tasks=["cartpole-mid"]))
+    model, env, lineage = build_target_agent(
+        c, resolve(c), bundle, get_family("classic").task("cartpole-mid"), "finetune", 0
+    )
+    assert lineage["nearest_source"] == "cartpole"
+    assert "stem of 'cartpole'" in lineage["components"][0]["source"]
+    source = bundle.tensors["encoder.stems.cartpole.weight"]
+    assert source.shape[1] == 6 and not source[:, 4:].any()  # padding's columns: zero, so nothing is lost
+    state = component_state(model.policy)
+    assert torch.equal(state["encoder.stems.cartpole-mid.weight"], source[:, :4])
+    assert torch.equal(state["encoder.stems.cartpole-mid.bias"], bundle.tensors["encoder.stems.cartpole.bias"])
+
+
 @pytest.mark.parametrize("strategy", ["freeze_encoder", "lr_scaled"])
 def test_a_new_stem_trains_at_the_full_rate_inside_a_frozen_or_scaled_encoder(pretrained, strategy):
     algo, cfg, bundle = pretrained
