@@ -169,6 +169,21 @@ def _stem_init(
     return out, f"stem of '{spec.nearest}' (nearest by context)"
 
 
+def _own_action_rows(
+    copied: dict[str, torch.Tensor], own: dict[str, torch.Tensor], bundle: Bundle, spec: TargetSpec
+) -> dict[str, torch.Tensor]:
+    """A source head for a target of the source's own action count: the bundle's heads act in the
+    sources' largest ``Discrete``, the actions beyond a task's own masked; the target's head has its
+    own rows only, which keep the source's logits (or Q-values) for the actions both have."""
+    n = int(bundle.architecture["task_spaces"]["action_dims"][spec.nearest_index])
+    out = {}
+    for k, v in copied.items():
+        mine = own.get(k)
+        fits = mine is not None and mine.shape[0] == n < v.shape[0] and mine.shape[1:] == v.shape[1:]
+        out[k] = v[:n] if fits else v
+    return out
+
+
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
     prefix = f"heads.{task}."
     return {k[len(prefix) :]: v for k, v in bundle.tensors.items() if k.startswith(prefix)}
@@ -194,6 +209,8 @@ def load_components(
                 if init is not None:
                     tensors, source = init
                     copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
+                    if mixed and head_init in ("nearest", "probe"):
+                        copied = _own_action_rows(copied, own, bundle, spec)
                     if mixed and any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
                         copied, source = {}, f"fresh: {source} has another number of actions"
             else:

@@ -160,8 +160,9 @@ def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and
     )
 
 
-def test_a_target_shorter_than_the_longest_source_starts_from_its_nearest_stem_columns(pretrained):
-    # The bundle's stems read observations padded to 6 (Acrobot's); a CartPole target reads 4.
+def test_a_target_smaller_than_the_largest_source_starts_from_its_nearest_stem_and_head(pretrained):
+    # The bundle's stems read observations padded to 6 (Acrobot's) and its heads act in Discrete(3);
+    # a CartPole target reads 4 and acts in 2.
     algo, cfg, bundle = pretrained
     from rltransfer.transferring import build_target_agent
 
@@ -176,6 +177,17 @@ def test_a_target_shorter_than_the_longest_source_starts_from_its_nearest_stem_c
     state = component_state(model.policy)
     assert torch.equal(state["encoder.stems.cartpole-mid.weight"], source[:, :4])
     assert torch.equal(state["encoder.stems.cartpole-mid.bias"], bundle.tensors["encoder.stems.cartpole.bias"])
+    # Its head likewise: the bundle's act in Discrete(3), CartPole's third action masked; the target's has 2.
+    status = {c["component"]: c["status"] for c in lineage["components"]}
+    assert status["heads"] == "loaded"
+    heads = [k for k in state if k.startswith("heads.cartpole-mid.")]
+    assert heads
+    for key in heads:
+        theirs = bundle.tensors[key.replace("cartpole-mid", "cartpole")]
+        assert torch.equal(state[key], theirs[: state[key].shape[0]])
+    assert any(
+        state[k].shape[0] == 2 and bundle.tensors[k.replace("cartpole-mid", "cartpole")].shape[0] == 3 for k in heads
+    )
 
 
 @pytest.mark.parametrize("strategy", ["freeze_encoder", "lr_scaled"])
