@@ -438,13 +438,13 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
     from rltransfer.runner import run_local, run_ray
 
     failed: list[str] = []
-    in_flight: set[str] = set()
+    in_flight: dict[str, RunJob] = {}
     bar = tqdm(
         total=total, initial=total - len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True
     )
 
     def on_start(job: RunJob) -> None:
-        in_flight.add(job.key)
+        in_flight[job.key] = job
         manifest["runs"][job.key] = {"status": "running", "started": _now()}
         bar.set_postfix_str(f"in flight {len(in_flight)}: {sorted(in_flight)[0]} | failed {len(failed)}")
 
@@ -458,7 +458,7 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
                 if interrupt["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
-                in_flight.discard(job.key)
+                in_flight.pop(job.key, None)
                 manifest["runs"][job.key] = {
                     "status": res["status"], "wall_seconds": round(res["wall_seconds"], 2),
                     "eval_seconds": round(res["eval_seconds"], 2), "finished": _now(),
@@ -472,8 +472,13 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
                 if interrupt["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
-            for key in in_flight:
-                manifest["runs"][key] = {"status": "interrupted"}
+            stream.close()  # the workers (or Ray tasks) end here, before the disk is read
+            for key, job in in_flight.items():
+                # A run that wrote its result just before the stop, which the grid had not yet taken in:
+                # a finished run (results are written whole), counted as one.
+                res = read_result(Path(job.out_dir) / RESULT_FILE)
+                finished = res is not None and res.get("status") == "ok"
+                manifest["runs"][key] = {"status": "ok", "finished": _now()} if finished else {"status": "interrupted"}
             manifest.update(status="interrupted", finished=_now())
             write_json_atomic(run_dir / "manifest.json", manifest)
             done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")

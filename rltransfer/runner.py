@@ -102,18 +102,21 @@ def run_local(
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End the pool's processes now, the runs they are on with them.
+    """End the pool's processes now, the runs they are on with them, and wait until they have ended.
 
     ``shutdown(wait=False)`` alone lets each worker finish its run and write the result after the grid
-    has stopped and the manifest has said so. A run cut short leaves no result file, so resuming trains
-    it again.
+    has stopped and the manifest has said so. A run cut short leaves no result file (results are
+    written whole, by a rename), so resuming trains it again.
     """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     if hasattr(pool, "terminate_workers"):  # Python >= 3.14
         pool.terminate_workers()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=10)
 
 
 def run_ray(

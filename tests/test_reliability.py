@@ -214,6 +214,36 @@ def test_sigterm_to_the_main_process_alone_stops_its_workers_too(tmp_path):
     assert kept == ok  # every result on disk is one the manifest counts, and no other
 
 
+def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_path, monkeypatch, python_sigint):
+    # A worker writes its result, and the stop comes before the grid has taken the result in: the
+    # result on disk is whole (a rename), so the manifest counts the run instead of calling it interrupted.
+    import rltransfer
+    from rltransfer import runner
+    from rltransfer.experiment import Interrupted
+
+    real = runner.execute
+
+    def stopped_after_writing(job):
+        summary = real(job)
+        if job.key == "very-long-heavy/scratch/seed-1":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        return summary
+
+    monkeypatch.setattr(runner, "execute", stopped_after_writing)
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, "late")
+    with pytest.raises(Interrupted):
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    run_dir = tmp_path / "runs" / "late"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["runs"]["very-long-heavy/scratch/seed-1"]["status"] == "ok"
+    ok = {k for k, r in manifest["runs"].items() if r["status"] == "ok"}
+    kept = {str(f.parent.relative_to(run_dir / "runs")) for f in run_dir.glob("runs/*/*/seed-*/result.json")}
+    assert kept == ok == {"very-long-heavy/scratch/seed-0", "very-long-heavy/scratch/seed-1"}
+
+
 # -- non-finite training --------------------------------------------------------------------------------
 class HugeReward(gym.Wrapper):
     """Finite but absurd rewards: returns overflow float32, and the parameters become NaN."""
