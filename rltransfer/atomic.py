@@ -28,6 +28,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temps(directory: Path) -> int:
+    """Delete the temp files a killed writer left under ``directory`` (``kill -9`` between the temp file
+    and its rename); return how many. Only for a directory no one else is writing to."""
+    stale = list(directory.rglob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """``data`` as indented, key-sorted JSON (the same bytes for the same content), atomically."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

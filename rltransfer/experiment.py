@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rltransfer.atomic import write_json_atomic
+from rltransfer.atomic import remove_stale_temps, write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import (
     accepted_hashes,
@@ -324,6 +324,7 @@ def run_experiment(
     check_writable(run_dir)
     chash = experiment_hash(cfg)
     with RunLock(run_dir):
+        remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
         previous = check_same_config(run_dir, chash)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:

@@ -244,6 +244,23 @@ def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_
     assert kept == ok == {"very-long-heavy/scratch/seed-0", "very-long-heavy/scratch/seed-1"}
 
 
+def test_a_resumed_experiment_removes_the_temp_files_a_killed_writer_left(tmp_path, monkeypatch):
+    # kill -9 between an atomic write's temp file and its rename leaves the temp file behind.
+    import rltransfer
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, "stale", seeds=1)
+    run_dir = tmp_path / "runs" / "stale"
+    (run_dir / "runs" / "very-long-heavy" / "scratch" / "seed-0").mkdir(parents=True)
+    stale = [run_dir / ".manifest.json.k1ll3d.tmp", run_dir / "runs/very-long-heavy/scratch/seed-0/.result.json.x.tmp"]
+    for path in stale:
+        path.write_text("{")
+    rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert not any(path.exists() for path in stale)
+    assert not list(run_dir.rglob("*.tmp"))
+    assert json.loads((run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").read_text())["status"] == "ok"
+
+
 # -- non-finite training --------------------------------------------------------------------------------
 class HugeReward(gym.Wrapper):
     """Finite but absurd rewards: returns overflow float32, and the parameters become NaN."""
