@@ -477,9 +477,9 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
             for key, job in in_flight.items():
                 # A run that wrote its result just before the stop, which the grid had not yet taken in:
                 # a finished run (results are written whole), counted as one.
-                res = read_result(Path(job.out_dir) / RESULT_FILE)
-                finished = res is not None and res.get("status") == "ok"
-                manifest["runs"][key] = {"status": "ok", "finished": _now()} if finished else {"status": "interrupted"}
+                manifest["runs"][key] = (
+                    {"status": "ok", "finished": _now()} if is_done(job) else {"status": "interrupted"}
+                )
             manifest.update(status="interrupted", finished=_now())
             write_json_atomic(run_dir / "manifest.json", manifest)
             done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
