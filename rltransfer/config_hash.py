@@ -33,6 +33,25 @@ def experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     return digest(data, 16)
 
 
+def pretraining_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
+    """What one pre-training seed computes from: the family, sources and conditioning, the agent with the
+    hyperparameters it pre-trains with (``agent.hyperparams`` under ``pretrain.hyperparams``), the
+    pre-training's budget, environments and source evaluation (its episodes, and
+    ``evaluation.deterministic``). Not the transfer side (budget, environments, head initialisation), the
+    transfer evaluation's schedule or episodes, how many pre-training seeds the grid wants, nor a
+    hyperparameter that ``pretrain.hyperparams`` overrides: an experiment that differs from another only
+    there copies the other's bundles (:func:`~rltransfer.run_reuse.find_pretraining`) instead of training
+    them again."""
+    data = comparable_config(cfg)
+    data.pop("target_tasks")
+    data.pop("transfer")
+    data["evaluation"] = {"deterministic": data["evaluation"]["deterministic"]}
+    pre = data["pretrain"]
+    pre.pop("seeds", None)
+    data["agent"]["hyperparams"] = {**data["agent"]["hyperparams"], **pre.pop("hyperparams", {})}
+    return digest({"pretraining": data}, 16)
+
+
 def previous_experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     """The experiment hash as versions before 2026-11-28 computed it: the target tasks in it (and no
     target in a run's hash). A run directory written then is re-used through it (:func:`accepted_hashes`)."""

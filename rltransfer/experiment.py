@@ -23,6 +23,7 @@ from rltransfer.config_hash import (
     accepted_hashes,
     earlier_run_hashes,
     experiment_hash,
+    pretraining_hash,
     previous_experiment_hash,
     run_hash,
 )
@@ -129,8 +130,9 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int) -> bool:
-    """Whether pre-training seed ``seed`` left a readable bundle of this config (its experiment hash is
-    one of ``accepted``, :func:`~rltransfer.config_hash.accepted_hashes`)."""
+    """Whether pre-training seed ``seed`` left a readable bundle of this config: its experiment hash is
+    one of ``accepted`` (:func:`~rltransfer.config_hash.accepted_hashes`), or it was copied from an
+    experiment of the same pre-training (:func:`~rltransfer.config_hash.pretraining_hash`)."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
     from rltransfer.pretraining import pretrain_dir
@@ -139,9 +141,10 @@ def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int) -> bo
     if not (path / "bundle.json").is_file():
         return False
     try:
-        return load_bundle(path).manifest.get("experiment_hash") in accepted
+        manifest = load_bundle(path).manifest
     except BundleError:
         return False  # damaged: train again
+    return manifest.get("experiment_hash") in accepted or manifest.get("pretrain_hash") == pretraining_hash(cfg)
 
 
 def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bool = False, echo: bool = False):
@@ -149,7 +152,11 @@ def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bo
     from rltransfer.pretraining import pretrain
 
     return pretrain(
-        config, seed=seed, progress=progress, echo=echo, extra_manifest={"experiment_hash": chash}
+        config,
+        seed=seed,
+        progress=progress,
+        echo=echo,
+        extra_manifest={"experiment_hash": chash, "pretrain_hash": pretraining_hash(config)},
     ).evaluation
 
 
@@ -222,16 +229,19 @@ def ensure_bundles(
 
 
 def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
-    """Copy pre-training ``seed`` from another experiment of the same hash under ``output_dir``, if one has it."""
+    """Copy pre-training ``seed`` from another experiment of the same pre-training under ``output_dir`` (its
+    :func:`~rltransfer.config_hash.pretraining_hash`, or for a bundle written before it was recorded, the
+    same experiment hash), if one has it."""
     from rltransfer.pretraining import pretrain_dir
 
     dest = pretrain_dir(cfg, seed)
-    source = find_pretraining(cfg.run_dir.parent, dest, cfg.run_dir, chash)
+    phash = pretraining_hash(cfg)
+    source = find_pretraining(cfg.run_dir.parent, dest, cfg.run_dir, chash, phash)
     if source is None:
         return False
     copy_pretraining(source, dest)
     if echo:
-        print(f"pre-training seed {seed}: copied from '{source}' (the same experiment hash {chash})")
+        print(f"pre-training seed {seed}: copied from '{source}' (the same pre-training, hash {phash})")
     return True
 
 

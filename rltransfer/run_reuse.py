@@ -2,10 +2,12 @@
 
 Two kinds of work do not depend on what makes one experiment differ from another of the same setup:
 
-- a **pre-training** depends on the experiment hash's inputs and its seed only (not on the name, the
-  targets, the strategies or the seeds of the grid), and is deterministic: another experiment with
-  the same hash (a strategy sweep's next value, a renamed experiment) copies its bundle and TensorBoard
-  log (:func:`find_pretraining`, :func:`copy_pretraining`) instead of training it again;
+- a **pre-training** depends on its seed and the pre-training side of the config only
+  (:func:`~rltransfer.config_hash.pretraining_hash`: not on the name, the targets, the grid, the transfer
+  budget, head initialisation or evaluation schedule), and is deterministic: another experiment of the
+  same pre-training (a renamed experiment, a strategy sweep's next value, a sweep of the transfer side)
+  copies its bundle and TensorBoard log (:func:`find_pretraining`, :func:`copy_pretraining`) instead of
+  training it again;
 - a **run that loads nothing from its bundle** (``scratch``) depends on the target, the seed, the agent,
   the transfer budget and the evaluation, not on the pre-training: it records a *reuse key*
   (:func:`reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
@@ -123,9 +125,11 @@ def copy_run(source: Path, job: RunJob) -> dict[str, Any]:
 COPIED_FILE = "copied_from.json"
 
 
-def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str) -> Path | None:
+def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str, phash: str) -> Path | None:
     """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
-    whose bundle is intact and was trained for experiment hash ``chash``."""
+    whose bundle is intact and was trained with pre-training hash ``phash``
+    (:func:`~rltransfer.config_hash.pretraining_hash`) or for experiment hash ``chash`` (a bundle written
+    before the pre-training hash was recorded has only that)."""
     from rltransfer.bundle import load_bundle, read_manifest
     from rltransfer.errors import BundleError
 
@@ -133,7 +137,8 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
         if not (candidate / "bundle" / "bundle.json").is_file():
             continue
         try:  # the manifest alone first; the weights' checksums only where the hash matches
-            if read_manifest(candidate / "bundle").get("experiment_hash") == chash:
+            manifest = read_manifest(candidate / "bundle")
+            if manifest.get("pretrain_hash") == phash or manifest.get("experiment_hash") == chash:
                 load_bundle(candidate / "bundle")
                 return candidate
         except BundleError:

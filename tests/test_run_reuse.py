@@ -166,18 +166,69 @@ def test_another_experiment_of_the_same_hash_copies_the_pretraining(first, capsy
     assert f"pre-training seed 0 from `{res.run_dir / 'pretrain'}`" in (out.run_dir / "report/report.md").read_text()
     shot = result(out.run_dir, "zero_shot", 0)
     assert shot["bundle_sha256"] == result(res.run_dir, "finetune", 0)["bundle_sha256"]
-    # With two pre-training seeds (another hash: pretrain.seeds is in it) both train; a renamed copy of that
-    # experiment copies each from its own place, and its runs are the same to the last digit.
+    # With two pre-training seeds (another experiment hash: pretrain.seeds is in it) seed 0 is the first
+    # experiment's and seed 1 trains; a renamed copy of that experiment copies each, and its runs are the
+    # same to the last digit.
     two = config(cfg["output_dir"], name="two", pretrain__seeds=2, transfer__strategies=["zero_shot"])
     out2 = rltransfer.run_experiment(two, progress=False, echo=False)
     assert [p["copied_from"] for p in json.loads((out2.run_dir / "manifest.json").read_text())["pretrainings"]] == [
-        None, None
+        str(res.run_dir / "pretrain"), None
     ]  # fmt: skip
     out3 = rltransfer.run_experiment({**two, "name": "two-again"}, progress=False, echo=False)
     assert [p["copied_from"] for p in json.loads((out3.run_dir / "manifest.json").read_text())["pretrainings"]] == [
-        str(out2.run_dir / "pretrain"), str(out2.run_dir / "pretrain" / "seed-1")
+        str(res.run_dir / "pretrain"), str(out2.run_dir / "pretrain" / "seed-1")
     ]  # fmt: skip
     assert results_of(out3.run_dir) == results_of(out2.run_dir)
+
+
+def test_the_pretraining_hash_names_what_a_pretraining_depends_on(tmp_path):
+    """The transfer side, the grid, the transfer evaluation's schedule and a hyperparameter pre-training
+    overrides do not change a pre-training; the sources, its budget, the hyperparameters it trains with
+    and how the sources are evaluated do."""
+    from rltransfer.config_hash import experiment_hash, pretraining_hash
+
+    base = config(tmp_path, pretrain__hyperparams={"ent_coef": 0.01})
+    same = {
+        "transfer": config(tmp_path, transfer__timesteps=999, transfer__head_init="mean", transfer__n_envs=4),
+        "evaluation": config(tmp_path, evaluation__every=99, evaluation__episodes=7),
+        "seeds": config(tmp_path, pretrain__seeds=3),
+        "overridden": config(tmp_path, agent__hyperparams={**base["agent"]["hyperparams"], "ent_coef": 0.5}),
+    }
+    other = {
+        "sources": {**config(tmp_path), "source_tasks": ["short"]},
+        "budget": config(tmp_path, pretrain__timesteps=1024),
+        "trained with": config(tmp_path, pretrain__hyperparams={"ent_coef": 0.02}),
+        "agent": config(tmp_path, agent__hyperparams={**base["agent"]["hyperparams"], "n_epochs": 3}),
+        "source evaluation": config(tmp_path, pretrain__eval_episodes=5),
+        "evaluated by sampling": config(tmp_path, evaluation__deterministic=False),
+    }
+    for cfg in (base, *same.values(), *other.values()):
+        cfg["pretrain"] = {"hyperparams": {"ent_coef": 0.01}, **cfg["pretrain"]}
+    h = pretraining_hash(load_config(base))
+    for name, cfg in same.items():
+        assert pretraining_hash(load_config(cfg)) == h, name
+        assert experiment_hash(load_config(cfg)) != experiment_hash(load_config(base)), name
+    for name, cfg in other.items():
+        assert pretraining_hash(load_config(cfg)) != h, name
+
+
+def test_a_transfer_side_sweep_copies_the_pretraining(first, capsys):
+    """Another transfer budget and head initialisation: another experiment hash, the same pre-training."""
+    cfg, res = first
+    cfg2 = config(
+        cfg["output_dir"], name="transfer-side", transfer__timesteps=384, transfer__head_init="mean",
+        transfer__strategies=["zero_shot"],
+    )  # fmt: skip
+    out = rltransfer.run_experiment(cfg2, progress=False, echo=True)
+    printed = capsys.readouterr().out
+    assert f"pre-training seed 0: copied from '{res.run_dir / 'pretrain'}' (the same pre-training" in printed
+    assert "pre-training seed 0 on" not in printed
+    bundle = json.loads((out.run_dir / "pretrain" / "bundle" / "bundle.json").read_text())
+    assert bundle["experiment_hash"] != json.loads((out.run_dir / "manifest.json").read_text())["config_hash"]
+    # Resumed, the copy is this experiment's: nothing is copied or trained again.
+    rltransfer.run_experiment(cfg2, progress=False, echo=True)
+    printed = capsys.readouterr().out
+    assert "pre-training seed 0" not in printed, printed
 
 
 def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
