@@ -231,6 +231,42 @@ def test_a_transfer_side_sweep_copies_the_pretraining(first, capsys):
     assert "pre-training seed 0" not in printed, printed
 
 
+def test_a_bundle_written_before_the_pretraining_hash_is_copied_by_its_directory_config(first, tmp_path):
+    """A bundle whose manifest has no pre-training hash (written before it was recorded) is matched through
+    its directory's config; one whose directory's config is another's is not copied."""
+    from rltransfer.bundle import manifest_checksum
+
+    cfg, res = first
+    root = tmp_path / "runs"
+    old = root / "old"
+    shutil.copytree(res.run_dir, old)
+    path = old / "pretrain" / "bundle" / "bundle.json"
+    manifest = json.loads(path.read_text())
+    del manifest["pretrain_hash"]
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    path.write_text(json.dumps(manifest))
+    (root / "other").mkdir()
+    shutil.copytree(old / "pretrain", root / "other" / "pretrain")
+    (root / "other" / "config.yaml").write_text(
+        (old / "config.yaml").read_text().replace("timesteps: 512", "timesteps: 640")
+    )
+    out = rltransfer.run_experiment(
+        config(root, name="sweep", transfer__timesteps=384, transfer__strategies=["zero_shot"]),
+        progress=False,
+        echo=False,
+    )
+    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] == str(
+        old / "pretrain"
+    )
+    (old / "config.yaml").write_text((old / "config.yaml").read_text().replace("timesteps: 512", "timesteps: 640"))
+    out = rltransfer.run_experiment(
+        config(root, name="sweep2", transfer__timesteps=384, transfer__strategies=["zero_shot"]),
+        progress=False,
+        echo=False,
+    )
+    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] is None
+
+
 def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
     from rltransfer.run_reuse import copied_from, copy_pretraining
 
