@@ -228,6 +228,27 @@ def ensure_bundles(
     return judged
 
 
+def _pretrain_interruptibly(cfg, chash, echo, progress, pool, previous, manifest) -> list[Pretraining]:
+    """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM: the pre-trainings in progress
+    (the pool's workers too) end, the manifest says "interrupted", and the finished bundles are kept."""
+    from rltransfer.runner import stop_workers
+
+    with _noticing_interrupts() as interrupt:
+        try:
+            return ensure_bundles(cfg, chash, echo, progress, pool, previous)
+        except KeyboardInterrupt:
+            if pool is not None:
+                stop_workers(pool)
+            manifest.update(status="interrupted", finished=_now())
+            write_json_atomic(cfg.run_dir / "manifest.json", manifest)
+            raise Interrupted(
+                f"interrupted{' by SIGTERM' if interrupt['seen'] == 'SIGTERM' else ''} while pre-training: the "
+                f"finished pre-trainings are kept in '{cfg.run_dir}'; re-run the same command to resume (a "
+                "pre-training in progress starts again)",
+                interrupt["seen"],
+            ) from None
+
+
 def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
     """Copy pre-training ``seed`` from another experiment of the same pre-training under ``output_dir`` (its
     :func:`~rltransfer.config_hash.pretraining_hash`, or for a bundle written before it was recorded, the
@@ -348,7 +369,7 @@ def run_experiment(
                 manifest["previous_hashes"] = previous
             write_json_atomic(run_dir / "manifest.json", manifest)
 
-            pretrainings = ensure_bundles(cfg, chash, echo, progress, pool, previous)
+            pretrainings = _pretrain_interruptibly(cfg, chash, echo, progress, pool, previous, manifest)
             manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:

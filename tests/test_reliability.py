@@ -214,6 +214,37 @@ def test_sigterm_to_the_main_process_alone_stops_its_workers_too(tmp_path):
     assert kept == ok  # every result on disk is one the manifest counts, and no other
 
 
+def test_sigterm_while_pretraining_side_by_side_stops_the_workers_and_the_manifest_says_so(tmp_path):
+    # Two pre-training seeds on two workers, and `kill <pid>` to the main process: no pre-training goes on
+    # unseen, and the manifest says "interrupted" (not a stale "running").
+    cfg, path = _config(tmp_path, "pretraining")
+    cfg["pretrain"].update(timesteps=500_000, seeds=2)
+    cfg["runner"]["workers"] = 2
+    path.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "runs" / "pretraining"
+    proc = _start(path, tmp_path)
+    deadline = time.time() + 120
+    while not all(list((run_dir / "pretrain" / d).glob("events.out.tfevents.*")) for d in ("tb", "seed-1/tb")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the pre-trainings did not start"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM while pre-training" in err and "re-run the same command to resume" in err
+    assert "Traceback" not in err
+    deadline = time.time() + 20
+    while True:  # every process of the session has ended: no pre-training outlives the interrupt
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.time() < deadline, "a worker process outlived the interrupted pre-training"
+        time.sleep(0.1)
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert not list(run_dir.glob("pretrain/**/bundle.json"))
+
+
 def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_path, monkeypatch, python_sigint):
     # A worker writes its result, and the stop comes before the grid has taken the result in: the
     # result on disk is whole (a rename), so the manifest counts the run instead of calling it interrupted.
