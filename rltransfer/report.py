@@ -317,7 +317,7 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
     if copied:
         lines.append(
             "- copied from other experiments under the output directory (runner.reuse_other_experiments; a "
-            "pre-training of the same experiment hash; a run that loads nothing from a bundle, of the same agent, "
+            "pre-training of the same pre-training config (pretraining_hash); a run that loads nothing from a bundle, of the same agent, "
             "target, seed, budget and evaluation): " + "; ".join(copied)
         )
     for task, tb in p.get("tasks", {}).items():
