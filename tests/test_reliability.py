@@ -126,6 +126,18 @@ def _wait_for_results(run_dir, count, proc, timeout=240):
     raise AssertionError("no results appeared")
 
 
+def _assert_no_process_outlives(proc, timeout=20):
+    """Every process of ``proc``'s session (its workers) ends within ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.time() < deadline, "a worker process outlived the interrupted experiment"
+        time.sleep(0.1)
+
+
 def _rows(run_dir):
     return json.loads((run_dir / "report" / "summary.json").read_text())["rows"]
 
@@ -199,14 +211,7 @@ def test_sigterm_to_the_main_process_alone_stops_its_workers_too(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
-    deadline = time.time() + 20
-    while True:  # every process of the session has ended: no worker outlives the grid
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.time() < deadline, "a worker process outlived the interrupted grid"
-        time.sleep(0.1)
+    _assert_no_process_outlives(proc)  # no worker outlives the grid
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     ok = {k for k, r in manifest["runs"].items() if r["status"] == "ok"}
@@ -233,14 +238,7 @@ def test_sigterm_while_pretraining_side_by_side_stops_the_workers_and_the_manife
     assert proc.returncode == 143, err
     assert "interrupted by SIGTERM while pre-training" in err and "re-run the same command to resume" in err
     assert "Traceback" not in err
-    deadline = time.time() + 20
-    while True:  # every process of the session has ended: no pre-training outlives the interrupt
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.time() < deadline, "a worker process outlived the interrupted pre-training"
-        time.sleep(0.1)
+    _assert_no_process_outlives(proc)  # no pre-training outlives the interrupt
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not list(run_dir.glob("pretrain/**/bundle.json"))
 
