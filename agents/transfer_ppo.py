@@ -42,7 +42,9 @@ class KickstartPPO(TransferPPO):
 
     ``beta`` falls linearly from ``beta`` to zero over the first ``anneal`` fraction of the
     budget and stays zero after. The teacher sees the same observations, routed to
-    ``teacher_head`` (its head for the target task).
+    ``teacher_head`` (its head for the target task). A teacher pre-trained with tasks of more
+    ``Discrete`` actions than the target's teaches over the target's: its head for the target masks
+    the others (they carry no probability), so its distribution is kept to the student's actions.
 
     :param teacher: the pre-trained policy (never updated).
     :param beta: initial weight of the distillation loss.
@@ -85,6 +87,12 @@ class KickstartPPO(TransferPPO):
                 obs["obs"] = F.pad(obs["obs"], (0, width - obs["obs"].shape[1]))
         return obs
 
+    def _teacher_distribution(self, obs: Any) -> torch.distributions.Distribution:
+        dist = self.teacher.get_distribution(self._teacher_obs(obs)).distribution
+        if isinstance(self.action_space, spaces.Discrete) and dist.logits.shape[-1] > self.action_space.n:
+            return torch.distributions.Categorical(logits=dist.logits[..., : self.action_space.n])
+        return dist
+
     def train(self) -> None:
         """One PPO update, as SB3's, with the kickstarting term added to every minibatch loss."""
         try:
@@ -121,8 +129,8 @@ class KickstartPPO(TransferPPO):
                 vf_loss = F.mse_loss(batch.returns, values)
                 ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
                 with torch.no_grad():
-                    teacher_dist = self.teacher.get_distribution(self._teacher_obs(batch.observations))
-                aux = torch.distributions.kl_divergence(teacher_dist.distribution, student_dist.distribution)
+                    teacher_dist = self._teacher_distribution(batch.observations)
+                aux = torch.distributions.kl_divergence(teacher_dist, student_dist.distribution)
                 aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
                 loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux
                 with torch.no_grad():

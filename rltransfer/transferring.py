@@ -100,9 +100,16 @@ def target_env(
     return env
 
 
-def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict[str, torch.Tensor], str] | None:
+def head_init_tensors(
+    bundle: Bundle, spec: TargetSpec, mode: str, target_spaces: tuple[int, int] | None = None
+) -> tuple[dict[str, torch.Tensor], str] | None:
     """The target head's tensors by ``mode`` (``fresh``: ``None``), keyed by what follows
-    ``heads.<task>.`` (``action.weight``...), and where they came from."""
+    ``heads.<task>.`` (``action.weight``...), and where they came from.
+
+    With tasks of different spaces (``task_spaces`` in the bundle), ``mean`` averages the heads of
+    the sources whose spaces are the target's, ``target_spaces`` (observation length, action count):
+    other heads' actions mean other things. None of them: no tensors, and a source saying why.
+    """
     if bundle.architecture["heads"] == "shared":
         return _head_of(bundle, "shared"), "the shared conditioned head"
     if mode == "fresh":
@@ -114,25 +121,50 @@ def head_init_tensors(bundle: Bundle, spec: TargetSpec, mode: str) -> tuple[dict
         src = spec.nearest
         return _head_of(bundle, src), f"source task '{src}' (best when probed on the target)"
     if mode == "mean":
-        heads = [_head_of(bundle, n) for n in bundle.task_names]
+        names = _sources_of_spaces(bundle, target_spaces)
+        if not names:
+            obs_dim, n_actions = target_spaces  # type: ignore[misc]  # only mixed bundles exclude sources
+            return {}, f"fresh: no source task has the target's spaces ({obs_dim} observations, {n_actions} actions)"
+        heads = [_head_of(bundle, n) for n in names]
         out = {k: torch.stack([h[k] for h in heads]).mean(0) for k in heads[0]}
-        return out, f"mean of {len(bundle.task_names)} source heads"
+        if len(names) == len(bundle.task_names):
+            return out, f"mean of {len(names)} source heads"
+        return out, f"mean of {len(names)} source heads of the target's spaces ({', '.join(names)})"
     raise ConfigError(f"config key 'transfer.head_init': '{mode}' unknown; allowed: fresh, mean, nearest, probe")
 
 
-def kickstart_teacher(bundle: Bundle, spec: TargetSpec, head_init: str) -> tuple[BasePolicy, int, str]:
+def _sources_of_spaces(bundle: Bundle, target_spaces: tuple[int, int] | None) -> list[str]:
+    """The bundle's source tasks whose (observation length, action count) is ``target_spaces``;
+    every source where the bundle's tasks share their spaces."""
+    task_spaces = bundle.architecture.get("task_spaces")
+    if task_spaces is None or target_spaces is None:
+        return list(bundle.task_names)
+    dims = zip(task_spaces["obs_dims"], task_spaces["action_dims"], strict=True)
+    want = (int(target_spaces[0]), int(target_spaces[1]))
+    return [n for n, (o, a) in zip(bundle.task_names, dims, strict=True) if (int(o), int(a)) == want]
+
+
+def kickstart_teacher(
+    bundle: Bundle, spec: TargetSpec, head_init: str, target_spaces: tuple[int, int] | None = None
+) -> tuple[BasePolicy, int, str]:
     """Kickstarting's teacher: the pre-trained policy as ``zero_shot`` runs it on the target, its
-    head for the target the one ``head_init`` gives (``fresh``, which teaches nothing, and mixed
-    spaces, where heads differ in size: the nearest source's).
+    head for the target the one ``head_init`` gives (``fresh``, which teaches nothing: the nearest
+    source's). With tasks of different spaces, ``target_spaces`` (observation length, action count)
+    picks the sources ``mean`` averages; the teacher acts in the bundle's largest action space, the
+    actions beyond the target's masked (see :class:`KickstartPPO`).
 
     :return: the teacher policy, the index of its head for the target, where that head came from.
     """
     if bundle.architecture["heads"] != "per_task":
         return bundle.policy, 0, "the shared conditioned head"
-    if head_init != "mean" or "task_spaces" in bundle.architecture:
+    if head_init != "mean":
         how = "best when probed on the target" if head_init == "probe" else "nearest by context"
         return bundle.policy, spec.nearest_index, f"source task '{spec.nearest}' ({how})"
-    tensors, source = head_init_tensors(bundle, spec, "mean")  # never None for "mean"
+    tensors, source = head_init_tensors(bundle, spec, "mean", target_spaces)  # never None for "mean"
+    if not tensors:  # no source of the target's spaces (the caller refuses this with mixed spaces)
+        raise BundleError(
+            f"bundle '{bundle.path}': kickstart has no teacher head for target '{spec.task.name}': {source}"
+        )
     teacher = copy.deepcopy(bundle.policy)  # the bundle's policy keeps its own heads
     tensors = {**bundle.tensors, **{f"heads.{spec.nearest}.{k}": v for k, v in tensors.items()}}
     with torch.no_grad():
@@ -169,19 +201,27 @@ def _stem_init(
     return out, f"stem of '{spec.nearest}' (nearest by context)"
 
 
-def _own_action_rows(
-    copied: dict[str, torch.Tensor], own: dict[str, torch.Tensor], bundle: Bundle, spec: TargetSpec
-) -> dict[str, torch.Tensor]:
-    """A source head for a target of the source's own action count: the bundle's heads act in the
-    sources' largest ``Discrete``, the actions beyond a task's own masked; the target's head has its
-    own rows only, which keep the source's logits (or Q-values) for the actions both have."""
-    n = int(bundle.architecture["task_spaces"]["action_dims"][spec.nearest_index])
+def _own_action_rows(copied: dict[str, torch.Tensor], own: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """A source head (or a mean of heads) of ``n`` actions for a target of ``n`` actions: the
+    bundle's heads act in the sources' largest ``Discrete``, the actions beyond a task's own masked;
+    the target's head has its own rows only, which keep the source's logits (or Q-values)."""
     out = {}
     for k, v in copied.items():
         mine = own.get(k)
         fits = mine is not None and mine.shape[0] == n < v.shape[0] and mine.shape[1:] == v.shape[1:]
         out[k] = v[:n] if fits else v
     return out
+
+
+def _action_count(bundle: Bundle, index: int) -> int:
+    return int(bundle.architecture["task_spaces"]["action_dims"][index])
+
+
+def _spaces_of(policy: BasePolicy) -> tuple[int, int]:
+    """A target policy's (observation length, action count), as ``task_spaces`` records a task's
+    (0 actions: a ``Box``, which every task shares)."""
+    n = int(policy.action_space.n) if isinstance(policy.action_space, spaces.Discrete) else 0
+    return int(policy.dict_space.spaces["obs"].shape[0]), n
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
@@ -200,17 +240,19 @@ def load_components(
     own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
     head = policy.heads.task_names[0]
     mixed = "task_spaces" in bundle.architecture
+    target_spaces = _spaces_of(policy) if mixed else None
     report, to_load = [], {}
     for component in COMPONENTS:
         source, copied = "", {}
         if component in plan.load:
             if component == "heads":
-                init = head_init_tensors(bundle, spec, head_init)
+                init = head_init_tensors(bundle, spec, head_init, target_spaces)
                 if init is not None:
                     tensors, source = init
                     copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
-                    if mixed and head_init in ("nearest", "probe"):
-                        copied = _own_action_rows(copied, own, bundle, spec)
+                    if mixed:  # mean: of sources with the target's action count; nearest, probe: the source's
+                        n = target_spaces[1] if head_init == "mean" else _action_count(bundle, spec.nearest_index)
+                        copied = _own_action_rows(copied, own, n)
                     if mixed and any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
                         copied, source = {}, f"fresh: {source} has another number of actions"
             else:
@@ -345,20 +387,21 @@ def build_target_agent(
     if "encoder" in plan.load and stem_is_new(bundle, spec, mt_env.layout.obs_dims[0]):
         kwargs["new_stems"] = True
     algo_kwargs = dict(plan.algo_kwargs)
+    mine = None
     if plan.teacher and "task_spaces" in bundle.architecture:
         spaces_ = bundle.architecture["task_spaces"]
         i = spec.nearest_index
-        mine = (mt_env.layout.obs_dims[0], mt_env.layout.action_dims[0])
-        theirs = (spaces_["obs_dims"][i], spaces_["action_dims"][i])
-        if mine != theirs or mine[1] != bundle.policy.action_space.n:
+        mine = (int(mt_env.layout.obs_dims[0]), int(mt_env.layout.action_dims[0]))
+        theirs = (int(spaces_["obs_dims"][i]), int(spaces_["action_dims"][i]))
+        if mine != theirs:
             raise BundleError(
                 f"bundle '{bundle.path}': kickstart needs a teacher head of the target's spaces; the nearest source "
-                f"'{spec.nearest}' has {theirs[0]} observations and {theirs[1]} actions (of {bundle.policy.action_space.n}), "
+                f"'{spec.nearest}' has {theirs[0]} observations and {theirs[1]} actions, "
                 f"target '{target.name}' {mine[0]} and {mine[1]}"
             )
     teacher_source = None
     if plan.teacher:
-        teacher, teacher_head, teacher_source = kickstart_teacher(bundle, spec, cfg.transfer.head_init)
+        teacher, teacher_head, teacher_source = kickstart_teacher(bundle, spec, cfg.transfer.head_init, mine)
         algo_kwargs.update(teacher=teacher, teacher_head=teacher_head)
     hyper = resolve_hyperparams(cfg.agent.hyperparams)
     ent_coefs = bundle.manifest.get("ent_coefs")

@@ -213,3 +213,71 @@ def test_a_new_stem_trains_at_the_full_rate_inside_a_frozen_or_scaled_encoder(pr
         for key in before:
             if key.startswith("encoder.") and ".stems." not in key:
                 assert torch.equal(before[key], after[key]), key
+
+
+@pytest.fixture(scope="module")
+def three_sources(tmp_path_factory):
+    """A PPO bundle with two CartPole sources (4 observations, 2 actions) and an Acrobot (6, 3)."""
+    cfg = _cfg(tmp_path_factory.mktemp("three"), source_tasks=["cartpole", "cartpole-long", "acrobot-short"])
+    return cfg, load_bundle(pretrain(cfg).bundle_path)
+
+
+def _heads(state, task):
+    return {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"heads.{task}.")}
+
+
+def test_mean_head_init_averages_the_sources_of_the_targets_spaces(three_sources):
+    # The bundle's heads act in Discrete(3); a mean over all of them mixes Acrobot's torques into
+    # CartPole's pushes. A target's head starts from the mean of the sources with its own spaces.
+    cfg, bundle = three_sources
+    from rltransfer.transferring import build_target_agent
+
+    c = load_config(dict(cfg, target_tasks=["cartpole-mid", "acrobot-long", "mountaincar"],
+                         transfer={**cfg["transfer"], "head_init": "mean"}))  # fmt: skip
+    family = get_family("classic")
+
+    def build(target):
+        model, _, lineage = build_target_agent(c, resolve(c), bundle, family.task(target), "finetune", 0)
+        heads = next(row for row in lineage["components"] if row["component"] == "heads")
+        return _heads(component_state(model.policy), target), heads
+
+    mine, row = build("cartpole-mid")
+    assert row["status"] == "loaded"
+    assert row["source"] == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
+    a, b = _heads(bundle.tensors, "cartpole"), _heads(bundle.tensors, "cartpole-long")
+    assert mine.keys() == a.keys() and any(a[k].shape[0] == 3 and mine[k].shape[0] == 2 for k in a)
+    for k, v in mine.items():
+        torch.testing.assert_close(v, (a[k][: v.shape[0]] + b[k][: v.shape[0]]) / 2, rtol=0, atol=1e-7)
+    mine, row = build("acrobot-long")  # one source of its spaces: that source's head
+    assert row["source"] == "mean of 1 source heads of the target's spaces (acrobot-short)"
+    assert all(torch.equal(v, _heads(bundle.tensors, "acrobot-short")[k]) for k, v in mine.items())
+    _, row = build("mountaincar")  # 2 observations, 3 actions: no source has them
+    assert row["status"] == "fresh"
+    assert row["source"] == "fresh: no source task has the target's spaces (2 observations, 3 actions)"
+
+
+def test_kickstart_teaches_a_target_with_fewer_actions_than_the_bundle(three_sources):
+    # Before, kickstart refused CartPole targets of a bundle whose heads act in Discrete(3).
+    cfg, bundle = three_sources
+    from rltransfer.transferring import build_target_agent
+
+    c = load_config(dict(cfg, target_tasks=["cartpole-mid"], transfer={
+        **cfg["transfer"], "head_init": "mean",
+        "strategy_params": {"kickstart": {"load": ["encoder", "trunk", "heads"]}}}))  # fmt: skip
+    model, env, lineage = build_target_agent(
+        c, resolve(c), bundle, get_family("classic").task("cartpole-mid"), "kickstart", 0
+    )
+    assert lineage["teacher"] == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
+    assert model.teacher.action_space == spaces.Discrete(3) and model.action_space == spaces.Discrete(2)
+    # A student started from the teacher's head acts as the teacher, over the target's two actions.
+    obs, _ = model.policy.obs_to_tensor(env.reset())
+    with torch.no_grad():
+        teacher = model._teacher_distribution(obs)
+        student = model.policy.get_distribution(obs).distribution
+        full = model.teacher.get_distribution(model._teacher_obs(obs)).distribution.probs
+    assert teacher.probs.shape == student.probs.shape == (env.num_envs, 2)
+    assert torch.all(full[:, 2] == 0)  # the masked third action carries nothing: keeping two loses nothing
+    torch.testing.assert_close(teacher.probs, full[:, :2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(teacher.probs, student.probs, rtol=0, atol=1e-6)
+    model.learn(128)
+    assert model.kickstart_log and all(np.isfinite(kl) and kl >= 0 for _, _, kl in model.kickstart_log)
