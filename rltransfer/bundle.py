@@ -4,7 +4,8 @@ Layout of a bundle directory::
 
     components.safetensors   every component's tensors under stable names (encoder., trunk., heads.<task>.)
     bundle.json              the manifest: format version, family, tasks, spaces, conditioning,
-                             architecture, observation statistics, steps, versions, weights checksum
+                             architecture, observation statistics, steps, versions, the code revision
+                             (rltransfer.revision), weights checksum
     model.zip                the SB3 model, for resuming pre-training only (pickle: trusted sources only)
 
 Nothing is unpickled when a bundle is loaded.
@@ -31,6 +32,7 @@ from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
+from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 
 FORMAT_VERSION = 1
@@ -94,6 +96,7 @@ def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) 
             "action": space_to_json(policy.action_space),
         },
         "versions": package_versions(),
+        "code_revision": code_revision(),
         "weights": {
             "file": WEIGHTS_FILE,
             "sha256": sha256_file(path / WEIGHTS_FILE),

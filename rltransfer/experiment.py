@@ -216,7 +216,11 @@ def ensure_bundles(
             scores = source_scores(manifest["evaluation"], baselines)
             kept = passes(scores, gate)
             origin = copied_from(pretrain_dir(cfg, p))
-            judged.append(Pretraining(p, int(manifest["timesteps"]), scores, slot if kept else None, origin))
+            judged.append(
+                Pretraining(
+                    p, int(manifest["timesteps"]), scores, slot if kept else None, origin, manifest.get("code_revision")
+                )
+            )
             if not kept:
                 still_open.append(slot)
                 if echo:
@@ -344,6 +348,7 @@ def run_experiment(
     from rltransfer.bundle import package_versions
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
+    from rltransfer.revision import code_revision
     from rltransfer.runner import resolve_workers, start_pool
 
     cfg = load_config(config, overrides)
@@ -362,7 +367,8 @@ def run_experiment(
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
             manifest = _read_manifest(run_dir)
             manifest.update(
-                experiment=cfg.name, config_hash=chash, versions=package_versions(), started=_now(), finished=None,
+                experiment=cfg.name, config_hash=chash, versions=package_versions(), code_revision=code_revision(),
+                started=_now(), finished=None,
                 status="running", runs=manifest.get("runs", {}),
             )  # fmt: skip
             if previous:

@@ -155,6 +155,10 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
         "config_hash": chash,
         "protocol": protocol,
         "versions": manifest.get("versions", {}),
+        "code_revisions": {
+            "runs": _revision_counts(ok),
+            "pretrainings": _revision_counts([p for p in manifest.get("pretrainings", []) if p.get("kept")]),
+        },
         "pretrain_steps": pre,
         "pretrainings": manifest.get("pretrainings", []),
         "targets": targets,
@@ -165,6 +169,32 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
         "rows": rows,
         "copied_runs": dict(copied),
     }
+
+
+NOT_RECORDED = "not recorded"
+
+
+def _revision_counts(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of ``items`` (run results, pre-trainings) each rltransfer revision produced, most first."""
+    counts: dict[str, int] = defaultdict(int)
+    for item in items:
+        counts[item.get("code_revision") or NOT_RECORDED] += 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _code_line(summary: Mapping[str, Any]) -> str | None:
+    """The protocol's line on the code: which rltransfer revisions made the runs and the kept
+    pre-trainings (a resumed grid may hold several), and the libraries' versions."""
+    revs = summary.get("code_revisions") or {}
+    parts = [
+        f"{what} " + ", ".join(f"{rev if rev == NOT_RECORDED else f'`{rev}`'} {n}" for rev, n in by.items())
+        for what, by in (("runs", revs.get("runs")), ("kept pre-trainings", revs.get("pretrainings")))
+        if by
+    ]
+    v = summary.get("versions") or {}
+    names = (("python", "Python"), ("torch", "torch"), ("stable-baselines3", "SB3"), ("gymnasium", "Gymnasium"))
+    parts += [", ".join(f"{label} {v[k]}" for k, label in names if k in v)] if any(k in v for k, _ in names) else []
+    return "- code (rltransfer's git commit, +dirty: with uncommitted changes): " + "; ".join(parts) if parts else None
 
 
 HEAD_INIT = {
@@ -322,6 +352,9 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         )
     for task, tb in p.get("tasks", {}).items():
         lines.append(f"- {task}: threshold tau = {tb['threshold']:g}, R_random = {tb['random_return']:.1f}")
+    code = _code_line(summary)
+    if code:
+        lines.append(code)
     return "\n".join(lines)
 
 

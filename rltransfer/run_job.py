@@ -15,6 +15,7 @@ from typing import Any
 
 from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
+from rltransfer.revision import code_revision
 
 RESULT_FILE = "result.json"
 
@@ -94,6 +95,7 @@ def execute(job: RunJob) -> dict[str, Any]:
         "threshold": job.threshold,
         "random_return": job.random_return,
         **({"reuse_key": job.reuse_key} if job.reuse_key else {}),
+        "code_revision": code_revision(),
     }
     evaluator = None
     try:

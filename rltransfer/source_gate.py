@@ -39,6 +39,8 @@ class Pretraining:
     (``None``: rejected). Seeds 0..n-1 take places 0..n-1; a rejected one's place goes to the next seed."""
     copied_from: str | None = None
     """The pre-training directory of another experiment its bundle was copied from (:mod:`rltransfer.run_reuse`)."""
+    code_revision: str | None = None
+    """The rltransfer revision that trained it (:mod:`rltransfer.revision`; ``None``: not recorded)."""
 
     @property
     def kept(self) -> bool:

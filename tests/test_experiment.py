@@ -181,6 +181,36 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
         tb.wait(timeout=30)
 
 
+def test_runs_bundles_and_the_report_name_the_code_revision(finished):
+    from rltransfer.report import render
+    from rltransfer.revision import code_revision
+
+    _, res = finished
+    rev = code_revision()  # this checkout's commit (None for an installed copy)
+    runs = results(res.run_dir)
+    assert len(runs) == 6 and all(json.loads(r)["code_revision"] == rev for r in runs.values())
+    bundle = json.loads((res.run_dir / "pretrain/bundle/bundle.json").read_text())
+    assert bundle["code_revision"] == rev
+    assert json.loads((res.run_dir / "manifest.json").read_text())["code_revision"] == rev
+    # A run of another revision (a grid resumed after a commit) and one written before revisions were recorded.
+    first, second = sorted((res.run_dir / "runs").glob("*/*/seed-*/result.json"))[:2]
+    backup = {p: p.read_text() for p in (first, second)}
+    try:
+        for path, value in ((first, "0123456789ab"), (second, None)):
+            data = json.loads(backup[path])
+            data.pop("code_revision") if value is None else data.update(code_revision=value)
+            path.write_text(json.dumps(data))
+        summary = render(res.run_dir, tensorboard=False)
+    finally:
+        for path, text in backup.items():
+            path.write_text(text)
+    runs = {rev: 4, "0123456789ab": 1, "not recorded": 1} if rev else {"not recorded": 5, "0123456789ab": 1}
+    assert summary["code_revisions"] == {"runs": runs, "pretrainings": {rev or "not recorded": 1}}
+    md = (res.run_dir / "report" / "report.md").read_text()
+    if rev:
+        assert f"runs `{rev}` 4, `0123456789ab` 1, not recorded 1; kept pre-trainings `{rev}` 1; Python " in md
+
+
 def test_report_rerenders_from_disk(finished):
     from rltransfer.report import render
 
