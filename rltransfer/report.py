@@ -193,7 +193,9 @@ def _code_line(summary: Mapping[str, Any]) -> str | None:
     ]
     v = summary.get("versions") or {}
     names = (("python", "Python"), ("torch", "torch"), ("stable-baselines3", "SB3"), ("gymnasium", "Gymnasium"))
-    parts += [", ".join(f"{label} {v[k]}" for k, label in names if k in v)] if any(k in v for k, _ in names) else []
+    libs = ", ".join(f"{label} {v[k]}" for k, label in names if k in v)
+    if libs:
+        parts.append(libs)
     return "- code (rltransfer's git commit, +dirty: with uncommitted changes): " + "; ".join(parts) if parts else None
 
 
