@@ -172,22 +172,23 @@ class Evaluator(BaseCallback):
             self._env.obs_rms = train_env.obs_rms  # the agent's current observation statistics
         return self._env
 
-    def evaluate(self, model: BaseAlgorithm, step: int, log_to: BaseAlgorithm | None = None) -> None:
-        """Score ``model`` at target step ``step`` (logged to ``log_to``'s TensorBoard, default its own)."""
+    def evaluate(self, model: BaseAlgorithm, step: int) -> None:
+        """Score ``model`` at target step ``step`` (logged to its TensorBoard)."""
         start = time.perf_counter()
         env = self._eval_env(model)
         with sampling_rng(EVAL_SEED, self.seed, step):
             returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         mean = float(returns.mean())
-        self._record(log_to or model, step, mean, float(returns.std()), float(self.normalise(mean)))
+        self._record(model, step, mean, float(returns.std()), float(self.normalise(mean)))
         self._scored = model
         self.eval_seconds += time.perf_counter() - start
 
-    def evaluate_before(self, agent: BaseAlgorithm, until: int, log_to: BaseAlgorithm) -> None:
-        """Checkpoints before target step ``until``, scored on ``agent``: a run whose first
-        ``until`` steps went to a probe is, at those checkpoints, the agent it was before it."""
-        while self._next < len(self.checkpoints) and self.checkpoints[self._next] < until:
-            self.evaluate(agent, self.checkpoints[self._next], log_to=log_to)
+    def start_at(self, model: BaseAlgorithm, step: int) -> None:
+        """The run's agent first exists at target step ``step`` (its first ``step`` steps went to a
+        probe of source heads): score it there, as its first point (P(0)), and skip the checkpoints up
+        to it."""
+        self.evaluate(model, step)
+        while self._next < len(self.checkpoints) and self.checkpoints[self._next] <= step:
             self._next += 1
 
     def _record(self, model: BaseAlgorithm, step: int, mean: float, std: float, score: float) -> None:

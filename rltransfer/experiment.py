@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from rltransfer.config_hash import (
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.run_reuse import copied_from, copy_pretraining, copy_run, find_pretraining, find_reusable, reuse_key
+from rltransfer.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
@@ -355,6 +357,13 @@ def run_experiment(
     setup = resolve(cfg)
     if not setup.targets:
         raise UserInputError("config key 'target_tasks': no target tasks to transfer to")
+    if echo and cfg.transfer.seeds < MIN_UNITS:
+        print(
+            f"warning: transfer.seeds is {cfg.transfer.seeds}: below {MIN_UNITS} independent runs per strategy the "
+            "report gives no verdict (too few to test against scratch); below "
+            f"{SMOKE_UNITS} it is a smoke test, not a claim",
+            file=sys.stderr,
+        )
     workers = resolve_workers(cfg.runner.workers)
     run_dir = cfg.run_dir
     check_writable(run_dir)

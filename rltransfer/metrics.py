@@ -15,7 +15,6 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 2000
 
 
 # -- normalisation -------------------------------------------------------------------------------
@@ -65,49 +64,6 @@ def iqm(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
 
 def mean(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
     return float(np.mean(x)) if axis is None else np.mean(x, axis=axis)
-
-
-def _method(n: int) -> str:
-    return "BCa" if n >= 10 else "percentile"
-
-
-def bootstrap_ci(x: Sequence[float], statistic=iqm, seed: int = 0) -> tuple[float, float, str]:
-    """95% bootstrap CI of ``statistic(x, axis)`` over seeds: BCa for n >= 10, percentile otherwise.
-
-    Seeded, so a report is reproducible. Returns ``(low, high, method)``.
-    """
-    x = np.asarray(x, float)
-    if len(x) < 2 or np.ptp(x) == 0:
-        v = statistic(x) if len(x) else float("nan")
-        return float(v), float(v), "degenerate"
-    method = _method(len(x))
-    for m in (method, "percentile"):
-        # BCa cannot be computed on a nearly constant sample (scipy warns); the percentile fallback
-        # below answers that, and the report records the method used.
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-            res = stats.bootstrap(
-                (x,), statistic, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES, method=m,
-                rng=np.random.default_rng(seed), vectorized=True,
-            )  # fmt: skip
-        low, high = res.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):  # BCa can fail on near-degenerate samples
-            return float(low), float(high), m
-    return float("nan"), float("nan"), "failed"
-
-
-def two_sample_ci(a: Sequence[float], b: Sequence[float], statistic, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of ``statistic(a, b)``, resampling both samples."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    values = np.array(
-        [statistic(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))]) for _ in range(N_RESAMPLES)]
-    )
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - CONFIDENCE) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:

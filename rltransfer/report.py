@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rltransfer import metrics
+from rltransfer import bootstrap, metrics, significance
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import accepted_hashes, earlier_run_hashes, experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.run_job import RESULT_FILE, read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
-from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, row_for, table_rows, verdict
+from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 
 CSV_FIELDS = [
     "target", "split", "strategy", "seeds", "failed_runs", "pretrain_steps", "pretrain_steps_amortised", "p0_iqm",
     "jumpstart", "final_iqm", "auc_iqm", "auc_ratio", "reached", "ttt_median", "ttt_restricted_mean",
-    "speedup_to_threshold", "speedup_note", "p_improve", "logrank_p", "negative_transfer", "significant",
+    "speedup_to_threshold", "speedup_note", "p_improve", "n_eff", "n_eff_scratch", "pretrainings", "p_value",
+    "p_adjusted", "p_value_worse", "p_adjusted_worse", "claim", "logrank_p", "negative_transfer", "significant",
 ]  # fmt: skip
 
 
@@ -121,25 +122,10 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     rows = []
     for target in targets:
         split = next(r["split"] for r in current if r["target"] == target)
-        scratch = sorted(by[(target, BASELINE)], key=lambda r: r["seed"])
-        for strategy in strategies:
-            runs = sorted(by[(target, strategy)], key=lambda r: r["seed"])
-            if not runs:
-                if fails[(target, strategy)]:
-                    rows.append(
-                        {
-                            "target": target,
-                            "split": split,
-                            "strategy": strategy,
-                            "seeds": 0,
-                            "failed_runs": fails[(target, strategy)],
-                        }
-                    )
-                continue
-            row = row_for(
-                target, split, strategy, runs, scratch, budget, pre, max(1, len(targets)), fails[(target, strategy)]
-            )
-            groups = by_pretraining(runs, budget) if strategy != BASELINE else None
+        by_strategy = {s: sorted(by[(target, s)], key=lambda r: r["seed"]) for s in strategies}
+        fails_here = {s: fails[(target, s)] for s in strategies}
+        for row in target_rows(target, split, by_strategy, budget, pre, max(1, len(targets)), fails_here):
+            groups = by_pretraining(by_strategy[row["strategy"]], budget) if row["strategy"] != BASELINE else None
             if groups:  # scratch loads nothing of a pre-training: its runs are not split
                 row["by_pretrain"] = groups
             rows.append(row)
@@ -299,9 +285,33 @@ def sources_text(summary: Mapping[str, Any]) -> str:
     )
 
 
+def claims_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the target's table may claim, in words: the correction, and where its runs are too few."""
+    compared = [r for r in rows if r["strategy"] != BASELINE and r.get("claim")]
+    if not compared:
+        return "No strategy was compared with scratch."
+    m = compared[0]["comparisons"]
+    text = (
+        f"Claims: {m} strateg{'ies' if m != 1 else 'y'} compared with scratch, Holm-corrected over {m}; "
+        "p (Holm) is the adjusted one-sided p of 'better than scratch' on AUC."
+    )
+    small = sorted({min(r["n_eff"], r["n_eff_scratch"]) for r in compared})
+    if small and small[0] < significance.SMOKE_UNITS:
+        text += (
+            f" With n_eff below {significance.SMOKE_UNITS} on a side (here as few as {small[0]}), this is "
+            "a smoke test, not a claim."
+        )
+    pre = max(r.get("pretrainings") or 0 for r in compared)
+    if pre == 1:
+        text += " All transferred runs start from one pre-training: a result of that pre-training."
+    return text
+
+
 def text_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A compact table for the terminal."""
-    cols = [0, 1, 2, 4, 7, 8, 9, 10, 11, 12, 14]
+    names = ["target", "strategy", "seeds", "n_eff", "P(0)", "AUC IQM [CI]", "AUC ratio [CI]", "reached k/n",
+             "KM median TTT [CI]", "speed-up", "P(improve) [CI]", "p (Holm)", "flags"]  # fmt: skip
+    cols = [COLUMNS.index(n) for n in names]
     full = [r for r in rows if "auc_iqm" in r]
     data = [[COLUMNS[i] for i in cols]] + [[cells[i] for i in cols] for cells in table_rows(full)]
     widths = [max(len(row[i]) for row in data) for i in range(len(cols))]
@@ -328,8 +338,14 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         f"- pre-training: N_pre = {summary['pretrain_steps']:,} source steps ({p.get('pretrain_seeds', 1)} seed(s)); "
         f"amortised over K = {len(summary['targets'])} target(s)" + _starts_from(p),
         "- score s = (R - R_random) / (tau - R_random); R_random: uniform random policy, 100 episodes, measured",
-        "- CIs: 95% bootstrap over seeds (BCa for n >= 10, else percentile), seeded; TTT: two consecutive evaluations "
-        "with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on AUC (Mann-Whitney form); log-rank one-sided",
+        f"- CIs: 95% bootstrap, {bootstrap.N_RESAMPLES:,} seeded resamples; over seeds (BCa for n >= 10, else "
+        "percentile), or where runs start from several pre-trainings two-stage (pre-trainings, then seeds within; "
+        "percentile); TTT: two consecutive evaluations with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on "
+        "AUC (Mann-Whitney form), an effect size; log-rank one-sided",
+        "- claims: exact one-sided rank-sum (Mann-Whitney) permutation test of AUC against scratch, stratified by "
+        f"pre-training, Holm-corrected over the strategies of a target, adjusted p < {significance.ALPHA} "
+        "(either direction: 'significant' or 'NEGATIVE TRANSFER'); n_eff counts identical runs from one "
+        f"pre-training once; below n_eff {significance.MIN_UNITS} on a side: no verdict",
     ]
     tr = p.get("transfer")
     if tr:
@@ -360,7 +376,8 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per strategy: the evaluation steps, the runs' scores (one row a run) and each run's pre-training."""
     out = {}
     by: dict[str, list] = defaultdict(list)
     for r in results:
@@ -370,20 +387,30 @@ def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tupl
         lengths = {len(r["curve"]["step"]) for r in runs}
         if len(lengths) != 1:
             continue
-        out[strategy] = (np.array(runs[0]["curve"]["step"]), np.array([r["curve"]["score"] for r in runs]))
+        pre = np.array([0 if strategy == BASELINE else int(r.get("pretrain_seed", 0)) for r in runs])
+        out[strategy] = (np.array(runs[0]["curve"]["step"]), np.array([r["curve"]["score"] for r in runs]), pre)
     return out
 
 
-def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for strategy, (steps, scores) in curves.items():
+    for strategy, (steps, scores, pre) in curves.items():
         centre = metrics.iqm(scores, axis=0)
-        band = np.array([metrics.bootstrap_ci(scores[:, k], metrics.iqm)[:2] for k in range(scores.shape[1])])
+        band = np.array(
+            [
+                bootstrap.interval(
+                    [scores[pre == p, k] for p in np.unique(pre)],
+                    bootstrap.iqm_rows,
+                    resamples=bootstrap.BAND_RESAMPLES,
+                )[:2]
+                for k in range(scores.shape[1])
+            ]
+        )
         style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
         (line,) = ax.plot(steps, centre, label=f"{strategy} (n={len(scores)})", **style)
         ax.fill_between(steps, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.15)
@@ -430,7 +457,7 @@ def write_tensorboard_aggregates(run_dir: Path, results: Sequence[Mapping[str, A
     from torch.utils.tensorboard import SummaryWriter
 
     for target in targets:
-        for strategy, (steps, scores) in _curves(results, target).items():
+        for strategy, (steps, scores, _) in _curves(results, target).items():
             out = run_dir / "aggregate" / target / strategy
             if out.exists():
                 for f in out.glob("events.out.tfevents.*"):
@@ -464,6 +491,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         rows = [r for r in summary["rows"] if r["target"] == target]
         split = rows[0]["split"] if rows else "?"
         md += [f"## {target} ({split})", "", f"**{summary['verdicts'][target]}**", "", markdown_table(rows), ""]
+        md += [claims_text(rows), ""]
         by_pre = pretraining_table(rows)
         if by_pre:
             md += [

@@ -11,13 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer import metrics
+from rltransfer import bootstrap, metrics, significance
 
 BASELINE = "scratch"
 
 
-def _ci(values: Sequence[float], statistic, seed: int) -> list[float]:
-    low, high, _ = metrics.bootstrap_ci(values, statistic, seed)
+def groups_of(runs: Sequence[Mapping[str, Any]], values: Sequence[float]) -> list[list[float]]:
+    """``values`` (one per run) grouped by the pre-training their run started from, in its order."""
+    groups: dict[int, list[float]] = {}
+    for r, v in zip(runs, values):
+        groups.setdefault(int(r.get("pretrain_seed", 0)), []).append(float(v))
+    return [groups[k] for k in sorted(groups)]
+
+
+def _ci(groups: Sequence[Sequence[float]], statistic, seed: int) -> list[float]:
+    low, high, _ = bootstrap.interval(groups, statistic, seed)
     return [low, high]
 
 
@@ -37,8 +45,11 @@ def row_for(
     failed: int,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """One row of the table: the strategy's runs against scratch's (paired by seed)."""
+    """One row of the table, its descriptive statistics: the strategy's runs against scratch's (paired
+    by seed). Intervals resample pre-trainings, then seeds within them (:mod:`rltransfer.bootstrap`);
+    the test and the claim come from :func:`rltransfer.significance.compare` (see :func:`target_rows`)."""
     m = {k: np.array([r["metrics"][k] for r in runs], dtype=float) for k in ("p0", "final", "auc", "ttt")}
+    g = {k: groups_of(runs, v) for k, v in m.items()}
     reached = np.array([r["metrics"]["reached"] for r in runs], dtype=bool)
     n = len(runs)
     km = metrics.kaplan_meier(m["ttt"], reached, budget)
@@ -56,14 +67,14 @@ def row_for(
         "p0_iqm": metrics.iqm(m["p0"]),
         "p0_mean": float(m["p0"].mean()),
         "final_iqm": metrics.iqm(m["final"]),
-        "final_iqm_ci": _ci(m["final"], metrics.iqm, seed),
+        "final_iqm_ci": _ci(g["final"], bootstrap.iqm_rows, seed),
         "final_mean": float(m["final"].mean()),
-        "final_mean_ci": _ci(m["final"], metrics.mean, seed),
+        "final_mean_ci": _ci(g["final"], bootstrap.mean_rows, seed),
         "auc_iqm": metrics.iqm(m["auc"]),
-        "auc_iqm_ci": _ci(m["auc"], metrics.iqm, seed),
+        "auc_iqm_ci": _ci(g["auc"], bootstrap.iqm_rows, seed),
         "auc_mean": float(m["auc"].mean()),
-        "auc_mean_ci": _ci(m["auc"], metrics.mean, seed),
-        "ci_method": metrics.bootstrap_ci(m["auc"], metrics.iqm, seed)[2],
+        "auc_mean_ci": _ci(g["auc"], bootstrap.mean_rows, seed),
+        "ci_method": bootstrap.method(g["auc"]),
         "reached": int(reached.sum()),
         "ttt_median": median,
         "ttt_median_ci": [low, high],
@@ -78,8 +89,6 @@ def row_for(
         "p_improve": None,
         "p_improve_ci": None,
         "logrank_p": None,
-        "significant": False,
-        "negative_transfer": False,
     }
     if strategy == BASELINE or not scratch:
         return row
@@ -87,10 +96,11 @@ def row_for(
     s_reached = np.array([r["metrics"]["reached"] for r in scratch], dtype=bool)
     # Jumpstart: P_transfer(0) - P_scratch(0), per seed pair.
     by_seed = {r["seed"]: r["metrics"]["p0"] for r in scratch}
-    pairs = [r["metrics"]["p0"] - by_seed[r["seed"]] for r in runs if r["seed"] in by_seed]
+    paired = [r for r in runs if r["seed"] in by_seed]
+    pairs = [r["metrics"]["p0"] - by_seed[r["seed"]] for r in paired]
     if pairs:
         row["jumpstart"] = float(np.mean(pairs))
-        row["jumpstart_ci"] = _ci(pairs, metrics.mean, seed)
+        row["jumpstart_ci"] = _ci(groups_of(paired, pairs), bootstrap.mean_rows, seed)
     s_median = metrics.kaplan_meier(s["ttt"], s_reached, budget).median()
     if median is not None and s_median is not None:
         row["speedup_to_threshold"] = s_median / median if median > 0 else None
@@ -110,13 +120,63 @@ def row_for(
     ratio = metrics.auc_ratio(m["auc"], s["auc"])
     if np.isfinite(ratio):
         row["auc_ratio"] = ratio
-        row["auc_ratio_ci"] = list(metrics.two_sample_ci(m["auc"], s["auc"], metrics.auc_ratio, seed))
-        row["negative_transfer"] = bool(row["auc_ratio_ci"][1] < 1.0)
+        row["auc_ratio_ci"] = list(bootstrap.two_sample_interval(g["auc"], [s["auc"]], bootstrap.iqm_ratio_rows, seed))
     row["p_improve"] = metrics.probability_of_improvement(m["auc"], s["auc"])
-    row["p_improve_ci"] = list(metrics.two_sample_ci(m["auc"], s["auc"], metrics.probability_of_improvement, seed))
-    row["significant"] = bool(row["p_improve_ci"][0] > 0.5)
+    row["p_improve_ci"] = list(bootstrap.two_sample_interval(g["auc"], [s["auc"]], bootstrap.improvement_rows, seed))
     row["logrank_p"] = metrics.logrank_sooner(m["ttt"], reached, s["ttt"], s_reached)
     return row
+
+
+def target_rows(
+    target: str,
+    split: str,
+    by_strategy: Mapping[str, Sequence[Mapping[str, Any]]],
+    budget: int,
+    pretrain_steps: int,
+    n_targets: int,
+    failed: Mapping[str, int],
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The rows of one target: each strategy's statistics (:func:`row_for`) and its claim against
+    scratch (:func:`rltransfer.significance.compare`, Holm over this target's strategies).
+
+    ``by_strategy``: strategy -> its ok runs, scratch first; a strategy with no ok run but failed ones
+    gets a row that says so.
+    """
+    scratch = list(by_strategy.get(BASELINE, ()))
+    others = {s: runs for s, runs in by_strategy.items() if s != BASELINE and runs}
+    claims = significance.compare(others, scratch)
+    scratch_units = significance.n_units(significance.units(scratch)) if scratch else 0
+    rows = []
+    for strategy, runs in by_strategy.items():
+        if not runs:
+            if failed.get(strategy):
+                rows.append(
+                    {
+                        "target": target,
+                        "split": split,
+                        "strategy": strategy,
+                        "seeds": 0,
+                        "failed_runs": failed[strategy],
+                    }
+                )
+            continue
+        row = row_for(
+            target, split, strategy, runs, scratch, budget, pretrain_steps, n_targets, failed.get(strategy, 0), seed
+        )
+        if strategy in claims:
+            row.update(claims[strategy].fields())
+        else:  # scratch, or no scratch to compare with
+            units = scratch_units if strategy == BASELINE else significance.n_units(significance.units(runs))
+            row.update(
+                {
+                    "n_eff": units, "n_eff_scratch": None, "pretrainings": 0 if strategy == BASELINE else len({r.get("pretrain_seed", 0) for r in runs}),
+                    "p_value": None, "p_adjusted": None, "p_value_worse": None, "p_adjusted_worse": None,
+                    "comparisons": 0, "claim": None, "significant": False, "negative_transfer": False,
+                }
+            )  # fmt: skip
+        rows.append(row)
+    return rows
 
 
 def by_pretraining(runs: Sequence[Mapping[str, Any]], budget: int) -> list[dict[str, Any]] | None:
@@ -165,29 +225,56 @@ def _speed_rank(row: Mapping[str, Any]) -> float:
 
 
 def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One honest line per target: the best strategy and by how much, or that nothing helps."""
-    others = [r for r in rows if r["strategy"] != BASELINE and r["p_improve"] is not None]
-    if not others:
+    """One honest line per target: what survives the test and its correction, and nothing else."""
+    compared = [r for r in rows if r["strategy"] != BASELINE and r.get("claim")]
+    if not compared:
         return "no transfer strategy ran"
-    best = max(others, key=lambda r: (r["significant"], _speed_rank(r), r["auc_iqm"]))
-    lo, hi = best["p_improve_ci"]
-    pi = f"P(improve)={best['p_improve']:.2f} [{lo:.2f}, {hi:.2f}]"
-    if best["speedup_to_threshold"] is not None:
-        speed = f"{best['speedup_to_threshold']:.1f}x faster to threshold than scratch"
-    else:
-        speed = best["speedup_note"] or "no speed-up measurable"
-    if not best["significant"]:
-        return f"no strategy beats scratch significantly (closest: {best['strategy']}, {speed}, {pi})"
-    tied = [r["strategy"] for r in others if r is not best and _alike(r, best)]
-    alike = f" ({', '.join(tied)} alike: the same time to threshold, AUC IQM CIs overlapping)" if tied else ""
-    return f"best: {best['strategy']}{alike}, {speed}, {pi}"
+    m = compared[0]["comparisons"]
+    holm = f"Holm over {m} comparison{'s' if m != 1 else ''}"
+    winners = [r for r in compared if r["claim"] == significance.SIGNIFICANT]
+    losers = [r for r in compared if r["claim"] == significance.NEGATIVE]
+    too_few = [r["strategy"] for r in compared if r["claim"] == significance.TOO_FEW]
+    parts = []
+    if winners:
+        best = max(winners, key=lambda r: (_speed_rank(r), r["auc_iqm"]))
+        lo, hi = best["p_improve_ci"]
+        if best["speedup_to_threshold"] is not None:
+            speed = f"{best['speedup_to_threshold']:.1f}x faster to threshold than scratch"
+        else:
+            speed = best["speedup_note"] or "no speed-up measurable"
+        tied = [r["strategy"] for r in winners if r is not best and _alike(r, best)]
+        alike = f" ({', '.join(tied)} alike: the same time to threshold, AUC IQM CIs overlapping)" if tied else ""
+        parts.append(
+            f"best: {best['strategy']}{alike}, {speed}, P(improve)={best['p_improve']:.2f} [{lo:.2f}, {hi:.2f}], "
+            f"p={best['p_adjusted']:.3g} ({holm})"
+        )
+        rest = [r["strategy"] for r in winners if r is not best and r["strategy"] not in tied]
+        if rest:
+            parts.append(f"also beats scratch: {', '.join(rest)}")
+    elif len(too_few) < len(compared):
+        parts.append(f"no strategy beats scratch significantly ({holm})")
+    for r in losers:
+        parts.append(f"NEGATIVE TRANSFER: {r['strategy']} (p={r['p_adjusted_worse']:.3g}, {holm})")
+    if too_few:
+        parts.append(f"{TOO_FEW_TEXT}: {', '.join(too_few)}")
+    return "; ".join(parts)
+
+
+TOO_FEW_TEXT = f"{significance.TOO_FEW} for a verdict (n_eff < {significance.MIN_UNITS} on a side)"
 
 
 def _alike(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether the ranking cannot tell ``a`` from ``b``: both significant, the same Kaplan-Meier
-    median time to threshold, and overlapping AUC IQM intervals (the point estimate alone decided)."""
+    """Whether the ranking cannot tell ``a`` from ``b``: the same Kaplan-Meier median time to threshold
+    and overlapping AUC IQM intervals (the point estimate alone decided)."""
     (alo, ahi), (blo, bhi) = a["auc_iqm_ci"], b["auc_iqm_ci"]
-    return a["significant"] and b["significant"] and a["ttt_median"] == b["ttt_median"] and alo <= bhi and blo <= ahi
+    return a["ttt_median"] == b["ttt_median"] and alo <= bhi and blo <= ahi
+
+
+def _p(p: float | None) -> str:
+    """A p-value for the table: three significant digits, small ones in scientific notation."""
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
 def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
@@ -211,10 +298,10 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             else (r["speedup_note"] or "-")
         )
         flags = []
-        if r["negative_transfer"]:
+        if r.get("claim") == significance.NEGATIVE:
             flags.append("NEGATIVE TRANSFER")
-        if r["significant"]:
-            flags.append("significant")
+        elif r.get("claim") in (significance.SIGNIFICANT, significance.TOO_FEW):
+            flags.append(r["claim"])
         if r["failed_runs"]:
             flags.append(f"{r['failed_runs']} failed")
         out.append(
@@ -222,6 +309,7 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 r["target"],
                 r["strategy"],
                 str(r["seeds"]),
+                str(r["n_eff"]),
                 f"{r['pretrain_steps']:,} ({r['pretrain_steps_amortised']:,.0f})",
                 num(r["p0_iqm"]),
                 "-" if r["jumpstart"] is None else f"{r['jumpstart']:.2f} {ci(r['jumpstart_ci'])}",
@@ -232,6 +320,7 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 ttt,
                 speed,
                 "-" if r["p_improve"] is None else f"{r['p_improve']:.2f} {ci(r['p_improve_ci'])}",
+                _p(r.get("p_adjusted")),
                 num(r["logrank_p"], ".3f"),
                 ", ".join(flags),
             ]
@@ -240,6 +329,7 @@ def table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 
 
 COLUMNS = [
-    "target", "strategy", "seeds", "N_pre (N_pre/K)", "P(0)", "jumpstart [CI]", "final IQM [CI]", "AUC IQM [CI]",
-    "AUC ratio [CI]", "reached k/n", "KM median TTT [CI]", "speed-up", "P(improve) [CI]", "log-rank p", "flags",
+    "target", "strategy", "seeds", "n_eff", "N_pre (N_pre/K)", "P(0)", "jumpstart [CI]", "final IQM [CI]", "AUC IQM [CI]",
+    "AUC ratio [CI]", "reached k/n", "KM median TTT [CI]", "speed-up", "P(improve) [CI]", "p (Holm)", "log-rank p",
+    "flags",
 ]  # fmt: skip

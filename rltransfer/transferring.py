@@ -501,7 +501,7 @@ def transfer(
         }  # fmt: skip
         write_hparams(model.logger, hparams)
     if charged:
-        _charge_probe(cfg, setup, bundle, task, strategy, seed, model, charged, callbacks)
+        _charge_probe(model, charged, callbacks)
     if lineage["trains"]:
         model.learn(budget - charged, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not charged)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
@@ -518,19 +518,14 @@ def transfer(
     return TransferResult(model, env, out, lineage)
 
 
-def _charge_probe(
-    cfg: ExperimentConfig, setup: Setup, bundle: Bundle, task: Task, strategy: str, seed: int,
-    model: BaseAlgorithm, charged: int, callbacks: Sequence[BaseCallback],
-) -> None:  # fmt: skip
-    """A probe's steps are the run's first ``charged`` target steps: the agent starts training at
-    that step, and evaluation checkpoints before it score the agent before the probe (its head
-    from the nearest source by context)."""
-    before_cfg = cfg.model_copy(update={"transfer": cfg.transfer.model_copy(update={"head_init": "nearest"})})
-    before, before_env, _ = build_target_agent(before_cfg, setup, bundle, task, strategy, seed)
+def _charge_probe(model: BaseAlgorithm, charged: int, callbacks: Sequence[BaseCallback]) -> None:
+    """A probe's steps are the run's first ``charged`` target steps: the agent that starts target
+    training (the chosen head) is first scored at that step, and trains from it. No checkpoint before it
+    is scored: no agent of the run existed yet (the AUC counts nothing there; the probe's episodes ran
+    the source heads, not this agent)."""
     for cb in callbacks:
-        if hasattr(cb, "evaluate_before"):
-            cb.evaluate_before(before, charged, log_to=model)
-    before_env.close()
+        if hasattr(cb, "start_at"):
+            cb.start_at(model, charged)
     model.num_timesteps = charged
     if hasattr(model, "learning_starts"):  # off-policy: updates start after as many of its own samples
         model.learning_starts += charged

@@ -19,7 +19,8 @@ REPORT_FILES = ["report.md", "summary.json", "summary.csv", "curves_very-long-he
 ROW_KEYS = {
     "target", "split", "strategy", "seeds", "pretrain_steps", "p0_iqm", "final_iqm", "final_iqm_ci", "auc_iqm",
     "auc_iqm_ci", "reached", "ttt_median", "ttt_median_ci", "speedup_to_threshold", "speedup_note", "auc_ratio",
-    "auc_ratio_ci", "p_improve", "p_improve_ci", "logrank_p", "negative_transfer", "failed_runs",
+    "auc_ratio_ci", "p_improve", "p_improve_ci", "logrank_p", "negative_transfer", "failed_runs", "n_eff",
+    "p_value", "p_adjusted", "significant",
 }  # fmt: skip
 
 
@@ -216,9 +217,13 @@ def test_report_rerenders_from_disk(finished):
     from rltransfer.report import render
 
     _, res = finished
-    (res.run_dir / "report" / "summary.json").unlink()
+    report = res.run_dir / "report"
+    before = {name: (report / name).read_bytes() for name in ("summary.json", "summary.csv", "report.md")}
+    (report / "summary.json").unlink()
     summary = render(res.run_dir, tensorboard=False)
-    assert (res.run_dir / "report" / "summary.json").is_file() and len(summary["rows"]) == 3
+    assert (report / "summary.json").is_file() and len(summary["rows"]) == 3
+    # Seeded statistics: a re-render of the same results is byte-identical.
+    assert {name: (report / name).read_bytes() for name in before} == before
 
 
 def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
@@ -290,6 +295,10 @@ def test_pretraining_seeds_spread_the_transfer_seeds_and_the_report_splits_them(
     md = (res.run_dir / "report" / "report.md").read_text()
     assert "By pre-training" in md and "| zero_shot | 1 | 1 |" in md
     assert "transfer seed i starts from pre-training i mod 2" in md
+    # zero_shot's seeds 0 and 2 are one agent (same pre-training, deterministic evaluation): 2 units of 3.
+    assert rows["zero_shot"]["n_eff"] == 2 and rows["zero_shot"]["pretrainings"] == 2
+    assert rows["zero_shot"]["claim"] == "too few independent runs" and not rows["zero_shot"]["significant"]
+    assert "a smoke test, not a claim" in md and "Holm-corrected over 1" in md
 
 
 def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tmp_path, capsys):

@@ -3,8 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
-from rltransfer import metrics
-from rltransfer.summary import by_pretraining, row_for, verdict
+from rltransfer import bootstrap, metrics
+from rltransfer.summary import by_pretraining, target_rows, verdict
 
 
 def test_normalisation_maps_random_to_0_and_threshold_to_1_also_for_negative_returns():
@@ -60,16 +60,17 @@ def test_probability_of_improvement_on_a_known_pair():
 
 def test_bootstrap_is_seeded_and_uses_bca_from_ten_seeds():
     x = np.linspace(0, 1, 12) ** 2
-    a, b = metrics.bootstrap_ci(x, metrics.iqm, seed=3), metrics.bootstrap_ci(x, metrics.iqm, seed=3)
+    a, b = bootstrap.interval([x], bootstrap.iqm_rows, seed=3), bootstrap.interval([x], bootstrap.iqm_rows, seed=3)
     assert a == b and a[2] == "BCa" and a[0] < metrics.iqm(x) < a[1]
-    assert metrics.bootstrap_ci([0.1, 0.5, 0.2], metrics.iqm)[2] == "percentile"
+    assert bootstrap.interval([[0.1, 0.5, 0.2]], bootstrap.iqm_rows)[2] == "percentile"
+    assert bootstrap.interval([[0.1, 0.5], [0.2, 0.3]], bootstrap.iqm_rows)[2] == "two-stage percentile"
 
 
 def test_bootstrap_falls_back_to_percentile_quietly_where_bca_cannot_be_computed():
     x = [1.06] * 10 + [1.05]  # ten runs at the ceiling, one just below: scipy cannot compute BCa here
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        low, high, method = metrics.bootstrap_ci(x, metrics.iqm)
+        low, high, method = bootstrap.interval([x], bootstrap.iqm_rows)
     assert method == "percentile" and low <= metrics.iqm(x) <= high == pytest.approx(1.06)
 
 
@@ -80,11 +81,11 @@ def test_logrank_says_sooner_only_for_the_faster_group():
     assert metrics.logrank_sooner(*slow, *fast) > 0.5
 
 
-def _run(seed, scores, budget=40):
+def _run(seed, scores, budget=40, pretrain_seed=0):
     steps = [0, 10, 20, 30, 40]
     ttt, reached = metrics.time_to_threshold(steps, scores, budget)
     return {
-        "seed": seed,
+        "seed": seed, "pretrain_seed": pretrain_seed, "curve": {"step": steps, "score": list(scores)},
         "metrics": {
             "p0": scores[0], "final": metrics.final(steps, scores, budget), "auc": metrics.auc(steps, scores, budget),
             "ttt": ttt, "reached": reached,
@@ -92,58 +93,64 @@ def _run(seed, scores, budget=40):
     }  # fmt: skip
 
 
+def _rows(scratch, **strategies):
+    """The target's rows as the report builds them (statistics and claims)."""
+    return target_rows("t", "extrapolation", {"scratch": scratch, **strategies}, 40, 1000, 2, {})
+
+
+def _noisy(seeds, scores, scale=0.01):
+    """Runs of one shape with a little seed-to-seed noise (identical curves would count once)."""
+    return [_run(s, [v + scale * s * (k > 0) for k, v in enumerate(scores)]) for s in range(seeds)]
+
+
 def test_rows_versus_scratch_speedup_ratio_and_censoring():
-    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
-    fast = [_run(s, [0.5, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10
-    row = row_for("t", "extrapolation", "finetune", fast, scratch, 40, 1000, 2, 0)
+    scratch = _noisy(5, [0, 0.2, 0.5, 1.0, 1.0])  # reaches at 30
+    fast = _noisy(5, [0.5, 1.0, 1.0, 1.0, 1.0], 0.002)  # reaches at 10
+    base, row = _rows(scratch, finetune=fast)
     assert row["speedup_to_threshold"] == pytest.approx(3.0)
     assert row["jumpstart"] == pytest.approx(0.5)
-    assert row["p_improve"] == 1.0 and row["significant"]
-    assert row["auc_ratio"] == pytest.approx(
-        metrics.auc([0, 10, 20, 30, 40], [0.5, 1, 1, 1, 1], 40) / scratch[0]["metrics"]["auc"]
-    )
+    assert row["p_improve"] == 1.0 and row["significant"] and row["n_eff"] == 5
+    assert row["p_value"] == pytest.approx(1 / 252)  # every strategy run above every scratch run: 1 / C(10, 5)
+    assert row["auc_ratio"] == pytest.approx(metrics.iqm([r["metrics"]["auc"] for r in fast]) / base["auc_iqm"])
     assert row["pretrain_steps"] == 1000 and row["pretrain_steps_amortised"] == 500
-    never = [_run(s, [0, 0.1, 0.2, 0.2, 0.3]) for s in range(4)]
-    row = row_for("t", "extrapolation", "finetune", fast, never, 40, 1000, 2, 0)
+    never = _noisy(5, [0, 0.1, 0.2, 0.2, 0.3])
+    row = _rows(never, finetune=fast)[1]
     assert (
         row["speedup_to_threshold"] is None
         and row["speedup_note"].startswith(">4.0x")
         and "censored" in row["speedup_note"]
     )
-    at_zero = [_run(s, [1.0, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]
-    row = row_for("t", "extrapolation", "zero_shot", at_zero, never, 40, 1000, 2, 0)
+    at_zero = _noisy(5, [1.0, 1.0, 1.0, 1.0, 1.0], 0.001)
+    row = _rows(never, zero_shot=at_zero)[1]
     assert row["speedup_lower_bound"] is None and row["speedup_note"].startswith("reaches the threshold at step 0")
     assert "scratch's median is censored at B=40" in row["speedup_note"]
-    worse = [_run(s, [0, 0.0, 0.1, 0.2, 0.2]) for s in range(4)]
-    row = row_for("t", "extrapolation", "bad", worse, scratch, 40, 1000, 2, 0)
+    worse = _noisy(5, [0, 0.0, 0.1, 0.2, 0.2])
+    base, row = _rows(scratch, bad=worse)
     assert row["negative_transfer"] and not row["significant"]
-    base = row_for("t", "extrapolation", "scratch", scratch, scratch, 40, 1000, 2, 0)
-    assert "no strategy beats scratch" in verdict([base, row])
+    assert "no strategy beats scratch" in verdict([base, row]) and "NEGATIVE TRANSFER: bad" in verdict([base, row])
 
 
 def test_verdict_ranks_a_strategy_at_the_threshold_from_step_0_first():
-    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
-    at_zero = [_run(s, [1.0, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # there from step 0
-    faster = [_run(s, [0.5, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10: 3x
-    rows = [row_for("t", "extrapolation", name, runs, scratch, 40, 1000, 2, 0)
-            for name, runs in (("scratch", scratch), ("finetune", at_zero), ("kickstart", faster))]  # fmt: skip
+    scratch = _noisy(5, [0, 0.2, 0.5, 1.0, 1.0])  # reaches at 30
+    at_zero = _noisy(5, [1.0, 1.0, 1.0, 1.0, 1.0])  # there from step 0
+    faster = _noisy(5, [0.5, 1.0, 1.0, 1.0, 1.0])  # reaches at 10: 3x
+    rows = _rows(scratch, finetune=at_zero, kickstart=faster)
     assert rows[1]["ttt_median"] == 0 and rows[1]["speedup_to_threshold"] is None
     assert verdict(rows).startswith("best: finetune, reaches the threshold at step 0")
 
 
 def test_verdict_names_the_strategies_it_cannot_tell_from_the_best():
-    scratch = [_run(s, [0, 0.2, 0.5, 1.0, 1.0]) for s in range(4)]  # reaches at 30
-    fast = [_run(s, [0.5 + 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 10
-    same = [_run(s, [0.52 - 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(4)]  # the same, other noise
-    later = [_run(s, [0.2, 0.5, 1.0, 1.0, 1.0]) for s in range(4)]  # reaches at 20
-    rows = [row_for("t", "extrapolation", name, runs, scratch, 40, 1000, 2, 0)
-            for name, runs in (("scratch", scratch), ("finetune", fast), ("adapter", same), ("lr_scaled", later))]  # fmt: skip
+    scratch = _noisy(5, [0, 0.2, 0.5, 1.0, 1.0])  # reaches at 30
+    fast = [_run(s, [0.5 + 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(5)]  # reaches at 10
+    same = [_run(s, [0.52 - 0.01 * s, 1.0, 1.0, 1.0, 1.0]) for s in range(5)]  # the same, other noise
+    later = _noisy(5, [0.2, 0.5, 1.0, 1.0, 1.0])  # reaches at 20
+    rows = _rows(scratch, finetune=fast, adapter=same, lr_scaled=later)
     assert rows[1]["ttt_median"] == rows[2]["ttt_median"] == 10
     line = verdict(rows)
     assert line.startswith(("best: finetune (adapter alike: ", "best: adapter (finetune alike: ")), line
-    assert "lr_scaled" not in line
+    assert "also beats scratch: lr_scaled" in line
     # One strategy alone at its time to threshold: nothing alike.
-    assert "alike" not in verdict([rows[0], rows[1], rows[3]])
+    assert "alike" not in verdict(_rows(scratch, finetune=fast, lr_scaled=later))
 
 
 def test_runs_split_by_pre_training_with_hand_computed_means():

@@ -65,11 +65,15 @@ def test_a_probed_head_is_the_chosen_source_head_and_the_probe_is_charged(probed
     state = component_state(res.model.policy)
     head = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"heads.{TARGET}.")}
     assert head and all(torch.equal(v, bundle.tensors[f"heads.{probe['source']}.{k}"]) for k, v in head.items())
-    # Step 0 comes before the probe's steps: it scores the agent before the probe (nearest head by context).
-    before, ev_before = _run(cfg, bundle, "zero_shot", head_init="nearest")
-    assert "probe" not in before.lineage
-    assert ev.curve["step"] == ev_before.curve["step"] == [0, 1024, 2048]
-    assert ev.curve["return"][0] == ev_before.curve["return"][0]
+    # The first point is the agent that starts target training (the chosen head), at the probe's step
+    # count; no checkpoint before it scores another agent (it scored the nearest-by-context head before).
+    charged = probe["steps"]
+    assert ev.curve["step"][0] == charged and all(t > charged for t in ev.curve["step"][1:])
+    assert ev.curve["step"][-1] == 2048 and set(ev.curve["step"][1:]) == {t for t in (1024, 2048) if t > charged}
+    # It is the chosen-head agent's score: evaluating that agent (zero_shot: never updated) again gives it.
+    again = Evaluator(eval_env_factory(load_config(cfg), bundle, TARGET, 3), 1024, 2048, 3, True, lambda r: r)
+    again.evaluate(res.model, charged)
+    assert again.curve["return"] == ev.curve["return"][:1]
 
 
 class StartStep(BaseCallback):
@@ -87,7 +91,8 @@ def test_a_trained_run_starts_after_the_probe(probed):
     start = StartStep()
     res = transfer(cfg, bundle, TARGET, "finetune", seed=0, callbacks=[start, ev], save=False)
     assert start.start == res.lineage["probe"]["steps"] > 0  # training's first step is the probe's last + 1
-    assert res.model.num_timesteps >= 2048 and ev.curve["step"] == [0, 1024, 2048]
+    charged = res.lineage["probe"]["steps"]
+    assert res.model.num_timesteps >= 2048 and ev.curve["step"][0] == charged and ev.curve["step"][-1] == 2048
 
 
 def test_a_probe_longer_than_the_budget_is_refused(probed):

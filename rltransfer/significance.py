@@ -1,0 +1,192 @@
+"""Which claims a comparison with scratch may make: a valid test, over the runs that really differ.
+
+- **Units.** Runs whose curves are identical and that started from the same pre-training are one agent
+  (a deterministic ``zero_shot`` evaluated from one bundle gives as many copies as it has seeds): they
+  count once. ``n_eff`` is the number of units left.
+- **Test.** An exact one-sided rank-sum (Mann-Whitney) permutation test of AUC, strategy against scratch,
+  stratified by pre-training: the strategy's units from pre-training p are compared with the scratch
+  units of the same seeds (seed i starts from the (i mod P)-th pre-training), and the statistic is the
+  sum over strata of the strategy's rank sum within its stratum. Its null distribution is computed
+  exactly (ties included) by counting subsets, so the test keeps its level at any n. With one
+  pre-training it is the exact Mann-Whitney test.
+- **Multiplicity.** Holm's step-down correction over the transfer strategies compared on one target,
+  separately for each direction: ``p_adjusted`` < 0.05 is "significant", ``p_adjusted_worse`` < 0.05
+  is negative transfer (scratch better), whatever the sign of scratch's AUC.
+- **Too few.** With fewer than :data:`MIN_UNITS` units on either side no verdict is given, whatever the
+  p-value.
+
+Pure numpy/scipy: no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+MIN_UNITS = 4
+"""Below this many independent runs on either side, a comparison gives no verdict."""
+SMOKE_UNITS = 10
+"""Below this many independent runs, a report calls its comparison a smoke test, not a claim."""
+
+TOO_FEW = "too few independent runs"
+SIGNIFICANT = "significant"
+NEGATIVE = "negative transfer"
+NOT_SIGNIFICANT = "not significant"
+
+
+def _identity(run: Mapping[str, Any]) -> tuple:
+    curve = run.get("curve") or {}
+    if curve.get("score"):
+        return tuple(curve.get("step", ())), tuple(curve["score"])
+    return ("auc", run["metrics"]["auc"])
+
+
+def units(runs: Sequence[Mapping[str, Any]], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
+    """The AUCs of the independent units among ``runs``, by stratum (pre-training).
+
+    :param strata: seed -> stratum; a run whose seed it lacks uses its own ``pretrain_seed``.
+    Runs of one stratum with identical curves count once.
+    """
+    seen: dict[int, dict[tuple, float]] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        stratum = (strata or {}).get(r["seed"], int(r.get("pretrain_seed", 0)))
+        seen.setdefault(stratum, {}).setdefault(_identity(r), float(r["metrics"]["auc"]))
+    return {k: np.array(list(v.values())) for k, v in sorted(seen.items())}
+
+
+def n_units(by_stratum: Mapping[int, np.ndarray]) -> int:
+    return int(sum(len(v) for v in by_stratum.values()))
+
+
+def _rank_sum_counts(doubled_ranks: np.ndarray, k: int) -> np.ndarray:
+    """Number of ways to choose ``k`` of the values whose doubled sum is s, for every s (index s)."""
+    total = int(doubled_ranks.sum())
+    counts = np.zeros((k + 1, total + 1))
+    counts[0, 0] = 1.0
+    for r in doubled_ranks:
+        counts[1:, r:] += counts[:-1, : total + 1 - r].copy()
+    return counts[k]
+
+
+def rank_sum_test(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float] | None:
+    """Exact one-sided p-values ``(greater, less)`` of the stratified rank-sum test of x against y.
+
+    ``pairs``: per stratum, (x, y). Within each stratum the values are ranked together (mid-ranks for
+    ties); the statistic is the sum over strata of x's rank sum; its permutation distribution (labels
+    exchanged within strata) is counted exactly. ``greater``: x tends to be larger. None where no stratum
+    has values on both sides.
+    """
+    dist = np.ones(1)
+    observed = 0
+    for x, y in pairs:
+        if len(x) == 0 or len(y) == 0:
+            continue
+        doubled = np.rint(2 * stats.rankdata(np.concatenate([x, y]))).astype(int)
+        observed += int(doubled[: len(x)].sum())
+        counts = _rank_sum_counts(doubled, len(x))
+        dist = np.convolve(dist, counts / counts.sum())
+    if len(dist) == 1:
+        return None
+    greater = float(min(1.0, dist[observed:].sum()))
+    less = float(min(1.0, dist[: observed + 1].sum()))
+    return greater, less
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and is not counted)."""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A strategy against scratch on one target, as the report states it."""
+
+    n_eff: int
+    n_eff_scratch: int
+    pretrainings: int
+    p_value: float | None
+    """Exact one-sided p of 'strategy > scratch' on AUC (stratified by pre-training)."""
+    p_adjusted: float | None
+    """Holm-adjusted over the strategies compared on the target."""
+    p_value_worse: float | None
+    p_adjusted_worse: float | None
+    comparisons: int
+    claim: str
+    """One of :data:`SIGNIFICANT`, :data:`NEGATIVE`, :data:`NOT_SIGNIFICANT`, :data:`TOO_FEW`."""
+
+    @property
+    def significant(self) -> bool:
+        return self.claim == SIGNIFICANT
+
+    @property
+    def negative_transfer(self) -> bool:
+        return self.claim == NEGATIVE
+
+    def fields(self) -> dict[str, Any]:
+        """The row fields of ``summary.json``."""
+        return {
+            "n_eff": self.n_eff,
+            "n_eff_scratch": self.n_eff_scratch,
+            "pretrainings": self.pretrainings,
+            "p_value": self.p_value,
+            "p_adjusted": self.p_adjusted,
+            "p_value_worse": self.p_value_worse,
+            "p_adjusted_worse": self.p_adjusted_worse,
+            "comparisons": self.comparisons,
+            "claim": self.claim,
+            "significant": self.significant,
+            "negative_transfer": self.negative_transfer,
+        }
+
+
+def compare(
+    strategies: Mapping[str, Sequence[Mapping[str, Any]]], scratch: Sequence[Mapping[str, Any]]
+) -> dict[str, Comparison]:
+    """Every transfer strategy of one target against scratch, Holm-corrected over the strategies.
+
+    ``strategies``: name -> its runs (result dicts with ``seed``, ``pretrain_seed``, ``metrics.auc``,
+    ``curve``). Every strategy with runs counts as a comparison, also where it has too few units for a
+    verdict.
+    """
+    names = [s for s, runs in strategies.items() if runs]
+    tests, sides = {}, {}
+    for name in names:
+        runs = strategies[name]
+        strata = {int(r["seed"]): int(r.get("pretrain_seed", 0)) for r in runs}
+        x, y = units(runs), units(scratch, strata)
+        sides[name] = (n_units(x), n_units(y), len(x))
+        tests[name] = rank_sum_test([(x[k], y.get(k, np.array([]))) for k in x]) if scratch else None
+    better = holm([tests[n][0] if tests[n] else None for n in names])
+    worse = holm([tests[n][1] if tests[n] else None for n in names])
+    m = sum(1 for n in names if tests[n])
+    out = {}
+    for name, adj, adj_worse in zip(names, better, worse):
+        n_x, n_y, n_pre = sides[name]
+        if tests[name] is None or min(n_x, n_y) < MIN_UNITS:
+            claim = TOO_FEW
+        elif adj is not None and adj < ALPHA:
+            claim = SIGNIFICANT
+        elif adj_worse is not None and adj_worse < ALPHA:
+            claim = NEGATIVE
+        else:
+            claim = NOT_SIGNIFICANT
+        test = tests[name]
+        out[name] = Comparison(
+            n_eff=n_x, n_eff_scratch=n_y, pretrainings=n_pre,
+            p_value=test[0] if test else None, p_adjusted=adj,
+            p_value_worse=test[1] if test else None, p_adjusted_worse=adj_worse,
+            comparisons=m, claim=claim,
+        )  # fmt: skip
+    return out
