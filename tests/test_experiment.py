@@ -311,8 +311,11 @@ def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tm
             "transfer": grid, "runner": {"workers": workers},
         }  # fmt: skip
         runs[workers] = rltransfer.run_experiment(c, progress=False, echo=workers == 2).run_dir
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "pre-training seeds 0, 1 side by side" in out and "pre-training seed 1:" in out
+    # Two seeds: the report can give no verdict, and the command says so before it runs.
+    assert "warning: transfer.seeds is 2: below 4 independent runs per strategy" in captured.err
     for sub in ("", "seed-1"):
         files = [runs[w] / "pretrain" / sub / "bundle" / "components.safetensors" for w in (1, 2)]
         assert files[0].read_bytes() == files[1].read_bytes()
