@@ -1,4 +1,4 @@
-"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report."""
+"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EPILOG = """examples:
   rltransfer transfer configs/quickstart.yaml --bundle runs/quickstart/pretrain/bundle \\
       --target very-long-heavy --strategy finetune --seed 0
   rltransfer report runs/quickstart
+  rltransfer publish runs/quickstart docs/results/quickstart
 """
 
 
@@ -97,6 +98,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 1 if summary["failures"] else 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from rltransfer.publication import publish
+
+    dest = publish(args.run_dir, args.dest)
+    print(f"published {args.run_dir} to {dest} (report, config, manifest, every run in runs.jsonl.gz)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltransfer",
@@ -121,8 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="re-render the report from the results on disk (also of a partial experiment)",
         epilog="example:\n  rltransfer report runs/quickstart", formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("run_dir", help="an experiment's directory (runs/<name>)")
+    p.add_argument("run_dir", help="an experiment's directory (runs/<name>), or a published one (runs.jsonl.gz)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "publish", help="copy an experiment's report with its per-run data (runs.jsonl.gz) to a directory",
+        epilog="example:\n  rltransfer publish runs/quickstart docs/results/quickstart\n"
+        "  rltransfer report docs/results/quickstart      # re-renders it from runs.jsonl.gz alone",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("run_dir", help="an experiment's directory (runs/<name>) with its report")
+    p.add_argument("dest", help="the publication's directory (created; a README there is kept)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
         "families", help="list families, their parameters, tasks and splits",

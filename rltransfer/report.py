@@ -18,7 +18,8 @@ from rltransfer import bootstrap, metrics, significance
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import accepted_hashes, earlier_run_hashes, experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
-from rltransfer.run_job import RESULT_FILE, read_result, rescore
+from rltransfer.publication import is_publication, read_runs, result_paths
+from rltransfer.run_job import read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
 from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 
@@ -31,10 +32,10 @@ CSV_FIELDS = [
 
 
 def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The experiment's config (as run) and every result file under ``runs/``, each finished run
-    scored against its target's threshold in the protocol (``manifest.json``): a run made under
-    another ``evaluation.thresholds`` is re-scored from its returns (``result.json`` keeps the
-    metrics it was written with)."""
+    """The experiment's config (as run) and every result file under ``runs/`` (of a publication: its
+    runs file), each finished run scored against its target's threshold in the protocol
+    (``manifest.json``): a run made under another ``evaluation.thresholds`` is re-scored from its returns
+    (``result.json`` keeps the metrics it was written with)."""
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserInputError(
@@ -42,11 +43,12 @@ def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         )
     config = yaml.safe_load(cfg_path.read_text())
     tasks = _read_json(run_dir / "manifest.json").get("protocol", {}).get("tasks", {})
+    if is_publication(run_dir):
+        stored = read_runs(run_dir)
+    else:
+        stored = [r for r in map(read_result, result_paths(run_dir)) if r is not None]
     results = []
-    for path in sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")):
-        r = read_result(path)
-        if r is None:
-            continue
+    for r in stored:
         tau = tasks.get(r.get("target"), {}).get("threshold")
         if r.get("status") == "ok" and tau is not None and tau != r.get("threshold"):
             r = rescore(r, float(tau))
@@ -471,11 +473,17 @@ def write_tensorboard_aggregates(run_dir: Path, results: Sequence[Mapping[str, A
 
 
 def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) -> dict[str, Any]:
-    """Write ``report/`` (and the TensorBoard aggregates) from the results on disk; return the summary."""
+    """Write ``report/`` (and the TensorBoard aggregates) from the results on disk; return the summary.
+
+    Of a publication (:mod:`rltransfer.publication`) the report is written in the directory itself,
+    from its runs file, and no TensorBoard aggregates.
+    """
     run_dir = Path(run_dir)
     config, results = collect(run_dir)
     summary = summarise(run_dir, config, results)
-    report = run_dir / "report"
+    published = is_publication(run_dir)
+    tensorboard = tensorboard and not published
+    report = run_dir if published else run_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     write_json_atomic(report / "summary.json", summary)
     buf = io.StringIO()

@@ -226,6 +226,39 @@ def test_report_rerenders_from_disk(finished):
     assert {name: (report / name).read_bytes() for name in before} == before
 
 
+def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished, tmp_path):
+    from rltransfer.cli import main
+    from rltransfer.publication import RUNS_FILE, read_runs
+
+    _, res = finished
+    dest = tmp_path / "published"
+    dest.mkdir()
+    (dest / "README.md").write_text("kept")
+    (dest / "curves_gone.png").write_bytes(b"an earlier publication's target")
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    assert (dest / "README.md").read_text() == "kept" and not (dest / "curves_gone.png").exists()
+    runs = read_runs(dest)
+    assert len(runs) == 6 and runs == [json.loads(v) for v in results(res.run_dir).values()]
+    published = {n: (dest / n).read_bytes() for n in ("summary.json", "summary.csv", "report.md")}
+    assert published == {n: (res.run_dir / "report" / n).read_bytes() for n in published}
+    for name in published:
+        (dest / name).unlink()
+    assert main(["report", str(dest)]) == 0  # from runs.jsonl.gz, config.yaml and manifest.json alone
+    assert {n: (dest / n).read_bytes() for n in published} == published
+    assert not (dest / "report").exists() and not (dest / "aggregate").exists()
+    # The same results give the same bytes: publishing again changes nothing.
+    before = (dest / RUNS_FILE).read_bytes()
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0 and (dest / RUNS_FILE).read_bytes() == before
+
+
+def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
+    from rltransfer.cli import main
+
+    assert main(["publish", str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not an experiment directory with a report" in err and "Traceback" not in err
+
+
 def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
     from rltransfer.report import protocol_text, transfer_settings
 
