@@ -343,7 +343,8 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         f"- CIs: 95% bootstrap, {bootstrap.N_RESAMPLES:,} seeded resamples; over seeds (BCa for n >= 10, else "
         "percentile), or where runs start from several pre-trainings two-stage (pre-trainings, then seeds within; "
         "percentile); TTT: two consecutive evaluations with s >= 1, right-censored at B, Kaplan-Meier; P(improve) on "
-        "AUC (Mann-Whitney form), an effect size; log-rank one-sided",
+        "AUC (Mann-Whitney form), an effect size; log-rank one-sided, over every run (copies too): a description, "
+        "never a claim",
         "- claims: exact one-sided rank-sum (Mann-Whitney) permutation test of AUC against scratch, stratified by "
         f"pre-training, Holm-corrected over the strategies of a target, adjusted p < {significance.ALPHA} "
         "(either direction: 'significant' or 'NEGATIVE TRANSFER'); n_eff counts identical runs from one "

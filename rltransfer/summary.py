@@ -146,7 +146,7 @@ def target_rows(
     scratch = list(by_strategy.get(BASELINE, ()))
     others = {s: runs for s, runs in by_strategy.items() if s != BASELINE and runs}
     claims = significance.compare(others, scratch)
-    scratch_units = significance.n_units(significance.units(scratch)) if scratch else 0
+    scratch_units = significance.n_units(significance.units(scratch))
     rows = []
     for strategy, runs in by_strategy.items():
         if not runs:
@@ -164,17 +164,16 @@ def target_rows(
         row = row_for(
             target, split, strategy, runs, scratch, budget, pretrain_steps, n_targets, failed.get(strategy, 0), seed
         )
-        if strategy in claims:
-            row.update(claims[strategy].fields())
-        else:  # scratch, or no scratch to compare with
-            units = scratch_units if strategy == BASELINE else significance.n_units(significance.units(runs))
+        if strategy == BASELINE:  # loads no pre-training; compared with nothing
             row.update(
                 {
-                    "n_eff": units, "n_eff_scratch": None, "pretrainings": 0 if strategy == BASELINE else len({r.get("pretrain_seed", 0) for r in runs}),
-                    "p_value": None, "p_adjusted": None, "p_value_worse": None, "p_adjusted_worse": None,
-                    "comparisons": 0, "claim": None, "significant": False, "negative_transfer": False,
+                    "n_eff": scratch_units, "n_eff_scratch": None, "pretrainings": 0, "p_value": None,
+                    "p_adjusted": None, "p_value_worse": None, "p_adjusted_worse": None, "comparisons": 0,
+                    "claim": None, "significant": False, "negative_transfer": False,
                 }
             )  # fmt: skip
+        else:  # without scratch runs: too few on that side
+            row.update(claims[strategy].fields())
         rows.append(row)
     return rows
 
