@@ -1,4 +1,4 @@
-"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish."""
+"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish, verify."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ EPILOG = """examples:
       --target very-long-heavy --strategy finetune --seed 0
   rltransfer report runs/quickstart
   rltransfer publish runs/quickstart docs/results/quickstart
+  rltransfer verify docs/results/quickstart --runs 2
 """
 
 
@@ -106,6 +107,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(value: str) -> str | int:
+    """``auto`` or a positive count (argparse reports anything else, exit 2)."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from rltransfer.runner import resolve_workers
+    from rltransfer.verification import verify
+
+    if args.runs is not None and args.runs < 1:
+        raise UserInputError(f"--runs must be >= 1, got {args.runs}")
+    checks = verify(args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out)
+    return 0 if all(c.same for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltransfer",
@@ -142,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="an experiment's directory (runs/<name>) with its report")
     p.add_argument("dest", help="the publication's directory (created; a README there is kept)")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "verify", help="re-run published runs (with their pre-trainings) at the current code; exit 0 if every curve is the same",
+        epilog="examples:\n  rltransfer verify docs/results/quickstart               # every run\n"
+        "  rltransfer verify docs/results/quickstart --runs 2 --targets very-long-heavy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("published", help="a published directory (rltransfer publish; holds runs.jsonl.gz)")
+    p.add_argument(
+        "--runs", type=int, default=None, help="check this many runs, drawn with --sample-seed (default: all)"
+    )
+    p.add_argument("--targets", nargs="+", default=None, help="only runs of these targets")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the draw of --runs (default 0)")
+    p.add_argument("--workers", type=_workers, default="auto", help="runs side by side (default: the cores)")
+    p.add_argument("--out", default=None, help="keep the pre-trainings and runs here (default: a temporary directory)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
         "families", help="list families, their parameters, tasks and splits",

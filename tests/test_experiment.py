@@ -251,6 +251,29 @@ def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished
     assert main(["publish", str(res.run_dir), str(dest)]) == 0 and (dest / RUNS_FILE).read_bytes() == before
 
 
+def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
+    from rltransfer.cli import main
+    from rltransfer.publication import RUNS_FILE, read_runs, write_runs
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    # Two runs drawn, their pre-training trained again: the same curves, to the last digit.
+    assert main(["verify", str(dest), "--runs", "2", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "pre-training seed 0 again" in out and "2 of 2 run(s) reproduced exactly" in out
+    # A published figure the code does not give: exit 1, the run and its first differing evaluation named.
+    runs = read_runs(dest)
+    runs[0]["curve"]["return"][1] += 1.0
+    write_runs(runs, dest / RUNS_FILE)
+    key = f"{runs[0]['target']}/{runs[0]['strategy']}/seed-{runs[0]['seed']}"
+    assert main(["verify", str(dest), "--targets", runs[0]["target"], "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"DIFFERS {key}: evaluation 1 (step 128): return" in out and "5 of 6 run(s) reproduced exactly" in out
+    assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
+    assert "--targets: nowhere not in the publication" in capsys.readouterr().err
+
+
 def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
     from rltransfer.cli import main
 

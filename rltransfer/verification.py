@@ -1,0 +1,176 @@
+"""``rltransfer verify``: re-run published runs at the current code and compare them with the publication.
+
+A publication (:mod:`rltransfer.publication`) holds every run's evaluation curve. Training is
+deterministic for a seed, so on the same library versions the current code must reproduce each curve
+exactly: the pre-training the run transferred from is trained again from the publication's config (its
+bundle's checksum compared with the one the run recorded), the run is executed again as the grid ran it,
+and every evaluation's return is compared. A figure that moved says so, with the first evaluation that
+differs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rltransfer.bundle import package_versions
+from rltransfer.config import load_config
+from rltransfer.config_hash import experiment_hash, run_hash
+from rltransfer.errors import UserInputError
+from rltransfer.publication import RUNS_FILE, is_publication, read_runs
+from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    """One published run, run again."""
+
+    key: str
+    same: bool
+    difference: str
+    """Empty where the run reproduced; else what differs first."""
+
+
+def run_key(result: dict[str, Any]) -> str:
+    return f"{result['target']}/{result['strategy']}/seed-{result['seed']}"
+
+
+def select(
+    results: Sequence[dict[str, Any]], runs: int | None, targets: Sequence[str] | None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The finished runs to check: of ``targets`` (all where None), ``runs`` of them drawn with ``seed``
+    (all where None), in the publication's order."""
+    ok = [r for r in results if r.get("status") == "ok" and (not targets or r["target"] in targets)]
+    if targets:
+        unknown = sorted(set(targets) - {r["target"] for r in results})
+        if unknown:
+            known = ", ".join(sorted({r["target"] for r in results}))
+            raise UserInputError(f"--targets: {', '.join(unknown)} not in the publication (its targets: {known})")
+    if runs is None or runs >= len(ok):
+        return ok
+    picked = np.random.default_rng(seed).choice(len(ok), size=runs, replace=False)
+    return [ok[i] for i in sorted(picked)]
+
+
+def first_difference(published: dict[str, Any], now: dict[str, Any]) -> str:
+    """Empty where the two results' curves are identical; else the first evaluation that differs."""
+    if now.get("status") != "ok":
+        return f"the run failed now: {now.get('error', '?')}"
+    a, b = published["curve"], now["curve"]
+    for k, (ta, tb) in enumerate(zip(a["step"], b["step"])):
+        if ta != tb:
+            return f"evaluation {k} at step {ta} published, at step {tb} now"
+        if a["return"][k] != b["return"][k]:
+            return f"evaluation {k} (step {ta}): return {a['return'][k]!r} published, {b['return'][k]!r} now"
+    if len(a["step"]) != len(b["step"]):
+        return f"{len(a['step'])} evaluations published, {len(b['step'])} now"
+    return ""
+
+
+def version_differences(published: dict[str, str]) -> list[str]:
+    """The libraries whose versions differ between the publication and this installation."""
+    here = package_versions()
+    return [
+        f"{name}: {published.get(name, '?')} published, {here.get(name, '?')} here"
+        for name in sorted(set(published) | set(here))
+        if published.get(name) != here.get(name)
+    ]
+
+
+def verify(
+    published: str | Path,
+    runs: int | None = None,
+    targets: Sequence[str] | None = None,
+    sample_seed: int = 0,
+    workers: int = 1,
+    work_dir: str | Path | None = None,
+    echo: bool = True,
+) -> list[RunCheck]:
+    """Run ``published``'s runs again (``runs`` of them, drawn with ``sample_seed``; of ``targets``) at the
+    current code, with their pre-trainings, and compare each curve with the published one.
+
+    :param work_dir: where the pre-trainings and runs are written (a temporary directory by default).
+    """
+    published = Path(published)
+    if not is_publication(published):
+        raise UserInputError(
+            f"'{published}' is not a publication: no {RUNS_FILE} (make one with 'rltransfer publish RUN_DIR DEST')"
+        )
+    config = yaml.safe_load((published / "config.yaml").read_text())
+    chosen = select(read_runs(published), runs, targets, sample_seed)
+    with tempfile.TemporaryDirectory(prefix="rltransfer-verify-") as tmp:
+        base = Path(work_dir) if work_dir is not None else Path(tmp)
+        cfg = load_config({**config, "output_dir": str(base)})
+        bundles = _pretrain(cfg, sorted({int(r["pretrain_seed"]) for r in chosen}), echo)
+        jobs = [_job(cfg, r, bundles) for r in chosen]
+        checks = _run(jobs, chosen, bundles, workers, echo)
+    if echo:
+        same = sum(c.same for c in checks)
+        print(f"{same} of {len(checks)} run(s) reproduced exactly")
+        if same < len(checks):
+            import json
+
+            versions = json.loads((published / "manifest.json").read_text()).get("versions", {})
+            for line in version_differences(versions):
+                print(f"  versions differ: {line}")
+    return checks
+
+
+def _pretrain(cfg, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]]:
+    """Train the pre-trainings ``seeds`` of ``cfg`` again: seed -> (bundle, its weights' sha256)."""
+    from rltransfer.bundle import read_manifest
+    from rltransfer.experiment import pretrain_seed
+    from rltransfer.pretraining import pretrain_dir
+
+    chash = experiment_hash(cfg)
+    out = {}
+    for p in seeds:
+        if echo:
+            print(f"pre-training seed {p} again ({cfg.pretrain.timesteps:,} steps)...")
+        pretrain_seed(cfg.to_dict(), chash, p)
+        path = pretrain_dir(cfg, p) / "bundle"
+        out[p] = (path, read_manifest(path)["weights"]["sha256"])
+    return out
+
+
+def _job(cfg, result: dict[str, Any], bundles: dict[int, tuple[Path, str]]) -> RunJob:
+    config, p = cfg.to_dict(), int(result["pretrain_seed"])
+    target = {"name": result["target"], "params": dict(result["target_params"])}
+    return RunJob(
+        config=config,
+        config_hash=run_hash(experiment_hash(cfg), config, result["strategy"], result["seed"], p, result["target"]),
+        bundle=str(bundles[p][0]),
+        target=target,
+        split=result["split"],
+        strategy=result["strategy"],
+        seed=int(result["seed"]),
+        pretrain_seed=p,
+        threshold=float(result["threshold"]),
+        random_return=float(result["random_return"]),
+        out_dir=str(cfg.run_dir / "runs" / target["name"] / result["strategy"] / f"seed-{result['seed']}"),
+    )
+
+
+def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
+    from rltransfer.runner import run_local
+
+    by_key = {run_key(r): r for r in chosen}
+    checks = []
+    for job, _ in run_local(jobs, workers):
+        published = by_key[job.key]
+        now = read_result(Path(job.out_dir) / RESULT_FILE) or {"status": "failed", "error": "no result written"}
+        difference = first_difference(published, now)
+        sha = bundles[job.pretrain_seed][1]
+        if difference and published.get("bundle_sha256") not in (None, sha):
+            difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {published['bundle_sha256'][:12]} published)"
+        checks.append(RunCheck(job.key, not difference, difference))
+        if echo:
+            print(f"{'same   ' if not difference else 'DIFFERS'} {job.key}" + (f": {difference}" if difference else ""))
+    order = {run_key(r): i for i, r in enumerate(chosen)}
+    return sorted(checks, key=lambda c: order[c.key])
