@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rltransfer.config import ExperimentConfig, apply_overrides, load_config
 from rltransfer.errors import ConfigError
@@ -136,3 +137,11 @@ def test_targets_leave_the_experiment_hash_and_a_named_parameter_target_enters_i
     assert a != b and a.startswith(chash + "-")
     # An earlier hash counts only for the experiment it was found equal to.
     assert accepted_hashes("new", {"old": "new", "older": "other"}) == ["new", "old"]
+
+
+def test_the_published_quick_start_ran_the_shipped_config():
+    """CI verifies the published quick-start's runs against its own config.yaml: that config must be the
+    shipped one, resolved, or a newcomer's run would not be the published one."""
+    root = Path(__file__).parent.parent
+    published = yaml.safe_load((root / "docs/results/quickstart/config.yaml").read_text())
+    assert published == load_config(root / "configs/quickstart.yaml").to_dict()
