@@ -504,8 +504,9 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         by_pre = pretraining_table(rows)
         if by_pre:
             md += [
-                "By pre-training (see the protocol; runs that share one are not independent, and the confidence "
-                "intervals above do not show how much a result owes to one):",
+                "By pre-training (runs that share one are not independent: the intervals above resample "
+                "pre-trainings first, and the test compares runs within each; here is how much a result owes "
+                "to one):",
                 "",
                 by_pre,
                 "",

@@ -182,10 +182,10 @@ def by_pretraining(runs: Sequence[Mapping[str, Any]], budget: int) -> list[dict[
     """The strategy's runs split by the pre-training they started from (``pretrain.seeds`` > 1), or
     None when they share one.
 
-    Runs that start from the same pre-training are not independent: the row's confidence intervals
-    resample transfer seeds and cannot show how much a result owes to one pre-training. These groups
-    (3 or 4 runs each with 10 seeds over 3 pre-trainings) do; they are described by their means and
-    Kaplan-Meier median, not given confidence intervals of their own.
+    Runs that start from the same pre-training are not independent: the row's intervals resample
+    pre-trainings, then runs within them, and its test compares runs within each pre-training. These
+    groups (3 or 4 runs each with 10 seeds over 3 pre-trainings) show how much a result owes to one;
+    they are described by their means and Kaplan-Meier median, not given intervals of their own.
     """
     groups: dict[int, list] = {}
     for r in sorted(runs, key=lambda r: r["seed"]):
