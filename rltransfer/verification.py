@@ -10,6 +10,7 @@ differs.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,8 +115,6 @@ def verify(
         same = sum(c.same for c in checks)
         print(f"{same} of {len(checks)} run(s) reproduced exactly")
         if same < len(checks):
-            import json
-
             versions = json.loads((published / "manifest.json").read_text()).get("versions", {})
             for line in version_differences(versions):
                 print(f"  versions differ: {line}")
