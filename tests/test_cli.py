@@ -45,9 +45,13 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
 
 
 def test_help_everywhere_has_an_example():
-    for args in (["--help"], ["pretrain", "--help"], ["families", "--help"]):
+    from rltransfer.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # every subcommand the parser has
+    assert {"experiment", "report", "publish", "verify", "families", "pretrain", "transfer"} <= set(commands)
+    for args in [["--help"]] + [[name, "--help"] for name in commands]:
         res = run_cli(*args)
-        assert res.returncode == 0 and "example" in res.stdout
+        assert res.returncode == 0 and "example" in res.stdout, args
 
 
 def test_pretrain_cli_writes_bundle_and_per_task_tensorboard(tmp_path, tiny_config):
