@@ -40,7 +40,6 @@ def results(run_dir):
 def finished(tmp_path_factory):
     """One tiny experiment, run once for several tests."""
     base = tmp_path_factory.mktemp("exp")
-    os.environ["RLTRANSFER_CACHE"] = str(base / "cache")
     cfg = {
         "name": "tiny", "output_dir": str(base / "runs"), "family": "cartpole", "source_tasks": ["short", "long"],
         "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
@@ -48,7 +47,9 @@ def finished(tmp_path_factory):
         "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch", "zero_shot", "finetune"]},
         "evaluation": {"every": 128, "episodes": 3}, "runner": {"workers": 1},
     }  # fmt: skip
-    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, undone after the experiment
+        mp.setenv("RLTRANSFER_CACHE", str(base / "cache"))
+        res = rltransfer.run_experiment(cfg, progress=False, echo=False)
     return cfg, res
 
 

@@ -37,10 +37,15 @@ def test_conditioning_contents(conditioning):
             np.testing.assert_array_equal(obs["context"][slot], np.eye(3, dtype=np.float32)[t])
         else:
             np.testing.assert_allclose(obs["context"][slot], fam.context(tasks[t]))
-    # The conditioning is constant through an episode and after auto-reset.
+    # The conditioning is constant through an episode and after auto-reset (pushing left ends CartPole
+    # episodes within 40 steps, so every slot resets at least once here).
+    context, resets = obs["context"].copy(), np.zeros(6, dtype=int)
     for _ in range(40):
-        obs, *_ = env.step(np.zeros(6, dtype=np.int64))
-    np.testing.assert_array_equal(obs["task"].argmax(1), env.slot_tasks)
+        obs, _, dones, _ = env.step(np.zeros(6, dtype=np.int64))
+        resets += dones
+        np.testing.assert_array_equal(obs["context"], context)
+        np.testing.assert_array_equal(obs["task"].argmax(1), env.slot_tasks)
+    assert resets.min() >= 1
 
 
 def test_terminal_observations_have_the_conditioned_layout():
