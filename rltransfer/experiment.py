@@ -32,7 +32,14 @@ from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.run_reuse import copied_from, copy_pretraining, copy_run, find_pretraining, find_reusable, reuse_key
 from rltransfer.significance import MIN_UNITS, SMOKE_UNITS
-from rltransfer.source_gate import Pretraining, passes, rejection_message, source_scores, steps_per_kept
+from rltransfer.source_gate import (
+    Pretraining,
+    passes,
+    rejection_message,
+    source_scores,
+    steps_per_kept,
+    unlearnt_warning,
+)
 from rltransfer.summary import BASELINE
 from rltransfer.validation import Setup, resolve
 
@@ -217,6 +224,9 @@ def ensure_bundles(
             manifest = read_manifest(pretrain_dir(cfg, p) / "bundle")  # checked whole by _has_bundle or just written
             scores = source_scores(manifest["evaluation"], baselines)
             kept = passes(scores, gate)
+            warning = unlearnt_warning(p, scores)
+            if echo and warning and kept:  # a rejected one is reported below
+                print(warning, file=sys.stderr)
             origin = copied_from(pretrain_dir(cfg, p))
             judged.append(
                 Pretraining(

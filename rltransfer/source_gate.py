@@ -82,3 +82,16 @@ def rejection_message(pretrainings: Sequence[Pretraining], wanted: int, min_scor
         "rest re-used), lower pretrain.min_source_score, or give pre-training more steps"
     )
     return "\n".join(lines)
+
+
+def unlearnt_warning(seed: int, scores: Mapping[str, float]) -> str | None:
+    """A warning naming the source tasks a pre-training left below their threshold (score < 1), or None."""
+    below = {name: score for name, score in scores.items() if score < 1.0}
+    if not below:
+        return None
+    listed = ", ".join(f"{name} {score:.2f}" for name, score in sorted(below.items(), key=lambda kv: kv[1]))
+    return (
+        f"warning: pre-training seed {seed} left {len(below)} source task(s) below the threshold (score s, 1.0 at "
+        f"the threshold): {listed}; transfers from it start from an agent that did not learn them "
+        "(pretrain.min_source_score rejects such pre-trainings)"
+    )

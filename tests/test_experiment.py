@@ -373,6 +373,8 @@ def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tm
     assert "pre-training seeds 0, 1 side by side" in out and "pre-training seed 1:" in out
     # Two seeds: the report can give no verdict, and the command says so before it runs.
     assert "warning: transfer.seeds is 2: below 4 independent runs per strategy" in captured.err
+    # 512 steps learn no source: each pre-training says which it left below the threshold, with its score.
+    assert "warning: pre-training seed 1 left 2 source task(s) below the threshold" in captured.err
     for sub in ("", "seed-1"):
         files = [runs[w] / "pretrain" / sub / "bundle" / "components.safetensors" for w in (1, 2)]
         assert files[0].read_bytes() == files[1].read_bytes()
@@ -476,6 +478,14 @@ def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     summary = render(run_dir, tensorboard=False)
     assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune"]
+
+
+def test_a_pretraining_that_left_a_source_unlearnt_is_named_with_its_score():
+    from rltransfer.source_gate import unlearnt_warning
+
+    assert unlearnt_warning(0, {"short": 1.06, "long": 1.0}) is None
+    text = unlearnt_warning(2, {"short": 1.06, "long": 0.51, "heavy": -0.02})
+    assert "seed 2 left 2 source task(s) below the threshold" in text and "heavy -0.02, long 0.51" in text
 
 
 def test_the_source_gate_replaces_a_failed_pretraining_and_reruns_only_its_runs(finished, tmp_path):
