@@ -89,7 +89,8 @@ def unlearnt_warning(seed: int, scores: Mapping[str, float]) -> str | None:
     below = {name: score for name, score in scores.items() if score < 1.0}
     if not below:
         return None
-    listed = ", ".join(f"{name} {score:.2f}" for name, score in sorted(below.items(), key=lambda kv: kv[1]))
+    # Three decimals: a score just short of 1 must not read as 1.00.
+    listed = ", ".join(f"{name} {score:.3f}" for name, score in sorted(below.items(), key=lambda kv: kv[1]))
     return (
         f"warning: pre-training seed {seed} left {len(below)} source task(s) below the threshold (score s, 1.0 at "
         f"the threshold): {listed}; transfers from it start from an agent that did not learn them "

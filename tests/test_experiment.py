@@ -484,8 +484,8 @@ def test_a_pretraining_that_left_a_source_unlearnt_is_named_with_its_score():
     from rltransfer.source_gate import unlearnt_warning
 
     assert unlearnt_warning(0, {"short": 1.06, "long": 1.0}) is None
-    text = unlearnt_warning(2, {"short": 1.06, "long": 0.51, "heavy": -0.02})
-    assert "seed 2 left 2 source task(s) below the threshold" in text and "heavy -0.02, long 0.51" in text
+    text = unlearnt_warning(2, {"short": 1.06, "long": 0.9981, "heavy": -0.02})
+    assert "seed 2 left 2 source task(s) below the threshold" in text and "heavy -0.020, long 0.998" in text
 
 
 def test_the_source_gate_replaces_a_failed_pretraining_and_reruns_only_its_runs(finished, tmp_path):
