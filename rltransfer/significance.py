@@ -40,10 +40,8 @@ NOT_SIGNIFICANT = "not significant"
 
 
 def _identity(run: Mapping[str, Any]) -> tuple:
-    curve = run.get("curve") or {}
-    if curve.get("score"):
-        return tuple(curve.get("step", ())), tuple(curve["score"])
-    return ("auc", run["metrics"]["auc"])
+    """What makes two runs the same agent's: their evaluation curve."""
+    return tuple(run["curve"]["step"]), tuple(run["curve"]["score"])
 
 
 def units(runs: Sequence[Mapping[str, Any]], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:

@@ -49,7 +49,7 @@ def row_for(
     by seed). Intervals resample pre-trainings, then seeds within them (:mod:`rltransfer.bootstrap`);
     the test and the claim come from :func:`rltransfer.significance.compare` (see :func:`target_rows`)."""
     m = {k: np.array([r["metrics"][k] for r in runs], dtype=float) for k in ("p0", "final", "auc", "ttt")}
-    g = {k: groups_of(runs, v) for k, v in m.items()}
+    g = {k: groups_of(runs, m[k]) for k in ("final", "auc")}
     reached = np.array([r["metrics"]["reached"] for r in runs], dtype=bool)
     n = len(runs)
     km = metrics.kaplan_meier(m["ttt"], reached, budget)

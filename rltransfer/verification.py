@@ -108,8 +108,9 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="rltransfer-verify-") as tmp:
         base = Path(work_dir) if work_dir is not None else Path(tmp)
         cfg = load_config({**config, "output_dir": str(base)})
-        bundles = _pretrain(cfg, sorted({int(r["pretrain_seed"]) for r in chosen}), echo)
-        jobs = [_job(cfg, r, bundles) for r in chosen]
+        chash = experiment_hash(cfg)
+        bundles = _pretrain(cfg, chash, sorted({int(r["pretrain_seed"]) for r in chosen}), echo)
+        jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         checks = _run(jobs, chosen, bundles, workers, echo)
     if echo:
         same = sum(c.same for c in checks)
@@ -121,13 +122,12 @@ def verify(
     return checks
 
 
-def _pretrain(cfg, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]]:
+def _pretrain(cfg, chash: str, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]]:
     """Train the pre-trainings ``seeds`` of ``cfg`` again: seed -> (bundle, its weights' sha256)."""
     from rltransfer.bundle import read_manifest
     from rltransfer.experiment import pretrain_seed
     from rltransfer.pretraining import pretrain_dir
 
-    chash = experiment_hash(cfg)
     out = {}
     for p in seeds:
         if echo:
@@ -138,12 +138,12 @@ def _pretrain(cfg, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, st
     return out
 
 
-def _job(cfg, result: dict[str, Any], bundles: dict[int, tuple[Path, str]]) -> RunJob:
+def _job(cfg, chash: str, result: dict[str, Any], bundles: dict[int, tuple[Path, str]]) -> RunJob:
     config, p = cfg.to_dict(), int(result["pretrain_seed"])
     target = {"name": result["target"], "params": dict(result["target_params"])}
     return RunJob(
         config=config,
-        config_hash=run_hash(experiment_hash(cfg), config, result["strategy"], result["seed"], p, result["target"]),
+        config_hash=run_hash(chash, config, result["strategy"], result["seed"], p, result["target"]),
         bundle=str(bundles[p][0]),
         target=target,
         split=result["split"],
