@@ -93,10 +93,38 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.index is not None:
+        return _report_index(args)
+    if args.run_dir is None:
+        raise UserInputError("report: give an experiment's directory, or --index RESULTS_DIR")
+    if args.update or args.check:
+        raise UserInputError("report: --update and --check go with --index RESULTS_DIR")
     from rltransfer.report import render
 
     summary = render(Path(args.run_dir), echo=True)
     return 1 if summary["failures"] else 0
+
+
+def _report_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rltransfer.results_index import tables, update
+
+    if args.run_dir is not None:
+        raise UserInputError("report: give an experiment's directory or --index RESULTS_DIR, not both")
+    if not args.update:
+        if args.check:
+            raise UserInputError("report --index: --check needs --update FILE (the files to check)")
+        for name, table in tables(Path(args.index), Path.cwd()).items():
+            print(f"{name}:\n\n{table}\n")
+        return 0
+    changed = update(Path(args.index), [Path(f) for f in args.update], check=args.check)
+    for f in changed:
+        print(f"{f}: {'differs from the generated tables' if args.check else 'updated'}")
+    if args.check and changed:
+        print(f"run: rltransfer report --index {args.index} --update {' '.join(args.update)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -122,7 +150,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.runs is not None and args.runs < 1:
         raise UserInputError(f"--runs must be >= 1, got {args.runs}")
-    checks = verify(args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out)
+    checks = verify(
+        args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out,
+        pretrain=args.pretrain,
+    )  # fmt: skip
     return 0 if all(c.same for c in checks) else 1
 
 
@@ -148,9 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "report", help="re-render the report from the results on disk (also of a partial experiment)",
-        epilog="example:\n  rltransfer report runs/quickstart", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  rltransfer report runs/quickstart\n"
+        "  rltransfer report --index docs/results --update README.md docs/results/README.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("run_dir", help="an experiment's directory (runs/<name>), or a published one (runs.jsonl.gz)")
+    p.add_argument(
+        "run_dir", nargs="?", default=None,
+        help="an experiment's directory (runs/<name>), or a published one (runs.jsonl.gz)",
+    )  # fmt: skip
+    p.add_argument(
+        "--index", metavar="RESULTS_DIR", default=None,
+        help="instead: the tables of every publication under RESULTS_DIR, from their summary files",
+    )  # fmt: skip
+    p.add_argument("--update", nargs="+", metavar="FILE", default=[], help="with --index: rewrite the tables in FILE")
+    p.add_argument(
+        "--check", action="store_true", help="with --update: exit 1 where FILE's tables are not the generated ones"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
@@ -164,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
-        "verify", help="re-run published runs (with their pre-trainings) at the current code; exit 0 if every curve is the same",
-        epilog="examples:\n  rltransfer verify docs/results/quickstart               # every run\n"
+        "verify", help="re-run published runs at the current code; exit 0 if every curve is the same",
+        epilog="examples:\n  rltransfer verify docs/results/cartpole --runs 2          # 2 runs, from the shipped bundles\n"
+        "  rltransfer verify docs/results/quickstart --pretrain      # every run, pre-trainings trained again\n"
         "  rltransfer verify docs/results/quickstart --runs 2 --targets very-long-heavy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -176,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="+", default=None, help="only runs of these targets")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the draw of --runs (default 0)")
     p.add_argument("--workers", type=_workers, default="auto", help="runs side by side (default: the cores)")
+    p.add_argument(
+        "--pretrain", action="store_true",
+        help="train the pre-trainings again too (default: start from the bundles the publication ships, if any)",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="keep the pre-trainings and runs here (default: a temporary directory)")
     p.set_defaults(func=cmd_verify)
 

@@ -10,6 +10,7 @@ from typing import Any
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rltransfer import layout as dirs
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.bundle import MODEL_FILE, save_bundle
@@ -69,7 +70,7 @@ def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episo
 
 def pretrain_dir(cfg: ExperimentConfig, seed: int) -> Path:
     """Where pre-training seed ``seed`` of an experiment writes ``bundle/`` and ``tb/``."""
-    return cfg.run_dir / "pretrain" / (f"seed-{seed}" if seed else "")
+    return dirs.pretrain_dir(cfg.run_dir, seed)
 
 
 def pretrain(

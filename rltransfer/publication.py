@@ -4,6 +4,10 @@
 pictures), the resolved config, the manifest and every run's ``result.json`` (one JSON object a line,
 gzip-compressed, in ``runs.jsonl.gz``) to DEST. ``rltransfer report DEST`` re-renders the report from
 that file alone, byte for byte, and anyone can recompute any figure from it with their own tools.
+
+Where they are small (:data:`MAX_BUNDLE_BYTES` together), the bundles the runs transferred from ship
+too, in ``bundles/pretrain-seed-P/`` (weights and manifest; not the pickled model, which only resumes a
+pre-training), so that ``rltransfer verify`` re-runs a run without training its pre-training again.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rltransfer import layout
+from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
 from rltransfer.run_job import RESULT_FILE
 
 RUNS_FILE = "runs.jsonl.gz"
 RECORDS = ("config.yaml", "manifest.json")
 REPORT_PATTERNS = ("report.md", "summary.json", "summary.csv", "curves_*.png", "ttt_*.png")
+BUNDLES_DIR = "bundles"
+BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
+"""What of a bundle ships: its weights and manifest (``model.zip`` resumes a pre-training; nothing else
+reads it, and it is pickle)."""
+MAX_BUNDLE_BYTES = 5 * 2**20
+"""Bundles ship when together at most this large (CartPole's three: about 100 KB)."""
 
 
 def is_publication(path: Path) -> bool:
@@ -78,4 +90,49 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
         shutil.copyfile(run_dir / name, dest / name)
     results = [json.loads(p.read_text()) for p in result_paths(run_dir)]
     write_runs(results, dest / RUNS_FILE)
+    ship_bundles(dest, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
     return dest
+
+
+def bundle_seeds(results: list[dict[str, Any]]) -> list[int]:
+    """The pre-training seeds whose bundles the finished runs loaded."""
+    return sorted({int(r["pretrain_seed"]) for r in results if r.get("bundle_sha256")})
+
+
+def shipped_bundle(dest: Path, seed: int) -> Path:
+    """Where a publication keeps pre-training seed ``seed``'s bundle."""
+    return Path(dest) / BUNDLES_DIR / f"pretrain-seed-{seed}"
+
+
+def shipped_bundles(dest: Path) -> dict[int, Path]:
+    """The bundles a publication ships: pre-training seed -> directory (empty where none ship)."""
+    found = sorted(Path(dest).glob(f"{BUNDLES_DIR}/pretrain-seed-*"))
+    return {int(p.name.rsplit("-", 1)[1]): p for p in found if all((p / f).is_file() for f in BUNDLE_FILES)}
+
+
+def ship_bundles(dest: Path, bundles: dict[int, Path], results: list[dict[str, Any]]) -> int:
+    """Copy ``bundles`` (pre-training seed -> bundle directory) into the publication ``dest`` when they
+    are together at most :data:`MAX_BUNDLE_BYTES`; the bytes copied (0 where they are larger or absent).
+
+    A bundle ships only where its weights' checksum is the one every run of its seed recorded.
+    """
+    shutil.rmtree(Path(dest) / BUNDLES_DIR, ignore_errors=True)
+    if not bundles or not all((b / f).is_file() for b in bundles.values() for f in BUNDLE_FILES):
+        return 0
+    for p, b in bundles.items():
+        sha = read_manifest(b)["weights"]["sha256"]
+        recorded = {r["bundle_sha256"] for r in results if r.get("bundle_sha256") and int(r["pretrain_seed"]) == p}
+        if recorded != {sha}:
+            raise UserInputError(
+                f"bundle '{b}' (weights sha256 {sha[:12]}) is not the one its runs loaded "
+                f"({', '.join(s[:12] for s in sorted(recorded))}): the bundle changed after the runs"
+            )
+    size = sum((b / f).stat().st_size for b in bundles.values() for f in BUNDLE_FILES)
+    if size > MAX_BUNDLE_BYTES:
+        return 0
+    for p, b in bundles.items():
+        out = shipped_bundle(dest, p)
+        out.mkdir(parents=True)
+        for f in BUNDLE_FILES:
+            shutil.copyfile(b / f, out / f)
+    return size

@@ -2,10 +2,10 @@
 
 A publication (:mod:`rltransfer.publication`) holds every run's evaluation curve. Training is
 deterministic for a seed, so on the same library versions the current code must reproduce each curve
-exactly: the pre-training the run transferred from is trained again from the publication's config (its
-bundle's checksum compared with the one the run recorded), the run is executed again as the grid ran it,
-and every evaluation's return is compared. A figure that moved says so, with the first evaluation that
-differs.
+exactly: each run is executed again as the grid ran it, from the bundle the publication ships (or, with
+``pretrain`` or where none ships, from its pre-training trained again from the publication's config,
+whose weights' checksum is compared with the one the run recorded), and every evaluation's return is
+compared. A figure that moved says so, with the first evaluation that differs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rltransfer.bundle import package_versions
 from rltransfer.config import load_config
 from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import UserInputError
-from rltransfer.publication import RUNS_FILE, is_publication, read_runs
+from rltransfer.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 
 
@@ -92,10 +92,14 @@ def verify(
     workers: int = 1,
     work_dir: str | Path | None = None,
     echo: bool = True,
+    pretrain: bool = False,
 ) -> list[RunCheck]:
     """Run ``published``'s runs again (``runs`` of them, drawn with ``sample_seed``; of ``targets``) at the
-    current code, with their pre-trainings, and compare each curve with the published one.
+    current code and compare each curve with the published one.
 
+    :param pretrain: train the runs' pre-trainings again too (and compare their weights with the ones the
+        runs loaded); without it, the runs start from the bundles the publication ships, and pre-train
+        only where it ships none.
     :param work_dir: where the pre-trainings and runs are written (a temporary directory by default).
     """
     published = Path(published)
@@ -109,7 +113,10 @@ def verify(
         base = Path(work_dir) if work_dir is not None else Path(tmp)
         cfg = load_config({**config, "output_dir": str(base)})
         chash = experiment_hash(cfg)
-        bundles = _pretrain(cfg, chash, sorted({int(r["pretrain_seed"]) for r in chosen}), echo)
+        seeds = sorted({int(r["pretrain_seed"]) for r in chosen})
+        bundles = _shipped(published, chosen, seeds, echo) if not pretrain else None
+        if bundles is None:
+            bundles = _pretrain(cfg, chash, seeds, chosen, echo)
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         checks = _run(jobs, chosen, bundles, workers, echo)
     if echo:
@@ -122,19 +129,46 @@ def verify(
     return checks
 
 
-def _pretrain(cfg, chash: str, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]]:
+def recorded_sha(chosen: Sequence[dict[str, Any]], seed: int) -> str | None:
+    """The weights' checksum the chosen runs of pre-training ``seed`` recorded."""
+    return next((r["bundle_sha256"] for r in chosen if r.get("bundle_sha256") and r["pretrain_seed"] == seed), None)
+
+
+def _shipped(published: Path, chosen, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]] | None:
+    """The publication's bundles of pre-trainings ``seeds``: seed -> (bundle, its weights' sha256); None
+    where one of them does not ship."""
+    from rltransfer.bundle import read_manifest
+
+    shipped = shipped_bundles(published)
+    if not set(seeds) <= set(shipped):
+        if echo and seeds:
+            print("no bundles ship with this publication: its pre-trainings are trained again")
+        return None
+    out = {p: (shipped[p], read_manifest(shipped[p])["weights"]["sha256"]) for p in seeds}
+    if echo and seeds:
+        print(
+            f"from the shipped bundles of pre-training seed(s) {', '.join(map(str, seeds))} (--pretrain trains them again)"
+        )
+    return out
+
+
+def _pretrain(cfg, chash: str, seeds: Sequence[int], chosen, echo: bool) -> dict[int, tuple[Path, str]]:
     """Train the pre-trainings ``seeds`` of ``cfg`` again: seed -> (bundle, its weights' sha256)."""
     from rltransfer.bundle import read_manifest
     from rltransfer.experiment import pretrain_seed
-    from rltransfer.pretraining import pretrain_dir
+    from rltransfer.layout import bundle_dir
 
     out = {}
     for p in seeds:
         if echo:
             print(f"pre-training seed {p} again ({cfg.pretrain.timesteps:,} steps)...")
         pretrain_seed(cfg.to_dict(), chash, p)
-        path = pretrain_dir(cfg, p) / "bundle"
-        out[p] = (path, read_manifest(path)["weights"]["sha256"])
+        path = bundle_dir(cfg.run_dir, p)
+        sha, recorded = read_manifest(path)["weights"]["sha256"], recorded_sha(chosen, p)
+        out[p] = (path, sha)
+        if echo and recorded:
+            same = "the same weights" if sha == recorded else f"DIFFERENT weights: sha256 {sha[:12]} now"
+            print(f"  pre-training seed {p}: {same} (published {recorded[:12]})")
     return out
 
 

@@ -259,10 +259,28 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     _, res = finished
     dest = tmp_path / "published"
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
-    # Two runs drawn, their pre-training trained again: the same curves, to the last digit.
+    # The bundle ships (weights and manifest, no pickle), byte for byte the one the runs loaded.
+    shipped = dest / "bundles" / "pretrain-seed-0"
+    assert sorted(p.name for p in shipped.iterdir()) == ["bundle.json", "components.safetensors"]
+    assert (shipped / "components.safetensors").read_bytes() == (
+        res.run_dir / "pretrain" / "bundle" / "components.safetensors"
+    ).read_bytes()
+    # Two runs drawn, from the shipped bundle: the same curves, to the last digit, nothing pre-trained.
     assert main(["verify", str(dest), "--runs", "2", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "pre-training seed 0 again" in out and "2 of 2 run(s) reproduced exactly" in out
+    assert "from the shipped bundles of pre-training seed(s) 0" in out and "seed 0 again" not in out
+    assert "2 of 2 run(s) reproduced exactly" in out
+    # --pretrain trains the pre-training again and says its weights are the ones the runs loaded.
+    assert main(["verify", str(dest), "--runs", "2", "--workers", "1", "--pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert "pre-training seed 0 again" in out and "pre-training seed 0: the same weights" in out
+    assert "2 of 2 run(s) reproduced exactly" in out
+    # Without shipped bundles, the pre-training is trained again, and said so.
+    shutil.rmtree(dest / "bundles")
+    assert main(["verify", str(dest), "--runs", "1", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no bundles ship with this publication" in out and "pre-training seed 0 again" in out
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
     # A published figure the code does not give: exit 1, the run and its first differing evaluation named.
     runs = read_runs(dest)
     runs[0]["curve"]["return"][1] += 1.0
@@ -273,6 +291,23 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert f"DIFFERS {key}: evaluation 1 (step 128): return" in out and "5 of 6 run(s) reproduced exactly" in out
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
     assert "--targets: nowhere not in the publication" in capsys.readouterr().err
+
+
+def test_a_bundle_ships_only_when_it_is_the_one_the_runs_loaded_and_small(finished, tmp_path, monkeypatch):
+    from rltransfer import publication
+    from rltransfer.errors import UserInputError
+
+    _, res = finished
+    runs = [json.loads(v) for v in results(res.run_dir).values()]
+    bundle = res.run_dir / "pretrain" / "bundle"
+    size = publication.ship_bundles(tmp_path, {0: bundle}, runs)
+    assert size == sum((bundle / f).stat().st_size for f in publication.BUNDLE_FILES)
+    assert publication.shipped_bundles(tmp_path) == {0: tmp_path / "bundles" / "pretrain-seed-0"}
+    changed = [{**r, "bundle_sha256": "0" * 64} if r.get("bundle_sha256") else r for r in runs]
+    with pytest.raises(UserInputError, match="not the one its runs loaded"):
+        publication.ship_bundles(tmp_path, {0: bundle}, changed)
+    monkeypatch.setattr(publication, "MAX_BUNDLE_BYTES", size - 1)
+    assert publication.ship_bundles(tmp_path, {0: bundle}, runs) == 0 and not publication.shipped_bundles(tmp_path)
 
 
 def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):

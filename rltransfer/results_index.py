@@ -1,0 +1,162 @@
+"""The index of a results directory, generated from its publications' summary files.
+
+``rltransfer report --index docs/results`` prints two Markdown tables: every publication with its status
+(current rules with per-run data, or the revision it was published at and why it was not run again) and
+the headline table, one row a target of each top-level publication, its verdict as the report wrote it.
+``--update FILE`` rewrites the tables between their markers in FILE (the README, the results page), so
+prose quotes only what a summary holds; a test keeps the committed tables equal to the generated ones.
+
+A publication is a directory with a ``summary.json``. One without per-run data (``runs.jsonl.gz``)
+says on the first line of its README which revision it was published at and why it was not run again::
+
+    Status: old rule, published at `5f13e2e`, not re-run: <why>.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rltransfer.errors import UserInputError
+from rltransfer.publication import RUNS_FILE
+
+STATUS_RE = re.compile(r"^Status: old rule, published at `([0-9a-f]{7,40})`, not re-run: (.+)$")
+BLOCKS = ("headline", "status")
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One published directory, as the index reads it."""
+
+    path: Path
+    summary: dict[str, Any]
+    current: bool
+    """Per-run data ships (``runs.jsonl.gz``): its claims follow the current rules and re-render."""
+    revision: str
+    why: str
+    """Why it was not run again (old-rule publications only)."""
+
+    @property
+    def title(self) -> str:
+        return self.summary.get("family", self.path.name)
+
+
+def _revision(summary: dict[str, Any]) -> str:
+    runs = summary.get("code_revisions", {}).get("runs", {})
+    return ", ".join(f"`{r[:7]}`" for r in sorted(runs)) or "?"
+
+
+def read_publication(path: Path) -> Publication:
+    """The publication in ``path``; an old-rule one must state its status on its README's first line."""
+    summary = json.loads((path / "summary.json").read_text())
+    if (path / RUNS_FILE).is_file():
+        return Publication(path, summary, True, _revision(summary), "")
+    readme = path / "README.md"
+    first = readme.read_text().splitlines()[0] if readme.is_file() else ""
+    m = STATUS_RE.match(first)
+    if not m:
+        raise UserInputError(
+            f"'{path}' has no per-run data ({RUNS_FILE}) and its README's first line does not say its status; "
+            "expected: Status: old rule, published at `<revision>`, not re-run: <why>."
+        )
+    return Publication(path, summary, False, f"`{m.group(1)}`", m.group(2).rstrip("."))
+
+
+def publications(root: Path) -> list[Publication]:
+    """Every publication under ``root`` (a directory with summary.json), in path order."""
+    root = Path(root)
+    found = sorted(p.parent for p in root.rglob("summary.json"))
+    if not found:
+        raise UserInputError(f"'{root}': no publication (no summary.json) under it")
+    return [read_publication(p) for p in found]
+
+
+def _link(pub: Publication, relative_to: Path, name: str) -> str:
+    target = pub.path / ("README.md" if (pub.path / "README.md").is_file() else "report.md")
+    return f"[{name}]({Path(os.path.relpath(target, relative_to)).as_posix()})"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def headline_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
+    """One row a target of each top-level publication under ``root``: its verdict, as the report wrote it."""
+    top = [p for p in pubs if p.path.parent == Path(root)]
+    top.sort(key=lambda p: (not p.current, p.path.name))
+    lines = [
+        "| results | target | split | verdict (as the report wrote it) | claims | revision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pub in top:
+        splits = {r["target"]: r["split"] for r in pub.summary["rows"]}
+        for target in pub.summary["targets"]:
+            verdict = pub.summary["verdicts"][target]
+            claims = "current rules" if pub.current else "old rule: not a test"
+            lines.append(
+                f"| {_link(pub, relative_to, pub.path.name)} | {target} | {splits.get(target, '?')} | "
+                f"{_cell(verdict)} | {claims} | {pub.revision} |"
+            )
+    return "\n".join(lines)
+
+
+def status_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
+    """Every publication: whether its claims follow the current rules, and the revision it reproduces at."""
+    lines = ["| publication | claims | per-run data | revision | why |", "|---|---|---|---|---|"]
+    for pub in pubs:
+        name = pub.path.relative_to(root).as_posix() + "/"
+        if pub.current:
+            row = f"current rules | {RUNS_FILE} | {pub.revision} | `rltransfer verify` re-runs its runs"
+        else:
+            row = f"old rule | none | {pub.revision} | {_cell(pub.why)}"
+        lines.append(f"| {_link(pub, relative_to, name)} | {row} |")
+    return "\n".join(lines)
+
+
+def tables(root: Path, relative_to: Path) -> dict[str, str]:
+    """The generated tables of ``root``, their links relative to ``relative_to``."""
+    pubs = publications(root)
+    return {
+        "headline": headline_table(pubs, Path(root), relative_to),
+        "status": status_table(pubs, Path(root), relative_to),
+    }
+
+
+def _marker(name: str) -> tuple[str, str]:
+    return (
+        f"<!-- generated by 'rltransfer report --index': {name} table; edit the summaries, not this -->",
+        f"<!-- end of the generated {name} table -->",
+    )
+
+
+def updated(text: str, generated: dict[str, str]) -> str:
+    """``text`` with every generated block replaced by its table now."""
+    for name, table in generated.items():
+        start, end = _marker(name)
+        pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)?" + re.escape(end), re.S)
+        block = f"{start}\n{table}\n{end}"
+        text = pattern.sub(lambda _, block=block: block, text)
+    return text
+
+
+def update(root: Path, files: list[Path], check: bool = False) -> list[Path]:
+    """Rewrite the generated blocks of ``files`` from the publications under ``root``; the files that
+    changed (with ``check``, that would change: nothing is written)."""
+    changed = []
+    for f in files:
+        f = Path(f)
+        if not f.is_file():
+            raise UserInputError(f"--update: '{f}' is not a file")
+        text = f.read_text()
+        if not any(_marker(name)[0] in text for name in BLOCKS):
+            raise UserInputError(f"--update: '{f}' has no generated block (a line '{_marker('headline')[0]}')")
+        new = updated(text, tables(root, f.parent))
+        if new != text:
+            changed.append(f)
+            if not check:
+                f.write_text(new)
+    return changed
