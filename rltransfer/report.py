@@ -526,8 +526,12 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     if tensorboard:
         write_tensorboard_aggregates(run_dir, current, summary["targets"])
     if echo:
-        for target in summary["targets"]:
-            print(f"\n{target}: {summary['verdicts'][target]}")
-        print(text_table(summary["rows"]))
+        print(terminal_summary(summary))
         print(f"\nreport: {report / 'report.md'}")
     return summary
+
+
+def terminal_summary(summary: Mapping[str, Any]) -> str:
+    """What an experiment prints at its end: each target's verdict, then the compact table."""
+    verdicts = "".join(f"\n{t}: {summary['verdicts'][t]}\n" for t in summary["targets"])
+    return verdicts + text_table(summary["rows"])

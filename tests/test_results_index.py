@@ -52,11 +52,11 @@ def test_an_old_publication_must_state_its_status(tmp_path):
         publications(root)
     (root / "old" / "README.md").write_text("Status: old rule, published at `1234567`, not re-run: too long.\n")
     t = tables(root, root)
-    assert t["headline"].splitlines()[2:] == [
+    assert t["headline table"].splitlines()[2:] == [
         "| [new](new/report.md) | far | extrapolation | best: finetune, p=0.001 | current rules | `abcdef1` |",
         "| [old](old/README.md) | mid | extrapolation | best: zero_shot \\| alike | old rule: not a test | `1234567` |",
     ]
-    assert "| [old/](old/README.md) | old rule | none | `1234567` | too long |" in t["status"]
+    assert "| [old/](old/README.md) | old rule | none | `1234567` | too long |" in t["status table"]
 
 
 def test_report_index_updates_checks_and_refuses_bad_input(tmp_path, capsys):
