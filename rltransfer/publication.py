@@ -33,7 +33,7 @@ BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 """What of a bundle ships: its weights and manifest (``model.zip`` resumes a pre-training; nothing else
 reads it, and it is pickle)."""
 MAX_BUNDLE_BYTES = 5 * 2**20
-"""Bundles ship when together at most this large (CartPole's three: about 100 KB)."""
+"""Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
 
 def is_publication(path: Path) -> bool:
