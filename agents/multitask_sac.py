@@ -38,6 +38,14 @@ from rltransfer.agents.heads import StackedLinear
 from rltransfer.agents.transferable import ObsLayout, TransferableMixin, encode, route
 from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 
+COPIED_FROM = (
+    "stable_baselines3.SAC.train",
+    "2.9.2",
+    "0ac7abe1c18ba7fe1b8a5bbf2b301b6fff4f4573aa02c4342187a953600ce50c",
+)
+"""``TransferSAC.train`` restates this SB3 method (the sha256 of its source at that version); a test fails
+when the installed SB3's differs, so that the copy is compared with it again."""
+
 
 class ActorHeads(nn.Module):
     """Every task's Gaussian mean (``mu``) and log-std (``log_std``) layers, stacked."""
@@ -249,7 +257,7 @@ class TransferSAC(SAC):
         return (mask.squeeze(1) * self.log_ent_coef).sum(1, keepdim=True)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        # SB3's SAC.train with per-task entropy coefficients (SB3 has no hook for them).
+        # SB3's SAC.train (COPIED_FROM) with per-task entropy coefficients (SB3 has no hook for them).
         self.policy.set_training_mode(True)
         optimizers = [self.actor.optimizer, self.critic.optimizer]
         if self.ent_coef_optimizer is not None:
@@ -259,6 +267,8 @@ class TransferSAC(SAC):
         for gradient_step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = data.discounts if data.discounts is not None else self.gamma
+            if self.use_sde:  # log_std may have changed between two gradient steps
+                self.actor.reset_noise()
             actions_pi, log_prob = self.actor.action_log_prob(data.observations)
             log_prob = log_prob.reshape(-1, 1)
             if self.ent_coef_optimizer is not None:

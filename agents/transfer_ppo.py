@@ -15,6 +15,14 @@ from rltransfer.agents.updates import NonFiniteError, check_finite, scaled_learn
 
 __all__ = ["KickstartPPO", "NonFiniteError", "TransferPPO"]
 
+COPIED_FROM = (
+    "stable_baselines3.PPO.train",
+    "2.9.2",
+    "7c8d09940123242f0ac401c5ec2cc858b8bf3339f571c222382f048ffd8306ae",
+)
+"""``KickstartPPO._kickstart_train`` restates this SB3 method (the sha256 of its source at that version);
+a test fails when the installed SB3's differs, so that the copy is compared with it again."""
+
 
 class TransferPPO(PPO):
     """PPO whose learning-rate schedule keeps the policy's parameter groups apart, and which stops
@@ -103,6 +111,7 @@ class KickstartPPO(TransferPPO):
         check_finite(self)
 
     def _kickstart_train(self) -> None:
+        # SB3's PPO.train (COPIED_FROM), with ``beta * KL(teacher || student)`` added to each minibatch loss.
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)
@@ -156,8 +165,14 @@ class KickstartPPO(TransferPPO):
         self.logger.record("train/entropy_loss", float(np.mean(logs["ent"])))
         self.logger.record("train/clip_fraction", float(np.mean(logs["clip"])))
         self.logger.record("train/approx_kl", float(np.mean(logs["kl"])))
+        self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", float(ev))
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", torch.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
         self.logger.record("train/kickstart_kl", float(np.mean(logs["aux"])))
         self.logger.record("train/kickstart_beta", beta)
         self.kickstart_log.append((self.num_timesteps, beta, float(np.mean(logs["aux"]))))
