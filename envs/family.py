@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,13 @@ SPLITS = ("interpolation", "extrapolation")
 
 class TaskError(ValueError):
     """A task or parameter that a family does not allow (unknown name, out of range...)."""
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``name``, or "" where none is close (the
+    pipeline's rltransfer.errors.did_you_mean; envs imports nothing of the pipeline)."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,8 @@ class Family:
         if isinstance(spec, str):
             if spec not in self.tasks:
                 raise TaskError(
-                    f"{where}: unknown task '{spec}' in family '{self.name}'; known tasks: {', '.join(self.tasks)}"
+                    f"{where}: unknown task '{spec}' in family '{self.name}'{did_you_mean(spec, self.tasks)}; "
+                    f"known tasks: {', '.join(self.tasks)}"
                 )
             return self.tasks[spec]
         if isinstance(spec, Mapping):
@@ -134,7 +143,7 @@ class Family:
         for key, value in overrides.items():
             if key not in self.parameters:
                 raise TaskError(
-                    f"{where}: unknown parameter '{key}' for family '{self.name}'; "
+                    f"{where}: unknown parameter '{key}' for family '{self.name}'{did_you_mean(key, self.parameters)}; "
                     f"parameters: {', '.join(self.parameters)}"
                 )
             p = self.parameters[key]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from rltransfer.envs.family import Family, TaskError
+from rltransfer.envs.family import Family, TaskError, did_you_mean
 
 _FAMILIES: dict[str, Family] = {}
 _BUILTIN_MODULES = ("cartpole", "acrobot", "pendulum", "mountaincar", "lunarlander", "minigrid", "classic")
@@ -44,5 +44,7 @@ def get_family(name: str) -> Family:
     """The family registered under ``name``; a clear error naming the known ones otherwise."""
     _load_builtins()
     if name not in _FAMILIES:
-        raise TaskError(f"unknown family '{name}'; known families: {', '.join(sorted(_FAMILIES))}")
+        raise TaskError(
+            f"unknown family '{name}'{did_you_mean(name, _FAMILIES)}; known families: {', '.join(sorted(_FAMILIES))}"
+        )
     return _FAMILIES[name]

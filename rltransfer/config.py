@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -16,7 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rltransfer.errors import ConfigError
+from rltransfer.errors import ConfigError, did_you_mean
 
 TaskSpec = Union[str, dict[str, Any]]
 
@@ -224,9 +225,14 @@ def _format(err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "?"
-            lines.append(f"config key '{key}': unknown key; allowed keys here: {allowed}")
+            hint = did_you_mean(loc[-1], parent.model_fields) if parent else ""
+            lines.append(f"config key '{key}': unknown key{hint}; allowed keys here: {allowed}")
         elif e["type"] == "missing":
             lines.append(f"config key '{key}': required")
+        elif e["type"] == "literal_error":
+            allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+            hint = did_you_mean(e.get("input"), allowed)
+            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r}){hint}")
         else:
             lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
     return "invalid config:\n  " + "\n  ".join(dict.fromkeys(lines))

@@ -105,6 +105,45 @@ def headline_table(pubs: list[Publication], root: Path, relative_to: Path) -> st
     return "\n".join(lines)
 
 
+def _speed(row: dict[str, Any]) -> str:
+    if row.get("speedup_to_threshold") is not None:
+        return f"{row['speedup_to_threshold']:.1f}x"
+    return row.get("speedup_note") or "-"
+
+
+def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
+    """The README's table: one row a target of each top-level publication under the current rules, its
+    best strategy as the verdict names it (significantly better than scratch), with the figures behind it."""
+    from rltransfer.summary import best
+
+    top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
+    lines = [
+        "| results | target (split) | best strategy | speed-up to threshold | AUC ratio [95% CI] | p (Holm) | n_eff | other claims |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pub in top:
+        for target in pub.summary["targets"]:
+            rows = [r for r in pub.summary["rows"] if r["target"] == target]
+            split = rows[0]["split"] if rows else "?"
+            b = best(rows)
+            negative = [r["strategy"] for r in rows if r.get("negative_transfer")]
+            few = [r["strategy"] for r in rows if r.get("claim") == "too few independent runs"]
+            other = [f"NEGATIVE TRANSFER: {', '.join(negative)}"] if negative else []
+            other += [f"too few independent runs: {', '.join(few)}"] if few else []
+            if b is None:
+                cells = "none significant | - | - | - | -"
+            else:
+                lo, hi = b["auc_ratio_ci"]
+                cells = (
+                    f"{b['strategy']} | {_cell(_speed(b))} | {b['auc_ratio']:.2f} [{lo:.2f}, {hi:.2f}] | "
+                    f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}"
+                )
+            lines.append(
+                f"| {_link(pub, relative_to, pub.path.name)} | {target} ({split}) | {cells} | {'; '.join(other) or '-'} |"
+            )
+    return "\n".join(lines)
+
+
 def status_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """Every publication: whether its claims follow the current rules, and the revision it reproduces at."""
     lines = ["| publication | claims | per-run data | revision | why |", "|---|---|---|---|---|"]
@@ -126,10 +165,12 @@ def terminal_output(pub: Publication) -> str:
 
 
 def tables(root: Path, relative_to: Path) -> dict[str, str]:
-    """The generated tables of ``root``, their links relative to ``relative_to``: the headline and status
-    tables, and the terminal output of each current publication (``output of <name>``)."""
+    """The generated tables of ``root``, their links relative to ``relative_to``: the short headline table
+    (current rules only), the headline and status tables, and the terminal output of each current
+    publication (``output of <name>``)."""
     pubs = publications(root)
     out = {
+        "short headline table": short_table(pubs, Path(root), relative_to),
         "headline table": headline_table(pubs, Path(root), relative_to),
         "status table": status_table(pubs, Path(root), relative_to),
     }

@@ -16,7 +16,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agents import ALGORITHMS, FREEZABLE, TRUNK_SIDES, KickstartPPO, ProgressivePolicy
-from rltransfer.errors import ConfigError
+from rltransfer.errors import ConfigError, did_you_mean
 
 COMPONENTS = ("encoder", "trunk", "heads")
 ALGOS = tuple(ALGORITHMS)
@@ -100,7 +100,9 @@ def register_strategy(
 
 def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}'; known strategies: {', '.join(STRATEGIES)}")
+        raise ConfigError(
+            f"unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; known strategies: {', '.join(STRATEGIES)}"
+        )
     return STRATEGIES[name]
 
 
@@ -111,7 +113,8 @@ def strategy_params(name: str, given: Mapping[str, Any] | None) -> dict[str, Any
     unknown = sorted(set(given) - set(strategy.defaults))
     if unknown:
         raise ConfigError(
-            f"config key 'transfer.strategy_params.{name}.{unknown[0]}': unknown parameter; "
+            f"config key 'transfer.strategy_params.{name}.{unknown[0]}': unknown parameter"
+            f"{did_you_mean(unknown[0], strategy.defaults)}; "
             f"allowed: {', '.join(strategy.defaults)}"
         )
     params = {**strategy.defaults, **given}

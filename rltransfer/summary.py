@@ -223,6 +223,13 @@ def _speed_rank(row: Mapping[str, Any]) -> float:
     return float(row.get("speedup_lower_bound") or 0.0)
 
 
+def best(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The strategy the verdict names best on a target: of those significantly better than scratch, the
+    soonest to the threshold, then the highest AUC IQM; None where none is."""
+    winners = [r for r in rows if r["strategy"] != BASELINE and r.get("claim") == significance.SIGNIFICANT]
+    return max(winners, key=lambda r: (_speed_rank(r), r["auc_iqm"])) if winners else None
+
+
 def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
     """One honest line per target: what survives the test and its correction, and nothing else."""
     compared = [r for r in rows if r["strategy"] != BASELINE and r.get("claim")]
@@ -234,20 +241,20 @@ def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
     losers = [r for r in compared if r["claim"] == significance.NEGATIVE]
     too_few = [r["strategy"] for r in compared if r["claim"] == significance.TOO_FEW]
     parts = []
-    if winners:
-        best = max(winners, key=lambda r: (_speed_rank(r), r["auc_iqm"]))
-        lo, hi = best["p_improve_ci"]
-        if best["speedup_to_threshold"] is not None:
-            speed = f"{best['speedup_to_threshold']:.1f}x faster to threshold than scratch"
+    top = best(rows)
+    if top is not None:
+        lo, hi = top["p_improve_ci"]
+        if top["speedup_to_threshold"] is not None:
+            speed = f"{top['speedup_to_threshold']:.1f}x faster to threshold than scratch"
         else:
-            speed = best["speedup_note"] or "no speed-up measurable"
-        tied = [r["strategy"] for r in winners if r is not best and _alike(r, best)]
+            speed = top["speedup_note"] or "no speed-up measurable"
+        tied = [r["strategy"] for r in winners if r is not top and _alike(r, top)]
         alike = f" ({', '.join(tied)} alike: the same time to threshold, AUC IQM CIs overlapping)" if tied else ""
         parts.append(
-            f"best: {best['strategy']}{alike}, {speed}, P(improve)={best['p_improve']:.2f} [{lo:.2f}, {hi:.2f}], "
-            f"p={best['p_adjusted']:.3g} ({holm})"
+            f"best: {top['strategy']}{alike}, {speed}, P(improve)={top['p_improve']:.2f} [{lo:.2f}, {hi:.2f}], "
+            f"p={top['p_adjusted']:.3g} ({holm})"
         )
-        rest = [r["strategy"] for r in winners if r is not best and r["strategy"] not in tied]
+        rest = [r["strategy"] for r in winners if r is not top and r["strategy"] not in tied]
         if rest:
             parts.append(f"also beats scratch: {', '.join(rest)}")
     elif len(too_few) < len(compared):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rltransfer.agents import ALGORITHMS, TRUNK_SIDES
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, Task, TaskError, get_family, task_layout
-from rltransfer.errors import ConfigError
+from rltransfer.errors import ConfigError, did_you_mean
 
 SUPPORTED_ALGOS = tuple(ALGORITHMS)
 # Keys that rltransfer sets itself and a config must not pass through agent.hyperparams.
@@ -46,7 +46,10 @@ def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> 
 def algo_class(algo: str):
     """The SB3 algorithm class for ``agent.algo`` (SB3's own: its arguments are what a config may pass)."""
     if algo not in SUPPORTED_ALGOS:
-        raise ConfigError(f"config key 'agent.algo': '{algo}' unknown; allowed: {', '.join(SUPPORTED_ALGOS)}")
+        raise ConfigError(
+            f"config key 'agent.algo': '{algo}' unknown{did_you_mean(algo, SUPPORTED_ALGOS)}; "
+            f"allowed: {', '.join(SUPPORTED_ALGOS)}"
+        )
     return ALGORITHMS[algo].base
 
 
@@ -142,12 +145,14 @@ def check_strategies(config: ExperimentConfig) -> None:
     for i, name in enumerate(config.transfer.strategies):
         if name not in STRATEGIES:
             raise ConfigError(
-                f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'; allowed: {', '.join(STRATEGIES)}"
+                f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; "
+                f"allowed: {', '.join(STRATEGIES)}"
             )
     for name in config.transfer.strategy_params:
         if name not in STRATEGIES:
             raise ConfigError(
-                f"config key 'transfer.strategy_params.{name}': unknown strategy; allowed: {', '.join(STRATEGIES)}"
+                f"config key 'transfer.strategy_params.{name}': unknown strategy{did_you_mean(name, STRATEGIES)}; "
+                f"allowed: {', '.join(STRATEGIES)}"
             )
     for i, name in enumerate(config.transfer.strategies):
         algos = STRATEGIES[name].algos
@@ -186,7 +191,8 @@ def resolve(config: ExperimentConfig) -> Setup:
 
     if config.agent.encoder.type not in ENCODERS:
         raise ConfigError(
-            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown; allowed: {', '.join(ENCODERS)}"
+            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown"
+            f"{did_you_mean(config.agent.encoder.type, ENCODERS)}; allowed: {', '.join(ENCODERS)}"
         )
     check_encoder(config, family, sources[0])
     check_hyperparams(config)

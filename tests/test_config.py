@@ -145,3 +145,26 @@ def test_the_published_quick_start_ran_the_shipped_config():
     root = Path(__file__).parent.parent
     published = yaml.safe_load((root / "docs/results/quickstart/config.yaml").read_text())
     assert published == load_config(root / "configs/quickstart.yaml").to_dict()
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("transfer.strategies=[fintune]", "unknown strategy 'fintune' (did you mean 'finetune'?)"),
+        ("family=cartpol", "unknown family 'cartpol' (did you mean 'cartpole'?)"),
+        ("source_tasks=[shrt]", "unknown task 'shrt' in family 'cartpole' (did you mean 'short'?)"),
+        ("transfer.seedz=3", "'transfer.seedz': unknown key (did you mean 'seeds'?)"),
+        ("agent.algo=ppo2", "(got 'ppo2') (did you mean 'ppo'?)"),
+        ("transfer.strategy_params={finetune: {lr_scal: 0.1}}", None),
+    ],
+)
+def test_an_unknown_name_gets_the_closest_known_one(override, suggestion):
+    from rltransfer.validation import resolve
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError) as err:
+        resolve(load_config(root / "configs" / "quickstart.yaml", [override]))
+    if suggestion is None:  # nothing close: no suggestion, the allowed names only
+        assert "did you mean" not in str(err.value) and "allowed" in str(err.value)
+    else:
+        assert suggestion in str(err.value)
