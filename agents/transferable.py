@@ -186,11 +186,35 @@ class TransferableMixin:
         return self.features_extractor_class(self.dict_space, **self.features_extractor_kwargs)  # type: ignore
 
     def obs_to_tensor(self, observation: Any) -> tuple[Any, bool]:
-        """SB3's; a dict observation given to a policy on a flat layout is flattened first."""
+        """SB3's; a dict observation given to a policy on a flat layout is flattened first. A task's own
+        observation, without the entries the policy was trained with, is refused with what to do."""
         if self.obs_layout is not None and isinstance(observation, dict):
             dtype = self.observation_space.dtype  # type: ignore[attr-defined]
             observation = np.concatenate([np.asarray(observation[k]) for k, _ in self.obs_layout], -1, dtype=dtype)
+        self._check_entries(observation)
         return super().obs_to_tensor(observation)  # type: ignore[misc]
+
+    def _check_entries(self, observation: Any) -> None:
+        space = self.observation_space  # type: ignore[attr-defined]
+        if isinstance(space, spaces.Dict):
+            if isinstance(observation, dict):
+                missing = [k for k in space.spaces if k not in observation]
+            else:
+                missing = [k for k in space.spaces if k != "obs"]
+            got = "an array" if not isinstance(observation, dict) else f"the entries {sorted(observation)}"
+        elif self.obs_layout is not None and np.shape(observation)[-1:] != space.shape[-1:]:
+            missing = [k for k, _ in self.obs_layout if k != "obs"]
+            got = f"{np.shape(observation)[-1:][0] if np.ndim(observation) else 0} values a row"
+            got += f", not the {space.shape[-1]} of {', '.join(f'{k} ({n})' for k, n in self.obs_layout)}"
+        else:
+            return
+        if missing:
+            raise ValueError(
+                f"this agent's observations carry the entries {[k for k in self.dict_space.spaces]} "
+                f"it was trained with, and it got {got} (missing: {', '.join(missing)}). A task's own env "
+                "lacks them: wrap it with rltransfer.wrap_target_env(model, env) (a saved target agent), or "
+                "build it with rltransfer.make_target_env(bundle, task)"
+            )
 
     def set_training_mode(self, mode: bool) -> None:
         """SB3's, skipped when the policy is already in ``mode``.

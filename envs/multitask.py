@@ -114,6 +114,14 @@ class MultiTaskVecEnv(DummyVecEnv):
         self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0
 
+    def conditioning_entries(self, slot: int) -> dict[str, np.ndarray]:
+        """The entries sub-env ``slot``'s observations carry beside ``obs``: ``task``, and ``context``
+        where the tasks are conditioned."""
+        out = {"task": self._task_obs[slot]}
+        if self._context_obs is not None:
+            out["context"] = self._context_obs[slot]
+        return out
+
     def _entries(self, obs: np.ndarray, rows: int | slice) -> dict[str, np.ndarray]:
         out = {"obs": obs, "task": self._task_obs[rows]}
         if self._context_obs is not None:

@@ -52,6 +52,13 @@ def make_target_env(*args: Any, **kwargs: Any):
     return _make(*args, **kwargs)
 
 
+def wrap_target_env(*args: Any, **kwargs: Any):
+    """A plain env with a saved target agent's observation entries; see :func:`rltransfer.target_env.wrap_target_env`."""
+    from rltransfer.target_env import wrap_target_env as _wrap
+
+    return _wrap(*args, **kwargs)
+
+
 def load_bundle(path: Any) -> Bundle:
     """Load and validate a bundle; see :func:`rltransfer.bundle.load_bundle`."""
     from rltransfer.bundle import load_bundle as _load
@@ -66,4 +73,6 @@ def load_config(*args: Any, **kwargs: Any) -> ExperimentConfig:
     return _load(*args, **kwargs)
 
 
-__all__ = ["load_bundle", "load_config", "make_target_env", "pretrain", "run_experiment", "transfer"]
+__all__ = [
+    "load_bundle", "load_config", "make_target_env", "pretrain", "run_experiment", "transfer", "wrap_target_env",
+]  # fmt: skip

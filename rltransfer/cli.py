@@ -1,4 +1,4 @@
-"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish, verify."""
+"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish, verify, evaluate."""
 
 from __future__ import annotations
 
@@ -77,6 +77,21 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print(format_report(result.lineage))
     print(f"model: {result.out_dir / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
     print(f"tensorboard --logdir {result.out_dir / 'tb'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rltransfer.target_env import evaluate
+
+    task, returns = evaluate(args.model, args.target, args.episodes, args.seed, not args.stochastic)
+    policy = "sampled actions" if args.stochastic else "deterministic policy"
+    print(
+        f"{task}: mean return {np.mean(returns):.2f} +/- {np.std(returns):.2f} over {len(returns)} episode(s) "
+        f"({policy}; reset seeds {args.seed}..{args.seed + len(returns) - 1})"
+    )
+    print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
     return 0
 
 
@@ -227,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--out", default=None, help="keep the pre-trainings and runs here (default: a temporary directory)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a saved target agent (its model.zip alone) with SB3's evaluate_policy",
+        epilog="examples:\n  rltransfer evaluate runs/quickstart/runs/very-long-heavy/finetune/seed-0/model.zip\n"
+        "  rltransfer evaluate runs/quickstart/runs/very-long-heavy/finetune/seed-0 --target medium --episodes 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("model", help="a target run's model.zip, or its directory")
+    p.add_argument("--target", default=None, help="a task of the model's family (default: the one it was trained on)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions (default: the deterministic policy)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "families", help="list families, their parameters, tasks and splits",

@@ -29,6 +29,7 @@ from rltransfer.errors import BundleError, ConfigError
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
+from rltransfer.target_env import RECORD, observation_record
 from rltransfer.validation import Setup, resolve
 
 
@@ -509,6 +510,8 @@ def transfer(
             if hasattr(cb, "evaluate_without_training"):
                 cb.evaluate_without_training(model, budget)
     if out is not None:
+        # How its observations are built, saved with the model: wrap_target_env needs nothing else.
+        setattr(model, RECORD, observation_record(env, bundle, lineage["target"]))
         model.save(out / "model.zip")
         atomic_write_bytes(out / "lineage.json", json.dumps(lineage, indent=2).encode())
         stats = obs_stats(env)

@@ -1,0 +1,188 @@
+"""A saved target agent on a plain Gymnasium env: the observation entries it was trained with, added.
+
+A target agent sees more than its task's observation: a one-hot ``task`` entry, the conditioning vector
+(``context``) where the bundle was conditioned, observations normalised with the statistics it trained
+with, and, for families whose tasks' spaces differ, zero-padded observations and folded actions. The run
+saves all of that with the model (the attribute :data:`RECORD`, kept by SB3's ``save`` and ``load``), so
+that the model file alone is enough::
+
+    model = PPO.load("runs/quickstart/runs/very-long-heavy/finetune/seed-0/model.zip")
+    env = rltransfer.wrap_target_env(model, get_family("cartpole").make("very-long-heavy"))
+    evaluate_policy(model, env)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rltransfer.envs.mixed import FoldAction, PadObservation
+from rltransfer.errors import UserInputError
+from rltransfer.normalization import obs_stats
+from rltransfer.spaces_json import space_from_json, space_to_json
+
+RECORD = "target_observation"
+"""The model attribute (saved in model.zip) that says how its observations are built."""
+
+
+def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> dict[str, Any]:
+    """What a target agent trained on ``env`` (a MultiTaskVecEnv, perhaps in a VecNormalize) from
+    ``bundle`` needs added to its task's own observations, JSON-able."""
+    inner = env.venv if isinstance(env, VecNormalize) else env
+    entries = inner.conditioning_entries(0)
+    return {
+        "algo": bundle.algo,
+        "family": bundle.family,
+        "conditioning": bundle.conditioning,
+        "source_tasks": list(bundle.task_names),
+        "target": {"name": target["name"], "params": dict(target["params"])},
+        "obs_space": space_to_json(inner.dict_space.spaces["obs"]),
+        "entries": {k: np.asarray(v).tolist() for k, v in entries.items()},
+        "obs_layout": [list(e) for e in inner.obs_layout] if inner.obs_layout else None,
+        "normalization": obs_stats(env),
+    }
+
+
+def normalise(obs: np.ndarray, stats: Mapping[str, Any]) -> np.ndarray:
+    """VecNormalize's observation normalisation with frozen ``stats`` (tested equal to SB3's)."""
+    mean, var = np.asarray(stats["mean"]), np.asarray(stats["var"])
+    out = np.clip((obs - mean) / np.sqrt(var + stats["epsilon"]), -stats["clip_obs"], stats["clip_obs"])
+    return out.astype(np.float32)
+
+
+class TargetObservation(gym.ObservationWrapper):
+    """Adds a target agent's ``task`` and ``context`` entries to a task's observations (and normalises
+    them, pads them or flattens the entries where the agent was trained so)."""
+
+    def __init__(self, env: gym.Env, record: Mapping[str, Any], observation_space: spaces.Space):
+        super().__init__(env)
+        self.record = dict(record)
+        self.observation_space = observation_space
+        self._entries = {k: np.asarray(v, dtype=np.float32) for k, v in record["entries"].items()}
+        self._layout = record["obs_layout"]
+        self._stats = record["normalization"]
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
+        obs = np.asarray(observation)
+        if self._stats is not None:
+            obs = normalise(obs, self._stats)
+        entries = {"obs": obs, **{k: v.copy() for k, v in self._entries.items()}}
+        if self._layout:
+            dtype = self.observation_space.dtype
+            return np.concatenate([np.asarray(entries[k], dtype=dtype).ravel() for k, _ in self._layout])
+        return entries
+
+
+def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]]:
+    """The ``context`` entry of ``task`` for an agent of ``record`` (none without conditioning)."""
+    from rltransfer.envs import TaskError, conditioning_vector, get_family
+
+    family = get_family(record["family"])
+    try:
+        task = family.task(task)
+    except TaskError as err:
+        raise UserInputError(str(err)) from None
+    sources = record["source_tasks"]
+    index = sources.index(task.name) if task.name in sources else None
+    vector = conditioning_vector(record["conditioning"], np.asarray(task.context), index, len(sources))
+    return {} if vector is None else {"context": vector.tolist()}
+
+
+def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spaces.Space, spaces.Space]:
+    """The observation record of a saved target agent (a model.zip, its run directory, or a loaded
+    model), with the agent's observation and action spaces."""
+    if isinstance(model, BaseAlgorithm):
+        record = getattr(model, RECORD, None)
+        where = f"this {type(model).__name__}"
+        spaces_ = (model.observation_space, model.action_space)
+    else:
+        path = Path(model)
+        path = path / "model.zip" if path.is_dir() else path
+        if not path.is_file():
+            raise UserInputError(f"'{model}': no such model file (a target run's model.zip, or its directory)")
+        try:
+            data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+        except Exception as err:  # not an SB3 archive
+            raise UserInputError(f"'{path}' is not an SB3 model file: {err}") from None
+        data = data or {}
+        record = data.get(RECORD)
+        where = f"'{path}'"
+        spaces_ = (data.get("observation_space"), data.get("action_space"))
+    if not record:
+        raise UserInputError(
+            f"{where} records no target observation layout: it is not a target agent rltransfer saved, or it "
+            "was saved before rltransfer recorded one; build its env from its bundle with "
+            "rltransfer.make_target_env(bundle, target)"
+        )
+    return record, *spaces_
+
+
+def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any = None) -> gym.Env:
+    """``env`` (the target task's plain Gymnasium env, or another task of the family with the same
+    spaces) with the observation entries the saved target agent ``model`` was trained with: what SB3's
+    ``evaluate_policy`` and an enjoy script need, from the model file alone.
+
+    :param model: a loaded target agent, its ``model.zip`` or its run directory.
+    :param task: the task ``env`` runs, where it is not the one the agent was trained on (a name of the
+        family or a Task): its conditioning vector replaces the target's.
+    """
+    record, model_space, action_space = read_record(model)
+    if task is not None:
+        record = {**record, "entries": {**record["entries"], **_conditioning(record, task)}}
+    obs_space = space_from_json(record["obs_space"])
+    if env.observation_space != obs_space:
+        own = env.observation_space
+        if not (
+            isinstance(own, spaces.Box) and len(own.shape) == 1 and len(obs_space.shape) == 1
+            and own.shape[0] < obs_space.shape[0]
+        ):  # fmt: skip
+            raise UserInputError(
+                f"the env's observation space {own} is not the one the agent was trained on ({obs_space})"
+            )
+        env = PadObservation(env, obs_space)
+    if env.action_space != action_space:
+        if not (isinstance(action_space, spaces.Discrete) and isinstance(env.action_space, spaces.Discrete)):
+            raise UserInputError(f"the env's action space {env.action_space} is not the agent's ({action_space})")
+        env = FoldAction(env, action_space)
+    return TargetObservation(env, record, model_space)
+
+
+def evaluate(
+    model: str | Path, target: str | None = None, episodes: int = 10, seed: int = 0, deterministic: bool = True
+) -> tuple[str, list[float]]:
+    """Evaluate the saved target agent ``model`` with SB3's ``evaluate_policy`` on ``target`` (a task of its
+    family with the same spaces; by default the one it was trained on): the task's name and each episode's
+    return. Episodes are reset with seeds ``seed``, ``seed + 1``, ..."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltransfer.agents import get_algorithm
+    from rltransfer.envs import TaskError, get_family
+
+    if episodes < 1:
+        raise UserInputError(f"--episodes must be >= 1, got {episodes}")
+    record, _, _ = read_record(model)
+    family = get_family(record["family"])
+    try:
+        task = family.task(
+            target if target is not None else {"name": record["target"]["name"], **record["target"]["params"]}
+        )
+    except TaskError as err:
+        raise UserInputError(str(err)) from None
+    path = Path(model)
+    agent = get_algorithm(record["algo"]).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
+    env = DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)))])
+    env.seed(seed)  # episode i's reset seed: seed + i (DummyVecEnv seeds its first reset, the env goes on)
+    returns, _ = evaluate_policy(
+        agent, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+    )
+    return task.name, [float(r) for r in returns]

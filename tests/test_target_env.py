@@ -1,0 +1,108 @@
+"""A saved target agent stands alone: wrap_target_env builds, from the model file alone, exactly the
+observations the run trained on, SB3's evaluate_policy runs on it, a bare env is refused with what to
+do, and `rltransfer evaluate` evaluates a model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+import rltransfer
+from rltransfer.cli import main
+from rltransfer.envs import get_family
+from rltransfer.errors import UserInputError
+from rltransfer.target_env import normalise, wrap_target_env
+
+TARGET = "very-long-heavy"
+CASES = {
+    # PPO on the Dict, conditioned by context, observations normalised with the bundle's statistics
+    "ppo-dict-normalised": ("ppo", {"conditioning": "context"}, {"normalize": True}, {"n_steps": 64, "batch_size": 64}),
+    # DQN on one flat Box (obs, one-hot conditioning, task), not normalised
+    "dqn-flat": ("dqn", {"conditioning": "onehot"}, {}, {"learning_starts": 50, "batch_size": 32, "buffer_size": 2000}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def run(request, tmp_path_factory):
+    algo, top, agent, hyper = CASES[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    cfg = {
+        "family": "cartpole", "source_tasks": ["short", "long", "heavy-gravity"], "target_tasks": [TARGET], **top,
+        "agent": {"algo": algo, "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]}, "hyperparams": hyper, **agent},
+        "pretrain": {"timesteps": 384, "envs_per_task": 1}, "transfer": {"head_init": "nearest"}, "output_dir": str(tmp),
+    }  # fmt: skip
+    bundle = rltransfer.load_bundle(rltransfer.pretrain(cfg).bundle_path)
+    res = rltransfer.transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=128, out_dir=tmp / "run")
+    return algo, bundle, tmp / "run"
+
+
+def test_the_wrapped_env_gives_the_observations_the_run_trained_on(run):
+    algo, bundle, out = run
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    reference = rltransfer.make_target_env(bundle, TARGET)  # built from the bundle, as the run was
+    wrapped = wrap_target_env(model, get_family("cartpole").make(TARGET))  # from the model file alone
+    assert wrapped.observation_space == model.observation_space
+    reference.seed(5)
+    expected = reference.reset()
+    got, _ = wrapped.reset(seed=5)
+    for step in range(20):
+        if isinstance(got, dict):
+            assert sorted(got) == sorted(expected)
+            for k in got:
+                np.testing.assert_array_equal(got[k], expected[k][0], err_msg=f"{k} at step {step}")
+        else:
+            np.testing.assert_array_equal(got, expected[0], err_msg=f"step {step}")
+        action = step % 2
+        expected, _, done, _ = reference.step(np.array([action]))
+        got, _, terminated, truncated, _ = wrapped.step(action)
+        assert bool(done[0]) == (terminated or truncated)
+        if done[0]:
+            break
+
+
+def test_evaluate_policy_runs_on_the_model_file_alone_and_a_bare_env_is_refused(run):
+    algo, _, out = run
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    env = wrap_target_env(out / "model.zip", get_family("cartpole").make(TARGET))
+    mean, _ = evaluate_policy(model, env, n_eval_episodes=2, warn=False)
+    assert mean > 0
+    with pytest.raises(ValueError, match=r"wrap it with rltransfer.wrap_target_env\(model, env\)"):
+        evaluate_policy(model, get_family("cartpole").make(TARGET), n_eval_episodes=1, warn=False)
+
+
+def test_rltransfer_evaluate_on_a_model_file(run, capsys):
+    _, _, out = run
+    assert main(["evaluate", str(out / "model.zip"), "--episodes", "3"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith(f"{TARGET}: mean return ") and "over 3 episode(s)" in first
+    assert main(["evaluate", str(out), "--episodes", "3"]) == 0 and capsys.readouterr().out == first  # seeded
+    assert main(["evaluate", str(out), "--target", "medium", "--episodes", "2"]) == 0
+    assert capsys.readouterr().out.startswith("medium: mean return ")
+    for argv, message in [
+        (["evaluate", str(out), "--target", "mediun"], "did you mean 'medium'?"),
+        (["evaluate", str(out), "--episodes", "0"], "--episodes must be >= 1"),
+        (["evaluate", str(out / "nothing.zip")], "no such model file"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_model_rltransfer_did_not_save_says_so(tmp_path):
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, device="cpu")
+    model.save(tmp_path / "plain.zip")
+    with pytest.raises(UserInputError, match="records no target observation layout"):
+        wrap_target_env(tmp_path / "plain.zip", get_family("cartpole").make(TARGET))
+
+
+def test_normalise_is_vecnormalizes_observation_normalisation():
+    rng = np.random.default_rng(0)
+    stats = {"mean": rng.normal(size=4), "var": rng.uniform(0.1, 3, size=4), "epsilon": 1e-8, "clip_obs": 2.0}
+    venv = VecNormalize(DummyVecEnv([lambda: get_family("cartpole").make(TARGET)]), clip_obs=2.0, epsilon=1e-8)
+    venv.obs_rms = RunningMeanStd(shape=(4,))
+    venv.obs_rms.mean, venv.obs_rms.var = stats["mean"], stats["var"]
+    obs = rng.normal(scale=3, size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(normalise(obs, stats), venv.normalize_obs(obs), rtol=1e-6, atol=1e-6)
