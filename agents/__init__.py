@@ -18,6 +18,7 @@ from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticP
 from rltransfer.agents.multitask_sac import MultiTaskSACPolicy, TransferSAC
 from rltransfer.agents.progressive import ProgressivePolicy
 from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
+from rltransfer.agents.transferable import TransferablePolicy, transferable
 from rltransfer.agents.updates import NonFiniteError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "LoRALinear",
     "ProgressivePolicy",
     "TransferPPO",
+    "TransferablePolicy",
+    "transferable",
     "add_adapters",
     "ENCODERS",
     "CnnEncoder",

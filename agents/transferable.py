@@ -5,11 +5,12 @@ so that they survive SB3's save and load."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
@@ -116,6 +117,10 @@ class TransferableMixin:
     entries (``MultiTaskVecEnv(flat=True)``); the networks read it as the Dict :attr:`dict_space`,
     so their weights are those of a policy on the Dict, and ``predict`` takes either form.
     """
+
+    heads: Any
+    """The per-task (or shared) heads: a TaskHeads, or for SAC the actor's and critics' (registered by
+    the policy's own constructor)."""
 
     def __init__(
         self,
@@ -287,3 +292,15 @@ class TransferableMixin:
         if self.optimizer_class is torch.optim.Adam and "foreach" not in kwargs:
             kwargs.setdefault("fused", True)
         return self.optimizer_class(groups, lr=lr, **kwargs)
+
+
+class TransferablePolicy(TransferableMixin, BasePolicy):
+    """For annotations: an SB3 policy with :class:`TransferableMixin` (every rltransfer policy is one).
+    Never instantiated; :func:`transferable` narrows a policy to it."""
+
+
+def transferable(policy: Any) -> TransferablePolicy:
+    """``policy``, checked to be an rltransfer policy (one with :class:`TransferableMixin`)."""
+    if not isinstance(policy, TransferableMixin):
+        raise TypeError(f"{type(policy).__name__} is not an rltransfer policy (it lacks TransferableMixin)")
+    return cast(TransferablePolicy, policy)

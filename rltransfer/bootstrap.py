@@ -24,7 +24,8 @@ N_RESAMPLES = 50_000
 BAND_RESAMPLES = 10_000
 """Resamples per point of a pictured learning-curve band (a picture, not a figure quoted)."""
 
-Groups = Sequence[Sequence[float]]
+Values = Sequence[float] | np.ndarray
+Groups = Sequence[Values]
 """One side of a comparison: its values grouped by the pre-training they started from."""
 
 
@@ -113,9 +114,9 @@ def interval(
     :param resamples: :data:`N_RESAMPLES` by default.
     """
     n = N_RESAMPLES if resamples is None else resamples
-    groups = [np.asarray(g, float) for g in groups if len(g)]
-    x = _flat(groups)
-    how = method(groups)
+    arrays = [a for g in groups if len(a := np.asarray(g, float))]
+    x = _flat(arrays)
+    how = method(arrays)
     if how == "degenerate":
         v = float(statistic(x[None, :])[0]) if len(x) else float("nan")
         return v, v, how

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state
+from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
 from rltransfer.revision import code_revision
@@ -92,7 +92,7 @@ def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) 
         "format_version": FORMAT_VERSION,
         **manifest,
         "spaces": {
-            "observation": space_to_json(policy.dict_space),
+            "observation": space_to_json(transferable(policy).dict_space),
             "action": space_to_json(policy.action_space),
         },
         "versions": package_versions(),
@@ -150,7 +150,7 @@ class Bundle:
     def components(self) -> dict[str, torch.nn.Module]:
         """The rebuilt components: ``encoder``, ``trunk`` and ``heads`` (every task's, stacked; for
         SAC, a ModuleList of the actor's and the critic's)."""
-        return {c: self.policy.component_module(c) for c in ("encoder", "trunk", "heads")}
+        return {c: transferable(self.policy).component_module(c) for c in ("encoder", "trunk", "heads")}
 
     def component_names(self) -> list[str]:
         return list(dict.fromkeys(bundle_component(k) for k in self.tensors))

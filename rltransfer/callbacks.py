@@ -62,8 +62,9 @@ def write_hparams(logger: Logger, hparams: dict[str, Any]) -> None:
     _, start, end = hparams_summary(clean, {})
     for fmt in logger.output_formats:
         if isinstance(fmt, TensorBoardOutputFormat):
-            fmt.writer.file_writer.add_summary(start)
-            fmt.writer.file_writer.add_summary(end)
+            writer = fmt.writer._get_file_writer()  # torch's, opened on first use
+            writer.add_summary(start)
+            writer.add_summary(end)
             fmt.writer.flush()
 
 

@@ -66,6 +66,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from rltransfer.config import load_config
     from rltransfer.transferring import format_report, transfer
 
@@ -74,9 +76,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         cfg, args.bundle, args.target, args.strategy, seed=args.seed, timesteps=args.timesteps,
         out_dir=args.out, progress=not args.no_progress,
     )  # fmt: skip
+    out = Path(result.out_dir or ".")  # transfer saves by default: out_dir is set
     print(format_report(result.lineage))
-    print(f"model: {result.out_dir / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
-    print(f"tensorboard --logdir {result.out_dir / 'tb'}")
+    print(f"model: {out / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
+    print(f"tensorboard --logdir {out / 'tb'}")
     return 0
 
 

@@ -230,8 +230,8 @@ def _format(err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"config key '{key}': required")
         elif e["type"] == "literal_error":
-            allowed = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
-            hint = did_you_mean(e.get("input"), allowed)
+            names = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+            hint = did_you_mean(e.get("input"), names)
             lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r}){hint}")
         else:
             lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")

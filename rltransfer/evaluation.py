@@ -84,7 +84,7 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
             actions = policy._predict(tensor, deterministic=deterministic).cpu().numpy()
         if box and policy.squash_output:  # as predict() does: SAC's tanh-squashed actions to the bounds
             actions = policy.unscale_action(actions)
-        elif box:  # as predict() does for an unsquashed Gaussian
+        elif isinstance(model.action_space, spaces.Box):  # as predict() does for an unsquashed Gaussian
             actions = np.clip(actions, model.action_space.low, model.action_space.high)
         return actions
 
@@ -93,7 +93,7 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
 
 def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: str | Path | None = None) -> float:
     """Mean return of a uniformly random policy on ``task``, measured once and cached by parameters."""
-    cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE", Path.home() / ".cache" / "rltransfer"))
+    cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE") or Path.home() / ".cache" / "rltransfer")
     key_data = {
         "family": family.name,
         "params": dict(task.params),

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -138,21 +138,24 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int) -> bool:
+def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int, echo: bool = False) -> bool:
     """Whether pre-training seed ``seed`` left a readable bundle of this config: its experiment hash is
     one of ``accepted`` (:func:`~rltransfer.config_hash.accepted_hashes`), or it was copied from an
-    experiment of the same pre-training (:func:`~rltransfer.config_hash.pretraining_hash`)."""
+    experiment of the same pre-training (:func:`~rltransfer.config_hash.pretraining_hash`). A damaged
+    one is trained again, and said so on stderr."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
     from rltransfer.pretraining import pretrain_dir
 
     path = pretrain_dir(cfg, seed) / "bundle"
-    if not (path / "bundle.json").is_file():
+    if not path.is_dir():
         return False
     try:
         manifest = load_bundle(path).manifest
-    except BundleError:
-        return False  # damaged: train again
+    except BundleError as err:
+        if echo:
+            print(f"pre-training seed {seed}: its bundle is damaged ({err}); it is trained again", file=sys.stderr)
+        return False
     return manifest.get("experiment_hash") in accepted or manifest.get("pretrain_hash") == pretraining_hash(cfg)
 
 
@@ -200,7 +203,7 @@ def ensure_bundles(
     accepted = accepted_hashes(chash, previous or {})
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
-        todo = [p for p in batch if not _has_bundle(cfg, accepted, p)]
+        todo = [p for p in batch if not _has_bundle(cfg, accepted, p, echo)]
         if cfg.runner.reuse_other_experiments:
             todo = [p for p in todo if not _copy_pretraining(cfg, chash, p, echo)]
         if pool is None or len(todo) < 2:
@@ -286,7 +289,7 @@ def bundles_of(cfg: ExperimentConfig, pretrainings: Sequence[Pretraining]) -> li
     """The kept pre-trainings' seeds and bundles by place: transfer seed i starts from the (i mod n)-th."""
     from rltransfer.pretraining import pretrain_dir
 
-    kept = sorted((p for p in pretrainings if p.kept), key=lambda p: p.slot)
+    kept = sorted((p for p in pretrainings if p.kept), key=lambda p: p.slot if p.slot is not None else -1)
     return [(p.seed, pretrain_dir(cfg, p.seed) / "bundle") for p in kept]
 
 
@@ -329,11 +332,15 @@ def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
     return plan is None or plan.train
 
 
-def is_done(job: RunJob, previous: Sequence[str] = ()) -> bool:
+def is_done(job: RunJob, previous: Sequence[str] = (), bundle_sha: str | None = None) -> bool:
     """Whether the job's run finished with this config: its hash, or its hash under one of the
-    directory's earlier experiment hashes (``previous``)."""
+    directory's earlier experiment hashes (``previous``), and, where it loaded a bundle, from the bundle
+    whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since trained
+    again, is not one of this one's)."""
     r = read_result(Path(job.out_dir) / RESULT_FILE)
     if r is None or r.get("status") != "ok":
+        return False
+    if bundle_sha is not None and r.get("bundle_sha256") not in (None, bundle_sha):
         return False
     stored = r.get("config_hash")
     return stored == job.config_hash or stored in earlier_run_hashes(
@@ -357,7 +364,7 @@ def run_experiment(
     :param echo: print the pre-training table, the comparison and where the report is.
     """
     from rltransfer import report
-    from rltransfer.bundle import package_versions
+    from rltransfer.bundle import package_versions, read_manifest
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
     from rltransfer.revision import code_revision
@@ -394,7 +401,8 @@ def run_experiment(
                 manifest["previous_hashes"] = previous
             write_json_atomic(run_dir / "manifest.json", manifest)
 
-            pretrainings = _pretrain_interruptibly(cfg, chash, echo, progress, pool, previous, manifest)
+            bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
+            pretrainings = _pretrain_interruptibly(cfg, chash, echo, bars, pool, previous, manifest)
             manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:
@@ -402,7 +410,10 @@ def run_experiment(
                 write_json_atomic(run_dir / "manifest.json", manifest)
                 raise GateError(
                     rejection_message(
-                        pretrainings, cfg.pretrain.seeds, cfg.pretrain.min_source_score, cfg.pretrain.seeds_to_try
+                        pretrainings,
+                        cfg.pretrain.seeds,
+                        cfg.pretrain.min_source_score or 0.0,
+                        cfg.pretrain.seeds_to_try,
                     )
                 )
             pre_steps = steps_per_kept(pretrainings)
@@ -416,7 +427,16 @@ def run_experiment(
             manifest["pretrain_steps"] = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
             earlier = accepted_hashes(chash, previous)[1:]
-            todo = [j for j in jobs if not is_done(j, earlier)]
+            shas = {seed: read_manifest(path)["weights"]["sha256"] for seed, path in bundles}
+            todo = [j for j in jobs if not is_done(j, earlier, shas.get(j.pretrain_seed))]
+            stale = [j for j in todo if is_done(j, earlier)]  # finished, from a bundle since trained again
+            if echo and stale:
+                print(
+                    f"{len(stale)} finished run(s) loaded a bundle that was since trained again with other "
+                    f"weights (pre-training seed(s) {', '.join(sorted({str(j.pretrain_seed) for j in stale}))}): "
+                    "they are run again, not mixed with the new bundle's",
+                    file=sys.stderr,
+                )
             for j in jobs:
                 manifest["runs"].setdefault(j.key, {"status": "pending"})
                 if j not in todo:
@@ -424,6 +444,8 @@ def run_experiment(
             if cfg.runner.reuse_other_experiments:
                 todo = _copy_reusable(todo, cfg, manifest, echo)
             write_json_atomic(run_dir / "manifest.json", manifest)
+            if echo:
+                print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
             # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
             todo.sort(key=lambda j: not _trains(j.strategy, cfg))
             grid_start = time.perf_counter()
@@ -443,7 +465,8 @@ def run_experiment(
 def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str, Any], echo: bool) -> list[RunJob]:
     """Copy the runs of ``todo`` another experiment under ``output_dir`` already finished (scratch,
     :mod:`rltransfer.run_reuse`); return the rest."""
-    rest, copied = [], Counter()
+    rest: list[RunJob] = []
+    copied: Counter[str] = Counter()
     for job in todo:
         source = find_reusable(job, cfg.run_dir.parent, cfg.run_dir)
         if source is None:
@@ -488,6 +511,29 @@ def _noticing_interrupts():
             signal.signal(sig, defaults[sig])
 
 
+class ProgressLines:
+    """A grid's progress where no terminal redraws a bar (CI, a log file): one plain line on stderr every
+    :attr:`every` seconds, and at the last run."""
+
+    every = 30.0
+
+    def __init__(self, total: int, done: int, clock: Callable[[], float] = time.monotonic):
+        self.total, self.done, self.clock = total, done, clock
+        self.start = self.last = clock()
+
+    def update(self, in_flight: int, failed: int) -> None:
+        self.done += 1
+        now = self.clock()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            print(
+                f"runs: {self.done}/{self.total} done, {in_flight} in flight, {failed} failed "
+                f"({now - self.start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> list[str]:
     """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
     from tqdm.auto import tqdm
@@ -496,9 +542,11 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
 
     failed: list[str] = []
     in_flight: dict[str, RunJob] = {}
+    interactive = progress and sys.stderr.isatty()
     bar = tqdm(
-        total=total, initial=total - len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True
+        total=total, initial=total - len(todo), desc="runs", unit="run", disable=not interactive, dynamic_ncols=True
     )
+    lines = ProgressLines(total, total - len(todo)) if progress and not interactive else None
 
     def on_start(job: RunJob) -> None:
         in_flight[job.key] = job
@@ -526,6 +574,8 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
                 write_json_atomic(run_dir / "manifest.json", manifest)
                 bar.update(1)
                 bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
+                if lines is not None:
+                    lines.update(len(in_flight), len(failed))
                 if interrupt["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
         except KeyboardInterrupt:

@@ -8,10 +8,10 @@ are computed with scipy.stats because rliable 1.2.0 does not import beside panda
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 CONFIDENCE = 0.95
@@ -29,20 +29,20 @@ def normalise(returns: np.ndarray | float, random_return: float, threshold: floa
 
 
 # -- per run -------------------------------------------------------------------------------------
-def auc(steps: Sequence[float], scores: Sequence[float], budget: float) -> float:
+def auc(steps: ArrayLike, scores: ArrayLike, budget: float) -> float:
     """``(1/B) * sum_k (t_k - t_{k-1}) * (P(t_k) + P(t_{k-1})) / 2``: trapezoid area per step."""
     t, p = np.asarray(steps, float), np.asarray(scores, float)
     return float(np.sum(np.diff(t) * (p[1:] + p[:-1]) / 2.0) / budget)
 
 
-def final(steps: Sequence[float], scores: Sequence[float], budget: float) -> float:
+def final(steps: ArrayLike, scores: ArrayLike, budget: float) -> float:
     """Mean of the evaluations in the last 10% of the budget (``t >= 0.9 B``)."""
     t, p = np.asarray(steps, float), np.asarray(scores, float)
     mask = t >= 0.9 * budget
     return float(p[mask].mean() if mask.any() else p[-1])
 
 
-def time_to_threshold(steps: Sequence[float], scores: Sequence[float], budget: float) -> tuple[float, bool]:
+def time_to_threshold(steps: ArrayLike, scores: ArrayLike, budget: float) -> tuple[float, bool]:
     """First ``t_k`` with ``P >= 1`` at two consecutive evaluations, and whether it was reached.
 
     A run that never gets there is right-censored at the budget: ``(B, False)``.
@@ -50,29 +50,32 @@ def time_to_threshold(steps: Sequence[float], scores: Sequence[float], budget: f
     p = np.asarray(scores, float)
     for k in range(len(p) - 1):
         if p[k] >= 1.0 and p[k + 1] >= 1.0:
-            return float(steps[k]), True
+            return float(np.asarray(steps, float)[k]), True
     return float(budget), False
 
 
 # -- aggregates over seeds ------------------------------------------------------------------------
-def iqm(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
+def iqm(x: ArrayLike) -> float:
     """Interquartile mean: the mean of the middle 50% (scipy.stats.trim_mean, 0.25)."""
-    if axis is None:
-        return float(stats.trim_mean(np.asarray(x, float), 0.25))
-    return stats.trim_mean(np.asarray(x, float), 0.25, axis=axis)
+    return float(stats.trim_mean(np.asarray(x, float), 0.25))
 
 
-def mean(x: Sequence[float], axis: int | None = None) -> float | np.ndarray:
-    return float(np.mean(x)) if axis is None else np.mean(x, axis=axis)
+def iqm_along(x: ArrayLike, axis: int) -> np.ndarray:
+    """:func:`iqm` along ``axis`` (of each evaluation over runs, say)."""
+    return np.asarray(stats.trim_mean(np.asarray(x, float), 0.25, axis=axis))
 
 
-def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+def mean(x: ArrayLike) -> float:
+    return float(np.mean(np.asarray(x, float)))
+
+
+def probability_of_improvement(x: ArrayLike, y: ArrayLike) -> float:
     """``P(X > Y) + 0.5 P(X = Y)`` over all pairs (the Mann-Whitney U / (n m) form of rliable)."""
-    x, y = np.asarray(x, float)[:, None], np.asarray(y, float)[None, :]
-    return float(np.mean((x > y) + 0.5 * (x == y)))
+    a, b = np.asarray(x, float)[:, None], np.asarray(y, float)[None, :]
+    return float(np.mean((a > b) + 0.5 * (a == b)))
 
 
-def auc_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+def auc_ratio(a: ArrayLike, b: ArrayLike) -> float:
     """IQM of ``a`` over IQM of ``b`` (NaN when ``b``'s IQM is not positive: a ratio would mislead)."""
     den = iqm(b)
     return iqm(a) / den if den > 0 else float("nan")
@@ -109,14 +112,14 @@ def _first_at_or_below(times: np.ndarray, curve: np.ndarray, level: float) -> fl
     return float(times[idx[0]]) if len(idx) else None
 
 
-def kaplan_meier(times: Sequence[float], reached: Sequence[bool], budget: float) -> KaplanMeier:
+def kaplan_meier(times: ArrayLike, reached: ArrayLike, budget: float) -> KaplanMeier:
     """KM estimate (scipy.stats.ecdf on CensoredData) of the time to threshold."""
-    times, reached = np.asarray(times, float), np.asarray(reached, bool)
-    if not reached.any():
+    t_all, hit = np.asarray(times, float), np.asarray(reached, bool)
+    if not hit.any():
         t = np.array([budget])
         one = np.ones(1)
         return KaplanMeier(t, one, one, one, budget)
-    data = stats.CensoredData(uncensored=times[reached], right=times[~reached])
+    data = stats.CensoredData(uncensored=t_all[hit], right=t_all[~hit])
     sf = stats.ecdf(data).sf
     with warnings.catch_warnings():  # undefined where S(t) = 0 or 1: the band is clipped there
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -130,9 +133,7 @@ def kaplan_meier(times: Sequence[float], reached: Sequence[bool], budget: float)
     return KaplanMeier(t, s, low, high, budget)
 
 
-def logrank_sooner(
-    times: Sequence[float], reached: Sequence[bool], base_times: Sequence[float], base_reached: Sequence[bool]
-) -> float:
+def logrank_sooner(times: ArrayLike, reached: ArrayLike, base_times: ArrayLike, base_reached: ArrayLike) -> float:
     """p-value of the log-rank test that the first group reaches the threshold sooner than the base."""
     r, b = np.asarray(reached, bool), np.asarray(base_reached, bool)
     if not r.any() and not b.any():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -40,7 +41,7 @@ def source_env(
     (``tasks``) take the layout of all (``pad_to``, computed when not given)."""
     names = [t.name for t in setup.sources]
     subset = tasks is not None
-    tasks = list(tasks) if subset else setup.sources
+    tasks = list(tasks) if tasks is not None else setup.sources
     if subset and pad_to is None:
         pad_to = task_layout(setup.family, setup.sources)
     idx = [names.index(t.name) for t in tasks]
@@ -63,7 +64,7 @@ def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episo
         env.seed(seed + 10_000)
         with sampling_rng(seed + 10_000):
             mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=deterministic)
-        out[task.name] = {"mean_return": float(mean), "std_return": float(std)}
+        out[task.name] = {"mean_return": float(np.mean(mean)), "std_return": float(np.mean(std))}
         env.close()
     return out
 

@@ -78,7 +78,8 @@ def in_grid(
     def current(r: Mapping[str, Any]) -> bool:
         seed, stored = int(r.get("seed", 0)), r.get("config_hash")
         p = kept[seed % len(kept)]
-        return stored == run_hash(chash, config, r["strategy"], seed, p, r.get("target")) or stored in (
+        now = run_hash(chash, config, r["strategy"], seed, p, r.get("target")) if chash is not None else None
+        return (now is not None and stored == now) or stored in (
             earlier_run_hashes(earlier, config, r["strategy"], seed, p)
         )
 
@@ -403,7 +404,7 @@ def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, 
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for strategy, (steps, scores, pre) in curves.items():
-        centre = metrics.iqm(scores, axis=0)
+        centre = metrics.iqm_along(scores, axis=0)
         band = np.array(
             [
                 bootstrap.interval(
@@ -466,7 +467,7 @@ def write_tensorboard_aggregates(run_dir: Path, results: Sequence[Mapping[str, A
                 for f in out.glob("events.out.tfevents.*"):
                     f.unlink()
             writer = SummaryWriter(str(out))
-            centre = metrics.iqm(scores, axis=0)
+            centre = metrics.iqm_along(scores, axis=0)
             for step, value in zip(steps, centre):
                 writer.add_scalar("eval/iqm_score", float(value), int(step))
             writer.flush()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def headline_table(pubs: list[Publication], root: Path, relative_to: Path) -> st
     return "\n".join(lines)
 
 
-def _speed(row: dict[str, Any]) -> str:
+def _speed(row: Mapping[str, Any]) -> str:
     if row.get("speedup_to_threshold") is not None:
         return f"{row['speedup_to_threshold']:.1f}x"
     return row.get("speedup_note") or "-"
@@ -193,7 +194,7 @@ def updated(text: str, generated: dict[str, str]) -> str:
         start, end = _marker(name)
         pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)?" + re.escape(end), re.S)
         block = f"{start}\n{table}\n{end}"
-        text = pattern.sub(lambda _, block=block: block, text)
+        text = pattern.sub(block.replace("\\", "\\\\"), text)  # the block as it is: its backslashes escaped
     return text
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 from rltransfer.errors import ConfigError
@@ -59,7 +59,7 @@ def run_local(
     workers: int,
     on_start: Callable[[RunJob], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
-) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as jobs finish, ``workers`` at a time in worker processes.
 
     With one worker the jobs run in this process (same results: every run seeds itself).
@@ -71,15 +71,17 @@ def run_local(
             yield job, execute(job)
         return
     pending = list(jobs)
-    with pool or start_pool(workers) as pool:
-        running = {}
+    executor = pool or start_pool(workers)
+    assert executor is not None  # start_pool gives no pool for one worker only
+    with executor:
+        running: dict[Future, RunJob] = {}
         try:
             while pending or running:
                 while pending and len(running) < workers:
                     job = pending.pop(0)
                     if on_start:
                         on_start(job)
-                    running[pool.submit(execute, job)] = job
+                    running[executor.submit(execute, job)] = job
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = running.pop(future)
@@ -97,7 +99,7 @@ def run_local(
                             },
                         )
         except BaseException:
-            stop_workers(pool)
+            stop_workers(executor)
             raise
 
 
@@ -121,7 +123,7 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def run_ray(
     jobs: Sequence[RunJob], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
-) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None)."""
     try:
         import ray

@@ -166,8 +166,8 @@ def compare(
         x, y = units(runs), units(scratch, strata)
         sides[name] = (n_units(x), n_units(y), len(x))
         tests[name] = rank_sum_test([(x[k], y.get(k, np.array([]))) for k in x]) if scratch else None
-    better = holm([tests[n][0] if tests[n] else None for n in names])
-    worse = holm([tests[n][1] if tests[n] else None for n in names])
+    better = holm([t[0] if (t := tests[n]) else None for n in names])
+    worse = holm([t[1] if (t := tests[n]) else None for n in names])
     m = sum(1 for n in names if tests[n])
     out = {}
     for name, adj, adj_worse in zip(names, better, worse):

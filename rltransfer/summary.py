@@ -16,7 +16,7 @@ from rltransfer import bootstrap, metrics, significance
 BASELINE = "scratch"
 
 
-def groups_of(runs: Sequence[Mapping[str, Any]], values: Sequence[float]) -> list[list[float]]:
+def groups_of(runs: Sequence[Mapping[str, Any]], values: Sequence[float] | np.ndarray) -> list[list[float]]:
     """``values`` (one per run) grouped by the pre-training their run started from, in its order."""
     groups: dict[int, list[float]] = {}
     for r, v in zip(runs, values):

@@ -24,6 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rltransfer.envs import MultiTaskVecEnv
 from rltransfer.envs.mixed import FoldAction, PadObservation
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import obs_stats
@@ -37,6 +38,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> d
     """What a target agent trained on ``env`` (a MultiTaskVecEnv, perhaps in a VecNormalize) from
     ``bundle`` needs added to its task's own observations, JSON-able."""
     inner = env.venv if isinstance(env, VecNormalize) else env
+    assert isinstance(inner, MultiTaskVecEnv), type(inner)
     entries = inner.conditioning_entries(0)
     return {
         "algo": bundle.algo,
@@ -102,7 +104,7 @@ def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spac
     if isinstance(model, BaseAlgorithm):
         record = getattr(model, RECORD, None)
         where = f"this {type(model).__name__}"
-        spaces_ = (model.observation_space, model.action_space)
+        spaces_: tuple[Any, Any] = (model.observation_space, model.action_space)
     else:
         path = Path(model)
         path = path / "model.zip" if path.is_dir() else path
@@ -141,8 +143,8 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
     if env.observation_space != obs_space:
         own = env.observation_space
         if not (
-            isinstance(own, spaces.Box) and len(own.shape) == 1 and len(obs_space.shape) == 1
-            and own.shape[0] < obs_space.shape[0]
+            isinstance(own, spaces.Box) and isinstance(obs_space, spaces.Box) and len(own.shape) == 1
+            and len(obs_space.shape) == 1 and own.shape[0] < obs_space.shape[0]
         ):  # fmt: skip
             raise UserInputError(
                 f"the env's observation space {own} is not the one the agent was trained on ({obs_space})"
@@ -185,4 +187,4 @@ def evaluate(
     returns, _ = evaluate_policy(
         agent, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
     )
-    return task.name, [float(r) for r in returns]
+    return task.name, [float(r) for r in np.atleast_1d(returns)]

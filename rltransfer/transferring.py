@@ -19,7 +19,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
-from rltransfer.agents import component_state, get_algorithm, policy_state
+from rltransfer.agents import component_state, get_algorithm, policy_state, transferable
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
@@ -74,6 +74,7 @@ def target_env(
         flat=flat,
     )
     want = bundle.policy.observation_space
+    assert isinstance(want, spaces.Dict)  # a bundle's policy reads a Dict (a flat one: its entries)
     mixed = "task_spaces" in bundle.architecture  # the target gets its own stem and head sizes
     for key, space in env.dict_space.spaces.items():
         if key == "task" or (mixed and key == "obs"):
@@ -161,7 +162,9 @@ def kickstart_teacher(
     if head_init != "mean":
         how = "best when probed on the target" if head_init == "probe" else "nearest by context"
         return bundle.policy, spec.nearest_index, f"source task '{spec.nearest}' ({how})"
-    tensors, source = head_init_tensors(bundle, spec, "mean", target_spaces)  # never None for "mean"
+    init = head_init_tensors(bundle, spec, "mean", target_spaces)
+    assert init is not None  # None is "fresh"'s only
+    tensors, source = init
     if not tensors:  # no source of the target's spaces (the caller refuses this with mixed spaces)
         raise BundleError(
             f"bundle '{bundle.path}': kickstart has no teacher head for target '{spec.task.name}': {source}"
@@ -222,7 +225,8 @@ def _spaces_of(policy: BasePolicy) -> tuple[int, int]:
     """A target policy's (observation length, action count), as ``task_spaces`` records a task's
     (0 actions: a ``Box``, which every task shares)."""
     n = int(policy.action_space.n) if isinstance(policy.action_space, spaces.Discrete) else 0
-    return int(policy.dict_space.spaces["obs"].shape[0]), n
+    obs = transferable(policy).dict_space["obs"]
+    return int(obs.shape[0]), n
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
@@ -239,7 +243,7 @@ def load_components(
     :return: one row per component: status (loaded / frozen / adapted / fresh), shapes, source.
     """
     own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
-    head = policy.heads.task_names[0]
+    head = str(transferable(policy).heads.task_names[0])
     mixed = "task_spaces" in bundle.architecture
     target_spaces = _spaces_of(policy) if mixed else None
     report, to_load = [], {}
@@ -252,7 +256,11 @@ def load_components(
                     tensors, source = init
                     copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
                     if mixed:  # mean: of sources with the target's action count; nearest, probe: the source's
-                        n = target_spaces[1] if head_init == "mean" else _action_count(bundle, spec.nearest_index)
+                        n = (
+                            target_spaces[1]
+                            if target_spaces and head_init == "mean"
+                            else _action_count(bundle, spec.nearest_index)
+                        )
                         copied = _own_action_rows(copied, own, n)
                     if mixed and any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
                         copied, source = {}, f"fresh: {source} has another number of actions"
@@ -262,7 +270,7 @@ def load_components(
                 }
                 source = f"bundle {bundle.checksum[:12]}"
                 if component == "encoder" and mixed:
-                    obs_dim = int(policy.dict_space.spaces["obs"].shape[0])
+                    obs_dim, _ = _spaces_of(policy)
                     stems, note = _stem_init(bundle, own, head, spec, obs_dim)
                     copied.update(stems)
                     source += f"; {note}"
@@ -294,9 +302,10 @@ def load_components(
     with torch.no_grad():
         policy.load_state_dict(policy_state(policy, to_load), strict=False)
     if hasattr(policy, "sync_targets"):
-        policy.sync_targets()
-    if getattr(policy, "column", None) is not None:
-        shapes = {f"column.{k}": list(v.shape) for k, v in policy.column.state_dict().items()}
+        policy.sync_targets()  # type: ignore[operator]
+    column = getattr(policy, "column", None)
+    if column is not None:
+        shapes = {f"column.{k}": list(v.shape) for k, v in column.state_dict().items()}
         report.append({"component": "column", "status": "fresh", "loaded": False, "source": "", "shapes": shapes})
     return report
 
@@ -489,7 +498,7 @@ def transfer(
             f"the probe of source heads took {charged} target steps, the budget is {budget}: raise "
             "'transfer.timesteps' or lower 'transfer.probe_episodes'"
         )
-    model.lineage = lineage  # saved with the model: PPO.load(...).lineage
+    model.lineage = lineage  # type: ignore[attr-defined]  # saved with the model: PPO.load(...).lineage
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"

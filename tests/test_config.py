@@ -29,7 +29,8 @@ def test_bad_keys_are_named_with_what_is_allowed():
         load_config({"family": "cartpole", "agent": {"algo": "a2c", "encoderr": {}}})
     msg = str(err.value)
     assert "config key 'agent.algo'" in msg and "'ppo', 'sac' or 'dqn'" in msg
-    assert "config key 'agent.encoderr': unknown key; allowed keys here: algo, encoder" in msg
+    assert "config key 'agent.encoderr': unknown key (did you mean 'encoder'?); allowed keys here: algo, encoder" in msg
+    assert "(got 'a2c')" in msg and "did you mean 'sac'" not in msg  # nothing close: no suggestion
 
 
 def test_registry_checks_name_the_key():

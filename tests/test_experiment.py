@@ -640,3 +640,48 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
     # Another config altogether is still refused.
     with pytest.raises(UserInputError, match="holds results of a different config"):
         rltransfer.run_experiment(cfg2, ["transfer.timesteps=512"], progress=False, echo=False)
+
+
+def test_a_rerun_says_that_it_reuses_every_run(finished, tmp_path, capsys):
+    cfg, res = finished
+    shutil.copytree(res.run_dir, tmp_path / "runs" / res.run_dir.name)  # the shared fixture stays as it is
+    rltransfer.run_experiment({**cfg, "output_dir": str(tmp_path / "runs")}, progress=False, echo=True)
+    out = capsys.readouterr().out
+    assert "6 of 6 runs re-used, 0 to run" in out
+    assert out.index("6 of 6 runs re-used") < out.index("very-long-heavy: ")  # before the table
+
+
+def test_progress_without_a_terminal_is_plain_periodic_lines(capsys):
+    from rltransfer.experiment import ProgressLines
+
+    now = [0.0]
+    lines = ProgressLines(total=5, done=1, clock=lambda: now[0])
+    for t in (10.0, 31.0, 40.0, 45.0):  # a line at 31 s (30 s since the start), and at the last run
+        now[0] = t
+        lines.update(in_flight=1, failed=0)
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "runs: 3/5 done, 1 in flight, 0 failed (31 s)",
+        "runs: 5/5 done, 1 in flight, 0 failed (45 s)",
+    ]
+    assert "\r" not in err
+
+
+def test_a_damaged_bundle_is_said_and_runs_of_another_bundle_are_not_kept(finished, tmp_path, capsys):
+    cfg, res = finished
+    run_dir = tmp_path / "runs" / res.run_dir.name
+    shutil.copytree(res.run_dir, run_dir)  # the shared fixture stays as it is
+    cfg = {**cfg, "output_dir": str(tmp_path / "runs")}
+    (run_dir / "pretrain" / "bundle" / "bundle.json").write_text("{not json")
+    # One finished run says it loaded other weights than the bundle's (as if an earlier bundle's run).
+    path = run_dir / "runs" / "very-long-heavy" / "finetune" / "seed-0" / "result.json"
+    result = json.loads(path.read_text())
+    path.write_text(json.dumps({**result, "bundle_sha256": "0" * 64}))
+    rltransfer.run_experiment(cfg, progress=False, echo=True)
+    captured = capsys.readouterr()
+    assert "pre-training seed 0: its bundle is damaged" in captured.err and "trained again" in captured.err
+    assert "1 finished run(s) loaded a bundle that was since trained again" in captured.err
+    assert "5 of 6 runs re-used, 1 to run" in captured.out
+    # Pre-training is deterministic: the bundle trained again is the one the other runs loaded.
+    rerun = json.loads(path.read_text())
+    assert rerun["bundle_sha256"] == result["bundle_sha256"] and rerun["curve"] == result["curve"]

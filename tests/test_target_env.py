@@ -36,7 +36,7 @@ def run(request, tmp_path_factory):
         "pretrain": {"timesteps": 384, "envs_per_task": 1}, "transfer": {"head_init": "nearest"}, "output_dir": str(tmp),
     }  # fmt: skip
     bundle = rltransfer.load_bundle(rltransfer.pretrain(cfg).bundle_path)
-    res = rltransfer.transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=128, out_dir=tmp / "run")
+    rltransfer.transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=128, out_dir=tmp / "run")
     return algo, bundle, tmp / "run"
 
 

@@ -304,7 +304,8 @@ def test_bad_strategy_input_is_named(cfg, bundle):
     with pytest.raises(ConfigError, match=r"transfer.strategies\[1\]': unknown strategy 'finetuned'"):
         resolve(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,finetuned]"]))
     with pytest.raises(
-        ConfigError, match="strategy_params.adapter.rnk': unknown parameter; allowed: load, freeze, rank"
+        ConfigError,
+        match=r"strategy_params.adapter.rnk': unknown parameter \(did you mean 'rank'\?\); allowed: load, freeze, rank",
     ):
         resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {rnk: 2}}"]))
     with pytest.raises(ConfigError, match="strategy_params.lr_scaled.lr_scale': expected a non-negative number"):
