@@ -175,3 +175,23 @@ ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder, "cnn": Cn
 def register_encoder(name: str, cls: type[BaseFeaturesExtractor]) -> None:
     """Make an encoder class available to configs as ``agent.encoder.type: <name>``."""
     ENCODERS[name] = cls
+
+
+ENTRY_POINTS = "rltransfer.encoders"
+"""A package exposes encoders as ``<type> = "module:Class"`` in this group (an SB3 features extractor)."""
+
+
+def _load_plugins() -> None:
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        try:
+            cls = ep.load()
+        except Exception as err:  # a broken plugin is named, not hidden
+            raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) failed to load: {err}") from None
+        if not (isinstance(cls, type) and issubclass(cls, BaseFeaturesExtractor)):
+            raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) is not an SB3 BaseFeaturesExtractor")
+        ENCODERS.setdefault(ep.name, cls)
+
+
+_load_plugins()

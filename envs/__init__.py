@@ -4,7 +4,7 @@ from rltransfer.envs.conditioning import CONDITIONINGS, conditioned_space, condi
 from rltransfer.envs.family import SPLITS, Family, Parameter, Task, TaskError
 from rltransfer.envs.mixed import TaskSpaces
 from rltransfer.envs.multitask import MultiTaskVecEnv, check_spaces, task_layout
-from rltransfer.envs.registry import get_family, list_families, register_family
+from rltransfer.envs.registry import family_of, get_family, list_families, register_declared, register_family
 
 __all__ = [
     "CONDITIONINGS",
@@ -19,7 +19,9 @@ __all__ = [
     "Parameter",
     "Task",
     "TaskError",
+    "family_of",
     "get_family",
+    "register_declared",
     "list_families",
     "register_family",
 ]

@@ -22,9 +22,15 @@ def build_cartpole(params: Mapping[str, float]) -> gym.Env:
     cp.masscart = params["masscart"]
     cp.gravity = params["gravity"]
     cp.force_mag = params["force_mag"]
+    recompute(cp, params)
+    return env
+
+
+def recompute(cp: gym.Env, params: Mapping[str, float]) -> None:
+    """The quantities CartPole derives from its masses and length in ``__init__``, again (a family
+    declared as data over ``CartPole-v1`` names this as its ``derived`` hook)."""
     cp.total_mass = cp.masspole + cp.masscart
     cp.polemass_length = cp.masspole * cp.length
-    return env
 
 
 PARAMETERS = [

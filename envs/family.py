@@ -97,6 +97,8 @@ class Family:
         description: str = "",
     ) -> None:
         self.name = name
+        self.spec: dict[str, Any] | None = None
+        """The declaration of a family declared as data (:mod:`rltransfer.envs.declared`); None for code."""
         self.parameters: dict[str, Parameter] = {p.name: p for p in parameters}
         self._build = build
         self.description = description

@@ -30,10 +30,31 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _family_arg(name: str) -> str:
+    """A family's name; a YAML file declaring one is registered first (its name returned)."""
+    from pathlib import Path
+
+    if not name.endswith((".yaml", ".yml")):
+        return name
+    from pydantic import ValidationError
+
+    from rltransfer.config import FamilySpec, read_yaml
+    from rltransfer.envs import register_declared
+
+    try:
+        spec = FamilySpec.model_validate(read_yaml(Path(name)))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise UserInputError(f"family file '{name}': {problems}") from None
+    return register_declared(spec.model_dump()).name
+
+
 def cmd_families(args: argparse.Namespace) -> int:
     from rltransfer.envs import get_family, list_families
 
-    names = [args.name] if args.name else list_families()
+    names = [_family_arg(args.name)] if args.name else list_families()
+    if args.check:
+        return _check_families(names)
     described = [get_family(n).describe() for n in names]
     if args.json:
         print(json.dumps(described, indent=2))
@@ -53,6 +74,20 @@ def cmd_families(args: argparse.Namespace) -> int:
             print(f"  threshold: {fam['reward_threshold']} ({fam['threshold_note']})")
         print()
     return 0
+
+
+def _check_families(names: list[str]) -> int:
+    from rltransfer.envs import get_family
+    from rltransfer.envs.checks import check_family
+
+    failed = 0
+    for name in names:
+        print(f"{name}:")
+        for check in check_family(get_family(name)):
+            failed += not check.ok
+            print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}" + (f": {check.detail}" if check.detail else ""))
+    print(f"{failed} check(s) failed" if failed else "every check passed")
+    return 1 if failed else 0
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -182,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import MODULE first (it registers families, strategies or encoders); with a config, its workers too",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -260,10 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "families", help="list families, their parameters, tasks and splits",
-        epilog="example:\n  rltransfer families cartpole", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "families", help="list families, their parameters, tasks and splits; --check tests one",
+        epilog="examples:\n  rltransfer families cartpole\n  rltransfer families --check configs/families/cheetah.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("name", nargs="?", help="one family (default: all)")
+    p.add_argument("name", nargs="?", help="one family, or a YAML file declaring one (default: all)")
+    p.add_argument(
+        "--check", action="store_true",
+        help="Gymnasium's env checker on every task, each parameter's effect, no state shared between tasks",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_families)
 
@@ -308,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rltransfer.experiment import Interrupted
 
     try:
+        if args.imports:
+            from rltransfer.validation import import_modules
+
+            import_modules(args.imports, key="--import")
+            if hasattr(args, "overrides"):  # the config's workers import them too
+                args.overrides = [*args.overrides, f"imports={json.dumps(args.imports)}"]
         return int(args.func(args))
     except Interrupted as err:
         print(f"rltransfer: {err}", file=sys.stderr)

@@ -156,6 +156,53 @@ class RunnerConfig(_Strict):
     with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.run_reuse`)."""
 
 
+class ParameterSpec(_Strict):
+    """One parameter of a family declared as data: its range, and where it goes in the env."""
+
+    default: float
+    low: float
+    high: float
+    integer: bool = False
+    doc: str = ""
+    kwarg: str | None = None
+    """A constructor argument of ``gym.make(env_id, ...)``."""
+    attribute: str | None = None
+    """A path on ``env.unwrapped``: names joined by dots, at most one ``[index]`` or ``[a:b]``
+    (``model.body_mass[1]``, ``model.opt.gravity[2]``)."""
+    mode: Literal["set", "scale"] = "set"
+    """``set``: the value goes there; ``scale``: what is there is multiplied by it (attributes only)."""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ParameterSpec:
+        if (self.kwarg is None) == (self.attribute is None):
+            raise ValueError(
+                "give exactly one of 'kwarg' (a constructor argument) or 'attribute' (a path on env.unwrapped)"
+            )
+        if self.mode == "scale" and self.attribute is None:
+            raise ValueError("mode 'scale' applies to an attribute only")
+        if not self.low <= self.default <= self.high:
+            raise ValueError(f"default {self.default} outside [low, high] = [{self.low}, {self.high}]")
+        return self
+
+
+class FamilySpec(_Strict):
+    """A family declared as data over a registered Gymnasium id (see :mod:`rltransfer.envs.declared`)."""
+
+    name: str
+    env_id: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    parameters: dict[str, ParameterSpec]
+    tasks: dict[str, dict[str, float]]
+    sources: list[str]
+    targets: dict[str, Literal["interpolation", "extrapolation"]] | list[str]
+    reward_threshold: float | None = None
+    threshold_note: str = ""
+    derived: str | None = None
+    """``module:function``, called as ``function(env.unwrapped, params)`` after the parameters are set:
+    it recomputes quantities the env derives from them (CartPole's ``total_mass``, say)."""
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: family, tasks, agent, pre-training, transfer, evaluation, runner."""
 
@@ -163,7 +210,13 @@ class ExperimentConfig(_Strict):
     """Experiment name; output goes to ``<output_dir>/<name>/``."""
     output_dir: str = "runs"
     family: str
-    """A registered family (``rltransfer families`` lists them)."""
+    """A registered family (``rltransfer families`` lists them), or one of :attr:`families`."""
+    families: list[FamilySpec] = Field(default_factory=list)
+    """Families declared as data, inline or in YAML files the config names (a path is read, relative to
+    the config file, and the resolved config holds the declaration)."""
+    imports: list[str] = Field(default_factory=list)
+    """Modules imported before anything runs, in the driver and in every worker (families, strategies
+    or encoders they register)."""
     source_tasks: list[TaskSpec] | None = None
     """Task names or parameter dicts (default: the family's source tasks)."""
     target_tasks: list[TaskSpec] | None = None
@@ -188,7 +241,13 @@ class ExperimentConfig(_Strict):
         return Path(self.output_dir) / self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The resolved config as data; ``families`` and ``imports`` only where given (a config of a
+        shipped family resolves to what it did before they existed)."""
+        data = self.model_dump(mode="json")
+        for key in ("families", "imports"):
+            if not data[key]:
+                del data[key]
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -299,6 +358,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _read_family_files(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``families`` entries that name files (relative to ``base``, the config's directory) replaced by
+    the declarations they hold."""
+    entries = data.get("families")
+    if not isinstance(entries, list) or not any(isinstance(e, str) for e in entries):
+        return data
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            path = Path(entry) if Path(entry).is_absolute() or not (base / entry).exists() else base / entry
+            if not path.is_file():
+                raise ConfigError(f"config key 'families[{i}]': file '{entry}' not found (relative to '{base}')")
+            try:
+                entry = read_yaml(path)
+            except ConfigError as err:
+                raise ConfigError(f"config key 'families[{i}]': {err}") from None
+        out.append(entry)
+    return {**data, "families": out}
+
+
 def load_config(
     config: str | Path | Mapping[str, Any] | ExperimentConfig,
     overrides: Iterable[str] | Mapping[str, Any] = (),
@@ -307,13 +386,16 @@ def load_config(
 
     :raises ConfigError: naming every wrong key and what is allowed.
     """
+    base = Path.cwd()
     if isinstance(config, ExperimentConfig):
         data = config.to_dict()
     elif isinstance(config, Mapping):
         data = dict(config)
     else:
         data = read_yaml(config)
+        base = Path(config).parent
     data = apply_overrides(data, overrides)
+    data = _read_family_files(data, base)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:

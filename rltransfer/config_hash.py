@@ -66,11 +66,17 @@ def accepted_hashes(chash: str, previous: Mapping[str, str]) -> list[str]:
 
 
 def comparable_config(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The config as hashes see it: without what never changes a result (name, output_dir, runner, the grid's
-    strategies and seeds, strategies' parameters, thresholds, the pre-training gate)."""
+    """The config as hashes see it: without what never changes a result (name, output_dir, runner, imports,
+    declared families other than the experiment's, the grid's strategies and seeds, strategies' parameters,
+    thresholds, the pre-training gate)."""
     data = copy.deepcopy(dict(cfg)) if isinstance(cfg, Mapping) else cfg.to_dict()
-    for key in ("name", "output_dir", "runner"):
+    for key in ("name", "output_dir", "runner", "imports"):
         data.pop(key, None)
+    # Of the declared families, the one the experiment uses, by what it declares (none: no key, so a
+    # config of a shipped family keeps the hash it had before families could be declared).
+    used = [f for f in data.pop("families", None) or [] if f.get("name") == data.get("family")]
+    if used:
+        data["family_spec"] = used[0]
     for key in ("min_source_score", "max_seeds"):
         data["pretrain"].pop(key, None)
     data["transfer"] = {k: v for k, v in data["transfer"].items() if k not in ("strategies", "seeds")}

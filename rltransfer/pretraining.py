@@ -123,6 +123,7 @@ def pretrain(
         model.policy,
         {
             "family": cfg.family,
+            **({"family_spec": setup.family.spec} if setup.family.spec else {}),  # a family declared as data
             "conditioning": cfg.conditioning,
             "source_tasks": [t.to_dict() for t in setup.sources],
             "algo": cfg.agent.algo,

@@ -238,3 +238,23 @@ def kickstart(params: Mapping[str, Any]) -> Plan:
         teacher=True,
         algo_kwargs={"beta": float(params["beta"]), "anneal": float(params["anneal"])},
     )
+
+
+ENTRY_POINTS = "rltransfer.strategies"
+"""A package exposes strategies as ``name = "module:function"`` in this group; the function registers
+them (:func:`register_strategy`) and is called once, when this module is first imported."""
+
+
+def _load_plugins() -> None:
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        try:
+            ep.load()()
+        except Exception as err:  # a broken plugin is named, not hidden
+            raise ConfigError(
+                f"the strategy plugin '{ep.name}' ({ep.value}) failed to load: {type(err).__name__}: {err}"
+            ) from None
+
+
+_load_plugins()

@@ -43,6 +43,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> d
     return {
         "algo": bundle.algo,
         "family": bundle.family,
+        "family_spec": bundle.manifest.get("family_spec"),
         "conditioning": bundle.conditioning,
         "source_tasks": list(bundle.task_names),
         "target": {"name": target["name"], "params": dict(target["params"])},
@@ -85,9 +86,9 @@ class TargetObservation(gym.ObservationWrapper):
 
 def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]]:
     """The ``context`` entry of ``task`` for an agent of ``record`` (none without conditioning)."""
-    from rltransfer.envs import TaskError, conditioning_vector, get_family
+    from rltransfer.envs import TaskError, conditioning_vector, family_of
 
-    family = get_family(record["family"])
+    family = family_of(record["family"], record.get("family_spec"))
     try:
         task = family.task(task)
     except TaskError as err:
@@ -168,12 +169,12 @@ def evaluate(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rltransfer.agents import get_algorithm
-    from rltransfer.envs import TaskError, get_family
+    from rltransfer.envs import TaskError, family_of
 
     if episodes < 1:
         raise UserInputError(f"--episodes must be >= 1, got {episodes}")
     record, _, _ = read_record(model)
-    family = get_family(record["family"])
+    family = family_of(record["family"], record.get("family_spec"))
     try:
         task = family.task(
             target if target is not None else {"name": record["target"]["name"], **record["target"]["params"]}

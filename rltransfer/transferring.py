@@ -320,10 +320,10 @@ def make_target_env(
         Dict; ``None``: as the bundle's algorithm trains (flat for DQN and SAC without normalisation).
         ``False`` suits SB3's ``MultiInputPolicy``.
     """
-    from rltransfer.envs import get_family
+    from rltransfer.envs import family_of
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    family = get_family(bundle.family)
+    family = family_of(bundle.family, bundle.manifest.get("family_spec"))
     spec = locate_target(bundle, family, family.task(task, where="target"))
     env = target_env(bundle, family, spec, n_envs, flat)
     return with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)

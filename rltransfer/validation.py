@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rltransfer.agents import ALGORITHMS, TRUNK_SIDES
 from rltransfer.config import ExperimentConfig
-from rltransfer.envs import Family, Task, TaskError, get_family, task_layout
+from rltransfer.envs import Family, Task, TaskError, get_family, register_declared, task_layout
 from rltransfer.errors import ConfigError, did_you_mean
 
 SUPPORTED_ALGOS = tuple(ALGORITHMS)
@@ -177,8 +179,25 @@ def check_strategies(config: ExperimentConfig) -> None:
             pass
 
 
+def import_modules(modules: Sequence[str], key: str = "imports") -> None:
+    """Import ``modules`` (what they register becomes available); a clear error for one that fails."""
+    for i, name in enumerate(modules):
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # ImportError, or an error the module raises while importing
+            raise ConfigError(
+                f"config key '{key}[{i}]': importing '{name}' failed: {type(err).__name__}: {err}"
+            ) from None
+
+
 def resolve(config: ExperimentConfig) -> Setup:
     """Validate ``config`` against the registries and resolve its source and target tasks."""
+    import_modules(config.imports)
+    for i, spec in enumerate(config.families):
+        try:
+            register_declared(spec.model_dump())
+        except TaskError as err:
+            raise ConfigError(f"config key 'families[{i}]': {err}") from None
     try:
         family = get_family(config.family)
     except TaskError as err:

@@ -1,0 +1,120 @@
+"""``rltransfer families --check``: is a family what the pipeline assumes?
+
+- every task passes Gymnasium's env checker;
+- every parameter changes the dynamics: the same reset seed and the same actions, with the parameter at
+  its default and at the end of its range farther from it, give different observations;
+- no state leaks between tasks in one process: a task's trajectory is the same before and after other
+  tasks are built and run, and an env built before them runs as one built after (a setting written to a
+  module or a class, not to the instance, fails this).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils.env_checker import check_env
+
+from rltransfer.envs.family import Family, Task
+
+STEPS = 200
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def trajectory(env: gym.Env, seed: int = 0, steps: int = STEPS) -> np.ndarray:
+    """The observations of ``steps`` seeded random actions from a reset with ``seed`` (resets again, with
+    the next seeds, where an episode ends), flattened into one array."""
+    space = env.action_space
+    space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [np.asarray(obs, dtype=float).ravel()]
+    episode = 0
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(space.sample())
+        out.append(np.asarray(obs, dtype=float).ravel())
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+            out.append(np.asarray(obs, dtype=float).ravel())
+    return np.concatenate(out)
+
+
+def _plain(message: str) -> str:
+    """A checker warning without its colour codes and prefix, on one line."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", message).splitlines()[0].removeprefix("WARN: ").strip()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def check_tasks(family: Family) -> list[Check]:
+    """Gymnasium's env checker on every task."""
+    out = []
+    for name, task in family.tasks.items():
+        env = family.make(task)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                check_env(env.unwrapped, skip_render_check=True)
+            notes = sorted({_plain(str(w.message)) for w in caught})
+            out.append(Check(f"env checker: {name}", True, ("warnings: " + "; ".join(notes)) if notes else ""))
+        except Exception as err:  # the checker's assertion, or the env's own failure
+            out.append(Check(f"env checker: {name}", False, f"{type(err).__name__}: {err}"))
+        finally:
+            env.close()
+    return out
+
+
+def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
+    """Each parameter, at the end of its range farther from its default, changes the trajectory."""
+    base = family.task({}, where="check")
+    reference = trajectory(family.make(base), steps=steps)
+    out = []
+    for p in family.parameters.values():
+        other = p.low if abs(p.low - p.default) > abs(p.high - p.default) else p.high
+        if other == p.default:
+            out.append(Check(f"parameter {p.name}", True, "its range is one value: nothing to vary"))
+            continue
+        moved = trajectory(family.make(family.task({p.name: other}, where="check")), steps=steps)
+        ok = not _same(reference, moved)
+        detail = f"{p.default:g} -> {other:g}: " + ("the trajectory changes" if ok else f"the same {steps} steps")
+        out.append(Check(f"parameter {p.name}", ok, detail if ok else detail + ": it has no effect on the dynamics"))
+    return out
+
+
+def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
+    """A task's trajectory does not depend on which other tasks were built or run in the process."""
+    tasks: list[Task] = list(family.tasks.values())
+    first = tasks[0]
+    early = family.make(first)  # built before the others
+    alone = trajectory(family.make(first), steps=steps)
+    others = [family.make(t) for t in tasks[1:]]  # alive together, each run once
+    for env in others:
+        trajectory(env, steps=steps)
+    before = trajectory(early, steps=steps)  # before anything of its own task is built again
+    again = trajectory(family.make(first), steps=steps)
+    ok = _same(alone, again) and _same(alone, before)
+    detail = (
+        f"'{first.name}' runs the same before and after the {len(others)} other task(s) are built and run"
+        if ok
+        else f"'{first.name}' runs differently once other tasks are built: a setting reaches beyond its instance "
+        "(a module or class attribute?)"
+    )
+    return [Check("no state shared between tasks", ok, detail)]
+
+
+def check_family(family: Family, steps: int = STEPS) -> list[Check]:
+    """Every check of this module, in order."""
+    return check_tasks(family) + check_parameters(family, steps) + check_isolation(family, steps)

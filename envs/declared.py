@@ -1,0 +1,178 @@
+"""Families as data: a family declared over any registered Gymnasium id, its parameters set as
+constructor arguments or as attributes of ``env.unwrapped``.
+
+A declaration (a mapping; rltransfer's config validates its types, see ``FamilySpec`` there)::
+
+    name: cheetah-mass
+    env_id: HalfCheetah-v5
+    kwargs: {}                                    # constructor arguments every task shares
+    parameters:
+      torso_mass: {default: 1.0, low: 0.3, high: 3.0, attribute: "model.body_mass[1]", mode: scale}
+      gravity: {default: -9.81, low: -20.0, high: -2.0, attribute: "model.opt.gravity[2]"}
+      ctrl_cost: {default: 0.1, low: 0.0, high: 1.0, kwarg: ctrl_cost_weight}
+    tasks: {default: {}, heavy: {torso_mass: 2.0}}
+    sources: [default]
+    targets: {heavy: extrapolation}
+    derived: my_module:recompute                  # optional: called as recompute(env.unwrapped, params)
+
+An attribute path is names joined by dots, optionally ending in one index or slice (``[1]``, ``[1:]``,
+``[:, 0]`` is not supported). ``mode: set`` (the default) writes the value there; ``mode: scale``
+multiplies what is there (the env's own value, each task building a fresh env) by it. Every setting acts
+on the built instance only: nothing module- or class-level is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rltransfer.envs.family import Family, Parameter, TaskError, did_you_mean
+
+_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\[(-?\d*)(?::(-?\d*))?\])?$")
+
+
+def parse_path(path: str) -> tuple[list[str], int | slice | None]:
+    """``"model.body_mass[1]"`` -> (["model", "body_mass"], 1); a slice for ``[a:b]``; None without index."""
+    m = _PATH.match(path.replace(" ", ""))
+    if not m:
+        raise TaskError(f"attribute path '{path}': expected names joined by dots, with at most one [index] or [a:b]")
+    names = m.group(1).split(".")
+    if m.group(2) is None and m.group(3) is None and "[" not in path:
+        return names, None
+    if ":" in path:
+        lo, hi = m.group(2), m.group(3)
+        return names, slice(int(lo) if lo else None, int(hi) if hi else None)
+    return names, int(m.group(2))
+
+
+def _owner(env: Any, names: list[str], where: str) -> Any:
+    obj = env
+    for name in names[:-1]:
+        if not hasattr(obj, name):
+            raise TaskError(f"{where}: {type(obj).__name__} has no attribute '{name}'{_suggest(obj, name)}")
+        obj = getattr(obj, name)
+    if not hasattr(obj, names[-1]):
+        raise TaskError(f"{where}: {type(obj).__name__} has no attribute '{names[-1]}'{_suggest(obj, names[-1])}")
+    return obj
+
+
+def _suggest(obj: Any, name: str) -> str:
+    return did_you_mean(name, [a for a in dir(obj) if not a.startswith("_")])
+
+
+def read(env: Any, path: str, where: str = "attribute") -> Any:
+    """The numeric value at ``path`` on ``env`` (a number, or an array's element or slice)."""
+    names, index = parse_path(path)
+    value = getattr(_owner(env, names, where), names[-1])
+    if index is not None:
+        if not isinstance(value, np.ndarray):
+            raise TaskError(f"{where}: '{'.'.join(names)}' is a {type(value).__name__}, not an array to index")
+        try:
+            value = value[index]
+        except IndexError:
+            raise TaskError(f"{where}: index {index} outside '{'.'.join(names)}' of shape {value.shape}") from None
+    numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not numeric and not (isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.number)):
+        raise TaskError(f"{where}: '{path}' holds a {type(value).__name__}, not a number")
+    return value
+
+
+def write(env: Any, path: str, value: float, mode: str = "set", where: str = "attribute") -> None:
+    """Set (``mode="set"``) or multiply (``"scale"``) the number(s) at ``path`` on ``env`` by ``value``."""
+    current = read(env, path, where)
+    names, index = parse_path(path)
+    owner = _owner(env, names, where)
+    if isinstance(current, np.ndarray) or index is not None:
+        array = getattr(owner, names[-1])
+        target = slice(None) if index is None else index
+        array[target] = array[target] * value if mode == "scale" else value  # in place: the instance's own
+        return
+    new = current * value if mode == "scale" else value
+    setattr(owner, names[-1], type(current)(new) if isinstance(current, (int, float)) else new)
+
+
+def _hook(ref: str) -> Callable[[Any, Mapping[str, float]], None]:
+    module, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise TaskError(f"derived '{ref}': cannot import it ({err}); expected 'module:function'") from None
+    if not callable(fn):
+        raise TaskError(f"derived '{ref}' is not a function")
+    return fn
+
+
+class DeclaredBuilder:
+    """``params -> env`` for a declared family: ``gym.make(env_id, **kwargs)``, then the attributes."""
+
+    def __init__(self, spec: Mapping[str, Any]):
+        self.env_id = spec["env_id"]
+        self.kwargs = dict(spec.get("kwargs") or {})
+        self.parameters = {n: dict(p) for n, p in spec["parameters"].items()}
+        self.derived = _hook(spec["derived"]) if spec.get("derived") else None
+
+    def __call__(self, params: Mapping[str, float]) -> gym.Env:
+        kwargs = dict(self.kwargs)
+        for name, p in self.parameters.items():
+            if p.get("kwarg"):
+                kwargs[p["kwarg"]] = _typed(params[name], p)
+        env = gym.make(self.env_id, **kwargs)
+        for name, p in self.parameters.items():
+            if p.get("attribute"):
+                write(
+                    env.unwrapped, p["attribute"], _typed(params[name], p), p.get("mode", "set"), f"parameter '{name}'"
+                )
+        if self.derived is not None:
+            self.derived(env.unwrapped, dict(params))
+        return env
+
+
+def _typed(value: float, p: Mapping[str, Any]) -> float | int:
+    return int(round(value)) if p.get("integer") else float(value)
+
+
+def declared_family(spec: Mapping[str, Any]) -> Family:
+    """The family ``spec`` declares, checked against the real env: the id is registered, every
+    constructor argument is accepted and every attribute exists and holds a number."""
+    name = spec["name"]
+    where = f"family '{name}'"
+    if spec["env_id"] not in gym.registry:
+        raise TaskError(
+            f"{where}: env_id '{spec['env_id']}' is not a registered Gymnasium id{did_you_mean(spec['env_id'], gym.registry)}"
+        )
+    parameters = [
+        Parameter(n, float(p["default"]), float(p["low"]), float(p["high"]), p.get("doc", ""), bool(p.get("integer")))
+        for n, p in spec["parameters"].items()
+    ]
+    builder = DeclaredBuilder(spec)
+    defaults = {p.name: p.default for p in parameters}
+    try:
+        env = gym.make(builder.env_id, **{**builder.kwargs, **{
+            p["kwarg"]: _typed(defaults[n], p) for n, p in builder.parameters.items() if p.get("kwarg")
+        }})  # fmt: skip
+    except TypeError as err:
+        raise TaskError(f"{where}: '{spec['env_id']}' refuses its constructor arguments: {err}") from None
+    try:
+        for n, p in builder.parameters.items():
+            if p.get("attribute"):
+                read(env.unwrapped, p["attribute"], f"{where}, parameter '{n}'")
+    finally:
+        env.close()
+    family = Family(
+        name=name,
+        parameters=parameters,
+        build=builder,
+        tasks=spec["tasks"],
+        source=spec["sources"],
+        targets=spec["targets"],
+        reward_threshold=spec.get("reward_threshold"),
+        threshold_note=spec.get("threshold_note", ""),
+        description=spec.get("description", "") or f"{spec['env_id']} (declared as data)",
+    )
+    family.spec = dict(spec)
+    return family

@@ -1,0 +1,198 @@
+"""Families as data (YAML over a Gymnasium id), families from an installed plugin package, and
+`rltransfer families --check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+from rltransfer.cli import main
+from rltransfer.config import FamilySpec, load_config
+from rltransfer.envs import Family, Parameter, get_family, register_declared
+from rltransfer.envs.checks import check_family, trajectory
+from rltransfer.envs.declared import parse_path, read, write
+from rltransfer.errors import ConfigError
+from rltransfer.validation import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+DECLARED = ROOT / "configs" / "families" / "cartpole-declared.yaml"
+PLUGIN = Path(__file__).parent / "plugin"
+TINY = {
+    "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}, "encoder": {"hidden": [16]},
+              "trunk": {"pi": [16], "vf": [16]}},
+    "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 2},
+    "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch", "finetune"], "head_init": "nearest"},
+    "evaluation": {"every": 128, "episodes": 2},
+}  # fmt: skip
+
+
+def spec(**changes) -> dict:
+    data = yaml.safe_load(DECLARED.read_text())
+    data.update(changes)
+    return FamilySpec.model_validate(data).model_dump()
+
+
+def test_a_declared_family_is_the_code_family_it_restates():
+    declared, code = register_declared(spec()), get_family("cartpole")
+    for task in ("default", "very-long-heavy", "medium"):
+        a, b = declared.make(task), code.make(task)
+        np.testing.assert_array_equal(trajectory(a, seed=4), trajectory(b, seed=4), err_msg=task)
+    assert declared.target_tasks == {"medium": "interpolation", "very-long-heavy": "extrapolation"}
+
+
+def test_attribute_paths_set_and_scale_nested_array_elements():
+    class Model:
+        def __init__(self):
+            self.body_mass = np.array([0.0, 2.0, 3.0])
+            self.opt = type("Opt", (), {})()
+            self.opt.gravity = np.array([0.0, 0.0, -9.81])
+
+    env = type("Env", (), {})()
+    env.model, env.tau = Model(), 0.02
+    assert parse_path("model.body_mass[1:]") == (["model", "body_mass"], slice(1, None))
+    write(env, "model.body_mass[1:]", 2.0, "scale")
+    write(env, "model.opt.gravity[2]", -3.0)
+    write(env, "tau", 0.5, "scale")
+    np.testing.assert_array_equal(env.model.body_mass, [0.0, 4.0, 6.0])
+    assert env.model.opt.gravity[2] == -3.0 and env.tau == 0.01
+    with pytest.raises(Exception, match="has no attribute 'body_mas' \\(did you mean 'body_mass'\\?\\)"):
+        read(env, "model.body_mas[1]")
+    with pytest.raises(Exception, match="index 7 outside"):
+        read(env, "model.body_mass[7]")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"env_id": "CartPole-v9"}, "not a registered Gymnasium id"),
+        ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "attribute": "lenght"}}},
+         "has no attribute 'lenght' (did you mean 'length'?)"),
+        ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "attribute": "spec"}}}, "not a number"),
+        ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "kwarg": "pole"}}}, "refuses its constructor"),
+        ({"derived": "nowhere.module:fn"}, "cannot import it"),
+    ],
+)  # fmt: skip
+def test_a_declaration_is_checked_against_the_real_env(changes, message):
+    data = yaml.safe_load(DECLARED.read_text())
+    data.update(changes, name="broken-declared")
+    data["tasks"] = {k: {p: v for p, v in t.items() if p in data["parameters"]} for k, t in data["tasks"].items()}
+    cfg = {"family": "broken-declared", "families": [data], **TINY}
+    with pytest.raises(ConfigError) as err:
+        resolve(load_config(cfg))
+    assert "config key 'families[0]'" in str(err.value) and message in str(err.value)
+
+
+def test_a_config_names_a_family_file_and_its_resolved_config_holds_the_declaration(tmp_path):
+    (tmp_path / "fam.yaml").write_text(DECLARED.read_text())
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"family": "cartpole-declared", "families": ["fam.yaml"]}))
+    cfg = load_config(tmp_path / "exp.yaml")
+    assert cfg.families[0].name == "cartpole-declared" and cfg.families[0].derived.endswith(":recompute")
+    assert load_config(cfg.to_dict()) == cfg  # what a worker receives: data, no file
+    with pytest.raises(ConfigError, match=r"config key 'families\[0\]': file 'nope.yaml' not found"):
+        load_config({"family": "x", "families": ["nope.yaml"]})
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rltransfer.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_declared_family_runs_from_the_cli_on_two_workers_and_re_reports(tmp_path, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
+    cfg = {
+        "name": "declared", "output_dir": str(tmp_path / "runs"), "family": "cartpole-declared",
+        "families": [str(DECLARED)], "source_tasks": ["short", "long"], "target_tasks": ["very-long-heavy"],
+        **TINY, "runner": {"backend": backend, "workers": 2},
+    }  # fmt: skip
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_cli("experiment", str(tmp_path / "exp.yaml"), "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run_dir = tmp_path / "runs" / "declared"
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert summary["family"] == "cartpole-declared" and len(summary["rows"]) == 2
+    bundle = json.loads((run_dir / "pretrain" / "bundle" / "bundle.json").read_text())
+    assert bundle["family_spec"]["env_id"] == "CartPole-v1"  # the bundle carries its family
+    before = (run_dir / "report" / "summary.json").read_bytes()
+    res = run_cli("report", str(run_dir), cwd=tmp_path)  # a fresh process: nothing registered but the config
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "report" / "summary.json").read_bytes() == before
+
+
+def _install_plugin(site: Path) -> dict:
+    """The plugin package, installed as pip would: the package and its dist-info (entry points)."""
+    site.mkdir()
+    (site / "rltransfer_demo_plugin").symlink_to(PLUGIN / "rltransfer_demo_plugin")
+    info = site / "rltransfer_demo_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rltransfer-demo-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[rltransfer.families]\ndemo = rltransfer_demo_plugin:families\n\n"
+        "[rltransfer.strategies]\ndemo = rltransfer_demo_plugin:strategies\n"
+    )
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_path):
+    env = _install_plugin(tmp_path / "site")
+    res = run_cli("families", "demo-poles", env=env)
+    assert res.returncode == 0 and "a plugin's family" in res.stdout, res.stderr
+    cfg = {
+        "name": "plugin", "output_dir": str(tmp_path / "runs"), "family": "demo-poles", **TINY,
+        "transfer": {**TINY["transfer"], "strategies": ["scratch", "encoder_only"]}, "runner": {"workers": 2},
+    }  # fmt: skip
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_cli("experiment", str(tmp_path / "exp.yaml"), "--no-progress", env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "runs" / "plugin" / "report" / "summary.json").read_text())
+    assert [r["strategy"] for r in summary["rows"]] == ["scratch", "encoder_only"]
+    res = run_cli("report", str(tmp_path / "runs" / "plugin"), env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    # Without the package installed, the family is unknown: a clear message, exit 2.
+    res = run_cli("report", str(tmp_path / "runs" / "plugin"), cwd=tmp_path)
+    assert res.returncode == 2 and "unknown family 'demo-poles'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_families_check_passes_a_sound_family_and_catches_broken_ones(capsys):
+    assert main(["families", "--check", str(DECLARED)]) == 0
+    assert "every check passed" in capsys.readouterr().out
+
+    class Shared(gym.Wrapper):  # a builder that writes the pole's length where every instance reads it
+        length = 0.5
+
+        def step(self, action):
+            self.env.unwrapped.length = Shared.length
+            self.env.unwrapped.polemass_length = self.env.unwrapped.masspole * Shared.length
+            return self.env.step(action)
+
+    def leaky(params):
+        Shared.length = params["length"]
+        return Shared(gym.make("CartPole-v1"))
+
+    def ignores(params):  # 'gravity' is accepted and never set
+        env = gym.make("CartPole-v1")
+        env.unwrapped.length = params["length"]
+        env.unwrapped.polemass_length = env.unwrapped.masspole * params["length"]
+        return env
+
+    params = [Parameter("length", 0.5, 0.2, 2.0), Parameter("gravity", 9.8, 2.0, 20.0)]
+    tasks = {"default": {}, "long": {"length": 1.5}, "far": {"length": 1.8, "gravity": 15.0}}
+    broken = {
+        name: Family(name, params, build, tasks, ["default"], {"far": "extrapolation"})
+        for name, build in (("leaky", leaky), ("ignores", ignores))
+    }
+    leaky_checks = {c.name: c for c in check_family(broken["leaky"])}
+    assert not leaky_checks["no state shared between tasks"].ok
+    ignores_checks = {c.name: c for c in check_family(broken["ignores"])}
+    assert not ignores_checks["parameter gravity"].ok and "no effect" in ignores_checks["parameter gravity"].detail
+    assert ignores_checks["parameter length"].ok and ignores_checks["no state shared between tasks"].ok
