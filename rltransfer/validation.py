@@ -185,9 +185,8 @@ def import_modules(modules: Sequence[str], key: str = "imports") -> None:
         try:
             importlib.import_module(name)
         except Exception as err:  # ImportError, or an error the module raises while importing
-            raise ConfigError(
-                f"config key '{key}[{i}]': importing '{name}' failed: {type(err).__name__}: {err}"
-            ) from None
+            where = f"{key} {name}" if key.startswith("--") else f"config key '{key}[{i}]'"
+            raise ConfigError(f"{where}: importing '{name}' failed: {type(err).__name__}: {err}") from None
 
 
 def resolve(config: ExperimentConfig) -> Setup:

@@ -196,3 +196,36 @@ def test_families_check_passes_a_sound_family_and_catches_broken_ones(capsys):
     ignores_checks = {c.name: c for c in check_family(broken["ignores"])}
     assert not ignores_checks["parameter gravity"].ok and "no effect" in ignores_checks["parameter gravity"].detail
     assert ignores_checks["parameter length"].ok and ignores_checks["no state shared between tasks"].ok
+
+
+def test_import_registers_a_family_in_the_driver_and_in_every_worker(tmp_path):
+    (tmp_path / "my_family.py").write_text(
+        "import gymnasium as gym\n"
+        "from rltransfer.envs import Family, Parameter, register_family\n\n"
+        "def build(params):\n"
+        "    env = gym.make('CartPole-v1')\n"
+        "    env.unwrapped.gravity = params['gravity']\n"
+        "    return env\n\n"
+        "register_family(Family('my-gravity', [Parameter('gravity', 9.8, 2.0, 20.0)], build,\n"
+        "    {'low': {'gravity': 6.0}, 'default': {}, 'high': {'gravity': 16.0}}, ['low', 'default'], {'high': 'extrapolation'}),\n"
+        "    overwrite=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    assert run_cli("families", "my-gravity", env=env).returncode == 2  # not imported: unknown
+    res = run_cli("--import", "my_family", "families", "my-gravity", env=env)
+    assert res.returncode == 0 and "gravity" in res.stdout, res.stderr
+    cfg = {
+        "name": "imp",
+        "output_dir": str(tmp_path / "runs"),
+        "family": "my-gravity",
+        **TINY,
+        "runner": {"workers": 2},
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_cli(
+        "--import", "my_family", "experiment", str(tmp_path / "exp.yaml"), "--no-progress", env=env, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr  # the spawned workers imported it too: the config says so
+    assert yaml.safe_load((tmp_path / "runs" / "imp" / "config.yaml").read_text())["imports"] == ["my_family"]
+    res = run_cli("--import", "no_such_module", "families", env=env)
+    assert res.returncode == 2 and "--import no_such_module: importing 'no_such_module' failed" in res.stderr
