@@ -12,7 +12,9 @@ from rltransfer.envs import MultiTaskVecEnv
 
 
 class PerTaskLogger(BaseCallback):
-    """Records ``<prefix>/<task>/ep_return`` and ``ep_length`` (mean of the last 100 episodes).
+    """Records ``<prefix>/<task>/rollout_return_mean100`` and ``rollout_length_mean100``: the mean of the task's
+    last 100 training episodes (SB3's ``rollout/ep_rew_mean``, per task; the final evaluation, of the
+    deterministic policy, is ``<prefix>/<task>/final_eval_return``).
 
     Recorded at each rollout end, so it lands on the same TensorBoard step as SB3's own dump.
     """
@@ -35,8 +37,8 @@ class PerTaskLogger(BaseCallback):
             returns = self.env.episode_returns[name]
             if returns:
                 lengths = self.env.episode_lengths[name]
-                self.logger.record(f"{self.prefix}/{name}/ep_return", sum(returns) / len(returns))
-                self.logger.record(f"{self.prefix}/{name}/ep_length", sum(lengths) / len(lengths))
+                self.logger.record(f"{self.prefix}/{name}/rollout_return_mean100", sum(returns) / len(returns))
+                self.logger.record(f"{self.prefix}/{name}/rollout_length_mean100", sum(lengths) / len(lengths))
 
 
 def tensorboard_logger(log_dir: str | Path) -> Logger:

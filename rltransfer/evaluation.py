@@ -128,7 +128,8 @@ def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: st
 class Evaluator(BaseCallback):
     """Evaluates the agent at target step 0, every ``every`` steps, and at the budget; stops there.
 
-    Scores go to TensorBoard (``eval/return``, ``eval/score``) at their target step and to
+    Scores go to TensorBoard (``<tag>/return``, ``<tag>/score``; ``tag``: ``eval/<target>`` in a grid, so
+    that each target's runs share their charts with no other target's) at their target step and to
     :attr:`curve`. Training stops once the budget's evaluation is done, so every run ends at
     exactly the same nominal step. Parameters that become NaN or infinite raise
     :class:`NonFiniteError` naming the step.
@@ -150,9 +151,11 @@ class Evaluator(BaseCallback):
         deterministic: bool,
         normalise: Callable[[float], float],
         seed: int = 0,
+        tag: str = "eval",
     ):
         super().__init__()
         self.seed = seed
+        self.tag = tag
         self.make_env = make_env
         self.checkpoints = sorted({*range(0, budget, every), budget})
         self.episodes = episodes
@@ -200,8 +203,8 @@ class Evaluator(BaseCallback):
         logger = getattr(model, "_logger", None)  # none before a model's first learn() or set_logger()
         for fmt in logger.output_formats if logger else ():
             if isinstance(fmt, TensorBoardOutputFormat):
-                fmt.writer.add_scalar("eval/return", mean, step)
-                fmt.writer.add_scalar("eval/score", score, step)
+                fmt.writer.add_scalar(f"{self.tag}/return", mean, step)
+                fmt.writer.add_scalar(f"{self.tag}/score", score, step)
                 fmt.writer.flush()
 
     def _evaluate_due(self) -> bool:

@@ -396,15 +396,15 @@ def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tupl
     return out
 
 
-def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    import matplotlib
+Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+"""A strategy's learning curve over its runs: steps, IQM score, the 95% band's low and high, runs."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+def iqm_bands(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Band]:
+    """Each strategy's IQM curve with its 95% band at every evaluation (pre-trainings, then runs, resampled:
+    :func:`rltransfer.bootstrap.interval`), for the pictures and TensorBoard."""
+    out = {}
     for strategy, (steps, scores, pre) in curves.items():
-        centre = metrics.iqm_along(scores, axis=0)
         band = np.array(
             [
                 bootstrap.interval(
@@ -415,9 +415,21 @@ def plot_curves(path: Path, target: str, curves: Mapping[str, tuple[np.ndarray, 
                 for k in range(scores.shape[1])
             ]
         )
+        out[strategy] = (steps, metrics.iqm_along(scores, axis=0), band[:, 0], band[:, 1], len(scores))
+    return out
+
+
+def plot_curves(path: Path, target: str, bands: Mapping[str, Band]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for strategy, (steps, centre, low, high, n) in bands.items():
         style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
-        (line,) = ax.plot(steps, centre, label=f"{strategy} (n={len(scores)})", **style)
-        ax.fill_between(steps, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.15)
+        (line,) = ax.plot(steps, centre, label=f"{strategy} (n={n})", **style)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("target environment steps")
     ax.set_ylabel("normalised score (IQM, 95% CI)")
@@ -456,22 +468,41 @@ def plot_ttt(path: Path, target: str, results: Sequence[Mapping[str, Any]], budg
     plt.close(fig)
 
 
-def write_tensorboard_aggregates(run_dir: Path, results: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> None:
-    """``aggregate/<target>/<strategy>``: the IQM score curve over seeds, beside every run in TensorBoard."""
+def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str, Band]]) -> None:
+    """``aggregate/<target>/<strategy>``: each strategy's IQM score curve over seeds under its runs' own tag
+    (``eval/<target>/score``: one chart holds a target's runs and its strategies' IQMs), with the bounds of
+    its 95% band (``score_ci_low``, ``score_ci_high``, as the report's pictures), and a custom-scalars
+    layout with one chart per target: every strategy's IQM and its band, scratch included."""
     from torch.utils.tensorboard import SummaryWriter
 
-    for target in targets:
-        for strategy, (steps, scores, _) in _curves(results, target).items():
+    from rltransfer.run_job import eval_tag
+
+    layout: dict[str, dict[str, list[Any]]] = {"IQM score, 95% CI (rltransfer)": {}}
+    for target, by_strategy in bands.items():
+        tag = eval_tag(target)
+        for strategy, (steps, centre, low, high, _) in by_strategy.items():
             out = run_dir / "aggregate" / target / strategy
             if out.exists():
                 for f in out.glob("events.out.tfevents.*"):
                     f.unlink()
             writer = SummaryWriter(str(out))
-            centre = metrics.iqm_along(scores, axis=0)
-            for step, value in zip(steps, centre):
-                writer.add_scalar("eval/iqm_score", float(value), int(step))
+            for step, value, lo, hi in zip(steps, centre, low, high):
+                writer.add_scalar(f"{tag}/score", float(value), int(step))
+                writer.add_scalar(f"{tag}/score_ci_low", float(lo), int(step))
+                writer.add_scalar(f"{tag}/score_ci_high", float(hi), int(step))
             writer.flush()
             writer.close()
+        layout["IQM score, 95% CI (rltransfer)"][target] = [
+            "Margin",
+            [f"{tag}/score", f"{tag}/score_ci_low", f"{tag}/score_ci_high"],
+        ]
+    out = run_dir / "aggregate"
+    for f in out.glob("events.out.tfevents.*"):
+        f.unlink()
+    writer = SummaryWriter(str(out))
+    writer.add_custom_scalars(layout)
+    writer.flush()
+    writer.close()
 
 
 def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) -> dict[str, Any]:
@@ -497,6 +528,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     current = grid_results(_read_json(run_dir / "manifest.json"), config, results)
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
+    bands: dict[str, dict[str, Band]] = {}
     for target in summary["targets"]:
         rows = [r for r in summary["rows"] if r["target"] == target]
         split = rows[0]["split"] if rows else "?"
@@ -514,7 +546,8 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
             ]
         curves = _curves(current, target)
         if curves:
-            plot_curves(report / f"curves_{target}.png", target, curves)
+            bands[target] = iqm_bands(curves)
+            plot_curves(report / f"curves_{target}.png", target, bands[target])
             plot_ttt(report / f"ttt_{target}.png", target, current, budget)
             md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
     if summary["pretrainings"]:
@@ -525,7 +558,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     md += ["## Protocol", "", protocol_text(summary), ""]
     (report / "report.md").write_text("\n".join(md))
     if tensorboard:
-        write_tensorboard_aggregates(run_dir, current, summary["targets"])
+        write_tensorboard_aggregates(run_dir, bands)
     if echo:
         print(terminal_summary(summary))
         print(f"\nreport: {report / 'report.md'}")

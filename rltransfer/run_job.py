@@ -44,6 +44,11 @@ class RunJob:
         return f"{self.target['name']}/{self.strategy}/seed-{self.seed}"
 
 
+def eval_tag(target: str) -> str:
+    """The TensorBoard tag group of a target's evaluations: its runs' curves and the strategies' IQMs."""
+    return f"eval/{target}"
+
+
 def run_metrics(curve: dict[str, list[float]], budget: int) -> dict[str, Any]:
     """Per-run metrics of a normalised learning curve (EVALUATION.md)."""
     steps, scores = curve["step"], curve["score"]
@@ -121,6 +126,7 @@ def execute(job: RunJob) -> dict[str, Any]:
             ev.deterministic,
             normalise,
             seed=job.seed,
+            tag=eval_tag(job.target["name"]),
         )
         res = transfer(cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator])
         result = {

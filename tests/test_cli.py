@@ -67,7 +67,7 @@ def test_pretrain_cli_writes_bundle_and_per_task_tensorboard(tmp_path, tiny_conf
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     for task in ("short", "long"):
-        assert f"pretrain/{task}/ep_return" in tags and f"pretrain/{task}/ep_length" in tags
+        assert f"pretrain/{task}/rollout_return_mean100" in tags and f"pretrain/{task}/rollout_length_mean100" in tags
         assert f"pretrain/{task}/final_eval_return" in tags
     assert {"train/value_loss", "train/approx_kl", "time/fps"} <= tags
     plugins = acc.PluginTagToContent("hparams")
