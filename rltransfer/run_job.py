@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rltransfer import metrics
-from rltransfer.atomic import write_json_atomic
+from rltransfer.atomic import atomic_write_bytes, write_json_atomic
 from rltransfer.revision import code_revision
 
 RESULT_FILE = "result.json"
@@ -156,3 +156,51 @@ def execute(job: RunJob) -> dict[str, Any]:
         "wall_seconds": wall,
         "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
     }
+
+
+# -- jobs that carry their inputs and return their outputs (a cluster without a shared filesystem) --------
+SHIPPED = "<shipped with the job>"
+"""The path fields of a detached job: the worker puts the bundle it is given, and the run's outputs, in a
+directory of its own."""
+
+
+def detached(job: RunJob) -> RunJob:
+    """``job`` without the driver's paths: its bundle travels as bytes, its outputs come back by value
+    (the config's ``output_dir`` is the driver's too: a run writes where its job says, never there)."""
+    return replace(job, bundle=SHIPPED, out_dir=SHIPPED, config={**job.config, "output_dir": SHIPPED})
+
+
+def bundle_files(path: str | Path) -> dict[str, bytes]:
+    """What a worker needs of a bundle: its weights and manifest (not the pickled model, which only
+    resumes a pre-training), by file name."""
+    from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE
+
+    return {name: (Path(path) / name).read_bytes() for name in (WEIGHTS_FILE, MANIFEST_FILE)}
+
+
+def execute_detached(job: RunJob, bundle: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """:func:`execute` on a worker that shares no filesystem with the driver: the bundle is written from
+    ``bundle`` into a directory of the worker's, and the run's outputs (result, model, lineage, TensorBoard
+    events) come back as ``{relative path: bytes}`` for the driver to write (:func:`write_outputs`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rltransfer-run-") as tmp:
+        bundle_dir, out = Path(tmp) / "bundle", Path(tmp) / "out"
+        bundle_dir.mkdir()
+        for name, data in bundle.items():
+            (bundle_dir / name).write_bytes(data)
+        summary = execute(replace(job, bundle=str(bundle_dir), out_dir=str(out)))
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return summary, files
+
+
+def write_outputs(out_dir: str | Path, files: dict[str, bytes]) -> None:
+    """Write a detached run's outputs into its run directory, the result last (a run directory with a
+    result holds the whole run)."""
+    out = Path(out_dir)
+    for rel, data in sorted(files.items(), key=lambda kv: kv[0] == RESULT_FILE):
+        path = out / rel
+        if not path.resolve().is_relative_to(out.resolve()):
+            raise ValueError(f"a run's output '{rel}' lies outside its run directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 from rltransfer.errors import ConfigError
-from rltransfer.run_job import RunJob, execute
+from rltransfer.run_job import RunJob, bundle_files, detached, execute, execute_detached, write_outputs
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -124,7 +124,11 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 def run_ray(
     jobs: Sequence[RunJob], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
-    """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None)."""
+    """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None).
+
+    The cluster needs no filesystem shared with the driver: each job goes out without the driver's paths
+    (:func:`~rltransfer.run_job.detached`), its bundle's files through Ray's object store (put once a
+    bundle), and its outputs come back by value; only the driver writes the run directory."""
     try:
         import ray
     except ImportError:
@@ -135,18 +139,23 @@ def run_ray(
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(execute)
+    remote = ray.remote(num_cpus=1)(execute_detached)
     refs = {}
+    bundles: dict[str, Any] = {}  # bundle path -> its files in the object store
     for job in jobs:
         if on_start:
             on_start(job)
-        refs[remote.remote(job)] = job
+        if job.bundle not in bundles:
+            bundles[job.bundle] = ray.put(bundle_files(job.bundle))
+        refs[remote.remote(detached(job), bundles[job.bundle])] = job
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             job = refs.pop(done[0])
             try:
-                yield job, ray.get(done[0])
+                summary, files = ray.get(done[0])
+                write_outputs(job.out_dir, files)
+                yield job, summary
             except Exception as err:
                 yield (
                     job,

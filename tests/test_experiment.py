@@ -4,8 +4,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
@@ -698,3 +700,56 @@ def test_a_damaged_bundle_is_said_and_runs_of_another_bundle_are_not_kept(finish
     # Pre-training is deterministic: the bundle trained again is the one the other runs loaded.
     rerun = json.loads(path.read_text())
     assert rerun["bundle_sha256"] == result["bundle_sha256"] and rerun["curve"] == result["curve"]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path_factory, monkeypatch):
+    """A real two-node Ray cluster on this machine (a head and a second node, one CPU each, each in its
+    own temporary directory), started and stopped here; yields its address."""
+    pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
+    ray_bin = Path(sys.executable).parent / "ray"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a test cluster on one machine, nothing to authenticate
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    head = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # Ray's socket paths must stay short
+    node = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+    start = [
+        [str(ray_bin), "start", "--head", f"--port={port}", f"--temp-dir={head}", "--include-dashboard=false", *common],
+        [str(ray_bin), "start", f"--address={address}", f"--temp-dir={node}", *common],
+    ]
+    try:
+        for cmd in start:
+            subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=120)
+        yield address
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(head, ignore_errors=True)
+        shutil.rmtree(node, ignore_errors=True)
+
+
+def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(
+    finished, tmp_path, ray_cluster, monkeypatch
+):
+    from dataclasses import asdict
+
+    from rltransfer import runner
+    from rltransfer.run_job import SHIPPED, detached
+
+    sent = []
+    monkeypatch.setattr(runner, "detached", lambda job: sent.append(detached(job)) or sent[-1])
+    cfg, res = finished
+    out = tmp_path / "driver-only"  # the workers are given no path of the driver's
+    cfg3 = {**cfg, "output_dir": str(out), "runner": {"backend": "ray", "address": ray_cluster, "workers": 2}}
+    res3 = rltransfer.run_experiment(cfg3, progress=False, echo=False)
+    assert results(res3.run_dir) == results(res.run_dir)  # bit for bit, curves included
+    run = res3.run_dir / "runs" / "very-long-heavy" / "finetune" / "seed-0"
+    assert (run / "model.zip").is_file() and list((run / "tb").glob("events.out.tfevents.*"))  # the driver wrote them
+    # What the workers received: no path of the driver's; the bundle went as bytes through the object store.
+    assert len(sent) == 6
+    for job in sent:
+        payload = json.dumps(asdict(job))
+        assert str(tmp_path) not in payload and job.bundle == job.out_dir == SHIPPED
