@@ -229,3 +229,17 @@ def test_import_registers_a_family_in_the_driver_and_in_every_worker(tmp_path):
     assert yaml.safe_load((tmp_path / "runs" / "imp" / "config.yaml").read_text())["imports"] == ["my_family"]
     res = run_cli("--import", "no_such_module", "families", env=env)
     assert res.returncode == 2 and "--import no_such_module: importing 'no_such_module' failed" in res.stderr
+
+
+def test_the_shipped_mujoco_family_passes_every_check():
+    pytest.importorskip("mujoco", reason="the MuJoCo family needs the [mujoco] extra")
+    cfg = load_config(ROOT / "configs" / "cheetah.yaml")
+    family = resolve(cfg).family
+    assert family.spec is not None and family.spec["env_id"] == "HalfCheetah-v5"
+    checks = check_family(family, steps=100)
+    assert [c.name for c in checks if not c.ok] == []
+    heavy = family.make("heavy-slippery").unwrapped.model
+    default = family.make("default").unwrapped.model
+    np.testing.assert_allclose(heavy.body_mass[1:], 1.8 * default.body_mass[1:])
+    np.testing.assert_allclose(heavy.geom_friction[0], 0.3 * default.geom_friction[0])
+    np.testing.assert_array_equal(heavy.body_mass[0], default.body_mass[0])  # the world body stays massless
