@@ -41,7 +41,7 @@ from rltransfer.source_gate import (
     unlearnt_warning,
 )
 from rltransfer.summary import BASELINE
-from rltransfer.validation import Setup, resolve
+from rltransfer.validation import Setup, resolve, validate
 
 
 class Interrupted(UserInputError):
@@ -371,7 +371,7 @@ def run_experiment(
     from rltransfer.runner import resolve_workers, start_pool
 
     cfg = load_config(config, overrides)
-    setup = resolve(cfg)
+    setup = validate(cfg)  # once: the pre-trainings and runs resolve only
     if not setup.targets:
         raise UserInputError("config key 'target_tasks': no target tasks to transfer to")
     if echo and cfg.transfer.seeds < MIN_UNITS:
@@ -423,6 +423,7 @@ def run_experiment(
                 **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
                 "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
                 "pretrain_kept": [seed for seed, _ in bundles], "min_source_score": cfg.pretrain.min_source_score,
+                "source_tasks": [t.name for t in setup.sources],
             }  # fmt: skip
             manifest["pretrain_steps"] = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])

@@ -21,7 +21,7 @@ from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.run_reuse import COPIED_FILE
-from rltransfer.validation import Setup, resolve
+from rltransfer.validation import Setup, validate
 
 
 @dataclass
@@ -94,7 +94,7 @@ def pretrain(
     :param echo: print the final per-task evaluation table.
     """
     cfg = load_config(config, overrides)
-    setup = resolve(cfg)
+    setup = validate(cfg)  # once a pre-training: nothing next to its cost
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir, tb_dir = out / "bundle", out / "tb"
     (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's

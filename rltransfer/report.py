@@ -140,7 +140,7 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
     return {
         "experiment": config["name"],
         "family": config["family"],
-        "source_tasks": _source_names(config),
+        "source_tasks": _source_names(config, manifest),
         "config_hash": chash,
         "protocol": protocol,
         "versions": manifest.get("versions", {}),
@@ -256,8 +256,12 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _source_names(config: Mapping[str, Any]) -> list[str]:
-    """The source tasks' names in the config's order (the family's default sources where it names none)."""
+def _source_names(config: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """The source tasks' names in the config's order (the family's default sources where it names none):
+    as the manifest records them, else (a directory written before it did) resolved from the config."""
+    recorded = manifest.get("protocol", {}).get("source_tasks")
+    if recorded:
+        return list(recorded)
     from rltransfer.config import load_config
     from rltransfer.validation import resolve
 

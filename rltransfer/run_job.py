@@ -128,7 +128,9 @@ def execute(job: RunJob) -> dict[str, Any]:
             seed=job.seed,
             tag=eval_tag(job.target["name"]),
         )
-        res = transfer(cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator])
+        res = transfer(
+            cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator], validated=True
+        )
         result = {
             **base,
             "status": "ok",

@@ -30,7 +30,7 @@ from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.target_env import RECORD, observation_record
-from rltransfer.validation import Setup, resolve
+from rltransfer.validation import Setup, resolve, validate
 
 
 @dataclass
@@ -465,6 +465,7 @@ def transfer(
     callbacks: Sequence[BaseCallback] = (),
     progress: bool = False,
     save: bool = True,
+    validated: bool = False,
 ) -> TransferResult:
     """Build the target agent of ``strategy`` from ``bundle`` and train it on ``target``.
 
@@ -479,9 +480,11 @@ def transfer(
         ``<output_dir>/<name>/runs/<target>/<strategy>/seed-<seed>``).
     :param callbacks: extra SB3 callbacks (an evaluator, say).
     :param save: write the model, lineage and TensorBoard logs.
+    :param validated: the config was validated already (a run of a grid): resolve it only.
     """
     cfg = load_config(config, overrides)
-    setup = resolve(cfg)
+    # A grid's runs resolve only (run_experiment validated the config once); from the API, validated here.
+    setup = resolve(cfg) if validated else validate(cfg)
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     try:
         task = setup.family.task(target, where="target")

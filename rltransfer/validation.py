@@ -190,7 +190,9 @@ def import_modules(modules: Sequence[str], key: str = "imports") -> None:
 
 
 def resolve(config: ExperimentConfig) -> Setup:
-    """Validate ``config`` against the registries and resolve its source and target tasks."""
+    """Resolve ``config``'s family and its source and target tasks against the registries (importing
+    ``imports`` and registering declared ``families`` first): what every step needs, at no cost; no env,
+    network or SB3 model is built. :func:`validate` checks the rest, once, where an experiment starts."""
     import_modules(config.imports)
     for i, spec in enumerate(config.families):
         try:
@@ -205,6 +207,16 @@ def resolve(config: ExperimentConfig) -> Setup:
     if not sources:
         raise ConfigError("config key 'source_tasks': needs at least one task")
     targets = _tasks(family, config.target_tasks, list(family.target_tasks), "target_tasks")
+    return Setup(config, family, sources, targets)
+
+
+def validate(config: ExperimentConfig) -> Setup:
+    """:func:`resolve`, then everything else a run would find wrong later: the encoder on the tasks'
+    observations, the SB3 algorithm's arguments and values (it is built on one task), the strategies and
+    their parameters, the tasks' spaces against the algorithm. Builds envs and models: once per
+    experiment, pre-training or transfer started from the API, never per run of a grid."""
+    setup = resolve(config)
+    family, sources, targets = setup.family, setup.sources, setup.targets
     from rltransfer.agents import ENCODERS
 
     if config.agent.encoder.type not in ENCODERS:
@@ -240,4 +252,4 @@ def resolve(config: ExperimentConfig) -> Setup:
             "spaces differ; allowed here: fresh, mean, nearest"
         )
     check_hyperparam_values(config, family, sources[0])
-    return Setup(config, family, sources, targets)
+    return setup

@@ -5,7 +5,7 @@ import yaml
 
 from rltransfer.config import ExperimentConfig, apply_overrides, load_config
 from rltransfer.errors import ConfigError
-from rltransfer.validation import resolve
+from rltransfer.validation import resolve, validate
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -35,13 +35,13 @@ def test_bad_keys_are_named_with_what_is_allowed():
 
 def test_registry_checks_name_the_key():
     with pytest.raises(ConfigError, match="config key 'family': unknown family 'cartpol'"):
-        resolve(load_config({"family": "cartpol"}))
+        validate(load_config({"family": "cartpol"}))
     with pytest.raises(ConfigError, match=r"config key 'source_tasks\[1\]': unknown task 'tall'"):
-        resolve(load_config({"family": "cartpole", "source_tasks": ["short", "tall"]}))
+        validate(load_config({"family": "cartpole", "source_tasks": ["short", "tall"]}))
     with pytest.raises(ConfigError, match=r"target_tasks\[0\]'.*'gravity'=50.0 is out of range"):
-        resolve(load_config({"family": "cartpole", "target_tasks": [{"gravity": 50.0}]}))
+        validate(load_config({"family": "cartpole", "target_tasks": [{"gravity": 50.0}]}))
     with pytest.raises(ConfigError, match="agent.hyperparams.learning_rat'"):
-        resolve(load_config({"family": "cartpole", "agent": {"hyperparams": {"learning_rat": 1}}}))
+        validate(load_config({"family": "cartpole", "agent": {"hyperparams": {"learning_rat": 1}}}))
 
 
 def test_overrides_parse_yaml_values():
@@ -160,11 +160,11 @@ def test_the_published_quick_start_ran_the_shipped_config():
     ],
 )
 def test_an_unknown_name_gets_the_closest_known_one(override, suggestion):
-    from rltransfer.validation import resolve
+    from rltransfer.validation import validate
 
     root = Path(__file__).resolve().parents[1]
     with pytest.raises(ConfigError) as err:
-        resolve(load_config(root / "configs" / "quickstart.yaml", [override]))
+        validate(load_config(root / "configs" / "quickstart.yaml", [override]))
     if suggestion is None:  # nothing close: no suggestion, the allowed names only
         assert "did you mean" not in str(err.value) and "allowed" in str(err.value)
     else:

@@ -20,7 +20,7 @@ from rltransfer.envs import Family, Parameter, get_family, register_declared
 from rltransfer.envs.checks import check_family, trajectory
 from rltransfer.envs.declared import parse_path, read, write
 from rltransfer.errors import ConfigError
-from rltransfer.validation import resolve
+from rltransfer.validation import resolve, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = ROOT / "configs" / "families" / "cartpole-declared.yaml"
@@ -86,7 +86,7 @@ def test_a_declaration_is_checked_against_the_real_env(changes, message):
     data["tasks"] = {k: {p: v for p, v in t.items() if p in data["parameters"]} for k, t in data["tasks"].items()}
     cfg = {"family": "broken-declared", "families": [data], **TINY}
     with pytest.raises(ConfigError) as err:
-        resolve(load_config(cfg))
+        validate(load_config(cfg))
     assert "config key 'families[0]'" in str(err.value) and message in str(err.value)
 
 
@@ -243,3 +243,50 @@ def test_the_shipped_mujoco_family_passes_every_check():
     np.testing.assert_allclose(heavy.body_mass[1:], 1.8 * default.body_mass[1:])
     np.testing.assert_allclose(heavy.geom_friction[0], 0.3 * default.geom_friction[0])
     np.testing.assert_array_equal(heavy.body_mass[0], default.body_mass[0])  # the world body stays massless
+
+
+def test_report_renders_the_directory_of_a_family_registered_in_a_users_script(tmp_path):
+    """The report needs no family: the manifest names the source tasks (the bug: `rltransfer report` exited
+    2 on such a directory, where the family is unknown)."""
+    import rltransfer
+    from rltransfer.envs import register_family
+
+    def build(params):
+        env = gym.make("CartPole-v1")
+        env.unwrapped.force_mag = params["force"]
+        return env
+
+    register_family(
+        Family("script-push", [Parameter("force", 10.0, 2.0, 30.0)], build,
+               {"weak": {"force": 6.0}, "default": {}, "strong": {"force": 20.0}}, ["weak", "default"], ["strong"]),
+        overwrite=True,
+    )  # fmt: skip
+    cfg = {
+        "name": "script",
+        "output_dir": str(tmp_path / "runs"),
+        "family": "script-push",
+        **TINY,
+        "runner": {"workers": 1},
+    }
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    before = (res.run_dir / "report" / "summary.json").read_bytes()
+    assert json.loads(before)["source_tasks"] == ["weak", "default"]
+    done = run_cli("report", str(res.run_dir), cwd=tmp_path)  # a fresh process: the family is unknown there
+    assert done.returncode == 0, done.stderr
+    assert (res.run_dir / "report" / "summary.json").read_bytes() == before
+
+
+def test_a_grid_validates_its_config_once_not_per_run(tmp_path, monkeypatch):
+    """Validation builds SB3 models and envs: once for the experiment and once a pre-training, never per
+    run (a grid's runs only resolve the config)."""
+    import rltransfer
+    from rltransfer import validation
+
+    calls = []
+    real = validation.check_hyperparam_values
+    monkeypatch.setattr(validation, "check_hyperparam_values", lambda *a: calls.append(1) or real(*a))
+    cfg = {"name": "once", "output_dir": str(tmp_path / "runs"), "family": "cartpole",
+           "source_tasks": ["short", "long"], "target_tasks": ["very-long-heavy"], **TINY, "runner": {"workers": 1}}  # fmt: skip
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert len(json.loads((res.run_dir / "report" / "summary.json").read_text())["rows"]) == 2
+    assert len(calls) == 2  # the experiment, its one pre-training; none for its 4 runs

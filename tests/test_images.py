@@ -46,7 +46,7 @@ def test_tiny_minigrid_pretraining_and_transfer(tmp_path, monkeypatch):
 def test_progressive_with_a_cnn_is_refused_with_a_clear_message(tmp_path):
     from rltransfer.config import load_config
     from rltransfer.errors import ConfigError
-    from rltransfer.validation import resolve
+    from rltransfer.validation import validate
 
     with pytest.raises(ConfigError, match="'progressive' builds its new column from MLP layers"):
-        resolve(load_config("configs/minigrid.yaml", ["transfer.strategies=[progressive]"]))
+        validate(load_config("configs/minigrid.yaml", ["transfer.strategies=[progressive]"]))

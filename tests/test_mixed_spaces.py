@@ -16,7 +16,7 @@ from rltransfer.envs import MultiTaskVecEnv, get_family
 from rltransfer.envs.mixed import FoldAction, SpaceError, merge_spaces
 from rltransfer.errors import ConfigError
 from rltransfer.pretraining import source_env
-from rltransfer.validation import resolve
+from rltransfer.validation import resolve, validate
 
 SOURCES = ["cartpole", "acrobot-short"]
 
@@ -70,15 +70,15 @@ def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):
     cfg = _cfg(tmp_path)
     cfg["agent"]["normalize"] = True
     with pytest.raises(ConfigError, match=r"agent.normalize.*differ in length.*'cartpole': 4.*'acrobot-short': 6"):
-        resolve(load_config(cfg))
+        validate(load_config(cfg))
     cfg = _cfg(tmp_path)
     cfg["agent"]["heads"] = "shared"
     with pytest.raises(ConfigError, match="agent.heads.*per_task"):
-        resolve(load_config(cfg))
+        validate(load_config(cfg))
     cfg = _cfg(tmp_path)
     cfg["transfer"]["head_init"] = "probe"
     with pytest.raises(ConfigError, match="head_init.*probe.*allowed here: fresh, mean, nearest"):
-        resolve(load_config(cfg))
+        validate(load_config(cfg))
 
 
 def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):

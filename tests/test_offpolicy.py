@@ -15,7 +15,7 @@ from rltransfer.agents.transferable import split_observation
 from rltransfer.config import load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Parameter, register_family
 from rltransfer.errors import ConfigError
-from rltransfer.validation import resolve
+from rltransfer.validation import resolve, validate
 
 OFF = {"learning_starts": 50, "batch_size": 32, "train_freq": 1, "gradient_steps": 1, "buffer_size": 5000}
 STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "heads_only", "lr_scaled", "adapter"]
@@ -309,12 +309,12 @@ def test_sac_learns_one_entropy_coefficient_per_task(tmp_path):
 
 def test_algorithms_and_strategies_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"agent.algo.*dqn needs Discrete.*algorithms for it: ppo, sac"):
-        resolve(load_config(_cfg(tmp_path, "dqn", "pendulum")))
+        validate(load_config(_cfg(tmp_path, "dqn", "pendulum")))
     with pytest.raises(ConfigError, match=r"sac needs Box.*algorithms for it: ppo, dqn"):
-        resolve(load_config(_cfg(tmp_path, "sac", "cartpole")))
+        validate(load_config(_cfg(tmp_path, "sac", "cartpole")))
     for algo, family in (("dqn", "cartpole"), ("sac", "pendulum")):
         for strategy in ("kickstart", "progressive"):
             cfg = _cfg(tmp_path, algo, family)
             cfg["transfer"]["strategies"] = ["scratch", strategy]
             with pytest.raises(ConfigError, match=rf"'{strategy}' applies to ppo only, not {algo}"):
-                resolve(load_config(cfg))
+                validate(load_config(cfg))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import rltransfer
 from rltransfer.config import load_config
 from rltransfer.errors import UserInputError
-from rltransfer.validation import resolve
+from rltransfer.validation import validate
 
 ROOT = Path(__file__).parent.parent
 
@@ -53,7 +53,7 @@ def test_fuzzed_configs_end_in_one_clear_message_or_a_valid_config(data, tmp_pat
     if isinstance(data.get("output_dir"), str) or "output_dir" not in data:  # a fuzzed non-string stays, to be refused
         data = {**data, "output_dir": str(out / "runs")}
     try:
-        resolve(load_config(data, ["transfer.timesteps=64"] if isinstance(data.get("transfer"), dict) else []))
+        validate(load_config(data, ["transfer.timesteps=64"] if isinstance(data.get("transfer"), dict) else []))
     except UserInputError as err:  # anything else fails the test with its traceback
         assert re.search(r"config keys? '[^']+'", str(err)), f"the message names no config key: {err}"
     assert not (out / "runs").exists()  # validation never writes, here where it would

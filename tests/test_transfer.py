@@ -12,7 +12,7 @@ from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
 from rltransfer.transferring import build_target_agent, locate_target, transfer
-from rltransfer.validation import resolve
+from rltransfer.validation import resolve, validate
 
 HYPER = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
 TARGET = "very-long-heavy"
@@ -111,13 +111,13 @@ def test_one_side_of_the_trunk_freezes_the_other_trains_also_after_save_load(cfg
 
 def test_freezing_a_trunk_side_is_refused_where_it_has_no_meaning(cfg, bundle):
     with pytest.raises(ConfigError, match=r"heads_only.freeze': expected a list of encoder, trunk, heads, trunk.pi"):
-        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={heads_only: {freeze: [trunk.q]}}"]))
+        validate(rltransfer.load_config(cfg, ["transfer.strategy_params={heads_only: {freeze: [trunk.q]}}"]))
     with pytest.raises(ConfigError, match="adapter.freeze': 'trunk.vf': adapters wrap whole components"):
-        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {freeze: [encoder, trunk.vf]}}"]))
+        validate(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {freeze: [encoder, trunk.vf]}}"]))
     with pytest.raises(ConfigError, match="'trunk.pi' is one side of PPO's actor-critic trunk; dqn has none"):
         overrides = ["agent.algo=dqn", "agent.hyperparams={}", "transfer.strategies=[scratch,finetune]",
                      "transfer.strategy_params={finetune: {freeze: [trunk.pi]}}"]  # fmt: skip
-        resolve(rltransfer.load_config(cfg, overrides))
+        validate(rltransfer.load_config(cfg, overrides))
 
 
 def test_loaded_components_equal_the_bundle_and_heads_follow_head_init(cfg, bundle):
@@ -302,14 +302,14 @@ def test_user_registered_strategy(cfg, bundle):
 
 def test_bad_strategy_input_is_named(cfg, bundle):
     with pytest.raises(ConfigError, match=r"transfer.strategies\[1\]': unknown strategy 'finetuned'"):
-        resolve(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,finetuned]"]))
+        validate(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,finetuned]"]))
     with pytest.raises(
         ConfigError,
         match=r"strategy_params.adapter.rnk': unknown parameter \(did you mean 'rank'\?\); allowed: load, freeze, rank",
     ):
-        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {rnk: 2}}"]))
+        validate(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {rnk: 2}}"]))
     with pytest.raises(ConfigError, match="strategy_params.lr_scaled.lr_scale': expected a non-negative number"):
-        resolve(rltransfer.load_config(cfg, ["transfer.strategy_params={lr_scaled: {lr_scale: fast}}"]))
+        validate(rltransfer.load_config(cfg, ["transfer.strategy_params={lr_scaled: {lr_scale: fast}}"]))
 
 
 def test_bundle_from_another_family_is_refused(cfg, bundle):
