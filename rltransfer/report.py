@@ -474,9 +474,10 @@ def plot_ttt(path: Path, target: str, results: Sequence[Mapping[str, Any]], budg
 
 def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str, Band]]) -> None:
     """``aggregate/<target>/<strategy>``: each strategy's IQM score curve over seeds under its runs' own tag
-    (``eval/<target>/score``: one chart holds a target's runs and its strategies' IQMs), with the bounds of
-    its 95% band (``score_ci_low``, ``score_ci_high``, as the report's pictures), and a custom-scalars
-    layout with one chart per target: every strategy's IQM and its band, scratch included."""
+    (``eval/<target>/score``: one chart holds a target's runs and its strategies' IQMs), and again with the
+    bounds of its 95% band as the report's pictures draw it (``iqm/<target>/score``, ``ci_low``,
+    ``ci_high``: tags of the aggregates only), for a custom-scalars layout with one margin chart per target:
+    every strategy's IQM and its band, scratch included."""
     from torch.utils.tensorboard import SummaryWriter
 
     from rltransfer.run_job import eval_tag
@@ -492,13 +493,14 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
             writer = SummaryWriter(str(out))
             for step, value, lo, hi in zip(steps, centre, low, high):
                 writer.add_scalar(f"{tag}/score", float(value), int(step))
-                writer.add_scalar(f"{tag}/score_ci_low", float(lo), int(step))
-                writer.add_scalar(f"{tag}/score_ci_high", float(hi), int(step))
+                writer.add_scalar(f"iqm/{target}/score", float(value), int(step))
+                writer.add_scalar(f"iqm/{target}/ci_low", float(lo), int(step))
+                writer.add_scalar(f"iqm/{target}/ci_high", float(hi), int(step))
             writer.flush()
             writer.close()
         layout["IQM score, 95% CI (rltransfer)"][target] = [
             "Margin",
-            [f"{tag}/score", f"{tag}/score_ci_low", f"{tag}/score_ci_high"],
+            [f"iqm/{target}/score", f"iqm/{target}/ci_low", f"iqm/{target}/ci_high"],
         ]
     out = run_dir / "aggregate"
     for f in out.glob("events.out.tfevents.*"):

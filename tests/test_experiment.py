@@ -171,21 +171,27 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
         for strategy in ("scratch", "zero_shot", "finetune"):
             run = f"runs/very-long-heavy/{strategy}/seed-0/tb"
             assert {f"{tag}/score", f"{tag}/return"} <= set(tags[run]), run
-            bounds = {f"{tag}/score", f"{tag}/score_ci_low", f"{tag}/score_ci_high"}
-            assert bounds <= set(tags[f"aggregate/very-long-heavy/{strategy}"])
+            band = {
+                f"{tag}/score",
+                "iqm/very-long-heavy/score",
+                "iqm/very-long-heavy/ci_low",
+                "iqm/very-long-heavy/ci_high",
+            }
+            assert band <= set(tags[f"aggregate/very-long-heavy/{strategy}"])
         curve = get(f"/data/plugin/scalars/scalars?run=runs/very-long-heavy/finetune/seed-0/tb&tag={tag}/score")
         assert [step for _, step, _ in curve] == [0, 128, 256]
         agg = get(f"/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag={tag}/score")
-        low = get(f"/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag={tag}/score_ci_low")
+        low = get("/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag=iqm/very-long-heavy/ci_low")
         assert [step for _, step, _ in agg] == [0, 128, 256] and all(lo[2] <= a[2] for lo, a in zip(low, agg))
         # The custom-scalars layout: one margin chart per target (IQM and its band, every strategy).
         layout = get("/data/plugin/custom_scalars/layout")
         charts = {c["title"]: c for cat in layout["category"] for c in cat["chart"]}
         series = charts["very-long-heavy"]["margin"]["series"][0]
+        iqm = "iqm/very-long-heavy"
         assert (series["value"], series["lower"], series["upper"]) == (
-            f"{tag}/score",
-            f"{tag}/score_ci_low",
-            f"{tag}/score_ci_high",
+            f"{iqm}/score",
+            f"{iqm}/ci_low",
+            f"{iqm}/ci_high",
         )
         exp = get("/data/plugin/hparams/experiment", {"experimentName": ""})
         names = {h["name"] for h in exp["hparamInfos"]}
