@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rltransfer import layout
 from rltransfer.atomic import remove_stale_temps, write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import (
@@ -30,7 +31,15 @@ from rltransfer.config_hash import (
 )
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
-from rltransfer.run_reuse import copied_from, copy_pretraining, copy_run, find_pretraining, find_reusable, reuse_key
+from rltransfer.run_reuse import (
+    copied_from,
+    copy_pretraining,
+    copy_run,
+    copy_tree,
+    find_pretraining,
+    find_reusable,
+    reuse_key,
+)
 from rltransfer.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.source_gate import (
     Pretraining,
@@ -169,6 +178,7 @@ def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bo
         progress=progress,
         echo=echo,
         extra_manifest={"experiment_hash": chash, "pretrain_hash": pretraining_hash(config)},
+        tb_dir=layout.pretrain_tb(Path(config["output_dir"]) / config["name"], seed),
     ).evaluation
 
 
@@ -280,6 +290,8 @@ def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) 
     if source is None:
         return False
     copy_pretraining(source, dest)
+    depth = len(dest.relative_to(cfg.run_dir).parts)  # the other experiment's pre-training is at the same place
+    copy_tree(layout.pretrain_tb(source.parents[depth - 1], seed), layout.pretrain_tb(cfg.run_dir, seed))
     if echo:
         print(f"pre-training seed {seed}: copied from '{source}' (the same pre-training, hash {phash})")
     return True
@@ -317,6 +329,7 @@ def plan_jobs(
                         threshold=tb["threshold"],
                         random_return=tb["random_return"],
                         out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
+                        tb_dir=str(layout.run_tb(cfg.run_dir, target.name, strategy, seed)),
                         reuse_key=reuse_key(
                             config, strategy, seed, {"name": target.name, "params": dict(target.params)}
                         ),
@@ -340,7 +353,8 @@ def is_done(job: RunJob, previous: Sequence[str] = (), bundle_sha: str | None = 
     r = read_result(Path(job.out_dir) / RESULT_FILE)
     if r is None or r.get("status") != "ok":
         return False
-    if bundle_sha is not None and r.get("bundle_sha256") not in (None, bundle_sha):
+    loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
+    if bundle_sha is not None and loads_bundle and r.get("bundle_sha256") not in (None, bundle_sha):
         return False
     stored = r.get("config_hash")
     return stored == job.config_hash or stored in earlier_run_hashes(

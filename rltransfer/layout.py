@@ -4,8 +4,10 @@
 
     <run_dir>/config.yaml, manifest.json        the resolved config, the experiment's manifest
     <run_dir>/pretrain/[seed-P/]bundle/          pre-training seed P's bundle (seed 0 at pretrain/ itself)
-    <run_dir>/runs/<target>/<strategy>/seed-S/   one run: result.json, model.zip, tb/
+    <run_dir>/runs/<target>/<strategy>/seed-S/   one run: result.json, model.zip, lineage.json
     <run_dir>/report/                            report.md, summary.json, summary.csv, pictures
+    <run_dir>/tb/                                TensorBoard (tensorboard --logdir <run_dir>/tb): runs named
+        pretrain/seed-P, <target>/<strategy>/seed-S and <target>/iqm/<strategy> (each strategy's IQM)
 """
 
 from __future__ import annotations
@@ -23,3 +25,25 @@ def pretrain_dir(run_dir: Path, seed: int) -> Path:
 def bundle_dir(run_dir: Path, seed: int) -> Path:
     """Pre-training seed ``seed``'s bundle."""
     return pretrain_dir(run_dir, seed) / BUNDLE_DIR
+
+
+TB_DIR = "tb"
+
+
+def tb_root(run_dir: Path) -> Path:
+    """The experiment's TensorBoard log directory: every run, pre-training and aggregate below it, each a
+    TensorBoard run named by its path there."""
+    return Path(run_dir) / TB_DIR
+
+
+def pretrain_tb(run_dir: Path, seed: int) -> Path:
+    return tb_root(run_dir) / "pretrain" / f"seed-{seed}"
+
+
+def run_tb(run_dir: Path, target: str, strategy: str, seed: int) -> Path:
+    return tb_root(run_dir) / target / strategy / f"seed-{seed}"
+
+
+def iqm_tb(run_dir: Path, target: str, strategy: str) -> Path:
+    """A strategy's IQM curve on a target (the report writes it)."""
+    return tb_root(run_dir) / target / "iqm" / strategy

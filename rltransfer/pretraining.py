@@ -82,6 +82,7 @@ def pretrain(
     progress: bool = False,
     echo: bool = False,
     extra_manifest: Mapping[str, Any] | None = None,
+    tb_dir: str | Path | None = None,
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
@@ -92,11 +93,14 @@ def pretrain(
         with ``seed-<k>/`` below it for seeds other than 0).
     :param progress: show a progress bar.
     :param echo: print the final per-task evaluation table.
+    :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
+        :func:`rltransfer.layout.pretrain_tb`).
     """
     cfg = load_config(config, overrides)
     setup = validate(cfg)  # once a pre-training: nothing next to its cost
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
-    bundle_dir, tb_dir = out / "bundle", out / "tb"
+    bundle_dir = out / "bundle"
+    tb_dir = Path(tb_dir) if tb_dir is not None else out / "tb"
     (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's
     names = [t.name for t in setup.sources]
 

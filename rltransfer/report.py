@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rltransfer import bootstrap, metrics, significance
+from rltransfer import bootstrap, layout, metrics, significance
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import accepted_hashes, earlier_run_hashes, experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
@@ -473,7 +473,7 @@ def plot_ttt(path: Path, target: str, results: Sequence[Mapping[str, Any]], budg
 
 
 def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str, Band]]) -> None:
-    """``aggregate/<target>/<strategy>``: each strategy's IQM score curve over seeds under its runs' own tag
+    """``tb/<target>/iqm/<strategy>``: each strategy's IQM score curve over seeds under its runs' own tag
     (``eval/<target>/score``: one chart holds a target's runs and its strategies' IQMs), and again with the
     bounds of its 95% band as the report's pictures draw it (``iqm/<target>/score``, ``ci_low``,
     ``ci_high``: tags of the aggregates only), for a custom-scalars layout with one margin chart per target:
@@ -482,11 +482,11 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
 
     from rltransfer.run_job import eval_tag
 
-    layout: dict[str, dict[str, list[Any]]] = {"IQM score, 95% CI (rltransfer)": {}}
+    charts: dict[str, dict[str, list[Any]]] = {"IQM score, 95% CI (rltransfer)": {}}
     for target, by_strategy in bands.items():
         tag = eval_tag(target)
         for strategy, (steps, centre, low, high, _) in by_strategy.items():
-            out = run_dir / "aggregate" / target / strategy
+            out = layout.iqm_tb(run_dir, target, strategy)
             if out.exists():
                 for f in out.glob("events.out.tfevents.*"):
                     f.unlink()
@@ -498,15 +498,15 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
                 writer.add_scalar(f"iqm/{target}/ci_high", float(hi), int(step))
             writer.flush()
             writer.close()
-        layout["IQM score, 95% CI (rltransfer)"][target] = [
+        charts["IQM score, 95% CI (rltransfer)"][target] = [
             "Margin",
             [f"iqm/{target}/score", f"iqm/{target}/ci_low", f"iqm/{target}/ci_high"],
         ]
-    out = run_dir / "aggregate"
+    out = layout.tb_root(run_dir) / "layout"  # the custom-scalars layout, a run of its own
     for f in out.glob("events.out.tfevents.*"):
         f.unlink()
     writer = SummaryWriter(str(out))
-    writer.add_custom_scalars(layout)
+    writer.add_custom_scalars(charts)
     writer.flush()
     writer.close()
 

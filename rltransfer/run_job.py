@@ -38,6 +38,9 @@ class RunJob:
     out_dir: str
     reuse_key: str | None = None
     """Set where the run loads nothing from its bundle: other experiments may copy it (:mod:`rltransfer.run_reuse`)."""
+    tb_dir: str | None = None
+    """Where its TensorBoard events go (the experiment's tree, :func:`rltransfer.layout.run_tb`); None:
+    ``<out_dir>/tb``."""
 
     @property
     def key(self) -> str:
@@ -79,17 +82,9 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def execute(job: RunJob) -> dict[str, Any]:
-    """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
-
-    Exceptions of the run are caught and recorded: one failing run never stops the grid.
-    """
-    import torch
-
-    torch.set_num_threads(1)
-    out = Path(job.out_dir)
-    start = time.perf_counter()
-    base = {
+def result_base(job: RunJob) -> dict[str, Any]:
+    """What every result of ``job`` records, whatever became of the run."""
+    return {
         "target": job.target["name"],
         "target_params": job.target["params"],
         "split": job.split,
@@ -102,6 +97,26 @@ def execute(job: RunJob) -> dict[str, Any]:
         **({"reuse_key": job.reuse_key} if job.reuse_key else {}),
         "code_revision": code_revision(),
     }
+
+
+def record_failure(job: RunJob, error: str) -> dict[str, Any]:
+    """A run whose worker itself failed (a crashed process, a lost Ray task): its failed result written
+    where the run would have written it, so the report lists it; returns the run's summary."""
+    write_json_atomic(Path(job.out_dir) / RESULT_FILE, {**result_base(job), "status": "failed", "error": error})
+    return {"key": job.key, "status": "failed", "error": error, "wall_seconds": 0.0, "eval_seconds": 0.0}
+
+
+def execute(job: RunJob) -> dict[str, Any]:
+    """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
+
+    Exceptions of the run are caught and recorded: one failing run never stops the grid.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(job.out_dir)
+    start = time.perf_counter()
+    base = result_base(job)
     evaluator = None
     try:
         from rltransfer.bundle import load_bundle
@@ -129,8 +144,9 @@ def execute(job: RunJob) -> dict[str, Any]:
             tag=eval_tag(job.target["name"]),
         )
         res = transfer(
-            cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator], validated=True
-        )
+            cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator], validated=True,
+            tb_dir=job.tb_dir,
+        )  # fmt: skip
         result = {
             **base,
             "status": "ok",
@@ -169,7 +185,7 @@ directory of its own."""
 def detached(job: RunJob) -> RunJob:
     """``job`` without the driver's paths: its bundle travels as bytes, its outputs come back by value
     (the config's ``output_dir`` is the driver's too: a run writes where its job says, never there)."""
-    return replace(job, bundle=SHIPPED, out_dir=SHIPPED, config={**job.config, "output_dir": SHIPPED})
+    return replace(job, bundle=SHIPPED, out_dir=SHIPPED, tb_dir=None, config={**job.config, "output_dir": SHIPPED})
 
 
 def bundle_files(path: str | Path) -> dict[str, bytes]:
@@ -196,13 +212,17 @@ def execute_detached(job: RunJob, bundle: dict[str, bytes]) -> tuple[dict[str, A
     return summary, files
 
 
-def write_outputs(out_dir: str | Path, files: dict[str, bytes]) -> None:
-    """Write a detached run's outputs into its run directory, the result last (a run directory with a
-    result holds the whole run)."""
-    out = Path(out_dir)
+def write_outputs(job: RunJob, files: dict[str, bytes]) -> None:
+    """Write a detached run's outputs where ``job`` says: its TensorBoard events (``tb/...``) in its
+    ``tb_dir``, the rest in its run directory, the result last (a run directory with a result holds the
+    whole run)."""
+    out = Path(job.out_dir)
     for rel, data in sorted(files.items(), key=lambda kv: kv[0] == RESULT_FILE):
-        path = out / rel
-        if not path.resolve().is_relative_to(out.resolve()):
+        base, name = out, rel
+        if rel.startswith("tb/") and job.tb_dir:
+            base, name = Path(job.tb_dir), rel[len("tb/") :]
+        path = base / name
+        if not path.resolve().is_relative_to(base.resolve()):
             raise ValueError(f"a run's output '{rel}' lies outside its run directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)

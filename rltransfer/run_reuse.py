@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import load_config
 from rltransfer.config_hash import (
@@ -114,6 +115,9 @@ def copy_run(source: Path, job: RunJob) -> dict[str, Any]:
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, out, ignore=shutil.ignore_patterns(RESULT_FILE))
+    if job.tb_dir:  # its TensorBoard log, from the other experiment's tree to this one's
+        exp = source.parents[3]
+        copy_tree(layout.tb_root(exp) / source.relative_to(exp / "runs"), Path(job.tb_dir))
     origin = r.get("copied_from") or {"run_dir": str(source), "config_hash": r.get("config_hash")}
     result = {
         **r,
@@ -173,6 +177,16 @@ def _pretraining_of(exp_dir: Path, manifest: Mapping[str, Any]) -> str | None:
     if manifest.get("experiment_hash") in (experiment_hash(written), previous_experiment_hash(written)):
         return pretraining_hash(written)
     return None
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """``source`` (a TensorBoard log, say) copied to ``dest``, replacing it; nothing where ``source`` is not."""
+    if not source.is_dir():
+        return
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, dest)
 
 
 def copy_pretraining(source: Path, dest: Path) -> None:

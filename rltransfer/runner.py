@@ -13,7 +13,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 from rltransfer.errors import ConfigError
-from rltransfer.run_job import RunJob, bundle_files, detached, execute, execute_detached, write_outputs
+from rltransfer.run_job import (
+    RunJob,
+    bundle_files,
+    detached,
+    execute,
+    execute_detached,
+    record_failure,
+    write_outputs,
+)
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -88,16 +96,7 @@ def run_local(
                     try:
                         yield job, future.result()
                     except Exception as err:  # the worker process itself died
-                        yield (
-                            job,
-                            {
-                                "key": job.key,
-                                "status": "failed",
-                                "error": f"worker crashed: {err}",
-                                "wall_seconds": 0.0,
-                                "eval_seconds": 0.0,
-                            },
-                        )
+                        yield job, record_failure(job, f"worker crashed: {err}")
         except BaseException:
             stop_workers(executor)
             raise
@@ -154,19 +153,10 @@ def run_ray(
             job = refs.pop(done[0])
             try:
                 summary, files = ray.get(done[0])
-                write_outputs(job.out_dir, files)
+                write_outputs(job, files)
                 yield job, summary
             except Exception as err:
-                yield (
-                    job,
-                    {
-                        "key": job.key,
-                        "status": "failed",
-                        "error": f"ray task failed: {err}",
-                        "wall_seconds": 0.0,
-                        "eval_seconds": 0.0,
-                    },
-                )
+                yield job, record_failure(job, f"ray task failed: {err}")
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)

@@ -466,6 +466,7 @@ def transfer(
     progress: bool = False,
     save: bool = True,
     validated: bool = False,
+    tb_dir: str | Path | None = None,
 ) -> TransferResult:
     """Build the target agent of ``strategy`` from ``bundle`` and train it on ``target``.
 
@@ -481,6 +482,8 @@ def transfer(
     :param callbacks: extra SB3 callbacks (an evaluator, say).
     :param save: write the model, lineage and TensorBoard logs.
     :param validated: the config was validated already (a run of a grid): resolve it only.
+    :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
+        experiment's tree, :func:`rltransfer.layout.run_tb`).
     """
     cfg = load_config(config, overrides)
     # A grid's runs resolve only (run_experiment validated the config once); from the API, validated here.
@@ -505,7 +508,7 @@ def transfer(
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
-        model.set_logger(tensorboard_logger(out / "tb"))
+        model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)
         hparams = {
             "family": cfg.family, "conditioning": bundle.conditioning, "target": task.name, "split": lineage["split"],

@@ -143,7 +143,7 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     tb = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(res.run_dir), "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(res.run_dir / "tb"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -159,17 +159,17 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
         for _ in range(120):
             try:
                 runs = get("/data/runs")
-                if any(r.startswith("aggregate") for r in runs):
+                if any("/iqm/" in r for r in runs) and "layout" in runs:
                     break
             except OSError:
                 pass
             time.sleep(0.5)
         tags = get("/data/plugin/scalars/tags")
         pretrain = {"pretrain/short/rollout_return_mean100", "pretrain/long/final_eval_return", "train/value_loss"}
-        assert pretrain <= set(tags["pretrain/tb"])
+        assert pretrain <= set(tags["pretrain/seed-0"])  # run names: the paths under <run_dir>/tb
         tag = "eval/very-long-heavy"  # the target's own charts: its runs and its strategies' IQMs
         for strategy in ("scratch", "zero_shot", "finetune"):
-            run = f"runs/very-long-heavy/{strategy}/seed-0/tb"
+            run = f"very-long-heavy/{strategy}/seed-0"
             assert {f"{tag}/score", f"{tag}/return"} <= set(tags[run]), run
             band = {
                 f"{tag}/score",
@@ -177,11 +177,11 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
                 "iqm/very-long-heavy/ci_low",
                 "iqm/very-long-heavy/ci_high",
             }
-            assert band <= set(tags[f"aggregate/very-long-heavy/{strategy}"])
-        curve = get(f"/data/plugin/scalars/scalars?run=runs/very-long-heavy/finetune/seed-0/tb&tag={tag}/score")
+            assert band <= set(tags[f"very-long-heavy/iqm/{strategy}"])
+        curve = get(f"/data/plugin/scalars/scalars?run=very-long-heavy/finetune/seed-0&tag={tag}/score")
         assert [step for _, step, _ in curve] == [0, 128, 256]
-        agg = get(f"/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag={tag}/score")
-        low = get("/data/plugin/scalars/scalars?run=aggregate/very-long-heavy/finetune&tag=iqm/very-long-heavy/ci_low")
+        agg = get(f"/data/plugin/scalars/scalars?run=very-long-heavy/iqm/finetune&tag={tag}/score")
+        low = get("/data/plugin/scalars/scalars?run=very-long-heavy/iqm/finetune&tag=iqm/very-long-heavy/ci_low")
         assert [step for _, step, _ in agg] == [0, 128, 256] and all(lo[2] <= a[2] for lo, a in zip(low, agg))
         # The custom-scalars layout: one margin chart per target (IQM and its band, every strategy).
         layout = get("/data/plugin/custom_scalars/layout")
@@ -196,9 +196,7 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
         exp = get("/data/plugin/hparams/experiment", {"experimentName": ""})
         names = {h["name"] for h in exp["hparamInfos"]}
         assert {"strategy", "target", "seed", "family", "conditioning"} <= names
-        assert (
-            "transfer/lineage/text_summary" in get("/data/plugin/text/tags")["runs/very-long-heavy/finetune/seed-0/tb"]
-        )
+        assert "transfer/lineage/text_summary" in get("/data/plugin/text/tags")["very-long-heavy/finetune/seed-0"]
     finally:
         tb.terminate()
         tb.wait(timeout=30)
@@ -737,25 +735,39 @@ def ray_cluster(tmp_path_factory, monkeypatch):
         shutil.rmtree(node, ignore_errors=True)
 
 
-def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(
-    finished, tmp_path, ray_cluster, monkeypatch
-):
-    from dataclasses import asdict
-
-    from rltransfer import runner
-    from rltransfer.run_job import SHIPPED, detached
-
-    sent = []
-    monkeypatch.setattr(runner, "detached", lambda job: sent.append(detached(job)) or sent[-1])
+def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(finished, tmp_path, ray_cluster):
+    """The driver in a process of its own (as a user's: one Ray session), recording every job it sends."""
     cfg, res = finished
     out = tmp_path / "driver-only"  # the workers are given no path of the driver's
     cfg3 = {**cfg, "output_dir": str(out), "runner": {"backend": "ray", "address": ray_cluster, "workers": 2}}
-    res3 = rltransfer.run_experiment(cfg3, progress=False, echo=False)
-    assert results(res3.run_dir) == results(res.run_dir)  # bit for bit, curves included
-    run = res3.run_dir / "runs" / "very-long-heavy" / "finetune" / "seed-0"
-    assert (run / "model.zip").is_file() and list((run / "tb").glob("events.out.tfevents.*"))  # the driver wrote them
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg3))
+    driver = (
+        "import json, sys\n"
+        "from dataclasses import asdict\n"
+        "import rltransfer\n"
+        "from rltransfer import runner\n"
+        "from rltransfer.run_job import detached\n"
+        "sent = []\n"
+        "runner.detached = lambda job: sent.append(detached(job)) or sent[-1]\n"
+        "res = rltransfer.run_experiment(json.load(open(sys.argv[1])), progress=False, echo=False)\n"
+        "json.dump([asdict(j) for j in sent], open(sys.argv[2], 'w'))\n"
+        "sys.exit(1 if res.failed else 0)\n"
+    )
+    env = {**os.environ, "RLTRANSFER_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", driver, str(tmp_path / "cfg.json"), str(tmp_path / "sent.json")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = out / res.run_dir.name
+    assert results(run_dir) == results(res.run_dir)  # bit for bit, curves included
+    run = run_dir / "runs" / "very-long-heavy" / "finetune" / "seed-0"
+    tb = run_dir / "tb" / "very-long-heavy" / "finetune" / "seed-0"
+    assert (run / "model.zip").is_file() and list(tb.glob("events.out.tfevents.*"))  # the driver wrote them
     # What the workers received: no path of the driver's; the bundle went as bytes through the object store.
+    from rltransfer.run_job import SHIPPED
+
+    sent = json.loads((tmp_path / "sent.json").read_text())
     assert len(sent) == 6
     for job in sent:
-        payload = json.dumps(asdict(job))
-        assert str(tmp_path) not in payload and job.bundle == job.out_dir == SHIPPED
+        assert str(tmp_path) not in json.dumps(job) and job["bundle"] == job["out_dir"] == SHIPPED

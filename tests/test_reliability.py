@@ -229,7 +229,7 @@ def test_sigterm_while_pretraining_side_by_side_stops_the_workers_and_the_manife
     run_dir = tmp_path / "runs" / "pretraining"
     proc = _start(path, tmp_path)
     deadline = time.time() + 120
-    while not all(list((run_dir / "pretrain" / d).glob("events.out.tfevents.*")) for d in ("tb", "seed-1/tb")):
+    while not all(list((run_dir / "tb" / "pretrain" / d).glob("events.out.tfevents.*")) for d in ("seed-0", "seed-1")):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "the pre-trainings did not start"
         time.sleep(0.05)

@@ -105,7 +105,8 @@ def test_another_experiment_under_the_same_output_dir_copies_scratch_and_runs_th
         assert manifest["runs"][f"very-long-heavy/scratch/seed-{seed}"]["copied_from"].endswith(f"seed-{seed}")
         assert "copied_from" not in manifest["runs"][f"very-long-heavy/finetune/seed-{seed}"]
         run = out.run_dir / "runs" / "very-long-heavy" / "scratch" / f"seed-{seed}"
-        assert (run / "model.zip").is_file() and list((run / "tb").glob("events.out.tfevents.*"))
+        tb = out.run_dir / "tb" / "very-long-heavy" / "scratch" / f"seed-{seed}"  # its log, in this experiment's tree
+        assert (run / "model.zip").is_file() and list(tb.glob("events.out.tfevents.*"))
     assert {p: p.stat().st_mtime_ns for p in res.run_dir.rglob("result.json")} == before  # the source untouched
     scratch = next(r for r in out.summary["rows"] if r["strategy"] == "scratch")
     assert scratch["seeds"] == 2 and scratch["failed_runs"] == 0
@@ -160,7 +161,7 @@ def test_another_experiment_of_the_same_hash_copies_the_pretraining(first, capsy
     assert "pre-training seed 0 on" not in printed
     for part in ("bundle/components.safetensors", "bundle/bundle.json", "bundle/model.zip"):
         assert (out.run_dir / "pretrain" / part).read_bytes() == (res.run_dir / "pretrain" / part).read_bytes()
-    assert list((out.run_dir / "pretrain" / "tb").glob("events.out.tfevents.*"))
+    assert list((out.run_dir / "tb" / "pretrain" / "seed-0").glob("events.out.tfevents.*"))
     manifest = json.loads((out.run_dir / "manifest.json").read_text())
     assert manifest["pretrainings"][0]["copied_from"] == str(res.run_dir / "pretrain")
     assert f"pre-training seed 0 from `{res.run_dir / 'pretrain'}`" in (out.run_dir / "report/report.md").read_text()
