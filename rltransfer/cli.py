@@ -180,6 +180,16 @@ def _report_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from rltransfer.migration import LAYOUT_VERSION, migrate
+
+    done = migrate(args.run_dir)
+    for line in done:
+        print(line)
+    print(f"{args.run_dir}: layout version {LAYOUT_VERSION}" + ("" if done else " already; nothing to do"))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from rltransfer.publication import publish
 
@@ -253,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="with --update: exit 1 where FILE's tables are not the generated ones"
     )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "migrate", help="bring an experiment directory of an older layout to this rltransfer's (results untouched)",
+        epilog="example:\n  rltransfer migrate runs/cartpole-physics", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("run_dir", help="an experiment's directory (runs/<name>)")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser(
         "publish", help="copy an experiment's report with its per-run data (runs.jsonl.gz) to a directory",

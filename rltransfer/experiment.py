@@ -30,6 +30,7 @@ from rltransfer.config_hash import (
     run_hash,
 )
 from rltransfer.errors import GateError, UserInputError
+from rltransfer.migration import LAYOUT_VERSION, check_layout
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 from rltransfer.run_reuse import (
     copied_from,
@@ -398,6 +399,7 @@ def run_experiment(
     workers = resolve_workers(cfg.runner.workers)
     run_dir = cfg.run_dir
     check_writable(run_dir)
+    check_layout(run_dir)
     chash = experiment_hash(cfg)
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
@@ -408,7 +410,7 @@ def run_experiment(
             manifest = _read_manifest(run_dir)
             manifest.update(
                 experiment=cfg.name, config_hash=chash, versions=package_versions(), code_revision=code_revision(),
-                started=_now(), finished=None,
+                layout_version=LAYOUT_VERSION, started=_now(), finished=None,
                 status="running", runs=manifest.get("runs", {}),
             )  # fmt: skip
             if previous:

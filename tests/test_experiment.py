@@ -771,3 +771,34 @@ def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(finis
     assert len(sent) == 6
     for job in sent:
         assert str(tmp_path) not in json.dumps(job) and job["bundle"] == job["out_dir"] == SHIPPED
+
+
+def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, tmp_path, capsys):
+    from rltransfer.cli import main
+
+    cfg, res = finished
+    run_dir = tmp_path / "runs" / res.run_dir.name
+    shutil.copytree(res.run_dir, run_dir)
+    # The layout before layout_version: TensorBoard logs beside each run and pre-training, aggregates apart.
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest.pop("layout_version") == 2
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    for tb in sorted((run_dir / "tb").glob("*/*/seed-*")):
+        if tb.parent.parent.name != "pretrain":
+            shutil.move(tb, run_dir / "runs" / tb.parent.parent.name / tb.parent.name / tb.name / "tb")
+    shutil.move(run_dir / "tb" / "pretrain" / "seed-0", run_dir / "pretrain" / "tb")
+    shutil.rmtree(run_dir / "tb")
+    (run_dir / "aggregate").mkdir()
+    cfg = {**cfg, "output_dir": str(tmp_path / "runs")}
+    with pytest.raises(UserInputError, match=f"layout version 1 .*rltransfer migrate {run_dir}"):
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert main(["migrate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "runs/very-long-heavy/finetune/seed-0/tb -> tb/very-long-heavy/finetune/seed-0" in out
+    assert "pretrain/tb -> tb/pretrain/seed-0" in out and "layout_version 2" in out
+    assert not (run_dir / "aggregate").exists() and not (run_dir / "pretrain" / "tb").exists()
+    assert main(["migrate", str(run_dir)]) == 0 and "nothing to do" in capsys.readouterr().out
+    before = results(run_dir)
+    rltransfer.run_experiment(cfg, progress=False, echo=True)  # resumes: every run re-used
+    assert "6 of 6 runs re-used, 0 to run" in capsys.readouterr().out and results(run_dir) == before
+    assert main(["migrate", str(tmp_path)]) == 2 and "not an experiment directory" in capsys.readouterr().err
