@@ -48,7 +48,17 @@ def test_help_everywhere_has_an_example():
     from rltransfer.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices  # every subcommand the parser has
-    assert {"experiment", "report", "publish", "verify", "families", "pretrain", "transfer", "migrate", "evaluate"} <= set(commands)
+    assert {
+        "experiment",
+        "report",
+        "publish",
+        "verify",
+        "families",
+        "pretrain",
+        "transfer",
+        "migrate",
+        "evaluate",
+    } <= set(commands)
     for args in [["--help"]] + [[name, "--help"] for name in commands]:
         res = run_cli(*args)
         assert res.returncode == 0 and "example" in res.stdout, args

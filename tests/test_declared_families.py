@@ -143,13 +143,17 @@ def _install_plugin(site: Path) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
 
-def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_path, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
     env = _install_plugin(tmp_path / "site")
     res = run_cli("families", "demo-poles", env=env)
     assert res.returncode == 0 and "a plugin's family" in res.stdout, res.stderr
     cfg = {
         "name": "plugin", "output_dir": str(tmp_path / "runs"), "family": "demo-poles", **TINY,
-        "transfer": {**TINY["transfer"], "strategies": ["scratch", "encoder_only"]}, "runner": {"workers": 2},
+        "transfer": {**TINY["transfer"], "strategies": ["scratch", "encoder_only"]},
+        "runner": {"backend": backend, "workers": 2},
     }  # fmt: skip
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
     res = run_cli("experiment", str(tmp_path / "exp.yaml"), "--no-progress", env=env, cwd=tmp_path)
