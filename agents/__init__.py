@@ -1,5 +1,6 @@
 """Agents: encoders, the multi-task policy and its components."""
 
+from rltransfer.agents import encoders as _encoders
 from rltransfer.agents.adapters import LoRALinear, add_adapters
 from rltransfer.agents.algorithms import ALGORITHMS, Algorithm, get_algorithm
 from rltransfer.agents.components import (
@@ -53,3 +54,5 @@ __all__ = [
     "component_roots",
     "register_encoder",
 ]
+
+_encoders.load_plugins()  # last: a plugin's encoder may subclass the ones above

@@ -181,7 +181,9 @@ ENTRY_POINTS = "rltransfer.encoders"
 """A package exposes encoders as ``<type> = "module:Class"`` in this group (an SB3 features extractor)."""
 
 
-def _load_plugins() -> None:
+def load_plugins() -> None:
+    """Register the encoders of installed packages (called once, when ``rltransfer.agents`` has finished
+    importing: a plugin's encoder may build on rltransfer's own)."""
     from importlib import metadata
 
     for ep in metadata.entry_points(group=ENTRY_POINTS):
@@ -192,6 +194,3 @@ def _load_plugins() -> None:
         if not (isinstance(cls, type) and issubclass(cls, BaseFeaturesExtractor)):
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) is not an SB3 BaseFeaturesExtractor")
         ENCODERS.setdefault(ep.name, cls)
-
-
-_load_plugins()

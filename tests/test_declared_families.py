@@ -138,7 +138,8 @@ def _install_plugin(site: Path) -> dict:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rltransfer-demo-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         "[rltransfer.families]\ndemo = rltransfer_demo_plugin:families\n\n"
-        "[rltransfer.strategies]\ndemo = rltransfer_demo_plugin:strategies\n"
+        "[rltransfer.strategies]\ndemo = rltransfer_demo_plugin:strategies\n\n"
+        "[rltransfer.encoders]\ndemo_mlp = rltransfer_demo_plugin:DemoEncoder\n"
     )
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
@@ -152,6 +153,7 @@ def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_pa
     assert res.returncode == 0 and "a plugin's family" in res.stdout, res.stderr
     cfg = {
         "name": "plugin", "output_dir": str(tmp_path / "runs"), "family": "demo-poles", **TINY,
+        "agent": {**TINY["agent"], "encoder": {"type": "demo_mlp", "hidden": [16]}},  # the plugin's encoder
         "transfer": {**TINY["transfer"], "strategies": ["scratch", "encoder_only"]},
         "runner": {"backend": backend, "workers": 2},
     }  # fmt: skip
@@ -160,6 +162,8 @@ def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_pa
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "runs" / "plugin" / "report" / "summary.json").read_text())
     assert [r["strategy"] for r in summary["rows"]] == ["scratch", "encoder_only"]
+    bundle = json.loads((tmp_path / "runs" / "plugin" / "pretrain" / "bundle" / "bundle.json").read_text())
+    assert bundle["architecture"]["encoder"]["type"] == "demo_mlp"
     res = run_cli("report", str(tmp_path / "runs" / "plugin"), env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     # Without the package installed the report still renders (it needs no family), and the family is

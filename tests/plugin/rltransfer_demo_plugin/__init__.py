@@ -42,3 +42,15 @@ def strategies() -> None:
     def encoder_only(params):
         """A plugin's strategy: the pre-trained encoder, frozen; trunk and heads fresh."""
         return Plan(load=list(params["load"]), frozen=["encoder"])
+
+
+def _encoder():
+    from rltransfer.agents import MlpEncoder
+
+    class DemoEncoder(MlpEncoder):
+        """A plugin's encoder: rltransfer's MLP under another name (agent.encoder.type: demo_mlp)."""
+
+    return DemoEncoder
+
+
+DemoEncoder = _encoder()
