@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from rltransfer.config import ExperimentConfig
@@ -50,19 +50,6 @@ def pretraining_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     pre.pop("seeds", None)
     data["agent"]["hyperparams"] = {**data["agent"]["hyperparams"], **pre.pop("hyperparams", {})}
     return digest({"pretraining": data}, 16)
-
-
-def previous_experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
-    """The experiment hash as versions before 2026-11-28 computed it: the target tasks in it (and no
-    target in a run's hash). A run directory written then is re-used through it (:func:`accepted_hashes`)."""
-    return digest(comparable_config(cfg), 16)
-
-
-def accepted_hashes(chash: str, previous: Mapping[str, str]) -> list[str]:
-    """The experiment hashes whose bundles and runs count as this config's: ``chash``, and each hash an
-    earlier version gave the same experiment (``previous``, the manifest's ``previous_hashes``: old hash
-    to the hash it was found equal to), so the directory's results are re-used when the targets change."""
-    return [chash] + [old for old, new in previous.items() if new == chash and old != chash]
 
 
 def comparable_config(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -122,15 +109,6 @@ def run_hash(
     if spec is not None:
         key["target"] = spec
     return f"{chash}-{digest(key, 8)}" if key else chash
-
-
-def earlier_run_hashes(
-    earlier: Sequence[str], config: Mapping[str, Any], strategy: str, seed: int = 0, pretrain_seed: int | None = None
-) -> list[str]:
-    """The hashes a finished run of this config carries when an earlier version wrote it: its
-    :func:`run_hash` under each of the directory's ``earlier`` experiment hashes (:func:`accepted_hashes`),
-    which held the targets themselves, so no target enters the run's key."""
-    return [run_hash(h, config, strategy, seed, pretrain_seed) for h in earlier]
 
 
 def _named_target(config: Mapping[str, Any], target: str) -> dict[str, Any] | None:

@@ -21,14 +21,7 @@ from typing import Any
 from rltransfer import layout
 from rltransfer.atomic import remove_stale_temps, write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import (
-    accepted_hashes,
-    earlier_run_hashes,
-    experiment_hash,
-    pretraining_hash,
-    previous_experiment_hash,
-    run_hash,
-)
+from rltransfer.config_hash import experiment_hash, pretraining_hash, run_hash
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.migration import LAYOUT_VERSION, check_layout
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
@@ -112,33 +105,14 @@ def check_writable(run_dir: Path) -> None:
         raise UserInputError(f"output directory '{run_dir}' is not writable: {err.strerror or err}") from None
 
 
-def check_same_config(run_dir: Path, chash: str) -> dict[str, str]:
-    """Refuse a directory of another config's results; return its ``previous_hashes`` (an earlier
-    version's hash of this same experiment, to the current one), adding the directory's own hash where an
-    earlier version wrote it (:func:`~rltransfer.config_hash.previous_experiment_hash`)."""
-    manifest = _read_manifest(run_dir)
-    old = manifest.get("config_hash")
-    previous = dict(manifest.get("previous_hashes") or {})
-    if old and old not in accepted_hashes(chash, previous):
-        if not _earlier_hash_of(run_dir, old, chash):
-            raise UserInputError(
-                f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
-                "mixed: use another name (--set name=...) or remove the directory"
-            )
-        previous[old] = chash
-    return previous
-
-
-def _earlier_hash_of(run_dir: Path, old: str, chash: str) -> bool:
-    """Whether ``old`` is the hash an earlier version gave the config this directory was last run with
-    (its ``config.yaml``), and that config is this one but for the grid's size (targets included)."""
-    from pydantic import ValidationError
-
-    try:
-        written = load_config(run_dir / "config.yaml")
-    except (OSError, ValueError, ValidationError, UserInputError):
-        return False
-    return previous_experiment_hash(written) == old and experiment_hash(written) == chash
+def check_same_config(run_dir: Path, chash: str) -> None:
+    """Refuse a directory of another config's results."""
+    old = _read_manifest(run_dir).get("config_hash")
+    if old and old != chash:
+        raise UserInputError(
+            f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
+            "mixed: use another name (--set name=...) or remove the directory"
+        )
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -148,11 +122,11 @@ def _read_manifest(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int, echo: bool = False) -> bool:
-    """Whether pre-training seed ``seed`` left a readable bundle of this config: its experiment hash is
-    one of ``accepted`` (:func:`~rltransfer.config_hash.accepted_hashes`), or it was copied from an
-    experiment of the same pre-training (:func:`~rltransfer.config_hash.pretraining_hash`). A damaged
-    one is trained again, and said so on stderr."""
+def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool = False) -> bool:
+    """Whether pre-training seed ``seed`` left a readable bundle of this config: trained for experiment hash
+    ``chash``, or copied from an experiment of the same pre-training
+    (:func:`~rltransfer.config_hash.pretraining_hash`). A damaged one is trained again, and said so on
+    stderr."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
     from rltransfer.pretraining import pretrain_dir
@@ -166,7 +140,7 @@ def _has_bundle(cfg: ExperimentConfig, accepted: Sequence[str], seed: int, echo:
         if echo:
             print(f"pre-training seed {seed}: its bundle is damaged ({err}); it is trained again", file=sys.stderr)
         return False
-    return manifest.get("experiment_hash") in accepted or manifest.get("pretrain_hash") == pretraining_hash(cfg)
+    return manifest.get("experiment_hash") == chash or manifest.get("pretrain_hash") == pretraining_hash(cfg)
 
 
 def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bool = False, echo: bool = False):
@@ -189,7 +163,6 @@ def ensure_bundles(
     echo: bool,
     progress: bool,
     pool: ProcessPoolExecutor | None = None,
-    previous: Mapping[str, str] | None = None,
 ) -> list[Pretraining]:
     """Every pre-training seed the experiment tries, each reused where its bundle exists for this
     config and trained otherwise, and whether it is kept (:mod:`rltransfer.source_gate`).
@@ -198,8 +171,7 @@ def ensure_bundles(
     goes to the next seed not yet tried, up to ``pretrain.max_seeds`` seeds in all (the same seeds in
     the same places however many train at a time). With a worker pool and more than one seed to train, the seeds train side by side, one
     per worker. Each seeds itself and uses one thread, so the bundles are byte for byte the ones
-    trained one by one. Raises :class:`GateError` when too few pass. ``previous``: the directory's
-    earlier hashes of this experiment (:func:`check_same_config`), whose bundles are re-used too.
+    trained one by one. Raises :class:`GateError` when too few pass.
     """
     from rltransfer.bundle import read_manifest
     from rltransfer.evaluation import thresholds_and_baselines
@@ -211,10 +183,9 @@ def ensure_bundles(
     baselines = thresholds_and_baselines(setup.family, setup.sources, cfg.evaluation.thresholds)
     judged: list[Pretraining] = []
     open_slots = list(range(wanted))
-    accepted = accepted_hashes(chash, previous or {})
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
-        todo = [p for p in batch if not _has_bundle(cfg, accepted, p, echo)]
+        todo = [p for p in batch if not _has_bundle(cfg, chash, p, echo)]
         if cfg.runner.reuse_other_experiments:
             todo = [p for p in todo if not _copy_pretraining(cfg, chash, p, echo)]
         if pool is None or len(todo) < 2:
@@ -258,14 +229,14 @@ def ensure_bundles(
     return judged
 
 
-def _pretrain_interruptibly(cfg, chash, echo, progress, pool, previous, manifest) -> list[Pretraining]:
+def _pretrain_interruptibly(cfg, chash, echo, progress, pool, manifest) -> list[Pretraining]:
     """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM: the pre-trainings in progress
     (the pool's workers too) end, the manifest says "interrupted", and the finished bundles are kept."""
     from rltransfer.runner import stop_workers
 
     with _noticing_interrupts() as interrupt:
         try:
-            return ensure_bundles(cfg, chash, echo, progress, pool, previous)
+            return ensure_bundles(cfg, chash, echo, progress, pool)
         except KeyboardInterrupt:
             if pool is not None:
                 stop_workers(pool)
@@ -281,8 +252,7 @@ def _pretrain_interruptibly(cfg, chash, echo, progress, pool, previous, manifest
 
 def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
     """Copy pre-training ``seed`` from another experiment of the same pre-training under ``output_dir`` (its
-    :func:`~rltransfer.config_hash.pretraining_hash`, or for a bundle written before it was recorded, the
-    same experiment hash), if one has it."""
+    :func:`~rltransfer.config_hash.pretraining_hash`, or the same experiment hash), if one has it."""
     from rltransfer.pretraining import pretrain_dir
 
     dest = pretrain_dir(cfg, seed)
@@ -346,21 +316,17 @@ def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
     return plan is None or plan.train
 
 
-def is_done(job: RunJob, previous: Sequence[str] = (), bundle_sha: str | None = None) -> bool:
-    """Whether the job's run finished with this config: its hash, or its hash under one of the
-    directory's earlier experiment hashes (``previous``), and, where it loaded a bundle, from the bundle
-    whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since trained
-    again, is not one of this one's)."""
+def is_done(job: RunJob, bundle_sha: str | None = None) -> bool:
+    """Whether the job's run finished with this config (its hash) and, where it loaded a bundle, from the
+    bundle whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since
+    trained again, is not one of this one's)."""
     r = read_result(Path(job.out_dir) / RESULT_FILE)
     if r is None or r.get("status") != "ok":
         return False
     loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
     if bundle_sha is not None and loads_bundle and r.get("bundle_sha256") not in (None, bundle_sha):
         return False
-    stored = r.get("config_hash")
-    return stored == job.config_hash or stored in earlier_run_hashes(
-        previous, job.config, job.strategy, job.seed, job.pretrain_seed
-    )
+    return bool(r.get("config_hash") == job.config_hash)
 
 
 def run_experiment(
@@ -403,7 +369,7 @@ def run_experiment(
     chash = experiment_hash(cfg)
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
-        previous = check_same_config(run_dir, chash)
+        check_same_config(run_dir, chash)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -413,12 +379,10 @@ def run_experiment(
                 layout_version=LAYOUT_VERSION, started=_now(), finished=None,
                 status="running", runs=manifest.get("runs", {}),
             )  # fmt: skip
-            if previous:
-                manifest["previous_hashes"] = previous
             write_json_atomic(run_dir / "manifest.json", manifest)
 
             bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
-            pretrainings = _pretrain_interruptibly(cfg, chash, echo, bars, pool, previous, manifest)
+            pretrainings = _pretrain_interruptibly(cfg, chash, echo, bars, pool, manifest)
             manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:
@@ -443,10 +407,9 @@ def run_experiment(
             }  # fmt: skip
             manifest["pretrain_steps"] = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
-            earlier = accepted_hashes(chash, previous)[1:]
             shas = {seed: read_manifest(path)["weights"]["sha256"] for seed, path in bundles}
-            todo = [j for j in jobs if not is_done(j, earlier, shas.get(j.pretrain_seed))]
-            stale = [j for j in todo if is_done(j, earlier)]  # finished, from a bundle since trained again
+            todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
+            stale = [j for j in todo if is_done(j)]  # finished, from a bundle since trained again
             if echo and stale:
                 print(
                     f"{len(stale)} finished run(s) loaded a bundle that was since trained again with other "

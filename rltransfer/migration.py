@@ -8,6 +8,11 @@ names the command that migrates it, instead of carrying compatibility branches i
   ``pretrain/tb`` and ``pretrain/seed-P/tb``, aggregates in ``aggregate/``.
 - 2: one TensorBoard tree, ``tb/`` (:mod:`rltransfer.layout`): ``tb/<target>/<strategy>/seed-S``,
   ``tb/pretrain/seed-P``, ``tb/<target>/iqm/<strategy>`` (written by the report).
+- 3: every hash the current one. Versions before 2026-11-28 hashed the target tasks into the experiment
+  hash (so a run's hash named no target), and a directory they wrote kept that hash in its manifest, its
+  bundles and its results (``previous_hashes``: the old hash to the current one, where an experiment
+  resumed it since); bundles written before their manifest recorded ``pretrain_hash`` lack it. Migrating
+  rewrites those hashes, so that finding a finished run or bundle is one comparison with the current hash.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 
 from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
+from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config_hash import comparable_config, digest, experiment_hash, pretraining_hash, run_hash
 from rltransfer.errors import UserInputError
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 MANIFEST = "manifest.json"
 
 
@@ -46,8 +53,8 @@ def check_layout(run_dir: Path) -> None:
     version = layout_version(run_dir)
     if version < LAYOUT_VERSION:
         raise UserInputError(
-            f"'{run_dir}' has layout version {version} (this rltransfer writes {LAYOUT_VERSION}: one TensorBoard "
-            f"tree, tb/); migrate it first, its results untouched: rltransfer migrate {run_dir}"
+            f"'{run_dir}' has layout version {version} (this rltransfer writes {LAYOUT_VERSION}); migrate it "
+            f"first, its results kept: rltransfer migrate {run_dir}"
         )
     if version > LAYOUT_VERSION:
         raise UserInputError(
@@ -67,7 +74,8 @@ def _move(source: Path, dest: Path, moved: list[str], root: Path) -> None:
 
 def migrate(run_dir: str | Path) -> list[str]:
     """Bring the experiment directory ``run_dir`` to :data:`LAYOUT_VERSION`; what was done, one line an
-    action (nothing where it is current). Results, bundles and models are not touched."""
+    action (nothing where it is current). No run's curve, model or bundle weights change: only where
+    TensorBoard logs lie (to 2) and the hashes results and bundle manifests record (to 3)."""
     root = Path(run_dir)
     manifest = _manifest(root)
     if manifest is None:
@@ -86,4 +94,51 @@ def migrate(run_dir: str | Path) -> list[str]:
         manifest["layout_version"] = 2
         write_json_atomic(root / MANIFEST, manifest)
         done.append("layout_version 2")
+    if int(manifest["layout_version"]) < 3:
+        done += _current_hashes(root, manifest)
+        manifest["layout_version"] = 3
+        write_json_atomic(root / MANIFEST, manifest)
+        done.append("layout_version 3")
+    return done
+
+
+def _hash_with_targets(cfg: ExperimentConfig) -> str:
+    """The experiment hash as versions before 2026-11-28 computed it: the target tasks in it."""
+    return digest(comparable_config(cfg), 16)
+
+
+def _current_hashes(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """Rewrite an earlier version's experiment hash (and its runs' hashes, which named no target) to the
+    current ones in the manifest, the results and the bundles; give every bundle its ``pretrain_hash``."""
+    try:
+        cfg = load_config(root / "config.yaml")
+    except (OSError, ValueError, UserInputError) as err:
+        raise UserInputError(f"cannot migrate '{root}': its config.yaml is unreadable ({err})") from None
+    now = experiment_hash(cfg)
+    old = {h for h, to in (manifest.pop("previous_hashes", None) or {}).items() if to == now and h != now}
+    if manifest.get("config_hash") == _hash_with_targets(cfg) != now:
+        old.add(manifest["config_hash"])
+        manifest["config_hash"] = now
+    config, done, runs = cfg.to_dict(), [], 0
+    for path in sorted(root.glob("runs/*/*/seed-*/result.json")):
+        r = json.loads(path.read_text())
+        seed, p = int(r.get("seed", 0)), r.get("pretrain_seed")
+        if any(r.get("config_hash") == run_hash(h, config, r["strategy"], seed, p) for h in old):
+            r["config_hash"] = run_hash(now, config, r["strategy"], seed, p, r["target"])
+            write_json_atomic(path, r)
+            runs += 1
+    if runs:
+        done.append(f"{runs} result(s): the current run hash")
+    from rltransfer.bundle import MANIFEST_FILE, manifest_checksum
+
+    phash = pretraining_hash(cfg)
+    for path in sorted(root.glob(f"pretrain/**/{layout.BUNDLE_DIR}/{MANIFEST_FILE}")):
+        b = json.loads(path.read_text())
+        ours = b.get("experiment_hash") in old | {now}
+        if not ours or (b["experiment_hash"] == now and "pretrain_hash" in b):
+            continue
+        b.update(experiment_hash=now, pretrain_hash=b.get("pretrain_hash", phash))
+        b["manifest_sha256"] = manifest_checksum(b)
+        write_json_atomic(path, b)
+        done.append(f"{path.parent.relative_to(root)}: the current experiment and pre-training hashes")
     return done

@@ -16,8 +16,9 @@ import yaml
 
 from rltransfer import bootstrap, layout, metrics, significance
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import accepted_hashes, earlier_run_hashes, experiment_hash, run_hash
+from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
+from rltransfer.migration import check_layout
 from rltransfer.publication import is_publication, read_runs, result_paths
 from rltransfer.run_job import read_result, rescore
 from rltransfer.strategies import COMMON, strategy_params
@@ -41,6 +42,8 @@ def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise UserInputError(
             f"'{run_dir}' is not an experiment directory: no config.yaml (run 'rltransfer experiment' first)"
         )
+    if not is_publication(run_dir):
+        check_layout(run_dir)
     config = yaml.safe_load(cfg_path.read_text())
     tasks = _read_json(run_dir / "manifest.json").get("protocol", {}).get("tasks", {})
     if is_publication(run_dir):
@@ -65,44 +68,33 @@ def in_grid(
     config: Mapping[str, Any],
     chash: str | None,
     kept: Sequence[int] = (),
-    earlier: Sequence[str] = (),
     targets: Sequence[str] | None = None,
 ) -> list:
     """The results of this config's grid: other seeds, strategies or targets may share the directory
     (``targets``: the config's, where known), and runs from a pre-training the gate has since replaced
-    (``kept``: the pre-trainings transferred from). A run counts under the experiment hash ``chash`` or
-    one of the directory's ``earlier`` hashes of the same experiment."""
+    (``kept``: the pre-trainings transferred from). A run counts under the experiment hash ``chash``."""
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
     kept = list(kept) or list(range(int(config["pretrain"]["seeds"])))
 
-    def current(r: Mapping[str, Any]) -> bool:
-        seed, stored = int(r.get("seed", 0)), r.get("config_hash")
+    def current(r: Mapping[str, Any], chash: str) -> bool:
+        seed = int(r.get("seed", 0))
         p = kept[seed % len(kept)]
-        now = run_hash(chash, config, r["strategy"], seed, p, r.get("target")) if chash is not None else None
-        return (now is not None and stored == now) or stored in (
-            earlier_run_hashes(earlier, config, r["strategy"], seed, p)
-        )
+        return bool(r.get("config_hash") == run_hash(chash, config, r["strategy"], seed, p, r.get("target")))
 
     return [
         r for r in results
         if r.get("strategy") in strategies and r.get("seed", 0) < seeds
-        and (targets is None or r.get("target") in targets) and (chash is None or current(r))
+        and (targets is None or r.get("target") in targets) and (chash is None or current(r, chash))
     ]  # fmt: skip
 
 
 def grid_results(manifest: Mapping[str, Any], config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> list:
-    """:func:`in_grid` with what the directory's manifest says: the hash, the kept pre-trainings, the
-    earlier hashes of the same experiment and the targets of the last run. A manifest an earlier version
-    wrote holds that version's hash, which counts as an earlier one (its runs' hashes name no target)."""
-    chash = manifest.get("config_hash")
+    """:func:`in_grid` with what the directory's manifest says: the hash, the kept pre-trainings and the
+    targets of the last run (a manifest without a hash: every result of the grid's size)."""
     protocol = manifest.get("protocol", {})
     targets = list(protocol["tasks"]) if "tasks" in protocol else None
-    kept = protocol.get("pretrain_kept", ())
-    if not chash:
-        return in_grid(results, config, None, kept, (), targets)
-    now = experiment_hash(config)
-    earlier = [h for h in accepted_hashes(chash, manifest.get("previous_hashes") or {}) if h != now]
-    return in_grid(results, config, now, kept, earlier, targets)
+    chash = experiment_hash(config) if manifest.get("config_hash") else None
+    return in_grid(results, config, chash, protocol.get("pretrain_kept", ()), targets)
 
 
 def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -27,19 +27,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config import load_config
-from rltransfer.config_hash import (
-    comparable_config,
-    digest,
-    experiment_hash,
-    pretraining_hash,
-    previous_experiment_hash,
-)
-from rltransfer.errors import UserInputError
+from rltransfer.config_hash import comparable_config, digest
+from rltransfer.migration import LAYOUT_VERSION, layout_version
 from rltransfer.run_job import RESULT_FILE, RunJob, read_result
 
 _OPTIONAL_PACKAGES = ("minigrid", "box2d", "box2d-py", "gymnasium-robotics")
@@ -142,7 +133,8 @@ COPIED_FILE = "copied_from.json"
 def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str, phash: str) -> Path | None:
     """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
     whose bundle is intact and was trained with pre-training hash ``phash``
-    (:func:`~rltransfer.config_hash.pretraining_hash`) or for experiment hash ``chash``."""
+    (:func:`~rltransfer.config_hash.pretraining_hash`) or for experiment hash ``chash`` (in a directory of
+    the current layout: an older one's bundles may record an earlier version's hashes)."""
     from rltransfer.bundle import load_bundle, read_manifest
     from rltransfer.errors import BundleError
 
@@ -150,32 +142,15 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
     for candidate in _elsewhere(output_root, own_dir, own_pretrain):
         if not (candidate / "bundle" / "bundle.json").is_file():
             continue
+        if layout_version(candidate.parents[depth - 1]) != LAYOUT_VERSION:
+            continue
         try:  # the manifest alone first; the weights' checksums only where the hash matches
             manifest = read_manifest(candidate / "bundle")
-            if (
-                manifest.get("experiment_hash") == chash
-                or _pretraining_of(candidate.parents[depth - 1], manifest) == phash
-            ):
+            if manifest.get("experiment_hash") == chash or manifest.get("pretrain_hash") == phash:
                 load_bundle(candidate / "bundle")
                 return candidate
         except BundleError:
             continue
-    return None
-
-
-def _pretraining_of(exp_dir: Path, manifest: Mapping[str, Any]) -> str | None:
-    """The pre-training hash of a bundle of the experiment directory ``exp_dir``: its manifest's, or for
-    a bundle written before the manifest recorded it, that of the directory's config (``config.yaml``)
-    when the bundle was trained for that config (its experiment hash, or the one versions before
-    2026-11-28 gave it)."""
-    if "pretrain_hash" in manifest:
-        return manifest["pretrain_hash"]
-    try:
-        written = load_config(exp_dir / "config.yaml")
-    except (OSError, ValueError, ValidationError, UserInputError):
-        return None
-    if manifest.get("experiment_hash") in (experiment_hash(written), previous_experiment_hash(written)):
-        return pretraining_hash(written)
     return None
 
 

@@ -610,35 +610,49 @@ def test_a_gate_no_pretraining_passes_stops_with_every_bundle_kept(finished, tmp
     assert not (run_dir / "runs").exists()
 
 
-def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earlier_version_wrote(finished, tmp_path):
+def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earlier_version_wrote(
+    finished, tmp_path, capsys
+):
     from rltransfer.bundle import manifest_checksum
-    from rltransfer.config_hash import experiment_hash, previous_experiment_hash
+    from rltransfer.cli import main
+    from rltransfer.config_hash import comparable_config, digest, experiment_hash
     from rltransfer.report import render
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
     run_dir = tmp_path / "runs" / "tiny"
     shutil.copytree(res.run_dir, run_dir)
-    # As versions before 2026-11-28 wrote it: the targets in the experiment hash, every file carrying it.
+    # As versions before 2026-11-28 wrote it: the targets in the experiment hash, every file carrying it,
+    # the bundle without its pre-training hash.
     chash = experiment_hash(rltransfer.load_config(cfg2))
-    old = previous_experiment_hash(rltransfer.load_config(cfg2))
+    old = digest(comparable_config(rltransfer.load_config(cfg2)), 16)
     assert old != chash
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "config_hash": old}))
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "config_hash": old, "layout_version": 2}))
     for path in (run_dir / "runs").glob("*/*/seed-*/result.json"):
         r = json.loads(path.read_text())
         path.write_text(json.dumps({**r, "config_hash": r["config_hash"].replace(chash, old)}))
     bundle_file = run_dir / "pretrain" / "bundle" / "bundle.json"
     b = {**json.loads(bundle_file.read_text()), "experiment_hash": old}
+    del b["pretrain_hash"]
     bundle_file.write_text(json.dumps({**b, "manifest_sha256": manifest_checksum(b)}))
+    with pytest.raises(UserInputError, match=f"layout version 2 .*rltransfer migrate {run_dir}"):
+        render(run_dir, tensorboard=False)
+    with pytest.raises(UserInputError, match=f"layout version 2 .*rltransfer migrate {run_dir}"):
+        rltransfer.run_experiment(cfg2, progress=False, echo=False)
+
+    assert main(["migrate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "6 result(s): the current run hash" in out and "pretrain/bundle: the current experiment" in out
+    b = json.loads(bundle_file.read_text())
+    assert b["experiment_hash"] == chash and b["pretrain_hash"] and b["manifest_sha256"] == manifest_checksum(b)
     files = [bundle_file, *(run_dir / "runs").glob("*/*/seed-*/result.json")]
     before = {p: p.stat().st_mtime_ns for p in files}
     assert [r["seeds"] for r in render(run_dir, tensorboard=False)["rows"]] == [2, 2, 2]  # its report, as it was
 
     out = rltransfer.run_experiment(cfg2, progress=False, echo=False)  # the same config: nothing re-runs
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["grid_runs"] == 0 and manifest["config_hash"] == chash
-    assert manifest["previous_hashes"] == {old: chash}
+    assert manifest["grid_runs"] == 0 and manifest["config_hash"] == chash and "previous_hashes" not in manifest
     assert [r["seeds"] for r in out.summary["rows"]] == [2, 2, 2]
 
     # One more target: the bundle and every finished run are re-used, only the new target's runs run.
@@ -781,7 +795,7 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     shutil.copytree(res.run_dir, run_dir)
     # The layout before layout_version: TensorBoard logs beside each run and pre-training, aggregates apart.
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest.pop("layout_version") == 2
+    assert manifest.pop("layout_version") == 3
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     for tb in sorted((run_dir / "tb").glob("*/*/seed-*")):
         if tb.parent.parent.name != "pretrain":
@@ -795,7 +809,8 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     assert main(["migrate", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "runs/very-long-heavy/finetune/seed-0/tb -> tb/very-long-heavy/finetune/seed-0" in out
-    assert "pretrain/tb -> tb/pretrain/seed-0" in out and "layout_version 2" in out
+    assert "pretrain/tb -> tb/pretrain/seed-0" in out and "layout_version 2" in out and "layout_version 3" in out
+    assert "result(s)" not in out  # its hashes were the current ones already
     assert not (run_dir / "aggregate").exists() and not (run_dir / "pretrain" / "tb").exists()
     assert main(["migrate", str(run_dir)]) == 0 and "nothing to do" in capsys.readouterr().out
     before = results(run_dir)

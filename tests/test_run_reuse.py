@@ -232,10 +232,12 @@ def test_a_transfer_side_sweep_copies_the_pretraining(first, capsys):
     assert "pre-training seed 0" not in printed, printed
 
 
-def test_a_bundle_written_before_the_pretraining_hash_is_copied_by_its_directory_config(first, tmp_path):
-    """A bundle whose manifest has no pre-training hash (written before it was recorded) is matched through
-    its directory's config; one whose directory's config is another's is not copied."""
+def test_a_bundle_written_before_the_pretraining_hash_is_copied_once_its_directory_is_migrated(first, tmp_path):
+    """A bundle whose manifest has no pre-training hash (written before it was recorded, layout 2) is not
+    matched; ``rltransfer migrate`` gives it the hash of its directory's config, and then it is copied. One
+    in a directory whose config is another's never is."""
     from rltransfer.bundle import manifest_checksum
+    from rltransfer.migration import migrate
 
     cfg, res = first
     root = tmp_path / "runs"
@@ -246,26 +248,23 @@ def test_a_bundle_written_before_the_pretraining_hash_is_copied_by_its_directory
     del manifest["pretrain_hash"]
     manifest["manifest_sha256"] = manifest_checksum(manifest)
     path.write_text(json.dumps(manifest))
+    exp = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**exp, "layout_version": 2}))
     (root / "other").mkdir()
     shutil.copytree(old / "pretrain", root / "other" / "pretrain")
     (root / "other" / "config.yaml").write_text(
         (old / "config.yaml").read_text().replace("timesteps: 512", "timesteps: 640")
     )
-    out = rltransfer.run_experiment(
-        config(root, name="sweep", transfer__timesteps=384, transfer__strategies=["zero_shot"]),
-        progress=False,
-        echo=False,
-    )
+    (root / "other" / "manifest.json").write_text(json.dumps({"layout_version": 2}))
+    sweep = dict(transfer__timesteps=384, transfer__strategies=["zero_shot"])
+    out = rltransfer.run_experiment(config(root, name="sweep", **sweep), progress=False, echo=False)
+    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] is None
+    assert "pretrain/bundle: the current experiment and pre-training hashes" in migrate(old)
+    assert not any("pretrain/bundle" in line for line in migrate(root / "other"))  # trained for another config
+    out = rltransfer.run_experiment(config(root, name="sweep2", **sweep), progress=False, echo=False)
     assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] == str(
         old / "pretrain"
     )
-    (old / "config.yaml").write_text((old / "config.yaml").read_text().replace("timesteps: 512", "timesteps: 640"))
-    out = rltransfer.run_experiment(
-        config(root, name="sweep2", transfer__timesteps=384, transfer__strategies=["zero_shot"]),
-        progress=False,
-        echo=False,
-    )
-    assert json.loads((out.run_dir / "manifest.json").read_text())["pretrainings"][0]["copied_from"] is None
 
 
 def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
