@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from rltransfer import layout
-from rltransfer.atomic import remove_stale_temps, write_json_atomic
+from rltransfer.atomic import remove_stale_temps
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import experiment_hash, pretraining_hash, run_hash
 from rltransfer.errors import GateError, UserInputError
+from rltransfer.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.migration import LAYOUT_VERSION, check_layout
-from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+from rltransfer.run_job import RunJob
+from rltransfer.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.run_reuse import (
     copied_from,
     copy_pretraining,
@@ -60,10 +60,6 @@ class ExperimentResult:
     run_dir: Path
     summary: dict[str, Any]
     failed: list[str] = field(default_factory=list)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class RunLock:
@@ -107,19 +103,12 @@ def check_writable(run_dir: Path) -> None:
 
 def check_same_config(run_dir: Path, chash: str) -> None:
     """Refuse a directory of another config's results."""
-    old = _read_manifest(run_dir).get("config_hash")
+    old = ExperimentManifest.read(run_dir).config_hash
     if old and old != chash:
         raise UserInputError(
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
             "mixed: use another name (--set name=...) or remove the directory"
         )
-
-
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool = False) -> bool:
@@ -230,24 +219,22 @@ def ensure_bundles(
 
 
 def _pretrain_interruptibly(cfg, chash, echo, progress, pool, manifest) -> list[Pretraining]:
-    """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM: the pre-trainings in progress
-    (the pool's workers too) end, the manifest says "interrupted", and the finished bundles are kept."""
+    """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM (:func:`_interruptible`): the
+    pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
     from rltransfer.runner import stop_workers
 
-    with _noticing_interrupts() as interrupt:
-        try:
-            return ensure_bundles(cfg, chash, echo, progress, pool)
-        except KeyboardInterrupt:
-            if pool is not None:
-                stop_workers(pool)
-            manifest.update(status="interrupted", finished=_now())
-            write_json_atomic(cfg.run_dir / "manifest.json", manifest)
-            raise Interrupted(
-                f"interrupted{' by SIGTERM' if interrupt['seen'] == 'SIGTERM' else ''} while pre-training: the "
-                f"finished pre-trainings are kept in '{cfg.run_dir}'; re-run the same command to resume (a "
-                "pre-training in progress starts again)",
-                interrupt["seen"],
-            ) from None
+    def stop() -> None:
+        if pool is not None:
+            stop_workers(pool)
+
+    def said(how: str) -> str:
+        return (
+            f"interrupted{how} while pre-training: the finished pre-trainings are kept in '{cfg.run_dir}'; re-run "
+            "the same command to resume (a pre-training in progress starts again)"
+        )
+
+    with _interruptible(manifest, cfg.run_dir, stop, said):
+        return ensure_bundles(cfg, chash, echo, progress, pool)
 
 
 def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
@@ -277,13 +264,13 @@ def bundles_of(cfg: ExperimentConfig, pretrainings: Sequence[Pretraining]) -> li
 
 
 def plan_jobs(
-    cfg: ExperimentConfig, setup: Setup, chash: str, bundles: list[tuple[int, Path]], protocol: Mapping[str, Any]
+    cfg: ExperimentConfig, setup: Setup, chash: str, bundles: list[tuple[int, Path]], protocol: Protocol
 ) -> list[RunJob]:
     strategies = [BASELINE] + [s for s in cfg.transfer.strategies if s != BASELINE]
     config = cfg.to_dict()
     jobs = []
     for target in setup.targets:
-        tb = protocol["tasks"][target.name]
+        scale = protocol.tasks[target.name]
         for strategy in strategies:
             for seed in range(cfg.transfer.seeds):
                 p, bundle = bundles[seed % len(bundles)]
@@ -297,8 +284,8 @@ def plan_jobs(
                         strategy=strategy,
                         seed=seed,
                         pretrain_seed=p,
-                        threshold=tb["threshold"],
-                        random_return=tb["random_return"],
+                        threshold=scale.threshold,
+                        random_return=scale.random_return,
                         out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
                         tb_dir=str(layout.run_tb(cfg.run_dir, target.name, strategy, seed)),
                         reuse_key=reuse_key(
@@ -321,12 +308,12 @@ def is_done(job: RunJob, bundle_sha: str | None = None) -> bool:
     bundle whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since
     trained again, is not one of this one's)."""
     r = read_result(Path(job.out_dir) / RESULT_FILE)
-    if r is None or r.get("status") != "ok":
+    if not isinstance(r, FinishedRun):
         return False
     loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
-    if bundle_sha is not None and loads_bundle and r.get("bundle_sha256") not in (None, bundle_sha):
+    if bundle_sha is not None and loads_bundle and r.bundle_sha256 not in (None, bundle_sha):
         return False
-    return bool(r.get("config_hash") == job.config_hash)
+    return r.config_hash == job.config_hash
 
 
 def run_experiment(
@@ -373,21 +360,21 @@ def run_experiment(
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
-            manifest = _read_manifest(run_dir)
-            manifest.update(
+            manifest = ExperimentManifest.read(run_dir)  # its runs' entries are kept
+            for name, value in dict(
                 experiment=cfg.name, config_hash=chash, versions=package_versions(), code_revision=code_revision(),
-                layout_version=LAYOUT_VERSION, started=_now(), finished=None,
-                status="running", runs=manifest.get("runs", {}),
-            )  # fmt: skip
-            write_json_atomic(run_dir / "manifest.json", manifest)
+                layout_version=LAYOUT_VERSION, started=now(), finished=None, status="running",
+            ).items():  # fmt: skip
+                setattr(manifest, name, value)
+            manifest.write(run_dir)
 
             bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
             pretrainings = _pretrain_interruptibly(cfg, chash, echo, bars, pool, manifest)
-            manifest["pretrainings"] = [p.to_dict() for p in pretrainings]
+            manifest.pretrainings = pretrainings
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:
-                manifest.update(status="pre-trainings rejected", finished=_now())
-                write_json_atomic(run_dir / "manifest.json", manifest)
+                manifest.end("pre-trainings rejected")
+                manifest.write(run_dir)
                 raise GateError(
                     rejection_message(
                         pretrainings,
@@ -399,14 +386,14 @@ def run_experiment(
             pre_steps = steps_per_kept(pretrainings)
             tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
             ev = cfg.evaluation
-            manifest["protocol"] = {
+            manifest.protocol = Protocol(
                 **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
-                "seeds": cfg.transfer.seeds, "pretrain_seeds": cfg.pretrain.seeds, "tasks": tasks,
-                "pretrain_kept": [seed for seed, _ in bundles], "min_source_score": cfg.pretrain.min_source_score,
-                "source_tasks": [t.name for t in setup.sources],
-            }  # fmt: skip
-            manifest["pretrain_steps"] = pre_steps
-            jobs = plan_jobs(cfg, setup, chash, bundles, manifest["protocol"])
+                seeds=cfg.transfer.seeds, pretrain_seeds=cfg.pretrain.seeds, tasks=tasks,
+                pretrain_kept=[seed for seed, _ in bundles], min_source_score=cfg.pretrain.min_source_score,
+                source_tasks=[t.name for t in setup.sources],
+            )  # fmt: skip
+            manifest.pretrain_steps = pre_steps
+            jobs = plan_jobs(cfg, setup, chash, bundles, manifest.protocol)
             shas = {seed: read_manifest(path)["weights"]["sha256"] for seed, path in bundles}
             todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
             stale = [j for j in todo if is_done(j)]  # finished, from a bundle since trained again
@@ -418,23 +405,21 @@ def run_experiment(
                     file=sys.stderr,
                 )
             for j in jobs:
-                manifest["runs"].setdefault(j.key, {"status": "pending"})
-                if j not in todo:
-                    manifest["runs"][j.key]["status"] = "ok"
+                manifest.plan_run(j.key, finished=j not in todo)
             if cfg.runner.reuse_other_experiments:
                 todo = _copy_reusable(todo, cfg, manifest, echo)
-            write_json_atomic(run_dir / "manifest.json", manifest)
+            manifest.write(run_dir)
             if echo:
                 print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
             # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
             todo.sort(key=lambda j: not _trains(j.strategy, cfg))
             grid_start = time.perf_counter()
-            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, run_dir, progress, pool)
-            manifest.update(
-                finished=_now(), status="failed runs" if failed else "done", workers=workers,
+            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool)
+            manifest.end(
+                "failed runs" if failed else "done", workers=workers,
                 grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
             )  # fmt: skip
-            write_json_atomic(run_dir / "manifest.json", manifest)
+            manifest.write(run_dir)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -442,7 +427,7 @@ def run_experiment(
     return ExperimentResult(run_dir, summary, failed)
 
 
-def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str, Any], echo: bool) -> list[RunJob]:
+def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: ExperimentManifest, echo: bool) -> list[RunJob]:
     """Copy the runs of ``todo`` another experiment under ``output_dir`` already finished (scratch,
     :mod:`rltransfer.run_reuse`); return the rest."""
     rest: list[RunJob] = []
@@ -453,13 +438,33 @@ def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: dict[str
             rest.append(job)
             continue
         copy_run(source, job)
-        manifest["runs"][job.key] = {"status": "ok", "copied_from": str(source), "finished": _now()}
+        manifest.set_run(job.key, "ok", copied_from=str(source), finished=now())
         copied[source.relative_to(cfg.run_dir.parent).parts[0]] += 1
     if copied and echo:
         where = ", ".join(f"{n} from '{e}'" for e, n in sorted(copied.items()))
         print(f"re-used {sum(copied.values())} finished run(s) that load nothing from a bundle: {where} "
               "(runner.reuse_other_experiments: false runs them again)")  # fmt: skip
     return rest
+
+
+@contextmanager
+def _interruptible(
+    manifest: ExperimentManifest, run_dir: Path, stop: Callable[[], None], said: Callable[[str], str]
+) -> Iterator[dict[str, Any]]:
+    """The one way an experiment stops on Ctrl-C or SIGTERM, pre-training or running its grid: ``stop``
+    ends what is in flight (the pool's workers, Ray tasks) and records it, the manifest says
+    "interrupted", and :class:`Interrupted` says what is kept and how to resume (``said``, given " by
+    SIGTERM" or ""). Yields the signal seen so far (:func:`_noticing_interrupts`)."""
+    with _noticing_interrupts() as interrupt:
+        try:
+            yield interrupt
+        except KeyboardInterrupt:
+            stop()
+            manifest.end("interrupted")
+            manifest.write(run_dir)
+            raise Interrupted(
+                said(" by SIGTERM" if interrupt["seen"] == "SIGTERM" else ""), interrupt["seen"]
+            ) from None
 
 
 @contextmanager
@@ -514,12 +519,21 @@ class ProgressLines:
             )
 
 
-def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> list[str]:
+def _run_grid(
+    cfg: ExperimentConfig,
+    todo: list[RunJob],
+    total: int,
+    workers: int,
+    manifest: ExperimentManifest,
+    progress: bool,
+    pool: ProcessPoolExecutor | None,
+) -> list[str]:
     """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
     from tqdm.auto import tqdm
 
     from rltransfer.runner import run_local, run_ray
 
+    run_dir = cfg.run_dir
     failed: list[str] = []
     in_flight: dict[str, RunJob] = {}
     interactive = progress and sys.stderr.isatty()
@@ -530,50 +544,51 @@ def _run_grid(cfg, todo, total, workers, manifest, run_dir, progress, pool) -> l
 
     def on_start(job: RunJob) -> None:
         in_flight[job.key] = job
-        manifest["runs"][job.key] = {"status": "running", "started": _now()}
+        manifest.set_run(job.key, "running", started=now())
         bar.set_postfix_str(f"in flight {len(in_flight)}: {sorted(in_flight)[0]} | failed {len(failed)}")
 
     if cfg.runner.backend == "ray":
         stream = run_ray(todo, workers, cfg.runner.address, on_start)
     else:
         stream = run_local(todo, workers, on_start, pool)
-    with _noticing_interrupts() as interrupt:
-        try:
+
+    def stop() -> None:
+        stream.close()  # the workers (or Ray tasks) end here, before the disk is read
+        for key, job in in_flight.items():
+            # A run that wrote its result just before the stop, which the grid had not yet taken in: a
+            # finished run (results are written whole), counted as one.
+            if is_done(job):
+                manifest.set_run(key, "ok", finished=now())
+            else:
+                manifest.set_run(key, "interrupted")
+
+    def said(how: str) -> str:
+        return (
+            f"interrupted{how}: {manifest.finished_runs()} finished runs are kept in '{run_dir}'; re-run the same "
+            "command to resume (runs in flight are started again)"
+        )
+
+    try:
+        with _interruptible(manifest, run_dir, stop, said) as interrupt:
             for job, res in stream:
                 if interrupt["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.pop(job.key, None)
-                manifest["runs"][job.key] = {
-                    "status": res["status"], "wall_seconds": round(res["wall_seconds"], 2),
-                    "eval_seconds": round(res["eval_seconds"], 2), "finished": _now(),
+                manifest.set_run(
+                    job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
+                    eval_seconds=round(res["eval_seconds"], 2), finished=now(),
                     **({"error": res["error"]} if res.get("error") else {}),
-                }  # fmt: skip
+                )  # fmt: skip
                 if res["status"] != "ok":
                     failed.append(job.key)
-                write_json_atomic(run_dir / "manifest.json", manifest)
+                manifest.write(run_dir)
                 bar.update(1)
                 bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
                 if lines is not None:
                     lines.update(len(in_flight), len(failed))
                 if interrupt["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            stream.close()  # the workers (or Ray tasks) end here, before the disk is read
-            for key, job in in_flight.items():
-                # A run that wrote its result just before the stop, which the grid had not yet taken in:
-                # a finished run (results are written whole), counted as one.
-                manifest["runs"][key] = (
-                    {"status": "ok", "finished": _now()} if is_done(job) else {"status": "interrupted"}
-                )
-            manifest.update(status="interrupted", finished=_now())
-            write_json_atomic(run_dir / "manifest.json", manifest)
-            done = sum(1 for r in manifest["runs"].values() if r["status"] == "ok")
-            raise Interrupted(
-                f"interrupted{' by SIGTERM' if interrupt['seen'] == 'SIGTERM' else ''}: {done} finished runs are kept in '{run_dir}'; re-run the same command to resume "
-                f"(runs in flight are started again)",
-                interrupt["seen"],
-            ) from None
-        finally:
-            bar.close()
+    finally:
+        bar.close()
     return failed

@@ -16,14 +16,13 @@ import gzip
 import io
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from rltransfer import layout
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
-from rltransfer.run_job import RESULT_FILE
+from rltransfer.run_result import RESULT_FILE, FailedRun, FinishedRun, parse_result
 
 RUNS_FILE = "runs.jsonl.gz"
 RECORDS = ("config.yaml", "manifest.json")
@@ -46,21 +45,21 @@ def result_paths(run_dir: Path) -> Iterator[Path]:
     return iter(sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")))
 
 
-def write_runs(results: list[dict[str, Any]], path: Path) -> None:
+def write_runs(results: Sequence[FinishedRun | FailedRun], path: Path) -> None:
     """``results`` as one JSON object a line, gzip-compressed with no timestamp (the same results give
     the same bytes)."""
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in results)
+    text = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in results)
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         gz.write(text.encode())
     path.write_bytes(buf.getvalue())
 
 
-def read_runs(path: Path) -> list[dict[str, Any]]:
+def read_runs(path: Path) -> list[FinishedRun | FailedRun]:
     """The results of a publication's :data:`RUNS_FILE`."""
     try:
         with gzip.open(path / RUNS_FILE, "rt") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            return [parse_result(json.loads(line)) for line in f if line.strip()]
     except (OSError, ValueError) as err:
         raise UserInputError(f"'{path / RUNS_FILE}' is not a readable runs file: {err}") from None
 
@@ -88,15 +87,20 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             shutil.copyfile(f, dest / f.name)
     for name in RECORDS:
         shutil.copyfile(run_dir / name, dest / name)
-    results = [json.loads(p.read_text()) for p in result_paths(run_dir)]
+    results = []
+    for path in result_paths(run_dir):
+        try:
+            results.append(parse_result(json.loads(path.read_text())))
+        except (OSError, ValueError) as err:
+            raise UserInputError(f"'{path}': {err}; run the experiment again to redo the run") from None
     write_runs(results, dest / RUNS_FILE)
     ship_bundles(dest, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
     return dest
 
 
-def bundle_seeds(results: list[dict[str, Any]]) -> list[int]:
+def bundle_seeds(results: Sequence[FinishedRun | FailedRun]) -> list[int]:
     """The pre-training seeds whose bundles the finished runs loaded."""
-    return sorted({int(r["pretrain_seed"]) for r in results if r.get("bundle_sha256")})
+    return sorted({r.pretrain_seed for r in results if isinstance(r, FinishedRun) and r.bundle_sha256})
 
 
 def shipped_bundle(dest: Path, seed: int) -> Path:
@@ -110,7 +114,7 @@ def shipped_bundles(dest: Path) -> dict[int, Path]:
     return {int(p.name.rsplit("-", 1)[1]): p for p in found if all((p / f).is_file() for f in BUNDLE_FILES)}
 
 
-def ship_bundles(dest: Path, bundles: dict[int, Path], results: list[dict[str, Any]]) -> int:
+def ship_bundles(dest: Path, bundles: dict[int, Path], results: Sequence[FinishedRun | FailedRun]) -> int:
     """Copy ``bundles`` (pre-training seed -> bundle directory) into the publication ``dest`` when they
     are together at most :data:`MAX_BUNDLE_BYTES`; the bytes copied (0 where they are larger or absent).
 
@@ -121,7 +125,9 @@ def ship_bundles(dest: Path, bundles: dict[int, Path], results: list[dict[str, A
         return 0
     for p, b in bundles.items():
         sha = read_manifest(b)["weights"]["sha256"]
-        recorded = {r["bundle_sha256"] for r in results if r.get("bundle_sha256") and int(r["pretrain_seed"]) == p}
+        recorded = {
+            r.bundle_sha256 for r in results if isinstance(r, FinishedRun) and r.bundle_sha256 and r.pretrain_seed == p
+        }
         if recorded != {sha}:
             raise UserInputError(
                 f"bundle '{b}' (weights sha256 {sha[:12]}) is not the one its runs loaded "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,9 +17,10 @@ from rltransfer import bootstrap, layout, metrics, significance
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
+from rltransfer.experiment_manifest import ExperimentManifest
 from rltransfer.migration import check_layout
 from rltransfer.publication import is_publication, read_runs, result_paths
-from rltransfer.run_job import read_result, rescore
+from rltransfer.run_result import FailedRun, FinishedRun, RunMetrics, read_result
 from rltransfer.strategies import COMMON, strategy_params
 from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 
@@ -32,7 +32,7 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def collect(run_dir: Path) -> tuple[dict[str, Any], list[FinishedRun | FailedRun]]:
     """The experiment's config (as run) and every result file under ``runs/`` (of a publication: its
     runs file), each finished run scored against its target's threshold in the protocol
     (``manifest.json``): a run made under another ``evaluation.thresholds`` is re-scored from its returns
@@ -45,16 +45,17 @@ def collect(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not is_publication(run_dir):
         check_layout(run_dir)
     config = yaml.safe_load(cfg_path.read_text())
-    tasks = _read_json(run_dir / "manifest.json").get("protocol", {}).get("tasks", {})
+    protocol = ExperimentManifest.read(run_dir).protocol
+    tasks = protocol.tasks if protocol is not None else {}
     if is_publication(run_dir):
         stored = read_runs(run_dir)
     else:
         stored = [r for r in map(read_result, result_paths(run_dir)) if r is not None]
     results = []
     for r in stored:
-        tau = tasks.get(r.get("target"), {}).get("threshold")
-        if r.get("status") == "ok" and tau is not None and tau != r.get("threshold"):
-            r = rescore(r, float(tau))
+        scale = tasks.get(r.target)
+        if isinstance(r, FinishedRun) and scale is not None and scale.threshold != r.threshold:
+            r = r.rescored(scale.threshold)
         results.append(r)
     return config, results
 
@@ -64,89 +65,89 @@ def _strategies(config: Mapping[str, Any]) -> list[str]:
 
 
 def in_grid(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[FinishedRun | FailedRun],
     config: Mapping[str, Any],
     chash: str | None,
     kept: Sequence[int] = (),
     targets: Sequence[str] | None = None,
-) -> list:
+) -> list[FinishedRun | FailedRun]:
     """The results of this config's grid: other seeds, strategies or targets may share the directory
     (``targets``: the config's, where known), and runs from a pre-training the gate has since replaced
     (``kept``: the pre-trainings transferred from). A run counts under the experiment hash ``chash``."""
     strategies, seeds = _strategies(config), int(config["transfer"]["seeds"])
     kept = list(kept) or list(range(int(config["pretrain"]["seeds"])))
 
-    def current(r: Mapping[str, Any], chash: str) -> bool:
-        seed = int(r.get("seed", 0))
-        p = kept[seed % len(kept)]
-        return bool(r.get("config_hash") == run_hash(chash, config, r["strategy"], seed, p, r.get("target")))
+    def current(r: FinishedRun | FailedRun, chash: str) -> bool:
+        p = kept[r.seed % len(kept)]
+        return r.config_hash == run_hash(chash, config, r.strategy, r.seed, p, r.target)
 
     return [
         r for r in results
-        if r.get("strategy") in strategies and r.get("seed", 0) < seeds
-        and (targets is None or r.get("target") in targets) and (chash is None or current(r, chash))
+        if r.strategy in strategies and r.seed < seeds
+        and (targets is None or r.target in targets) and (chash is None or current(r, chash))
     ]  # fmt: skip
 
 
-def grid_results(manifest: Mapping[str, Any], config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> list:
+def grid_results(
+    manifest: ExperimentManifest, config: Mapping[str, Any], results: Sequence[FinishedRun | FailedRun]
+) -> list[FinishedRun | FailedRun]:
     """:func:`in_grid` with what the directory's manifest says: the hash, the kept pre-trainings and the
     targets of the last run (a manifest without a hash: every result of the grid's size)."""
-    protocol = manifest.get("protocol", {})
-    targets = list(protocol["tasks"]) if "tasks" in protocol else None
-    chash = experiment_hash(config) if manifest.get("config_hash") else None
-    return in_grid(results, config, chash, protocol.get("pretrain_kept", ()), targets)
+    protocol = manifest.protocol
+    targets = list(protocol.tasks) if protocol is not None else None
+    chash = experiment_hash(config) if manifest.config_hash else None
+    return in_grid(results, config, chash, protocol.pretrain_kept if protocol is not None else (), targets)
 
 
-def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[FinishedRun | FailedRun]) -> dict[str, Any]:
     """``summary.json``'s content from the results (ok runs of the current config hash)."""
-    manifest = _read_json(run_dir / "manifest.json")
-    chash = manifest.get("config_hash")
+    manifest = ExperimentManifest.read(run_dir)
+    chash = manifest.config_hash
     budget = int(config["transfer"]["timesteps"])
     strategies = _strategies(config)
     current = grid_results(manifest, config, results)
-    ok = [r for r in current if r.get("status") == "ok"]
-    failed = [r for r in current if r.get("status") != "ok"]
-    by: dict[tuple[str, str], list] = defaultdict(list)
+    ok = [r for r in current if isinstance(r, FinishedRun)]
+    failed = [r for r in current if isinstance(r, FailedRun)]
+    by: dict[tuple[str, str], list[FinishedRun]] = defaultdict(list)
     for r in ok:
-        by[(r["target"], r["strategy"])].append(r)
+        by[(r.target, r.strategy)].append(r)
     fails: dict[tuple[str, str], int] = defaultdict(int)
-    for r in failed:
-        fails[(r["target"], r["strategy"])] += 1
-    targets = list(dict.fromkeys(r["target"] for r in current))
-    pre = manifest.get("pretrain_steps", 0)
+    for f in failed:
+        fails[(f.target, f.strategy)] += 1
+    targets = list(dict.fromkeys(r.target for r in current))
+    pre = manifest.pretrain_steps or 0
     rows = []
     for target in targets:
-        split = next(r["split"] for r in current if r["target"] == target)
-        by_strategy = {s: sorted(by[(target, s)], key=lambda r: r["seed"]) for s in strategies}
+        split = next(r.split for r in current if r.target == target)
+        by_strategy = {s: sorted(by[(target, s)], key=lambda r: r.seed) for s in strategies}
         fails_here = {s: fails[(target, s)] for s in strategies}
         for row in target_rows(target, split, by_strategy, budget, pre, max(1, len(targets)), fails_here):
             groups = by_pretraining(by_strategy[row["strategy"]], budget) if row["strategy"] != BASELINE else None
             if groups:  # scratch loads nothing of a pre-training: its runs are not split
                 row["by_pretrain"] = groups
             rows.append(row)
-    protocol = {**manifest.get("protocol", {}), "transfer": transfer_settings(config)}
+    recorded = manifest.protocol.model_dump(mode="json", exclude_unset=True) if manifest.protocol else {}
+    protocol = {**recorded, "transfer": transfer_settings(config)}
     copied: dict[str, int] = defaultdict(int)
     for r in ok:
-        if r.get("copied_from"):
-            copied[str(Path(r["copied_from"]["run_dir"]).parents[3])] += 1
+        if r.copied_from is not None:
+            copied[str(Path(r.copied_from.run_dir).parents[3])] += 1
     return {
         "experiment": config["name"],
         "family": config["family"],
         "source_tasks": _source_names(config, manifest),
         "config_hash": chash,
         "protocol": protocol,
-        "versions": manifest.get("versions", {}),
+        "versions": manifest.versions,
         "code_revisions": {
-            "runs": _revision_counts(ok),
-            "pretrainings": _revision_counts([p for p in manifest.get("pretrainings", []) if p.get("kept")]),
+            "runs": _revision_counts([r.code_revision for r in ok]),
+            "pretrainings": _revision_counts([p.code_revision for p in manifest.pretrainings if p.kept]),
         },
         "pretrain_steps": pre,
-        "pretrainings": manifest.get("pretrainings", []),
+        "pretrainings": [p.to_dict() for p in manifest.pretrainings],
         "targets": targets,
         "verdicts": {t: verdict([r for r in rows if r["target"] == t and "auc_iqm" in r]) for t in targets},
-        "failures": [
-            {"run": f"{r['target']}/{r['strategy']}/seed-{r['seed']}", "error": r.get("error", "")} for r in failed
-        ],
+        "failures": [{"run": f.key, "error": f.error} for f in failed],
         "rows": rows,
         "copied_runs": dict(copied),
     }
@@ -155,11 +156,11 @@ def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[Mappin
 NOT_RECORDED = "not recorded"
 
 
-def _revision_counts(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """How many of ``items`` (run results, pre-trainings) each rltransfer revision produced, most first."""
+def _revision_counts(revisions: Sequence[str | None]) -> dict[str, int]:
+    """How many runs (or pre-trainings) each rltransfer revision produced, most first."""
     counts: dict[str, int] = defaultdict(int)
-    for item in items:
-        counts[item.get("code_revision") or NOT_RECORDED] += 1
+    for revision in revisions:
+        counts[revision or NOT_RECORDED] += 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -215,13 +216,6 @@ def _value(v: Any) -> str:
     return "[" + ", ".join(map(str, v)) + "]" if isinstance(v, list) else str(v)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     full = [r for r in rows if "auc_iqm" in r]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -248,12 +242,11 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _source_names(config: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+def _source_names(config: Mapping[str, Any], manifest: ExperimentManifest) -> list[str]:
     """The source tasks' names in the config's order (the family's default sources where it names none):
-    as the manifest records them, else (a directory written before it did) resolved from the config."""
-    recorded = manifest.get("protocol", {}).get("source_tasks")
-    if recorded:
-        return list(recorded)
+    as the manifest records them, else (a publication made before it did) resolved from the config."""
+    if manifest.protocol is not None and manifest.protocol.source_tasks:
+        return list(manifest.protocol.source_tasks)
     from rltransfer.config import load_config
     from rltransfer.validation import resolve
 
@@ -376,19 +369,21 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _curves(results: Sequence[Mapping[str, Any]], target: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _curves(
+    results: Sequence[FinishedRun | FailedRun], target: str
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per strategy: the evaluation steps, the runs' scores (one row a run) and each run's pre-training."""
     out = {}
-    by: dict[str, list] = defaultdict(list)
+    by: dict[str, list[FinishedRun]] = defaultdict(list)
     for r in results:
-        if r["target"] == target and r.get("status") == "ok":
-            by[r["strategy"]].append(r)
+        if r.target == target and isinstance(r, FinishedRun):
+            by[r.strategy].append(r)
     for strategy, runs in by.items():
-        lengths = {len(r["curve"]["step"]) for r in runs}
+        lengths = {len(r.curve.step) for r in runs}
         if len(lengths) != 1:
             continue
-        pre = np.array([0 if strategy == BASELINE else int(r.get("pretrain_seed", 0)) for r in runs])
-        out[strategy] = (np.array(runs[0]["curve"]["step"]), np.array([r["curve"]["score"] for r in runs]), pre)
+        pre = np.array([0 if strategy == BASELINE else r.pretrain_seed for r in runs])
+        out[strategy] = (np.array(runs[0].curve.step), np.array([r.curve.score for r in runs]), pre)
     return out
 
 
@@ -436,19 +431,19 @@ def plot_curves(path: Path, target: str, bands: Mapping[str, Band]) -> None:
     plt.close(fig)
 
 
-def plot_ttt(path: Path, target: str, results: Sequence[Mapping[str, Any]], budget: int) -> None:
+def plot_ttt(path: Path, target: str, results: Sequence[FinishedRun | FailedRun], budget: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    by: dict[str, list] = defaultdict(list)
+    by: dict[str, list[RunMetrics]] = defaultdict(list)
     for r in results:
-        if r["target"] == target and r.get("status") == "ok":
-            by[r["strategy"]].append(r["metrics"])
+        if r.target == target and isinstance(r, FinishedRun):
+            by[r.strategy].append(r.metrics)
     for strategy, ms in by.items():
-        km = metrics.kaplan_meier([m["ttt"] for m in ms], [m["reached"] for m in ms], budget)
+        km = metrics.kaplan_meier([m.ttt for m in ms], [m.reached for m in ms], budget)
         t = np.concatenate([[0.0], km.times, [budget]])
         reached = 1.0 - np.concatenate([[1.0], km.survival, [km.survival[-1]]])
         style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
@@ -523,7 +518,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     for row in summary["rows"]:
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
-    current = grid_results(_read_json(run_dir / "manifest.json"), config, results)
+    current = grid_results(ExperimentManifest.read(run_dir), config, results)
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     bands: dict[str, dict[str, Band]] = {}

@@ -6,7 +6,6 @@ gives the same result.json wherever it runs.
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -14,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rltransfer import metrics
-from rltransfer.atomic import atomic_write_bytes, write_json_atomic
+from rltransfer.atomic import atomic_write_bytes
 from rltransfer.revision import code_revision
-
-RESULT_FILE = "result.json"
+from rltransfer.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 
 
 @dataclass(frozen=True)
@@ -52,37 +50,7 @@ def eval_tag(target: str) -> str:
     return f"eval/{target}"
 
 
-def run_metrics(curve: dict[str, list[float]], budget: int) -> dict[str, Any]:
-    """Per-run metrics of a normalised learning curve (EVALUATION.md)."""
-    steps, scores = curve["step"], curve["score"]
-    ttt, reached = metrics.time_to_threshold(steps, scores, budget)
-    return {
-        "p0": scores[0],
-        "final": metrics.final(steps, scores, budget),
-        "auc": metrics.auc(steps, scores, budget),
-        "ttt": ttt,
-        "reached": reached,
-    }
-
-
-def rescore(result: dict[str, Any], threshold: float) -> dict[str, Any]:
-    """``result`` scored against another threshold: the curve's returns normalised again and the
-    metrics recomputed (a threshold scores what a run did; the returns stay as measured)."""
-    curve = dict(result["curve"])
-    curve["score"] = [float(metrics.normalise(r, result["random_return"], threshold)) for r in curve["return"]]
-    return {**result, "threshold": threshold, "curve": curve, "metrics": run_metrics(curve, int(result["budget"]))}
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A result file's content, or ``None`` if it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def result_base(job: RunJob) -> dict[str, Any]:
+def _identity(job: RunJob) -> dict[str, Any]:
     """What every result of ``job`` records, whatever became of the run."""
     return {
         "target": job.target["name"],
@@ -102,7 +70,7 @@ def result_base(job: RunJob) -> dict[str, Any]:
 def record_failure(job: RunJob, error: str) -> dict[str, Any]:
     """A run whose worker itself failed (a crashed process, a lost Ray task): its failed result written
     where the run would have written it, so the report lists it; returns the run's summary."""
-    write_json_atomic(Path(job.out_dir) / RESULT_FILE, {**result_base(job), "status": "failed", "error": error})
+    FailedRun(**_identity(job), status="failed", error=error).write(Path(job.out_dir) / RESULT_FILE)
     return {"key": job.key, "status": "failed", "error": error, "wall_seconds": 0.0, "eval_seconds": 0.0}
 
 
@@ -116,8 +84,9 @@ def execute(job: RunJob) -> dict[str, Any]:
     torch.set_num_threads(1)
     out = Path(job.out_dir)
     start = time.perf_counter()
-    base = result_base(job)
+    base = _identity(job)
     evaluator = None
+    result: FinishedRun | FailedRun
     try:
         from rltransfer.bundle import load_bundle
         from rltransfer.config import load_config
@@ -147,30 +116,31 @@ def execute(job: RunJob) -> dict[str, Any]:
             cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator], validated=True,
             tb_dir=job.tb_dir,
         )  # fmt: skip
-        result = {
+        curve = Curve.model_validate(evaluator.curve)
+        result = FinishedRun(
             **base,
-            "status": "ok",
-            "budget": budget,
-            "bundle_sha256": res.lineage["bundle_sha256"],
-            "components": {r["component"]: r["status"] for r in res.lineage["components"]},
-            "curve": evaluator.curve,
-            "metrics": run_metrics(evaluator.curve, budget),
-        }
+            status="ok",
+            budget=budget,
+            bundle_sha256=res.lineage["bundle_sha256"],
+            components={r["component"]: r["status"] for r in res.lineage["components"]},
+            curve=curve,
+            metrics=run_metrics(curve.step, curve.score, budget),
+        )
     except Exception as err:  # recorded, not raised: the rest of the grid goes on
-        result = {
+        made = evaluator is not None and evaluator.curve["step"]
+        result = FailedRun(
             **base,
-            "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(limit=8),
-        }
-        if evaluator is not None and evaluator.curve["step"]:
-            result["curve"] = evaluator.curve
+            status="failed",
+            error=f"{type(err).__name__}: {err}",
+            traceback=traceback.format_exc(limit=8),
+            **({"curve": Curve.model_validate(evaluator.curve)} if made and evaluator is not None else {}),
+        )
     wall = time.perf_counter() - start
-    write_json_atomic(out / RESULT_FILE, result)
+    result.write(out / RESULT_FILE)
     return {
         "key": job.key,
-        "status": result["status"],
-        "error": result.get("error"),
+        "status": result.status,
+        "error": result.error if isinstance(result, FailedRun) else None,
         "wall_seconds": wall,
         "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +32,8 @@ from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import comparable_config, digest
 from rltransfer.migration import LAYOUT_VERSION, layout_version
-from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+from rltransfer.run_job import RunJob
+from rltransfer.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
 
 _OPTIONAL_PACKAGES = ("minigrid", "box2d", "box2d-py", "gymnasium-robotics")
 
@@ -90,18 +92,19 @@ def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
         return None
     for candidate in _elsewhere(output_root, own_dir, Path(job.out_dir)):
         r = read_result(candidate / RESULT_FILE)
-        if r is not None and r.get("status") == "ok" and r.get("reuse_key") == job.reuse_key and "curve" in r:
+        if isinstance(r, FinishedRun) and r.reuse_key == job.reuse_key:
             return candidate
     return None
 
 
-def copy_run(source: Path, job: RunJob) -> dict[str, Any]:
-    """Copy the run directory ``source`` (model, TensorBoard log, lineage, result) to ``job.out_dir``;
-    the result carries ``job``'s config hash and pre-training seed and names its origin. Returns it."""
+def copy_run(source: Path, job: RunJob) -> FinishedRun:
+    """Copy the finished run directory ``source`` (model, TensorBoard log, lineage, result) to
+    ``job.out_dir``; the result carries ``job``'s config hash and pre-training seed, is scored against
+    ``job``'s threshold, and names its origin. Returns it."""
     out = Path(job.out_dir)
     r = read_result(source / RESULT_FILE)
-    if r is None:
-        raise FileNotFoundError(source / RESULT_FILE)
+    if not isinstance(r, FinishedRun):
+        raise FileNotFoundError(f"no finished run's result in {source}")
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,21 +112,13 @@ def copy_run(source: Path, job: RunJob) -> dict[str, Any]:
     if job.tb_dir:  # its TensorBoard log, from the other experiment's tree to this one's
         exp = source.parents[3]
         copy_tree(layout.tb_root(exp) / source.relative_to(exp / "runs"), Path(job.tb_dir))
-    origin = r.get("copied_from") or {"run_dir": str(source), "config_hash": r.get("config_hash")}
-    result = {
-        **r,
-        "config_hash": job.config_hash,
-        "pretrain_seed": job.pretrain_seed,
-        "threshold": job.threshold,
-        "random_return": job.random_return,
-        "copied_from": origin,
-    }
-    if r.get("threshold") != job.threshold or r.get("random_return") != job.random_return:
-        from rltransfer.run_job import rescore
-
-        result = rescore({**result, "random_return": job.random_return}, job.threshold)
-    result.pop("bundle_sha256", None)  # the run loaded nothing from a bundle
-    write_json_atomic(out / RESULT_FILE, result)
+    origin = r.copied_from or CopiedFrom(run_dir=str(source), config_hash=r.config_hash)
+    data = {**r.to_json(), "config_hash": job.config_hash, "pretrain_seed": job.pretrain_seed}
+    data.pop("bundle_sha256", None)  # the run loaded nothing from a bundle
+    result = FinishedRun.model_validate({**data, "copied_from": origin.model_dump()})
+    if r.threshold != job.threshold or r.random_return != job.random_return:
+        result = result.rescored(job.threshold, job.random_return)
+    result.write(out / RESULT_FILE)
     return result
 
 
@@ -179,5 +174,8 @@ def copy_pretraining(source: Path, dest: Path) -> None:
 
 def copied_from(pretrain_dir: Path) -> str | None:
     """Where a pre-training directory's bundle was copied from, or ``None`` if it was trained here."""
-    r = read_result(pretrain_dir / COPIED_FILE)
-    return r.get("copied_from") if r else None
+    try:
+        origin = json.loads((pretrain_dir / COPIED_FILE).read_text())["copied_from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(origin)

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from rltransfer.run_result import FinishedRun
+
 ALPHA = 0.05
 MIN_UNITS = 4
 """Below this many independent runs on either side, a comparison gives no verdict."""
@@ -39,21 +41,21 @@ NEGATIVE = "negative transfer"
 NOT_SIGNIFICANT = "not significant"
 
 
-def _identity(run: Mapping[str, Any]) -> tuple:
+def _identity(run: FinishedRun) -> tuple:
     """What makes two runs the same agent's: their evaluation curve."""
-    return tuple(run["curve"]["step"]), tuple(run["curve"]["score"])
+    return tuple(run.curve.step), tuple(run.curve.score)
 
 
-def units(runs: Sequence[Mapping[str, Any]], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
+def units(runs: Sequence[FinishedRun], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
     """The AUCs of the independent units among ``runs``, by stratum (pre-training).
 
     :param strata: seed -> stratum; a run whose seed it lacks uses its own ``pretrain_seed``.
     Runs of one stratum with identical curves count once.
     """
     seen: dict[int, dict[tuple, float]] = {}
-    for r in sorted(runs, key=lambda r: r["seed"]):
-        stratum = (strata or {}).get(r["seed"], int(r.get("pretrain_seed", 0)))
-        seen.setdefault(stratum, {}).setdefault(_identity(r), float(r["metrics"]["auc"]))
+    for r in sorted(runs, key=lambda r: r.seed):
+        stratum = (strata or {}).get(r.seed, r.pretrain_seed)
+        seen.setdefault(stratum, {}).setdefault(_identity(r), r.metrics.auc)
     return {k: np.array(list(v.values())) for k, v in sorted(seen.items())}
 
 
@@ -149,20 +151,17 @@ class Comparison:
         }
 
 
-def compare(
-    strategies: Mapping[str, Sequence[Mapping[str, Any]]], scratch: Sequence[Mapping[str, Any]]
-) -> dict[str, Comparison]:
+def compare(strategies: Mapping[str, Sequence[FinishedRun]], scratch: Sequence[FinishedRun]) -> dict[str, Comparison]:
     """Every transfer strategy of one target against scratch, Holm-corrected over the strategies.
 
-    ``strategies``: name -> its runs (result dicts with ``seed``, ``pretrain_seed``, ``metrics.auc``,
-    ``curve``). Every strategy with runs counts as a comparison, also where it has too few units for a
+    ``strategies``: name -> its finished runs. Every strategy with runs counts as a comparison, also where it has too few units for a
     verdict.
     """
     names = [s for s, runs in strategies.items() if runs]
     tests, sides = {}, {}
     for name in names:
         runs = strategies[name]
-        strata = {int(r["seed"]): int(r.get("pretrain_seed", 0)) for r in runs}
+        strata = {r.seed: r.pretrain_seed for r in runs}
         x, y = units(runs), units(scratch, strata)
         sides[name] = (n_units(x), n_units(y), len(x))
         tests[name] = rank_sum_test([(x[k], y.get(k, np.array([]))) for k in x]) if scratch else None

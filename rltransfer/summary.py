@@ -12,15 +12,16 @@ from typing import Any
 import numpy as np
 
 from rltransfer import bootstrap, metrics, significance
+from rltransfer.run_result import FinishedRun
 
 BASELINE = "scratch"
 
 
-def groups_of(runs: Sequence[Mapping[str, Any]], values: Sequence[float] | np.ndarray) -> list[list[float]]:
+def groups_of(runs: Sequence[FinishedRun], values: Sequence[float] | np.ndarray) -> list[list[float]]:
     """``values`` (one per run) grouped by the pre-training their run started from, in its order."""
     groups: dict[int, list[float]] = {}
     for r, v in zip(runs, values):
-        groups.setdefault(int(r.get("pretrain_seed", 0)), []).append(float(v))
+        groups.setdefault(r.pretrain_seed, []).append(float(v))
     return [groups[k] for k in sorted(groups)]
 
 
@@ -37,8 +38,8 @@ def row_for(
     target: str,
     split: str,
     strategy: str,
-    runs: Sequence[Mapping[str, Any]],
-    scratch: Sequence[Mapping[str, Any]],
+    runs: Sequence[FinishedRun],
+    scratch: Sequence[FinishedRun],
     budget: int,
     pretrain_steps: int,
     n_targets: int,
@@ -48,9 +49,9 @@ def row_for(
     """One row of the table, its descriptive statistics: the strategy's runs against scratch's (paired
     by seed). Intervals resample pre-trainings, then seeds within them (:mod:`rltransfer.bootstrap`);
     the test and the claim come from :func:`rltransfer.significance.compare` (see :func:`target_rows`)."""
-    m = {k: np.array([r["metrics"][k] for r in runs], dtype=float) for k in ("p0", "final", "auc", "ttt")}
+    m = {k: np.array([getattr(r.metrics, k) for r in runs], dtype=float) for k in ("p0", "final", "auc", "ttt")}
     g = {k: groups_of(runs, m[k]) for k in ("final", "auc")}
-    reached = np.array([r["metrics"]["reached"] for r in runs], dtype=bool)
+    reached = np.array([r.metrics.reached for r in runs], dtype=bool)
     n = len(runs)
     km = metrics.kaplan_meier(m["ttt"], reached, budget)
     median = km.median()
@@ -92,12 +93,12 @@ def row_for(
     }
     if strategy == BASELINE or not scratch:
         return row
-    s = {k: np.array([r["metrics"][k] for r in scratch], dtype=float) for k in ("p0", "auc", "ttt")}
-    s_reached = np.array([r["metrics"]["reached"] for r in scratch], dtype=bool)
+    s = {k: np.array([getattr(r.metrics, k) for r in scratch], dtype=float) for k in ("p0", "auc", "ttt")}
+    s_reached = np.array([r.metrics.reached for r in scratch], dtype=bool)
     # Jumpstart: P_transfer(0) - P_scratch(0), per seed pair.
-    by_seed = {r["seed"]: r["metrics"]["p0"] for r in scratch}
-    paired = [r for r in runs if r["seed"] in by_seed]
-    pairs = [r["metrics"]["p0"] - by_seed[r["seed"]] for r in paired]
+    by_seed = {r.seed: r.metrics.p0 for r in scratch}
+    paired = [r for r in runs if r.seed in by_seed]
+    pairs = [r.metrics.p0 - by_seed[r.seed] for r in paired]
     if pairs:
         row["jumpstart"] = float(np.mean(pairs))
         row["jumpstart_ci"] = _ci(groups_of(paired, pairs), bootstrap.mean_rows, seed)
@@ -130,7 +131,7 @@ def row_for(
 def target_rows(
     target: str,
     split: str,
-    by_strategy: Mapping[str, Sequence[Mapping[str, Any]]],
+    by_strategy: Mapping[str, Sequence[FinishedRun]],
     budget: int,
     pretrain_steps: int,
     n_targets: int,
@@ -178,7 +179,7 @@ def target_rows(
     return rows
 
 
-def by_pretraining(runs: Sequence[Mapping[str, Any]], budget: int) -> list[dict[str, Any]] | None:
+def by_pretraining(runs: Sequence[FinishedRun], budget: int) -> list[dict[str, Any]] | None:
     """The strategy's runs split by the pre-training they started from (``pretrain.seeds`` > 1), or
     None when they share one.
 
@@ -187,19 +188,19 @@ def by_pretraining(runs: Sequence[Mapping[str, Any]], budget: int) -> list[dict[
     groups (3 or 4 runs each with 10 seeds over 3 pre-trainings) show how much a result owes to one;
     they are described by their means and Kaplan-Meier median, not given intervals of their own.
     """
-    groups: dict[int, list] = {}
-    for r in sorted(runs, key=lambda r: r["seed"]):
-        groups.setdefault(int(r.get("pretrain_seed", 0)), []).append(r)
+    groups: dict[int, list[FinishedRun]] = {}
+    for r in sorted(runs, key=lambda r: r.seed):
+        groups.setdefault(r.pretrain_seed, []).append(r)
     if len(groups) < 2:
         return None
     out = []
     for p, group in sorted(groups.items()):
-        m = {k: np.array([r["metrics"][k] for r in group], dtype=float) for k in ("p0", "final", "auc", "ttt")}
-        reached = np.array([r["metrics"]["reached"] for r in group], dtype=bool)
+        m = {k: np.array([getattr(r.metrics, k) for r in group], dtype=float) for k in ("p0", "final", "auc", "ttt")}
+        reached = np.array([r.metrics.reached for r in group], dtype=bool)
         out.append(
             {
                 "pretrain_seed": p,
-                "seeds": [int(r["seed"]) for r in group],
+                "seeds": [r.seed for r in group],
                 "p0_mean": float(m["p0"].mean()),
                 "final_mean": float(m["final"].mean()),
                 "auc_mean": float(m["auc"].mean()),

@@ -10,12 +10,10 @@ compared. A figure that moved says so, with the first evaluation that differs.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
@@ -24,8 +22,10 @@ from rltransfer.bundle import package_versions
 from rltransfer.config import load_config
 from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import UserInputError
+from rltransfer.experiment_manifest import ExperimentManifest
 from rltransfer.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
-from rltransfer.run_job import RESULT_FILE, RunJob, read_result
+from rltransfer.run_job import RunJob
+from rltransfer.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 
 
 @dataclass(frozen=True)
@@ -38,20 +38,16 @@ class RunCheck:
     """Empty where the run reproduced; else what differs first."""
 
 
-def run_key(result: dict[str, Any]) -> str:
-    return f"{result['target']}/{result['strategy']}/seed-{result['seed']}"
-
-
 def select(
-    results: Sequence[dict[str, Any]], runs: int | None, targets: Sequence[str] | None, seed: int = 0
-) -> list[dict[str, Any]]:
+    results: Sequence[FinishedRun | FailedRun], runs: int | None, targets: Sequence[str] | None, seed: int = 0
+) -> list[FinishedRun]:
     """The finished runs to check: of ``targets`` (all where None), ``runs`` of them drawn with ``seed``
     (all where None), in the publication's order."""
-    ok = [r for r in results if r.get("status") == "ok" and (not targets or r["target"] in targets)]
+    ok = [r for r in results if isinstance(r, FinishedRun) and (not targets or r.target in targets)]
     if targets:
-        unknown = sorted(set(targets) - {r["target"] for r in results})
+        unknown = sorted(set(targets) - {r.target for r in results})
         if unknown:
-            known = ", ".join(sorted({r["target"] for r in results}))
+            known = ", ".join(sorted({r.target for r in results}))
             raise UserInputError(f"--targets: {', '.join(unknown)} not in the publication (its targets: {known})")
     if runs is None or runs >= len(ok):
         return ok
@@ -59,18 +55,20 @@ def select(
     return [ok[i] for i in sorted(picked)]
 
 
-def first_difference(published: dict[str, Any], now: dict[str, Any]) -> str:
+def first_difference(published: FinishedRun, now: FinishedRun | FailedRun | None) -> str:
     """Empty where the two results' curves are identical; else the first evaluation that differs."""
-    if now.get("status") != "ok":
-        return f"the run failed now: {now.get('error', '?')}"
-    a, b = published["curve"], now["curve"]
-    for k, (ta, tb) in enumerate(zip(a["step"], b["step"])):
+    if now is None:
+        return "the run failed now: no result written"
+    if isinstance(now, FailedRun):
+        return f"the run failed now: {now.error}"
+    a, b = published.curve, now.curve
+    for k, (ta, tb) in enumerate(zip(a.step, b.step)):
         if ta != tb:
             return f"evaluation {k} at step {ta} published, at step {tb} now"
-        if a["return"][k] != b["return"][k]:
-            return f"evaluation {k} (step {ta}): return {a['return'][k]!r} published, {b['return'][k]!r} now"
-    if len(a["step"]) != len(b["step"]):
-        return f"{len(a['step'])} evaluations published, {len(b['step'])} now"
+        if a.returns[k] != b.returns[k]:
+            return f"evaluation {k} (step {ta}): return {a.returns[k]!r} published, {b.returns[k]!r} now"
+    if len(a.step) != len(b.step):
+        return f"{len(a.step)} evaluations published, {len(b.step)} now"
     return ""
 
 
@@ -113,7 +111,7 @@ def verify(
         base = Path(work_dir) if work_dir is not None else Path(tmp)
         cfg = load_config({**config, "output_dir": str(base)})
         chash = experiment_hash(cfg)
-        seeds = sorted({int(r["pretrain_seed"]) for r in chosen})
+        seeds = sorted({r.pretrain_seed for r in chosen})
         bundles = _shipped(published, chosen, seeds, echo) if not pretrain else None
         if bundles is None:
             bundles = _pretrain(cfg, chash, seeds, chosen, echo)
@@ -123,15 +121,14 @@ def verify(
         same = sum(c.same for c in checks)
         print(f"{same} of {len(checks)} run(s) reproduced exactly")
         if same < len(checks):
-            versions = json.loads((published / "manifest.json").read_text()).get("versions", {})
-            for line in version_differences(versions):
+            for line in version_differences(ExperimentManifest.read(published).versions):
                 print(f"  versions differ: {line}")
     return checks
 
 
-def recorded_sha(chosen: Sequence[dict[str, Any]], seed: int) -> str | None:
+def recorded_sha(chosen: Sequence[FinishedRun], seed: int) -> str | None:
     """The weights' checksum the chosen runs of pre-training ``seed`` recorded."""
-    return next((r["bundle_sha256"] for r in chosen if r.get("bundle_sha256") and r["pretrain_seed"] == seed), None)
+    return next((r.bundle_sha256 for r in chosen if r.bundle_sha256 and r.pretrain_seed == seed), None)
 
 
 def _shipped(published: Path, chosen, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]] | None:
@@ -172,38 +169,36 @@ def _pretrain(cfg, chash: str, seeds: Sequence[int], chosen, echo: bool) -> dict
     return out
 
 
-def _job(cfg, chash: str, result: dict[str, Any], bundles: dict[int, tuple[Path, str]]) -> RunJob:
-    config, p = cfg.to_dict(), int(result["pretrain_seed"])
-    target = {"name": result["target"], "params": dict(result["target_params"])}
+def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, str]]) -> RunJob:
+    config, p = cfg.to_dict(), result.pretrain_seed
     return RunJob(
         config=config,
-        config_hash=run_hash(chash, config, result["strategy"], result["seed"], p, result["target"]),
+        config_hash=run_hash(chash, config, result.strategy, result.seed, p, result.target),
         bundle=str(bundles[p][0]),
-        target=target,
-        split=result["split"],
-        strategy=result["strategy"],
-        seed=int(result["seed"]),
+        target={"name": result.target, "params": dict(result.target_params)},
+        split=result.split,
+        strategy=result.strategy,
+        seed=result.seed,
         pretrain_seed=p,
-        threshold=float(result["threshold"]),
-        random_return=float(result["random_return"]),
-        out_dir=str(cfg.run_dir / "runs" / target["name"] / result["strategy"] / f"seed-{result['seed']}"),
+        threshold=result.threshold,
+        random_return=result.random_return,
+        out_dir=str(cfg.run_dir / "runs" / result.target / result.strategy / f"seed-{result.seed}"),
     )
 
 
 def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
     from rltransfer.runner import run_local
 
-    by_key = {run_key(r): r for r in chosen}
+    by_key = {r.key: r for r in chosen}
     checks = []
     for job, _ in run_local(jobs, workers):
         published = by_key[job.key]
-        now = read_result(Path(job.out_dir) / RESULT_FILE) or {"status": "failed", "error": "no result written"}
-        difference = first_difference(published, now)
-        sha = bundles[job.pretrain_seed][1]
-        if difference and published.get("bundle_sha256") not in (None, sha):
-            difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {published['bundle_sha256'][:12]} published)"
+        difference = first_difference(published, read_result(Path(job.out_dir) / RESULT_FILE))
+        sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
+        if difference and was is not None and was != sha:
+            difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {was[:12]} published)"
         checks.append(RunCheck(job.key, not difference, difference))
         if echo:
             print(f"{'same   ' if not difference else 'DIFFERS'} {job.key}" + (f": {difference}" if difference else ""))
-    order = {run_key(r): i for i, r in enumerate(chosen)}
+    order = {r.key: i for i, r in enumerate(chosen)}
     return sorted(checks, key=lambda c: order[c.key])

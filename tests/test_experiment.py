@@ -258,7 +258,7 @@ def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
     assert (dest / "README.md").read_text() == "kept" and not (dest / "curves_gone.png").exists()
     runs = read_runs(dest)
-    assert len(runs) == 6 and runs == [json.loads(v) for v in results(res.run_dir).values()]
+    assert len(runs) == 6 and [r.to_json() for r in runs] == [json.loads(v) for v in results(res.run_dir).values()]
     published = {n: (dest / n).read_bytes() for n in ("summary.json", "summary.csv", "report.md")}
     assert published == {n: (res.run_dir / "report" / n).read_bytes() for n in published}
     for name in published:
@@ -302,10 +302,10 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
     # A published figure the code does not give: exit 1, the run and its first differing evaluation named.
     runs = read_runs(dest)
-    runs[0]["curve"]["return"][1] += 1.0
+    runs[0].curve.returns[1] += 1.0
     write_runs(runs, dest / RUNS_FILE)
-    key = f"{runs[0]['target']}/{runs[0]['strategy']}/seed-{runs[0]['seed']}"
-    assert main(["verify", str(dest), "--targets", runs[0]["target"], "--workers", "1"]) == 1
+    key = runs[0].key
+    assert main(["verify", str(dest), "--targets", runs[0].target, "--workers", "1"]) == 1
     out = capsys.readouterr().out
     assert f"DIFFERS {key}: evaluation 1 (step 128): return" in out and "5 of 6 run(s) reproduced exactly" in out
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
@@ -480,18 +480,18 @@ def test_a_changed_threshold_rescores_every_finished_run_without_rerunning_it(fi
     _, rescored = collect(run_dir)
     assert len(rescored) == len(written)
     for r in rescored:
-        w = next(w for w in written.values() if (w["strategy"], w["seed"]) == (r["strategy"], r["seed"]))
-        assert r["threshold"] == 950.0 and r["curve"]["return"] == w["curve"]["return"]
+        w = next(w for w in written.values() if (w["strategy"], w["seed"]) == (r.strategy, r.seed))
+        assert r.threshold == 950.0 and r.curve.returns == w["curve"]["return"]
         expect = [(x - w["random_return"]) / (950.0 - w["random_return"]) for x in w["curve"]["return"]]
-        assert r["curve"]["score"] == pytest.approx(expect, rel=1e-12)
-        assert r["metrics"]["p0"] == pytest.approx(expect[0], rel=1e-12)
-        assert r["metrics"]["auc"] == pytest.approx(metrics.auc(w["curve"]["step"], expect, w["budget"]), rel=1e-12)
-        assert not r["metrics"]["reached"]  # CartPole's returns stop at 500
+        assert r.curve.score == pytest.approx(expect, rel=1e-12)
+        assert r.metrics.p0 == pytest.approx(expect[0], rel=1e-12)
+        assert r.metrics.auc == pytest.approx(metrics.auc(w["curve"]["step"], expect, w["budget"]), rel=1e-12)
+        assert not r.metrics.reached  # CartPole's returns stop at 500
     assert all(row["reached"] == 0 for row in out.summary["rows"])
     # Back to the family's threshold: the report scores exactly as the runs were written.
     rltransfer.run_experiment(cfg2, progress=False, echo=False)
     _, back = collect(run_dir)
-    assert sorted(json.dumps(r, sort_keys=True) for r in back) == sorted(
+    assert sorted(json.dumps(r.to_json(), sort_keys=True) for r in back) == sorted(
         json.dumps(w, sort_keys=True) for w in written.values()
     )
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rltransfer import bootstrap, metrics
+from rltransfer.run_result import Curve, FinishedRun, run_metrics
 from rltransfer.summary import by_pretraining, target_rows, verdict
 
 
@@ -82,15 +83,14 @@ def test_logrank_says_sooner_only_for_the_faster_group():
 
 
 def _run(seed, scores, budget=40, pretrain_seed=0):
-    steps = [0, 10, 20, 30, 40]
-    ttt, reached = metrics.time_to_threshold(steps, scores, budget)
-    return {
-        "seed": seed, "pretrain_seed": pretrain_seed, "curve": {"step": steps, "score": list(scores)},
-        "metrics": {
-            "p0": scores[0], "final": metrics.final(steps, scores, budget), "auc": metrics.auc(steps, scores, budget),
-            "ttt": ttt, "reached": reached,
-        },
-    }  # fmt: skip
+    """A finished run with this curve of scores (returns = scores: random 0, threshold 1)."""
+    steps, scores = [0, 10, 20, 30, 40], [float(x) for x in scores]
+    return FinishedRun(
+        target="t", target_params={}, split="extrapolation", strategy="s", seed=seed, pretrain_seed=pretrain_seed,
+        config_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=budget, components={},
+        curve=Curve(step=steps, returns=scores, return_std=[0.0] * len(steps), score=scores),
+        metrics=run_metrics(steps, scores, budget),
+    )  # fmt: skip
 
 
 def _rows(scratch, **strategies):
@@ -111,7 +111,7 @@ def test_rows_versus_scratch_speedup_ratio_and_censoring():
     assert row["jumpstart"] == pytest.approx(0.5)
     assert row["p_improve"] == 1.0 and row["significant"] and row["n_eff"] == 5
     assert row["p_value"] == pytest.approx(1 / 252)  # every strategy run above every scratch run: 1 / C(10, 5)
-    assert row["auc_ratio"] == pytest.approx(metrics.iqm([r["metrics"]["auc"] for r in fast]) / base["auc_iqm"])
+    assert row["auc_ratio"] == pytest.approx(metrics.iqm([r.metrics.auc for r in fast]) / base["auc_iqm"])
     assert row["pretrain_steps"] == 1000 and row["pretrain_steps_amortised"] == 500
     never = _noisy(5, [0, 0.1, 0.2, 0.2, 0.3])
     row = _rows(never, finetune=fast)[1]
@@ -156,8 +156,7 @@ def test_verdict_names_the_strategies_it_cannot_tell_from_the_best():
 def test_runs_split_by_pre_training_with_hand_computed_means():
     runs = [_run(0, [0.5, 1.0, 1.0, 1.0, 1.0]), _run(1, [0, 0, 0.2, 0.4, 0.4]), _run(2, [0.3, 0.5, 1.0, 1.0, 1.0])]
     assert by_pretraining(runs, 40) is None  # no pretrain_seed: one pre-training
-    for r in runs:
-        r["pretrain_seed"] = r["seed"] % 2
+    runs = [r.model_copy(update={"pretrain_seed": r.seed % 2}) for r in runs]
     first, second = by_pretraining(runs, 40)
     assert first["pretrain_seed"] == 0 and first["seeds"] == [0, 2] and second["seeds"] == [1]
     assert first["p0_mean"] == pytest.approx(0.4) and first["final_mean"] == pytest.approx(1.0)

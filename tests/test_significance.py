@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from rltransfer import bootstrap, significance
+from rltransfer.run_result import Curve, FinishedRun, RunMetrics
 from rltransfer.significance import compare, holm, rank_sum_test
 from rltransfer.summary import target_rows, verdict
 
@@ -17,14 +18,16 @@ ALPHA = significance.ALPHA
 
 
 def _runs(aucs, pretrain_seeds=None, first_seed=0):
-    """Result dicts as the report reads them, with one AUC each (the curve: that AUC, flat)."""
+    """Finished runs as the report reads them, with one AUC each (the curve: that AUC, flat)."""
     pre = pretrain_seeds if pretrain_seeds is not None else [0] * len(aucs)
     return [
-        {
-            "seed": first_seed + i, "pretrain_seed": int(p), "curve": {"step": [0, 10], "score": [float(a), float(a)]},
-            "metrics": {"p0": float(a), "final": float(a), "auc": float(a), "ttt": 10.0, "reached": False},
-        }
-        for i, (a, p) in enumerate(zip(aucs, pre))
+        FinishedRun(
+            target="t", target_params={}, split="extrapolation", strategy="s", seed=first_seed + i,
+            pretrain_seed=int(p), config_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=10,
+            components={}, curve=Curve(step=[0, 10], returns=[a, a], return_std=[0.0, 0.0], score=[a, a]),
+            metrics=RunMetrics(p0=a, final=a, auc=a, ttt=10.0, reached=False),
+        )
+        for i, (a, p) in enumerate(zip(map(float, aucs), pre))
     ]  # fmt: skip
 
 

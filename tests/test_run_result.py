@@ -1,0 +1,51 @@
+"""A run's result: one typed record (finished or failed), read and written by one module."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from rltransfer.run_result import FailedRun, FinishedRun, parse_result, read_result
+
+RUNS = sorted(Path(__file__).parents[1].glob("docs/results/*/runs.jsonl.gz"))
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: p.parent.name)
+def test_every_published_result_reads_and_writes_back_unchanged(path):
+    assert RUNS
+    with gzip.open(path, "rt") as f:
+        lines = [json.loads(line) for line in f]
+    for data in lines:
+        r = parse_result(data)
+        assert isinstance(r, FinishedRun) and r.key == f"{data['target']}/{data['strategy']}/seed-{data['seed']}"
+        assert json.dumps(r.to_json(), sort_keys=True) == json.dumps(data, sort_keys=True)
+        assert r.rescored(r.threshold).to_json() == r.to_json()  # scored as it was written
+
+
+def test_a_rescored_run_keeps_its_returns_and_recomputes_its_scores_by_hand():
+    with gzip.open(RUNS[0], "rt") as f:
+        data = json.loads(f.readline())
+    r = parse_result(data)
+    assert isinstance(r, FinishedRun)
+    tau = r.threshold * 2
+    s = r.rescored(tau)
+    assert s.curve.returns == r.curve.returns and s.threshold == tau
+    by_hand = [(x - r.random_return) / (tau - r.random_return) for x in r.curve.returns]
+    assert s.curve.score == pytest.approx(by_hand, rel=1e-12) and s.metrics.p0 == pytest.approx(by_hand[0])
+
+
+def test_results_that_are_not_one_are_refused_naming_the_field(tmp_path):
+    base = {
+        "target": "t", "target_params": {}, "split": "extrapolation", "strategy": "s", "seed": 0,
+        "pretrain_seed": 0, "config_hash": "h", "threshold": 1.0, "random_return": 0.0,
+    }  # fmt: skip
+    failed = parse_result({**base, "status": "failed", "error": "boom"})
+    assert isinstance(failed, FailedRun) and failed.curve is None
+    with pytest.raises(ValueError, match="not a run result: ok.curve: Field required"):
+        parse_result({**base, "status": "ok", "budget": 10, "components": {}})  # finished without a curve
+    with pytest.raises(ValueError, match="status"):
+        parse_result({**base, "status": "half-done"})
+    (tmp_path / "result.json").write_text('{"status": "ok"')
+    assert read_result(tmp_path / "result.json") is None  # unreadable: the run counts as never finished
+    assert read_result(tmp_path / "missing.json") is None
