@@ -57,10 +57,10 @@ def main() -> None:
     for seed in args.seeds:
         out = root / f"seed-{seed}"
         path = out / "bundle"
-        if not (path / "bundle.json").is_file() or load_bundle(path).manifest.get("config_hash") != cfg.hash():
+        if not (path / "bundle.json").is_file() or load_bundle(path).manifest.config_hash != cfg.hash():
             pretrain(cfg, seed=seed, out_dir=out)
         bundle = load_bundle(path)
-        solved = len(solved_sources(bundle.manifest["evaluation"], setup))
+        solved = len(solved_sources(bundle.manifest.evaluation, setup))
         cells = []
         for t in targets:
             r = zero_shot_return(cfg, bundle, t.name)

@@ -11,45 +11,49 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agents import ENCODERS, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
+from rltransfer.bundle_manifest import Architecture, TaskDims
 from rltransfer.config import AgentConfig
 from rltransfer.envs import TaskSpaces
 
 
-def architecture(agent: AgentConfig, task_names: Sequence[str], layout: TaskSpaces | None = None) -> dict[str, Any]:
-    """What a bundle stores to rebuild every component (JSON-able). Tasks whose spaces differ
-    (``layout.mixed``) add ``task_spaces``: each task's observation length (its input stem) and
-    number of actions (its head)."""
-    arch = {
-        "algo": agent.algo,
-        "encoder": agent.encoder.model_dump(),
-        "trunk": agent.trunk.model_dump(),
-        "heads": agent.heads,
-        "task_names": list(task_names),
-    }
-    if layout is not None and layout.mixed:
-        arch["task_spaces"] = {"obs_dims": list(layout.obs_dims), "action_dims": list(layout.action_dims)}
-    return arch
+def architecture(agent: AgentConfig, task_names: Sequence[str], layout: TaskSpaces | None = None) -> Architecture:
+    """What a bundle stores to rebuild every component. Tasks whose spaces differ (``layout.mixed``)
+    add ``task_spaces``: each task's observation length (its input stem) and number of actions (its
+    head)."""
+    mixed = layout is not None and layout.mixed
+    return Architecture(
+        algo=agent.algo,
+        encoder=agent.encoder.model_dump(),
+        trunk=agent.trunk.model_dump(),
+        heads=agent.heads,
+        task_names=list(task_names),
+        **(
+            {"task_spaces": TaskDims(obs_dims=list(layout.obs_dims), action_dims=list(layout.action_dims))}
+            if layout is not None and mixed
+            else {}
+        ),
+    )
 
 
 def policy_kwargs(
-    arch: Mapping[str, Any], frozen: Sequence[str] = (), lr_mults: Mapping[str, float] | None = None
+    arch: Architecture, frozen: Sequence[str] = (), lr_mults: Mapping[str, float] | None = None
 ) -> dict[str, Any]:
     """SB3 ``policy_kwargs`` for the multi-task policy described by ``arch`` (of its ``algo``, PPO
     for bundles older than SAC and DQN support)."""
-    enc = dict(arch["encoder"])
-    spaces = arch.get("task_spaces")
+    enc = dict(arch.encoder)
+    spaces = arch.task_spaces
     if spaces is not None:
-        enc["stems"] = list(spaces["obs_dims"])
+        enc["stems"] = list(spaces.obs_dims)
     return {
-        "task_names": list(arch["task_names"]),
-        "heads": arch["heads"],
+        "task_names": list(arch.task_names),
+        "heads": arch.heads,
         "features_extractor_class": ENCODERS[enc.pop("type")],
         "features_extractor_kwargs": enc,
-        "net_arch": get_algorithm(arch.get("algo", "ppo")).net_arch(arch["trunk"]),
+        "net_arch": get_algorithm(arch.algo).net_arch(arch.trunk),
         "activation_fn": ACTIVATIONS[enc.get("activation", "tanh")],
         "frozen": list(frozen),
         "lr_mults": dict(lr_mults or {}),
-        "action_dims": list(spaces["action_dims"]) if spaces is not None else None,
+        "action_dims": list(spaces.action_dims) if spaces is not None else None,
     }
 
 
@@ -72,7 +76,7 @@ def resolve_hyperparams(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
 def build_model(
     agent: AgentConfig,
     env: VecEnv,
-    arch: Mapping[str, Any],
+    arch: Architecture,
     seed: int,
     frozen: Sequence[str] = (),
     lr_mults: Mapping[str, float] | None = None,

@@ -14,7 +14,6 @@ Nothing is unpickled when a bundle is loaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import tempfile
@@ -30,19 +29,30 @@ from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
-from rltransfer.atomic import atomic_write_bytes
+from rltransfer.bundle_manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    Architecture,
+    BundleManifest,
+    SourceTask,
+    manifest_checksum,
+    read_manifest,
+)
 from rltransfer.errors import BundleError
 from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "components.safetensors"
-MANIFEST_FILE = "bundle.json"
 MODEL_FILE = "model.zip"
-REQUIRED_KEYS = (
-    "format_version", "family", "conditioning", "source_tasks", "architecture", "spaces",
-    "obs_normalization", "timesteps", "versions", "weights",
-)  # fmt: skip
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "Bundle",
+    "load_bundle",
+    "manifest_checksum",
+    "read_manifest",
+    "save_bundle",
+]
 
 
 def package_versions() -> dict[str, str]:
@@ -63,17 +73,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def manifest_checksum(manifest: dict[str, Any]) -> str:
-    """SHA-256 of the manifest's canonical JSON, without its own ``manifest_sha256`` entry."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) -> Path:
     """Write ``policy``'s components and ``manifest`` (plus checksum and versions) to ``path``.
 
-    :param manifest: family, conditioning, source_tasks, architecture, obs_normalization,
-        timesteps and any extra keys; spaces, versions and weights are filled in here.
+    :param manifest: the :class:`~rltransfer.bundle_manifest.BundleManifest` fields of the pre-training
+        (family, conditioning, source_tasks, architecture, obs_normalization, timesteps, ...); format
+        version, spaces, versions, code revision, weights and checksum are filled in here.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -88,23 +93,24 @@ def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) 
         os.replace(tmp, path / WEIGHTS_FILE)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    full = {
-        "format_version": FORMAT_VERSION,
-        **manifest,
-        "spaces": {
-            "observation": space_to_json(transferable(policy).dict_space),
-            "action": space_to_json(policy.action_space),
-        },
-        "versions": package_versions(),
-        "code_revision": code_revision(),
-        "weights": {
-            "file": WEIGHTS_FILE,
-            "sha256": sha256_file(path / WEIGHTS_FILE),
-            "tensors": {k: list(v.shape) for k, v in tensors.items()},
-        },
-    }
-    full["manifest_sha256"] = manifest_checksum(full)
-    atomic_write_bytes(path / MANIFEST_FILE, json.dumps(full, indent=2).encode())
+    full = BundleManifest.model_validate(
+        {
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "spaces": {
+                "observation": space_to_json(transferable(policy).dict_space),
+                "action": space_to_json(policy.action_space),
+            },
+            "versions": package_versions(),
+            "code_revision": code_revision(),
+            "weights": {
+                "file": WEIGHTS_FILE,
+                "sha256": sha256_file(path / WEIGHTS_FILE),
+                "tensors": {k: list(v.shape) for k, v in tensors.items()},
+            },
+        }
+    ).sealed()
+    full.write(path)
     return path
 
 
@@ -113,38 +119,38 @@ class Bundle:
     """A loaded, validated bundle: its manifest, tensors, and the rebuilt pre-trained policy."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: BundleManifest
     tensors: dict[str, torch.Tensor]
     policy: BasePolicy
 
     @property
     def checksum(self) -> str:
-        return self.manifest["weights"]["sha256"]
+        return self.manifest.weights.sha256
 
     @property
     def family(self) -> str:
-        return self.manifest["family"]
+        return self.manifest.family
 
     @property
     def algo(self) -> str:
         """The algorithm it was pre-trained with (``ppo``, ``dqn``, ``sac``)."""
-        return self.manifest.get("algo", "ppo")
+        return self.manifest.algo
 
     @property
     def conditioning(self) -> str:
-        return self.manifest["conditioning"]
+        return self.manifest.conditioning
 
     @property
-    def source_tasks(self) -> list[dict[str, Any]]:
-        return self.manifest["source_tasks"]
+    def source_tasks(self) -> list[SourceTask]:
+        return self.manifest.source_tasks
 
     @property
     def task_names(self) -> list[str]:
-        return [t["name"] for t in self.source_tasks]
+        return self.manifest.task_names
 
     @property
-    def architecture(self) -> dict[str, Any]:
-        return self.manifest["architecture"]
+    def architecture(self) -> Architecture:
+        return self.manifest.architecture
 
     @property
     def components(self) -> dict[str, torch.nn.Module]:
@@ -158,7 +164,7 @@ class Bundle:
     def policy_kwargs(self, task_names: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
         """``policy_kwargs`` for :class:`~rltransfer.agents.MultiTaskActorCriticPolicy` with this
         bundle's architecture (``task_names``: the new agent's heads; default the bundle's)."""
-        arch = {**self.architecture, **({"task_names": task_names} if task_names else {})}
+        arch = self.architecture.for_tasks(task_names) if task_names else self.architecture
         return {**policy_kwargs(arch), **overrides}
 
     def encoder_kwargs(self) -> dict[str, Any]:
@@ -175,32 +181,6 @@ class Bundle:
         )
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A bundle's validated ``bundle.json`` alone (format, required keys), without its weights."""
-    if not path.is_dir():
-        raise BundleError(f"bundle '{path}': no such directory")
-    mpath = path / MANIFEST_FILE
-    if not mpath.is_file():
-        raise BundleError(f"bundle '{path}': missing {MANIFEST_FILE}")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} is not valid JSON: {err}") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} must hold a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} lacks {', '.join(missing)}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise BundleError(
-            f"bundle '{path}': format version {manifest['format_version']!r} unsupported; "
-            f"this rltransfer reads version {FORMAT_VERSION}"
-        )
-    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
-        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} was edited after it was written (checksum mismatch)")
-    return manifest
-
-
 def load_bundle(path: str | Path) -> Bundle:
     """Load and validate a bundle, and rebuild its policy with the stored weights.
 
@@ -212,7 +192,7 @@ def load_bundle(path: str | Path) -> Bundle:
     wpath = path / WEIGHTS_FILE
     if not wpath.is_file():
         raise BundleError(f"bundle '{path}': missing {WEIGHTS_FILE}")
-    expected = manifest["weights"].get("sha256")
+    expected = manifest.weights.sha256
     actual = sha256_file(wpath)
     if actual != expected:
         raise BundleError(
@@ -224,12 +204,12 @@ def load_bundle(path: str | Path) -> Bundle:
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(f"bundle '{path}': {WEIGHTS_FILE} unreadable: {err}") from None
     try:
-        obs_space = space_from_json(manifest["spaces"]["observation"])
-        act_space = space_from_json(manifest["spaces"]["action"])
-        kwargs = policy_kwargs(manifest["architecture"])
+        obs_space = space_from_json(manifest.spaces["observation"])
+        act_space = space_from_json(manifest.spaces["action"])
+        kwargs = policy_kwargs(manifest.architecture)
     except (KeyError, TypeError) as err:
         raise BundleError(f"bundle '{path}': {MANIFEST_FILE} architecture or spaces malformed: {err}") from None
-    algo = manifest.get("algo", "ppo")
+    algo = manifest.algo
     if algo not in ALGORITHMS:
         raise BundleError(f"bundle '{path}': algorithm '{algo}' unknown; this rltransfer reads {', '.join(ALGORITHMS)}")
     policy = ALGORITHMS[algo].policy_class(obs_space, act_space, lambda _: 0.0, **kwargs)

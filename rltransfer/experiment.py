@@ -129,7 +129,7 @@ def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool = False
         if echo:
             print(f"pre-training seed {seed}: its bundle is damaged ({err}); it is trained again", file=sys.stderr)
         return False
-    return manifest.get("experiment_hash") == chash or manifest.get("pretrain_hash") == pretraining_hash(cfg)
+    return manifest.experiment_hash == chash or manifest.pretrain_hash == pretraining_hash(cfg)
 
 
 def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bool = False, echo: bool = False):
@@ -196,16 +196,14 @@ def ensure_bundles(
         still_open = []
         for slot, p in zip(open_slots, batch):
             manifest = read_manifest(pretrain_dir(cfg, p) / "bundle")  # checked whole by _has_bundle or just written
-            scores = source_scores(manifest["evaluation"], baselines)
+            scores = source_scores(manifest.evaluation or {}, baselines)
             kept = passes(scores, gate)
             warning = unlearnt_warning(p, scores)
             if echo and warning and kept:  # a rejected one is reported below
                 print(warning, file=sys.stderr)
             origin = copied_from(pretrain_dir(cfg, p))
             judged.append(
-                Pretraining(
-                    p, int(manifest["timesteps"]), scores, slot if kept else None, origin, manifest.get("code_revision")
-                )
+                Pretraining(p, manifest.timesteps, scores, slot if kept else None, origin, manifest.code_revision)
             )
             if not kept:
                 still_open.append(slot)
@@ -394,7 +392,7 @@ def run_experiment(
             )  # fmt: skip
             manifest.pretrain_steps = pre_steps
             jobs = plan_jobs(cfg, setup, chash, bundles, manifest.protocol)
-            shas = {seed: read_manifest(path)["weights"]["sha256"] for seed, path in bundles}
+            shas = {seed: read_manifest(path).weights.sha256 for seed, path in bundles}
             todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
             stale = [j for j in todo if is_done(j)]  # finished, from a bundle since trained again
             if echo and stale:

@@ -62,7 +62,7 @@ def probe_sources(
             family, [task], bundle.conditioning, 1, onehot_indices=[onehot_index], n_sources=len(names),
             n_heads=len(names), head_ids=[names.index(name)],
         )  # fmt: skip
-        env = with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)
+        env = with_obs_stats(env, bundle.manifest.obs_normalization, training=False)
         env.seed(PROBE_SEED + seed)
         with sampling_rng(PROBE_SEED, seed):
             rewards, lengths = evaluate_policy(

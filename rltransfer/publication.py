@@ -124,7 +124,7 @@ def ship_bundles(dest: Path, bundles: dict[int, Path], results: Sequence[Finishe
     if not bundles or not all((b / f).is_file() for b in bundles.values() for f in BUNDLE_FILES):
         return 0
     for p, b in bundles.items():
-        sha = read_manifest(b)["weights"]["sha256"]
+        sha = read_manifest(b).weights.sha256
         recorded = {
             r.bundle_sha256 for r in results if isinstance(r, FinishedRun) and r.bundle_sha256 and r.pretrain_seed == p
         }

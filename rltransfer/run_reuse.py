@@ -141,7 +141,7 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
             continue
         try:  # the manifest alone first; the weights' checksums only where the hash matches
             manifest = read_manifest(candidate / "bundle")
-            if manifest.get("experiment_hash") == chash or manifest.get("pretrain_hash") == phash:
+            if manifest.experiment_hash == chash or manifest.pretrain_hash == phash:
                 load_bundle(candidate / "bundle")
                 return candidate
         except BundleError:

@@ -43,7 +43,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> d
     return {
         "algo": bundle.algo,
         "family": bundle.family,
-        "family_spec": bundle.manifest.get("family_spec"),
+        "family_spec": bundle.manifest.family_spec,
         "conditioning": bundle.conditioning,
         "source_tasks": list(bundle.task_names),
         "target": {"name": target["name"], "params": dict(target["params"])},

@@ -22,6 +22,7 @@ from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import component_state, get_algorithm, policy_state, transferable
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
+from rltransfer.bundle_manifest import TaskDims
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
@@ -49,7 +50,7 @@ class TargetSpec:
 def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
     """The target's one-hot index (if it is a source) and its nearest source task by context."""
     names = bundle.task_names
-    contexts = np.array([family.context(t["params"]) for t in bundle.source_tasks])
+    contexts = np.array([family.context(t.params) for t in bundle.source_tasks])
     dist = np.linalg.norm(contexts - family.context(task), axis=1)
     i = int(np.argmin(dist))
     return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i, float(dist[i]))
@@ -61,7 +62,7 @@ def target_env(
     """A vector env on the target task, conditioned like the bundle's sources, one head; its vector
     entries in one flat Box when ``flat`` (``None``: as the bundle's algorithm trains)."""
     if flat is None:
-        flat = get_algorithm(bundle.algo).flat_observations(bundle.manifest.get("obs_normalization") is not None)
+        flat = get_algorithm(bundle.algo).flat_observations(bundle.manifest.obs_normalization is not None)
     env = MultiTaskVecEnv(
         family,
         [spec.task],
@@ -75,7 +76,7 @@ def target_env(
     )
     want = bundle.policy.observation_space
     assert isinstance(want, spaces.Dict)  # a bundle's policy reads a Dict (a flat one: its entries)
-    mixed = "task_spaces" in bundle.architecture  # the target gets its own stem and head sizes
+    mixed = bundle.architecture.task_spaces is not None  # the target gets its own stem and head sizes
     for key, space in env.dict_space.spaces.items():
         if key == "task" or (mixed and key == "obs"):
             continue
@@ -112,7 +113,7 @@ def head_init_tensors(
     the sources whose spaces are the target's, ``target_spaces`` (observation length, action count):
     other heads' actions mean other things. None of them: no tensors, and a source saying why.
     """
-    if bundle.architecture["heads"] == "shared":
+    if bundle.architecture.heads == "shared":
         return _head_of(bundle, "shared"), "the shared conditioned head"
     if mode == "fresh":
         return None
@@ -138,10 +139,10 @@ def head_init_tensors(
 def _sources_of_spaces(bundle: Bundle, target_spaces: tuple[int, int] | None) -> list[str]:
     """The bundle's source tasks whose (observation length, action count) is ``target_spaces``;
     every source where the bundle's tasks share their spaces."""
-    task_spaces = bundle.architecture.get("task_spaces")
+    task_spaces = bundle.architecture.task_spaces
     if task_spaces is None or target_spaces is None:
         return list(bundle.task_names)
-    dims = zip(task_spaces["obs_dims"], task_spaces["action_dims"], strict=True)
+    dims = zip(task_spaces.obs_dims, task_spaces.action_dims, strict=True)
     want = (int(target_spaces[0]), int(target_spaces[1]))
     return [n for n, (o, a) in zip(bundle.task_names, dims, strict=True) if (int(o), int(a)) == want]
 
@@ -157,7 +158,7 @@ def kickstart_teacher(
 
     :return: the teacher policy, the index of its head for the target, where that head came from.
     """
-    if bundle.architecture["heads"] != "per_task":
+    if bundle.architecture.heads != "per_task":
         return bundle.policy, 0, "the shared conditioned head"
     if head_init != "mean":
         how = "best when probed on the target" if head_init == "probe" else "nearest by context"
@@ -179,8 +180,8 @@ def kickstart_teacher(
 def stem_is_new(bundle: Bundle, spec: TargetSpec, obs_dim: int) -> bool:
     """Whether a target of ``obs_dim`` observations gets a new input stem: its nearest source's
     observations have another length (the stem cannot start from that source's)."""
-    spaces_ = bundle.architecture.get("task_spaces")
-    return spaces_ is not None and int(spaces_["obs_dims"][spec.nearest_index]) != int(obs_dim)
+    spaces_ = bundle.architecture.task_spaces
+    return spaces_ is not None and int(spaces_.obs_dims[spec.nearest_index]) != int(obs_dim)
 
 
 def _stem_init(
@@ -218,7 +219,10 @@ def _own_action_rows(copied: dict[str, torch.Tensor], own: dict[str, torch.Tenso
 
 
 def _action_count(bundle: Bundle, index: int) -> int:
-    return int(bundle.architecture["task_spaces"]["action_dims"][index])
+    spaces_ = bundle.architecture.task_spaces
+    if spaces_ is None:
+        raise ValueError("the bundle's tasks share their spaces: no action count by task")
+    return int(spaces_.action_dims[index])
 
 
 def _spaces_of(policy: BasePolicy) -> tuple[int, int]:
@@ -244,7 +248,7 @@ def load_components(
     """
     own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
     head = str(transferable(policy).heads.task_names[0])
-    mixed = "task_spaces" in bundle.architecture
+    mixed = bundle.architecture.task_spaces is not None
     target_spaces = _spaces_of(policy) if mixed else None
     report, to_load = [], {}
     for component in COMPONENTS:
@@ -323,10 +327,10 @@ def make_target_env(
     from rltransfer.envs import family_of
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    family = family_of(bundle.family, bundle.manifest.get("family_spec"))
+    family = family_of(bundle.family, bundle.manifest.family_spec)
     spec = locate_target(bundle, family, family.task(task, where="target"))
     env = target_env(bundle, family, spec, n_envs, flat)
-    return with_obs_stats(env, bundle.manifest.get("obs_normalization"), training=False)
+    return with_obs_stats(env, bundle.manifest.obs_normalization, training=False)
 
 
 @dataclass
@@ -359,7 +363,7 @@ def build_target_agent(
     algo = get_algorithm(bundle.algo)
     params = strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))
     plan = get_strategy(strategy).plan(params)
-    if cfg.transfer.head_init == "fresh" and bundle.architecture["heads"] == "per_task" and "heads" in plan.load:
+    if cfg.transfer.head_init == "fresh" and bundle.architecture.heads == "per_task" and "heads" in plan.load:
         # A fresh target head is new, not transferred: it trains at the full rate.
         plan.load.remove("heads")
         plan.lr_mults.pop("heads", None)
@@ -368,10 +372,10 @@ def build_target_agent(
     probe = None
     if (
         cfg.transfer.head_init == "probe"
-        and bundle.architecture["heads"] == "per_task"
+        and bundle.architecture.heads == "per_task"
         and ("heads" in plan.load or plan.teacher)
     ):
-        if "task_spaces" in bundle.architecture:
+        if bundle.architecture.task_spaces is not None:
             raise ConfigError(
                 "config key 'transfer.head_init': 'probe' needs source tasks of one observation and action space; "
                 "allowed here: fresh, mean, nearest"
@@ -383,14 +387,15 @@ def build_target_agent(
         )  # fmt: skip
         spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
     mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
-    stats = bundle.manifest.get("obs_normalization")
+    stats = bundle.manifest.obs_normalization
     env: VecEnv = with_obs_stats(
         mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen, fresh=not plan.uses_bundle_obs_stats
     )
-    arch = {**bundle.architecture, "task_names": [target.name]}
-    if "task_spaces" in arch:  # the target's own stem and head sizes
+    arch = bundle.architecture.for_tasks([target.name])
+    if arch.task_spaces is not None:  # the target's own stem and head sizes
         layout = mt_env.layout
-        arch["task_spaces"] = {"obs_dims": [layout.obs_dims[0]], "action_dims": [layout.action_dims[0]]}
+        own = TaskDims(obs_dims=[layout.obs_dims[0]], action_dims=[layout.action_dims[0]])
+        arch = arch.model_copy(update={"task_spaces": own})
     kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
     kwargs["adapters"] = plan.adapters
     kwargs["obs_layout"] = mt_env.obs_layout
@@ -398,11 +403,11 @@ def build_target_agent(
         kwargs["new_stems"] = True
     algo_kwargs = dict(plan.algo_kwargs)
     mine = None
-    if plan.teacher and "task_spaces" in bundle.architecture:
-        spaces_ = bundle.architecture["task_spaces"]
+    spaces_ = bundle.architecture.task_spaces
+    if plan.teacher and spaces_ is not None:
         i = spec.nearest_index
         mine = (int(mt_env.layout.obs_dims[0]), int(mt_env.layout.action_dims[0]))
-        theirs = (int(spaces_["obs_dims"][i]), int(spaces_["action_dims"][i]))
+        theirs = (int(spaces_.obs_dims[i]), int(spaces_.action_dims[i]))
         if mine != theirs:
             raise BundleError(
                 f"bundle '{bundle.path}': kickstart needs a teacher head of the target's spaces; the nearest source "
@@ -414,11 +419,11 @@ def build_target_agent(
         teacher, teacher_head, teacher_source = kickstart_teacher(bundle, spec, cfg.transfer.head_init, mine)
         algo_kwargs.update(teacher=teacher, teacher_head=teacher_head)
     hyper = resolve_hyperparams(cfg.agent.hyperparams)
-    ent_coefs = bundle.manifest.get("ent_coefs")
+    ent_coefs = bundle.manifest.ent_coefs
     if ent_coefs and "heads" in plan.load and hyper.get("ent_coef", "auto") == "auto":
         # SAC: the target's entropy coefficient starts where its head's source task ended
         # (SB3's default, 1.0, would swamp a transferred policy's first updates).
-        src = "shared" if bundle.architecture["heads"] == "shared" else spec.nearest
+        src = "shared" if bundle.architecture.heads == "shared" else spec.nearest
         hyper["ent_coef"] = f"auto_{ent_coefs[src]}"
     model = (plan.algo_class or algo.algo_class)(
         plan.policy_class or algo.policy_class,
@@ -434,10 +439,10 @@ def build_target_agent(
     lineage = {
         "bundle": str(bundle.path),
         "bundle_sha256": bundle.checksum,
-        "bundle_timesteps": bundle.manifest["timesteps"],
+        "bundle_timesteps": bundle.manifest.timesteps,
         "family": cfg.family,
         "target": target.to_dict(),
-        "split": setup.family.split_of(target, [t["params"] | {"name": t["name"]} for t in bundle.source_tasks]),
+        "split": setup.family.split_of(target, [t.params | {"name": t.name} for t in bundle.source_tasks]),
         "nearest_source": spec.nearest,
         "strategy": strategy,
         "strategy_params": params,
@@ -560,7 +565,7 @@ def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target:
         b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         spec = locate_target(b, setup.family, setup.family.task(target, where="target"))
         env = target_env(b, setup.family, spec, min(episodes, MAX_PARALLEL))
-        return with_obs_stats(env, b.manifest.get("obs_normalization"), training=False)
+        return with_obs_stats(env, b.manifest.obs_normalization, training=False)
 
     return make
 

@@ -141,7 +141,7 @@ def _shipped(published: Path, chosen, seeds: Sequence[int], echo: bool) -> dict[
         if echo and seeds:
             print("no bundles ship with this publication: its pre-trainings are trained again")
         return None
-    out = {p: (shipped[p], read_manifest(shipped[p])["weights"]["sha256"]) for p in seeds}
+    out = {p: (shipped[p], read_manifest(shipped[p]).weights.sha256) for p in seeds}
     if echo and seeds:
         print(
             f"from the shipped bundles of pre-training seed(s) {', '.join(map(str, seeds))} (--pretrain trains them again)"
@@ -161,7 +161,7 @@ def _pretrain(cfg, chash: str, seeds: Sequence[int], chosen, echo: bool) -> dict
             print(f"pre-training seed {p} again ({cfg.pretrain.timesteps:,} steps)...")
         pretrain_seed(cfg.to_dict(), chash, p)
         path = bundle_dir(cfg.run_dir, p)
-        sha, recorded = read_manifest(path)["weights"]["sha256"], recorded_sha(chosen, p)
+        sha, recorded = read_manifest(path).weights.sha256, recorded_sha(chosen, p)
         out[p] = (path, sha)
         if echo and recorded:
             same = "the same weights" if sha == recorded else f"DIFFERENT weights: sha256 {sha[:12]} now"

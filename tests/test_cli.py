@@ -72,7 +72,7 @@ def test_pretrain_cli_writes_bundle_and_per_task_tensorboard(tmp_path, tiny_conf
     assert "short" in res.stdout and "mean return" in res.stdout
     out = tmp_path / "runs" / "tiny" / "pretrain"
     bundle = load_bundle(out / "bundle")
-    assert bundle.manifest["timesteps"] >= 192
+    assert bundle.manifest.timesteps >= 192
     acc = EventAccumulator(str(out / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])

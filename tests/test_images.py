@@ -33,7 +33,7 @@ def test_tiny_minigrid_pretraining_and_transfer(tmp_path, monkeypatch):
     }  # fmt: skip
     pre = rltransfer.pretrain(cfg)
     bundle = rltransfer.load_bundle(pre.bundle_path)
-    assert bundle.architecture["encoder"]["type"] == "cnn"
+    assert bundle.architecture.encoder["type"] == "cnn"
     assert any(k.startswith("encoder.conv.0.") for k in bundle.tensors)
     run = rltransfer.transfer(cfg, bundle, "doorkey-6", "freeze_encoder", seed=0, timesteps=64, save=False)
     conv = run.model.policy.features_extractor.conv[0].weight

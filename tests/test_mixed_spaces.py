@@ -83,7 +83,7 @@ def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):
 
 def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):
     algo, cfg, bundle = pretrained
-    assert bundle.architecture["task_spaces"] == {"obs_dims": [4, 6], "action_dims": [2, 3]}
+    assert bundle.architecture.task_spaces.model_dump() == {"obs_dims": [4, 6], "action_dims": [2, 3]}
     for task in SOURCES:
         assert bundle.tensors[f"encoder.stems.{task}.weight"].shape == (16, 6)
     # A stem never reads the padding: CartPole's weights beyond its 4 observations are zero, after training too.

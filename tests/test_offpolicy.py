@@ -261,7 +261,7 @@ def test_loaded_agent_starts_as_the_pretrained_one(pretrained, strategy):
                 assert torch.equal(p, q)
             # The entropy coefficient starts where the nearest source's ended.
             assert model.ent_coefs[lineage["target"]["name"]] == pytest.approx(
-                bundle.manifest["ent_coefs"][lineage["nearest_source"]], rel=1e-5
+                bundle.manifest.ent_coefs[lineage["nearest_source"]], rel=1e-5
             )
 
 
@@ -302,7 +302,7 @@ def test_sac_learns_one_entropy_coefficient_per_task(tmp_path):
     cfg["agent"]["hyperparams"] = {**OFF, "learning_starts": 100, "learning_rate": 1e-2}
     cfg["pretrain"]["timesteps"] = 1500
     res = pretrain(cfg)
-    coefs = load_bundle(res.bundle_path).manifest["ent_coefs"]
+    coefs = load_bundle(res.bundle_path).manifest.ent_coefs
     assert set(coefs) == {"tiny", "large"}
     assert coefs["large"] > 3 * coefs["tiny"]  # measured: 0.027 vs 0.0018
 

@@ -324,7 +324,7 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
         "agent": {"normalize": True, "hyperparams": HYPER}, "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 1},
     }  # fmt: skip
     bundle = rltransfer.load_bundle(rltransfer.pretrain(c).bundle_path)
-    stats = bundle.manifest["obs_normalization"]
+    stats = bundle.manifest.obs_normalization
     assert stats["count"] > 500 and len(stats["mean"]) == 4
     frozen = transfer(c, bundle, TARGET, "freeze_encoder", timesteps=256, out_dir=tmp_path / "frozen")
     rms = frozen.env.obs_rms["obs"]
@@ -348,7 +348,7 @@ def test_scratch_starts_fresh_observation_statistics(tmp_path):
     bundles = [
         rltransfer.load_bundle(rltransfer.pretrain(c, seed=s, out_dir=tmp_path / f"p{s}").bundle_path) for s in (0, 1)
     ]
-    first, second = (b.manifest["obs_normalization"] for b in bundles)
+    first, second = (b.manifest.obs_normalization for b in bundles)
     assert first["mean"] != second["mean"]  # the pre-trainings differ
     runs = [transfer(c, b, TARGET, "scratch", seed=3, timesteps=128, save=False) for b in bundles]
     env = runs[0].env

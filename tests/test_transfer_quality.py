@@ -26,7 +26,7 @@ def test_pretrained_cartpole_agents_beat_scratch(tmp_path, monkeypatch):
     rows = {r["strategy"]: r for r in res.summary["rows"]}
     # The pre-trained source tasks are solved...
     bundle = rltransfer.load_bundle(res.run_dir / "pretrain" / "bundle")
-    assert all(e["mean_return"] >= 475 for e in bundle.manifest["evaluation"].values())
+    assert all(e["mean_return"] >= 475 for e in bundle.manifest.evaluation.values())
     # ...and on the held-out interpolation target the best transfer strategy beats scratch, significantly.
     best = max((r for s, r in rows.items() if s != "scratch"), key=lambda r: r["auc_iqm"])
     assert best["auc_iqm"] > rows["scratch"]["auc_iqm"]
