@@ -104,7 +104,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rltransfer.config import load_config
-    from rltransfer.transferring import format_report, transfer
+    from rltransfer.lineage import format_report
+    from rltransfer.transferring import transfer
 
     cfg = load_config(args.config, args.overrides)
     result = transfer(

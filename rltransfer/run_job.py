@@ -121,8 +121,8 @@ def execute(job: RunJob) -> dict[str, Any]:
             **base,
             status="ok",
             budget=budget,
-            bundle_sha256=res.lineage["bundle_sha256"],
-            components={r["component"]: r["status"] for r in res.lineage["components"]},
+            bundle_sha256=res.lineage.bundle_sha256,
+            components=res.lineage.components_status(),
             curve=curve,
             metrics=run_metrics(curve.step, curve.score, budget),
         )

@@ -27,6 +27,7 @@ from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
+from rltransfer.lineage import ComponentLoad, Lineage, ProbeRecord, markdown_report
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
@@ -240,7 +241,7 @@ def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
 
 def load_components(
     policy: BasePolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str
-) -> list[dict[str, Any]]:
+) -> list[ComponentLoad]:
     """Copy the plan's components from the bundle into ``policy``, shape-checked; target networks
     (DQN's, SAC's critic target) start equal to their loaded networks.
 
@@ -297,11 +298,11 @@ def load_components(
             if sides:
                 status += f"; {', '.join(sides)} frozen"
         report.append(
-            {
-                "component": component, "status": status, "loaded": bool(copied), "source": source,
-                "lr_mult": 0.0 if component in plan.frozen else float(plan.lr_mults.get(component, 1.0)),
-                "shapes": shapes,
-            }
+            ComponentLoad(
+                component=component, status=status, loaded=bool(copied), source=source,
+                lr_mult=0.0 if component in plan.frozen else float(plan.lr_mults.get(component, 1.0)),
+                shapes=shapes,
+            )
         )  # fmt: skip
     with torch.no_grad():
         policy.load_state_dict(policy_state(policy, to_load), strict=False)
@@ -310,7 +311,7 @@ def load_components(
     column = getattr(policy, "column", None)
     if column is not None:
         shapes = {f"column.{k}": list(v.shape) for k, v in column.state_dict().items()}
-        report.append({"component": "column", "status": "fresh", "loaded": False, "source": "", "shapes": shapes})
+        report.append(ComponentLoad(component="column", status="fresh", loaded=False, source="", shapes=shapes))
     return report
 
 
@@ -340,7 +341,7 @@ class TransferResult:
     model: BaseAlgorithm
     env: VecEnv
     out_dir: Path | None
-    lineage: dict[str, Any]
+    lineage: Lineage
 
 
 def build_target_agent(
@@ -350,7 +351,7 @@ def build_target_agent(
     target: Task,
     strategy: str,
     seed: int,
-) -> tuple[BaseAlgorithm, VecEnv, dict[str, Any]]:
+) -> tuple[BaseAlgorithm, VecEnv, Lineage]:
     """The target agent of ``strategy`` (weights loaded, frozen as planned), its env, its lineage."""
     if bundle.family != cfg.family:
         raise BundleError(
@@ -436,25 +437,24 @@ def build_target_agent(
         **algo_kwargs,
     )
     report = load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init)
-    lineage = {
-        "bundle": str(bundle.path),
-        "bundle_sha256": bundle.checksum,
-        "bundle_timesteps": bundle.manifest.timesteps,
-        "family": cfg.family,
-        "target": target.to_dict(),
-        "split": setup.family.split_of(target, [t.params | {"name": t.name} for t in bundle.source_tasks]),
-        "nearest_source": spec.nearest,
-        "strategy": strategy,
-        "strategy_params": params,
-        "trains": plan.train,
-        "head_init": cfg.transfer.head_init,
-        "seed": seed,
-        "components": report,
-    }
-    if teacher_source is not None:
-        lineage["teacher"] = teacher_source
-    if probe is not None:  # nearest_source is then the probe's choice
-        lineage["probe"] = {**asdict(probe), "nearest_by_context": order[0]}
+    lineage = Lineage(
+        bundle=str(bundle.path),
+        bundle_sha256=bundle.checksum,
+        bundle_timesteps=bundle.manifest.timesteps,
+        family=cfg.family,
+        target=target.to_dict(),
+        split=setup.family.split_of(target, [t.params | {"name": t.name} for t in bundle.source_tasks]),
+        nearest_source=spec.nearest,
+        strategy=strategy,
+        strategy_params=params,
+        trains=plan.train,
+        head_init=cfg.transfer.head_init,
+        seed=seed,
+        components=report,
+        **({"teacher": teacher_source} if teacher_source is not None else {}),
+        # nearest_source is then the probe's choice
+        **({"probe": ProbeRecord(**asdict(probe), nearest_by_context=order[0])} if probe is not None else {}),
+    )
     return model, env, lineage
 
 
@@ -502,28 +502,29 @@ def transfer(
     if budget <= 0:
         raise ConfigError(f"timesteps must be > 0, got {budget}")
     model, env, lineage = build_target_agent(cfg, setup, bundle, task, strategy, seed)
-    lineage["timesteps"] = budget
-    charged = lineage["probe"]["steps"] if "probe" in lineage else 0
+    lineage = lineage.model_copy(update={"timesteps": budget})
+    charged = lineage.probe.steps if lineage.probe is not None else 0
     if charged >= budget:
         raise ConfigError(
             f"the probe of source heads took {charged} target steps, the budget is {budget}: raise "
             "'transfer.timesteps' or lower 'transfer.probe_episodes'"
         )
-    model.lineage = lineage  # type: ignore[attr-defined]  # saved with the model: PPO.load(...).lineage
+    # Saved with the model as plain JSON (PPO.load(...).lineage is a dict, readable without rltransfer's types).
+    model.lineage = lineage.to_json()  # type: ignore[attr-defined]
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)
         hparams = {
-            "family": cfg.family, "conditioning": bundle.conditioning, "target": task.name, "split": lineage["split"],
+            "family": cfg.family, "conditioning": bundle.conditioning, "target": task.name, "split": lineage.split,
             "strategy": strategy, "seed": seed, "head_init": cfg.transfer.head_init, "timesteps": budget,
-            **flatten(lineage["strategy_params"], "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
+            **flatten(lineage.strategy_params, "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
         }  # fmt: skip
         write_hparams(model.logger, hparams)
     if charged:
         _charge_probe(model, charged, callbacks)
-    if lineage["trains"]:
+    if lineage.trains:
         model.learn(budget - charged, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not charged)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
         for cb in callbacks:
@@ -531,9 +532,9 @@ def transfer(
                 cb.evaluate_without_training(model, budget)
     if out is not None:
         # How its observations are built, saved with the model: wrap_target_env needs nothing else.
-        setattr(model, RECORD, observation_record(env, bundle, lineage["target"]))
+        setattr(model, RECORD, observation_record(env, bundle, lineage.target))
         model.save(out / "model.zip")
-        atomic_write_bytes(out / "lineage.json", json.dumps(lineage, indent=2).encode())
+        lineage.write(out)
         stats = obs_stats(env)
         if stats is not None:  # SB3's save does not keep them: the agent is only valid with them
             atomic_write_bytes(out / "obs_normalization.json", json.dumps(stats, indent=2).encode())
@@ -570,30 +571,9 @@ def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target:
     return make
 
 
-def _log_lineage(model: BaseAlgorithm, lineage: Mapping[str, Any]) -> None:
+def _log_lineage(model: BaseAlgorithm, lineage: Lineage) -> None:
     """The load report as a Markdown table in TensorBoard's text tab."""
-    rows = ["| component | status | lr | source | tensors |", "|---|---|---|---|---|"]
-    for r in lineage["components"]:
-        shapes = ", ".join(
-            f"{k.split('.', 1)[1] if '.' in k else k} {tuple(v)}" for k, v in list(r["shapes"].items())[:6]
-        )
-        lr = "-" if r.get("lr_mult", 1.0) == 0.0 else f"x{r.get('lr_mult', 1.0):g}"
-        rows.append(f"| {r['component']} | {r['status']} | {lr} | {r['source'] or '-'} | {shapes} |")
-    text = (
-        f"strategy **{lineage['strategy']}** on target **{lineage['target']['name']}** ({lineage['split']}), "
-        f"seed {lineage['seed']}, bundle `{lineage['bundle']}` (sha256 {lineage['bundle_sha256'][:12]})\n\n"
-        + "\n".join(rows)
-    )
     for fmt in model.logger.output_formats:
         if isinstance(fmt, TensorBoardOutputFormat):
-            fmt.writer.add_text("transfer/lineage", text, 0)
+            fmt.writer.add_text("transfer/lineage", markdown_report(lineage), 0)
             fmt.writer.flush()
-
-
-def format_report(lineage: Mapping[str, Any]) -> str:
-    """The loading report as a small table: component, status, learning-rate multiplier, source."""
-    lines = [f"{'component':<10} {'status':<8} {'lr':<6} source"]
-    for r in lineage["components"]:
-        lr = "-" if r.get("lr_mult", 1.0) == 0.0 else f"x{r.get('lr_mult', 1.0):g}"
-        lines.append(f"{r['component']:<10} {r['status']:<8} {lr:<6} {r['source'] or '-'}")
-    return "\n".join(lines)

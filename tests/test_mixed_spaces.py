@@ -133,7 +133,7 @@ def test_transfer_to_a_new_observation_length_keeps_encoder_and_trunk_with_a_new
     algo, cfg, bundle = pretrained
     cfg = dict(cfg, transfer={**cfg["transfer"], "head_init": "fresh"})
     res = transfer(cfg, bundle, "mountaincar", "finetune", timesteps=128, save=False)
-    status = {c["component"]: (c["status"], c["source"]) for c in res.lineage["components"]}
+    status = {c.component: (c.status, c.source) for c in res.lineage.components}
     assert status["encoder"][0] == status["trunk"][0] == "loaded"
     assert "new stem" in status["encoder"][1] and status["heads"][0] == "fresh"
     policy = res.model.policy
@@ -151,7 +151,7 @@ def test_transfer_to_a_known_observation_length_starts_from_the_nearest_stem_and
     model, env, lineage = build_target_agent(
         c, setup, bundle, get_family("classic").task("acrobot-long"), "finetune", 0
     )
-    assert lineage["nearest_source"] == "acrobot-short"
+    assert lineage.nearest_source == "acrobot-short"
     state = component_state(model.policy)
     assert torch.equal(state["encoder.stems.acrobot-long.weight"], bundle.tensors["encoder.stems.acrobot-short.weight"])
     heads = [k for k in state if k.startswith("heads.acrobot-long.")]
@@ -170,15 +170,15 @@ def test_a_target_smaller_than_the_largest_source_starts_from_its_nearest_stem_a
     model, env, lineage = build_target_agent(
         c, resolve(c), bundle, get_family("classic").task("cartpole-mid"), "finetune", 0
     )
-    assert lineage["nearest_source"] == "cartpole"
-    assert "stem of 'cartpole'" in lineage["components"][0]["source"]
+    assert lineage.nearest_source == "cartpole"
+    assert "stem of 'cartpole'" in lineage.components[0].source
     source = bundle.tensors["encoder.stems.cartpole.weight"]
     assert source.shape[1] == 6 and not source[:, 4:].any()  # padding's columns: zero, so nothing is lost
     state = component_state(model.policy)
     assert torch.equal(state["encoder.stems.cartpole-mid.weight"], source[:, :4])
     assert torch.equal(state["encoder.stems.cartpole-mid.bias"], bundle.tensors["encoder.stems.cartpole.bias"])
     # Its head likewise: the bundle's act in Discrete(3), CartPole's third action masked; the target's has 2.
-    status = {c["component"]: c["status"] for c in lineage["components"]}
+    status = {c.component: c.status for c in lineage.components}
     assert status["heads"] == "loaded"
     heads = [k for k in state if k.startswith("heads.cartpole-mid.")]
     assert heads
@@ -199,7 +199,7 @@ def test_a_new_stem_trains_at_the_full_rate_inside_a_frozen_or_scaled_encoder(pr
     model, env, lineage = build_target_agent(
         c, resolve(c), bundle, get_family("classic").task("mountaincar"), strategy, 0
     )
-    assert "new stem, trained at the full rate" in lineage["components"][0]["source"]
+    assert "new stem, trained at the full rate" in lineage.components[0].source
     policy = model.policy
     stem = policy.features_extractor.stems if algo == "ppo" else policy.q_net.features_extractor.stems
     assert stem.weight.requires_grad
@@ -238,22 +238,22 @@ def test_mean_head_init_averages_the_sources_of_the_targets_spaces(three_sources
 
     def build(target):
         model, _, lineage = build_target_agent(c, resolve(c), bundle, family.task(target), "finetune", 0)
-        heads = next(row for row in lineage["components"] if row["component"] == "heads")
+        heads = next(row for row in lineage.components if row.component == "heads")
         return _heads(component_state(model.policy), target), heads
 
     mine, row = build("cartpole-mid")
-    assert row["status"] == "loaded"
-    assert row["source"] == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
+    assert row.status == "loaded"
+    assert row.source == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
     a, b = _heads(bundle.tensors, "cartpole"), _heads(bundle.tensors, "cartpole-long")
     assert mine.keys() == a.keys() and any(a[k].shape[0] == 3 and mine[k].shape[0] == 2 for k in a)
     for k, v in mine.items():
         torch.testing.assert_close(v, (a[k][: v.shape[0]] + b[k][: v.shape[0]]) / 2, rtol=0, atol=1e-7)
     mine, row = build("acrobot-long")  # one source of its spaces: that source's head
-    assert row["source"] == "mean of 1 source heads of the target's spaces (acrobot-short)"
+    assert row.source == "mean of 1 source heads of the target's spaces (acrobot-short)"
     assert all(torch.equal(v, _heads(bundle.tensors, "acrobot-short")[k]) for k, v in mine.items())
     _, row = build("mountaincar")  # 2 observations, 3 actions: no source has them
-    assert row["status"] == "fresh"
-    assert row["source"] == "fresh: no source task has the target's spaces (2 observations, 3 actions)"
+    assert row.status == "fresh"
+    assert row.source == "fresh: no source task has the target's spaces (2 observations, 3 actions)"
 
 
 def test_kickstart_teaches_a_target_with_fewer_actions_than_the_bundle(three_sources):
@@ -267,7 +267,7 @@ def test_kickstart_teaches_a_target_with_fewer_actions_than_the_bundle(three_sou
     model, env, lineage = build_target_agent(
         c, resolve(c), bundle, get_family("classic").task("cartpole-mid"), "kickstart", 0
     )
-    assert lineage["teacher"] == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
+    assert lineage.teacher == "mean of 2 source heads of the target's spaces (cartpole, cartpole-long)"
     assert model.teacher.action_space == spaces.Discrete(3) and model.action_space == spaces.Discrete(2)
     # A student started from the teacher's head acts as the teacher, over the target's two actions.
     obs, _ = model.policy.obs_to_tensor(env.reset())

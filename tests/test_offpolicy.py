@@ -205,12 +205,12 @@ def test_every_strategy_applies_and_trains(pretrained, strategy):
     algo, cfg, bundle = pretrained
     target = resolve(load_config(cfg)).targets[0]
     res = transfer(cfg, bundle, target, strategy, save=False)
-    status = tuple(c["status"] for c in res.lineage["components"])
+    status = tuple(c.status for c in res.lineage.components)
     assert status == EXPECTED[strategy]
     state = component_state(res.model.policy)
     unchanged = {"zero_shot": ("encoder", "trunk", "heads"), "freeze_encoder": ("encoder",),
                  "heads_only": ("encoder", "trunk"), "adapter": ("encoder", "trunk")}.get(strategy, ())  # fmt: skip
-    nearest = res.lineage["nearest_source"]
+    nearest = res.lineage.nearest_source
     for key, value in state.items():
         if key.split(".")[0] in unchanged and ".lora_" not in key:
             source_key = key.replace(f"heads.{target.name}.", f"heads.{nearest}.")
@@ -241,7 +241,7 @@ def test_loaded_agent_starts_as_the_pretrained_one(pretrained, strategy):
     algo, cfg, bundle = pretrained
     model, env, lineage = _built(cfg, bundle, strategy)
     obs = _obs(env)
-    nearest = bundle.task_names.index(lineage["nearest_source"])
+    nearest = bundle.task_names.index(lineage.nearest_source)
     src_obs = dict(
         obs, task=torch.nn.functional.one_hot(torch.full((len(obs["task"]),), nearest), len(bundle.task_names)).float()
     )
@@ -260,8 +260,8 @@ def test_loaded_agent_starts_as_the_pretrained_one(pretrained, strategy):
             for p, q in zip(model.policy.critic.parameters(), model.policy.critic_target.parameters()):
                 assert torch.equal(p, q)
             # The entropy coefficient starts where the nearest source's ended.
-            assert model.ent_coefs[lineage["target"]["name"]] == pytest.approx(
-                bundle.manifest.ent_coefs[lineage["nearest_source"]], rel=1e-5
+            assert model.ent_coefs[lineage.target["name"]] == pytest.approx(
+                bundle.manifest.ent_coefs[lineage.nearest_source], rel=1e-5
             )
 
 

@@ -58,16 +58,16 @@ def test_probe_tries_every_head_and_keeps_the_best(probed):
 def test_a_probed_head_is_the_chosen_source_head_and_the_probe_is_charged(probed):
     cfg, bundle = probed
     res, ev = _run(cfg, bundle, "zero_shot")
-    probe = res.lineage["probe"]
-    assert res.lineage["nearest_source"] == probe["source"] and probe["steps"] > 0
+    probe = res.lineage.probe
+    assert res.lineage.nearest_source == probe.source and probe.steps > 0
     family = get_family("cartpole")
-    assert probe["nearest_by_context"] == locate_target(bundle, family, family.task(TARGET)).nearest
+    assert probe.nearest_by_context == locate_target(bundle, family, family.task(TARGET)).nearest
     state = component_state(res.model.policy)
     head = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"heads.{TARGET}.")}
-    assert head and all(torch.equal(v, bundle.tensors[f"heads.{probe['source']}.{k}"]) for k, v in head.items())
+    assert head and all(torch.equal(v, bundle.tensors[f"heads.{probe.source}.{k}"]) for k, v in head.items())
     # The first point is the agent that starts target training (the chosen head), at the probe's step
     # count; no checkpoint before it scores another agent (it scored the nearest-by-context head before).
-    charged = probe["steps"]
+    charged = probe.steps
     assert ev.curve["step"][0] == charged and all(t > charged for t in ev.curve["step"][1:])
     assert ev.curve["step"][-1] == 2048 and set(ev.curve["step"][1:]) == {t for t in (1024, 2048) if t > charged}
     # It is the chosen-head agent's score: evaluating that agent (zero_shot: never updated) again gives it.
@@ -90,8 +90,8 @@ def test_a_trained_run_starts_after_the_probe(probed):
     ev = Evaluator(eval_env_factory(c, bundle, TARGET, 3), 1024, 2048, 3, True, lambda r: r)
     start = StartStep()
     res = transfer(cfg, bundle, TARGET, "finetune", seed=0, callbacks=[start, ev], save=False)
-    assert start.start == res.lineage["probe"]["steps"] > 0  # training's first step is the probe's last + 1
-    charged = res.lineage["probe"]["steps"]
+    assert start.start == res.lineage.probe.steps > 0  # training's first step is the probe's last + 1
+    charged = res.lineage.probe.steps
     assert res.model.num_timesteps >= 2048 and ev.curve["step"][0] == charged and ev.curve["step"][-1] == 2048
 
 

@@ -10,6 +10,7 @@ import rltransfer
 from rltransfer.agents import TransferPPO, component_of
 from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
+from rltransfer.lineage import Lineage
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
 from rltransfer.transferring import build_target_agent, locate_target, transfer
 from rltransfer.validation import resolve, validate
@@ -78,7 +79,7 @@ def test_nearest_source_is_found_by_context(bundle):
 @pytest.mark.parametrize("strategy,frozen", [("freeze_encoder", {"encoder"}), ("heads_only", {"encoder", "trunk"})])
 def test_frozen_parameters_are_bit_identical_and_the_rest_train(cfg, bundle, strategy, frozen):
     model, _, lineage = build(cfg, bundle, strategy)
-    assert {r["component"] for r in lineage["components"] if r["status"] == "frozen"} == frozen
+    assert {r.component for r in lineage.components if r.status == "frozen"} == frozen
     before = snapshot(model)
     model.learn(256)
     after = model.policy.state_dict()
@@ -94,7 +95,7 @@ def test_one_side_of_the_trunk_freezes_the_other_trains_also_after_save_load(cfg
     bit; the critic's trunk trains; a saved model reloads with the same parameters frozen."""
     params = ["transfer.strategy_params={heads_only: {freeze: [encoder, trunk.pi]}}"]
     res = transfer(rltransfer.load_config(cfg, params), bundle, TARGET, "heads_only", timesteps=256, out_dir=tmp_path)
-    statuses = {r["component"]: r["status"] for r in res.lineage["components"]}
+    statuses = {r.component: r.status for r in res.lineage.components}
     assert statuses == {"encoder": "frozen", "trunk": "loaded; trunk.pi frozen", "heads": "loaded"}
     state = res.model.policy.state_dict()
     pi = [k for k in state if k.startswith("mlp_extractor.policy_net.") and "weight" in k]
@@ -124,13 +125,13 @@ def test_loaded_components_equal_the_bundle_and_heads_follow_head_init(cfg, bund
     model, _, lineage = build(cfg, bundle, "finetune")
     state = model.policy.state_dict()
     assert torch.equal(state["features_extractor.net.0.weight"], bundle.tensors["encoder.net.0.weight"])
-    src = lineage["nearest_source"]
+    src = lineage.nearest_source
     assert torch.equal(state["heads.action.weight"], bundle.tensors[f"heads.{src}.action.weight"])
     model, _, _ = build(cfg, bundle, "finetune", **{"transfer.head_init": "mean"})
     mean = torch.stack([bundle.tensors[f"heads.{n}.value.weight"] for n in bundle.task_names]).mean(0)
     assert torch.allclose(model.policy.state_dict()["heads.value.weight"], mean)
     model, _, lineage = build(cfg, bundle, "finetune", **{"transfer.head_init": "fresh"})
-    assert [r["status"] for r in lineage["components"]] == ["loaded", "loaded", "fresh"]
+    assert [r.status for r in lineage.components] == ["loaded", "loaded", "fresh"]
     for n in bundle.task_names:
         assert not torch.equal(
             model.policy.state_dict()["heads.action.weight"][0], bundle.tensors[f"heads.{n}.action.weight"]
@@ -173,7 +174,7 @@ def test_lr_scaled_groups_follow_the_schedule_times_their_multiplier_also_after_
 
 def test_lr_scaled_new_heads_train_at_the_full_rate(cfg, bundle):
     model, _, lineage = build(cfg, bundle, "lr_scaled", **{"transfer.head_init": "fresh"})
-    assert {r["component"]: r["lr_mult"] for r in lineage["components"]} == {"encoder": 0.1, "trunk": 0.1, "heads": 1.0}
+    assert {r.component: r.lr_mult for r in lineage.components} == {"encoder": 0.1, "trunk": 0.1, "heads": 1.0}
     groups = {g["lr_mult"]: g for g in model.policy.optimizer.param_groups}
     assert set(groups) == {0.1, 1.0}
     head_params = {id(p) for p in model.policy.heads.parameters()}
@@ -184,7 +185,7 @@ def test_lr_scaled_new_heads_train_at_the_full_rate(cfg, bundle):
 def test_adapter_and_progressive_start_as_the_pretrained_policy_and_only_new_parts_train(cfg, bundle, strategy):
     model, _, lineage = build(cfg, bundle, strategy)
     obs = target_obs(model)
-    head = bundle.task_names.index(lineage["nearest_source"])
+    head = bundle.task_names.index(lineage.nearest_source)
     torch.testing.assert_close(
         probs(model.policy, obs), probs(bundle.policy, teacher_view(bundle, obs, head)), rtol=0, atol=1e-6
     )
@@ -228,9 +229,9 @@ def test_kickstart_teacher_is_the_policy_zero_shot_runs(cfg, bundle, head_init):
     torch.testing.assert_close(
         probs(teacher, teacher_view(bundle, obs, student.teacher_head)), probs(zero.policy, obs), rtol=0, atol=1e-6
     )
-    src = lineage["nearest_source"]
+    src = lineage.nearest_source
     expect = "mean of 3 source heads" if head_init == "mean" else f"source task '{src}' (nearest by context)"
-    assert lineage["teacher"] == expect
+    assert lineage.teacher == expect
     if head_init == "mean":  # a copy: the bundle's own policy keeps its heads
         assert teacher is not bundle.policy
         i = bundle.task_names.index(src)
@@ -243,7 +244,7 @@ def test_kickstart_teacher_is_the_policy_zero_shot_runs(cfg, bundle, head_init):
 
 def test_zero_shot_changes_nothing_and_acts_as_the_bundle(cfg, bundle, tmp_path):
     res = transfer(cfg, bundle, TARGET, "zero_shot", seed=0, timesteps=256, out_dir=tmp_path / "zs")
-    head = bundle.task_names.index(res.lineage["nearest_source"])
+    head = bundle.task_names.index(res.lineage.nearest_source)
     obs = target_obs(res.model)
     a, _ = res.model.predict(obs, deterministic=True)
     b, _ = bundle.policy.predict(teacher_view(bundle, obs, head), deterministic=True)
@@ -260,7 +261,8 @@ def test_saved_transfer_model_loads_in_plain_sb3_and_acts_identically(cfg, bundl
     )
     assert loaded.lineage["bundle_sha256"] == bundle.checksum and loaded.lineage["strategy"] == "adapter"
     lineage = json.loads((tmp_path / "run" / "lineage.json").read_text())
-    assert lineage["bundle"] == str(bundle.path)
+    assert lineage["bundle"] == str(bundle.path) and lineage == res.lineage.to_json() == loaded.lineage
+    assert Lineage.read(tmp_path / "run") == res.lineage  # the typed record, read back
     assert {r["component"]: r["status"] for r in lineage["components"]} == {
         "encoder": "adapted",
         "trunk": "adapted",
@@ -295,7 +297,7 @@ def test_user_registered_strategy(cfg, bundle):
 
     try:
         model, _, lineage = build(cfg, bundle, "trunk_only_test")
-        assert [r["status"] for r in lineage["components"]] == ["frozen", "loaded", "fresh"]
+        assert [r.status for r in lineage.components] == ["frozen", "loaded", "fresh"]
     finally:
         STRATEGIES.pop("trunk_only_test")
 
