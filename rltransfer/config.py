@@ -25,7 +25,7 @@ DEFAULT_STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "lr_
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EncoderConfig(_Strict):
@@ -233,7 +233,8 @@ class ExperimentConfig(_Strict):
         # The default list includes kickstart, which applies to PPO only: left out of the
         # default for DQN and SAC (an explicit list is checked, and refused, by validation).
         if "strategies" not in self.transfer.model_fields_set and self.agent.algo != "ppo":
-            self.transfer.strategies = [s for s in DEFAULT_STRATEGIES if s != "kickstart"]
+            fitting = [s for s in DEFAULT_STRATEGIES if s != "kickstart"]
+            return self.model_copy(update={"transfer": self.transfer.model_copy(update={"strategies": fitting})})
         return self
 
     @property

@@ -1,14 +1,35 @@
-"""Config hashes: which finished results a config may re-use (an experiment's, and each run's)."""
+"""The keys of finished work: what each artifact depends on, hashed in one place. An experiment's hash
+(its directory holds only its results), a pre-training's (re-used by any experiment of the same
+pre-training), a run's (re-used by a re-run of its experiment) and a reuse key for runs that load nothing
+from a bundle (re-used by any experiment under the same ``output_dir``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from rltransfer.config import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class ExperimentKeys:
+    """An experiment's keys, computed once (:func:`experiment_keys`) and passed down."""
+
+    experiment: str
+    """:func:`experiment_hash`: its directory holds only this experiment's results."""
+    pretraining: str
+    """:func:`pretraining_hash`: its bundles are any experiment's of the same pre-training."""
+
+
+def experiment_keys(cfg: ExperimentConfig) -> ExperimentKeys:
+    return ExperimentKeys(experiment_hash(cfg), pretraining_hash(cfg))
 
 
 def experiment_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
@@ -109,6 +130,44 @@ def run_hash(
     if spec is not None:
         key["target"] = spec
     return f"{chash}-{digest(key, 8)}" if key else chash
+
+
+def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mapping[str, Any]) -> str | None:
+    """The key under which a run of ``strategy`` may be re-used by another experiment, or ``None``
+    when the run loads anything from its bundle (its result then depends on the pre-training): the
+    target, the seed, the agent, the transfer budget and the evaluation, and the package versions.
+
+    :param target: ``{"name": ..., "params": {...}}`` as in :class:`~rltransfer.run_job.RunJob`.
+    """
+    from rltransfer.strategies import plan_of
+
+    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
+    plan = plan_of(strategy, params)
+    if plan is None or plan.uses_bundle:
+        return None
+    data = comparable_config(config)
+    data.pop("target_tasks", None)
+    data.pop("pretrain")  # the pre-training does not reach a run that loads nothing
+    # head_init and probe_episodes choose among loaded heads; a run loading nothing has none.
+    for key in ("head_init", "probe_episodes"):
+        data["transfer"].pop(key, None)
+    data["transfer"]["strategy_params"] = {strategy: dict(params or {})}
+    data["run"] = {"strategy": strategy, "seed": int(seed), "target": dict(target), "versions": _versions()}
+    return digest(data, 24)
+
+
+_OPTIONAL_PACKAGES = ("minigrid", "box2d", "box2d-py", "gymnasium-robotics")
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    from rltransfer.bundle import package_versions
+
+    out = package_versions()  # once per process: every job's key takes them in
+    for pkg in _OPTIONAL_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
 
 
 def _named_target(config: Mapping[str, Any], target: str) -> dict[str, Any] | None:

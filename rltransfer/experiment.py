@@ -19,7 +19,7 @@ from typing import Any
 from rltransfer import layout
 from rltransfer.atomic import remove_stale_temps
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import experiment_hash, pretraining_hash, run_hash
+from rltransfer.config_hash import ExperimentKeys, experiment_keys, reuse_key, run_hash
 from rltransfer.errors import GateError, UserInputError
 from rltransfer.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.migration import LAYOUT_VERSION, check_layout
@@ -32,7 +32,6 @@ from rltransfer.run_reuse import (
     copy_tree,
     find_pretraining,
     find_reusable,
-    reuse_key,
 )
 from rltransfer.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.source_gate import (
@@ -111,16 +110,15 @@ def check_same_config(run_dir: Path, chash: str) -> None:
         )
 
 
-def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool = False) -> bool:
+def _has_bundle(cfg: ExperimentConfig, keys: ExperimentKeys, seed: int, echo: bool = False) -> bool:
     """Whether pre-training seed ``seed`` left a readable bundle of this config: trained for experiment hash
     ``chash``, or copied from an experiment of the same pre-training
     (:func:`~rltransfer.config_hash.pretraining_hash`). A damaged one is trained again, and said so on
     stderr."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
-    from rltransfer.pretraining import pretrain_dir
 
-    path = pretrain_dir(cfg, seed) / "bundle"
+    path = layout.bundle_dir(cfg.run_dir, seed)
     if not path.is_dir():
         return False
     try:
@@ -129,26 +127,31 @@ def _has_bundle(cfg: ExperimentConfig, chash: str, seed: int, echo: bool = False
         if echo:
             print(f"pre-training seed {seed}: its bundle is damaged ({err}); it is trained again", file=sys.stderr)
         return False
-    return manifest.experiment_hash == chash or manifest.pretrain_hash == pretraining_hash(cfg)
+    return manifest.experiment_hash == keys.experiment or manifest.pretrain_hash == keys.pretraining
 
 
-def pretrain_seed(config: Mapping[str, Any], chash: str, seed: int, progress: bool = False, echo: bool = False):
-    """Pre-train seed ``seed`` of ``config`` into its place in the run directory (a worker's job)."""
+def pretrain_seed(
+    config: Setup | Mapping[str, Any], keys: ExperimentKeys, seed: int, progress: bool = False, echo: bool = False
+):
+    """Pre-train seed ``seed`` of an experiment into its place in its run directory: in this process from
+    its :class:`Setup`, or in a worker from the config's dict (validated by the experiment: resolved only)."""
     from rltransfer.pretraining import pretrain
 
+    setup = config if isinstance(config, Setup) else resolve(load_config(config))
+    cfg = setup.config
     return pretrain(
-        config,
+        setup,
         seed=seed,
         progress=progress,
         echo=echo,
-        extra_manifest={"experiment_hash": chash, "pretrain_hash": pretraining_hash(config)},
-        tb_dir=layout.pretrain_tb(Path(config["output_dir"]) / config["name"], seed),
+        extra_manifest={"experiment_hash": keys.experiment, "pretrain_hash": keys.pretraining},
+        tb_dir=layout.pretrain_tb(cfg.run_dir, seed),
     ).evaluation
 
 
 def ensure_bundles(
-    cfg: ExperimentConfig,
-    chash: str,
+    setup: Setup,
+    keys: ExperimentKeys,
     echo: bool,
     progress: bool,
     pool: ProcessPoolExecutor | None = None,
@@ -164,9 +167,9 @@ def ensure_bundles(
     """
     from rltransfer.bundle import read_manifest
     from rltransfer.evaluation import thresholds_and_baselines
-    from rltransfer.pretraining import format_evaluation, pretrain_dir
+    from rltransfer.pretraining import format_evaluation
 
-    setup = resolve(cfg)
+    cfg = setup.config
     n_sources = len(setup.sources)
     wanted, limit, gate = cfg.pretrain.seeds, cfg.pretrain.seeds_to_try, cfg.pretrain.min_source_score
     baselines = thresholds_and_baselines(setup.family, setup.sources, cfg.evaluation.thresholds)
@@ -174,34 +177,34 @@ def ensure_bundles(
     open_slots = list(range(wanted))
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
-        todo = [p for p in batch if not _has_bundle(cfg, chash, p, echo)]
+        todo = [p for p in batch if not _has_bundle(cfg, keys, p, echo)]
         if cfg.runner.reuse_other_experiments:
-            todo = [p for p in todo if not _copy_pretraining(cfg, chash, p, echo)]
+            todo = [p for p in todo if not _copy_pretraining(cfg, keys, p, echo)]
         if pool is None or len(todo) < 2:
             for p in todo:
                 if echo:
                     print(f"pre-training seed {p} on {n_sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
-                pretrain_seed(cfg.to_dict(), chash, p, progress=progress, echo=echo)
+                pretrain_seed(setup, keys, p, progress=progress, echo=echo)
         else:
             if echo:
                 print(
                     f"pre-training seeds {', '.join(map(str, todo))} side by side on {n_sources} source tasks "
                     f"({cfg.pretrain.timesteps:,} steps each)..."
                 )
-            futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), chash, p)) for p in todo]
+            futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), keys, p)) for p in todo]
             for p, future in futures:
                 evaluation = future.result()
                 if echo:
                     print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
         still_open = []
         for slot, p in zip(open_slots, batch):
-            manifest = read_manifest(pretrain_dir(cfg, p) / "bundle")  # checked whole by _has_bundle or just written
+            manifest = read_manifest(layout.bundle_dir(cfg.run_dir, p))  # checked whole by _has_bundle or just written
             scores = source_scores(manifest.evaluation or {}, baselines)
             kept = passes(scores, gate)
             warning = unlearnt_warning(p, scores)
             if echo and warning and kept:  # a rejected one is reported below
                 print(warning, file=sys.stderr)
-            origin = copied_from(pretrain_dir(cfg, p))
+            origin = copied_from(layout.pretrain_dir(cfg.run_dir, p))
             judged.append(
                 Pretraining(p, manifest.timesteps, scores, slot if kept else None, origin, manifest.code_revision)
             )
@@ -216,10 +219,12 @@ def ensure_bundles(
     return judged
 
 
-def _pretrain_interruptibly(cfg, chash, echo, progress, pool, manifest) -> list[Pretraining]:
+def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) -> list[Pretraining]:
     """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM (:func:`_interruptible`): the
     pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
     from rltransfer.runner import stop_workers
+
+    cfg = setup.config
 
     def stop() -> None:
         if pool is not None:
@@ -232,17 +237,16 @@ def _pretrain_interruptibly(cfg, chash, echo, progress, pool, manifest) -> list[
         )
 
     with _interruptible(manifest, cfg.run_dir, stop, said):
-        return ensure_bundles(cfg, chash, echo, progress, pool)
+        return ensure_bundles(setup, keys, echo, progress, pool)
 
 
-def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) -> bool:
+def _copy_pretraining(cfg: ExperimentConfig, keys: ExperimentKeys, seed: int, echo: bool) -> bool:
     """Copy pre-training ``seed`` from another experiment of the same pre-training under ``output_dir`` (its
     :func:`~rltransfer.config_hash.pretraining_hash`, or the same experiment hash), if one has it."""
-    from rltransfer.pretraining import pretrain_dir
 
-    dest = pretrain_dir(cfg, seed)
-    phash = pretraining_hash(cfg)
-    source = find_pretraining(cfg.run_dir.parent, dest, cfg.run_dir, chash, phash)
+    dest = layout.pretrain_dir(cfg.run_dir, seed)
+    phash = keys.pretraining
+    source = find_pretraining(cfg.run_dir.parent, dest, cfg.run_dir, keys.experiment, phash)
     if source is None:
         return False
     copy_pretraining(source, dest)
@@ -255,10 +259,9 @@ def _copy_pretraining(cfg: ExperimentConfig, chash: str, seed: int, echo: bool) 
 
 def bundles_of(cfg: ExperimentConfig, pretrainings: Sequence[Pretraining]) -> list[tuple[int, Path]]:
     """The kept pre-trainings' seeds and bundles by place: transfer seed i starts from the (i mod n)-th."""
-    from rltransfer.pretraining import pretrain_dir
 
     kept = sorted((p for p in pretrainings if p.kept), key=lambda p: p.slot if p.slot is not None else -1)
-    return [(p.seed, pretrain_dir(cfg, p.seed) / "bundle") for p in kept]
+    return [(p.seed, layout.bundle_dir(cfg.run_dir, p.seed)) for p in kept]
 
 
 def plan_jobs(
@@ -351,7 +354,8 @@ def run_experiment(
     run_dir = cfg.run_dir
     check_writable(run_dir)
     check_layout(run_dir)
-    chash = experiment_hash(cfg)
+    keys = experiment_keys(cfg)
+    chash = keys.experiment
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
         check_same_config(run_dir, chash)
@@ -367,7 +371,7 @@ def run_experiment(
             manifest.write(run_dir)
 
             bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
-            pretrainings = _pretrain_interruptibly(cfg, chash, echo, bars, pool, manifest)
+            pretrainings = _pretrain_interruptibly(setup, keys, echo, bars, pool, manifest)
             manifest.pretrainings = pretrainings
             bundles = bundles_of(cfg, pretrainings)
             if len(bundles) < cfg.pretrain.seeds:

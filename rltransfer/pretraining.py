@@ -16,12 +16,12 @@ from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
-from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config import ExperimentConfig
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.run_reuse import COPIED_FILE
-from rltransfer.validation import Setup, validate
+from rltransfer.validation import Setup, setup_of
 
 
 @dataclass
@@ -75,7 +75,7 @@ def pretrain_dir(cfg: ExperimentConfig, seed: int) -> Path:
 
 
 def pretrain(
-    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    config: str | Path | Mapping[str, Any] | ExperimentConfig | Setup,
     overrides: Iterable[str] | Mapping[str, Any] = (),
     seed: int = 0,
     out_dir: str | Path | None = None,
@@ -86,7 +86,8 @@ def pretrain(
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
-    :param config: a YAML path, a dict, or an :class:`ExperimentConfig`.
+    :param config: a YAML path, a dict, or an :class:`ExperimentConfig`, validated here; or a
+        :class:`~rltransfer.validation.Setup` the caller resolved (an experiment's), used as it is.
     :param overrides: ``--set``-style overrides (``["pretrain.timesteps=2000"]``).
     :param seed: the pre-training seed.
     :param out_dir: where ``bundle/`` and ``tb/`` go (default ``<output_dir>/<name>/pretrain``,
@@ -96,8 +97,8 @@ def pretrain(
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
         :func:`rltransfer.layout.pretrain_tb`).
     """
-    cfg = load_config(config, overrides)
-    setup = validate(cfg)  # once a pre-training: nothing next to its cost
+    setup = setup_of(config, overrides)
+    cfg = setup.config
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir = out / "bundle"
     tb_dir = Path(tb_dir) if tb_dir is not None else out / "tb"

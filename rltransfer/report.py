@@ -99,13 +99,13 @@ def grid_results(
     return in_grid(results, config, chash, protocol.pretrain_kept if protocol is not None else (), targets)
 
 
-def summarise(run_dir: Path, config: Mapping[str, Any], results: Sequence[FinishedRun | FailedRun]) -> dict[str, Any]:
-    """``summary.json``'s content from the results (ok runs of the current config hash)."""
-    manifest = ExperimentManifest.read(run_dir)
+def summarise(
+    manifest: ExperimentManifest, config: Mapping[str, Any], current: Sequence[FinishedRun | FailedRun]
+) -> dict[str, Any]:
+    """``summary.json``'s content from the grid's results (:func:`grid_results`)."""
     chash = manifest.config_hash
     budget = int(config["transfer"]["timesteps"])
     strategies = _strategies(config)
-    current = grid_results(manifest, config, results)
     ok = [r for r in current if isinstance(r, FinishedRun)]
     failed = [r for r in current if isinstance(r, FailedRun)]
     by: dict[tuple[str, str], list[FinishedRun]] = defaultdict(list)
@@ -506,7 +506,9 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     """
     run_dir = Path(run_dir)
     config, results = collect(run_dir)
-    summary = summarise(run_dir, config, results)
+    manifest = ExperimentManifest.read(run_dir)
+    current = grid_results(manifest, config, results)
+    summary = summarise(manifest, config, current)
     published = is_publication(run_dir)
     tensorboard = tensorboard and not published
     report = run_dir if published else run_dir / "report"
@@ -518,7 +520,6 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     for row in summary["rows"]:
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
-    current = grid_results(ExperimentManifest.read(run_dir), config, results)
     budget = int(config["transfer"]["timesteps"])
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     bands: dict[str, dict[str, Band]] = {}

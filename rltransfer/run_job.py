@@ -6,16 +6,21 @@ gives the same result.json wherever it runs.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rltransfer import metrics
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.revision import code_revision
 from rltransfer.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
+
+if TYPE_CHECKING:
+    from rltransfer.validation import Setup
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,16 @@ def record_failure(job: RunJob, error: str) -> dict[str, Any]:
     return {"key": job.key, "status": "failed", "error": error, "wall_seconds": 0.0, "eval_seconds": 0.0}
 
 
+@functools.lru_cache(maxsize=4)
+def _setup_of(config: str) -> Setup:
+    """A job's config (its canonical JSON) resolved, once a process: every run of one experiment a worker
+    takes shares it (the experiment validated the config where it started)."""
+    from rltransfer.config import load_config
+    from rltransfer.validation import resolve
+
+    return resolve(load_config(json.loads(config)))
+
+
 def execute(job: RunJob) -> dict[str, Any]:
     """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
 
@@ -89,11 +104,11 @@ def execute(job: RunJob) -> dict[str, Any]:
     result: FinishedRun | FailedRun
     try:
         from rltransfer.bundle import load_bundle
-        from rltransfer.config import load_config
         from rltransfer.evaluation import Evaluator
         from rltransfer.transferring import eval_env_factory, transfer
 
-        cfg = load_config(job.config)
+        setup = _setup_of(json.dumps(job.config, sort_keys=True))
+        cfg = setup.config
         bundle = load_bundle(job.bundle)
         target = {"name": job.target["name"], **job.target["params"]}
         ev = cfg.evaluation
@@ -103,7 +118,7 @@ def execute(job: RunJob) -> dict[str, Any]:
             return float(metrics.normalise(r, job.random_return, job.threshold))
 
         evaluator = Evaluator(
-            eval_env_factory(cfg, bundle, target, ev.episodes),
+            eval_env_factory(setup, bundle, target, ev.episodes),
             ev.every,
             budget,
             ev.episodes,
@@ -113,7 +128,7 @@ def execute(job: RunJob) -> dict[str, Any]:
             tag=eval_tag(job.target["name"]),
         )
         res = transfer(
-            cfg, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator], validated=True,
+            setup, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator],
             tb_dir=job.tb_dir,
         )  # fmt: skip
         curve = Curve.model_validate(evaluator.curve)

@@ -10,7 +10,7 @@ Two kinds of work do not depend on what makes one experiment differ from another
   training it again;
 - a **run that loads nothing from its bundle** (``scratch``) depends on the target, the seed, the agent,
   the transfer budget and the evaluation, not on the pre-training: it records a *reuse key*
-  (:func:`reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
+  (:func:`~rltransfer.config_hash.reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
   copies a finished run with the same key (:func:`find_reusable`, :func:`copy_run`); on MiniGrid that
   is 30 runs, about 40 minutes on two cores.
 
@@ -20,58 +20,16 @@ package versions in too). ``runner.reuse_other_experiments: false`` turns the co
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import comparable_config, digest
 from rltransfer.migration import LAYOUT_VERSION, layout_version
 from rltransfer.run_job import RunJob
 from rltransfer.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
-
-_OPTIONAL_PACKAGES = ("minigrid", "box2d", "box2d-py", "gymnasium-robotics")
-
-
-def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mapping[str, Any]) -> str | None:
-    """The key under which a run of ``strategy`` may be re-used by another experiment, or ``None``
-    when the run loads anything from its bundle (its result then depends on the pre-training).
-
-    :param target: ``{"name": ..., "params": {...}}`` as in :class:`~rltransfer.run_job.RunJob`.
-    """
-    from rltransfer.strategies import plan_of
-
-    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
-    plan = plan_of(strategy, params)
-    if plan is None or plan.uses_bundle:
-        return None
-    data = comparable_config(config)
-    data.pop("target_tasks", None)
-    data.pop("pretrain")  # the pre-training does not reach a run that loads nothing
-    # head_init and probe_episodes choose among loaded heads; a run loading nothing has none.
-    for key in ("head_init", "probe_episodes"):
-        data["transfer"].pop(key, None)
-    data["transfer"]["strategy_params"] = {strategy: dict(params or {})}
-    data["run"] = {"strategy": strategy, "seed": int(seed), "target": dict(target), "versions": _versions()}
-    return digest(data, 24)
-
-
-@functools.cache
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    from rltransfer.bundle import package_versions
-
-    out = package_versions()  # once per process: every job's key takes them in
-    for pkg in _OPTIONAL_PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
 
 
 def _elsewhere(output_root: Path, own_dir: Path, own_path: Path) -> Iterator[Path]:

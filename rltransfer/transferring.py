@@ -24,7 +24,7 @@ from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.bundle_manifest import TaskDims
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
-from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.lineage import ComponentLoad, Lineage, ProbeRecord, markdown_report
@@ -32,7 +32,7 @@ from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.target_env import RECORD, observation_record
-from rltransfer.validation import Setup, resolve, validate
+from rltransfer.validation import Setup, resolve, setup_of
 
 
 @dataclass
@@ -459,7 +459,7 @@ def build_target_agent(
 
 
 def transfer(
-    config: str | Path | Mapping[str, Any] | ExperimentConfig,
+    config: str | Path | Mapping[str, Any] | ExperimentConfig | Setup,
     bundle: str | Path | Bundle,
     target: str | Mapping[str, Any] | Task,
     strategy: str,
@@ -470,13 +470,13 @@ def transfer(
     callbacks: Sequence[BaseCallback] = (),
     progress: bool = False,
     save: bool = True,
-    validated: bool = False,
     tb_dir: str | Path | None = None,
 ) -> TransferResult:
     """Build the target agent of ``strategy`` from ``bundle`` and train it on ``target``.
 
     :param config: a YAML path, a dict or an :class:`ExperimentConfig` (hyperparameters,
-        ``transfer.head_init``, ``transfer.strategy_params``...).
+        ``transfer.head_init``, ``transfer.strategy_params``...), validated here; or a
+        :class:`~rltransfer.validation.Setup` the caller resolved (a run of a grid), used as it is.
     :param bundle: a bundle directory or a loaded :class:`~rltransfer.bundle.Bundle`.
     :param target: a task name of the family, a parameter dict, or a Task.
     :param strategy: a registered strategy name (``rltransfer.strategies.STRATEGIES``).
@@ -486,13 +486,11 @@ def transfer(
         ``<output_dir>/<name>/runs/<target>/<strategy>/seed-<seed>``).
     :param callbacks: extra SB3 callbacks (an evaluator, say).
     :param save: write the model, lineage and TensorBoard logs.
-    :param validated: the config was validated already (a run of a grid): resolve it only.
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
         experiment's tree, :func:`rltransfer.layout.run_tb`).
     """
-    cfg = load_config(config, overrides)
-    # A grid's runs resolve only (run_experiment validated the config once); from the API, validated here.
-    setup = resolve(cfg) if validated else validate(cfg)
+    setup = setup_of(config, overrides)
+    cfg = setup.config
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     try:
         task = setup.family.task(target, where="target")
@@ -555,12 +553,12 @@ def _charge_probe(model: BaseAlgorithm, charged: int, callbacks: Sequence[BaseCa
         model.learning_starts += charged
 
 
-def eval_env_factory(cfg: ExperimentConfig, bundle: str | Path | Bundle, target: Any, episodes: int):
+def eval_env_factory(cfg: ExperimentConfig | Setup, bundle: str | Path | Bundle, target: Any, episodes: int):
     """A function building the evaluation env of a run: the target, conditioned as in training,
     up to 32 episodes side by side, observation statistics frozen (synced from training)."""
     from rltransfer.evaluation import MAX_PARALLEL
 
-    setup = resolve(cfg)
+    setup = cfg if isinstance(cfg, Setup) else resolve(cfg)
 
     def make() -> VecEnv:
         b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rltransfer.agents import ALGORITHMS, TRUNK_SIDES
-from rltransfer.config import ExperimentConfig
+from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, Task, TaskError, get_family, register_declared, task_layout
 from rltransfer.errors import ConfigError, did_you_mean
 
@@ -19,7 +21,8 @@ _RESERVED = {"policy", "env", "policy_kwargs", "seed", "tensorboard_log", "verbo
 
 @dataclass(frozen=True)
 class Setup:
-    """A config's family and resolved tasks."""
+    """A config resolved: its family and tasks. Made once (an experiment, a pre-training or a transfer
+    from the API) and passed down; whatever is handed a Setup neither loads nor resolves the config again."""
 
     config: ExperimentConfig
     family: Family
@@ -208,6 +211,19 @@ def resolve(config: ExperimentConfig) -> Setup:
         raise ConfigError("config key 'source_tasks': needs at least one task")
     targets = _tasks(family, config.target_tasks, list(family.target_tasks), "target_tasks")
     return Setup(config, family, sources, targets)
+
+
+def setup_of(
+    config: str | Path | Mapping[str, Any] | ExperimentConfig | Setup,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> Setup:
+    """``config`` as a :class:`Setup`: a Setup as it is (resolved by the caller), anything else loaded
+    and validated (:func:`validate`)."""
+    if isinstance(config, Setup):
+        if overrides:
+            raise ValueError("overrides apply to a config, not to a resolved Setup")
+        return config
+    return validate(load_config(config, overrides))
 
 
 def validate(config: ExperimentConfig) -> Setup:

@@ -20,12 +20,13 @@ import yaml
 
 from rltransfer.bundle import package_versions
 from rltransfer.config import load_config
-from rltransfer.config_hash import experiment_hash, run_hash
+from rltransfer.config_hash import ExperimentKeys, experiment_hash, experiment_keys, run_hash
 from rltransfer.errors import UserInputError
 from rltransfer.experiment_manifest import ExperimentManifest
 from rltransfer.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
 from rltransfer.run_job import RunJob
 from rltransfer.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
+from rltransfer.validation import Setup, validate
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,13 @@ def verify(
     chosen = select(read_runs(published), runs, targets, sample_seed)
     with tempfile.TemporaryDirectory(prefix="rltransfer-verify-") as tmp:
         base = Path(work_dir) if work_dir is not None else Path(tmp)
-        cfg = load_config({**config, "output_dir": str(base)})
+        setup = validate(load_config({**config, "output_dir": str(base)}))  # once; runs and pre-trainings resolve
+        cfg = setup.config
         chash = experiment_hash(cfg)
         seeds = sorted({r.pretrain_seed for r in chosen})
         bundles = _shipped(published, chosen, seeds, echo) if not pretrain else None
         if bundles is None:
-            bundles = _pretrain(cfg, chash, seeds, chosen, echo)
+            bundles = _pretrain(setup, experiment_keys(cfg), seeds, chosen, echo)
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         checks = _run(jobs, chosen, bundles, workers, echo)
     if echo:
@@ -149,17 +151,20 @@ def _shipped(published: Path, chosen, seeds: Sequence[int], echo: bool) -> dict[
     return out
 
 
-def _pretrain(cfg, chash: str, seeds: Sequence[int], chosen, echo: bool) -> dict[int, tuple[Path, str]]:
-    """Train the pre-trainings ``seeds`` of ``cfg`` again: seed -> (bundle, its weights' sha256)."""
+def _pretrain(
+    setup: Setup, keys: ExperimentKeys, seeds: Sequence[int], chosen, echo: bool
+) -> dict[int, tuple[Path, str]]:
+    """Train the pre-trainings ``seeds`` of the publication's config again: seed -> (bundle, its weights'
+    sha256)."""
     from rltransfer.bundle import read_manifest
     from rltransfer.experiment import pretrain_seed
     from rltransfer.layout import bundle_dir
 
-    out = {}
+    cfg, out = setup.config, {}
     for p in seeds:
         if echo:
             print(f"pre-training seed {p} again ({cfg.pretrain.timesteps:,} steps)...")
-        pretrain_seed(cfg.to_dict(), chash, p)
+        pretrain_seed(setup, keys, p)
         path = bundle_dir(cfg.run_dir, p)
         sha, recorded = read_manifest(path).weights.sha256, recorded_sha(chosen, p)
         out[p] = (path, sha)

@@ -287,8 +287,8 @@ def test_report_renders_the_directory_of_a_family_registered_in_a_users_script(t
 
 
 def test_a_grid_validates_its_config_once_not_per_run(tmp_path, monkeypatch):
-    """Validation builds SB3 models and envs: once for the experiment and once a pre-training, never per
-    run (a grid's runs only resolve the config)."""
+    """Validation builds SB3 models and envs: once for the experiment, never again (its pre-training is
+    handed the resolved Setup, and a grid's runs only resolve the config)."""
     import rltransfer
     from rltransfer import validation
 
@@ -299,4 +299,4 @@ def test_a_grid_validates_its_config_once_not_per_run(tmp_path, monkeypatch):
            "source_tasks": ["short", "long"], "target_tasks": ["very-long-heavy"], **TINY, "runner": {"workers": 1}}  # fmt: skip
     res = rltransfer.run_experiment(cfg, progress=False, echo=False)
     assert len(json.loads((res.run_dir / "report" / "summary.json").read_text())["rows"]) == 2
-    assert len(calls) == 2  # the experiment, its one pre-training; none for its 4 runs
+    assert len(calls) == 1  # the experiment; none for its pre-training or its 4 runs

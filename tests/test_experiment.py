@@ -315,14 +315,15 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
 def test_a_bundle_ships_only_when_it_is_the_one_the_runs_loaded_and_small(finished, tmp_path, monkeypatch):
     from rltransfer import publication
     from rltransfer.errors import UserInputError
+    from rltransfer.run_result import parse_result
 
     _, res = finished
-    runs = [json.loads(v) for v in results(res.run_dir).values()]
+    runs = [parse_result(json.loads(v)) for v in results(res.run_dir).values()]
     bundle = res.run_dir / "pretrain" / "bundle"
     size = publication.ship_bundles(tmp_path, {0: bundle}, runs)
     assert size == sum((bundle / f).stat().st_size for f in publication.BUNDLE_FILES)
     assert publication.shipped_bundles(tmp_path) == {0: tmp_path / "bundles" / "pretrain-seed-0"}
-    changed = [{**r, "bundle_sha256": "0" * 64} if r.get("bundle_sha256") else r for r in runs]
+    changed = [r.model_copy(update={"bundle_sha256": "0" * 64}) if r.bundle_sha256 else r for r in runs]
     with pytest.raises(UserInputError, match="not the one its runs loaded"):
         publication.ship_bundles(tmp_path, {0: bundle}, changed)
     monkeypatch.setattr(publication, "MAX_BUNDLE_BYTES", size - 1)

@@ -7,7 +7,7 @@ import pytest
 
 import rltransfer
 from rltransfer.config import load_config
-from rltransfer.run_reuse import reuse_key
+from rltransfer.config_hash import reuse_key
 
 TARGET = {"name": "very-long-heavy", "params": {}}
 
