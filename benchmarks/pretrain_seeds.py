@@ -18,11 +18,11 @@ import json
 
 from config_sweep import solved_sources
 
-from rltransfer import metrics
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
 from rltransfer.evaluation import Evaluator, thresholds_and_baselines
 from rltransfer.pretraining import pretrain
+from rltransfer.stats import metrics
 from rltransfer.transferring import eval_env_factory, transfer
 from rltransfer.validation import resolve
 

@@ -11,9 +11,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agents import ENCODERS, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
-from rltransfer.bundle_manifest import Architecture, TaskDims
 from rltransfer.config import AgentConfig
 from rltransfer.envs import TaskSpaces
+from rltransfer.records.bundle_manifest import Architecture, TaskDims
 
 
 def architecture(agent: AgentConfig, task_names: Sequence[str], layout: TaskSpaces | None = None) -> Architecture:

@@ -29,7 +29,8 @@ from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
-from rltransfer.bundle_manifest import (
+from rltransfer.errors import BundleError
+from rltransfer.records.bundle_manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     Architecture,
@@ -38,7 +39,6 @@ from rltransfer.bundle_manifest import (
     manifest_checksum,
     read_manifest,
 )
-from rltransfer.errors import BundleError
 from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 
@@ -76,7 +76,7 @@ def sha256_file(path: Path) -> str:
 def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) -> Path:
     """Write ``policy``'s components and ``manifest`` (plus checksum and versions) to ``path``.
 
-    :param manifest: the :class:`~rltransfer.bundle_manifest.BundleManifest` fields of the pre-training
+    :param manifest: the :class:`~rltransfer.records.bundle_manifest.BundleManifest` fields of the pre-training
         (family, conditioning, source_tasks, architecture, obs_normalization, timesteps, ...); format
         version, spaces, versions, code revision, weights and checksum are filled in here.
     """

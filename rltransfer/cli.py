@@ -104,7 +104,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rltransfer.config import load_config
-    from rltransfer.lineage import format_report
+    from rltransfer.records.lineage import format_report
     from rltransfer.transferring import transfer
 
     cfg = load_config(args.config, args.overrides)
@@ -153,7 +153,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserInputError("report: give an experiment's directory, or --index RESULTS_DIR")
     if args.update or args.check:
         raise UserInputError("report: --update and --check go with --index RESULTS_DIR")
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     summary = render(Path(args.run_dir), echo=True)
     return 1 if summary["failures"] else 0
@@ -162,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _report_index(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rltransfer.results_index import tables, update
+    from rltransfer.reporting.results_index import tables, update
 
     if args.run_dir is not None:
         raise UserInputError("report: give an experiment's directory or --index RESULTS_DIR, not both")
@@ -192,7 +192,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from rltransfer.publication import publish
+    from rltransfer.reporting.publication import publish
 
     dest = publish(args.run_dir, args.dest)
     print(f"published {args.run_dir} to {dest} (report, config, manifest, every run in runs.jsonl.gz)")
@@ -209,8 +209,8 @@ def _workers(value: str) -> str | int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from rltransfer.reporting.verification import verify
     from rltransfer.runner import resolve_workers
-    from rltransfer.verification import verify
 
     if args.runs is not None and args.runs < 1:
         raise UserInputError(f"--runs must be >= 1, got {args.runs}")

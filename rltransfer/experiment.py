@@ -21,10 +21,10 @@ from rltransfer.atomic import remove_stale_temps
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.config_hash import ExperimentKeys, experiment_keys, reuse_key, run_hash
 from rltransfer.errors import GateError, UserInputError
-from rltransfer.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.migration import LAYOUT_VERSION, check_layout
+from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
+from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.run_job import RunJob
-from rltransfer.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.run_reuse import (
     copied_from,
     copy_pretraining,
@@ -33,7 +33,6 @@ from rltransfer.run_reuse import (
     find_pretraining,
     find_reusable,
 )
-from rltransfer.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.source_gate import (
     Pretraining,
     passes,
@@ -42,7 +41,8 @@ from rltransfer.source_gate import (
     steps_per_kept,
     unlearnt_warning,
 )
-from rltransfer.summary import BASELINE
+from rltransfer.stats.significance import MIN_UNITS, SMOKE_UNITS
+from rltransfer.stats.summary import BASELINE
 from rltransfer.validation import Setup, resolve, validate
 
 
@@ -332,10 +332,10 @@ def run_experiment(
     :param progress: show progress bars.
     :param echo: print the pre-training table, the comparison and where the report is.
     """
-    from rltransfer import report
     from rltransfer.bundle import package_versions, read_manifest
     from rltransfer.evaluation import protocol as eval_protocol
     from rltransfer.evaluation import thresholds_and_baselines
+    from rltransfer.reporting import report
     from rltransfer.revision import code_revision
     from rltransfer.runner import resolve_workers, start_pool
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rltransfer import metrics
 from rltransfer.atomic import atomic_write_bytes
+from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
-from rltransfer.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
+from rltransfer.stats import metrics
 
 if TYPE_CHECKING:
     from rltransfer.validation import Setup

@@ -28,8 +28,8 @@ from pathlib import Path
 from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
 from rltransfer.migration import LAYOUT_VERSION, layout_version
+from rltransfer.records.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
 from rltransfer.run_job import RunJob
-from rltransfer.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
 
 
 def _elsewhere(output_root: Path, own_dir: Path, own_path: Path) -> Iterator[Path]:

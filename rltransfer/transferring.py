@@ -22,14 +22,14 @@ from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import component_state, get_algorithm, policy_state, transferable
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
-from rltransfer.bundle_manifest import TaskDims
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
-from rltransfer.lineage import ComponentLoad, Lineage, ProbeRecord, markdown_report
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
+from rltransfer.records.bundle_manifest import TaskDims
+from rltransfer.records.lineage import ComponentLoad, Lineage, ProbeRecord, markdown_report
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.target_env import RECORD, observation_record
 from rltransfer.validation import Setup, resolve, setup_of

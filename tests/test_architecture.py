@@ -1,4 +1,4 @@
-"""Imports run one way: rltransfer -> agents/envs -> libraries; metrics/config never import torch."""
+"""Imports run one way: rltransfer -> agents/envs -> libraries; config, statistics and records never import torch."""
 
 import ast
 from pathlib import Path
@@ -36,15 +36,21 @@ def test_envs_and_agents_never_import_each_other_or_the_pipeline():
                     assert name.startswith(f"rltransfer.{folder}"), f"{path} imports {name}"
 
 
-def test_config_and_metrics_do_not_import_torch():
-    for name in ("config.py", "metrics.py", "errors.py"):
-        path = ROOT / "rltransfer" / name
-        if path.exists():
-            assert not any(n.split(".")[0] in {"torch", "stable_baselines3"} for n in imports_of(path)), path
+def test_config_statistics_and_records_do_not_import_torch():
+    paths = [ROOT / "rltransfer" / n for n in ("config.py", "errors.py")]
+    paths += sorted((ROOT / "rltransfer" / "stats").glob("*.py")) + sorted(
+        (ROOT / "rltransfer" / "records").glob("*.py")
+    )
+    assert len(paths) == 2 + 5 + 5 and all(p.is_file() for p in paths)
+    for path in paths:
+        assert not any(n.split(".")[0] in {"torch", "stable_baselines3"} for n in imports_of(path)), path
 
 
 def test_code_never_imports_top_level_envs_or_agents():
-    for path in ROOT.glob("*/*.py"):
-        if path.parts[-2] in {"rltransfer", "envs", "agents", "tests", "benchmarks"}:
-            for name in all_imports(path):
-                assert name.split(".")[0] not in {"envs", "agents"}, f"{path} imports {name}"
+    paths = [
+        p for folder in ("rltransfer", "envs", "agents", "tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")
+    ]
+    assert any(p.parent.name == "stats" for p in paths)  # the subpackages too
+    for path in paths:
+        for name in all_imports(path):
+            assert name.split(".")[0] not in {"envs", "agents"}, f"{path} imports {name}"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.bundle_manifest import Architecture, manifest_checksum, read_manifest
 from rltransfer.errors import BundleError
+from rltransfer.records.bundle_manifest import Architecture, manifest_checksum, read_manifest
 
 SHIPPED = sorted(Path(__file__).parents[1].glob("docs/results/*/bundles/pretrain-seed-*"))
 

@@ -203,7 +203,7 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
 
 
 def test_runs_bundles_and_the_report_name_the_code_revision(finished):
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
     from rltransfer.revision import code_revision
 
     _, res = finished
@@ -234,7 +234,7 @@ def test_runs_bundles_and_the_report_name_the_code_revision(finished):
 
 
 def test_report_rerenders_from_disk(finished):
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     _, res = finished
     report = res.run_dir / "report"
@@ -248,7 +248,7 @@ def test_report_rerenders_from_disk(finished):
 
 def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished, tmp_path):
     from rltransfer.cli import main
-    from rltransfer.publication import RUNS_FILE, read_runs
+    from rltransfer.reporting.publication import RUNS_FILE, read_runs
 
     _, res = finished
     dest = tmp_path / "published"
@@ -273,7 +273,7 @@ def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished
 
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
-    from rltransfer.publication import RUNS_FILE, read_runs, write_runs
+    from rltransfer.reporting.publication import RUNS_FILE, read_runs, write_runs
 
     _, res = finished
     dest = tmp_path / "published"
@@ -313,9 +313,9 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
 
 
 def test_a_bundle_ships_only_when_it_is_the_one_the_runs_loaded_and_small(finished, tmp_path, monkeypatch):
-    from rltransfer import publication
     from rltransfer.errors import UserInputError
-    from rltransfer.run_result import parse_result
+    from rltransfer.records.run_result import parse_result
+    from rltransfer.reporting import publication
 
     _, res = finished
     runs = [parse_result(json.loads(v)) for v in results(res.run_dir).values()]
@@ -339,7 +339,7 @@ def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
 
 
 def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
-    from rltransfer.report import protocol_text, transfer_settings
+    from rltransfer.reporting.report import protocol_text, transfer_settings
 
     config = {
         "transfer": {
@@ -452,7 +452,7 @@ def test_ray_backend_gives_bit_identical_results(finished, tmp_path):
 
 
 def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     cfg, res = finished
     shutil.copytree(res.run_dir, tmp_path / "tiny")
@@ -463,8 +463,8 @@ def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
 
 
 def test_a_changed_threshold_rescores_every_finished_run_without_rerunning_it(finished, tmp_path):
-    from rltransfer import metrics
-    from rltransfer.report import collect
+    from rltransfer.reporting.report import collect
+    from rltransfer.stats import metrics
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
@@ -498,7 +498,7 @@ def test_a_changed_threshold_rescores_every_finished_run_without_rerunning_it(fi
 
 
 def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
@@ -617,7 +617,7 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
     from rltransfer.bundle import manifest_checksum
     from rltransfer.cli import main
     from rltransfer.config_hash import comparable_config, digest, experiment_hash
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rltransfer.errors import UserInputError
-from rltransfer.experiment_manifest import ExperimentManifest
+from rltransfer.records.experiment_manifest import ExperimentManifest
 
 PUBLISHED = sorted(Path(__file__).parents[1].glob("docs/results/*/manifest.json"))
 

@@ -3,9 +3,9 @@ import warnings
 import numpy as np
 import pytest
 
-from rltransfer import bootstrap, metrics
-from rltransfer.run_result import Curve, FinishedRun, run_metrics
-from rltransfer.summary import by_pretraining, target_rows, verdict
+from rltransfer.records.run_result import Curve, FinishedRun, run_metrics
+from rltransfer.stats import bootstrap, metrics
+from rltransfer.stats.summary import by_pretraining, target_rows, verdict
 
 
 def test_normalisation_maps_random_to_0_and_threshold_to_1_also_for_negative_returns():

@@ -153,7 +153,7 @@ def test_sigkill_mid_grid_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert 2 <= len(found) < 6
     for f in found:  # never a partial or corrupt result file
         assert json.loads(f.read_text())["status"] == "ok"
-    from rltransfer.report import render
+    from rltransfer.reporting.report import render
 
     partial = render(run_dir, tensorboard=False)  # the report of a partial experiment renders
     assert sum(r["seeds"] for r in partial["rows"]) == len(found)

@@ -9,7 +9,7 @@ import pytest
 
 from rltransfer.cli import main
 from rltransfer.errors import UserInputError
-from rltransfer.results_index import publications, tables, update
+from rltransfer.reporting.results_index import publications, tables, update
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.run_result import FailedRun, FinishedRun, parse_result, read_result
+from rltransfer.records.run_result import FailedRun, FinishedRun, parse_result, read_result
 
 RUNS = sorted(Path(__file__).parents[1].glob("docs/results/*/runs.jsonl.gz"))
 

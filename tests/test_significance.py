@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rltransfer import bootstrap, significance
-from rltransfer.run_result import Curve, FinishedRun, RunMetrics
-from rltransfer.significance import compare, holm, rank_sum_test
-from rltransfer.summary import target_rows, verdict
+from rltransfer.records.run_result import Curve, FinishedRun, RunMetrics
+from rltransfer.stats import bootstrap, significance
+from rltransfer.stats.significance import compare, holm, rank_sum_test
+from rltransfer.stats.summary import target_rows, verdict
 
 ALPHA = significance.ALPHA
 

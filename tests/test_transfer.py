@@ -10,7 +10,7 @@ import rltransfer
 from rltransfer.agents import TransferPPO, component_of
 from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
-from rltransfer.lineage import Lineage
+from rltransfer.records.lineage import Lineage
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
 from rltransfer.transferring import build_target_agent, locate_target, transfer
 from rltransfer.validation import resolve, validate

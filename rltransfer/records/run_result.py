@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from rltransfer import metrics
 from rltransfer.atomic import write_json_atomic
+from rltransfer.stats import metrics
 
 RESULT_FILE = "result.json"
 

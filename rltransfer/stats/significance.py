@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rltransfer.run_result import FinishedRun
+from rltransfer.records.run_result import FinishedRun
 
 ALPHA = 0.05
 MIN_UNITS = 4

@@ -22,7 +22,7 @@ from pathlib import Path
 from rltransfer import layout
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
-from rltransfer.run_result import RESULT_FILE, FailedRun, FinishedRun, parse_result
+from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, parse_result
 
 RUNS_FILE = "runs.jsonl.gz"
 RECORDS = ("config.yaml", "manifest.json")

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer import bootstrap, metrics, significance
-from rltransfer.run_result import FinishedRun
+from rltransfer.records.run_result import FinishedRun
+from rltransfer.stats import bootstrap, metrics, significance
 
 BASELINE = "scratch"
 
@@ -47,8 +47,8 @@ def row_for(
     seed: int = 0,
 ) -> dict[str, Any]:
     """One row of the table, its descriptive statistics: the strategy's runs against scratch's (paired
-    by seed). Intervals resample pre-trainings, then seeds within them (:mod:`rltransfer.bootstrap`);
-    the test and the claim come from :func:`rltransfer.significance.compare` (see :func:`target_rows`)."""
+    by seed). Intervals resample pre-trainings, then seeds within them (:mod:`rltransfer.stats.bootstrap`);
+    the test and the claim come from :func:`rltransfer.stats.significance.compare` (see :func:`target_rows`)."""
     m = {k: np.array([getattr(r.metrics, k) for r in runs], dtype=float) for k in ("p0", "final", "auc", "ttt")}
     g = {k: groups_of(runs, m[k]) for k in ("final", "auc")}
     reached = np.array([r.metrics.reached for r in runs], dtype=bool)
@@ -139,7 +139,7 @@ def target_rows(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The rows of one target: each strategy's statistics (:func:`row_for`) and its claim against
-    scratch (:func:`rltransfer.significance.compare`, Holm over this target's strategies).
+    scratch (:func:`rltransfer.stats.significance.compare`, Holm over this target's strategies).
 
     ``by_strategy``: strategy -> its ok runs, scratch first; a strategy with no ok run but failed ones
     gets a row that says so.

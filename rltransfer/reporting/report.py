@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rltransfer import bootstrap, layout, metrics, significance
+from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
-from rltransfer.experiment_manifest import ExperimentManifest
 from rltransfer.migration import check_layout
-from rltransfer.publication import is_publication, read_runs, result_paths
-from rltransfer.run_result import FailedRun, FinishedRun, RunMetrics, read_result
+from rltransfer.records.experiment_manifest import ExperimentManifest
+from rltransfer.records.run_result import FailedRun, FinishedRun, RunMetrics, read_result
+from rltransfer.reporting.publication import is_publication, read_runs, result_paths
+from rltransfer.stats import bootstrap, metrics, significance
+from rltransfer.stats.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 from rltransfer.strategies import COMMON, strategy_params
-from rltransfer.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 
 CSV_FIELDS = [
     "target", "split", "strategy", "seeds", "failed_runs", "pretrain_steps", "pretrain_steps_amortised", "p0_iqm",
@@ -393,7 +394,7 @@ Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
 
 def iqm_bands(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Band]:
     """Each strategy's IQM curve with its 95% band at every evaluation (pre-trainings, then runs, resampled:
-    :func:`rltransfer.bootstrap.interval`), for the pictures and TensorBoard."""
+    :func:`rltransfer.stats.bootstrap.interval`), for the pictures and TensorBoard."""
     out = {}
     for strategy, (steps, scores, pre) in curves.items():
         band = np.array(
@@ -501,7 +502,7 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
 def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) -> dict[str, Any]:
     """Write ``report/`` (and the TensorBoard aggregates) from the results on disk; return the summary.
 
-    Of a publication (:mod:`rltransfer.publication`) the report is written in the directory itself,
+    Of a publication (:mod:`rltransfer.reporting.publication`) the report is written in the directory itself,
     from its runs file, and no TensorBoard aggregates.
     """
     run_dir = Path(run_dir)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rltransfer.errors import UserInputError
-from rltransfer.publication import RUNS_FILE
+from rltransfer.reporting.publication import RUNS_FILE
 
 STATUS_RE = re.compile(r"^Status: old rule, published at `([0-9a-f]{7,40})`, not re-run: (.+)$")
 
@@ -115,7 +115,7 @@ def _speed(row: Mapping[str, Any]) -> str:
 def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """The README's table: one row a target of each top-level publication under the current rules, its
     best strategy as the verdict names it (significantly better than scratch), with the figures behind it."""
-    from rltransfer.summary import best
+    from rltransfer.stats.summary import best
 
     top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
     lines = [
@@ -160,7 +160,7 @@ def status_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
 
 def terminal_output(pub: Publication) -> str:
     """What ``rltransfer experiment`` printed at the end of the run a publication holds."""
-    from rltransfer.report import terminal_summary
+    from rltransfer.reporting.report import terminal_summary
 
     return f"```text{terminal_summary(pub.summary)}\n```"
 

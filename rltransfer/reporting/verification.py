@@ -1,6 +1,6 @@
 """``rltransfer verify``: re-run published runs at the current code and compare them with the publication.
 
-A publication (:mod:`rltransfer.publication`) holds every run's evaluation curve. Training is
+A publication (:mod:`rltransfer.reporting.publication`) holds every run's evaluation curve. Training is
 deterministic for a seed, so on the same library versions the current code must reproduce each curve
 exactly: each run is executed again as the grid ran it, from the bundle the publication ships (or, with
 ``pretrain`` or where none ships, from its pre-training trained again from the publication's config,
@@ -22,10 +22,10 @@ from rltransfer.bundle import package_versions
 from rltransfer.config import load_config
 from rltransfer.config_hash import ExperimentKeys, experiment_hash, experiment_keys, run_hash
 from rltransfer.errors import UserInputError
-from rltransfer.experiment_manifest import ExperimentManifest
-from rltransfer.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
+from rltransfer.records.experiment_manifest import ExperimentManifest
+from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
+from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
 from rltransfer.run_job import RunJob
-from rltransfer.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.validation import Setup, validate
 
 
