@@ -22,9 +22,10 @@ COMPONENTS = ("encoder", "trunk", "heads")
 ALGOS = tuple(ALGORITHMS)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """What a strategy does: loaded and frozen components, learning rates, classes."""
+    """What a strategy does: loaded and frozen components, learning rates, classes. Immutable: a changed
+    plan is a new one (``dataclasses.replace``)."""
 
     load: list[str]
     frozen: list[str] = field(default_factory=list)

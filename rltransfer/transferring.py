@@ -239,6 +239,50 @@ def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in bundle.tensors.items() if k.startswith(prefix)}
 
 
+def _head_tensors(
+    policy: BasePolicy, bundle: Bundle, own: Mapping[str, torch.Tensor], spec: TargetSpec, head_init: str
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The target head's tensors as ``head_init`` makes them, and where they come from (none: fresh)."""
+    mixed = bundle.architecture.task_spaces is not None
+    target_spaces = _spaces_of(policy) if mixed else None
+    init = head_init_tensors(bundle, spec, head_init, target_spaces)
+    if init is None:
+        return {}, ""
+    tensors, source = init
+    head = str(transferable(policy).heads.task_names[0])
+    copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
+    if target_spaces is not None:  # mean: of sources with the target's action count; nearest, probe: the source's
+        n = target_spaces[1] if head_init == "mean" else _action_count(bundle, spec.nearest_index)
+        copied = _own_action_rows(copied, dict(own), n)
+        if any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
+            return {}, f"fresh: {source} has another number of actions"
+    return copied, source
+
+
+def _shared_tensors(
+    policy: BasePolicy, bundle: Bundle, own: Mapping[str, torch.Tensor], spec: TargetSpec, component: str
+) -> tuple[dict[str, torch.Tensor], str]:
+    """An encoder's or a trunk's tensors from the bundle (the encoder's input stem chosen where the tasks'
+    observations differ), and where they come from."""
+    copied = {k: v for k, v in bundle.tensors.items() if k.split(".", 1)[0] == component and ".stems." not in k}
+    source = f"bundle {bundle.checksum[:12]}"
+    if component == "encoder" and bundle.architecture.task_spaces is not None:
+        head = str(transferable(policy).heads.task_names[0])
+        stems, note = _stem_init(bundle, dict(own), head, spec, _spaces_of(policy)[0])
+        copied.update(stems)
+        source += f"; {note}"
+    return copied, source
+
+
+def _status(component: str, plan: Plan, loaded: bool) -> str:
+    if component in plan.frozen and plan.adapters and component in plan.adapters.get("components", ()):
+        return "adapted"
+    if component in plan.frozen:
+        return "frozen"
+    sides = [c for c in plan.frozen if c.startswith(component + ".")]  # trunk.pi, trunk.vf
+    return ("loaded" if loaded else "fresh") + (f"; {', '.join(sides)} frozen" if sides else "")
+
+
 def load_components(
     policy: BasePolicy, bundle: Bundle, plan: Plan, spec: TargetSpec, head_init: str
 ) -> list[ComponentLoad]:
@@ -248,37 +292,14 @@ def load_components(
     :return: one row per component: status (loaded / frozen / adapted / fresh), shapes, source.
     """
     own = {k: v for k, v in component_state(policy).items() if ".lora_" not in k}
-    head = str(transferable(policy).heads.task_names[0])
-    mixed = bundle.architecture.task_spaces is not None
-    target_spaces = _spaces_of(policy) if mixed else None
     report, to_load = [], {}
     for component in COMPONENTS:
-        source, copied = "", {}
-        if component in plan.load:
-            if component == "heads":
-                init = head_init_tensors(bundle, spec, head_init, target_spaces)
-                if init is not None:
-                    tensors, source = init
-                    copied = {f"heads.{head}.{rest}": v for rest, v in tensors.items()}
-                    if mixed:  # mean: of sources with the target's action count; nearest, probe: the source's
-                        n = (
-                            target_spaces[1]
-                            if target_spaces and head_init == "mean"
-                            else _action_count(bundle, spec.nearest_index)
-                        )
-                        copied = _own_action_rows(copied, own, n)
-                    if mixed and any(k not in own or own[k].shape != v.shape for k, v in copied.items()):
-                        copied, source = {}, f"fresh: {source} has another number of actions"
-            else:
-                copied = {
-                    k: v for k, v in bundle.tensors.items() if k.split(".", 1)[0] == component and ".stems." not in k
-                }
-                source = f"bundle {bundle.checksum[:12]}"
-                if component == "encoder" and mixed:
-                    obs_dim, _ = _spaces_of(policy)
-                    stems, note = _stem_init(bundle, own, head, spec, obs_dim)
-                    copied.update(stems)
-                    source += f"; {note}"
+        copied: dict[str, torch.Tensor] = {}
+        source = ""
+        if component in plan.load and component == "heads":
+            copied, source = _head_tensors(policy, bundle, own, spec, head_init)
+        elif component in plan.load:
+            copied, source = _shared_tensors(policy, bundle, own, spec, component)
         for key, tensor in copied.items():
             if key not in own or own[key].shape != tensor.shape:
                 need = tuple(own[key].shape) if key in own else "no such tensor"
@@ -287,21 +308,11 @@ def load_components(
                     f"{tuple(tensor.shape)}, the target agent needs {need}"
                 )
         to_load.update(copied)
-        shapes = {k: list(own[k].shape) for k in (copied or own) if k.split(".", 1)[0] == component}
-        if component in plan.frozen and plan.adapters and component in plan.adapters.get("components", ()):
-            status = "adapted"
-        elif component in plan.frozen:
-            status = "frozen"
-        else:
-            status = "loaded" if copied else "fresh"
-            sides = [c for c in plan.frozen if c.startswith(component + ".")]  # trunk.pi, trunk.vf
-            if sides:
-                status += f"; {', '.join(sides)} frozen"
         report.append(
             ComponentLoad(
-                component=component, status=status, loaded=bool(copied), source=source,
-                lr_mult=0.0 if component in plan.frozen else float(plan.lr_mults.get(component, 1.0)),
-                shapes=shapes,
+                component=component, status=_status(component, plan, bool(copied)), loaded=bool(copied),
+                source=source, lr_mult=0.0 if component in plan.frozen else float(plan.lr_mults.get(component, 1.0)),
+                shapes={k: list(own[k].shape) for k in (copied or own) if k.split(".", 1)[0] == component},
             )
         )  # fmt: skip
     with torch.no_grad():
@@ -344,15 +355,7 @@ class TransferResult:
     lineage: Lineage
 
 
-def build_target_agent(
-    cfg: ExperimentConfig,
-    setup: Setup,
-    bundle: Bundle,
-    target: Task,
-    strategy: str,
-    seed: int,
-) -> tuple[BaseAlgorithm, VecEnv, Lineage]:
-    """The target agent of ``strategy`` (weights loaded, frozen as planned), its env, its lineage."""
+def _check_fits(cfg: ExperimentConfig, bundle: Bundle) -> None:
     if bundle.family != cfg.family:
         raise BundleError(
             f"bundle '{bundle.path}' was pre-trained on family '{bundle.family}', the config uses '{cfg.family}'"
@@ -361,51 +364,71 @@ def build_target_agent(
         raise BundleError(
             f"bundle '{bundle.path}' was pre-trained with {bundle.algo}, the config uses {cfg.agent.algo}"
         )
-    algo = get_algorithm(bundle.algo)
+
+
+def plan_for(cfg: ExperimentConfig, bundle: Bundle, strategy: str) -> tuple[dict[str, Any], Plan]:
+    """The strategy's parameters (its defaults filled in) and its plan on this bundle: with
+    ``transfer.head_init: fresh``, the target head is new, not transferred, and trains at the full rate."""
     params = strategy_params(strategy, cfg.transfer.strategy_params.get(strategy))
     plan = get_strategy(strategy).plan(params)
     if cfg.transfer.head_init == "fresh" and bundle.architecture.heads == "per_task" and "heads" in plan.load:
-        # A fresh target head is new, not transferred: it trains at the full rate.
-        plan.load.remove("heads")
-        plan.lr_mults.pop("heads", None)
+        plan = replace(
+            plan,
+            load=[c for c in plan.load if c != "heads"],
+            lr_mults={c: m for c, m in plan.lr_mults.items() if c != "heads"},
+        )
+    return params, plan
+
+
+def _choose_head(
+    cfg: ExperimentConfig, setup: Setup, bundle: Bundle, target: Task, plan: Plan, seed: int
+) -> tuple[TargetSpec, ProbeRecord | None]:
+    """Where the target stands among the sources, and which source head it starts from: the nearest by
+    context, or with ``transfer.head_init: probe`` the one that scores best on the target (its record)."""
     spec = locate_target(bundle, setup.family, target)
-    torch.set_num_threads(1)
-    probe = None
-    if (
-        cfg.transfer.head_init == "probe"
-        and bundle.architecture.heads == "per_task"
-        and ("heads" in plan.load or plan.teacher)
-    ):
-        if bundle.architecture.task_spaces is not None:
-            raise ConfigError(
-                "config key 'transfer.head_init': 'probe' needs source tasks of one observation and action space; "
-                "allowed here: fresh, mean, nearest"
-            )
-        order = [spec.nearest] + [n for n in bundle.task_names if n != spec.nearest]
-        probe = probe_sources(
-            bundle, setup.family, target, spec.onehot_index, order, cfg.transfer.probe_episodes, seed,
-            deterministic=cfg.evaluation.deterministic,
-        )  # fmt: skip
-        spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
-    mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
-    stats = bundle.manifest.obs_normalization
-    env: VecEnv = with_obs_stats(
-        mt_env, stats, training=plan.train, adapt_obs="encoder" not in plan.frozen, fresh=not plan.uses_bundle_obs_stats
-    )
+    probing = cfg.transfer.head_init == "probe" and bundle.architecture.heads == "per_task"
+    if not (probing and ("heads" in plan.load or plan.teacher)):
+        return spec, None
+    if bundle.architecture.task_spaces is not None:
+        raise ConfigError(
+            "config key 'transfer.head_init': 'probe' needs source tasks of one observation and action space; "
+            "allowed here: fresh, mean, nearest"
+        )
+    order = [spec.nearest] + [n for n in bundle.task_names if n != spec.nearest]
+    probe = probe_sources(
+        bundle, setup.family, target, spec.onehot_index, order, cfg.transfer.probe_episodes, seed,
+        deterministic=cfg.evaluation.deterministic,
+    )  # fmt: skip
+    spec = replace(spec, nearest=probe.source, nearest_index=bundle.task_names.index(probe.source))
+    return spec, ProbeRecord(**asdict(probe), nearest_by_context=order[0])
+
+
+def _policy_kwargs(bundle: Bundle, target: Task, plan: Plan, spec: TargetSpec, mt_env: MultiTaskVecEnv) -> dict:
+    """SB3 ``policy_kwargs`` of the target agent: the bundle's architecture with the target's head (and
+    its own stem and head sizes where the tasks' spaces differ), frozen and scaled as planned."""
     arch = bundle.architecture.for_tasks([target.name])
-    if arch.task_spaces is not None:  # the target's own stem and head sizes
+    if arch.task_spaces is not None:
         layout = mt_env.layout
         own = TaskDims(obs_dims=[layout.obs_dims[0]], action_dims=[layout.action_dims[0]])
         arch = arch.model_copy(update={"task_spaces": own})
     kwargs = policy_kwargs(arch, plan.frozen, plan.lr_mults)
-    kwargs["adapters"] = plan.adapters
-    kwargs["obs_layout"] = mt_env.obs_layout
+    kwargs.update(adapters=plan.adapters, obs_layout=mt_env.obs_layout)
     if "encoder" in plan.load and stem_is_new(bundle, spec, mt_env.layout.obs_dims[0]):
         kwargs["new_stems"] = True
+    return kwargs
+
+
+def _teacher_kwargs(
+    bundle: Bundle, target: Task, plan: Plan, spec: TargetSpec, mt_env: MultiTaskVecEnv, head_init: str
+) -> tuple[dict[str, Any], str | None]:
+    """The algorithm's keyword arguments of the plan, with the kickstarting teacher where it has one (a
+    source head of the target's spaces), and which head teaches."""
     algo_kwargs = dict(plan.algo_kwargs)
+    if not plan.teacher:
+        return algo_kwargs, None
     mine = None
     spaces_ = bundle.architecture.task_spaces
-    if plan.teacher and spaces_ is not None:
+    if spaces_ is not None:
         i = spec.nearest_index
         mine = (int(mt_env.layout.obs_dims[0]), int(mt_env.layout.action_dims[0]))
         theirs = (int(spaces_.obs_dims[i]), int(spaces_.action_dims[i]))
@@ -415,10 +438,12 @@ def build_target_agent(
                 f"'{spec.nearest}' has {theirs[0]} observations and {theirs[1]} actions, "
                 f"target '{target.name}' {mine[0]} and {mine[1]}"
             )
-    teacher_source = None
-    if plan.teacher:
-        teacher, teacher_head, teacher_source = kickstart_teacher(bundle, spec, cfg.transfer.head_init, mine)
-        algo_kwargs.update(teacher=teacher, teacher_head=teacher_head)
+    teacher, teacher_head, source = kickstart_teacher(bundle, spec, head_init, mine)
+    algo_kwargs.update(teacher=teacher, teacher_head=teacher_head)
+    return algo_kwargs, source
+
+
+def _hyperparams(cfg: ExperimentConfig, bundle: Bundle, plan: Plan, spec: TargetSpec) -> dict[str, Any]:
     hyper = resolve_hyperparams(cfg.agent.hyperparams)
     ent_coefs = bundle.manifest.ent_coefs
     if ent_coefs and "heads" in plan.load and hyper.get("ent_coef", "auto") == "auto":
@@ -426,17 +451,39 @@ def build_target_agent(
         # (SB3's default, 1.0, would swamp a transferred policy's first updates).
         src = "shared" if bundle.architecture.heads == "shared" else spec.nearest
         hyper["ent_coef"] = f"auto_{ent_coefs[src]}"
+    return hyper
+
+
+def build_target_agent(
+    cfg: ExperimentConfig,
+    setup: Setup,
+    bundle: Bundle,
+    target: Task,
+    strategy: str,
+    seed: int,
+) -> tuple[BaseAlgorithm, VecEnv, Lineage]:
+    """The target agent of ``strategy`` (weights loaded, frozen as planned), its env, its lineage."""
+    _check_fits(cfg, bundle)
+    algo = get_algorithm(bundle.algo)
+    params, plan = plan_for(cfg, bundle, strategy)
+    torch.set_num_threads(1)
+    spec, probe = _choose_head(cfg, setup, bundle, target, plan, seed)
+    mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
+    env: VecEnv = with_obs_stats(
+        mt_env, bundle.manifest.obs_normalization, training=plan.train, adapt_obs="encoder" not in plan.frozen,
+        fresh=not plan.uses_bundle_obs_stats,
+    )  # fmt: skip
+    algo_kwargs, teacher_source = _teacher_kwargs(bundle, target, plan, spec, mt_env, cfg.transfer.head_init)
     model = (plan.algo_class or algo.algo_class)(
         plan.policy_class or algo.policy_class,
         env,
-        policy_kwargs=kwargs,
+        policy_kwargs=_policy_kwargs(bundle, target, plan, spec, mt_env),
         seed=seed,
         device="cpu",
         verbose=0,
-        **hyper,
+        **_hyperparams(cfg, bundle, plan, spec),
         **algo_kwargs,
     )
-    report = load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init)
     lineage = Lineage(
         bundle=str(bundle.path),
         bundle_sha256=bundle.checksum,
@@ -444,16 +491,15 @@ def build_target_agent(
         family=cfg.family,
         target=target.to_dict(),
         split=setup.family.split_of(target, [t.params | {"name": t.name} for t in bundle.source_tasks]),
-        nearest_source=spec.nearest,
+        nearest_source=spec.nearest,  # the probe's choice where one ran
         strategy=strategy,
         strategy_params=params,
         trains=plan.train,
         head_init=cfg.transfer.head_init,
         seed=seed,
-        components=report,
+        components=load_components(model.policy, bundle, plan, spec, cfg.transfer.head_init),
         **({"teacher": teacher_source} if teacher_source is not None else {}),
-        # nearest_source is then the probe's choice
-        **({"probe": ProbeRecord(**asdict(probe), nearest_by_context=order[0])} if probe is not None else {}),
+        **({"probe": probe} if probe is not None else {}),
     )
     return model, env, lineage
 
