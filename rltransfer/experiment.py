@@ -161,61 +161,77 @@ def ensure_bundles(
 
     Seeds ``0..pretrain.seeds-1`` first, each in its own place; with a gate, a rejected one's place
     goes to the next seed not yet tried, up to ``pretrain.max_seeds`` seeds in all (the same seeds in
-    the same places however many train at a time). With a worker pool and more than one seed to train, the seeds train side by side, one
-    per worker. Each seeds itself and uses one thread, so the bundles are byte for byte the ones
-    trained one by one. Raises :class:`GateError` when too few pass.
+    the same places however many train at a time). With a worker pool and more than one seed to train,
+    the seeds train side by side, one per worker. Each seeds itself and uses one thread, so the bundles
+    are byte for byte the ones trained one by one.
     """
-    from rltransfer.bundle import read_manifest
     from rltransfer.evaluation import thresholds_and_baselines
-    from rltransfer.pretraining import format_evaluation
 
     cfg = setup.config
-    n_sources = len(setup.sources)
-    wanted, limit, gate = cfg.pretrain.seeds, cfg.pretrain.seeds_to_try, cfg.pretrain.min_source_score
+    limit = cfg.pretrain.seeds_to_try
     baselines = thresholds_and_baselines(setup.family, setup.sources, cfg.evaluation.thresholds)
     judged: list[Pretraining] = []
-    open_slots = list(range(wanted))
+    open_slots = list(range(cfg.pretrain.seeds))
     while open_slots and len(judged) < limit:
         batch = list(range(len(judged), min(len(judged) + len(open_slots), limit)))
         todo = [p for p in batch if not _has_bundle(cfg, keys, p, echo)]
         if cfg.runner.reuse_other_experiments:
             todo = [p for p in todo if not _copy_pretraining(cfg, keys, p, echo)]
-        if pool is None or len(todo) < 2:
-            for p in todo:
-                if echo:
-                    print(f"pre-training seed {p} on {n_sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
-                pretrain_seed(setup, keys, p, progress=progress, echo=echo)
-        else:
+        _pretrain_seeds(setup, keys, todo, echo, progress, pool)
+        tried = [(slot, _judge(cfg, p, slot, baselines, echo)) for slot, p in zip(open_slots, batch)]
+        judged += [pre for _, pre in tried]
+        open_slots = sorted([slot for slot, pre in tried if not pre.kept] + open_slots[len(batch) :])
+    return judged
+
+
+def _pretrain_seeds(
+    setup: Setup,
+    keys: ExperimentKeys,
+    seeds: list[int],
+    echo: bool,
+    progress: bool,
+    pool: ProcessPoolExecutor | None,
+) -> None:
+    """Train the pre-trainings ``seeds``: one after another, or side by side on the pool's workers."""
+    from rltransfer.pretraining import format_evaluation
+
+    cfg, n_sources = setup.config, len(setup.sources)
+    if pool is None or len(seeds) < 2:
+        for p in seeds:
             if echo:
-                print(
-                    f"pre-training seeds {', '.join(map(str, todo))} side by side on {n_sources} source tasks "
-                    f"({cfg.pretrain.timesteps:,} steps each)..."
-                )
-            futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), keys, p)) for p in todo]
-            for p, future in futures:
-                evaluation = future.result()
-                if echo:
-                    print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
-        still_open = []
-        for slot, p in zip(open_slots, batch):
-            manifest = read_manifest(layout.bundle_dir(cfg.run_dir, p))  # checked whole by _has_bundle or just written
-            scores = source_scores(manifest.evaluation or {}, baselines)
-            kept = passes(scores, gate)
-            warning = unlearnt_warning(p, scores)
-            if echo and warning and kept:  # a rejected one is reported below
-                print(warning, file=sys.stderr)
-            origin = copied_from(layout.pretrain_dir(cfg.run_dir, p))
-            judged.append(
-                Pretraining(p, manifest.timesteps, scores, slot if kept else None, origin, manifest.code_revision)
-            )
-            if not kept:
-                still_open.append(slot)
-                if echo:
-                    name, score = judged[-1].weakest
-                    print(
-                        f"pre-training seed {p} rejected (pretrain.min_source_score={gate:g}): {name} scored {score:.2f}"
-                    )
-        open_slots = sorted(still_open + open_slots[len(batch) :])
+                print(f"pre-training seed {p} on {n_sources} source tasks ({cfg.pretrain.timesteps:,} steps)...")
+            pretrain_seed(setup, keys, p, progress=progress, echo=echo)
+        return
+    if echo:
+        print(
+            f"pre-training seeds {', '.join(map(str, seeds))} side by side on {n_sources} source tasks "
+            f"({cfg.pretrain.timesteps:,} steps each)..."
+        )
+    futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), keys, p)) for p in seeds]
+    for p, future in futures:
+        evaluation = future.result()
+        if echo:
+            print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
+
+
+def _judge(
+    cfg: ExperimentConfig, seed: int, slot: int, baselines: Mapping[str, Mapping[str, float]], echo: bool
+) -> Pretraining:
+    """Pre-training ``seed``, tried for place ``slot``, as the gate judges its source scores."""
+    from rltransfer.bundle import read_manifest
+
+    manifest = read_manifest(layout.bundle_dir(cfg.run_dir, seed))  # checked whole by _has_bundle or just written
+    scores = source_scores(manifest.evaluation or {}, baselines)
+    gate = cfg.pretrain.min_source_score
+    kept = passes(scores, gate)
+    warning = unlearnt_warning(seed, scores)
+    if echo and warning and kept:  # a rejected one is reported below
+        print(warning, file=sys.stderr)
+    origin = copied_from(layout.pretrain_dir(cfg.run_dir, seed))
+    judged = Pretraining(seed, manifest.timesteps, scores, slot if kept else None, origin, manifest.code_revision)
+    if echo and not kept:
+        name, score = judged.weakest
+        print(f"pre-training seed {seed} rejected (pretrain.min_source_score={gate:g}): {name} scored {score:.2f}")
     return judged
 
 
@@ -332,15 +348,13 @@ def run_experiment(
     :param progress: show progress bars.
     :param echo: print the pre-training table, the comparison and where the report is.
     """
-    from rltransfer.bundle import package_versions, read_manifest
-    from rltransfer.evaluation import protocol as eval_protocol
-    from rltransfer.evaluation import thresholds_and_baselines
+    from rltransfer.bundle import package_versions
     from rltransfer.reporting import report
     from rltransfer.revision import code_revision
     from rltransfer.runner import resolve_workers, start_pool
 
     cfg = load_config(config, overrides)
-    setup = validate(cfg)  # once: the pre-trainings and runs resolve only
+    setup = validate(cfg)  # once: the pre-trainings and runs are handed the Setup, or resolve only
     if not setup.targets:
         raise UserInputError("config key 'target_tasks': no target tasks to transfer to")
     if echo and cfg.transfer.seeds < MIN_UNITS:
@@ -355,66 +369,25 @@ def run_experiment(
     check_writable(run_dir)
     check_layout(run_dir)
     keys = experiment_keys(cfg)
-    chash = keys.experiment
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
-        check_same_config(run_dir, chash)
+        check_same_config(run_dir, keys.experiment)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
-            manifest = ExperimentManifest.read(run_dir)  # its runs' entries are kept
-            for name, value in dict(
-                experiment=cfg.name, config_hash=chash, versions=package_versions(), code_revision=code_revision(),
-                layout_version=LAYOUT_VERSION, started=now(), finished=None, status="running",
-            ).items():  # fmt: skip
-                setattr(manifest, name, value)
-            manifest.write(run_dir)
-
-            bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
-            pretrainings = _pretrain_interruptibly(setup, keys, echo, bars, pool, manifest)
-            manifest.pretrainings = pretrainings
-            bundles = bundles_of(cfg, pretrainings)
-            if len(bundles) < cfg.pretrain.seeds:
-                manifest.end("pre-trainings rejected")
-                manifest.write(run_dir)
-                raise GateError(
-                    rejection_message(
-                        pretrainings,
-                        cfg.pretrain.seeds,
-                        cfg.pretrain.min_source_score or 0.0,
-                        cfg.pretrain.seeds_to_try,
-                    )
-                )
-            pre_steps = steps_per_kept(pretrainings)
-            tasks = thresholds_and_baselines(setup.family, setup.targets, cfg.evaluation.thresholds)
-            ev = cfg.evaluation
-            manifest.protocol = Protocol(
-                **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
-                seeds=cfg.transfer.seeds, pretrain_seeds=cfg.pretrain.seeds, tasks=tasks,
-                pretrain_kept=[seed for seed, _ in bundles], min_source_score=cfg.pretrain.min_source_score,
-                source_tasks=[t.name for t in setup.sources],
+            manifest = ExperimentManifest.read(run_dir)
+            manifest.start(
+                experiment=cfg.name, config_hash=keys.experiment, versions=package_versions(),
+                code_revision=code_revision(), layout_version=LAYOUT_VERSION,
             )  # fmt: skip
-            manifest.pretrain_steps = pre_steps
-            jobs = plan_jobs(cfg, setup, chash, bundles, manifest.protocol)
-            shas = {seed: read_manifest(path).weights.sha256 for seed, path in bundles}
-            todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
-            stale = [j for j in todo if is_done(j)]  # finished, from a bundle since trained again
-            if echo and stale:
-                print(
-                    f"{len(stale)} finished run(s) loaded a bundle that was since trained again with other "
-                    f"weights (pre-training seed(s) {', '.join(sorted({str(j.pretrain_seed) for j in stale}))}): "
-                    "they are run again, not mixed with the new bundle's",
-                    file=sys.stderr,
-                )
-            for j in jobs:
-                manifest.plan_run(j.key, finished=j not in todo)
-            if cfg.runner.reuse_other_experiments:
-                todo = _copy_reusable(todo, cfg, manifest, echo)
             manifest.write(run_dir)
+            bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
+            bundles = _kept_bundles(setup, keys, echo, bars, pool, manifest)
+            manifest.protocol = _protocol(setup, bundles)
+            jobs = plan_jobs(cfg, setup, keys.experiment, bundles, manifest.protocol)
+            todo = _still_to_run(jobs, bundles, cfg, manifest, echo)
             if echo:
                 print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
-            # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
-            todo.sort(key=lambda j: not _trains(j.strategy, cfg))
             grid_start = time.perf_counter()
             failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool)
             manifest.end(
@@ -427,6 +400,75 @@ def run_experiment(
                 pool.shutdown(wait=False, cancel_futures=True)
         summary = report.render(run_dir, echo=echo)
     return ExperimentResult(run_dir, summary, failed)
+
+
+def _kept_bundles(
+    setup: Setup,
+    keys: ExperimentKeys,
+    echo: bool,
+    progress: bool,
+    pool: ProcessPoolExecutor | None,
+    manifest: ExperimentManifest,
+) -> list[tuple[int, Path]]:
+    """The pre-trainings (each trained, re-used or copied, and judged by the gate), recorded in the
+    manifest; the kept ones' seeds and bundles by place. Raises :class:`GateError` where too few pass."""
+    cfg = setup.config
+    pretrainings = _pretrain_interruptibly(setup, keys, echo, progress, pool, manifest)
+    manifest.pretrainings = pretrainings
+    manifest.pretrain_steps = steps_per_kept(pretrainings)
+    bundles = bundles_of(cfg, pretrainings)
+    if len(bundles) < cfg.pretrain.seeds:
+        manifest.end("pre-trainings rejected")
+        manifest.write(cfg.run_dir)
+        gate = cfg.pretrain.min_source_score or 0.0
+        raise GateError(rejection_message(pretrainings, cfg.pretrain.seeds, gate, cfg.pretrain.seeds_to_try))
+    return bundles
+
+
+def _protocol(setup: Setup, bundles: Sequence[tuple[int, Path]]) -> Protocol:
+    """The evaluation protocol of the grid: schedule, episodes, and each target's threshold and random
+    return (measured once a task)."""
+    from rltransfer.evaluation import protocol as eval_protocol
+    from rltransfer.evaluation import thresholds_and_baselines
+
+    cfg, ev = setup.config, setup.config.evaluation
+    return Protocol(
+        **eval_protocol(ev.every, ev.episodes, ev.deterministic, cfg.transfer.timesteps),
+        seeds=cfg.transfer.seeds, pretrain_seeds=cfg.pretrain.seeds,
+        tasks=thresholds_and_baselines(setup.family, setup.targets, ev.thresholds),
+        pretrain_kept=[seed for seed, _ in bundles], min_source_score=cfg.pretrain.min_source_score,
+        source_tasks=[t.name for t in setup.sources],
+    )  # fmt: skip
+
+
+def _still_to_run(
+    jobs: list[RunJob],
+    bundles: Sequence[tuple[int, Path]],
+    cfg: ExperimentConfig,
+    manifest: ExperimentManifest,
+    echo: bool,
+) -> list[RunJob]:
+    """The jobs without a finished run of this config from their bundle (another experiment's copied
+    where it may be), long ones first; the manifest says which runs are finished and which pending."""
+    from rltransfer.bundle import read_manifest
+
+    shas = {seed: read_manifest(path).weights.sha256 for seed, path in bundles}
+    todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
+    stale = [j for j in todo if is_done(j)]  # finished, from a bundle since trained again
+    if echo and stale:
+        print(
+            f"{len(stale)} finished run(s) loaded a bundle that was since trained again with other "
+            f"weights (pre-training seed(s) {', '.join(sorted({str(j.pretrain_seed) for j in stale}))}): "
+            "they are run again, not mixed with the new bundle's",
+            file=sys.stderr,
+        )
+    for j in jobs:
+        manifest.plan_run(j.key, finished=j not in todo)
+    if cfg.runner.reuse_other_experiments:
+        todo = _copy_reusable(todo, cfg, manifest, echo)
+    manifest.write(cfg.run_dir)
+    # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
+    return sorted(todo, key=lambda j: not _trains(j.strategy, cfg))
 
 
 def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: ExperimentManifest, echo: bool) -> list[RunJob]:

@@ -137,6 +137,12 @@ class ExperimentManifest(_Record):
         write_json_atomic(Path(run_dir) / MANIFEST_FILE, self.to_json())
 
     # -- what the experiment records ------------------------------------------------------------------
+    def start(self, **fields: Any) -> None:
+        """An invocation's start (its experiment, hash, versions, revision, layout); the runs' entries of
+        earlier invocations are kept."""
+        for name, value in {**fields, "started": now(), "finished": None, "status": "running"}.items():
+            setattr(self, name, value)
+
     def set_run(self, key: str, status: RunState, **fields: Any) -> None:
         """Run ``key``'s entry, replaced."""
         self.runs = {**self.runs, key: RunEntry(status=status, **fields)}
