@@ -8,8 +8,10 @@ its moment of inertia scales with ``m * l**2`` (both equal Gymnasium's values at
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import gymnasium as gym
+from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
 from rltransfer.envs.family import Family, Parameter
 
@@ -17,7 +19,7 @@ from rltransfer.envs.family import Family, Parameter
 def build_acrobot(params: Mapping[str, float]) -> gym.Env:
     """An ``Acrobot-v1`` env whose links use ``params``."""
     env = gym.make("Acrobot-v1")
-    ac = env.unwrapped
+    ac = cast(AcrobotEnv, env.unwrapped)
     ac.LINK_LENGTH_1 = params["link_length_1"]
     ac.LINK_LENGTH_2 = params["link_length_2"]
     ac.LINK_MASS_1 = params["link_mass_1"]

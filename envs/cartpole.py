@@ -7,8 +7,10 @@ recomputed here from the new masses and length, on the instance only.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from rltransfer.envs.family import Family, Parameter
 
@@ -16,7 +18,7 @@ from rltransfer.envs.family import Family, Parameter
 def build_cartpole(params: Mapping[str, float]) -> gym.Env:
     """A ``CartPole-v1`` env whose physics use ``params`` (``length`` is the half-length)."""
     env = gym.make("CartPole-v1")
-    cp = env.unwrapped
+    cp = cast(CartPoleEnv, env.unwrapped)
     cp.length = params["length"]
     cp.masspole = params["masspole"]
     cp.masscart = params["masscart"]
@@ -26,7 +28,7 @@ def build_cartpole(params: Mapping[str, float]) -> gym.Env:
     return env
 
 
-def recompute(cp: gym.Env, params: Mapping[str, float]) -> None:
+def recompute(cp: CartPoleEnv, params: Mapping[str, float]) -> None:
     """The quantities CartPole derives from its masses and length in ``__init__``, again (a family
     declared as data over ``CartPole-v1`` names this as its ``derived`` hook)."""
     cp.total_mass = cp.masspole + cp.masscart

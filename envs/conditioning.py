@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from gymnasium import spaces
 
@@ -39,12 +41,12 @@ def flat_layout(space: spaces.Space) -> tuple[tuple[str, int], ...] | None:
         return None
     if not all(isinstance(s, spaces.Box) and len(s.shape) == 1 for s in space.spaces.values()):
         return None
-    return tuple((key, int(space[key].shape[0])) for key in FLAT_ORDER if key in space.spaces)
+    return tuple((key, int(cast(spaces.Box, space[key]).shape[0])) for key in FLAT_ORDER if key in space.spaces)
 
 
 def flat_space(space: spaces.Dict, layout: tuple[tuple[str, int], ...]) -> spaces.Box:
     """One Box of the Dict's entries, in ``layout``'s order."""
-    entries = [space[key] for key, _ in layout]
+    entries = [cast(spaces.Box, space[key]) for key, _ in layout]
     return spaces.Box(
         np.concatenate([e.low for e in entries]),
         np.concatenate([e.high for e in entries]),

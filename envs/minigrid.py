@@ -12,6 +12,7 @@ extra: ``pip install 'rltransfer[minigrid]'``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +29,8 @@ class ChannelsFirstView(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        h, w, c = env.observation_space["image"].shape
+        image = cast(spaces.Box, cast(spaces.Dict, env.observation_space)["image"])
+        h, w, c = image.shape
         self.observation_space = spaces.Box(0.0, MAX_CODE, shape=(c, h, w), dtype=np.float32)
 
     def observation(self, observation):

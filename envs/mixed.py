@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -26,7 +27,8 @@ class SpaceError(ValueError):
 class TaskSpaces:
     """The shared layout of several tasks' spaces."""
 
-    observation: spaces.Box
+    observation: spaces.Space
+    """The shared observation space (a padded 1-D Box where the tasks' differ)."""
     action: spaces.Space
     obs_dims: tuple[int, ...]
     """Each task's own observation length (the rest of ``observation`` is padding)."""
@@ -53,11 +55,13 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
                 f"task '{name}' has observation space {o}: tasks of different spaces need 1-D Box observations "
                 f"(images of different shapes cannot share an encoder)"
             )
-    if all(isinstance(a, spaces.Discrete) for a in act):
-        if any(int(a.start) != 0 for a in act):
+    boxes = [o for o in obs if isinstance(o, spaces.Box)]  # every one (checked above)
+    discrete = [a for a in act if isinstance(a, spaces.Discrete)]
+    if len(discrete) == len(act):
+        if any(int(a.start) != 0 for a in discrete):
             raise SpaceError("tasks of different action spaces need Discrete actions starting at 0")
-        action: spaces.Space = spaces.Discrete(max(int(a.n) for a in act))
-        action_dims = tuple(int(a.n) for a in act)
+        action: spaces.Space = spaces.Discrete(max(int(a.n) for a in discrete))
+        action_dims = tuple(int(a.n) for a in discrete)
     elif all(a == act[0] for a in act):
         action, action_dims = act[0], (0,) * len(names)
     else:
@@ -66,12 +70,12 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
             f"tasks '{names[0]}' and '{names[first]}' have action spaces {act[0]} and {act[first]}: tasks may "
             "differ in their number of Discrete actions, not in Box actions"
         )
-    dims = tuple(int(o.shape[0]) for o in obs)
+    dims = tuple(int(o.shape[0]) for o in boxes)
     width = max(dims)
     low = np.zeros(width, dtype=np.float32)
     high = np.zeros(width, dtype=np.float32)
-    low[:] = np.min([np.pad(np.asarray(o.low, np.float32), (0, width - len(o.low))) for o in obs], axis=0)
-    high[:] = np.max([np.pad(np.asarray(o.high, np.float32), (0, width - len(o.high))) for o in obs], axis=0)
+    low[:] = np.min([np.pad(np.asarray(o.low, np.float32), (0, width - len(o.low))) for o in boxes], axis=0)
+    high[:] = np.max([np.pad(np.asarray(o.high, np.float32), (0, width - len(o.high))) for o in boxes], axis=0)
     return TaskSpaces(spaces.Box(low, high, dtype=np.float32), action, dims, action_dims, True)
 
 
@@ -81,7 +85,7 @@ class PadObservation(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, space: spaces.Box):
         super().__init__(env)
         self.observation_space = space
-        self._pad = int(space.shape[0]) - int(env.observation_space.shape[0])
+        self._pad = int(space.shape[0]) - int(cast(spaces.Box, env.observation_space).shape[0])
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return np.pad(np.asarray(observation, dtype=np.float32), (0, self._pad))
@@ -93,7 +97,7 @@ class FoldAction(gym.ActionWrapper):
     def __init__(self, env: gym.Env, space: spaces.Discrete):
         super().__init__(env)
         self.action_space = space
-        self._n = int(env.action_space.n)
+        self._n = int(cast(spaces.Discrete, env.action_space).n)
 
     def action(self, action):
         return int(action) % self._n
@@ -101,8 +105,8 @@ class FoldAction(gym.ActionWrapper):
 
 def fit_to(env: gym.Env, layout: TaskSpaces) -> gym.Env:
     """``env`` with the shared layout's spaces (unchanged when they are its own)."""
-    if env.observation_space != layout.observation:
-        env = PadObservation(env, layout.observation)
-    if env.action_space != layout.action:
-        env = FoldAction(env, layout.action)
+    if env.observation_space != layout.observation:  # only where the tasks' differ: a padded Box
+        env = PadObservation(env, cast(spaces.Box, layout.observation))
+    if env.action_space != layout.action:  # likewise a larger Discrete
+        env = FoldAction(env, cast(spaces.Discrete, layout.action))
     return env

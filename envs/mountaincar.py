@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import gymnasium as gym
+from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
 from rltransfer.envs.family import Family, Parameter
 
@@ -12,7 +14,7 @@ from rltransfer.envs.family import Family, Parameter
 def build_mountaincar(params: Mapping[str, float]) -> gym.Env:
     """A ``MountainCar-v0`` env with engine ``force`` and ``gravity``."""
     env = gym.make("MountainCar-v0")
-    mc = env.unwrapped
+    mc = cast(MountainCarEnv, env.unwrapped)
     mc.force = params["force"]
     mc.gravity = params["gravity"]
     return env

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
@@ -37,6 +39,11 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
     """The observation and action spaces the tasks share (padded where they differ)."""
     layout = task_layout(family, tasks)
     return layout.observation, layout.action
+
+
+def _sub_env(family: Family, task: Task, layout: TaskSpaces) -> gym.Env:
+    """One sub-env of a multi-task vector env: the task, monitored, in the tasks' shared layout."""
+    return fit_to(Monitor(family.make(task)), layout)
 
 
 class MultiTaskVecEnv(DummyVecEnv):
@@ -104,15 +111,20 @@ class MultiTaskVecEnv(DummyVecEnv):
             for i, t in enumerate(self.tasks)
         ]
         layout = self.layout
-        super().__init__([lambda t=self.tasks[i]: fit_to(Monitor(family.make(t)), layout) for i in self.slot_tasks])
+        super().__init__([partial(_sub_env, family, self.tasks[i], layout) for i in self.slot_tasks])
         self.dict_space = conditioned_space(obs_space, n_heads, vectors[0])
         self.obs_layout = flat_layout(self.dict_space) if flat else None
         self.observation_space = flat_space(self.dict_space, self.obs_layout) if self.obs_layout else self.dict_space
         self._task_obs = np.stack([task_onehot(head_ids[i], n_heads) for i in self.slot_tasks])
         self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
-        self.episode_returns = {n: deque(maxlen=100) for n in self.task_names}
-        self.episode_lengths = {n: deque(maxlen=100) for n in self.task_names}
+        self.episode_returns: dict[str, deque[float]] = {n: deque(maxlen=100) for n in self.task_names}
+        self.episode_lengths: dict[str, deque[int]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0
+
+    @property
+    def _raw_obs(self) -> np.ndarray:
+        """The sub-envs' own observations (SB3 keys the buffer of a space that is not a Dict by ``None``)."""
+        return self.buf_obs[None]  # type: ignore[index]
 
     def conditioning_entries(self, slot: int) -> dict[str, np.ndarray]:
         """The entries sub-env ``slot``'s observations carry beside ``obs``: ``task``, and ``context``
@@ -129,10 +141,12 @@ class MultiTaskVecEnv(DummyVecEnv):
         return out
 
     def _flatten(self, entries: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([entries[k] for k, _ in self.obs_layout], axis=-1, dtype=self.observation_space.dtype)
+        return np.concatenate(
+            [entries[k] for k, _ in self.obs_layout or ()], axis=-1, dtype=self.observation_space.dtype
+        )
 
     def _obs_from_buf(self):
-        entries = self._entries(self.buf_obs[None], slice(None))
+        entries = self._entries(self._raw_obs, slice(None))
         if self.obs_layout:
             return self._flatten(entries)
         return {k: np.copy(v) for k, v in entries.items()}
@@ -154,14 +168,14 @@ class MultiTaskVecEnv(DummyVecEnv):
         return obs
 
     def _check_finite(self, rewards: np.ndarray) -> None:
-        if np.isfinite(rewards).all() and np.isfinite(self.buf_obs[None]).all():
+        if np.isfinite(rewards).all() and np.isfinite(self._raw_obs).all():
             return
-        bad = ~np.isfinite(rewards) | ~np.isfinite(self.buf_obs[None].reshape(self.num_envs, -1)).all(axis=1)
+        bad = ~np.isfinite(rewards) | ~np.isfinite(self._raw_obs.reshape(self.num_envs, -1)).all(axis=1)
         slot = int(np.flatnonzero(bad)[0])
         what = "reward" if not np.isfinite(rewards[slot]) else "observation"
         raise TaskError(
             f"task '{self.task_names[self.slot_tasks[slot]]}' returned a non-finite {what} "
-            f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self.buf_obs[None][slot]}"
+            f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self._raw_obs[slot]}"
         )
 
     def step_wait(self):

@@ -9,8 +9,10 @@ harder because the maximum torque stays at 2.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import gymnasium as gym
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 from rltransfer.envs.family import Family, Parameter
 
@@ -18,7 +20,7 @@ from rltransfer.envs.family import Family, Parameter
 def build_pendulum(params: Mapping[str, float]) -> gym.Env:
     """A ``Pendulum-v1`` env with gravity ``g``, mass ``m`` and length ``l``."""
     env = gym.make("Pendulum-v1", g=params["g"])
-    pe = env.unwrapped
+    pe = cast(PendulumEnv, env.unwrapped)
     pe.m = params["m"]
     pe.l = params["l"]
     return env
