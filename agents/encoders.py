@@ -68,21 +68,20 @@ class MlpEncoder(BaseFeaturesExtractor):
         stem_width: int = 64,
     ):
         keys = encoded_keys(observation_space)
+        entries = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {}
         if keys is None:
             in_dim = get_flattened_obs_dim(observation_space)
         else:
-            in_dim = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in keys)
+            in_dim = sum(get_flattened_obs_dim(entries[k]) for k in keys)
         hidden = [int(h) for h in hidden]
         self.stem_dims = [int(d) for d in stems] if stems is not None else None
         if self.stem_dims is not None:
-            if keys is None or "task" not in observation_space.spaces:
+            if keys is None or "task" not in entries:
                 raise ValueError("input stems need rltransfer's multi-task observation (with its 'task' entry)")
-            width = get_flattened_obs_dim(observation_space.spaces["obs"])
-            if len(self.stem_dims) != observation_space.spaces["task"].shape[0] or max(self.stem_dims) > width:
-                raise ValueError(
-                    f"stems {self.stem_dims} do not fit {observation_space.spaces['task'].shape[0]} tasks "
-                    f"of observations padded to {width}"
-                )
+            width = get_flattened_obs_dim(entries["obs"])
+            n_tasks = get_flattened_obs_dim(entries["task"])
+            if len(self.stem_dims) != n_tasks or max(self.stem_dims) > width:
+                raise ValueError(f"stems {self.stem_dims} do not fit {n_tasks} tasks of observations padded to {width}")
             in_dim = in_dim - width + int(stem_width)
         super().__init__(observation_space, features_dim=hidden[-1] if hidden else in_dim)
         self.keys = keys
@@ -108,8 +107,10 @@ class MlpEncoder(BaseFeaturesExtractor):
         """The encoder's input: observation (through its task's stem) and conditioning, flattened and
         concatenated (a tensor is taken as these entries already concatenated, as they lead a flat
         observation)."""
-        if self.keys is None or isinstance(observations, torch.Tensor):
+        if isinstance(observations, torch.Tensor):
             return observations.flatten(1)
+        if self.keys is None:
+            raise TypeError("an encoder of a plain observation takes a tensor")
         if self.stem_dims is None:
             return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
         mask = observations["task"].unsqueeze(1) if len(self.stem_dims) > 1 else None
@@ -141,10 +142,11 @@ class CnnEncoder(BaseFeaturesExtractor):
         activation: str = "relu",
     ):
         keys = encoded_keys(observation_space)
-        image = observation_space.spaces["obs"] if keys is not None else observation_space
+        entries = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {}
+        image = entries["obs"] if keys is not None else observation_space
         if not isinstance(image, spaces.Box) or len(image.shape) != 3:
             raise ValueError(f"the cnn encoder needs (C, H, W) image observations, got {image}")
-        extra = sum(get_flattened_obs_dim(observation_space.spaces[k]) for k in (keys or []) if k != "obs")
+        extra = sum(get_flattened_obs_dim(entries[k]) for k in (keys or []) if k != "obs")
         hidden = [int(h) for h in hidden]
         c, h, w = image.shape
         if h <= len(channels) or w <= len(channels):
@@ -162,10 +164,10 @@ class CnnEncoder(BaseFeaturesExtractor):
         self.net = mlp(width, hidden, activation)
 
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.keys is None:
+        if isinstance(observations, torch.Tensor):
             return self.net(self.conv(observations))
         parts = [self.conv(observations["obs"])]
-        parts += [observations[k].flatten(1) for k in self.keys if k != "obs"]
+        parts += [observations[k].flatten(1) for k in self.keys or () if k != "obs"]
         return self.net(torch.cat(parts, dim=1))
 
 

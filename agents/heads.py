@@ -93,6 +93,8 @@ class TaskHeads(nn.Module):
         get probability 0); ``None``: every task has them all.
     """
 
+    action_offsets: torch.Tensor | None  # a buffer
+
     def __init__(
         self, task_names: Sequence[str], action_dist: Distribution, latent_pi: int, latent_vf: int,
         log_std_init: float = 0.0, action_dims: Sequence[int] | None = None,

@@ -30,6 +30,8 @@ from rltransfer.agents.updates import check_losses_finite, scaled_learning_rate
 class QHeads(nn.Module):
     """Every task's Q-value output layer, stacked (``q``: ``(n_tasks * n_actions, latent)``)."""
 
+    action_offsets: torch.Tensor | None  # a buffer
+
     def __init__(
         self, task_names: Sequence[str], latent: int, n_actions: int, action_dims: Sequence[int] | None = None
     ):
@@ -51,6 +53,8 @@ class MultiTaskQNetwork(BasePolicy):
     """SB3's ``QNetwork`` interface (``forward`` -> Q-values, ``_predict`` -> greedy actions) over
     encoder, trunk and per-task heads; ``observation_space`` is what the encoder reads (a flat
     observation of ``obs_layout`` is split into it)."""
+
+    heads: QHeads
 
     action_space: spaces.Discrete
 
@@ -101,7 +105,11 @@ class MultiTaskDQNPolicy(TransferableMixin, DQNPolicy):
     def component_roots(self) -> dict[str, tuple[str, nn.Module]]:
         return {"": ("q_net.", self.q_net)}
 
-    def make_q_net(self) -> MultiTaskQNetwork:
+    # A multi-task Q-network in place of SB3's (the same interface, not a subclass of theirs).
+    q_net: MultiTaskQNetwork  # type: ignore[assignment]
+    q_net_target: MultiTaskQNetwork  # type: ignore[assignment]
+
+    def make_q_net(self) -> MultiTaskQNetwork:  # type: ignore[override]
         net_args = {**self._update_features_extractor(self.net_args, features_extractor=None)}
         net_args["observation_space"] = self.dict_space
         return MultiTaskQNetwork(

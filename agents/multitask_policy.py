@@ -78,7 +78,7 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
     def _value(self, latent_vf: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
         return self.heads.value(latent_vf, idx)
 
-    def extract_features(self, obs: Any, features_extractor=None):  # type: ignore[override]
+    def extract_features(self, obs: Any, features_extractor=None):
         return super().extract_features(self._encoder_input(obs), features_extractor)
 
     def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +94,7 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         distribution = self._dist(latent_pi, idx)
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
-        return actions.reshape((-1, *self.action_space.shape)), self._value(latent_vf, idx), log_prob
+        return actions.reshape((-1, *(self.action_space.shape or ()))), self._value(latent_vf, idx), log_prob
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor):
         return self.evaluate_with_distribution(obs, actions)[:3]

@@ -76,6 +76,8 @@ class MultiTaskActor(BasePolicy):
     """SB3's SAC ``Actor`` interface (squashed Gaussian, state-dependent log-std) with per-task heads."""
 
     action_space: spaces.Box
+    heads: ActorHeads
+    mlp_extractor: nn.Module
 
     def __init__(
         self,
@@ -192,12 +194,18 @@ class MultiTaskSACPolicy(TransferableMixin, SACPolicy):
     def heads(self) -> ActorHeads:
         return self.actor.heads
 
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskActor:
+    # A multi-task actor and critic in place of SB3's (the same interface, not subclasses of theirs).
+    actor: MultiTaskActor  # type: ignore[assignment]
+    critic: MultiTaskCritic  # type: ignore[assignment]
+    critic_target: MultiTaskCritic  # type: ignore[assignment]
+    task_names: list[str]
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskActor:  # type: ignore[override]
         kwargs = {**self._update_features_extractor(self.actor_kwargs, features_extractor)}
         kwargs["observation_space"] = self.dict_space
         return MultiTaskActor(**kwargs, task_names=self.task_names, obs_layout=self.obs_layout).to(self.device)
 
-    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskCritic:
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> MultiTaskCritic:  # type: ignore[override]
         kwargs = {**self._update_features_extractor(self.critic_kwargs, features_extractor)}
         kwargs["observation_space"] = self.dict_space
         return MultiTaskCritic(**kwargs, task_names=self.task_names, obs_layout=self.obs_layout).to(self.device)
@@ -230,6 +238,12 @@ class TransferSAC(SAC):
     toward the target entropy on its own task's samples only. A fixed ``ent_coef`` (a number) is
     shared by every task, as in SB3. :attr:`ent_coefs` maps head name -> current coefficient.
     """
+
+    policy: MultiTaskSACPolicy
+    actor: MultiTaskActor  # type: ignore[assignment]
+    critic: MultiTaskCritic  # type: ignore[assignment]
+    critic_target: MultiTaskCritic  # type: ignore[assignment]
+    log_ent_coef: torch.Tensor
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -268,13 +282,13 @@ class TransferSAC(SAC):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = data.discounts if data.discounts is not None else self.gamma
             if self.use_sde:  # log_std may have changed between two gradient steps
-                self.actor.reset_noise()
+                self.actor.reset_noise()  # type: ignore[operator]  # gSDE: refused for a multi-task actor
             actions_pi, log_prob = self.actor.action_log_prob(data.observations)
             log_prob = log_prob.reshape(-1, 1)
             if self.ent_coef_optimizer is not None:
                 log_alpha = self._log_alpha(data.observations, data.rewards.shape[0])
                 ent_coef = log_alpha.detach().exp()
-                ent_coef_loss = -(log_alpha * (log_prob + self.target_entropy).detach()).mean()
+                ent_coef_loss = -(log_alpha * (log_prob + self.target_entropy).detach()).mean()  # type: ignore[operator]
                 ent_coef_losses.append(ent_coef_loss.item())
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
@@ -290,6 +304,7 @@ class TransferSAC(SAC):
                 target_q = data.rewards + (1 - data.dones) * discounts * next_q
             current_q = self.critic(data.observations, data.actions)
             critic_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in current_q)
+            assert isinstance(critic_loss, torch.Tensor)  # for the type checker (SB3's line)
             critic_losses.append(critic_loss.item())
             self.critic.optimizer.zero_grad()
             critic_loss.backward()

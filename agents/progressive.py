@@ -9,7 +9,7 @@ exactly as the pre-trained one, and the new column learns what the target adds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from stable_baselines3.common.preprocessing import preprocess_obs
@@ -50,8 +50,9 @@ class LateralPath(nn.Module):
             prev = w
         self.activation = activation()
         if zero_last and widths:
-            nn.init.zeros_(self.layers[-1].weight)
-            nn.init.zeros_(self.layers[-1].bias)
+            last = cast(nn.Linear, self.layers[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
             if isinstance(self.laterals[-1], nn.Linear):
                 nn.init.zeros_(self.laterals[-1].weight)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from rltransfer.agents.updates import NonFiniteError, check_finite, scaled_learning_rate
+
+if TYPE_CHECKING:
+    from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy
 
 __all__ = ["KickstartPPO", "NonFiniteError", "TransferPPO"]
 
@@ -59,6 +62,8 @@ class KickstartPPO(TransferPPO):
     :param anneal: fraction of the budget over which ``beta`` reaches zero.
     :param teacher_head: the teacher's head index for the target task.
     """
+
+    policy: MultiTaskActorCriticPolicy
 
     def __init__(
         self, *args: Any, teacher=None, beta: float = 1.0, anneal: float = 0.5, teacher_head: int = 0, **kwargs
@@ -114,8 +119,12 @@ class KickstartPPO(TransferPPO):
         # SB3's PPO.train (COPIED_FROM), with ``beta * KL(teacher || student)`` added to each minibatch loss.
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        clip_range = self.clip_range(self._current_progress_remaining)
-        clip_range_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]  # as in SB3
+        clip_range_vf = (
+            self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]  # as in SB3
+            if self.clip_range_vf is not None
+            else None
+        )
         beta = self.beta()
         logs: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "clip", "kl", "aux")}
         continue_training = True

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
@@ -76,7 +77,8 @@ def route(obs: Any, layout: ObsLayout | None, n_heads: int) -> torch.Tensor | No
 
 def layout_space(space: spaces.Box, layout: ObsLayout) -> spaces.Dict:
     """The Dict of a flat Box's entries (their bounds sliced from the Box's)."""
-    entries, start = {}, 0
+    entries: dict[str, spaces.Space] = {}
+    start = 0
     for key, size in layout:
         sl = slice(start, start + size)
         entries[key] = spaces.Box(space.low[sl], space.high[sl], (size,), space.dtype)
@@ -121,6 +123,11 @@ class TransferableMixin:
     heads: Any
     """The per-task (or shared) heads: a TaskHeads, or for SAC the actor's and critics' (registered by
     the policy's own constructor)."""
+    # What the SB3 policy it is mixed into provides:
+    training: bool
+    features_extractor: Any  # BaseModel's (None until built)
+    optimizer_class: type[torch.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
 
     def __init__(
         self,
@@ -186,7 +193,7 @@ class TransferableMixin:
             return self.observation_space  # type: ignore[attr-defined]
         return layout_space(self.observation_space, self.obs_layout)  # type: ignore[attr-defined]
 
-    def make_features_extractor(self) -> nn.Module:
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
         """SB3's, on :attr:`dict_space`."""
         return self.features_extractor_class(self.dict_space, **self.features_extractor_kwargs)  # type: ignore
 
@@ -215,7 +222,7 @@ class TransferableMixin:
             return
         if missing:
             raise ValueError(
-                f"this agent's observations carry the entries {[k for k in self.dict_space.spaces]} "
+                f"this agent's observations carry the entries {list(cast(spaces.Dict, self.dict_space).spaces)} "
                 f"it was trained with, and it got {got} (missing: {', '.join(missing)}). A task's own env "
                 "lacks them: wrap it with rltransfer.wrap_target_env(model, env) (a saved target agent), or "
                 "build it with rltransfer.make_target_env(bundle, task)"
@@ -241,17 +248,17 @@ class TransferableMixin:
         """A component's module (with several networks, as SAC's actor and critic: a ModuleList of them)."""
         if component not in PREFIXES:
             raise ValueError(f"unknown component '{component}'; components: {', '.join(PREFIXES)}")
-        modules = network_modules(self, component)
+        modules = network_modules(cast(nn.Module, self), component)
         return modules[0] if len(modules) == 1 else nn.ModuleList(modules)
 
     def _setup_transfer(self) -> None:
         """Adapters, then freezing: call at the end of ``_build``, before building optimizers."""
         if self.adapters:
             for component in self.adapters.get("components", ("encoder", "trunk")):
-                for module in network_modules(self, component):
+                for module in network_modules(cast(nn.Module, self), component):
                     add_adapters(module, int(self.adapters["rank"]), self.adapters.get("alpha"))
         sides_seen = set()
-        for _, (_, module) in component_roots(self).items():
+        for _, (_, module) in component_roots(cast(nn.Module, self)).items():
             for name, param in module.named_parameters():
                 sides_seen.add(trunk_side(name))
                 if frozen_param(name, self.frozen) and not is_adapter_param(name) and not self._is_new_stem(name):
@@ -271,11 +278,11 @@ class TransferableMixin:
     def param_groups(self, lr: float, networks: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Trainable parameters (of the named networks, default all) grouped by learning-rate
         multiplier, each group tagged ``lr_mult``; frozen ones left out."""
-        roots = component_roots(self)
+        roots = component_roots(cast(nn.Module, self))
         prefixes = tuple(roots[n][0] for n in networks) if networks is not None else ("",)
         groups: dict[float, list[nn.Parameter]] = {}
         seen: set[int] = set()
-        for component, name, param in iter_component_params(self):
+        for component, name, param in iter_component_params(cast(nn.Module, self)):
             if not param.requires_grad or not name.startswith(prefixes) or id(param) in seen:
                 continue
             seen.add(id(param))
@@ -291,7 +298,7 @@ class TransferableMixin:
         kwargs = dict(self.optimizer_kwargs)
         if self.optimizer_class is torch.optim.Adam and "foreach" not in kwargs:
             kwargs.setdefault("fused", True)
-        return self.optimizer_class(groups, lr=lr, **kwargs)
+        return self.optimizer_class(groups, lr=lr, **kwargs)  # type: ignore[call-arg]  # every torch optimizer takes lr
 
 
 class TransferablePolicy(TransferableMixin, BasePolicy):

@@ -4,6 +4,7 @@ group, and a stop at the first update that leaves non-finite parameters."""
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import torch
@@ -37,6 +38,10 @@ def scaled_learning_rate(model: BaseAlgorithm, optimizers: Any) -> None:
             group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
+_CHECKS: WeakKeyDictionary[BaseAlgorithm, int] = WeakKeyDictionary()
+"""Per model, how many times its losses were checked."""
+
+
 def check_losses_finite(model: BaseAlgorithm, keys: tuple[str, ...], every: int = 50) -> None:
     """For off-policy algorithms, whose ``train()`` runs every few environment steps: the losses
     just logged are checked at each call (a non-finite loss is what makes parameters non-finite),
@@ -45,6 +50,6 @@ def check_losses_finite(model: BaseAlgorithm, keys: tuple[str, ...], every: int 
     if any(k in values and not np.isfinite(values[k]) for k in keys):
         check_finite(model)
         raise NonFiniteError(f"non-finite loss ({', '.join(keys)}) in the update at step {model.num_timesteps}")
-    model._finite_checks = getattr(model, "_finite_checks", 0) + 1
-    if model._finite_checks % every == 0:
+    _CHECKS[model] = _CHECKS.get(model, 0) + 1
+    if _CHECKS[model] % every == 0:
         check_finite(model)

@@ -172,7 +172,7 @@ class Family:
             raise TaskError(f"split label '{label}' unknown; allowed: {', '.join(SPLITS)}")
         return label
 
-    def infer_split(self, task: Task, sources: Iterable[str | Task]) -> str:
+    def infer_split(self, task: Task, sources: Iterable[str | Task | Mapping[str, Any]]) -> str:
         """``interpolation`` when every parameter of ``task`` lies within the sources' range."""
         src = [self.task(s) for s in sources]
         for key in self.parameters:
@@ -181,7 +181,9 @@ class Family:
                 return "extrapolation"
         return "interpolation"
 
-    def split_of(self, task: str | Task | Mapping[str, Any], sources: Iterable[str | Task] | None = None) -> str:
+    def split_of(
+        self, task: str | Task | Mapping[str, Any], sources: Iterable[str | Task | Mapping[str, Any]] | None = None
+    ) -> str:
         """The split of a task: ``source``, its labelled split, or inferred from the sources."""
         t = self.task(task)
         sources = list(sources) if sources is not None else self.source_tasks

@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -116,7 +117,9 @@ class MultiTaskVecEnv(DummyVecEnv):
         self.obs_layout = flat_layout(self.dict_space) if flat else None
         self.observation_space = flat_space(self.dict_space, self.obs_layout) if self.obs_layout else self.dict_space
         self._task_obs = np.stack([task_onehot(head_ids[i], n_heads) for i in self.slot_tasks])
-        self._context_obs = None if vectors[0] is None else np.stack([vectors[i] for i in self.slot_tasks])
+        self._context_obs = (
+            None if vectors[0] is None else np.stack([cast(np.ndarray, vectors[i]) for i in self.slot_tasks])
+        )
         self.episode_returns: dict[str, deque[float]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths: dict[str, deque[int]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0

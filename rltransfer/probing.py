@@ -58,11 +58,11 @@ def probe_sources(
     returns: dict[str, float] = {}
     steps = 0
     for name in order:
-        env = MultiTaskVecEnv(
+        mt_env = MultiTaskVecEnv(
             family, [task], bundle.conditioning, 1, onehot_indices=[onehot_index], n_sources=len(names),
             n_heads=len(names), head_ids=[names.index(name)],
         )  # fmt: skip
-        env = with_obs_stats(env, bundle.manifest.obs_normalization, training=False)
+        env = with_obs_stats(mt_env, bundle.manifest.obs_normalization, training=False)
         env.seed(PROBE_SEED + seed)
         with sampling_rng(PROBE_SEED, seed):
             rewards, lengths = evaluate_policy(

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -230,8 +230,8 @@ def _spaces_of(policy: BasePolicy) -> tuple[int, int]:
     """A target policy's (observation length, action count), as ``task_spaces`` records a task's
     (0 actions: a ``Box``, which every task shares)."""
     n = int(policy.action_space.n) if isinstance(policy.action_space, spaces.Discrete) else 0
-    obs = transferable(policy).dict_space["obs"]
-    return int(obs.shape[0]), n
+    obs = cast(spaces.Dict, transferable(policy).dict_space)["obs"]
+    return int(cast(spaces.Box, obs).shape[0]), n
 
 
 def _head_of(bundle: Bundle, task: str) -> dict[str, torch.Tensor]:
