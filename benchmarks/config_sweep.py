@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import experiment_hash
 from rltransfer.evaluation import threshold
+from rltransfer.store.keys import experiment_hash
 from rltransfer.validation import Setup, resolve
 
 BASELINE = "scratch"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import rltransfer
-from rltransfer.config_hash import experiment_hash
+from rltransfer.store.keys import experiment_hash
 
 
 def main() -> None:

@@ -182,7 +182,7 @@ def _report_index(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from rltransfer.migration import LAYOUT_VERSION, migrate
+    from rltransfer.store.migration import LAYOUT_VERSION, migrate
 
     done = migrate(args.run_dir)
     for line in done:
@@ -209,8 +209,8 @@ def _workers(value: str) -> str | int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from rltransfer.execution.backends import resolve_workers
     from rltransfer.reporting.verification import verify
-    from rltransfer.runner import resolve_workers
 
     if args.runs is not None and args.runs < 1:
         raise UserInputError(f"--runs must be >= 1, got {args.runs}")

@@ -153,7 +153,7 @@ class RunnerConfig(_Strict):
     reuse_other_experiments: bool = True
     """Copy finished work of another experiment under the same ``output_dir`` instead of doing it again: a
     pre-training of the same pre-training config (``pretraining_hash``), and a run that loads nothing from its bundle (``scratch``)
-    with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.run_reuse`)."""
+    with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.store.reuse`)."""
 
 
 class ParameterSpec(_Strict):

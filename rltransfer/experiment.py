@@ -16,23 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rltransfer import layout
 from rltransfer.atomic import remove_stale_temps
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import ExperimentKeys, experiment_keys, reuse_key, run_hash
 from rltransfer.errors import GateError, UserInputError
-from rltransfer.migration import LAYOUT_VERSION, check_layout
+from rltransfer.execution.job import RunJob
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
-from rltransfer.run_job import RunJob
-from rltransfer.run_reuse import (
-    copied_from,
-    copy_pretraining,
-    copy_run,
-    copy_tree,
-    find_pretraining,
-    find_reusable,
-)
 from rltransfer.source_gate import (
     Pretraining,
     passes,
@@ -43,6 +32,17 @@ from rltransfer.source_gate import (
 )
 from rltransfer.stats.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.stats.summary import BASELINE
+from rltransfer.store import layout
+from rltransfer.store.keys import ExperimentKeys, experiment_keys, reuse_key, run_hash
+from rltransfer.store.migration import LAYOUT_VERSION, check_layout
+from rltransfer.store.reuse import (
+    copied_from,
+    copy_pretraining,
+    copy_run,
+    copy_tree,
+    find_pretraining,
+    find_reusable,
+)
 from rltransfer.validation import Setup, resolve, validate
 
 
@@ -113,7 +113,7 @@ def check_same_config(run_dir: Path, chash: str) -> None:
 def _has_bundle(cfg: ExperimentConfig, keys: ExperimentKeys, seed: int, echo: bool = False) -> bool:
     """Whether pre-training seed ``seed`` left a readable bundle of this config: trained for experiment hash
     ``chash``, or copied from an experiment of the same pre-training
-    (:func:`~rltransfer.config_hash.pretraining_hash`). A damaged one is trained again, and said so on
+    (:func:`~rltransfer.store.keys.pretraining_hash`). A damaged one is trained again, and said so on
     stderr."""
     from rltransfer.bundle import load_bundle
     from rltransfer.errors import BundleError
@@ -238,7 +238,7 @@ def _judge(
 def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) -> list[Pretraining]:
     """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM (:func:`_interruptible`): the
     pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
-    from rltransfer.runner import stop_workers
+    from rltransfer.execution.backends import stop_workers
 
     cfg = setup.config
 
@@ -258,7 +258,7 @@ def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) 
 
 def _copy_pretraining(cfg: ExperimentConfig, keys: ExperimentKeys, seed: int, echo: bool) -> bool:
     """Copy pre-training ``seed`` from another experiment of the same pre-training under ``output_dir`` (its
-    :func:`~rltransfer.config_hash.pretraining_hash`, or the same experiment hash), if one has it."""
+    :func:`~rltransfer.store.keys.pretraining_hash`, or the same experiment hash), if one has it."""
 
     dest = layout.pretrain_dir(cfg.run_dir, seed)
     phash = keys.pretraining
@@ -349,9 +349,9 @@ def run_experiment(
     :param echo: print the pre-training table, the comparison and where the report is.
     """
     from rltransfer.bundle import package_versions
+    from rltransfer.execution.backends import resolve_workers, start_pool
     from rltransfer.reporting import report
     from rltransfer.revision import code_revision
-    from rltransfer.runner import resolve_workers, start_pool
 
     cfg = load_config(config, overrides)
     setup = validate(cfg)  # once: the pre-trainings and runs are handed the Setup, or resolve only
@@ -473,7 +473,7 @@ def _still_to_run(
 
 def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: ExperimentManifest, echo: bool) -> list[RunJob]:
     """Copy the runs of ``todo`` another experiment under ``output_dir`` already finished (scratch,
-    :mod:`rltransfer.run_reuse`); return the rest."""
+    :mod:`rltransfer.store.reuse`); return the rest."""
     rest: list[RunJob] = []
     copied: Counter[str] = Counter()
     for job in todo:
@@ -575,7 +575,7 @@ def _run_grid(
     """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
     from tqdm.auto import tqdm
 
-    from rltransfer.runner import run_local, run_ray
+    from rltransfer.execution.backends import run_local, run_ray
 
     run_dir = cfg.run_dir
     failed: list[str] = []

@@ -11,7 +11,6 @@ import numpy as np
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rltransfer import layout as dirs
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.bundle import MODEL_FILE, save_bundle
@@ -20,7 +19,8 @@ from rltransfer.config import ExperimentConfig
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
-from rltransfer.run_reuse import COPIED_FILE
+from rltransfer.store import layout as dirs
+from rltransfer.store.reuse import COPIED_FILE
 from rltransfer.validation import Setup, setup_of
 
 
@@ -95,7 +95,7 @@ def pretrain(
     :param progress: show a progress bar.
     :param echo: print the final per-task evaluation table.
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
-        :func:`rltransfer.layout.pretrain_tb`).
+        :func:`rltransfer.store.layout.pretrain_tb`).
     """
     setup = setup_of(config, overrides)
     cfg = setup.config

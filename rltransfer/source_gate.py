@@ -38,7 +38,7 @@ class Pretraining:
     """The place it takes: transfer seed i starts from the pre-training in place i mod ``pretrain.seeds``
     (``None``: rejected). Seeds 0..n-1 take places 0..n-1; a rejected one's place goes to the next seed."""
     copied_from: str | None = None
-    """The pre-training directory of another experiment its bundle was copied from (:mod:`rltransfer.run_reuse`)."""
+    """The pre-training directory of another experiment its bundle was copied from (:mod:`rltransfer.store.reuse`)."""
     code_revision: str | None = None
     """The rltransfer revision that trained it (:mod:`rltransfer.revision`; ``None``: not recorded)."""
 

@@ -533,7 +533,7 @@ def transfer(
     :param callbacks: extra SB3 callbacks (an evaluator, say).
     :param save: write the model, lineage and TensorBoard logs.
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
-        experiment's tree, :func:`rltransfer.layout.run_tb`).
+        experiment's tree, :func:`rltransfer.store.layout.run_tb`).
     """
     setup = setup_of(config, overrides)
     cfg = setup.config

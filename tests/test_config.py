@@ -77,7 +77,7 @@ def test_bad_yaml_file_is_reported(tmp_path):
 def test_a_run_that_starts_fresh_observation_statistics_has_its_own_hash():
     """With ``agent.normalize``, scratch (no encoder loaded) no longer starts from the bundle's
     statistics: its hash changes, so older scratch runs are re-run; every other run keeps its hash."""
-    from rltransfer.config_hash import experiment_hash, run_hash
+    from rltransfer.store.keys import experiment_hash, run_hash
 
     loaders = ["zero_shot", "finetune", "freeze_encoder", "adapter", "progressive", "kickstart"]
     plain = load_config({"family": "acrobot"})
@@ -97,7 +97,7 @@ def test_a_run_that_starts_fresh_observation_statistics_has_its_own_hash():
 
 
 def test_the_pretraining_gate_is_checked_and_leaves_the_experiment_hash_alone():
-    from rltransfer.config_hash import experiment_hash
+    from rltransfer.store.keys import experiment_hash
 
     base = load_config({"family": "cartpole", "pretrain": {"seeds": 3}})
     gated = load_config(base.to_dict(), ["pretrain.min_source_score=0.9"])
@@ -111,7 +111,7 @@ def test_the_pretraining_gate_is_checked_and_leaves_the_experiment_hash_alone():
 
 
 def test_a_run_moved_to_another_pretraining_by_the_gate_has_its_own_hash():
-    from rltransfer.config_hash import run_hash
+    from rltransfer.store.keys import run_hash
 
     config = load_config({"family": "cartpole", "pretrain": {"seeds": 2}}).to_dict()
     chash = "0" * 16
@@ -123,7 +123,7 @@ def test_a_run_moved_to_another_pretraining_by_the_gate_has_its_own_hash():
 
 
 def test_targets_leave_the_experiment_hash_and_a_named_parameter_target_enters_its_runs_hash():
-    from rltransfer.config_hash import experiment_hash, run_hash
+    from rltransfer.store.keys import experiment_hash, run_hash
 
     one = load_config({"family": "cartpole", "target_tasks": ["very-long-heavy"]})
     two = load_config(one.to_dict(), ["target_tasks=[very-long-heavy, weak-push]"])

@@ -616,8 +616,8 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
 ):
     from rltransfer.bundle import manifest_checksum
     from rltransfer.cli import main
-    from rltransfer.config_hash import comparable_config, digest, experiment_hash
     from rltransfer.reporting.report import render
+    from rltransfer.store.keys import comparable_config, digest, experiment_hash
 
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}
@@ -761,7 +761,7 @@ def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(finis
         "from dataclasses import asdict\n"
         "import rltransfer\n"
         "from rltransfer import runner\n"
-        "from rltransfer.run_job import detached\n"
+        "from rltransfer.execution.job import detached\n"
         "sent = []\n"
         "runner.detached = lambda job: sent.append(detached(job)) or sent[-1]\n"
         "res = rltransfer.run_experiment(json.load(open(sys.argv[1])), progress=False, echo=False)\n"
@@ -780,7 +780,7 @@ def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(finis
     tb = run_dir / "tb" / "very-long-heavy" / "finetune" / "seed-0"
     assert (run / "model.zip").is_file() and list(tb.glob("events.out.tfevents.*"))  # the driver wrote them
     # What the workers received: no path of the driver's; the bundle went as bytes through the object store.
-    from rltransfer.run_job import SHIPPED
+    from rltransfer.execution.job import SHIPPED
 
     sent = json.loads((tmp_path / "sent.json").read_text())
     assert len(sent) == 6

@@ -247,7 +247,7 @@ def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_
     # A worker writes its result, and the stop comes before the grid has taken the result in: the
     # result on disk is whole (a rename), so the manifest counts the run instead of calling it interrupted.
     import rltransfer
-    from rltransfer import runner
+    from rltransfer.execution import backends as runner
     from rltransfer.experiment import Interrupted
 
     real = runner.execute
@@ -350,7 +350,7 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
     # on. Here a run swallows the interrupt the same way.
     import rltransfer
-    from rltransfer import runner
+    from rltransfer.execution import backends as runner
     from rltransfer.experiment import Interrupted
 
     real = runner.execute

@@ -1,4 +1,4 @@
-"""Scratch runs are shared across experiments under one output_dir (rltransfer.run_reuse)."""
+"""Scratch runs are shared across experiments under one output_dir (rltransfer.store.reuse)."""
 
 import json
 import shutil
@@ -7,7 +7,7 @@ import pytest
 
 import rltransfer
 from rltransfer.config import load_config
-from rltransfer.config_hash import reuse_key
+from rltransfer.store.keys import reuse_key
 
 TARGET = {"name": "very-long-heavy", "params": {}}
 
@@ -186,7 +186,7 @@ def test_the_pretraining_hash_names_what_a_pretraining_depends_on(tmp_path):
     """The transfer side, the grid, the transfer evaluation's schedule and a hyperparameter pre-training
     overrides do not change a pre-training; the sources, its budget, the hyperparameters it trains with
     and how the sources are evaluated do."""
-    from rltransfer.config_hash import experiment_hash, pretraining_hash
+    from rltransfer.store.keys import experiment_hash, pretraining_hash
 
     base = config(tmp_path, pretrain__hyperparams={"ent_coef": 0.01})
     same = {
@@ -237,7 +237,7 @@ def test_a_bundle_written_before_the_pretraining_hash_is_copied_once_its_directo
     matched; ``rltransfer migrate`` gives it the hash of its directory's config, and then it is copied. One
     in a directory whose config is another's never is."""
     from rltransfer.bundle import manifest_checksum
-    from rltransfer.migration import migrate
+    from rltransfer.store.migration import migrate
 
     cfg, res = first
     root = tmp_path / "runs"
@@ -268,7 +268,7 @@ def test_a_bundle_written_before_the_pretraining_hash_is_copied_once_its_directo
 
 
 def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
-    from rltransfer.run_reuse import copied_from, copy_pretraining
+    from rltransfer.store.reuse import copied_from, copy_pretraining
 
     src = tmp_path / "a" / "pretrain"
     for part in ("bundle/bundle.json", "tb/events", "seed-1/bundle/bundle.json"):

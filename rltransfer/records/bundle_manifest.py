@@ -98,7 +98,7 @@ class BundleManifest(_Record):
     """SAC: each task's entropy coefficient at the end of pre-training."""
     experiment_hash: str | None = None
     pretrain_hash: str | None = None
-    """What a pre-training depends on (:func:`~rltransfer.config_hash.pretraining_hash`): it is re-used under it."""
+    """What a pre-training depends on (:func:`~rltransfer.store.keys.pretraining_hash`): it is re-used under it."""
     spaces: dict[str, dict[str, Any]]
     versions: dict[str, str]
     code_revision: str | None = None

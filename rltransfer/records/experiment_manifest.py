@@ -44,7 +44,7 @@ class RunEntry(_Record):
     eval_seconds: float | None = None
     error: str | None = None
     copied_from: str | None = None
-    """The run directory of another experiment it was copied from (:mod:`rltransfer.run_reuse`)."""
+    """The run directory of another experiment it was copied from (:mod:`rltransfer.store.reuse`)."""
 
 
 class TaskScale(_Record):
@@ -78,7 +78,7 @@ class ExperimentManifest(_Record):
 
     experiment: str | None = None
     config_hash: str | None = None
-    """The experiment hash (:func:`~rltransfer.config_hash.experiment_hash`) of the config it ran."""
+    """The experiment hash (:func:`~rltransfer.store.keys.experiment_hash`) of the config it ran."""
     layout_version: int | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     code_revision: str | None = None

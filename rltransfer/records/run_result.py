@@ -47,7 +47,7 @@ class RunMetrics(_Record):
 
 
 class CopiedFrom(_Record):
-    """The run of another experiment this one was copied from (:mod:`rltransfer.run_reuse`)."""
+    """The run of another experiment this one was copied from (:mod:`rltransfer.store.reuse`)."""
 
     run_dir: str
     config_hash: str | None
@@ -63,7 +63,7 @@ class _Run(_Record):
     pretrain_seed: int
     """The pre-training it transferred from (every run names it; ``scratch`` loads nothing of it)."""
     config_hash: str
-    """The run's hash (:func:`~rltransfer.config_hash.run_hash`): a finished run is re-used under it."""
+    """The run's hash (:func:`~rltransfer.store.keys.run_hash`): a finished run is re-used under it."""
     threshold: float
     random_return: float
     code_revision: str | None = None

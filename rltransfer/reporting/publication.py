@@ -19,10 +19,10 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rltransfer import layout
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, parse_result
+from rltransfer.store import layout
 
 RUNS_FILE = "runs.jsonl.gz"
 RECORDS = ("config.yaml", "manifest.json")

@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
-from rltransfer.config_hash import experiment_hash, run_hash
 from rltransfer.errors import ConfigError, UserInputError
-from rltransfer.migration import check_layout
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.run_result import FailedRun, FinishedRun, RunMetrics, read_result
 from rltransfer.reporting.publication import is_publication, read_runs, result_paths
 from rltransfer.stats import bootstrap, metrics, significance
 from rltransfer.stats.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
+from rltransfer.store import layout
+from rltransfer.store.keys import experiment_hash, run_hash
+from rltransfer.store.migration import check_layout
 from rltransfer.strategies import COMMON, strategy_params
 
 CSV_FIELDS = [
@@ -468,7 +468,7 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
     every strategy's IQM and its band, scratch included."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from rltransfer.run_job import eval_tag
+    from rltransfer.execution.job import eval_tag
 
     charts: dict[str, dict[str, list[Any]]] = {"IQM score, 95% CI (rltransfer)": {}}
     for target, by_strategy in bands.items():

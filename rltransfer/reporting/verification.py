@@ -20,12 +20,12 @@ import yaml
 
 from rltransfer.bundle import package_versions
 from rltransfer.config import load_config
-from rltransfer.config_hash import ExperimentKeys, experiment_hash, experiment_keys, run_hash
 from rltransfer.errors import UserInputError
+from rltransfer.execution.job import RunJob
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
-from rltransfer.run_job import RunJob
+from rltransfer.store.keys import ExperimentKeys, experiment_hash, experiment_keys, run_hash
 from rltransfer.validation import Setup, validate
 
 
@@ -158,7 +158,7 @@ def _pretrain(
     sha256)."""
     from rltransfer.bundle import read_manifest
     from rltransfer.experiment import pretrain_seed
-    from rltransfer.layout import bundle_dir
+    from rltransfer.store.layout import bundle_dir
 
     cfg, out = setup.config, {}
     for p in seeds:
@@ -192,7 +192,7 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
 
 
 def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
-    from rltransfer.runner import run_local
+    from rltransfer.execution.backends import run_local
 
     by_key = {r.key: r for r in chosen}
     checks = []

@@ -1,6 +1,6 @@
 """Backends that run independent jobs: a local process pool, or a Ray cluster.
 
-Both call :func:`rltransfer.run_job.execute` on the same plain-data jobs, so the same seeds
+Both call :func:`rltransfer.execution.job.execute` on the same plain-data jobs, so the same seeds
 give the same results whichever backend ran them.
 """
 
@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 from rltransfer.errors import ConfigError
-from rltransfer.run_job import (
+from rltransfer.execution.job import (
     RunJob,
     bundle_files,
     detached,
@@ -126,7 +126,7 @@ def run_ray(
     """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None).
 
     The cluster needs no filesystem shared with the driver: each job goes out without the driver's paths
-    (:func:`~rltransfer.run_job.detached`), its bundle's files through Ray's object store (put once a
+    (:func:`~rltransfer.execution.job.detached`), its bundle's files through Ray's object store (put once a
     bundle), and its outputs come back by value; only the driver writes the run directory."""
     try:
         import ray

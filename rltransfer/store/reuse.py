@@ -3,14 +3,14 @@
 Two kinds of work do not depend on what makes one experiment differ from another of the same setup:
 
 - a **pre-training** depends on its seed and the pre-training side of the config only
-  (:func:`~rltransfer.config_hash.pretraining_hash`: not on the name, the targets, the grid, the transfer
+  (:func:`~rltransfer.store.keys.pretraining_hash`: not on the name, the targets, the grid, the transfer
   budget, head initialisation or evaluation schedule), and is deterministic: another experiment of the
   same pre-training (a renamed experiment, a strategy sweep's next value, a sweep of the transfer side)
   copies its bundle and TensorBoard log (:func:`find_pretraining`, :func:`copy_pretraining`) instead of
   training it again;
 - a **run that loads nothing from its bundle** (``scratch``) depends on the target, the seed, the agent,
   the transfer budget and the evaluation, not on the pre-training: it records a *reuse key*
-  (:func:`~rltransfer.config_hash.reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
+  (:func:`~rltransfer.store.keys.reuse_key`), and an experiment with another pre-training (a sweep over ``pretrain.timesteps``)
   copies a finished run with the same key (:func:`find_reusable`, :func:`copy_run`); on MiniGrid that
   is 30 runs, about 40 minutes on two cores.
 
@@ -25,11 +25,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
-from rltransfer.migration import LAYOUT_VERSION, layout_version
+from rltransfer.execution.job import RunJob
 from rltransfer.records.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
-from rltransfer.run_job import RunJob
+from rltransfer.store import layout
+from rltransfer.store.migration import LAYOUT_VERSION, layout_version
 
 
 def _elsewhere(output_root: Path, own_dir: Path, own_path: Path) -> Iterator[Path]:
@@ -86,7 +86,7 @@ COPIED_FILE = "copied_from.json"
 def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash: str, phash: str) -> Path | None:
     """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
     whose bundle is intact and was trained with pre-training hash ``phash``
-    (:func:`~rltransfer.config_hash.pretraining_hash`) or for experiment hash ``chash`` (in a directory of
+    (:func:`~rltransfer.store.keys.pretraining_hash`) or for experiment hash ``chash`` (in a directory of
     the current layout: an older one's bundles may record an earlier version's hashes)."""
     from rltransfer.bundle import load_bundle, read_manifest
     from rltransfer.errors import BundleError

@@ -61,7 +61,7 @@ def pretraining_hash(cfg: ExperimentConfig | Mapping[str, Any]) -> str:
     ``evaluation.deterministic``). Not the transfer side (budget, environments, head initialisation), the
     transfer evaluation's schedule or episodes, how many pre-training seeds the grid wants, nor a
     hyperparameter that ``pretrain.hyperparams`` overrides: an experiment that differs from another only
-    there copies the other's bundles (:func:`~rltransfer.run_reuse.find_pretraining`) instead of training
+    there copies the other's bundles (:func:`~rltransfer.store.reuse.find_pretraining`) instead of training
     them again."""
     data = comparable_config(cfg)
     data.pop("target_tasks")
@@ -137,7 +137,7 @@ def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mappi
     when the run loads anything from its bundle (its result then depends on the pre-training): the
     target, the seed, the agent, the transfer budget and the evaluation, and the package versions.
 
-    :param target: ``{"name": ..., "params": {...}}`` as in :class:`~rltransfer.run_job.RunJob`.
+    :param target: ``{"name": ..., "params": {...}}`` as in :class:`~rltransfer.execution.job.RunJob`.
     """
     from rltransfer.strategies import plan_of
 

@@ -6,7 +6,7 @@ names the command that migrates it, instead of carrying compatibility branches i
 
 - 1: TensorBoard logs beside each artifact: ``runs/<target>/<strategy>/seed-S/tb``,
   ``pretrain/tb`` and ``pretrain/seed-P/tb``, aggregates in ``aggregate/``.
-- 2: one TensorBoard tree, ``tb/`` (:mod:`rltransfer.layout`): ``tb/<target>/<strategy>/seed-S``,
+- 2: one TensorBoard tree, ``tb/`` (:mod:`rltransfer.store.layout`): ``tb/<target>/<strategy>/seed-S``,
   ``tb/pretrain/seed-P``, ``tb/<target>/iqm/<strategy>`` (written by the report).
 - 3: every hash the current one. Versions before 2026-11-28 hashed the target tasks into the experiment
   hash (so a run's hash named no target), and a directory they wrote kept that hash in its manifest, its
@@ -22,11 +22,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rltransfer import layout
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.config_hash import comparable_config, digest, experiment_hash, pretraining_hash, run_hash
 from rltransfer.errors import UserInputError
+from rltransfer.store import layout
+from rltransfer.store.keys import comparable_config, digest, experiment_hash, pretraining_hash, run_hash
 
 LAYOUT_VERSION = 3
 MANIFEST = "manifest.json"

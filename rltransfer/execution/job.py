@@ -40,9 +40,9 @@ class RunJob:
     random_return: float
     out_dir: str
     reuse_key: str | None = None
-    """Set where the run loads nothing from its bundle: other experiments may copy it (:mod:`rltransfer.run_reuse`)."""
+    """Set where the run loads nothing from its bundle: other experiments may copy it (:mod:`rltransfer.store.reuse`)."""
     tb_dir: str | None = None
-    """Where its TensorBoard events go (the experiment's tree, :func:`rltransfer.layout.run_tb`); None:
+    """Where its TensorBoard events go (the experiment's tree, :func:`rltransfer.store.layout.run_tb`); None:
     ``<out_dir>/tb``."""
 
     @property
