@@ -760,7 +760,7 @@ def test_a_ray_cluster_without_a_shared_filesystem_gives_the_local_results(finis
         "import json, sys\n"
         "from dataclasses import asdict\n"
         "import rltransfer\n"
-        "from rltransfer import runner\n"
+        "from rltransfer.execution import backends as runner\n"
         "from rltransfer.execution.job import detached\n"
         "sent = []\n"
         "runner.detached = lambda job: sent.append(detached(job)) or sent[-1]\n"
