@@ -16,12 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from rltransfer.atomic import remove_stale_temps
+from rltransfer.bundle import load_bundle, package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import GateError, UserInputError
+from rltransfer.errors import BundleError, GateError, UserInputError
+from rltransfer.evaluation import protocol as eval_protocol
+from rltransfer.evaluation import thresholds_and_baselines
+from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
 from rltransfer.execution.job import RunJob
+from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
+from rltransfer.reporting import report
+from rltransfer.revision import code_revision
 from rltransfer.source_gate import (
     Pretraining,
     passes,
@@ -43,6 +52,7 @@ from rltransfer.store.reuse import (
     find_pretraining,
     find_reusable,
 )
+from rltransfer.strategies import plan_of
 from rltransfer.validation import Setup, resolve, validate
 
 
@@ -115,8 +125,6 @@ def _has_bundle(cfg: ExperimentConfig, keys: ExperimentKeys, seed: int, echo: bo
     ``chash``, or copied from an experiment of the same pre-training
     (:func:`~rltransfer.store.keys.pretraining_hash`). A damaged one is trained again, and said so on
     stderr."""
-    from rltransfer.bundle import load_bundle
-    from rltransfer.errors import BundleError
 
     path = layout.bundle_dir(cfg.run_dir, seed)
     if not path.is_dir():
@@ -135,7 +143,6 @@ def pretrain_seed(
 ):
     """Pre-train seed ``seed`` of an experiment into its place in its run directory: in this process from
     its :class:`Setup`, or in a worker from the config's dict (validated by the experiment: resolved only)."""
-    from rltransfer.pretraining import pretrain
 
     setup = config if isinstance(config, Setup) else resolve(load_config(config))
     cfg = setup.config
@@ -165,7 +172,6 @@ def ensure_bundles(
     the seeds train side by side, one per worker. Each seeds itself and uses one thread, so the bundles
     are byte for byte the ones trained one by one.
     """
-    from rltransfer.evaluation import thresholds_and_baselines
 
     cfg = setup.config
     limit = cfg.pretrain.seeds_to_try
@@ -193,7 +199,6 @@ def _pretrain_seeds(
     pool: ProcessPoolExecutor | None,
 ) -> None:
     """Train the pre-trainings ``seeds``: one after another, or side by side on the pool's workers."""
-    from rltransfer.pretraining import format_evaluation
 
     cfg, n_sources = setup.config, len(setup.sources)
     if pool is None or len(seeds) < 2:
@@ -218,7 +223,6 @@ def _judge(
     cfg: ExperimentConfig, seed: int, slot: int, baselines: Mapping[str, Mapping[str, float]], echo: bool
 ) -> Pretraining:
     """Pre-training ``seed``, tried for place ``slot``, as the gate judges its source scores."""
-    from rltransfer.bundle import read_manifest
 
     manifest = read_manifest(layout.bundle_dir(cfg.run_dir, seed))  # checked whole by _has_bundle or just written
     scores = source_scores(manifest.evaluation or {}, baselines)
@@ -238,7 +242,6 @@ def _judge(
 def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) -> list[Pretraining]:
     """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM (:func:`_interruptible`): the
     pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
-    from rltransfer.execution.backends import stop_workers
 
     cfg = setup.config
 
@@ -314,7 +317,6 @@ def plan_jobs(
 
 
 def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
-    from rltransfer.strategies import plan_of
 
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
     return plan is None or plan.train
@@ -348,10 +350,6 @@ def run_experiment(
     :param progress: show progress bars.
     :param echo: print the pre-training table, the comparison and where the report is.
     """
-    from rltransfer.bundle import package_versions
-    from rltransfer.execution.backends import resolve_workers, start_pool
-    from rltransfer.reporting import report
-    from rltransfer.revision import code_revision
 
     cfg = load_config(config, overrides)
     setup = validate(cfg)  # once: the pre-trainings and runs are handed the Setup, or resolve only
@@ -428,8 +426,6 @@ def _kept_bundles(
 def _protocol(setup: Setup, bundles: Sequence[tuple[int, Path]]) -> Protocol:
     """The evaluation protocol of the grid: schedule, episodes, and each target's threshold and random
     return (measured once a task)."""
-    from rltransfer.evaluation import protocol as eval_protocol
-    from rltransfer.evaluation import thresholds_and_baselines
 
     cfg, ev = setup.config, setup.config.evaluation
     return Protocol(
@@ -450,7 +446,6 @@ def _still_to_run(
 ) -> list[RunJob]:
     """The jobs without a finished run of this config from their bundle (another experiment's copied
     where it may be), long ones first; the manifest says which runs are finished and which pending."""
-    from rltransfer.bundle import read_manifest
 
     shas = {seed: read_manifest(path).weights.sha256 for seed, path in bundles}
     todo = [j for j in jobs if not is_done(j, shas.get(j.pretrain_seed))]
@@ -573,9 +568,6 @@ def _run_grid(
     pool: ProcessPoolExecutor | None,
 ) -> list[str]:
     """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
-    from tqdm.auto import tqdm
-
-    from rltransfer.execution.backends import run_local, run_ray
 
     run_dir = cfg.run_dir
     failed: list[str] = []

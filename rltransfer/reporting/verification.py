@@ -18,14 +18,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rltransfer.bundle import package_versions
+from rltransfer.bundle import package_versions, read_manifest
 from rltransfer.config import load_config
 from rltransfer.errors import UserInputError
+from rltransfer.execution.backends import run_local
 from rltransfer.execution.job import RunJob
+from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
 from rltransfer.store.keys import ExperimentKeys, experiment_hash, experiment_keys, run_hash
+from rltransfer.store.layout import bundle_dir
 from rltransfer.validation import Setup, validate
 
 
@@ -136,7 +139,6 @@ def recorded_sha(chosen: Sequence[FinishedRun], seed: int) -> str | None:
 def _shipped(published: Path, chosen, seeds: Sequence[int], echo: bool) -> dict[int, tuple[Path, str]] | None:
     """The publication's bundles of pre-trainings ``seeds``: seed -> (bundle, its weights' sha256); None
     where one of them does not ship."""
-    from rltransfer.bundle import read_manifest
 
     shipped = shipped_bundles(published)
     if not set(seeds) <= set(shipped):
@@ -156,9 +158,6 @@ def _pretrain(
 ) -> dict[int, tuple[Path, str]]:
     """Train the pre-trainings ``seeds`` of the publication's config again: seed -> (bundle, its weights'
     sha256)."""
-    from rltransfer.bundle import read_manifest
-    from rltransfer.experiment import pretrain_seed
-    from rltransfer.store.layout import bundle_dir
 
     cfg, out = setup.config, {}
     for p in seeds:
@@ -192,7 +191,6 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
 
 
 def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
-    from rltransfer.execution.backends import run_local
 
     by_key = {r.key: r for r in chosen}
     checks = []

@@ -25,6 +25,7 @@ from typing import Any
 from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import UserInputError
+from rltransfer.records.bundle_manifest import MANIFEST_FILE, manifest_checksum
 from rltransfer.store import layout
 from rltransfer.store.keys import comparable_config, digest, experiment_hash, pretraining_hash, run_hash
 
@@ -129,7 +130,6 @@ def _current_hashes(root: Path, manifest: dict[str, Any]) -> list[str]:
             runs += 1
     if runs:
         done.append(f"{runs} result(s): the current run hash")
-    from rltransfer.bundle import MANIFEST_FILE, manifest_checksum
 
     phash = pretraining_hash(cfg)
     for path in sorted(root.glob(f"pretrain/**/{layout.BUNDLE_DIR}/{MANIFEST_FILE}")):

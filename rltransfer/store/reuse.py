@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rltransfer.atomic import write_json_atomic
+from rltransfer.bundle import load_bundle, read_manifest
+from rltransfer.errors import BundleError
 from rltransfer.execution.job import RunJob
 from rltransfer.records.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
 from rltransfer.store import layout
@@ -88,8 +90,6 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
     whose bundle is intact and was trained with pre-training hash ``phash``
     (:func:`~rltransfer.store.keys.pretraining_hash`) or for experiment hash ``chash`` (in a directory of
     the current layout: an older one's bundles may record an earlier version's hashes)."""
-    from rltransfer.bundle import load_bundle, read_manifest
-    from rltransfer.errors import BundleError
 
     depth = len(own_pretrain.relative_to(own_dir).parts)
     for candidate in _elsewhere(output_root, own_dir, own_pretrain):
