@@ -100,6 +100,21 @@ def test_a_config_names_a_family_file_and_its_resolved_config_holds_the_declarat
         load_config({"family": "x", "families": ["nope.yaml"]})
 
 
+def test_a_worker_resolves_a_declared_family_with_its_parameters_in_their_order(tmp_path):
+    """The order of a declared family's parameters is the order of its context vector: the config a job
+    carries must resolve to the same order in a worker (sorting the job's JSON reordered the cheetah's)."""
+    import json
+
+    from rltransfer.execution.job import _setup_of
+
+    (tmp_path / "fam.yaml").write_text(DECLARED.read_text())
+    cfg = load_config({"family": "cartpole-declared", "families": [str(tmp_path / "fam.yaml")]})
+    declared = list(cfg.families[0].model_dump()["parameters"])
+    assert declared != sorted(declared)  # the check needs an order that sorting would change
+    setup = _setup_of(json.dumps(cfg.to_dict()))
+    assert list(setup.family.parameters) == declared
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rltransfer.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600

@@ -81,8 +81,9 @@ def record_failure(job: RunJob, error: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4)
 def _setup_of(config: str) -> Setup:
-    """A job's config (its canonical JSON) resolved, once a process: every run of one experiment a worker
-    takes shares it (the experiment validated the config where it started)."""
+    """A job's config (its JSON) resolved, once a process: every run of one experiment a worker takes
+    shares it (the experiment validated the config where it started). The JSON keeps the config's key
+    order: a declared family's parameters are in it, and their order is the order of its context."""
     from rltransfer.config import load_config
     from rltransfer.validation import resolve
 
@@ -107,7 +108,7 @@ def execute(job: RunJob) -> dict[str, Any]:
         from rltransfer.evaluation import Evaluator
         from rltransfer.transferring import eval_env_factory, transfer
 
-        setup = _setup_of(json.dumps(job.config, sort_keys=True))
+        setup = _setup_of(json.dumps(job.config))
         cfg = setup.config
         bundle = load_bundle(job.bundle)
         target = {"name": job.target["name"], **job.target["params"]}
