@@ -15,10 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
+from rltransfer.records.base import Record as _Record
+from rltransfer.records.base import first_problem
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
@@ -26,10 +28,6 @@ REQUIRED_KEYS = (
     "format_version", "family", "conditioning", "source_tasks", "architecture", "spaces",
     "obs_normalization", "timesteps", "versions", "weights",
 )  # fmt: skip
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TaskDims(_Record):
@@ -56,9 +54,6 @@ class Architecture(_Record):
     def for_tasks(self, names: list[str]) -> Architecture:
         """The same architecture with other heads (a target agent's)."""
         return self.model_copy(update={"task_names": list(names)})
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
 
 
 class SourceTask(_Record):
@@ -109,9 +104,6 @@ class BundleManifest(_Record):
     def task_names(self) -> list[str]:
         return [t.name for t in self.source_tasks]
 
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
-
     def sealed(self) -> BundleManifest:
         """The manifest with its checksum."""
         return self.model_copy(update={"manifest_sha256": manifest_checksum(self.to_json())})
@@ -158,6 +150,4 @@ def read_manifest(path: Path) -> BundleManifest:
     try:
         return BundleManifest.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} malformed at {where}: {first['msg']}") from None
+        raise BundleError(f"bundle '{path}': {MANIFEST_FILE} malformed at {first_problem(err)}") from None

@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.errors import UserInputError
+from rltransfer.records.base import Record, first_problem
 from rltransfer.source_gate import Pretraining
 
 MANIFEST_FILE = "manifest.json"
@@ -29,8 +30,8 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _Record(Record):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 class RunEntry(_Record):
@@ -122,10 +123,8 @@ class ExperimentManifest(_Record):
         try:
             return cls.model_validate_json(path.read_bytes())
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(map(str, first["loc"])) or "(top level)"
             raise UserInputError(
-                f"'{path}' is not an experiment manifest: {where}: {first['msg']} ({err.error_count()} problem(s)); "
+                f"'{path}' is not an experiment manifest: {first_problem(err)} ({err.error_count()} problem(s)); "
                 "restore it or remove the directory"
             ) from None
 

@@ -11,15 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from rltransfer.atomic import atomic_write_bytes
+from rltransfer.records.base import Record as _Record
 
 LINEAGE_FILE = "lineage.json"
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ComponentLoad(_Record):
@@ -73,9 +68,6 @@ class Lineage(_Record):
 
     def components_status(self) -> dict[str, str]:
         return {c.component: c.status for c in self.components}
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
 
     def write(self, out_dir: Path) -> None:
         atomic_write_bytes(Path(out_dir) / LINEAGE_FILE, json.dumps(self.to_json(), indent=2).encode())

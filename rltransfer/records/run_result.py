@@ -13,16 +13,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from rltransfer.atomic import write_json_atomic
+from rltransfer.records.base import Record, first_problem
 from rltransfer.stats import metrics
 
 RESULT_FILE = "result.json"
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Record(Record):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class Curve(_Record):
@@ -74,10 +75,6 @@ class _Run(_Record):
     def key(self) -> str:
         return f"{self.target}/{self.strategy}/seed-{self.seed}"
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object, without the fields the result never held (see the module's docstring)."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
-
     def write(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())
 
@@ -128,9 +125,7 @@ def parse_result(data: Any) -> FinishedRun | FailedRun:
     try:
         return _RESULT.validate_python(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
-        raise ValueError(f"not a run result: {where}: {first['msg']}") from None
+        raise ValueError(f"not a run result: {first_problem(err)}") from None
 
 
 def run_metrics(steps: list[int], scores: list[float], budget: int) -> RunMetrics:

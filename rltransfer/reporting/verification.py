@@ -27,7 +27,7 @@ from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
-from rltransfer.store.keys import ExperimentKeys, experiment_hash, experiment_keys, run_hash
+from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir
 from rltransfer.validation import Setup, validate
 
@@ -115,11 +115,12 @@ def verify(
         base = Path(work_dir) if work_dir is not None else Path(tmp)
         setup = validate(load_config({**config, "output_dir": str(base)}))  # once; runs and pre-trainings resolve
         cfg = setup.config
-        chash = experiment_hash(cfg)
+        keys = experiment_keys(cfg)
+        chash = keys.experiment
         seeds = sorted({r.pretrain_seed for r in chosen})
         bundles = _shipped(published, chosen, seeds, echo) if not pretrain else None
         if bundles is None:
-            bundles = _pretrain(setup, experiment_keys(cfg), seeds, chosen, echo)
+            bundles = _pretrain(setup, keys, seeds, chosen, echo)
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         checks = _run(jobs, chosen, bundles, workers, echo)
     if echo:
