@@ -89,12 +89,16 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         return self.mlp_extractor.forward_actor(pi_features), self.mlp_extractor.forward_critic(vf_features)
 
     def forward(self, obs: Any, deterministic: bool = False):
-        idx = self._head_index(obs)
-        latent_pi, latent_vf = self._latents(obs)
-        distribution = self._dist(latent_pi, idx)
+        distribution, values = self.distribution_and_value(obs)
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
-        return actions.reshape((-1, *(self.action_space.shape or ()))), self._value(latent_vf, idx), log_prob
+        return actions.reshape((-1, *(self.action_space.shape or ()))), values, log_prob
+
+    def distribution_and_value(self, obs: Any) -> tuple[Distribution, torch.Tensor]:
+        """The action distribution and the value of ``obs``, from one forward pass (what acting needs)."""
+        idx = self._head_index(obs)
+        latent_pi, latent_vf = self._latents(obs)
+        return self._dist(latent_pi, idx), self._value(latent_vf, idx)
 
     def evaluate_actions(self, obs: Any, actions: torch.Tensor):
         return self.evaluate_with_distribution(obs, actions)[:3]

@@ -1,0 +1,429 @@
+"""K seeds of one PPO cell trained side by side as one batched model.
+
+:class:`BatchedPPO` takes K PPO models already built the usual way (each with its policy, its env, its
+seed, its logger) and trains them in lockstep: every step, one batched forward pass acts for all K
+policies (:class:`~rltransfer.agents.stacked.StackedPolicies`); every minibatch, one batched backward pass
+and one optimizer step update all K. Everything else is each model's own and SB3's: its env and its
+callbacks, its ``RolloutBuffer`` (returns and advantages), its logger, its timestep count, ``dump_logs``.
+After ``learn`` each model is a normal SB3 PPO, with its seed's weights and optimizer state: ``save`` it.
+
+What keeps the seeds independent (seed k's run is the same whichever seeds share its batch, and however
+many): each seed has its own env, its own random streams (a torch generator for its action samples, a
+numpy generator for its minibatch order, both from its seed), its own advantage normalisation, clip
+fraction and losses, and its own gradient clipping (the 2-norm over its own parameters); Adam is
+elementwise, so one optimizer over the stacked parameters is K optimizers. A seed that stops (its callback
+says so, or it fails) is left out of every later update; its parameters stay as they were.
+
+The update restates SB3's ``PPO.train`` (2.9.2; :data:`COPIED_FROM`) batched over seeds; with K = 1 and
+the same minibatch order it equals SB3's (``tests/test_batched.py``, to 1e-6 in every parameter).
+Not supported (the per-process path runs these): gSDE, ``target_kl`` (its early stop is per seed and
+per minibatch), and subclasses of PPO that change ``train`` (kickstarting).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import explained_variance
+
+from rltransfer.agents.stacked import StackedPolicies
+from rltransfer.agents.transfer_ppo import TransferPPO
+from rltransfer.agents.updates import check_finite
+
+COPIED_FROM = (
+    "stable_baselines3.PPO.train",
+    "2.9.2",
+    "7c8d09940123242f0ac401c5ec2cc858b8bf3339f571c222382f048ffd8306ae",
+)
+""":meth:`BatchedPPO._train` restates this SB3 method batched over seeds; ``collect_rollouts`` and ``learn``
+of ``OnPolicyAlgorithm`` likewise (:data:`COPIED_LOOPS`). A test fails when the installed SB3's differ."""
+
+COPIED_LOOPS = (
+    ("collect_rollouts", "2.9.2", "07f9eed35d9d7392f6ce287dc9d55aede83d8b0f93d34cb5d643410cdf11e3b7"),
+    ("learn", "2.9.2", "193ab72530ae02ce75343af94f77a239d5cf14a9acf1d00ec4080dc98211715b"),
+)
+"""Methods of ``stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm`` that :meth:`BatchedPPO.learn`
+and :meth:`BatchedPPO._collect_rollouts` restate, with the sha256 of their source at that version."""
+
+STREAM = 0x5EED_BA7C
+"""Mixed into a seed's random streams, so that they are apart from the streams SB3 seeds with it."""
+
+_SAME = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm",
+         "normalize_advantage", "target_kl", "use_sde")  # fmt: skip
+
+
+def unbatchable(model: Any) -> str | None:
+    """Why ``model`` cannot train in a batch (None: it can)."""
+    if not isinstance(model, PPO):
+        return f"{type(model).__name__} is not PPO"
+    if type(model) not in (PPO, TransferPPO):
+        return f"{type(model).__name__} changes PPO's update"
+    if model.use_sde:
+        return "gSDE"
+    if model.target_kl is not None:
+        return "target_kl stops each seed's epochs on its own"
+    if not hasattr(model.policy, "distribution_and_value"):
+        return f"{type(model.policy).__name__} is not one of rltransfer's multi-task policies"
+    return None
+
+
+class SeedFailed:
+    """A seed that failed in the batch: what was raised, and its traceback (the run records both)."""
+
+    def __init__(self, err: BaseException):
+        self.error = err
+        self.traceback = traceback.format_exc(limit=8)
+
+
+def _act(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    distribution, values = policy.distribution_and_value(obs)
+    d = distribution.distribution
+    if isinstance(d, torch.distributions.Categorical):
+        return (d.logits,), values
+    return (d.mean, d.stddev), values
+
+
+def _evaluate(policy: Any, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+    return values.flatten(), log_prob, entropy
+
+
+def _values(policy: Any, obs: Any) -> torch.Tensor:
+    return policy.predict_values(obs)
+
+
+class BatchedPPO:
+    """Train ``models`` (PPO, one per seed, built alike: same policy class and architecture, same
+    hyperparameters and number of envs) as one batched model. ``seeds``: each model's seed (its random
+    streams; by default each model's ``seed``)."""
+
+    def __init__(self, models: Sequence[PPO], seeds: Sequence[int] | None = None):
+        self.models = list(models)
+        for m in self.models:
+            why = unbatchable(m)
+            if why:
+                raise ValueError(f"cannot batch this model: {why}")
+        ref = self.models[0]
+        for m in self.models[1:]:
+            diff = [a for a in _SAME if getattr(m, a) != getattr(ref, a)]
+            if m.n_envs != ref.n_envs:
+                diff.append("n_envs")
+            if diff:
+                raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
+        self.stack = StackedPolicies([m.policy for m in self.models])
+        self.optimizer = type(ref.policy.optimizer)(self.stack.param_groups(ref.policy.optimizer))  # type: ignore[call-arg]
+        seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
+        self.action_rngs = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, STREAM, 0]).generate_state(1)[0])) for s in seeds]  # fmt: skip
+        self.minibatch_rngs: list[Any] = [np.random.default_rng([s, STREAM, 1]) for s in seeds]
+        self.failed: dict[int, SeedFailed] = {}
+        self._discrete = isinstance(ref.action_space, spaces.Discrete)
+
+    @property
+    def k(self) -> int:
+        return len(self.models)
+
+    @property
+    def rows(self) -> int:
+        """The stacked tensors' rows: the seeds, and a row that is no seed's where there is one seed
+        (:class:`~rltransfer.agents.stacked.StackedPolicies`); it acts on seed 0's data, and never trains."""
+        return self.stack.rows
+
+    def _per_row(self, items: Sequence[Any]) -> list[Any]:
+        return list(items) + [items[0]] * (self.rows - len(items))
+
+    # -- learn: OnPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------
+    def learn(
+        self,
+        total_timesteps: int,
+        callbacks: Sequence[Any] | None = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "PPO",
+        progress_bar: bool = False,
+    ) -> BatchedPPO:
+        """Each model learns ``total_timesteps`` as its ``learn`` would (``callbacks[k]``: seed k's).
+        A seed that raises is recorded in :attr:`failed` and left out; the others go on."""
+        callbacks = list(callbacks) if callbacks is not None else [None] * self.k
+        totals, cbs = [], []
+        for m, cb in zip(self.models, callbacks):
+            total, callback = m._setup_learn(total_timesteps, cb, reset_num_timesteps, tb_log_name, progress_bar)
+            totals.append(total)
+            cbs.append(callback)
+        active = []
+        for k, cb in enumerate(cbs):
+            if self._guard(k, cb.on_training_start, {}, {}):
+                active.append(k)
+        active = [k for k in active if self.models[k].num_timesteps < totals[k]]
+        iteration = 0
+        while active:
+            collected = self._collect_rollouts(cbs, active)
+            iteration += 1
+            for k in collected:
+                m = self.models[k]
+                m._update_current_progress_remaining(m.num_timesteps, totals[k])
+                self._guard(k, m.dump_logs, iteration)
+            collected = [k for k in collected if k not in self.failed]
+            if collected:
+                self._train(collected)
+            active = [k for k in collected if k not in self.failed and self.models[k].num_timesteps < totals[k]]
+        for k, cb in enumerate(cbs):
+            if k not in self.failed:
+                self._guard(k, cb.on_training_end)
+        self.stack.export_optimizer_state(self.optimizer, [m.policy.optimizer for m in self.models])
+        return self
+
+    def _guard(self, k: int, fn: Callable[..., Any], *args: Any) -> bool:
+        """``fn(*args)`` for seed k, true where it neither raised nor returned False; an exception fails the
+        seed (recorded), not the batch."""
+        try:
+            return fn(*args) is not False
+        except Exception as err:  # recorded as the seed's failed run
+            self.failed[k] = SeedFailed(err)
+            return False
+
+    # -- rollouts: OnPolicyAlgorithm.collect_rollouts, one batched forward pass per step ----------------------
+    def _obs(self, observations: Sequence[Any]) -> Any:
+        first = observations[0]
+        if isinstance(first, dict):
+            return {key: torch.as_tensor(np.stack([o[key] for o in observations])) for key in first}
+        return torch.as_tensor(np.stack(observations))
+
+    def _sample(self, dist: tuple[torch.Tensor, ...], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions for every seed, each from its own generator, and their log-probabilities."""
+        if self._discrete:
+            (logits,) = dist
+            probs = logits.softmax(-1)
+            u = torch.stack([1.0 - torch.rand(probs.shape[1], generator=self.action_rngs[k]) for k in seeds])
+            cdf = probs[list(seeds)].cumsum(-1)
+            actions = (cdf < u.unsqueeze(-1)).sum(-1)
+            last = (probs[list(seeds)] > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
+            actions = torch.minimum(actions, last)
+            log_prob = torch.distributions.Categorical(logits=logits[list(seeds)], validate_args=False).log_prob(
+                actions
+            )
+            return actions, log_prob
+        mean, std = (t[list(seeds)] for t in dist)
+        noise = torch.stack([torch.randn(mean.shape[1:], generator=self.action_rngs[k]) for k in seeds])
+        actions = mean + std * noise
+        log_prob = torch.distributions.Normal(mean, std, validate_args=False).log_prob(actions).sum(-1)
+        return actions, log_prob
+
+    def _collect_rollouts(self, cbs: Sequence[BaseCallback], active: list[int]) -> list[int]:
+        """One rollout of every active seed; the seeds whose rollout is whole (the others stopped)."""
+        ref = self.models[0]
+        running = []
+        for k in active:
+            m = self.models[k]
+            m.policy.set_training_mode(False)
+            m.rollout_buffer.reset()
+            if self._guard(k, cbs[k].on_rollout_start):
+                running.append(k)
+        ref.policy.set_training_mode(False)
+        n_steps = 0
+        while n_steps < ref.n_steps and running:
+            with torch.no_grad():
+                dist, values = self.stack.call(_act, self._obs(self._per_row([m._last_obs for m in self.models])))
+                actions, log_probs = self._sample(dist, running)
+            values = values[running]
+            for i, k in enumerate(list(running)):
+                if not self._guard(k, self._step, k, cbs[k], actions[i], values[i], log_probs[i], n_steps):
+                    running.remove(k)
+            n_steps += 1
+        if not running:
+            return []
+        with torch.no_grad():
+            last = self.stack.call(_values, self._obs(self._per_row([m._last_obs for m in self.models])))
+        done = []
+        for k in running:
+            m = self.models[k]
+
+            def end(k: int = k, m: PPO = m) -> None:
+                assert m._last_episode_starts is not None
+                m.rollout_buffer.compute_returns_and_advantage(last_values=last[k], dones=m._last_episode_starts)
+                cbs[k].update_locals({"rollout_buffer": m.rollout_buffer, "self": m})
+                cbs[k].on_rollout_end()
+
+            if self._guard(k, end):
+                done.append(k)
+        return done
+
+    def _step(self, k: int, callback: BaseCallback, action: torch.Tensor, values: torch.Tensor, log_probs: torch.Tensor, n_steps: int) -> bool:  # fmt: skip
+        """Seed k's part of one step of ``collect_rollouts``: its env, its callback, its buffer. False: the
+        callback stops the seed."""
+        m = self.models[k]
+        env = m.env
+        assert env is not None
+        actions = action.numpy()
+        clipped_actions = actions
+        if isinstance(m.action_space, spaces.Box):
+            clipped_actions = np.clip(actions, m.action_space.low, m.action_space.high)
+        new_obs, rewards, dones, infos = env.step(clipped_actions)
+        m.num_timesteps += env.num_envs
+        callback.update_locals({
+            "self": m, "env": env, "callback": callback, "rollout_buffer": m.rollout_buffer, "n_steps": n_steps,
+            "actions": actions, "clipped_actions": clipped_actions, "values": values, "log_probs": log_probs,
+            "new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
+        })  # fmt: skip
+        if not callback.on_step():
+            return False
+        m._update_info_buffer(infos, dones)
+        if self._discrete:
+            actions = actions.reshape(-1, 1)
+        for idx, done in enumerate(dones):  # timeouts bootstrap with the value of their last observation
+            if (
+                done
+                and infos[idx].get("terminal_observation") is not None
+                and infos[idx].get("TimeLimit.truncated", False)
+            ):
+                terminal_obs = m.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                with torch.no_grad():
+                    terminal_value = m.policy.predict_values(terminal_obs)[0]
+                rewards[idx] += m.gamma * terminal_value
+        m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values.unsqueeze(-1), log_probs)  # type: ignore[arg-type]
+        m._last_obs = new_obs  # type: ignore[assignment]
+        m._last_episode_starts = dones
+        return True
+
+    # -- the update: PPO.train batched over seeds -----------------------------------------------------------
+    def _rollout_tensors(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """Every seed's rollout as ``[K, n_steps * n_envs, ...]`` tensors, in SB3's flattened order."""
+        out: dict[str, Any] = {}
+        bufs = self._per_row([m.rollout_buffer for m in self.models])
+        fields = ("actions", "values", "log_probs", "advantages", "returns")
+        for name in fields:  # as RolloutBuffer._get_samples: actions [N, dim], the others flat [N]
+            stacked = torch.as_tensor(np.stack([RolloutBuffer.swap_and_flatten(getattr(b, name)) for b in bufs]))
+            out[name] = stacked if name == "actions" else stacked.flatten(1)
+        if isinstance(bufs[0], DictRolloutBuffer):
+            out["observations"] = {
+                key: torch.as_tensor(np.stack([RolloutBuffer.swap_and_flatten(b.observations[key]) for b in bufs]))
+                for key in bufs[0].observations
+            }
+        else:
+            out["observations"] = torch.as_tensor(
+                np.stack([RolloutBuffer.swap_and_flatten(b.observations) for b in bufs])
+            )
+        for k in range(self.rows):
+            if k not in seeds:  # a stopped seed's buffer is stale (and a row of no seed's): any finite values do
+                for name in fields:
+                    out[name][k] = 0.0
+        return out
+
+    def _train(self, seeds: list[int]) -> None:
+        ref = self.models[0]
+        ref.policy.set_training_mode(True)
+        for k in seeds:
+            self.models[k].policy.set_training_mode(True)
+        lrs = {k: self.models[k].lr_schedule(self.models[k]._current_progress_remaining) for k in seeds}
+        if len(set(lrs.values())) > 1:
+            raise ValueError("the seeds of a batch must train at one learning rate (they started at different steps)")
+        lr = lrs[seeds[0]]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        for k in seeds:
+            self.models[k].logger.record("train/learning_rate", lr)
+        progress = [m._current_progress_remaining for m in self._per_row(self.models)]
+        clips = [float(ref.clip_range(p)) for p in progress]  # type: ignore[operator]
+        clip = torch.tensor(clips).unsqueeze(1)
+        clips_vf = [float(ref.clip_range_vf(p)) for p in progress] if ref.clip_range_vf is not None else None  # type: ignore[operator]
+        clip_vf = torch.tensor(clips_vf).unsqueeze(1) if clips_vf is not None else None
+        data = self._rollout_tensors(seeds)
+        n = data["advantages"].shape[1]
+        rows = torch.arange(self.rows).unsqueeze(1)
+        mask = torch.zeros(self.rows, dtype=torch.bool)
+        mask[seeds] = True
+        stats: dict[str, list[torch.Tensor]] = {"entropy": [], "pg": [], "value": [], "clip": []}
+        approx_kl: list[torch.Tensor] = []
+        loss = torch.zeros(self.rows)
+        for _ in range(ref.n_epochs):
+            approx_kl = []
+            order = np.tile(np.arange(n), (self.rows, 1))
+            for k in seeds:
+                order[k] = self.minibatch_rngs[k].permutation(n)
+            order_t = torch.as_tensor(order)
+            for start in range(0, n, ref.batch_size):
+                idx = order_t[:, start : start + ref.batch_size]
+                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf, mask)
+                for key, value in parts.items():
+                    if key == "approx_kl":
+                        approx_kl.append(value)
+                    else:
+                        stats[key].append(value)
+                self.optimizer.zero_grad()
+                loss[mask].sum().backward()
+                self.stack.clip_grad_norm_(ref.max_grad_norm)
+                kept = (
+                    {name: p.detach()[~mask].clone() for name, p in self.stack.params.items()} if not mask.all() else {}
+                )
+                self.optimizer.step()
+                with torch.no_grad():
+                    for name, rows_kept in kept.items():
+                        self.stack.params[name][~mask] = rows_kept
+            for k in seeds:
+                self.models[k]._n_updates += 1
+        means = {key: torch.stack(v).double().mean(0) for key, v in stats.items()}  # SB3: np.mean of floats
+        kl = torch.stack(approx_kl).mean(0)
+        for k in seeds:
+            m = self.models[k]
+            buf = m.rollout_buffer
+            m.logger.record("train/entropy_loss", float(means["entropy"][k]))
+            m.logger.record("train/policy_gradient_loss", float(means["pg"][k]))
+            m.logger.record("train/value_loss", float(means["value"][k]))
+            m.logger.record("train/approx_kl", float(kl[k]))
+            m.logger.record("train/clip_fraction", float(means["clip"][k]))
+            m.logger.record("train/loss", float(loss[k].detach()))
+            m.logger.record("train/explained_variance", explained_variance(
+                RolloutBuffer.swap_and_flatten(buf.values).flatten(), RolloutBuffer.swap_and_flatten(buf.returns).flatten()
+            ))  # fmt: skip
+            if hasattr(m.policy, "log_std"):
+                m.logger.record("train/std", torch.exp(m.policy.log_std).mean().item())
+            m.logger.record("train/n_updates", m._n_updates, exclude="tensorboard")
+            m.logger.record("train/clip_range", clips[k])
+            if clips_vf is not None:
+                m.logger.record("train/clip_range_vf", clips_vf[k])
+            self._guard(k, check_finite, m)
+
+    def _minibatch(
+        self,
+        data: dict[str, Any],
+        rows: torch.Tensor,
+        idx: torch.Tensor,
+        clip: torch.Tensor,
+        clip_vf: torch.Tensor | None,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every seed's PPO loss on its minibatch ``idx[k]`` (``[K]``), and its logged parts."""
+        ref = self.models[0]
+        obs = data["observations"]
+        obs = {key: v[rows, idx] for key, v in obs.items()} if isinstance(obs, dict) else obs[rows, idx]
+        actions = data["actions"][rows, idx]
+        if self._discrete:
+            actions = actions.long().flatten(1)
+        old_values, old_log_prob = data["values"][rows, idx], data["log_probs"][rows, idx]
+        advantages, returns = data["advantages"][rows, idx], data["returns"][rows, idx]
+        values, log_prob, entropy = self.stack.call(_evaluate, obs, actions)
+        if ref.normalize_advantage and advantages.shape[1] > 1:
+            advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
+        ratio = torch.exp(log_prob - old_log_prob)
+        policy_loss_1 = advantages * ratio
+        policy_loss_2 = advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
+        policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean(1)
+        clip_fraction = (torch.abs(ratio - 1) > clip).float().mean(1)
+        values_pred = values if clip_vf is None else old_values + torch.clamp(values - old_values, -clip_vf, clip_vf)
+        value_loss = ((returns - values_pred) ** 2).mean(1)
+        entropy_loss = -torch.mean(-log_prob, 1) if entropy is None else -torch.mean(entropy, 1)
+        loss = policy_loss + ref.ent_coef * entropy_loss + ref.vf_coef * value_loss
+        with torch.no_grad():
+            log_ratio = log_prob - old_log_prob
+            approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, 1)
+        parts = {
+            "entropy": entropy_loss.detach(), "pg": policy_loss.detach(), "value": value_loss.detach(),
+            "clip": clip_fraction, "approx_kl": approx_kl,
+        }  # fmt: skip
+        return loss, parts

@@ -1,0 +1,169 @@
+"""The batched engine (rltransfer.agents.batched_ppo): K seeds of PPO as one model. With one seed it is
+SB3's PPO update; a seed's run is bit-identical whatever seeds share its batch; each seed comes out as a
+normal SB3 model; the SB3 loops it restates are guarded."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+import rltransfer
+from rltransfer.agent_factory import architecture, build_model
+from rltransfer.agents import batched_ppo
+from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
+from rltransfer.agents.stacked import StackedPolicies
+from rltransfer.agents.transfer_ppo import KickstartPPO
+from rltransfer.pretraining import source_env
+from rltransfer.validation import resolve
+
+pytestmark = pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")
+
+HYPER = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "clip_range_vf": 0.2, "learning_rate": "lin_0.001"}
+
+
+def _model(seed: int, family: str = "cartpole", task: str = "default", **hyper):
+    cfg = rltransfer.load_config(
+        {"name": "batched", "family": family, "source_tasks": [task], "target_tasks": [task],
+         "agent": {"algo": "ppo", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
+                   "hyperparams": {**HYPER, **hyper}}}
+    )  # fmt: skip
+    env = source_env(resolve(cfg), 2)
+    return build_model(cfg.agent, env, architecture(cfg.agent, [task], env.layout), seed=seed)
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.policy.named_parameters()}
+
+
+def test_the_restated_sb3_methods_are_the_installed_ones():
+    for name, version, sha in batched_ppo.COPIED_LOOPS:
+        source = inspect.getsource(getattr(OnPolicyAlgorithm, name))
+        assert hashlib.sha256(source.encode()).hexdigest() == sha, (
+            f"SB3's OnPolicyAlgorithm.{name} differs from {version}'s"
+        )
+    qualname, version, sha = batched_ppo.COPIED_FROM
+    assert hashlib.sha256(inspect.getsource(PPO.train).encode()).hexdigest() == sha, (
+        f"SB3's PPO.train differs from {version}'s"
+    )
+
+
+@pytest.mark.parametrize("family,task", [("cartpole", "default"), ("pendulum", "default")])
+def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
+    """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
+    parameter within 1e-6 and log the same keys (Discrete and Box actions)."""
+    sb3, mine = _model(3, family, task), _model(3, family, task)
+    _, callback = sb3._setup_learn(1000, None)
+    sb3.collect_rollouts(sb3.env, callback, sb3.rollout_buffer, sb3.n_steps)
+    sb3._update_current_progress_remaining(sb3.num_timesteps, 1000)
+    mine._setup_learn(1000, None)
+    mine.rollout_buffer = copy.deepcopy(sb3.rollout_buffer)
+    mine._current_progress_remaining = sb3._current_progress_remaining
+    batch = BatchedPPO([mine])
+    assert _params(sb3).keys() == _params(mine).keys()
+    np.random.seed(11)
+    sb3.train()
+    np.random.seed(11)
+    batch.minibatch_rngs = [np.random.mtrand._rand]  # SB3 draws its minibatch order from numpy's global RNG
+    batch._train([0])
+    before = _params(_model(3, family, task))
+    for name, p in _params(sb3).items():
+        assert not torch.equal(p, before[name]) or not p.requires_grad, name  # the update moved it
+        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
+    assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
+    for key, value in sb3.logger.name_to_value.items():
+        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+class Steps(BaseCallback):
+    """Records seed's rewards, and raises at a given step (a seed that fails)."""
+
+    def __init__(self, fail_at: int | None = None):
+        super().__init__()
+        self.rewards: list[float] = []
+        self.fail_at = fail_at
+
+    def _on_step(self) -> bool:
+        self.rewards.append(float(np.sum(self.locals["rewards"])))
+        if self.fail_at is not None and self.num_timesteps >= self.fail_at:
+            raise RuntimeError("this seed fails")
+        return True
+
+
+def _batch(seeds, steps=256, fail=None):
+    models = [_model(s) for s in seeds]
+    callbacks = [Steps(fail_at=128 if s == fail else None) for s in seeds]
+    batch = BatchedPPO(models).learn(steps, callbacks)
+    return {s: (m, cb, batch) for s, m, cb in zip(seeds, models, callbacks)}
+
+
+def test_a_seed_is_bit_identical_whatever_shares_its_batch():
+    alone = _batch([1])[1]
+    for seeds in ([0, 1, 2], [7, 6, 5, 4, 3, 2, 1, 0]):
+        other = _batch(seeds)[1]
+        assert other[1].rewards == alone[1].rewards
+        for name, p in _params(alone[0]).items():
+            assert torch.equal(_params(other[0])[name], p), (seeds, name)
+    # and the seeds differ from one another (their own random streams)
+    two = _batch([0, 1])
+    assert not torch.equal(
+        _params(two[0][0])["mlp_extractor.policy_net.0.weight"], _params(two[1][0])["mlp_extractor.policy_net.0.weight"]
+    )
+
+
+def test_a_failing_seed_is_recorded_and_the_others_go_on_unchanged():
+    alone = _batch([0])[0]
+    runs = _batch([0, 1], fail=1)
+    model, _, batch = runs[1]
+    assert list(batch.failed) == [1] and "this seed fails" in str(batch.failed[1].error)
+    assert "RuntimeError" in batch.failed[1].traceback
+    failed_at = _params(model)
+    assert model.num_timesteps == 128
+    assert runs[0][0].num_timesteps == 256
+    for name, p in _params(alone[0]).items():
+        assert torch.equal(_params(runs[0][0])[name], p), name
+    # the failed seed's parameters stopped moving when it failed
+    assert all(torch.equal(p, _params(model)[n]) for n, p in failed_at.items())
+
+
+def test_each_seed_is_a_normal_sb3_model(tmp_path):
+    runs = _batch([0, 1])
+    for seed, (model, _, _) in runs.items():
+        model.save(tmp_path / f"{seed}.zip")
+        loaded = PPO.load(tmp_path / f"{seed}.zip", device="cpu")
+        for name, p in _params(model).items():
+            assert torch.equal(dict(loaded.policy.named_parameters())[name], p)
+        state = loaded.policy.optimizer.state_dict()["state"]
+        assert state and all(
+            int(s["step"]) == 256 // 64 * 3 * 3 for s in state.values()
+        )  # 4 updates x 3 epochs x 3 minibatches
+    assert not torch.equal(_params(runs[0][0])["heads.action.weight"], _params(runs[1][0])["heads.action.weight"])
+
+
+def test_the_policies_hold_their_own_parameters_again_after_a_batched_call():
+    models = [_model(s) for s in (0, 1)]
+    stack = StackedPolicies([m.policy for m in models])
+    obs = {k: torch.zeros(2, 3, *v.shape) for k, v in models[0].policy.observation_space.spaces.items()}
+    stack.call(lambda policy, o: policy.predict_values(o), obs)
+    for m in models:
+        for module in m.policy.modules():
+            for p in module._parameters.values():
+                assert p is None or isinstance(p, torch.nn.Parameter)
+        # the aliases of the encoder still reach the seed's own weights
+        assert m.policy.pi_features_extractor is m.policy.features_extractor
+
+
+def test_what_cannot_batch_says_why():
+    assert "target_kl" in unbatchable(_model(0, target_kl=0.01))
+    base = _model(0)
+    kick = KickstartPPO(type(base.policy), base.env, policy_kwargs=base.policy_kwargs, teacher=copy.deepcopy(base.policy), seed=0, device="cpu", n_steps=32, batch_size=24)  # fmt: skip
+    assert "changes PPO's update" in unbatchable(kick)
+    with pytest.raises(ValueError, match="differ in n_epochs"):
+        BatchedPPO([_model(0), _model(1, n_epochs=2)])
