@@ -34,7 +34,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance
 
-from rltransfer.agents.stacked import StackedPolicies
+from rltransfer.agents.stacked import StackedAdam, StackedPolicies, adam_unsupported
 from rltransfer.agents.transfer_ppo import TransferPPO
 from rltransfer.agents.updates import check_finite
 
@@ -70,6 +70,11 @@ def unbatchable(model: Any) -> str | None:
         return "gSDE"
     if model.target_kl is not None:
         return "target_kl stops each seed's epochs on its own"
+    if type(model.policy.optimizer) is not torch.optim.Adam:
+        return f"its optimizer is {type(model.policy.optimizer).__name__}, not Adam"
+    why = next((w for w in map(adam_unsupported, model.policy.optimizer.param_groups) if w), None)
+    if why:
+        return f"its Adam: {why}"
     if not hasattr(model.policy, "distribution_and_value"):
         return f"{type(model.policy).__name__} is not one of rltransfer's multi-task policies"
     return None
@@ -119,7 +124,7 @@ class BatchedPPO:
             if diff:
                 raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.stack = StackedPolicies([m.policy for m in self.models])
-        self.optimizer = type(ref.policy.optimizer)(self.stack.param_groups(ref.policy.optimizer))  # type: ignore[call-arg]
+        self.optimizer = StackedAdam(self.stack.param_groups(ref.policy.optimizer))
         seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
         self.action_rngs = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, STREAM, 0]).generate_state(1)[0])) for s in seeds]  # fmt: skip
         self.minibatch_rngs: list[Any] = [np.random.default_rng([s, STREAM, 1]) for s in seeds]
@@ -142,18 +147,22 @@ class BatchedPPO:
     # -- learn: OnPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------
     def learn(
         self,
-        total_timesteps: int,
+        total_timesteps: int | Sequence[int],
         callbacks: Sequence[Any] | None = None,
-        reset_num_timesteps: bool = True,
+        reset_num_timesteps: bool | Sequence[bool] = True,
         tb_log_name: str = "PPO",
         progress_bar: bool = False,
     ) -> BatchedPPO:
-        """Each model learns ``total_timesteps`` as its ``learn`` would (``callbacks[k]``: seed k's).
-        A seed that raises is recorded in :attr:`failed` and left out; the others go on."""
+        """Each model learns as its ``learn(total_timesteps, callbacks[k], reset_num_timesteps)`` would (each
+        argument one for all seeds, or one per seed: a seed whose first steps went elsewhere learns the rest
+        of its budget, from its own step count). A seed that raises is recorded in :attr:`failed` and left
+        out; the others go on."""
         callbacks = list(callbacks) if callbacks is not None else [None] * self.k
+        steps = [total_timesteps] * self.k if isinstance(total_timesteps, int) else list(total_timesteps)
+        resets = [reset_num_timesteps] * self.k if isinstance(reset_num_timesteps, bool) else list(reset_num_timesteps)
         totals, cbs = [], []
-        for m, cb in zip(self.models, callbacks):
-            total, callback = m._setup_learn(total_timesteps, cb, reset_num_timesteps, tb_log_name, progress_bar)
+        for m, cb, n, reset in zip(self.models, callbacks, steps, resets):
+            total, callback = m._setup_learn(n, cb, reset, tb_log_name, progress_bar)
             totals.append(total)
             cbs.append(callback)
         active = []
@@ -320,15 +329,11 @@ class BatchedPPO:
         ref.policy.set_training_mode(True)
         for k in seeds:
             self.models[k].policy.set_training_mode(True)
-        lrs = {k: self.models[k].lr_schedule(self.models[k]._current_progress_remaining) for k in seeds}
-        if len(set(lrs.values())) > 1:
-            raise ValueError("the seeds of a batch must train at one learning rate (they started at different steps)")
-        lr = lrs[seeds[0]]
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_mult", 1.0)
-        for k in seeds:
-            self.models[k].logger.record("train/learning_rate", lr)
         progress = [m._current_progress_remaining for m in self._per_row(self.models)]
+        lrs = [float(m.lr_schedule(p)) for m, p in zip(self._per_row(self.models), progress)]
+        lr = torch.tensor(lrs, dtype=torch.float64)  # each seed's schedule at its own progress
+        for k in seeds:
+            self.models[k].logger.record("train/learning_rate", lrs[k])
         clips = [float(ref.clip_range(p)) for p in progress]  # type: ignore[operator]
         clip = torch.tensor(clips).unsqueeze(1)
         clips_vf = [float(ref.clip_range_vf(p)) for p in progress] if ref.clip_range_vf is not None else None  # type: ignore[operator]
@@ -361,7 +366,7 @@ class BatchedPPO:
                 kept = (
                     {name: p.detach()[~mask].clone() for name, p in self.stack.params.items()} if not mask.all() else {}
                 )
-                self.optimizer.step()
+                self.optimizer.step(lr)
                 with torch.no_grad():
                     for name, rows_kept in kept.items():
                         self.stack.params[name][~mask] = rows_kept

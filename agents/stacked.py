@@ -16,7 +16,7 @@ every policy holds its own parameters again after a call).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -130,21 +130,78 @@ class StackedPolicies:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
         return total
 
-    def export_optimizer_state(
-        self, stacked: torch.optim.Optimizer, optimizers: Sequence[torch.optim.Optimizer]
-    ) -> None:
-        """Each policy's own optimizer given its seed's row of the stacked optimizer's state (Adam's moments and
-        step), so that a saved model resumes training where the batch left it."""
+    def export_optimizer_state(self, stacked: StackedAdam, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Each policy's own optimizer (a ``torch.optim.Adam``) given its seed's row of ``stacked``'s state
+        (moments and step), so that a saved model resumes training where the batch left it."""
         name_of = {id(t): name for name, t in self.params.items()}
         for k, (policy, opt) in enumerate(zip(self.policies, optimizers)):
             own = dict(policy.named_parameters())
             for tensor, state in stacked.state.items():
                 param = own[name_of[id(tensor)]]
                 opt.state[param] = {
-                    key: (value[k].clone() if torch.is_tensor(value) and value.dim() > 0 else value.clone())
-                    if torch.is_tensor(value)
-                    else value
-                    for key, value in state.items()
+                    "step": torch.tensor(float(state["step"])),
+                    "exp_avg": state["exp_avg"][k].clone(),
+                    "exp_avg_sq": state["exp_avg_sq"][k].clone(),
                 }
             for group, own_group in zip(stacked.param_groups, opt.param_groups):
-                own_group["lr"] = group["lr"]
+                own_group["lr"] = float(stacked.last_lr[k]) * group.get("lr_mult", 1.0)
+
+
+class StackedAdam:
+    """``torch.optim.Adam`` over stacked parameters with a learning rate per row (per seed): a seed's
+    schedule follows its own progress, as where a probe of source heads took its first steps.
+
+    Adam is elementwise, so each row is its seed's own Adam. The update restates torch's single-tensor
+    Adam (torch 2.13, ``torch.optim.adam._single_tensor_adam``; what ``torch.optim.Adam`` runs on CPU
+    parameters) with the step size a tensor over rows; ``tests/test_batched.py`` checks it against
+    ``torch.optim.Adam`` on every row. AMSGrad, ``maximize`` and decoupled weight decay are refused
+    (:func:`adam_unsupported`).
+    """
+
+    def __init__(self, param_groups: list[dict[str, Any]]):
+        for group in param_groups:
+            why = adam_unsupported(group)
+            if why:
+                raise ValueError(f"the batched optimizer restates Adam: {why}")
+        self.param_groups = param_groups
+        self.state: dict[torch.Tensor, dict[str, Any]] = {}
+        self.last_lr = torch.zeros(0, dtype=torch.float64)
+
+    def zero_grad(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor) -> None:
+        """One Adam step of every row, row ``k`` at learning rate ``lr[k]`` (times its group's ``lr_mult``)."""
+        self.last_lr = lr.to(torch.float64)
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            eps, weight_decay = group["eps"], group["weight_decay"]
+            rate = self.last_lr * group.get("lr_mult", 1.0)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(
+                    p, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                )
+                state["step"] += 1
+                grad = p.grad if weight_decay == 0 else p.grad.add(p, alpha=weight_decay)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step = float(state["step"])
+                bias_correction1 = 1 - beta1**step
+                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+                step_size = (rate / bias_correction1).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+                p.addcdiv_(exp_avg * -step_size, denom)
+
+
+def adam_unsupported(group: Mapping[str, Any]) -> str | None:
+    """Why :class:`StackedAdam` cannot stand in for the optimizer of this parameter group (None: it can)."""
+    for key in ("amsgrad", "maximize", "decoupled_weight_decay", "differentiable", "capturable"):
+        if group.get(key):
+            return f"'{key}' is not supported"
+    return None

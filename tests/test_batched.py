@@ -19,7 +19,7 @@ import rltransfer
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import batched_ppo
 from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
-from rltransfer.agents.stacked import StackedPolicies
+from rltransfer.agents.stacked import StackedAdam, StackedPolicies
 from rltransfer.agents.transfer_ppo import KickstartPPO
 from rltransfer.pretraining import source_env
 from rltransfer.validation import resolve
@@ -167,3 +167,41 @@ def test_what_cannot_batch_says_why():
     assert "changes PPO's update" in unbatchable(kick)
     with pytest.raises(ValueError, match="differ in n_epochs"):
         BatchedPPO([_model(0), _model(1, n_epochs=2)])
+
+
+def test_the_batched_adam_is_torchs_adam_on_every_row():
+    """StackedAdam restates torch's Adam with a learning rate per row: each row equals torch.optim.Adam run
+    alone at that row's rate (a guard of the copy: it fails when torch's Adam changes)."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 5, 4, generator=gen)
+    grads = [torch.randn(3, 5, 4, generator=gen) for _ in range(50)]
+    lrs = torch.tensor([1e-3, 3e-4, 2e-2], dtype=torch.float64)
+    stacked = start.clone().requires_grad_(True)
+    opt = StackedAdam([{"params": [stacked], "betas": (0.9, 0.999), "eps": 1e-5, "weight_decay": 0.01, "lr_mult": 0.5}])
+    for g in grads:
+        stacked.grad = g.clone()
+        opt.step(lrs)
+    for k in range(3):
+        row = start[k].clone().requires_grad_(True)
+        ref = torch.optim.Adam([row], lr=float(lrs[k]) * 0.5, eps=1e-5, weight_decay=0.01)
+        for g in grads:
+            row.grad = g[k].clone()
+            ref.step()
+        torch.testing.assert_close(stacked.detach()[k], row.detach(), atol=1e-7, rtol=1e-6)
+    with pytest.raises(ValueError, match="amsgrad"):
+        StackedAdam([{"params": [stacked], "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "amsgrad": True}])
+
+
+def test_seeds_that_start_at_different_steps_follow_their_own_schedules():
+    """A seed whose first steps went elsewhere (a probe of source heads) learns the rest of its budget, at its
+    own point of the learning-rate schedule: the same as alone."""
+    models = [_model(0), _model(1)]
+    models[1].num_timesteps = 64
+    BatchedPPO(models).learn([256, 192], reset_num_timesteps=[True, False])
+    alone = _model(1)
+    alone.num_timesteps = 64
+    BatchedPPO([alone]).learn(192, reset_num_timesteps=False)
+    assert models[1].num_timesteps == alone.num_timesteps == 256 and models[0].num_timesteps == 256
+    for name, p in _params(alone).items():
+        assert torch.equal(_params(models[1])[name], p), name
+    assert (models[0]._n_updates, models[1]._n_updates) == (4 * 3, 3 * 3)  # iterations x epochs
