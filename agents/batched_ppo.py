@@ -23,7 +23,7 @@ per minibatch), and subclasses of PPO that change ``train`` (kickstarting).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,6 +105,10 @@ def _values(policy: Any, obs: Any) -> torch.Tensor:
     return policy.predict_values(obs)
 
 
+def _mode(policy: Any, obs: Any) -> torch.Tensor:
+    return policy._predict(obs, deterministic=True)
+
+
 class BatchedPPO:
     """Train ``models`` (PPO, one per seed, built alike: same policy class and architecture, same
     hyperparameters and number of envs) as one batched model. ``seeds``: each model's seed (its random
@@ -130,6 +134,9 @@ class BatchedPPO:
         self.minibatch_rngs: list[Any] = [np.random.default_rng([s, STREAM, 1]) for s in seeds]
         self.failed: dict[int, SeedFailed] = {}
         self._discrete = isinstance(ref.action_space, spaces.Discrete)
+        self.after_step: Callable[[], None] | None = None
+        """Called after every step of the seeds (and once they start training), when every seed's callbacks
+        have seen it: where evaluations the callbacks deferred run together (:meth:`predict`)."""
 
     @property
     def k(self) -> int:
@@ -143,6 +150,24 @@ class BatchedPPO:
 
     def _per_row(self, items: Sequence[Any]) -> list[Any]:
         return list(items) + [items[0]] * (self.rows - len(items))
+
+    def predict(self, observations: Mapping[int, Any]) -> dict[int, np.ndarray]:
+        """Each seed's deterministic actions for its observations (``{seed index: observations}``), as its
+        model's ``predict(obs, deterministic=True)`` gives them (Box actions clipped to the space), from one
+        batched forward pass."""
+        first = next(iter(observations.values()))
+        with torch.no_grad():
+            actions = self.stack.call(_mode, self._obs([observations.get(k, first) for k in range(self.rows)]))
+        out = {}
+        for k in observations:
+            a = actions[k].numpy()
+            space = self.models[k].action_space
+            out[k] = np.clip(a, space.low, space.high) if isinstance(space, spaces.Box) else a
+        return out
+
+    def _stepped(self) -> None:
+        if self.after_step is not None:
+            self.after_step()
 
     # -- learn: OnPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------
     def learn(
@@ -169,6 +194,7 @@ class BatchedPPO:
         for k, cb in enumerate(cbs):
             if self._guard(k, cb.on_training_start, {}, {}):
                 active.append(k)
+        self._stepped()
         active = [k for k in active if self.models[k].num_timesteps < totals[k]]
         iteration = 0
         while active:
@@ -244,6 +270,7 @@ class BatchedPPO:
             for i, k in enumerate(list(running)):
                 if not self._guard(k, self._step, k, cbs[k], actions[i], values[i], log_probs[i], n_steps):
                     running.remove(k)
+            self._stepped()
             n_steps += 1
         if not running:
             return []

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,48 @@ def sampling_rng(*seed: int) -> Iterator[None]:
         yield
 
 
+class Episodes:
+    """Episodes on a vector env, stepped by the caller: ``episodes`` of them, episode ``i`` reset with seed
+    ``base_seed + i``; the env's ``num_envs`` episodes run side by side, later waves take the next seeds.
+    Act on :attr:`obs` with :meth:`step` until :attr:`done`; then :attr:`returns` are the undiscounted returns."""
+
+    def __init__(self, env: VecEnv, episodes: int, base_seed: int, max_steps: int = 100_000):
+        self.env, self.episodes, self.base_seed, self.max_steps = env, episodes, base_seed, max_steps
+        self._returns: list[float] = []
+        self._start = 0
+        if not self.done:
+            self._wave()
+
+    def _wave(self) -> None:
+        n = self.env.num_envs
+        self._count = min(n, self.episodes - self._start)
+        self.env.seed(self.base_seed + self._start)
+        self.obs = self.env.reset()
+        self._total = np.zeros(n)
+        self._alive = np.zeros(n, dtype=bool)
+        self._alive[: self._count] = True
+        self._steps = 0
+
+    @property
+    def done(self) -> bool:
+        return self._start >= self.episodes
+
+    def step(self, actions: np.ndarray) -> None:
+        self.obs, rewards, dones, _ = self.env.step(actions)
+        self._total += np.where(self._alive, rewards, 0.0)
+        self._alive &= ~dones
+        self._steps += 1
+        if not self._alive.any() or self._steps >= self.max_steps:
+            self._returns.extend(self._total[: self._count].tolist())
+            self._start += self.env.num_envs
+            if not self.done:
+                self._wave()
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.asarray(self._returns)
+
+
 def run_episodes(
     env: VecEnv, act: Callable[[Any], np.ndarray], episodes: int, base_seed: int, max_steps: int = 100_000
 ) -> np.ndarray:
@@ -49,23 +91,30 @@ def run_episodes(
 
     The vector env's ``num_envs`` episodes run side by side; later waves take the next seeds.
     """
-    n = env.num_envs
-    returns: list[float] = []
-    for start in range(0, episodes, n):
-        count = min(n, episodes - start)
-        env.seed(base_seed + start)
-        obs = env.reset()
-        total = np.zeros(n)
-        alive = np.zeros(n, dtype=bool)
-        alive[:count] = True
-        for _ in range(max_steps):
-            obs, rewards, dones, _ = env.step(act(obs))
-            total += np.where(alive, rewards, 0.0)
-            alive &= ~dones
-            if not alive.any():
-                break
-        returns.extend(total[:count].tolist())
-    return np.asarray(returns)
+    run = Episodes(env, episodes, base_seed, max_steps)
+    while not run.done:
+        run.step(act(run.obs))
+    return run.returns
+
+
+def evaluate_together(
+    due: Sequence[tuple[int, Evaluator, BaseAlgorithm]], act: Callable[[dict[int, Any]], dict[int, np.ndarray]]
+) -> None:
+    """The deferred evaluations (:attr:`Evaluator.pending`) of several runs at once: each run's episodes on its
+    own evaluation env, on the same reset seeds as alone, every step acted on by one call of ``act`` for all
+    (``{key: observations} -> {key: actions}``; the batched engine's one forward pass for all its seeds)."""
+    while any(ev.pending for _, ev, _ in due):
+        wave = [(k, ev, model, ev.pending.pop(0)) for k, ev, model in due if ev.pending]
+        start = time.perf_counter()
+        runs = {k: Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED) for k, ev, model, _ in wave}
+        while not all(r.done for r in runs.values()):
+            live = {k: r for k, r in runs.items() if not r.done}
+            actions = act({k: r.obs for k, r in live.items()})
+            for k, r in live.items():
+                r.step(actions[k])
+        seconds = (time.perf_counter() - start) / len(wave)
+        for k, ev, model, step in wave:
+            ev.record_returns(model, step, runs[k].returns, seconds)
 
 
 def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], np.ndarray]:
@@ -166,6 +215,9 @@ class Evaluator(BaseCallback):
         self._next = 0
         self._env: VecEnv | None = None
         self._scored: BaseAlgorithm | None = None  # the agent of the last measurement
+        self.defer = False
+        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine)."""
+        self.pending: list[int] = []
 
     def _eval_env(self, model: BaseAlgorithm) -> VecEnv:
         if self._env is None:
@@ -176,15 +228,22 @@ class Evaluator(BaseCallback):
         return self._env
 
     def evaluate(self, model: BaseAlgorithm, step: int) -> None:
-        """Score ``model`` at target step ``step`` (logged to its TensorBoard)."""
+        """Score ``model`` at target step ``step`` (logged to its TensorBoard); deferred: left in :attr:`pending`."""
+        if self.defer:
+            self.pending.append(step)
+            return
         start = time.perf_counter()
         env = self._eval_env(model)
         with sampling_rng(EVAL_SEED, self.seed, step):
             returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
+        self.record_returns(model, step, returns, time.perf_counter() - start)
+
+    def record_returns(self, model: BaseAlgorithm, step: int, returns: np.ndarray, seconds: float) -> None:
+        """The evaluation of ``model`` at ``step``: its episodes' ``returns``, which took ``seconds``."""
         mean = float(returns.mean())
         self._record(model, step, mean, float(returns.std()), float(self.normalise(mean)))
         self._scored = model
-        self.eval_seconds += time.perf_counter() - start
+        self.eval_seconds += seconds
 
     def start_at(self, model: BaseAlgorithm, step: int) -> None:
         """The run's agent first exists at target step ``step`` (its first ``step`` steps went to a

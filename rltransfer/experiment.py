@@ -25,6 +25,7 @@ from rltransfer.errors import BundleError, GateError, UserInputError
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
+from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import RunJob
 from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
@@ -292,12 +293,14 @@ def plan_jobs(
     for target in setup.targets:
         scale = protocol.tasks[target.name]
         for strategy in strategies:
+            engine = engine_of(cfg, strategy)
             for seed in range(cfg.transfer.seeds):
                 p, bundle = bundles[seed % len(bundles)]
                 jobs.append(
                     RunJob(
                         config=config,
-                        config_hash=run_hash(chash, config, strategy, seed, p, target.name),
+                        config_hash=run_hash(chash, config, strategy, seed, p, target.name, engine),
+                        engine=engine,
                         bundle=str(bundle),
                         target={"name": target.name, "params": dict(target.params)},
                         split=setup.split(target),
@@ -309,7 +312,7 @@ def plan_jobs(
                         out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
                         tb_dir=str(layout.run_tb(cfg.run_dir, target.name, strategy, seed)),
                         reuse_key=reuse_key(
-                            config, strategy, seed, {"name": target.name, "params": dict(target.params)}
+                            config, strategy, seed, {"name": target.name, "params": dict(target.params)}, engine
                         ),
                     )  # fmt: skip
                 )
@@ -583,10 +586,11 @@ def _run_grid(
         manifest.set_run(job.key, "running", started=now())
         bar.set_postfix_str(f"in flight {len(in_flight)}: {sorted(in_flight)[0]} | failed {len(failed)}")
 
+    units = batches(todo, workers)
     if cfg.runner.backend == "ray":
-        stream = run_ray(todo, workers, cfg.runner.address, on_start)
+        stream = run_ray(units, workers, cfg.runner.address, on_start)
     else:
-        stream = run_local(todo, workers, on_start, pool)
+        stream = run_local(units, workers, on_start, pool)
 
     def stop() -> None:
         stream.close()  # the workers (or Ray tasks) end here, before the disk is read

@@ -535,7 +535,50 @@ def transfer(
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
         experiment's tree, :func:`rltransfer.store.layout.run_tb`).
     """
-    setup = setup_of(config, overrides)
+    run = prepare_transfer(setup_of(config, overrides), bundle, target, strategy, seed, timesteps, out_dir, callbacks, save, tb_dir)  # fmt: skip
+    if run.lineage.trains:
+        run.model.learn(run.steps, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not run.charged)
+    else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
+        for cb in callbacks:
+            if hasattr(cb, "evaluate_without_training"):
+                cb.evaluate_without_training(run.model, run.budget)
+    return finish_transfer(run)
+
+
+@dataclass
+class TargetRun:
+    """A target agent built and ready to learn (:func:`prepare_transfer`): what :func:`transfer` trains, or
+    the batched engine trains with other seeds of its cell (:mod:`rltransfer.execution.job`)."""
+
+    model: BaseAlgorithm
+    env: VecEnv
+    lineage: Lineage
+    bundle: Bundle
+    budget: int
+    charged: int
+    """Target steps a probe of source heads took before training (0: none)."""
+    out: Path | None
+
+    @property
+    def steps(self) -> int:
+        """The steps it learns: the budget less the probe's."""
+        return self.budget - self.charged
+
+
+def prepare_transfer(
+    setup: Setup,
+    bundle: str | Path | Bundle,
+    target: str | Mapping[str, Any] | Task,
+    strategy: str,
+    seed: int = 0,
+    timesteps: int | None = None,
+    out_dir: str | Path | None = None,
+    callbacks: Sequence[BaseCallback] = (),
+    save: bool = True,
+    tb_dir: str | Path | None = None,
+) -> TargetRun:
+    """:func:`transfer` up to its training: the agent built, its logger and lineage set, a probe's steps
+    charged to ``callbacks``."""
     cfg = setup.config
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     try:
@@ -568,15 +611,16 @@ def transfer(
         write_hparams(model.logger, hparams)
     if charged:
         _charge_probe(model, charged, callbacks)
-    if lineage.trains:
-        model.learn(budget - charged, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not charged)
-    else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
-        for cb in callbacks:
-            if hasattr(cb, "evaluate_without_training"):
-                cb.evaluate_without_training(model, budget)
+    return TargetRun(model, env, lineage, bundle, budget, charged, out)
+
+
+def finish_transfer(run: TargetRun) -> TransferResult:
+    """:func:`transfer` after its training: the model, its observation record and lineage saved."""
+    model, env, lineage, out = run.model, run.env, run.lineage, run.out
     if out is not None:
         # How its observations are built, saved with the model: wrap_target_env needs nothing else.
-        setattr(model, RECORD, observation_record(env, bundle, lineage.target))
+        setattr(model, RECORD, observation_record(env, run.bundle, lineage.target))
+        out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.zip")
         lineage.write(out)
         stats = obs_stats(env)

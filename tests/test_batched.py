@@ -205,3 +205,17 @@ def test_seeds_that_start_at_different_steps_follow_their_own_schedules():
     for name, p in _params(alone).items():
         assert torch.equal(_params(models[1])[name], p), name
     assert (models[0]._n_updates, models[1]._n_updates) == (4 * 3, 3 * 3)  # iterations x epochs
+
+
+@pytest.mark.parametrize("family", ["cartpole", "pendulum"])
+def test_batched_predict_gives_each_models_deterministic_actions(family):
+    models = [_model(s, family) for s in (0, 1, 2)]
+    batch = BatchedPPO(models)
+    obs = {k: m.env.reset() for k, m in enumerate(models)}
+    for m, o in zip(models, obs.values()):
+        m.env.step(m.predict(o, deterministic=True)[0])  # other observations per seed
+    obs = {k: m.env.step(m.predict(obs[k], deterministic=True)[0])[0] for k, m in enumerate(models)}
+    got = batch.predict({0: obs[0], 2: obs[2]})
+    assert sorted(got) == [0, 2]
+    for k in (0, 2):
+        np.testing.assert_allclose(got[k], models[k].predict(obs[k], deterministic=True)[0], atol=1e-5)

@@ -250,16 +250,16 @@ def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_
     from rltransfer.execution import backends as runner
     from rltransfer.experiment import Interrupted
 
-    real = runner.execute
+    real = runner.execute_unit
 
-    def stopped_after_writing(job):
-        summary = real(job)
-        if job.key == "very-long-heavy/scratch/seed-1":
+    def stopped_after_writing(unit):
+        summaries = real(unit)
+        if unit[0].key == "very-long-heavy/scratch/seed-1":
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
-        return summary
+        return summaries
 
-    monkeypatch.setattr(runner, "execute", stopped_after_writing)
+    monkeypatch.setattr(runner, "execute_unit", stopped_after_writing)
     monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
     cfg, _ = _config(tmp_path, "late")
     with pytest.raises(Interrupted):
@@ -353,9 +353,10 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     from rltransfer.execution import backends as runner
     from rltransfer.experiment import Interrupted
 
-    real = runner.execute
+    real = runner.execute_unit
 
-    def swallowing(job):
+    def swallowing(unit):
+        (job,) = unit
         if job.key == "very-long-heavy/scratch/seed-1":
             try:
                 os.kill(os.getpid(), signal.SIGINT)
@@ -363,11 +364,11 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
             except BaseException as err:  # what the C code does
                 Path(job.out_dir).mkdir(parents=True, exist_ok=True)
                 (Path(job.out_dir) / "result.json").write_text(json.dumps({"status": "failed"}))
-                return {"key": job.key, "status": "failed", "error": f"ValueError: {err!r}", "wall_seconds": 0.0,
-                        "eval_seconds": 0.0}  # fmt: skip
-        return real(job)
+                return [{"key": job.key, "status": "failed", "error": f"ValueError: {err!r}", "wall_seconds": 0.0,
+                         "eval_seconds": 0.0}]  # fmt: skip
+        return real(unit)
 
-    monkeypatch.setattr(runner, "execute", swallowing)
+    monkeypatch.setattr(runner, "execute_unit", swallowing)
     monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
     cfg, _ = _config(tmp_path, "swallowed")
     with pytest.raises(Interrupted, match="re-run the same command to resume"):

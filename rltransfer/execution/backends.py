@@ -1,7 +1,7 @@
 """Backends that run independent jobs: a local process pool, or a Ray cluster.
 
-Both call :func:`rltransfer.execution.job.execute` on the same plain-data jobs, so the same seeds
-give the same results whichever backend ran them.
+Both call :func:`rltransfer.execution.job.execute_unit` on the same plain-data jobs (one, or a batch of
+seeds), so the same seeds give the same results whichever backend ran them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ from rltransfer.execution.job import (
     RunJob,
     bundle_files,
     detached,
-    execute,
     execute_detached,
+    execute_unit,
     record_failure,
     write_outputs,
 )
+
+Unit = Sequence[RunJob]
+"""What a worker takes at a time: one job, or the seeds of a cell that train as a batch
+(:func:`rltransfer.execution.batching.batches`)."""
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -63,40 +67,43 @@ def start_pool(workers: int) -> ProcessPoolExecutor | None:
 
 
 def run_local(
-    jobs: Sequence[RunJob],
+    units: Sequence[Unit],
     workers: int,
     on_start: Callable[[RunJob], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
-    """Yield ``(job, summary)`` as jobs finish, ``workers`` at a time in worker processes.
+    """Yield ``(job, summary)`` as units finish, ``workers`` units at a time in worker processes.
 
-    With one worker the jobs run in this process (same results: every run seeds itself).
+    With one worker the units run in this process (same results: every run seeds itself).
     """
     if workers == 1:
-        for job in jobs:
-            if on_start:
-                on_start(job)
-            yield job, execute(job)
+        for unit in units:
+            for job in unit:
+                if on_start:
+                    on_start(job)
+            yield from zip(unit, execute_unit(unit))
         return
-    pending = list(jobs)
+    pending = list(units)
     executor = pool or start_pool(workers)
     assert executor is not None  # start_pool gives no pool for one worker only
     with executor:
-        running: dict[Future, RunJob] = {}
+        running: dict[Future, Unit] = {}
         try:
             while pending or running:
                 while pending and len(running) < workers:
-                    job = pending.pop(0)
-                    if on_start:
-                        on_start(job)
-                    running[executor.submit(execute, job)] = job
+                    unit = pending.pop(0)
+                    for job in unit:
+                        if on_start:
+                            on_start(job)
+                    running[executor.submit(execute_unit, unit)] = unit
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = running.pop(future)
+                    unit = running.pop(future)
                     try:
-                        yield job, future.result()
+                        summaries = future.result()
                     except Exception as err:  # the worker process itself died
-                        yield job, record_failure(job, f"worker crashed: {err}")
+                        summaries = [record_failure(job, f"worker crashed: {err}") for job in unit]
+                    yield from zip(unit, summaries)
         except BaseException:
             stop_workers(executor)
             raise
@@ -121,9 +128,9 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def run_ray(
-    jobs: Sequence[RunJob], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
+    units: Sequence[Unit], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
-    """Yield ``(job, summary)`` as jobs finish on a Ray cluster (a local one when ``address`` is None).
+    """Yield ``(job, summary)`` as units finish on a Ray cluster (a local one when ``address`` is None).
 
     The cluster needs no filesystem shared with the driver: each job goes out without the driver's paths
     (:func:`~rltransfer.execution.job.detached`), its bundle's files through Ray's object store (put once a
@@ -139,24 +146,31 @@ def run_ray(
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(execute_detached)
-    refs = {}
+    refs: dict[Any, Unit] = {}
     bundles: dict[str, Any] = {}  # bundle path -> its files in the object store
-    for job in jobs:
-        if on_start:
-            on_start(job)
-        if job.bundle not in bundles:
-            bundles[job.bundle] = ray.put(bundle_files(job.bundle))
-        refs[remote.remote(detached(job), bundles[job.bundle])] = job
+    for unit in units:
+        paths: list[str] = []
+        for job in unit:
+            if on_start:
+                on_start(job)
+            if job.bundle not in bundles:
+                bundles[job.bundle] = ray.put(bundle_files(job.bundle))
+            if job.bundle not in paths:
+                paths.append(job.bundle)
+        which = [paths.index(job.bundle) for job in unit]
+        refs[remote.remote([detached(job) for job in unit], which, *(bundles[p] for p in paths))] = unit
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
-            job = refs.pop(done[0])
+            unit = refs.pop(done[0])
             try:
-                summary, files = ray.get(done[0])
-                write_outputs(job, files)
-                yield job, summary
+                outputs = ray.get(done[0])
+                for job, (summary, files) in zip(unit, outputs):
+                    write_outputs(job, files)
+                    yield job, summary
             except Exception as err:
-                yield job, record_failure(job, f"ray task failed: {err}")
+                for job in unit:
+                    yield job, record_failure(job, f"ray task failed: {err}")
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)

@@ -10,9 +10,10 @@ import functools
 import json
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
@@ -20,7 +21,12 @@ from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
 
 if TYPE_CHECKING:
+    from rltransfer.evaluation import Evaluator
+    from rltransfer.transferring import TargetRun
     from rltransfer.validation import Setup
+
+SB3, BATCHED = "sb3", "batched"
+"""The engines a run trains with (:attr:`RunJob.engine`)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class RunJob:
     threshold: float
     random_return: float
     out_dir: str
+    engine: str = "sb3"
+    """``sb3``: SB3's own ``learn``, one run at a time; ``batched``: trained side by side with the other seeds of
+    its target and strategy (:func:`execute_batch`), which gives other random streams (:mod:`rltransfer.execution.batching`)."""
     reuse_key: str | None = None
     """Set where the run loads nothing from its bundle: other experiments may copy it (:mod:`rltransfer.store.reuse`)."""
     tb_dir: str | None = None
@@ -90,69 +99,69 @@ def _setup_of(config: str) -> Setup:
     return resolve(load_config(json.loads(config)))
 
 
-def execute(job: RunJob) -> dict[str, Any]:
-    """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
+def _prepare(job: RunJob) -> tuple[Evaluator, TargetRun]:
+    """The job's evaluator and its target agent, built and ready to learn."""
+    from rltransfer.bundle import load_bundle
+    from rltransfer.evaluation import Evaluator
+    from rltransfer.transferring import eval_env_factory, prepare_transfer
 
-    Exceptions of the run are caught and recorded: one failing run never stops the grid.
-    """
-    import torch
+    setup = _setup_of(json.dumps(job.config))
+    bundle = load_bundle(job.bundle)
+    target = {"name": job.target["name"], **job.target["params"]}
+    ev = setup.config.evaluation
 
-    torch.set_num_threads(1)
-    out = Path(job.out_dir)
-    start = time.perf_counter()
-    base = _identity(job)
-    evaluator = None
-    result: FinishedRun | FailedRun
-    try:
-        from rltransfer.bundle import load_bundle
-        from rltransfer.evaluation import Evaluator
-        from rltransfer.transferring import eval_env_factory, transfer
+    def normalise(r: float) -> float:
+        return float(metrics.normalise(r, job.random_return, job.threshold))
 
-        setup = _setup_of(json.dumps(job.config))
-        cfg = setup.config
-        bundle = load_bundle(job.bundle)
-        target = {"name": job.target["name"], **job.target["params"]}
-        ev = cfg.evaluation
-        budget = cfg.transfer.timesteps
+    evaluator = Evaluator(
+        eval_env_factory(setup, bundle, target, ev.episodes), ev.every, setup.config.transfer.timesteps,
+        ev.episodes, ev.deterministic, normalise, seed=job.seed, tag=eval_tag(job.target["name"]),
+    )  # fmt: skip
+    run = prepare_transfer(
+        setup,
+        bundle,
+        target,
+        job.strategy,
+        seed=job.seed,
+        out_dir=job.out_dir,
+        callbacks=[evaluator],
+        tb_dir=job.tb_dir,
+    )
+    return evaluator, run
 
-        def normalise(r: float) -> float:
-            return float(metrics.normalise(r, job.random_return, job.threshold))
 
-        evaluator = Evaluator(
-            eval_env_factory(setup, bundle, target, ev.episodes),
-            ev.every,
-            budget,
-            ev.episodes,
-            ev.deterministic,
-            normalise,
-            seed=job.seed,
-            tag=eval_tag(job.target["name"]),
-        )
-        res = transfer(
-            setup, bundle, target, job.strategy, seed=job.seed, out_dir=out, callbacks=[evaluator],
-            tb_dir=job.tb_dir,
-        )  # fmt: skip
-        curve = Curve.model_validate(evaluator.curve)
-        result = FinishedRun(
-            **base,
-            status="ok",
-            budget=budget,
-            bundle_sha256=res.lineage.bundle_sha256,
-            components=res.lineage.components_status(),
-            curve=curve,
-            metrics=run_metrics(curve.step, curve.score, budget),
-        )
-    except Exception as err:  # recorded, not raised: the rest of the grid goes on
-        made = evaluator is not None and evaluator.curve["step"]
-        result = FailedRun(
-            **base,
-            status="failed",
-            error=f"{type(err).__name__}: {err}",
-            traceback=traceback.format_exc(limit=8),
-            **({"curve": Curve.model_validate(evaluator.curve)} if made and evaluator is not None else {}),
-        )
-    wall = time.perf_counter() - start
-    result.write(out / RESULT_FILE)
+def _finished(job: RunJob, evaluator: Evaluator, run: TargetRun, engine: str = SB3) -> FinishedRun:
+    from rltransfer.transferring import finish_transfer
+
+    res = finish_transfer(run)
+    curve = Curve.model_validate(evaluator.curve)
+    return FinishedRun(
+        **_identity(job),
+        **({"engine": engine} if engine != SB3 else {}),
+        status="ok",
+        budget=run.budget,
+        bundle_sha256=res.lineage.bundle_sha256,
+        components=res.lineage.components_status(),
+        curve=curve,
+        metrics=run_metrics(curve.step, curve.score, run.budget),
+    )
+
+
+def _failed(job: RunJob, evaluator: Evaluator | None, error: BaseException, trace: str) -> FailedRun:
+    made = evaluator is not None and evaluator.curve["step"]
+    if evaluator is not None:
+        evaluator.close()
+    return FailedRun(
+        **_identity(job),
+        status="failed",
+        error=f"{type(error).__name__}: {error}",
+        traceback=trace,
+        **({"curve": Curve.model_validate(evaluator.curve)} if made and evaluator is not None else {}),
+    )
+
+
+def _summary(job: RunJob, result: FinishedRun | FailedRun, wall: float, evaluator: Evaluator | None) -> dict[str, Any]:
+    result.write(Path(job.out_dir) / RESULT_FILE)
     return {
         "key": job.key,
         "status": result.status,
@@ -160,6 +169,94 @@ def execute(job: RunJob) -> dict[str, Any]:
         "wall_seconds": wall,
         "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
     }
+
+
+def _learn_alone(evaluator: Evaluator, run: TargetRun) -> None:
+    """SB3's own training of one agent (what :func:`rltransfer.transferring.transfer` does)."""
+    if run.lineage.trains:
+        run.model.learn(run.steps, callback=[evaluator], reset_num_timesteps=not run.charged)
+    else:  # zero_shot: the untouched agent, scored over the budget
+        evaluator.evaluate_without_training(run.model, run.budget)
+
+
+def execute(job: RunJob) -> dict[str, Any]:
+    """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
+
+    Exceptions of the run are caught and recorded: one failing run never stops the grid. A job of the
+    batched engine runs as a batch of one (:func:`execute_batch`): the same result as in any batch.
+    """
+    if job.engine == BATCHED:
+        return execute_batch([job])[0]
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    evaluator = None
+    result: FinishedRun | FailedRun
+    try:
+        evaluator, run = _prepare(job)
+        _learn_alone(evaluator, run)
+        result = _finished(job, evaluator, run)
+    except Exception as err:  # recorded, not raised: the rest of the grid goes on
+        result = _failed(job, evaluator, err, traceback.format_exc(limit=8))
+    return _summary(job, result, time.perf_counter() - start, evaluator)
+
+
+def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
+    """Run ``jobs`` (seeds of one target and strategy) side by side as one batched model
+    (:class:`~rltransfer.agents.batched_ppo.BatchedPPO`), each writing its own ``result.json``; return their
+    summaries in order. A seed that fails is recorded and the others go on; an agent the engine cannot train
+    (one that does not train, or whose update it does not restate) trains alone, as :func:`execute` would.
+    Each summary's wall time is the batch's shared out evenly."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
+    from rltransfer.evaluation import evaluate_together
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    results: dict[int, FinishedRun | FailedRun] = {}
+    evaluators: dict[int, Evaluator] = {}
+    batch: dict[int, TargetRun] = {}
+    for i, job in enumerate(jobs):
+        try:
+            evaluators[i], run = _prepare(job)
+            if job.engine == BATCHED and run.lineage.trains and unbatchable(run.model) is None:
+                batch[i] = run
+            else:
+                _learn_alone(evaluators[i], run)
+                results[i] = _finished(job, evaluators[i], run)
+        except Exception as err:  # recorded, not raised: the rest of the grid goes on
+            results[i] = _failed(job, evaluators.get(i), err, traceback.format_exc(limit=8))
+    if batch:
+        order = list(batch)
+        engine = BatchedPPO([cast(PPO, batch[i].model) for i in order])
+        for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
+            evaluators[i].defer = evaluators[i].deterministic
+
+        def evaluate_pending() -> None:
+            due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order) if k not in engine.failed]
+            evaluate_together([d for d in due if d[1].pending], engine.predict)
+
+        engine.after_step = evaluate_pending
+        try:
+            engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], [not batch[i].charged for i in order])  # fmt: skip
+        except Exception as err:  # the batch itself failed: every seed in it
+            trace = traceback.format_exc(limit=8)
+            for i in order:
+                results[i] = _failed(jobs[i], evaluators[i], err, trace)
+        else:
+            for k, i in enumerate(order):
+                if k in engine.failed:
+                    results[i] = _failed(jobs[i], evaluators[i], engine.failed[k].error, engine.failed[k].traceback)
+                    continue
+                try:
+                    results[i] = _finished(jobs[i], evaluators[i], batch[i], engine=BATCHED)
+                except Exception as err:
+                    results[i] = _failed(jobs[i], evaluators[i], err, traceback.format_exc(limit=8))
+    wall = (time.perf_counter() - start) / len(jobs)
+    return [_summary(job, results[i], wall, evaluators.get(i)) for i, job in enumerate(jobs)]
 
 
 # -- jobs that carry their inputs and return their outputs (a cluster without a shared filesystem) --------
@@ -182,20 +279,35 @@ def bundle_files(path: str | Path) -> dict[str, bytes]:
     return {name: (Path(path) / name).read_bytes() for name in (WEIGHTS_FILE, MANIFEST_FILE)}
 
 
-def execute_detached(job: RunJob, bundle: dict[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """:func:`execute` on a worker that shares no filesystem with the driver: the bundle is written from
-    ``bundle`` into a directory of the worker's, and the run's outputs (result, model, lineage, TensorBoard
-    events) come back as ``{relative path: bytes}`` for the driver to write (:func:`write_outputs`)."""
+def execute_unit(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
+    """What a worker takes: one job (:func:`execute`), or the seeds of a cell as a batch (:func:`execute_batch`)."""
+    return execute_batch(jobs) if len(jobs) > 1 else [execute(jobs[0])]
+
+
+def execute_detached(
+    jobs: Sequence[RunJob], which: Sequence[int], *bundles: dict[str, bytes]
+) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+    """:func:`execute_unit` on a worker that shares no filesystem with the driver: ``jobs[i]``'s bundle is
+    ``bundles[which[i]]``, written into a directory of the worker's, and each run's outputs (result, model,
+    lineage, TensorBoard events) come back as ``{relative path: bytes}`` for the driver to write
+    (:func:`write_outputs`)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="rltransfer-run-") as tmp:
-        bundle_dir, out = Path(tmp) / "bundle", Path(tmp) / "out"
-        bundle_dir.mkdir()
-        for name, data in bundle.items():
-            (bundle_dir / name).write_bytes(data)
-        summary = execute(replace(job, bundle=str(bundle_dir), out_dir=str(out)))
-        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    return summary, files
+        dirs = []
+        for n, files in enumerate(bundles):
+            bundle_dir = Path(tmp) / f"bundle-{n}"
+            bundle_dir.mkdir()
+            for name, data in files.items():
+                (bundle_dir / name).write_bytes(data)
+            dirs.append(str(bundle_dir))
+        outs = [Path(tmp) / f"out-{i}" for i in range(len(jobs))]
+        local = [replace(job, bundle=dirs[which[i]], out_dir=str(outs[i])) for i, job in enumerate(jobs)]
+        summaries = execute_unit(local)
+        return [
+            (summary, {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+            for summary, out in zip(summaries, outs)
+        ]
 
 
 def write_outputs(job: RunJob, files: dict[str, bytes]) -> None:

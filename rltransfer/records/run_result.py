@@ -68,6 +68,9 @@ class _Run(_Record):
     threshold: float
     random_return: float
     code_revision: str | None = None
+    engine: str | None = None
+    """``batched`` where the run trained side by side with other seeds of its cell (the batched engine: other
+    random streams than SB3's own ``learn``, which trained a run without it)."""
     reuse_key: str | None = None
     """Set where the run loads nothing from a bundle: another experiment may copy it."""
 

@@ -22,7 +22,7 @@ from rltransfer.bundle import package_versions, read_manifest
 from rltransfer.config import load_config
 from rltransfer.errors import UserInputError
 from rltransfer.execution.backends import run_local
-from rltransfer.execution.job import RunJob
+from rltransfer.execution.job import SB3, RunJob
 from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
@@ -176,9 +176,11 @@ def _pretrain(
 
 def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, str]]) -> RunJob:
     config, p = cfg.to_dict(), result.pretrain_seed
+    engine = result.engine or SB3  # a run of the batched engine re-runs as a batch of one: the same run
     return RunJob(
         config=config,
-        config_hash=run_hash(chash, config, result.strategy, result.seed, p, result.target),
+        config_hash=run_hash(chash, config, result.strategy, result.seed, p, result.target, engine),
+        engine=engine,
         bundle=str(bundles[p][0]),
         target={"name": result.target, "params": dict(result.target_params)},
         split=result.split,
@@ -195,7 +197,7 @@ def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
 
     by_key = {r.key: r for r in chosen}
     checks = []
-    for job, _ in run_local(jobs, workers):
+    for job, _ in run_local([[job] for job in jobs], workers):
         published = by_key[job.key]
         difference = first_difference(published, read_result(Path(job.out_dir) / RESULT_FILE))
         sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256

@@ -100,6 +100,7 @@ def run_hash(
     seed: int = 0,
     pretrain_seed: int | None = None,
     target: str | None = None,
+    engine: str = "sb3",
 ) -> str:
     """The config hash of one ``strategy`` run: the experiment's, and its own parameters when the
     config sets any (``transfer.strategy_params``). So ``--set transfer.strategy_params.kickstart.beta=3``
@@ -115,7 +116,9 @@ def run_hash(
 
     A ``target`` the config gives as a parameter mapping with its own ``name`` puts that mapping in the
     hash (the experiment's leaves the targets out): the same name with other parameters is another run.
-    A target named by the family, or a mapping without a name (named after its parameters), needs nothing."""
+    A target named by the family, or a mapping without a name (named after its parameters), needs nothing.
+    A run of the batched engine (``engine`` ``batched``, :mod:`rltransfer.execution.batching`) says so: its
+    random streams are not SB3's, so it is another run than the one SB3's own ``learn`` makes."""
     from rltransfer.strategies import plan_of
 
     params = (config["transfer"].get("strategy_params") or {}).get(strategy)
@@ -129,10 +132,14 @@ def run_hash(
     spec = _named_target(config, target) if target is not None else None
     if spec is not None:
         key["target"] = spec
+    if engine != "sb3":
+        key["engine"] = engine
     return f"{chash}-{digest(key, 8)}" if key else chash
 
 
-def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mapping[str, Any]) -> str | None:
+def reuse_key(
+    config: Mapping[str, Any], strategy: str, seed: int, target: Mapping[str, Any], engine: str = "sb3"
+) -> str | None:
     """The key under which a run of ``strategy`` may be re-used by another experiment, or ``None``
     when the run loads anything from its bundle (its result then depends on the pre-training): the
     target, the seed, the agent, the transfer budget and the evaluation, and the package versions.
@@ -153,6 +160,8 @@ def reuse_key(config: Mapping[str, Any], strategy: str, seed: int, target: Mappi
         data["transfer"].pop(key, None)
     data["transfer"]["strategy_params"] = {strategy: dict(params or {})}
     data["run"] = {"strategy": strategy, "seed": int(seed), "target": dict(target), "versions": _versions()}
+    if engine != "sb3":  # other random streams: another run (runs of SB3's own learn keep their key)
+        data["run"]["engine"] = engine
     return digest(data, 24)
 
 

@@ -1,0 +1,56 @@
+"""Which runs of a grid train side by side, and how they are grouped.
+
+With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one batched model
+(:class:`rltransfer.agents.batched_ppo.BatchedPPO`) where the engine restates the strategy's update: PPO
+strategies that train, except those with their own update (``kickstart``) or with ``target_kl``. The
+others run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
+it is part of the run's key (another engine gives other random streams, so another run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import ceil
+
+from rltransfer.config import ExperimentConfig
+from rltransfer.execution.job import BATCHED, SB3, RunJob
+from rltransfer.strategies import plan_of
+
+
+def engine_of(cfg: ExperimentConfig, strategy: str) -> str:
+    """The engine that trains ``strategy``'s runs of ``cfg``: ``batched`` or ``sb3``."""
+    if not cfg.runner.batch_seeds or cfg.agent.algo != "ppo":
+        return SB3
+    if cfg.agent.hyperparams.get("target_kl") is not None:
+        return SB3
+    plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
+    if plan is None or not plan.train or plan.algo_class is not None:
+        return SB3
+    return BATCHED
+
+
+def batches(jobs: Sequence[RunJob], workers: int) -> list[list[RunJob]]:
+    """``jobs`` as the units the workers take, in order of first appearance: the batched jobs of each
+    (target, strategy) together, split into as many batches of near-equal size as keep ``workers`` busy
+    where there are fewer cells than workers; every other job alone."""
+    cells: dict[tuple[str, str], list[RunJob]] = {}
+    units: list[list[RunJob]] = []
+    for job in jobs:
+        if job.engine != BATCHED:
+            units.append([job])
+            continue
+        key = (job.target["name"], job.strategy)
+        if key not in cells:
+            cells[key] = []
+            units.append(cells[key])
+        cells[key].append(job)
+    split = max(1, ceil(workers / max(1, len(cells))))
+    out: list[list[RunJob]] = []
+    for unit in units:
+        if len(unit) > 1 and unit[0].engine == BATCHED and split > 1:
+            n = min(split, len(unit))
+            size = ceil(len(unit) / n)
+            out.extend(unit[i : i + size] for i in range(0, len(unit), size))
+        else:
+            out.append(unit)
+    return out

@@ -1,0 +1,105 @@
+"""A grid with ``runner.batch_seeds``: the seeds of a cell train as one batch, each run is the one it would be
+alone (a batch of one: what ``rltransfer verify`` re-runs), its key says which engine trained it, and what the
+engine cannot train runs as before."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import rltransfer
+from rltransfer.config import load_config
+from rltransfer.execution.batching import batches, engine_of
+from rltransfer.execution.job import BATCHED, SB3, RunJob, execute_unit
+
+
+def _cfg(tmp_path: Path, name: str, **runner) -> dict:
+    return {
+        "name": name, "output_dir": str(tmp_path / "runs"), "family": "cartpole", "source_tasks": ["short", "long"],
+        "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+        "pretrain": {"timesteps": 512, "envs_per_task": 1, "eval_episodes": 2},
+        "transfer": {"timesteps": 256, "seeds": 3, "strategies": ["scratch", "zero_shot", "finetune", "kickstart"]},
+        "evaluation": {"every": 128, "episodes": 3}, "runner": {"workers": 1, **runner},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory):
+    base = tmp_path_factory.mktemp("batched")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RLTRANSFER_CACHE", str(base / "cache"))
+        res = rltransfer.run_experiment(_cfg(base, "grid", batch_seeds=True), progress=False, echo=False)
+    return base, res
+
+
+def _result(run_dir: Path, key: str) -> dict:
+    return json.loads((run_dir / "runs" / key / "result.json").read_text())
+
+
+def test_the_engine_of_each_strategy(tmp_path):
+    cfg = load_config(_cfg(tmp_path, "e", batch_seeds=True))
+    assert {s: engine_of(cfg, s) for s in ["scratch", "zero_shot", "finetune", "kickstart"]} == {
+        "scratch": BATCHED, "finetune": BATCHED, "zero_shot": SB3, "kickstart": SB3,
+    }  # fmt: skip
+    assert engine_of(load_config(_cfg(tmp_path, "e")), "scratch") == SB3  # off by default
+    kl = _cfg(tmp_path, "e", batch_seeds=True)
+    kl["agent"]["hyperparams"]["target_kl"] = 0.02
+    assert engine_of(load_config(kl), "scratch") == SB3
+
+
+def _job(target: str, strategy: str, seed: int, engine: str) -> RunJob:
+    return RunJob({}, "h", "b", {"name": target, "params": {}}, "interpolation", strategy, seed, 0, 1.0, 0.0, "o", engine=engine)  # fmt: skip
+
+
+def test_batches_group_a_cells_seeds_and_keep_every_worker_busy():
+    jobs = [_job(t, s, i, BATCHED if s != "zero_shot" else SB3) for t in "ab" for s in ("scratch", "zero_shot") for i in range(4)]  # fmt: skip
+    units = batches(jobs, workers=2)
+    assert [[(j.target["name"], j.strategy, j.seed) for j in u] for u in units][:2] == [
+        [("a", "scratch", i) for i in range(4)], [("a", "zero_shot", 0)],
+    ]  # fmt: skip
+    assert sorted(len(u) for u in units) == [1] * 8 + [4, 4]
+    # one cell, four workers: its seeds in four batches
+    one = [_job("a", "scratch", i, BATCHED) for i in range(10)]
+    assert [len(u) for u in batches(one, workers=4)] == [3, 3, 3, 1]
+    assert sorted(j.seed for u in batches(one, workers=4) for j in u) == list(range(10))
+
+
+def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched, tmp_path):
+    base, res = batched
+    assert not res.failed
+    run_dir = res.run_dir
+    engines = {k: _result(run_dir, k).get("engine") for k in ("very-long-heavy/scratch/seed-0",
+               "very-long-heavy/finetune/seed-2", "very-long-heavy/zero_shot/seed-1", "very-long-heavy/kickstart/seed-0")}  # fmt: skip
+    assert list(engines.values()) == ["batched", "batched", None, None]
+    # each batched run, alone (a batch of one, as verify re-runs it): the same result, curve for curve
+    cfg = load_config(run_dir / "config.yaml")
+    published = _result(run_dir, "very-long-heavy/finetune/seed-2")
+    from rltransfer.records.run_result import read_result
+    from rltransfer.reporting.verification import _job as job_of
+
+    run = read_result(run_dir / "runs/very-long-heavy/finetune/seed-2/result.json")
+    cfg = cfg.model_copy(update={"output_dir": tmp_path / "alone"})
+    job = job_of(cfg, published["config_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
+    assert job.engine == BATCHED and job.config_hash == published["config_hash"]
+    (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
+    assert summary["status"] == "ok"
+    alone = json.loads((tmp_path / "alone-run" / "result.json").read_text())
+    assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"]
+
+
+def test_a_runs_key_says_its_engine_so_the_other_engine_trains_it_again(batched):
+    base, res = batched
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RLTRANSFER_CACHE", str(base / "cache"))
+        again = rltransfer.run_experiment(_cfg(base, "grid", batch_seeds=True), progress=False, echo=False)
+        assert json.loads((again.run_dir / "manifest.json").read_text())["grid_runs"] == 0  # all re-used
+        sb3 = rltransfer.run_experiment(_cfg(base, "grid-sb3"), progress=False, echo=False)
+    key = "very-long-heavy/scratch/seed-0"
+    a, b = _result(res.run_dir, key), _result(sb3.run_dir, key)
+    assert a["config_hash"] != b["config_hash"] and "engine" not in b
+    assert a["curve"]["step"] == b["curve"]["step"]  # the same protocol; other random streams
+    z = "very-long-heavy/zero_shot/seed-0"
+    assert _result(res.run_dir, z)["config_hash"] == _result(sb3.run_dir, z)["config_hash"]
