@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from typing import cast
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from rltransfer.envs.family import Family, Parameter
+from rltransfer.envs.vector import VectorPhysics
 
 
 def build_cartpole(params: Mapping[str, float]) -> gym.Env:
@@ -35,6 +37,53 @@ def recompute(cp: CartPoleEnv, params: Mapping[str, float]) -> None:
     cp.polemass_length = cp.masspole * cp.length
 
 
+_REF = CartPoleEnv()  # Gymnasium's constants (time step, bounds), read, not restated
+
+
+class CartPoleVector(VectorPhysics):
+    """N CartPoles, each with its own pole, cart, gravity and push force, stepped as arrays: Gymnasium's
+    ``CartPoleEnv.step`` (Euler integration) with every scalar an array over the envs, the same operations
+    in the same order (the same bits)."""
+
+    max_episode_steps = 500  # CartPole-v1's TimeLimit
+
+    def __init__(self, params):
+        super().__init__(params)
+        p = self.params
+        self.total_mass = p["masspole"] + p["masscart"]
+        self.polemass_length = p["masspole"] * p["length"]
+        self.state = np.zeros((self.n, 4))
+
+    def _reset(self, index: np.ndarray) -> None:
+        for i in index:
+            self.state[i] = self.rngs[i].uniform(low=-0.05, high=0.05, size=(4,))
+
+    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p, tau = self.params, _REF.tau
+        x, x_dot, theta, theta_dot = self.state.T
+        force = np.where(actions == 1, p["force_mag"], -p["force_mag"])
+        costheta = np.cos(theta)
+        sintheta = np.sin(theta)
+        temp = (force + self.polemass_length * np.square(theta_dot) * sintheta) / self.total_mass
+        thetaacc = (p["gravity"] * sintheta - costheta * temp) / (
+            p["length"] * (4.0 / 3.0 - p["masspole"] * np.square(costheta) / self.total_mass)
+        )
+        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
+        x = x + tau * x_dot
+        x_dot = x_dot + tau * xacc
+        theta = theta + tau * theta_dot
+        theta_dot = theta_dot + tau * thetaacc
+        self.state = np.stack((x, x_dot, theta, theta_dot), axis=1)
+        terminated = (
+            (x < -_REF.x_threshold) | (x > _REF.x_threshold)
+            | (theta < -_REF.theta_threshold_radians) | (theta > _REF.theta_threshold_radians)
+        )  # fmt: skip
+        return np.ones(self.n), terminated
+
+    def _obs(self) -> np.ndarray:
+        return self.state.astype(np.float32)
+
+
 PARAMETERS = [
     Parameter("length", 0.5, 0.1, 3.0, "half the pole's length [m]"),
     Parameter("masspole", 0.1, 0.01, 1.0, "pole mass [kg]"),
@@ -48,6 +97,7 @@ CARTPOLE = Family(
     description="CartPole-v1 with varied pole length and mass, cart mass, gravity and push force",
     parameters=PARAMETERS,
     build=build_cartpole,
+    vector=CartPoleVector,
     tasks={
         "default": {},
         "short": {"length": 0.3},

@@ -11,6 +11,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rltransfer.envs.vector import VectorPhysics
+
 SPLITS = ("interpolation", "extrapolation")
 
 
@@ -82,6 +84,8 @@ class Family:
         Gymnasium spec's ``reward_threshold`` of the built env.
     :param threshold_note: why the threshold is what it is, where it is not Gymnasium's.
     :param description: one line for ``rltransfer families``.
+    :param vector: a :class:`~rltransfer.envs.vector.VectorPhysics` subclass that steps N of the family's envs
+        as numpy arrays with the same results as ``build``'s envs (optional; a speed-up).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Family:
         reward_threshold: float | None = None,
         threshold_note: str = "",
         description: str = "",
+        vector: type[VectorPhysics] | None = None,
     ) -> None:
         self.name = name
         self.spec: dict[str, Any] | None = None
@@ -115,6 +120,9 @@ class Family:
         if overlap:
             raise TaskError(f"family '{name}': tasks both source and target: {sorted(overlap)}")
         self._threshold = reward_threshold
+        self.vector = vector
+        """The family's vector build (:mod:`rltransfer.envs.vector`): N of its envs stepped as arrays, with
+        the same results as ``build``'s; None: its envs are stepped one by one."""
 
     # -- tasks -------------------------------------------------------------------------------
     def task(self, spec: str | Task | Mapping[str, Any], where: str = "task") -> Task:

@@ -120,6 +120,10 @@ class MultiTaskVecEnv(DummyVecEnv):
         self._context_obs = (
             None if vectors[0] is None else np.stack([cast(np.ndarray, vectors[i]) for i in self.slot_tasks])
         )
+        self._vector = None
+        if family.vector is not None and pad_to is None and not self.layout.mixed:
+            # The family's vector build steps the envs (the same results, as arrays); self.envs stay for spaces.
+            self._vector = family.vector([self.tasks[i].params for i in self.slot_tasks])
         self.episode_returns: dict[str, deque[float]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths: dict[str, deque[int]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0
@@ -166,7 +170,13 @@ class MultiTaskVecEnv(DummyVecEnv):
             info["task"], info["task_id"] = self.task_names[t], self.head_ids[t]
 
     def reset(self):
-        obs = super().reset()
+        if self._vector is None:
+            obs = super().reset()
+        else:
+            self._raw_obs[:], self.reset_infos = self._vector.reset(self._seeds)
+            self._reset_seeds()
+            self._reset_options()
+            obs = self._obs_from_buf()
         self._tag(self.reset_infos)
         return obs
 
@@ -181,8 +191,14 @@ class MultiTaskVecEnv(DummyVecEnv):
             f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self._raw_obs[slot]}"
         )
 
+    def _vector_step(self):
+        """DummyVecEnv's ``step_wait`` through the vector build."""
+        assert self._vector is not None
+        self._raw_obs[:], self.buf_rews[:], self.buf_dones[:], self.buf_infos = self._vector.step(self.actions)
+        return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), self.buf_infos
+
     def step_wait(self):
-        obs, rewards, dones, infos = super().step_wait()
+        obs, rewards, dones, infos = super().step_wait() if self._vector is None else self._vector_step()
         self._check_finite(rewards)
         self._tag(infos)
         if not dones.any():

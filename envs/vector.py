@@ -1,0 +1,94 @@
+"""A family's vector build: N envs of its tasks stepped as numpy arrays, as SB3's ``DummyVecEnv`` steps N
+Gymnasium envs one by one, with the same results.
+
+:class:`VectorPhysics` keeps every env's state in arrays with its parameters (``params[name]``: one value per
+env) and does what ``DummyVecEnv`` over ``Monitor(gym.make(...))`` does around the physics: a random generator
+per env, seeded as Gymnasium seeds an env (``reset(seed=s)``: ``np.random.default_rng(s)``; an env without a
+seed keeps its stream), the episode's step limit (``TimeLimit``), auto-reset of finished envs with
+``terminal_observation`` and ``TimeLimit.truncated`` in their info, and Monitor's ``episode`` record
+(``r``, ``l``, ``t``). A family provides one by subclassing it (``_reset`` and ``_step`` of its physics)
+and passing the class as ``Family(vector=...)``; :class:`~rltransfer.envs.multitask.MultiTaskVecEnv` then
+steps its envs through it. ``tests/test_vector_envs.py`` checks the trajectories against the family's own
+env: the same observations, rewards and ends, bit for bit, for the same parameters, seeds and actions.
+
+Gymnasium's own vector CartPole cannot stand in: one generator for all envs, one parameter set, and
+auto-reset on the step after the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class VectorPhysics:
+    """N envs of a family, each with its own parameters (``params``: one mapping per env)."""
+
+    max_episode_steps: int | None = None
+    """The step limit of an episode (Gymnasium's ``TimeLimit``); None: none."""
+
+    def __init__(self, params: Sequence[Mapping[str, float]]):
+        self.n = len(params)
+        self.params = {k: np.array([float(p[k]) for p in params]) for k in params[0]}
+        self.rngs = [np.random.default_rng() for _ in range(self.n)]
+        self.steps = np.zeros(self.n, dtype=np.int64)
+        self.returns = np.zeros(self.n)
+        self.t_start = time.time()
+        self._episode_start = np.full(self.n, self.t_start)
+
+    # -- the physics: what a family's subclass writes --------------------------------------------------
+    def _reset(self, index: np.ndarray) -> None:
+        """Draw the start state of the envs ``index`` (from ``self.rngs[i]``, as the single env would)."""
+        raise NotImplementedError
+
+    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step of every env: (rewards, terminated)."""
+        raise NotImplementedError
+
+    def _obs(self) -> np.ndarray:
+        """Every env's observation, as the single env returns it."""
+        raise NotImplementedError
+
+    # -- DummyVecEnv's part --------------------------------------------------------------------------------
+    def reset(self, seeds: Sequence[int | None] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Reset every env, env ``i`` with ``seeds[i]`` where given: its observations and infos."""
+        for i, seed in enumerate(seeds if seeds is not None else [None] * self.n):
+            if seed is not None:
+                self.rngs[i] = np.random.default_rng(seed)
+        everyone = np.arange(self.n)
+        self._reset(everyone)
+        self.steps[:] = 0
+        self.returns[:] = 0.0
+        self._episode_start[:] = time.time()
+        return self._obs(), [{} for _ in range(self.n)]
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """One step of every env, finished ones reset: observations, rewards (float32), dones, infos."""
+        rewards, terminated = self._step(np.asarray(actions))
+        self.steps += 1
+        self.returns += rewards
+        truncated = (
+            self.steps >= self.max_episode_steps if self.max_episode_steps is not None else np.zeros(self.n, bool)
+        )
+        dones = terminated | truncated
+        obs = self._obs()
+        infos: list[dict[str, Any]] = [
+            {"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated)
+        ]
+        if dones.any():
+            ended = np.flatnonzero(dones)
+            now = time.time()
+            for i in ended:
+                infos[i]["episode"] = {
+                    "r": round(float(self.returns[i]), 6), "l": int(self.steps[i]),
+                    "t": round(now - self.t_start, 6),
+                }  # fmt: skip
+                infos[i]["terminal_observation"] = obs[i].copy()
+            self._reset(ended)
+            self.steps[ended] = 0
+            self.returns[ended] = 0.0
+            obs = self._obs()
+        return obs, rewards.astype(np.float32), dones, infos

@@ -1,0 +1,71 @@
+"""A family's vector build steps its envs as arrays with the results of its own envs stepped one by one:
+the same observations, rewards, ends, resets and infos, bit for bit, for the same parameters, seeds and
+actions (rltransfer.envs.vector)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rltransfer.envs import MultiTaskVecEnv, get_family
+
+
+def _envs(family: str, tasks: list[str], n: int):
+    fam = get_family(family)
+    resolved = [fam.task(t) for t in tasks]
+    vector = MultiTaskVecEnv(fam, resolved, "context", envs_per_task=n)
+    single = MultiTaskVecEnv(fam, resolved, "context", envs_per_task=n)
+    single._vector = None  # stepped one by one, as DummyVecEnv over the family's Gymnasium envs
+    assert vector._vector is not None
+    return vector, single
+
+
+def _balance(obs: dict, rng: np.random.Generator) -> np.ndarray:
+    """A controller that keeps most poles up to the time limit, with random pushes: long and short episodes."""
+    o = obs["obs"]
+    act = (o[:, 2] + 0.5 * o[:, 3] > 0).astype(np.int64)
+    flip = rng.random(len(act)) < 0.1
+    return np.where(flip, 1 - act, act)
+
+
+def _same(a, b) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b), (a, b)
+    else:
+        assert a == b, (a, b)
+
+
+@pytest.mark.parametrize("tasks", [["very-long-heavy"], ["short", "weak-push", "heavy-gravity"]])
+def test_cartpole_vector_build_gives_the_single_envs_trajectories(tasks):
+    vector, single = _envs("cartpole", tasks, 3)
+    rng = np.random.default_rng(0)
+    truncated = ended = 0
+    for episode_seed in (7, 123):  # seeded resets, then resets on their own streams
+        for env in (vector, single):
+            env.seed(episode_seed)
+        o_v = vector.reset()
+        _same(o_v, single.reset())
+        for _ in range(1500):
+            actions = _balance(o_v, rng)
+            o_v, r_v, d_v, i_v = vector.step(actions)
+            o_s, r_s, d_s, i_s = single.step(actions)
+            _same(o_v, o_s)
+            _same(r_v, r_s)
+            _same(d_v, d_s)
+            for a, b in zip(i_v, i_s):
+                a, b = dict(a), dict(b)
+                ea, eb = a.pop("episode", None), b.pop("episode", None)
+                assert (ea is None) == (eb is None)
+                if ea is not None:
+                    assert (ea["r"], ea["l"]) == (eb["r"], eb["l"])
+                    ended += 1
+                    truncated += a["TimeLimit.truncated"]
+                _same(a, b)
+    assert ended > 10 and truncated >= 2  # both kinds of ends were compared
+    assert vector.episode_returns.keys() == single.episode_returns.keys()
+    for name in vector.episode_returns:
+        assert list(vector.episode_returns[name]) == list(single.episode_returns[name])
