@@ -75,7 +75,7 @@ def unbatchable(model: Any) -> str | None:
     why = next((w for w in map(adam_unsupported, model.policy.optimizer.param_groups) if w), None)
     if why:
         return f"its Adam: {why}"
-    if not hasattr(model.policy, "distribution_and_value"):
+    if not hasattr(model.policy, "action_params_and_value"):
         return f"{type(model.policy).__name__} is not one of rltransfer's multi-task policies"
     return None
 
@@ -88,25 +88,32 @@ class SeedFailed:
         self.traceback = traceback.format_exc(limit=8)
 
 
-def _act(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    distribution, values = policy.distribution_and_value(obs)
-    d = distribution.distribution
-    if isinstance(d, torch.distributions.Categorical):
-        return (d.logits,), values
-    return (d.mean, d.stddev), values
-
-
-def _evaluate(policy: Any, obs: Any, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    values, log_prob, entropy = policy.evaluate_actions(obs, actions)
-    return values.flatten(), log_prob, entropy
+def _net(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """What runs under vmap: the policy's network, to its action parameters and values (the distributions
+    are built outside, on all seeds' parameters at once: fewer operations under vmap, which costs per op)."""
+    return policy.action_params_and_value(obs)
 
 
 def _values(policy: Any, obs: Any) -> torch.Tensor:
     return policy.predict_values(obs)
 
 
-def _mode(policy: Any, obs: Any) -> torch.Tensor:
-    return policy._predict(obs, deterministic=True)
+def distribution(params: tuple[torch.Tensor, ...]) -> torch.distributions.Distribution:
+    """The action distribution of batched action parameters, as SB3's Categorical or DiagGaussian builds it
+    (log-probabilities and entropies of a Gaussian summed over the action's dimensions by the caller)."""
+    if len(params) == 1:
+        return torch.distributions.Categorical(logits=params[0], validate_args=False)
+    mean, log_std = params
+    if log_std.dim() < mean.dim():  # one log-std per seed (a single head), not per sample
+        log_std = log_std.unsqueeze(1)
+    return torch.distributions.Normal(mean, torch.ones_like(mean) * log_std.exp(), validate_args=False)
+
+
+def log_prob_and_entropy(params: tuple[torch.Tensor, ...], actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    d = distribution(params)
+    if len(params) == 1:
+        return d.log_prob(actions), d.entropy()
+    return d.log_prob(actions).sum(-1), d.entropy().sum(-1)
 
 
 class BatchedPPO:
@@ -157,7 +164,9 @@ class BatchedPPO:
         batched forward pass."""
         first = next(iter(observations.values()))
         with torch.no_grad():
-            actions = self.stack.call(_mode, self._obs([observations.get(k, first) for k in range(self.rows)]))
+            params, _ = self.stack.call(_net, self._obs([observations.get(k, first) for k in range(self.rows)]))
+            d = distribution(params)
+            actions = d.probs.argmax(-1) if self._discrete else d.mean  # SB3's mode
         out = {}
         for k in observations:
             a = actions[k].numpy()
@@ -264,7 +273,8 @@ class BatchedPPO:
         n_steps = 0
         while n_steps < ref.n_steps and running:
             with torch.no_grad():
-                dist, values = self.stack.call(_act, self._obs(self._per_row([m._last_obs for m in self.models])))
+                dist, values = self.stack.call(_net, self._obs(self._per_row([m._last_obs for m in self.models])))
+                values = values.flatten(1)
                 actions, log_probs = self._sample(dist, running)
             values = values[running]
             for i, k in enumerate(list(running)):
@@ -439,7 +449,9 @@ class BatchedPPO:
             actions = actions.long().flatten(1)
         old_values, old_log_prob = data["values"][rows, idx], data["log_probs"][rows, idx]
         advantages, returns = data["advantages"][rows, idx], data["returns"][rows, idx]
-        values, log_prob, entropy = self.stack.call(_evaluate, obs, actions)
+        params, values = self.stack.call(_net, obs)
+        values = values.flatten(1)
+        log_prob, entropy = log_prob_and_entropy(params, actions)
         if ref.normalize_advantage and advantages.shape[1] > 1:
             advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
         ratio = torch.exp(log_prob - old_log_prob)

@@ -94,6 +94,16 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *(self.action_space.shape or ()))), values, log_prob
 
+    def action_params_and_value(self, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """The action distribution's parameters (``(logits,)``; ``(mean, log_std)`` for Box actions) and the
+        value of ``obs``, from one forward pass: the network alone, which the batched engine runs for all its
+        seeds at once (:mod:`rltransfer.agents.batched_ppo`; it builds the distributions as SB3's do)."""
+        idx = self._head_index(obs)
+        latent_pi, latent_vf = self._latents(obs)
+        out = self.heads.action_out(latent_pi, idx)
+        params = (out, self.heads.log_std_of(idx)) if isinstance(self.action_dist, DiagGaussianDistribution) else (out,)
+        return params, self._value(latent_vf, idx)
+
     def distribution_and_value(self, obs: Any) -> tuple[Distribution, torch.Tensor]:
         """The action distribution and the value of ``obs``, from one forward pass (what acting needs)."""
         idx = self._head_index(obs)

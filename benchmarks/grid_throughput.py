@@ -26,10 +26,52 @@ from rltransfer.execution.backends import run_local
 from rltransfer.execution.batching import batches
 from rltransfer.execution.job import BATCHED, SB3
 from rltransfer.records.bundle_manifest import read_manifest
+from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting.publication import read_runs, shipped_bundles
 from rltransfer.reporting.verification import _job
 from rltransfer.store.keys import experiment_keys, run_hash
 from rltransfer.validation import validate
+
+
+def run_cell(
+    pub: Path,
+    target: str,
+    strategy: str,
+    seeds: int,
+    workers: int,
+    engine: str,
+    out: Path,
+    timesteps: int | None = None,
+    pretrain_seed: int | None = None,
+) -> tuple[float, list[FinishedRun], int]:
+    """The publication's first ``seeds`` runs of (``target``, ``strategy``) run again by ``engine`` in ``out``,
+    from its shipped bundles (all from ``pretrain_seed``'s where given): wall time, results, units."""
+    runs = [r for r in read_runs(pub) if r.target == target and r.strategy == strategy]
+    runs = sorted(runs, key=lambda r: r.seed)[:seeds]
+    if len(runs) < seeds:
+        raise SystemExit(f"{pub} publishes {len(runs)} runs of {target}/{strategy}, not {seeds}")
+    config = yaml.safe_load((pub / "config.yaml").read_text())
+    bundles = {p: (path, read_manifest(path).weights.sha256) for p, path in shipped_bundles(pub).items()}
+    overrides: dict = {"output_dir": str(out)}
+    if timesteps:
+        overrides["transfer"] = {**config["transfer"], "timesteps": timesteps}
+    cfg = validate(load_config({**config, **overrides})).config
+    chash = experiment_keys(cfg).experiment
+    jobs = []
+    for r in runs:
+        if pretrain_seed is not None:
+            r = r.model_copy(update={"pretrain_seed": pretrain_seed})
+        job = _job(cfg, chash, r, bundles)
+        key = run_hash(chash, cfg.to_dict(), r.strategy, r.seed, r.pretrain_seed, r.target, engine)
+        jobs.append(replace(job, engine=engine, config_hash=key, threshold=r.threshold))
+    units = batches(jobs, workers) if engine == BATCHED else [[j] for j in jobs]
+    start = time.perf_counter()
+    statuses = [summary["status"] for _, summary in run_local(units, workers)]
+    wall = time.perf_counter() - start
+    if set(statuses) != {"ok"}:
+        raise SystemExit(f"{engine}: runs failed: {statuses}")
+    results = [read_result(Path(job.out_dir) / RESULT_FILE) for job in jobs]
+    return wall, [r for r in results if isinstance(r, FinishedRun)], len(units)
 
 
 def main() -> None:
@@ -41,38 +83,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timesteps", type=int, default=None, help="each run's budget (default: the config's)")
     args = ap.parse_args()
-    pub = Path(args.publication)
-    runs = [r for r in read_runs(pub) if r.target == args.target and r.strategy == args.strategy]
-    runs = sorted(runs, key=lambda r: r.seed)[: args.seeds]
-    if len(runs) < args.seeds:
-        raise SystemExit(f"{pub} publishes {len(runs)} runs of {args.target}/{args.strategy}, not {args.seeds}")
-    config = yaml.safe_load((pub / "config.yaml").read_text())
-    shipped = shipped_bundles(pub)
-    bundles = {p: (path, read_manifest(path).weights.sha256) for p, path in shipped.items()}
     times = {}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
         for engine in (SB3, BATCHED):
-            overrides = {"output_dir": str(Path(tmp) / engine)}
-            if args.timesteps:
-                overrides["transfer"] = {**config["transfer"], "timesteps": args.timesteps}
-            cfg = validate(load_config({**config, **overrides})).config
-            chash = experiment_keys(cfg).experiment
-            jobs = []
-            for r in runs:
-                job = _job(cfg, chash, r, bundles)
-                key = run_hash(chash, cfg.to_dict(), r.strategy, r.seed, r.pretrain_seed, r.target, engine)
-                jobs.append(replace(job, engine=engine, config_hash=key, threshold=r.threshold))
-            units = batches(jobs, args.workers) if engine == BATCHED else [[j] for j in jobs]
-            start = time.perf_counter()
-            statuses = [summary["status"] for _, summary in run_local(units, args.workers)]
-            times[engine] = time.perf_counter() - start
-            if set(statuses) != {"ok"}:
-                raise SystemExit(f"{engine}: runs failed: {statuses}")
-            steps = len(jobs) * cfg.transfer.timesteps
+            wall, results, units = run_cell(
+                Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
+                Path(tmp) / engine, args.timesteps,
+            )  # fmt: skip
+            times[engine] = wall
+            steps = sum(r.budget for r in results)
             print(
-                f"{engine:8s} {len(jobs)} runs of {cfg.transfer.timesteps} steps ({args.target}/{args.strategy}), "
-                f"{len(units)} unit(s) on {args.workers} worker(s): grid {times[engine]:.1f} s, "
-                f"{steps / times[engine] / args.workers:.0f} env steps/s per core",
+                f"{engine:8s} {len(results)} runs of {results[0].budget} steps ({args.target}/{args.strategy}), "
+                f"{units} unit(s) on {args.workers} worker(s): grid {wall:.1f} s, "
+                f"{steps / wall / args.workers:.0f} env steps/s per core",
                 flush=True,
             )
     print(
