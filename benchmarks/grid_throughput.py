@@ -44,13 +44,16 @@ def run_cell(
     timesteps: int | None = None,
     pretrain_seed: int | None = None,
 ) -> tuple[float, list[FinishedRun], int]:
-    """The publication's first ``seeds`` runs of (``target``, ``strategy``) run again by ``engine`` in ``out``,
-    from its shipped bundles (all from ``pretrain_seed``'s where given): wall time, results, units."""
+    """The publication's first ``seeds`` runs of (``target``, ``strategy``) (more seeds than it publishes: as
+    its grid would have made them) run again by ``engine`` in ``out``, from its shipped bundles (all from ``pretrain_seed``'s where given): wall time, results, units."""
     runs = [r for r in read_runs(pub) if r.target == target and r.strategy == strategy]
     runs = sorted(runs, key=lambda r: r.seed)[:seeds]
-    if len(runs) < seeds:
-        raise SystemExit(f"{pub} publishes {len(runs)} runs of {target}/{strategy}, not {seeds}")
+    if not runs:
+        raise SystemExit(f"{pub} publishes no run of {target}/{strategy}")
     config = yaml.safe_load((pub / "config.yaml").read_text())
+    n_pre = int(config["pretrain"]["seeds"])
+    for seed in range(len(runs), seeds):  # seeds beyond the published ones: as the grid would make them
+        runs.append(runs[0].model_copy(update={"seed": seed, "pretrain_seed": seed % n_pre}))
     bundles = {p: (path, read_manifest(path).weights.sha256) for p, path in shipped_bundles(pub).items()}
     overrides: dict = {"output_dir": str(out)}
     if timesteps:
