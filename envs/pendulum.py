@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from typing import cast
 
 import gymnasium as gym
-from gymnasium.envs.classic_control.pendulum import PendulumEnv
+import numpy as np
+from gymnasium.envs.classic_control.pendulum import DEFAULT_X, DEFAULT_Y, PendulumEnv, angle_normalize
 
 from rltransfer.envs.family import Family, Parameter
+from rltransfer.envs.vector import VectorPhysics
 
 
 def build_pendulum(params: Mapping[str, float]) -> gym.Env:
@@ -26,6 +28,44 @@ def build_pendulum(params: Mapping[str, float]) -> gym.Env:
     return env
 
 
+_REF = PendulumEnv()  # Gymnasium's constants (time step, torque and speed bounds), read, not restated
+
+
+class PendulumVector(VectorPhysics):
+    """N pendulums, each with its own gravity, mass and length: Gymnasium's ``PendulumEnv.step`` with every
+    scalar an array over the envs, the same operations in the same order."""
+
+    max_episode_steps = 200  # Pendulum-v1's TimeLimit
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.state = np.zeros((self.n, 2))
+
+    def _reset(self, index: np.ndarray) -> None:
+        high = np.array([DEFAULT_X, DEFAULT_Y])
+        for i in index:
+            self.state[i] = self.rngs[i].uniform(low=-high, high=high)
+
+    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        th, thdot = self.state.T
+        g, m, l = self.params["g"], self.params["m"], self.params["l"]  # noqa: E741  (Gymnasium's names)
+        dt = _REF.dt
+        u = np.clip(actions, -_REF.max_torque, _REF.max_torque)[:, 0]
+        costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
+        # Gymnasium's m and l are Python floats, which take the action's dtype (NumPy 2): the torque term is
+        # computed in float32 for float32 actions; here the same
+        torque = (3.0 / (m * l**2)).astype(u.dtype) * u
+        newthdot = thdot + (3 * g / (2 * l) * np.sin(th) + torque) * dt
+        newthdot = np.clip(newthdot, -_REF.max_speed, _REF.max_speed)
+        newth = th + newthdot * dt
+        self.state = np.stack((newth, newthdot), axis=1)
+        return -costs, np.zeros(self.n, dtype=bool)
+
+    def _obs(self) -> np.ndarray:
+        theta, thetadot = self.state.T
+        return np.stack((np.cos(theta), np.sin(theta), thetadot), axis=1).astype(np.float32)
+
+
 PENDULUM = Family(
     name="pendulum",
     description="Pendulum-v1 with varied gravity, mass and length",
@@ -35,6 +75,7 @@ PENDULUM = Family(
         Parameter("l", 1.0, 0.5, 1.5, "length [m]"),
     ],
     build=build_pendulum,
+    vector=PendulumVector,
     tasks={
         "default": {},
         "light": {"m": 0.8},

@@ -103,3 +103,29 @@ def test_a_runs_key_says_its_engine_so_the_other_engine_trains_it_again(batched)
     assert a["curve"]["step"] == b["curve"]["step"]  # the same protocol; other random streams
     z = "very-long-heavy/zero_shot/seed-0"
     assert _result(res.run_dir, z)["config_hash"] == _result(sb3.run_dir, z)["config_hash"]
+
+
+def test_every_ppo_strategy_that_trains_runs_batched_and_frozen_parameters_stay_bit_identical(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+    from stable_baselines3 import PPO
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tmp_path, "all", batch_seeds=True)
+    cfg["transfer"] = {**cfg["transfer"], "seeds": 2,
+                       "strategies": ["freeze_encoder", "heads_only", "lr_scaled", "adapter", "progressive"]}  # fmt: skip
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert not res.failed
+    for strategy in cfg["transfer"]["strategies"]:
+        for seed in (0, 1):
+            assert _result(res.run_dir, f"very-long-heavy/{strategy}/seed-{seed}")["engine"] == BATCHED, strategy
+    bundle = load_file(str(res.run_dir / "pretrain" / "bundle" / "components.safetensors"))
+    encoder = {"features_extractor." + k[len("encoder.") :]: v for k, v in bundle.items() if k.startswith("encoder.")}
+    assert encoder
+    for strategy in ("freeze_encoder", "heads_only"):
+        model = PPO.load(res.run_dir / "runs" / "very-long-heavy" / strategy / "seed-1" / "model.zip", device="cpu")
+        params = dict(model.policy.named_parameters())
+        for name, value in encoder.items():
+            assert torch.equal(params[name], value), (strategy, name)
+    trained = PPO.load(res.run_dir / "runs" / "very-long-heavy" / "lr_scaled" / "seed-1" / "model.zip", device="cpu")
+    assert not all(torch.equal(dict(trained.policy.named_parameters())[k], v) for k, v in encoder.items())

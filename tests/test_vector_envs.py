@@ -28,6 +28,25 @@ def _balance(obs: dict, rng: np.random.Generator) -> np.ndarray:
     return np.where(flip, 1 - act, act)
 
 
+def _swing(obs: dict, rng: np.random.Generator) -> np.ndarray:
+    """Torques beyond the bounds too (the env clips them)."""
+    return rng.uniform(-3.0, 3.0, (len(obs["obs"]), 1)).astype(np.float32)
+
+
+def _climb(obs: dict, rng: np.random.Generator) -> np.ndarray:
+    """Push along the velocity (reaches the goal), with random actions: episodes that end and that time out."""
+    act = np.where(obs["obs"][:, 1] > 0, 2, 0)
+    return np.where(rng.random(len(act)) < 0.3, rng.integers(0, 3, len(act)), act)
+
+
+CASES = [
+    ("cartpole", ["very-long-heavy"], _balance, True),
+    ("cartpole", ["short", "weak-push", "heavy-gravity"], _balance, True),
+    ("pendulum", ["default", "heavy-long"], _swing, False),
+    ("mountaincar", ["mid", "weak-steep", "strong"], _climb, True),
+]
+
+
 def _same(a, b) -> None:
     if isinstance(a, dict):
         assert a.keys() == b.keys()
@@ -39,9 +58,9 @@ def _same(a, b) -> None:
         assert a == b, (a, b)
 
 
-@pytest.mark.parametrize("tasks", [["very-long-heavy"], ["short", "weak-push", "heavy-gravity"]])
-def test_cartpole_vector_build_gives_the_single_envs_trajectories(tasks):
-    vector, single = _envs("cartpole", tasks, 3)
+@pytest.mark.parametrize("family,tasks,act,terminates", CASES)
+def test_a_vector_build_gives_the_single_envs_trajectories(family, tasks, act, terminates):
+    vector, single = _envs(family, tasks, 3)
     rng = np.random.default_rng(0)
     truncated = ended = 0
     for episode_seed in (7, 123):  # seeded resets, then resets on their own streams
@@ -50,7 +69,7 @@ def test_cartpole_vector_build_gives_the_single_envs_trajectories(tasks):
         o_v = vector.reset()
         _same(o_v, single.reset())
         for _ in range(1500):
-            actions = _balance(o_v, rng)
+            actions = act(o_v, rng)
             o_v, r_v, d_v, i_v = vector.step(actions)
             o_s, r_s, d_s, i_s = single.step(actions)
             _same(o_v, o_s)
@@ -65,7 +84,8 @@ def test_cartpole_vector_build_gives_the_single_envs_trajectories(tasks):
                     ended += 1
                     truncated += a["TimeLimit.truncated"]
                 _same(a, b)
-    assert ended > 10 and truncated >= 2  # both kinds of ends were compared
+    assert ended > 10 and truncated >= 2  # episodes ended, and timed out
+    assert (ended > truncated) == terminates  # ... and ended on their own, where the task can
     assert vector.episode_returns.keys() == single.episode_returns.keys()
     for name in vector.episode_returns:
         assert list(vector.episode_returns[name]) == list(single.episode_returns[name])

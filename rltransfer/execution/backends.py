@@ -165,12 +165,16 @@ def run_ray(
             unit = refs.pop(done[0])
             try:
                 outputs = ray.get(done[0])
-                for job, (summary, files) in zip(unit, outputs):
-                    write_outputs(job, files)
-                    yield job, summary
             except Exception as err:
                 for job in unit:
                     yield job, record_failure(job, f"ray task failed: {err}")
+                continue
+            for job, (summary, files) in zip(unit, outputs):
+                try:
+                    write_outputs(job, files)
+                except Exception as err:
+                    summary = record_failure(job, f"writing the run's outputs failed: {err}")
+                yield job, summary
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
