@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,7 +166,9 @@ class BatchedPPO:
         with torch.no_grad():
             params, _ = self.stack.call(_net, self._obs([observations.get(k, first) for k in range(self.rows)]))
             d = distribution(params)
-            actions = d.probs.argmax(-1) if self._discrete else d.mean  # SB3's mode
+            actions = (
+                cast(torch.distributions.Categorical, d).probs.argmax(-1) if self._discrete else d.mean
+            )  # SB3's mode
         out = {}
         for k in observations:
             a = actions[k].numpy()

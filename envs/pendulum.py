@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.envs.classic_control.pendulum import DEFAULT_X, DEFAULT_Y, PendulumEnv, angle_normalize
 
 from rltransfer.envs.family import Family, Parameter
-from rltransfer.envs.vector import VectorPhysics
+from rltransfer.envs.vector import VectorPhysics, scalar_pow
 
 
 def build_pendulum(params: Mapping[str, float]) -> gym.Env:
@@ -51,10 +51,10 @@ class PendulumVector(VectorPhysics):
         g, m, l = self.params["g"], self.params["m"], self.params["l"]  # noqa: E741  (Gymnasium's names)
         dt = _REF.dt
         u = np.clip(actions, -_REF.max_torque, _REF.max_torque)[:, 0]
-        costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
+        costs = scalar_pow(angle_normalize(th), 2) + 0.1 * scalar_pow(thdot, 2) + 0.001 * scalar_pow(u, 2)
         # Gymnasium's m and l are Python floats, which take the action's dtype (NumPy 2): the torque term is
         # computed in float32 for float32 actions; here the same
-        torque = (3.0 / (m * l**2)).astype(u.dtype) * u
+        torque = (3.0 / (m * scalar_pow(l, 2))).astype(u.dtype) * u
         newthdot = thdot + (3 * g / (2 * l) * np.sin(th) + torque) * dt
         newthdot = np.clip(newthdot, -_REF.max_speed, _REF.max_speed)
         newth = th + newthdot * dt

@@ -24,6 +24,15 @@ from typing import Any
 import numpy as np
 
 
+def scalar_pow(x: np.ndarray | float, p: float) -> np.ndarray:
+    """``x ** p`` element by element as NumPy computes it for one scalar (C's ``pow``), in ``x``'s dtype.
+    Not ``x ** p`` of the whole array: for ``p = 2`` NumPy squares an array (``x * x``), which differs from
+    ``pow`` in the last bit now and then, so a vector build raises to a power this way wherever its
+    single env raises a scalar."""
+    arr = np.asarray(x)
+    return np.array([v**p for v in arr.ravel()], dtype=arr.dtype).reshape(arr.shape)
+
+
 class VectorPhysics:
     """N envs of a family, each with its own parameters (``params``: one mapping per env)."""
 
