@@ -129,3 +129,30 @@ def test_every_ppo_strategy_that_trains_runs_batched_and_frozen_parameters_stay_
             assert torch.equal(params[name], value), (strategy, name)
     trained = PPO.load(res.run_dir / "runs" / "very-long-heavy" / "lr_scaled" / "seed-1" / "model.zip", device="cpu")
     assert not all(torch.equal(dict(trained.policy.named_parameters())[k], v) for k, v in encoder.items())
+
+
+def test_a_batch_runs_detached_as_on_a_cluster_without_a_shared_filesystem(batched, tmp_path):
+    """What a Ray task does with a batch: the jobs without the driver's paths, the bundle as bytes; the
+    outputs come back by value, and written by the driver they hold the grid's results."""
+    from rltransfer.execution.job import bundle_files, detached, execute_detached, write_outputs
+    from rltransfer.records.run_result import read_result
+    from rltransfer.reporting.verification import _job as job_of
+
+    _, res = batched
+    run_dir = res.run_dir
+    cfg = load_config(run_dir / "config.yaml").model_copy(update={"output_dir": tmp_path / "driver"})
+    bundle = run_dir / "pretrain" / "bundle"
+    jobs = []
+    for seed in range(3):
+        run = read_result(run_dir / f"runs/very-long-heavy/scratch/seed-{seed}/result.json")
+        chash = _result(run_dir, f"very-long-heavy/scratch/seed-{seed}")["config_hash"].split("-")[0]
+        jobs.append(job_of(cfg, chash, run, {0: (bundle, "")}))
+    sent = [detached(job) for job in jobs]
+    assert all(str(tmp_path) not in json.dumps(j.config) and j.bundle == j.out_dir for j in sent)
+    outputs = execute_detached(sent, [0, 0, 0], bundle_files(bundle))
+    for job, (summary, files) in zip(jobs, outputs):
+        assert summary["status"] == "ok" and "result.json" in files and "model.zip" in files
+        write_outputs(job, files)
+        mine = json.loads((Path(job.out_dir) / "result.json").read_text())
+        grid = _result(run_dir, job.key)
+        assert mine["curve"] == grid["curve"] and mine["engine"] == "batched"
