@@ -106,9 +106,6 @@ class StackedPolicies:
 
         return vmap(one, randomness="error")(self.params, *inputs)
 
-    def trainable(self) -> list[torch.Tensor]:
-        return [p for p in self.params.values() if p.requires_grad]
-
     def param_groups(self, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
         """``optimizer``'s parameter groups (the first policy's: learning-rate multipliers, frozen parameters
         left out) with each parameter replaced by its stacked tensor."""
