@@ -243,23 +243,18 @@ class BatchedPPO:
 
     def _sample(self, dist: tuple[torch.Tensor, ...], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for every seed, each from its own generator, and their log-probabilities."""
+        params = tuple(t[list(seeds)] for t in dist)
         if self._discrete:
-            (logits,) = dist
-            probs = logits.softmax(-1)
+            probs = params[0].softmax(-1)
             u = torch.stack([1.0 - torch.rand(probs.shape[1], generator=self.action_rngs[k]) for k in seeds])
-            cdf = probs[list(seeds)].cumsum(-1)
-            actions = (cdf < u.unsqueeze(-1)).sum(-1)
-            last = (probs[list(seeds)] > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
+            actions = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1)
+            last = (probs > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
             actions = torch.minimum(actions, last)
-            log_prob = torch.distributions.Categorical(logits=logits[list(seeds)], validate_args=False).log_prob(
-                actions
-            )
-            return actions, log_prob
-        mean, std = (t[list(seeds)] for t in dist)
-        noise = torch.stack([torch.randn(mean.shape[1:], generator=self.action_rngs[k]) for k in seeds])
-        actions = mean + std * noise
-        log_prob = torch.distributions.Normal(mean, std, validate_args=False).log_prob(actions).sum(-1)
-        return actions, log_prob
+        else:
+            d = distribution(params)
+            noise = torch.stack([torch.randn(d.mean.shape[1:], generator=self.action_rngs[k]) for k in seeds])
+            actions = d.mean + d.stddev * noise
+        return actions, log_prob_and_entropy(params, actions)[0]
 
     def _collect_rollouts(self, cbs: Sequence[BaseCallback], active: list[int]) -> list[int]:
         """One rollout of every active seed; the seeds whose rollout is whole (the others stopped)."""
@@ -382,6 +377,8 @@ class BatchedPPO:
         rows = torch.arange(self.rows).unsqueeze(1)
         mask = torch.zeros(self.rows, dtype=torch.bool)
         mask[seeds] = True
+        stopped = ~mask
+        stopped[self.k :] = False
         stats: dict[str, list[torch.Tensor]] = {"entropy": [], "pg": [], "value": [], "clip": []}
         approx_kl: list[torch.Tensor] = []
         loss = torch.zeros(self.rows)
@@ -393,7 +390,7 @@ class BatchedPPO:
             order_t = torch.as_tensor(order)
             for start in range(0, n, ref.batch_size):
                 idx = order_t[:, start : start + ref.batch_size]
-                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf, mask)
+                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf)
                 for key, value in parts.items():
                     if key == "approx_kl":
                         approx_kl.append(value)
@@ -402,13 +399,17 @@ class BatchedPPO:
                 self.optimizer.zero_grad()
                 loss[mask].sum().backward()
                 self.stack.clip_grad_norm_(ref.max_grad_norm)
+                # A stopped seed keeps its parameters (Adam would move them on its momentum); the row that is
+                # no seed's needs no keeping: nothing reads it.
                 kept = (
-                    {name: p.detach()[~mask].clone() for name, p in self.stack.params.items()} if not mask.all() else {}
+                    {name: p.detach()[stopped].clone() for name, p in self.stack.params.items()}
+                    if stopped.any()
+                    else {}
                 )
                 self.optimizer.step(lr)
                 with torch.no_grad():
                     for name, rows_kept in kept.items():
-                        self.stack.params[name][~mask] = rows_kept
+                        self.stack.params[name][stopped] = rows_kept
             for k in seeds:
                 self.models[k]._n_updates += 1
         means = {key: torch.stack(v).double().mean(0) for key, v in stats.items()}  # SB3: np.mean of floats
@@ -440,7 +441,6 @@ class BatchedPPO:
         idx: torch.Tensor,
         clip: torch.Tensor,
         clip_vf: torch.Tensor | None,
-        mask: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Every seed's PPO loss on its minibatch ``idx[k]`` (``[K]``), and its logged parts."""
         ref = self.models[0]

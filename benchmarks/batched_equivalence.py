@@ -12,7 +12,6 @@ so the runs differ one by one; only their distributions are compared.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from grid_throughput import run_cell  # noqa: E402
+from grid_throughput import cell_parser, run_cell  # noqa: E402
 
 from rltransfer.execution.job import BATCHED, SB3  # noqa: E402
 from rltransfer.stats.bootstrap import interval, iqm_rows  # noqa: E402
@@ -29,12 +28,7 @@ from rltransfer.stats.metrics import iqm  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--publication", default="docs/results/cartpole")
-    ap.add_argument("--target", default="very-long-heavy")
-    ap.add_argument("--strategy", default="scratch")
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=2)
+    ap = cell_parser(__doc__, seeds=20)
     ap.add_argument("--pretrain-seed", type=int, default=None)
     args = ap.parse_args()
     out, cis = {}, {}

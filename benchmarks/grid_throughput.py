@@ -77,13 +77,19 @@ def run_cell(
     return wall, [r for r in results if isinstance(r, FinishedRun)], len(units)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cell_parser(doc: str | None, seeds: int) -> argparse.ArgumentParser:
+    """The arguments that name a publication's cell and how to run it (this script's and the equivalence's)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--publication", default="docs/results/cartpole")
     ap.add_argument("--target", default="very-long-heavy")
     ap.add_argument("--strategy", default="scratch")
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=seeds)
     ap.add_argument("--workers", type=int, default=2)
+    return ap
+
+
+def main() -> None:
+    ap = cell_parser(__doc__, seeds=10)
     ap.add_argument("--timesteps", type=int, default=None, help="each run's budget (default: the config's)")
     args = ap.parse_args()
     times = {}

@@ -219,3 +219,23 @@ def test_batched_predict_gives_each_models_deterministic_actions(family):
     assert sorted(got) == [0, 2]
     for k in (0, 2):
         np.testing.assert_allclose(got[k], models[k].predict(obs[k], deterministic=True)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["cartpole", "pendulum"])
+def test_the_rollout_stores_each_policys_values_and_log_probabilities_of_its_actions(family):
+    """What the batched rollout stores for each seed is what its own SB3 policy gives for the same
+    observations and actions (Discrete and Box)."""
+    models = [_model(s, family) for s in (0, 1)]
+    batch = BatchedPPO(models)
+    cbs = [m._setup_learn(64, None)[1] for m in models]
+    assert batch._collect_rollouts(cbs, [0, 1]) == [0, 1]
+    for m in models:
+        buf = m.rollout_buffer
+        obs = {k: torch.as_tensor(v).flatten(0, 1) for k, v in buf.observations.items()}
+        actions = torch.as_tensor(buf.actions).flatten(0, 1)
+        if family == "cartpole":
+            actions = actions.long().flatten()
+        with torch.no_grad():
+            values, log_prob, _ = m.policy.evaluate_actions(obs, actions)
+        np.testing.assert_allclose(buf.values.flatten(), values.flatten().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(buf.log_probs.flatten(), log_prob.numpy(), rtol=1e-5, atol=1e-5)
