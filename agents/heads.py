@@ -48,12 +48,15 @@ class StackedLinear(nn.Module):
         return self.bias.view(self.n, self.out_features)[i]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        out = nn.functional.linear(x, self.weight, self.bias)
+        return self.route(nn.functional.linear(x, self.weight, self.bias), mask)
+
+    def route(self, out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Each sample's own layer's output, of every layer's outputs ``out`` (``(batch, n * out)``)."""
         if self.n == 1:
             return out
         if mask is None:
             raise ValueError(f"{self.n} heads need the task of every sample")
-        return torch.bmm(mask, out.view(x.shape[0], self.n, self.out_features)).squeeze(1)
+        return torch.bmm(mask, out.view(out.shape[0], self.n, self.out_features)).squeeze(1)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, in_features={self.in_features}, out_features={self.out_features}"

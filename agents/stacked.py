@@ -24,6 +24,9 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from rltransfer.agents.adapters import LoRALinear
+from rltransfer.agents.heads import StackedLinear, TaskHeads
+
 MIN_ROWS = 2
 
 
@@ -34,6 +37,35 @@ def _slots(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
         owner, _, leaf = name.rpartition(".")
         out.append((module.get_submodule(owner) if owner else module, leaf, name))
     return out
+
+
+def grouped_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Row ``k``'s linear layer (``weight[k]``, ``bias[k]``) on row ``k``'s samples: ``x`` is the rows' samples
+    one after another (``(rows * batch, ..., in)``), as :meth:`StackedPolicies.call` folds them."""
+    rows = weight.shape[0]
+    x3 = x.reshape(rows, -1, x.shape[-1])
+    w = weight.transpose(1, 2)
+    y = torch.bmm(x3, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x3, w)
+    return y.reshape(*x.shape[:-1], weight.shape[1])
+
+
+def _fold_plan(policy: nn.Module) -> list[tuple[nn.Module, dict[str, str]]] | None:
+    """The modules of ``policy`` that own parameters, where every one is of a kind a folded call computes
+    for all rows (linear layers, adapters, stacked heads, task heads' log-std); None: some other kind owns
+    parameters (a convolution...), and the call goes through ``vmap``. Each module comes with its parameters'
+    full names by their own."""
+    plan: list[tuple[nn.Module, dict[str, str]]] = []
+    for prefix, module in policy.named_modules():
+        own = {n: f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)}
+        if not own:
+            continue
+        if isinstance(module, (nn.Linear, StackedLinear)) or (
+            isinstance(module, TaskHeads) and set(own) == {"log_std"}
+        ):
+            plan.append((module, own))
+        else:
+            return None
+    return plan
 
 
 class StackedPolicies:
@@ -74,6 +106,7 @@ class StackedPolicies:
                 row.data = stacked.data[k]  # the policy's parameter is now a view of its seed's row
             self.params[name] = stacked
         self._slots = _slots(self.ref)
+        self._fold = _fold_plan(self.ref)
 
     @property
     def k(self) -> int:
@@ -96,15 +129,52 @@ class StackedPolicies:
             for (owner, leaf, _), param in zip(self._slots, saved):
                 owner._parameters[leaf] = param
 
+    @property
+    def folds(self) -> bool:
+        """Whether :meth:`call` runs folded (every parameter in a layer it computes for all rows) or by vmap."""
+        return self._fold is not None
+
     def call(self, fn: Callable[..., Any], *inputs: Any) -> Any:
         """``fn(policy, *inputs_k)`` for every row ``k`` at once: each input (a tensor or a dict of tensors)
-        has the :attr:`rows` as its first dimension, and so has every output."""
+        has the :attr:`rows` as its first dimension, and so has every output (each a tensor per sample).
 
-        def one(params: dict[str, torch.Tensor], *args: Any) -> Any:
-            with self._bound(params):
-                return fn(self.ref, *args)
+        Folded where it can (:attr:`folds`): the rows' samples become one batch of ``rows * batch`` samples
+        that the policy's own code runs through, every layer with parameters computing each row's samples
+        with its row's weights (one batched product: :func:`grouped_linear`), every other operation acting
+        on samples alone. Otherwise by ``torch.func.vmap``, which costs a dispatch per operation and row
+        batch (about 0.5 ms a call for these policies, against 0.05 ms folded). ``tests/test_batched.py``
+        checks both against each policy's own forward pass."""
+        if self._fold is None:
 
-        return vmap(one, randomness="error")(self.params, *inputs)
+            def one(params: dict[str, torch.Tensor], *args: Any) -> Any:
+                with self._bound(params):
+                    return fn(self.ref, *args)
+
+            return vmap(one, randomness="error")(self.params, *inputs)
+        batch = next(_leaves(inputs)).shape[1]
+        flat = _map(lambda t: t.reshape(-1, *t.shape[2:]), inputs)
+        with self._folded(batch):
+            out = fn(self.ref, *flat)
+        return _map(lambda t: t.reshape(self.rows, batch, *t.shape[1:]), out)
+
+    @contextmanager
+    def _folded(self, batch: int) -> Iterator[None]:
+        """The modules of the fold plan computing for all rows, with the stacked parameters."""
+        assert self._fold is not None
+        patched: list[tuple[nn.Module, str]] = []
+        for module, names in self._fold:  # an instance attribute stands in for the method while it is there
+            p = {n: self.params[full] for n, full in names.items()}
+            if isinstance(module, TaskHeads):
+                module.__dict__["log_std_of"] = _folded_log_std(module, p["log_std"], batch)
+                patched.append((module, "log_std_of"))
+            else:
+                module.__dict__["forward"] = _folded_forward(module, p)
+                patched.append((module, "forward"))
+        try:
+            yield
+        finally:
+            for module, attr in patched:
+                del module.__dict__[attr]
 
     def param_groups(self, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
         """``optimizer``'s parameter groups (the first policy's: learning-rate multipliers, frozen parameters
@@ -142,6 +212,56 @@ class StackedPolicies:
                 }
             for group, own_group in zip(stacked.param_groups, opt.param_groups):
                 own_group["lr"] = float(stacked.last_lr[k]) * group.get("lr_mult", 1.0)
+
+
+def _leaves(tree: Any) -> Iterator[torch.Tensor]:
+    """The tensors of nested tuples, lists and dicts."""
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, Mapping):
+        for v in tree.values():
+            yield from _leaves(v)
+    elif isinstance(tree, (tuple, list)):
+        for v in tree:
+            yield from _leaves(v)
+
+
+def _map(fn: Callable[[torch.Tensor], torch.Tensor], tree: Any) -> Any:
+    """``tree`` (nested tuples, lists and dicts of tensors) with ``fn`` applied to every tensor."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, Mapping):
+        return {k: _map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map(fn, v) for v in tree)
+    return tree
+
+
+def _folded_forward(module: nn.Module, p: dict[str, torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``module``'s forward for the rows' samples folded into one batch, with its stacked parameters ``p``."""
+    if isinstance(module, LoRALinear):
+        scale = module.scale
+        return lambda x: (
+            grouped_linear(x, p["weight"], p.get("bias"))
+            + scale * grouped_linear(grouped_linear(x, p["lora_A"], None), p["lora_B"], None)
+        )
+    if isinstance(module, StackedLinear):
+        return lambda x, mask=None: module.route(grouped_linear(x, p["weight"], p["bias"]), mask)
+    return lambda x: grouped_linear(x, p["weight"], p.get("bias"))
+
+
+def _folded_log_std(heads: TaskHeads, log_std: torch.Tensor, batch: int) -> Callable[[Any], torch.Tensor]:
+    """``heads.log_std_of`` per sample of the folded rows (``log_std``: ``(rows, tasks, actions)``)."""
+    rows = log_std.shape[0]
+
+    def of(mask: torch.Tensor | None) -> torch.Tensor:
+        if len(heads) == 1 or mask is None:
+            per_row = log_std[:, :1].expand(rows, batch, log_std.shape[2])
+        else:
+            per_row = torch.bmm(mask.reshape(rows, batch, -1), log_std)
+        return per_row.reshape(rows * batch, -1)
+
+    return of
 
 
 class StackedAdam:

@@ -18,7 +18,9 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 import rltransfer
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import batched_ppo
+from rltransfer.agents.adapters import add_adapters
 from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
+from rltransfer.agents.progressive import ProgressivePolicy
 from rltransfer.agents.stacked import StackedAdam, StackedPolicies
 from rltransfer.agents.transfer_ppo import KickstartPPO
 from rltransfer.pretraining import source_env
@@ -29,14 +31,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:You have specified a mini-batch 
 HYPER = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "clip_range_vf": 0.2, "learning_rate": "lin_0.001"}
 
 
-def _model(seed: int, family: str = "cartpole", task: str = "default", **hyper):
+def _model(seed: int, family: str = "cartpole", task: str | list[str] = "default", algo_cls=None, extra=None, **hyper):
+    tasks = [task] if isinstance(task, str) else task
     cfg = rltransfer.load_config(
-        {"name": "batched", "family": family, "source_tasks": [task], "target_tasks": [task],
+        {"name": "batched", "family": family, "source_tasks": tasks, "target_tasks": tasks[:1],
          "agent": {"algo": "ppo", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
-                   "hyperparams": {**HYPER, **hyper}}}
+                   "hyperparams": {**HYPER, **hyper}}, **(extra or {})}
     )  # fmt: skip
     env = source_env(resolve(cfg), 2)
-    return build_model(cfg.agent, env, architecture(cfg.agent, [task], env.layout), seed=seed)
+    return build_model(cfg.agent, env, architecture(cfg.agent, tasks, env.layout), seed=seed, algo_cls=algo_cls)
 
 
 def _params(model) -> dict[str, torch.Tensor]:
@@ -158,6 +161,63 @@ def test_the_policies_hold_their_own_parameters_again_after_a_batched_call():
                 assert p is None or isinstance(p, torch.nn.Parameter)
         # the aliases of the encoder still reach the seed's own weights
         assert m.policy.pi_features_extractor is m.policy.features_extractor
+
+
+def _policies(kind: str) -> list:
+    """Three seeds' policies of an architecture, every parameter random (no zero-initialised layer)."""
+    if kind == "adapters":
+        models = [_model(s) for s in (0, 1, 2)]
+        for m in models:
+            add_adapters(m.policy.features_extractor, rank=2)
+            add_adapters(m.policy.mlp_extractor, rank=2)
+    elif kind == "progressive":
+        models = [PPO(ProgressivePolicy, _model(s).env, policy_kwargs=_model(s).policy_kwargs, seed=s, **{
+            k: v for k, v in HYPER.items() if k not in ("learning_rate", "clip_range_vf")}) for s in (0, 1, 2)]  # fmt: skip
+    else:
+        family, task, extra = {
+            "discrete": ("cartpole", "default", None),
+            "box": ("pendulum", "default", None),
+            "heads": ("cartpole", ["short", "long", "default"], None),
+            "context": ("cartpole", ["short", "long"], {"conditioning": "context"}),
+            "box heads": ("pendulum", ["default", "heavy"], None),
+            "cnn": ("minigrid", "empty-5", {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}),
+        }[kind]
+        models = [_model(s, family, task, extra=extra) for s in (0, 1, 2)]
+    for s, m in enumerate(models):
+        gen = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            for p in m.policy.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    return models
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box", "heads", "context", "box heads", "adapters", "progressive", "cnn"])
+def test_a_batched_call_is_each_policys_own_forward_pass(kind):
+    """Folded (every layer one batched product over the seeds) or by vmap (what folding does not know: a
+    convolution), the batched call gives each seed what its own policy gives, samples of several tasks
+    routed to their heads."""
+    models = _policies(kind)
+    stack = StackedPolicies([m.policy for m in models])
+    assert stack.folds == (kind != "cnn")
+    env = models[0].env
+    obs = env.reset()
+    for _ in range(3):  # past the first observations, the envs' tasks mixed
+        obs = env.step(np.array([env.action_space.sample() for _ in range(env.num_envs)]))[0]
+    tensors = {k: torch.as_tensor(v) for k, v in obs.items()}
+    if kind in ("heads", "context", "box heads"):
+        assert len({tuple(t) for t in obs["task"].tolist()}) > 1
+    rows = {k: torch.stack([v + 0.1 * i for i in range(3)]) for k, v in tensors.items() if k != "task"}
+    rows |= {k: torch.stack([v] * 3) for k, v in tensors.items() if k == "task"}
+    with torch.no_grad():
+        params, values = stack.call(batched_ppo._net, rows)
+        just_values = stack.call(batched_ppo._values, rows)
+    for k, m in enumerate(models):
+        with torch.no_grad():
+            own_params, own_values = m.policy.action_params_and_value({n: v[k] for n, v in rows.items()})
+        for batched, own in zip(params, own_params):
+            torch.testing.assert_close(batched[k], own.expand_as(batched[k]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(values[k], own_values, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(just_values[k], own_values, rtol=1e-5, atol=1e-6)
 
 
 def test_what_cannot_batch_says_why():
