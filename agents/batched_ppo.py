@@ -80,6 +80,26 @@ def unbatchable(model: Any) -> str | None:
     return None
 
 
+StepEnvs = Callable[[Sequence[int], Sequence[np.ndarray]], list[Any]]
+"""``(indices, actions) -> results``: the envs ``indices`` of a batch's seeds each stepped with its actions,
+each result what its env's ``step`` returns, or the exception it raised."""
+
+
+def one_by_one(envs: Sequence[Any]) -> StepEnvs:
+    """:data:`StepEnvs` that steps each env on its own."""
+
+    def step(which: Sequence[int], actions: Sequence[np.ndarray]) -> list[Any]:
+        out = []
+        for i, a in zip(which, actions):
+            try:
+                out.append(envs[i].step(a))
+            except Exception as err:  # the seed's, raised again in its own step
+                out.append(err)
+        return out
+
+    return step
+
+
 class SeedFailed:
     """A seed that failed in the batch: what was raised, and its traceback (the run records both)."""
 
@@ -121,7 +141,7 @@ class BatchedPPO:
     hyperparameters and number of envs) as one batched model. ``seeds``: each model's seed (its random
     streams; by default each model's ``seed``)."""
 
-    def __init__(self, models: Sequence[PPO], seeds: Sequence[int] | None = None):
+    def __init__(self, models: Sequence[PPO], seeds: Sequence[int] | None = None, step_envs: StepEnvs | None = None):
         self.models = list(models)
         for m in self.models:
             why = unbatchable(m)
@@ -141,6 +161,9 @@ class BatchedPPO:
         self.minibatch_rngs: list[Any] = [np.random.default_rng([s, STREAM, 1]) for s in seeds]
         self.failed: dict[int, SeedFailed] = {}
         self._discrete = isinstance(ref.action_space, spaces.Discrete)
+        self.step_envs = step_envs if step_envs is not None else one_by_one([m.env for m in self.models])
+        """Steps the seeds' envs (:data:`StepEnvs`); by default one by one. rltransfer's grid passes
+        ``rltransfer.envs.multitask.StepTogether``, which steps the physics of a family's vector builds as one."""
         self.after_step: Callable[[], None] | None = None
         """Called after every step of the seeds (and once they start training), when every seed's callbacks
         have seen it: where evaluations the callbacks deferred run together (:meth:`predict`)."""
@@ -274,8 +297,11 @@ class BatchedPPO:
                 values = values.flatten(1)
                 actions, log_probs = self._sample(dist, running)
             values = values[running]
+            sampled = [actions[i].numpy() for i in range(len(running))]
+            clipped = [self._clip(k, a) for k, a in zip(running, sampled)]
+            stepped = self.step_envs(running, clipped)
             for i, k in enumerate(list(running)):
-                if not self._guard(k, self._step, k, cbs[k], actions[i], values[i], log_probs[i], n_steps):
+                if not self._guard(k, self._step, k, cbs[k], sampled[i], clipped[i], stepped[i], values[i], log_probs[i], n_steps):  # fmt: skip
                     running.remove(k)
             self._stepped()
             n_steps += 1
@@ -297,17 +323,19 @@ class BatchedPPO:
                 done.append(k)
         return done
 
-    def _step(self, k: int, callback: BaseCallback, action: torch.Tensor, values: torch.Tensor, log_probs: torch.Tensor, n_steps: int) -> bool:  # fmt: skip
-        """Seed k's part of one step of ``collect_rollouts``: its env, its callback, its buffer. False: the
-        callback stops the seed."""
+    def _clip(self, k: int, actions: np.ndarray) -> np.ndarray:
+        space = self.models[k].action_space
+        return np.clip(actions, space.low, space.high) if isinstance(space, spaces.Box) else actions
+
+    def _step(self, k: int, callback: BaseCallback, actions: np.ndarray, clipped_actions: np.ndarray, stepped: Any, values: torch.Tensor, log_probs: torch.Tensor, n_steps: int) -> bool:  # fmt: skip
+        """Seed k's part of one step of ``collect_rollouts``, its env stepped (``stepped``: what its ``step``
+        returned, or raised): its callback, its buffer. False: the callback stops the seed."""
         m = self.models[k]
         env = m.env
         assert env is not None
-        actions = action.numpy()
-        clipped_actions = actions
-        if isinstance(m.action_space, spaces.Box):
-            clipped_actions = np.clip(actions, m.action_space.low, m.action_space.high)
-        new_obs, rewards, dones, infos = env.step(clipped_actions)
+        if isinstance(stepped, Exception):
+            raise stepped
+        new_obs, rewards, dones, infos = stepped
         m.num_timesteps += env.num_envs
         callback.update_locals({
             "self": m, "env": env, "callback": callback, "rollout_buffer": m.rollout_buffer, "n_steps": n_steps,
@@ -330,7 +358,7 @@ class BatchedPPO:
                     terminal_value = m.policy.predict_values(terminal_obs)[0]
                 rewards[idx] += m.gamma * terminal_value
         m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values.unsqueeze(-1), log_probs)  # type: ignore[arg-type]
-        m._last_obs = new_obs  # type: ignore[assignment]
+        m._last_obs = new_obs
         m._last_episode_starts = dones
         return True
 

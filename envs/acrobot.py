@@ -41,6 +41,7 @@ class AcrobotVector(VectorPhysics):
     observation from it in float32; so does this (:attr:`fresh`)."""
 
     max_episode_steps = 500  # Acrobot-v1's TimeLimit
+    state_fields = ("state", "fresh")
 
     def __init__(self, params):
         super().__init__(params)

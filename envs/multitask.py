@@ -6,17 +6,18 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, flat_layout, flat_space, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
 from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
+from rltransfer.envs.vector import JointPhysics
 
 
 def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
@@ -191,19 +192,23 @@ class MultiTaskVecEnv(DummyVecEnv):
             f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self._raw_obs[slot]}"
         )
 
-    def _vector_step(self):
-        """DummyVecEnv's ``step_wait`` through the vector build."""
-        assert self._vector is not None
-        self._raw_obs[:], self.buf_rews[:], self.buf_dones[:], self.buf_infos = self._vector.step(self.actions)
-        return self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), self.buf_infos
-
     def step_wait(self):
-        obs, rewards, dones, infos = super().step_wait() if self._vector is None else self._vector_step()
+        if self._vector is None:
+            return self._finish(*super().step_wait())
+        return self.finish_vector_step(self._vector.step(self.actions))
+
+    def finish_vector_step(self, stepped: tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]):
+        """``step_wait`` from what the vector build's ``step`` returned for :attr:`actions` (as
+        :class:`~rltransfer.envs.vector.JointPhysics` steps it with others: :class:`StepTogether`)."""
+        self._raw_obs[:], self.buf_rews[:], self.buf_dones[:], self.buf_infos = stepped
+        return self._finish(self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), self.buf_infos)
+
+    def _finish(self, obs, rewards: np.ndarray, dones: np.ndarray, infos: list[dict]):
         self._check_finite(rewards)
         self._tag(infos)
         if not dones.any():
             return obs, rewards, dones, infos
-        for slot in np.flatnonzero(dones):
+        for slot in np.flatnonzero(dones).tolist():
             terminal = infos[slot].get("terminal_observation")
             if terminal is not None:  # SB3 bootstraps truncated episodes from it: same layout
                 infos[slot]["terminal_observation"] = self._slot_obs(slot, terminal)
@@ -214,3 +219,53 @@ class MultiTaskVecEnv(DummyVecEnv):
                 self.episode_lengths[name].append(int(episode["l"]))
                 self.episodes_finished += 1
         return obs, rewards, dones, infos
+
+
+StepResult = tuple[Any, np.ndarray, np.ndarray, list[dict]]
+
+
+class StepTogether:
+    """Several vector envs (``envs``: one per seed of a batch) stepped as each one's ``step`` would: the
+    physics of those that are :class:`MultiTaskVecEnv` with a vector build of one family as one
+    (:class:`~rltransfer.envs.vector.JointPhysics`), the others one by one. Call it with the indices of
+    the envs to step and their actions; an env whose step raises gets its exception in its place in the
+    answer, and the others are stepped all the same."""
+
+    def __init__(self, envs: Sequence[VecEnv]):
+        self.envs = list(envs)
+        self._joints: dict[tuple[int, ...], JointPhysics] = {}
+
+    def _joinable(self, which: Sequence[int]) -> tuple[int, ...]:
+        vectors = [(i, getattr(self.envs[i], "_vector", None)) for i in which]
+        vectors = [(i, v) for i, v in vectors if isinstance(self.envs[i], MultiTaskVecEnv) and v is not None]
+        if len(vectors) < 2 or len({type(v) for _, v in vectors}) != 1:
+            return ()
+        return tuple(i for i, _ in vectors)
+
+    def __call__(self, which: Sequence[int], actions: Sequence[np.ndarray]) -> list[StepResult | Exception]:
+        out: dict[int, StepResult | Exception] = {}
+        act = dict(zip(which, actions))
+        joined = self._joinable(which)
+        if joined:
+            if joined not in self._joints:
+                self._joints[joined] = JointPhysics([cast(MultiTaskVecEnv, self.envs[i])._vector for i in joined])  # type: ignore[misc]
+            envs = [cast(MultiTaskVecEnv, self.envs[i]) for i in joined]
+            for i, env in zip(joined, envs):
+                env.step_async(act[i])
+            try:
+                stepped = self._joints[joined].step([env.actions for env in envs])
+            except Exception:  # stepped alone below, where the error belongs to one env
+                joined = ()
+            else:
+                for i, env, result in zip(joined, envs, stepped):
+                    try:
+                        out[i] = env.finish_vector_step(result)
+                    except Exception as err:
+                        out[i] = err
+        for i in which:
+            if i not in out:
+                try:
+                    out[i] = self.envs[i].step(act[i])
+                except Exception as err:
+                    out[i] = err
+        return [out[i] for i in which]

@@ -39,6 +39,11 @@ class VectorPhysics:
     max_episode_steps: int | None = None
     """The step limit of an episode (Gymnasium's ``TimeLimit``); None: none."""
 
+    state_fields: tuple[str, ...] = ("state",)
+    """The per-env arrays (the envs along their first axis) that ``_step`` reads and replaces: what
+    :class:`JointPhysics` gathers from several builds and hands back. Everything else ``_step`` reads is
+    a parameter or a constant derived from them in ``__init__``, one value per env."""
+
     def __init__(self, params: Sequence[Mapping[str, float]]):
         self.n = len(params)
         self.params = {k: np.array([float(p[k]) for p in params]) for k in params[0]}
@@ -76,7 +81,13 @@ class VectorPhysics:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """One step of every env, finished ones reset: observations, rewards (float32), dones, infos."""
-        rewards, terminated = self._step(np.asarray(actions))
+        return self.finish_step(*self._step(np.asarray(actions)))
+
+    def finish_step(
+        self, rewards: np.ndarray, terminated: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """What :meth:`step` does after the physics (``_step``'s rewards and ends): the step limit, Monitor's
+        record, auto-reset."""
         self.steps += 1
         self.returns += rewards
         truncated = (
@@ -101,3 +112,37 @@ class VectorPhysics:
             self.returns[ended] = 0.0
             obs = self._obs()
         return obs, rewards.astype(np.float32), dones, infos
+
+
+class JointPhysics:
+    """Several vector builds of one family (``members``), their physics stepped as one: every env's state
+    gathered into one array, one ``_step`` of a build over all their envs (each with its own parameters),
+    and each member given back its envs' states, rewards and ends, to finish its step itself (step limit,
+    Monitor's record, resets from its own generators). The physics acts env by env, element by element,
+    so each member's results are the bits of its own :meth:`VectorPhysics.step`
+    (``tests/test_vector_envs.py``); what is saved is the per-call cost of NumPy, paid once for all."""
+
+    def __init__(self, members: Sequence[VectorPhysics]):
+        cls = type(members[0])
+        if any(type(m) is not cls for m in members):
+            raise ValueError("a joint step needs builds of one family")
+        self.members = list(members)
+        params = [{k: float(v[i]) for k, v in m.params.items()} for m in self.members for i in range(m.n)]
+        self.joint = cls(params)  # the same parameters env by env, so the same constants derived from them
+        edges = np.cumsum([0] + [m.n for m in self.members])
+        self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+    def step(
+        self, actions: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]]:
+        """Every member's :meth:`VectorPhysics.step` of its ``actions[i]``."""
+        joint, fields = self.joint, self.joint.state_fields
+        for name in fields:
+            setattr(joint, name, np.concatenate([getattr(m, name) for m in self.members]))
+        rewards, terminated = joint._step(np.concatenate([np.asarray(a) for a in actions]))
+        out = []
+        for m, rows in zip(self.members, self.slices):
+            for name in fields:
+                setattr(m, name, getattr(joint, name)[rows])
+            out.append(m.finish_step(rewards[rows], terminated[rows]))
+        return out

@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from rltransfer.agents.transfer_ppo import NonFiniteError
 from rltransfer.envs import Family, Task
+from rltransfer.envs.multitask import StepTogether
 
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
@@ -69,7 +70,11 @@ class Episodes:
         return self._start >= self.episodes
 
     def step(self, actions: np.ndarray) -> None:
-        self.obs, rewards, dones, _ = self.env.step(actions)
+        self.stepped(self.env.step(actions))
+
+    def stepped(self, result: tuple[Any, np.ndarray, np.ndarray, Any]) -> None:
+        """:meth:`step` from what the env's ``step`` returned (the env stepped with others)."""
+        self.obs, rewards, dones, _ = result
         self._total += np.where(self._alive, rewards, 0.0)
         self._alive &= ~dones
         self._steps += 1
@@ -107,11 +112,15 @@ def evaluate_together(
         wave = [(k, ev, model, ev.pending.pop(0)) for k, ev, model in due if ev.pending]
         start = time.perf_counter()
         runs = {k: Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED) for k, ev, model, _ in wave}
+        keys = list(runs)
+        step_envs = StepTogether([runs[k].env for k in keys])  # a family's vector builds: one physics step
         while not all(r.done for r in runs.values()):
-            live = {k: r for k, r in runs.items() if not r.done}
-            actions = act({k: r.obs for k, r in live.items()})
-            for k, r in live.items():
-                r.step(actions[k])
+            live = [k for k in keys if not runs[k].done]
+            actions = act({k: runs[k].obs for k in live})
+            for k, result in zip(live, step_envs([keys.index(k) for k in live], [actions[k] for k in live])):
+                if isinstance(result, Exception):
+                    raise result
+                runs[k].stepped(result)
         seconds = (time.perf_counter() - start) / len(wave)
         for k, ev, model, step in wave:
             ev.record_returns(model, step, runs[k].returns, seconds)

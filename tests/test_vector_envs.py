@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rltransfer.envs import MultiTaskVecEnv, get_family
+from rltransfer.envs.multitask import StepTogether
 
 
 def _envs(family: str, tasks: list[str], n: int):
@@ -96,3 +97,47 @@ def test_a_vector_build_gives_the_single_envs_trajectories(family, tasks, act, t
     assert vector.episode_returns.keys() == single.episode_returns.keys()
     for name in vector.episode_returns:
         assert list(vector.episode_returns[name]) == list(single.episode_returns[name])
+
+
+def _infos_same(x: list[dict], y: list[dict]) -> None:
+    for a, b in zip(x, y, strict=True):
+        a, b = dict(a), dict(b)
+        ea, eb = a.pop("episode", None), b.pop("episode", None)
+        assert (ea is None) == (eb is None)
+        if ea is not None:
+            assert (ea["r"], ea["l"]) == (eb["r"], eb["l"])
+        _same(a, b)
+
+
+@pytest.mark.parametrize("family,tasks,act,terminates", CASES)
+def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, terminates):
+    """Several seeds' envs (each its own tasks and reset seeds), their physics stepped as one
+    (StepTogether): each env's observations, rewards, ends and infos are the bits of its own steps; a
+    subset steps as well (a seed that stopped is left out)."""
+    fam = get_family(family)
+    groups = [tasks, tasks[::-1], tasks[:1]]
+    together = [MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2) for g in groups]
+    alone = [MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2) for g in groups]
+    step = StepTogether(together)
+    rng = np.random.default_rng(1)
+    obs = []
+    for i, (a, b) in enumerate(zip(together, alone)):
+        a.seed(10 * i)
+        b.seed(10 * i)
+        obs.append(a.reset())
+        _same(obs[-1], b.reset())
+    ended = 0
+    for t in range(1200):
+        which = [0, 1, 2] if t < 900 else [0, 2]
+        actions = [act(obs[i], rng) for i in which]
+        for i, a, result in zip(which, actions, step(which, actions)):
+            o, r, d, info = result
+            o_b, r_b, d_b, info_b = alone[i].step(a)
+            _same(o, o_b)
+            _same(r, r_b)
+            _same(d, d_b)
+            _infos_same(info, info_b)
+            ended += int(d.sum())
+            obs[i] = o
+    assert ended > 5
+    assert len(step._joints) == 2  # both sets of seeds stepped their physics as one

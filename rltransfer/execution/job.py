@@ -210,8 +210,10 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     Each summary's wall time is the batch's shared out evenly."""
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecEnv
 
     from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
+    from rltransfer.envs.multitask import StepTogether
     from rltransfer.evaluation import evaluate_together
 
     torch.set_num_threads(1)
@@ -231,7 +233,8 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
             results[i] = _failed(job, evaluators.get(i), err, traceback.format_exc(limit=8))
     if batch:
         order = list(batch)
-        engine = BatchedPPO([cast(PPO, batch[i].model) for i in order])
+        models = [cast(PPO, batch[i].model) for i in order]
+        engine = BatchedPPO(models, step_envs=StepTogether([cast(VecEnv, m.env) for m in models]))
         for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
             evaluators[i].defer = evaluators[i].deterministic
 
