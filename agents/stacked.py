@@ -297,23 +297,33 @@ class StackedAdam:
             beta1, beta2 = group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
             rate = self.last_lr * group.get("lr_mult", 1.0)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(
-                    p, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-                )
-                state["step"] += 1
-                grad = p.grad if weight_decay == 0 else p.grad.add(p, alpha=weight_decay)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                step = float(state["step"])
-                bias_correction1 = 1 - beta1**step
-                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-                step_size = (rate / bias_correction1).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
-                denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                p.addcdiv_(exp_avg * -step_size, denom)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [
+                self.state.setdefault(p, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
+                for p in params
+            ]
+            # Each operation of the single-tensor Adam, on the group's tensors in one call (the same
+            # arithmetic element by element: torch's foreach operations on CPU loop over the tensors).
+            grads = [p.grad for p in params]
+            if weight_decay != 0:
+                grads = torch._foreach_add(grads, params, alpha=weight_decay)
+            exp_avgs = [st["exp_avg"] for st in states]
+            exp_avg_sqs = [st["exp_avg_sq"] for st in states]
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            sizes, bias2 = [], []
+            for p, st in zip(params, states):
+                st["step"] += 1
+                step = float(st["step"])
+                bias2.append((1 - beta2**step) ** 0.5)
+                sizes.append((rate / (1 - beta1**step)).to(p.dtype).neg_().view(-1, *([1] * (p.dim() - 1))))
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denoms, bias2)
+            torch._foreach_add_(denoms, eps)
+            torch._foreach_addcdiv_(params, torch._foreach_mul(exp_avgs, sizes), denoms)
 
 
 def adam_unsupported(group: Mapping[str, Any]) -> str | None:
