@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -306,7 +306,7 @@ class StackedAdam:
             ]
             # Each operation of the single-tensor Adam, on the group's tensors in one call (the same
             # arithmetic element by element: torch's foreach operations on CPU loop over the tensors).
-            grads = [p.grad for p in params]
+            grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [cast(torch.Tensor, p.grad) for p in params]
             if weight_decay != 0:
                 grads = torch._foreach_add(grads, params, alpha=weight_decay)
             exp_avgs = [st["exp_avg"] for st in states]
