@@ -109,8 +109,8 @@ class SeedFailed:
 
 
 def _net(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """What runs under vmap: the policy's network, to its action parameters and values (the distributions
-    are built outside, on all seeds' parameters at once: fewer operations under vmap, which costs per op)."""
+    """What runs for all seeds at once: the policy's network, to its action parameters and values (the
+    distributions are built outside, on all seeds' parameters at once: under vmap, fewer operations)."""
     return policy.action_params_and_value(obs)
 
 
@@ -441,7 +441,20 @@ class BatchedPPO:
             for k in seeds:
                 self.models[k]._n_updates += 1
         means = {key: torch.stack(v).double().mean(0) for key, v in stats.items()}  # SB3: np.mean of floats
-        kl = torch.stack(approx_kl).mean(0)
+        means["approx_kl"] = torch.stack(approx_kl).mean(0)
+        self._record_train(seeds, means, loss, clips, clips_vf)
+
+    def _record_train(
+        self,
+        seeds: list[int],
+        means: dict[str, torch.Tensor],
+        loss: torch.Tensor,
+        clips: list[float],
+        clips_vf: list[float] | None,
+    ) -> None:
+        """What ``PPO.train`` logs at its end, each seed to its own logger (``means``: each seed's mean of
+        every logged part over the update's minibatches; ``loss``: of the last one)."""
+        kl = means["approx_kl"]
         for k in seeds:
             m = self.models[k]
             buf = m.rollout_buffer

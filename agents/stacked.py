@@ -3,13 +3,16 @@
 Each parameter of the K policies becomes row ``k`` of one ``[K, ...]`` leaf tensor, and each policy's own
 parameter a view of its row: whatever reads a policy (a callback, an evaluation, ``model.save``) sees its
 seed's current weights, with no copy back. A policy method runs for all seeds in one call
-(:meth:`StackedPolicies.call`): ``torch.func.vmap`` over the stacked rows turns every layer of the policy's
-own code (encoder, trunk, heads, adapters, lateral connections) into one batched operation, so the
-batched model is the policies' architecture by construction, not a re-implementation of it.
+(:meth:`StackedPolicies.call`) of the policy's own code (encoder, trunk, heads, adapters, lateral
+connections), so the batched model is the policies' architecture by construction, not a re-implementation
+of it. The call is *folded* where every module that owns parameters is a linear layer, an adapter, a stack
+of heads or stems, or the heads' log-std: the seeds' samples run through the code as one batch, those
+modules computing each seed's samples with its weights (:func:`grouped_linear`). Otherwise ``torch.func.vmap``
+runs it over the stacked rows.
 
-The parameters are bound by swapping each owning module's ``_parameters`` slot for the duration of a
-call, rather than with ``torch.func.functional_call``: an SB3 policy reaches its encoder under three
-names (``features_extractor`` and its ``pi_``/``vf_`` aliases), and functional_call's restore leaves
+Under ``vmap`` the parameters are bound by swapping each owning module's ``_parameters`` slot for the
+duration of a call, rather than with ``torch.func.functional_call``: an SB3 policy reaches its encoder under
+three names (``features_extractor`` and its ``pi_``/``vf_`` aliases), and functional_call's restore leaves
 the aliased module holding the batched tensor (torch 2.13; ``tests/test_batched.py`` checks that
 every policy holds its own parameters again after a call).
 """

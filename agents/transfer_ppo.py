@@ -115,6 +115,39 @@ class KickstartPPO(TransferPPO):
             raise
         check_finite(self)
 
+    def _kickstart_loss(
+        self, batch: Any, clip_range: float, clip_range_vf: float | None, beta: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One minibatch's loss (SB3's PPO loss plus ``beta * KL(teacher || student)``) and its logged parts."""
+        actions = batch.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        values, log_prob, entropy, student_dist = self.policy.evaluate_with_distribution(batch.observations, actions)
+        values = values.flatten()
+        adv = batch.advantages
+        if self.normalize_advantage and len(adv) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        ratio = torch.exp(log_prob - batch.old_log_prob)
+        pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+        if clip_range_vf is not None:
+            values = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
+        vf_loss = F.mse_loss(batch.returns, values)
+        ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
+        with torch.no_grad():
+            teacher_dist = self._teacher_distribution(batch.observations)
+        aux = torch.distributions.kl_divergence(teacher_dist, student_dist.distribution)
+        aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
+        loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux
+        with torch.no_grad():
+            log_ratio = log_prob - batch.old_log_prob
+            approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item()
+        parts = {
+            key: value.item() for key, value in (("pg", pg_loss), ("vf", vf_loss), ("ent", ent_loss), ("aux", aux))
+        }
+        parts["clip"] = torch.mean((torch.abs(ratio - 1) > clip_range).float()).item()
+        parts["kl"] = approx_kl
+        return loss, parts
+
     def _kickstart_train(self) -> None:
         # SB3's PPO.train (COPIED_FROM), with ``beta * KL(teacher || student)`` added to each minibatch loss.
         self.policy.set_training_mode(True)
@@ -130,34 +163,10 @@ class KickstartPPO(TransferPPO):
         continue_training = True
         for _ in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
-                actions = batch.actions
-                if isinstance(self.action_space, spaces.Discrete):
-                    actions = actions.long().flatten()
-                values, log_prob, entropy, student_dist = self.policy.evaluate_with_distribution(
-                    batch.observations, actions
-                )
-                values = values.flatten()
-                adv = batch.advantages
-                if self.normalize_advantage and len(adv) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                ratio = torch.exp(log_prob - batch.old_log_prob)
-                pg_loss = -torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
-                if clip_range_vf is not None:
-                    values = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
-                vf_loss = F.mse_loss(batch.returns, values)
-                ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
-                with torch.no_grad():
-                    teacher_dist = self._teacher_distribution(batch.observations)
-                aux = torch.distributions.kl_divergence(teacher_dist, student_dist.distribution)
-                aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
-                loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux
-                with torch.no_grad():
-                    log_ratio = log_prob - batch.old_log_prob
-                    approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item()
-                for key, value in (("pg", pg_loss), ("vf", vf_loss), ("ent", ent_loss), ("aux", aux)):
-                    logs[key].append(value.item())
-                logs["clip"].append(torch.mean((torch.abs(ratio - 1) > clip_range).float()).item())
-                logs["kl"].append(approx_kl)
+                loss, parts = self._kickstart_loss(batch, clip_range, clip_range_vf, beta)
+                for key, value in parts.items():
+                    logs[key].append(value)
+                approx_kl = parts["kl"]
                 if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
                     continue_training = False
                     break

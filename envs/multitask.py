@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any, cast
@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, flat_layout, flat_space, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
 from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
-from rltransfer.envs.vector import JointPhysics
+from rltransfer.envs.vector import JointPhysics, VectorPhysics
 
 
 def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
@@ -243,29 +243,33 @@ class StepTogether:
         return tuple(i for i, _ in vectors)
 
     def __call__(self, which: Sequence[int], actions: Sequence[np.ndarray]) -> list[StepResult | Exception]:
-        out: dict[int, StepResult | Exception] = {}
         act = dict(zip(which, actions))
         joined = self._joinable(which)
-        if joined:
-            if joined not in self._joints:
-                self._joints[joined] = JointPhysics([cast(MultiTaskVecEnv, self.envs[i])._vector for i in joined])  # type: ignore[misc]
-            envs = [cast(MultiTaskVecEnv, self.envs[i]) for i in joined]
-            for i, env in zip(joined, envs):
-                env.step_async(act[i])
-            try:
-                stepped = self._joints[joined].step([env.actions for env in envs])
-            except Exception:  # stepped alone below, where the error belongs to one env
-                joined = ()
-            else:
-                for i, env, result in zip(joined, envs, stepped):
-                    try:
-                        out[i] = env.finish_vector_step(result)
-                    except Exception as err:
-                        out[i] = err
+        out = self._step_joined(joined, act) if joined else {}
         for i in which:
             if i not in out:
-                try:
-                    out[i] = self.envs[i].step(act[i])
-                except Exception as err:
-                    out[i] = err
+                out[i] = _step_or_error(partial(self.envs[i].step, act[i]))
         return [out[i] for i in which]
+
+    def _step_joined(self, joined: tuple[int, ...], act: dict[int, np.ndarray]) -> dict[int, StepResult | Exception]:
+        """The envs ``joined``, their physics stepped as one; none of them where the joint step itself
+        raises (they are then stepped alone, where the error belongs to one env)."""
+        envs = [cast(MultiTaskVecEnv, self.envs[i]) for i in joined]
+        if joined not in self._joints:
+            self._joints[joined] = JointPhysics([cast(VectorPhysics, env._vector) for env in envs])
+        for i, env in zip(joined, envs):
+            env.step_async(act[i])
+        try:
+            stepped = self._joints[joined].step([env.actions for env in envs])
+        except Exception:
+            return {}
+        return {
+            i: _step_or_error(partial(env.finish_vector_step, result)) for i, env, result in zip(joined, envs, stepped)
+        }
+
+
+def _step_or_error(step: Callable[[], StepResult]) -> StepResult | Exception:
+    try:
+        return step()
+    except Exception as err:  # the env's own error, handed to whoever stepped it
+        return err

@@ -561,6 +561,26 @@ class ProgressLines:
             )
 
 
+def _mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) -> None:
+    """The runs in flight when the grid stopped: interrupted, or finished where a run wrote its result just
+    before the stop and the grid had not yet taken it in (results are written whole: counted as one)."""
+    for key, job in in_flight.items():
+        if is_done(job):
+            manifest.set_run(key, "ok", finished=now())
+        else:
+            manifest.set_run(key, "interrupted")
+
+
+def _record(manifest: ExperimentManifest, job: RunJob, res: dict[str, Any]) -> bool:
+    """A finished run's summary in the manifest; whether it succeeded."""
+    manifest.set_run(
+        job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
+        eval_seconds=round(res["eval_seconds"], 2), finished=now(),
+        **({"error": res["error"]} if res.get("error") else {}),
+    )  # fmt: skip
+    return res["status"] == "ok"
+
+
 def _run_grid(
     cfg: ExperimentConfig,
     todo: list[RunJob],
@@ -594,13 +614,7 @@ def _run_grid(
 
     def stop() -> None:
         stream.close()  # the workers (or Ray tasks) end here, before the disk is read
-        for key, job in in_flight.items():
-            # A run that wrote its result just before the stop, which the grid had not yet taken in: a
-            # finished run (results are written whole), counted as one.
-            if is_done(job):
-                manifest.set_run(key, "ok", finished=now())
-            else:
-                manifest.set_run(key, "interrupted")
+        _mark_in_flight(manifest, in_flight)
 
     def said(how: str) -> str:
         return (
@@ -615,12 +629,7 @@ def _run_grid(
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.pop(job.key, None)
-                manifest.set_run(
-                    job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
-                    eval_seconds=round(res["eval_seconds"], 2), finished=now(),
-                    **({"error": res["error"]} if res.get("error") else {}),
-                )  # fmt: skip
-                if res["status"] != "ok":
+                if not _record(manifest, job, res):
                     failed.append(job.key)
                 manifest.write(run_dir)
                 bar.update(1)

@@ -145,7 +145,7 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
 
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
-    from rltransfer.strategies import COMPONENTS, STRATEGIES, strategy_params
+    from rltransfer.strategies import STRATEGIES
 
     for i, name in enumerate(config.transfer.strategies):
         if name not in STRATEGIES:
@@ -167,19 +167,26 @@ def check_strategies(config: ExperimentConfig) -> None:
                 f"{config.agent.algo}: {STRATEGIES[name].why_not or 'see the README, Strategies'}"
             )
     for name in dict.fromkeys(["scratch", *config.transfer.strategies, *config.transfer.strategy_params]):
-        params = strategy_params(name, config.transfer.strategy_params.get(name))
-        sides = [c for c in params["freeze"] or () if c in TRUNK_SIDES]
-        if sides and config.agent.algo != "ppo":
-            raise ConfigError(
-                f"config key 'transfer.strategy_params.{name}.freeze': '{sides[0]}' is one side of PPO's "
-                f"actor-critic trunk; {config.agent.algo} has none (freeze whole components: {', '.join(COMPONENTS)})"
-            )
-        try:
-            STRATEGIES[name].plan(params)  # plans check their own parameters (ConfigError)
-        except ConfigError:
-            raise
-        except Exception:  # any other failure is the strategy's own: recorded in its runs
-            pass
+        _check_params(config, name)
+
+
+def _check_params(config: ExperimentConfig, name: str) -> None:
+    """Strategy ``name``'s parameters, as its plan checks them (a ConfigError names what is wrong)."""
+    from rltransfer.strategies import COMPONENTS, STRATEGIES, strategy_params
+
+    params = strategy_params(name, config.transfer.strategy_params.get(name))
+    sides = [c for c in params["freeze"] or () if c in TRUNK_SIDES]
+    if sides and config.agent.algo != "ppo":
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.{name}.freeze': '{sides[0]}' is one side of PPO's "
+            f"actor-critic trunk; {config.agent.algo} has none (freeze whole components: {', '.join(COMPONENTS)})"
+        )
+    try:
+        STRATEGIES[name].plan(params)  # plans check their own parameters (ConfigError)
+    except ConfigError:
+        raise
+    except Exception:  # any other failure is the strategy's own: recorded in its runs
+        pass
 
 
 def import_modules(modules: Sequence[str], key: str = "imports") -> None:

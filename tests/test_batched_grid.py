@@ -81,7 +81,7 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
     from rltransfer.reporting.verification import _job as job_of
 
     run = read_result(run_dir / "runs/very-long-heavy/finetune/seed-2/result.json")
-    cfg = cfg.model_copy(update={"output_dir": tmp_path / "alone"})
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "alone")})
     job = job_of(cfg, published["config_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
     assert job.engine == BATCHED and job.config_hash == published["config_hash"]
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
@@ -140,7 +140,7 @@ def test_a_batch_runs_detached_as_on_a_cluster_without_a_shared_filesystem(batch
 
     _, res = batched
     run_dir = res.run_dir
-    cfg = load_config(run_dir / "config.yaml").model_copy(update={"output_dir": tmp_path / "driver"})
+    cfg = load_config(run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "driver")})
     bundle = run_dir / "pretrain" / "bundle"
     jobs = []
     for seed in range(3):

@@ -141,3 +141,26 @@ def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, t
             obs[i] = o
     assert ended > 5
     assert len(step._joints) == 2  # both sets of seeds stepped their physics as one
+
+
+def test_an_env_that_raises_in_a_joint_step_fails_alone():
+    """One seed's env raising (a non-finite observation, say) is that seed's error: the answer holds the
+    exception in its place, and the other envs are stepped as alone."""
+    fam = get_family("cartpole")
+    envs = [MultiTaskVecEnv(fam, [fam.task("default")], "none", envs_per_task=2) for _ in range(3)]
+    alone = [MultiTaskVecEnv(fam, [fam.task("default")], "none", envs_per_task=2) for _ in range(3)]
+    for i, (a, b) in enumerate(zip(envs, alone)):
+        a.seed(i)
+        b.seed(i)
+        a.reset()
+        b.reset()
+
+    def broken(result):
+        raise RuntimeError("sub-env 1 returned a non-finite observation")
+
+    envs[1].finish_vector_step = broken
+    actions = [np.array([1, 0]), np.array([0, 1]), np.array([1, 1])]
+    results = StepTogether(envs)([0, 1, 2], actions)
+    assert isinstance(results[1], RuntimeError)
+    for i in (0, 2):
+        _same(results[i][0], alone[i].step(actions[i])[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -78,9 +78,7 @@ def run_local(
     """
     if workers == 1:
         for unit in units:
-            for job in unit:
-                if on_start:
-                    on_start(job)
+            _started(unit, on_start)
             yield from zip(unit, execute_unit(unit))
         return
     pending = list(units)
@@ -91,10 +89,7 @@ def run_local(
         try:
             while pending or running:
                 while pending and len(running) < workers:
-                    unit = pending.pop(0)
-                    for job in unit:
-                        if on_start:
-                            on_start(job)
+                    unit = _started(pending.pop(0), on_start)
                     running[executor.submit(execute_unit, unit)] = unit
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -107,6 +102,14 @@ def run_local(
         except BaseException:
             stop_workers(executor)
             raise
+
+
+def _started(unit: Unit, on_start: Callable[[RunJob], None] | None) -> Unit:
+    """``unit``, each of its jobs announced to ``on_start``."""
+    for job in unit:
+        if on_start:
+            on_start(job)
+    return unit
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -149,34 +152,35 @@ def run_ray(
     refs: dict[Any, Unit] = {}
     bundles: dict[str, Any] = {}  # bundle path -> its files in the object store
     for unit in units:
-        paths: list[str] = []
-        for job in unit:
-            if on_start:
-                on_start(job)
-            if job.bundle not in bundles:
-                bundles[job.bundle] = ray.put(bundle_files(job.bundle))
-            if job.bundle not in paths:
-                paths.append(job.bundle)
+        paths = list(dict.fromkeys(job.bundle for job in _started(unit, on_start)))
+        for path in paths:
+            if path not in bundles:
+                bundles[path] = ray.put(bundle_files(path))
         which = [paths.index(job.bundle) for job in unit]
         refs[remote.remote([detached(job) for job in unit], which, *(bundles[p] for p in paths))] = unit
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             unit = refs.pop(done[0])
-            try:
-                outputs = ray.get(done[0])
-            except Exception as err:
-                for job in unit:
-                    yield job, record_failure(job, f"ray task failed: {err}")
-                continue
-            for job, (summary, files) in zip(unit, outputs):
-                try:
-                    write_outputs(job, files)
-                except Exception as err:
-                    summary = record_failure(job, f"writing the run's outputs failed: {err}")
-                yield job, summary
+            yield from _ray_outputs(ray, done[0], unit)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
+
+
+def _ray_outputs(ray: Any, ref: Any, unit: Unit) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+    """``(job, summary)`` of a finished Ray task's unit, each run's outputs written where its job says."""
+    try:
+        outputs = ray.get(ref)
+    except Exception as err:
+        for job in unit:
+            yield job, record_failure(job, f"ray task failed: {err}")
+        return
+    for job, (summary, files) in zip(unit, outputs):
+        try:
+            write_outputs(job, files)
+        except Exception as err:
+            summary = record_failure(job, f"writing the run's outputs failed: {err}")
+        yield job, summary

@@ -209,12 +209,8 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     (one that does not train, or whose update it does not restate) trains alone, as :func:`execute` would.
     Each summary's wall time is the batch's shared out evenly."""
     import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import VecEnv
 
-    from rltransfer.agents.batched_ppo import BatchedPPO, unbatchable
-    from rltransfer.envs.multitask import StepTogether
-    from rltransfer.evaluation import evaluate_together
+    from rltransfer.agents.batched_ppo import unbatchable
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -232,34 +228,49 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
         except Exception as err:  # recorded, not raised: the rest of the grid goes on
             results[i] = _failed(job, evaluators.get(i), err, traceback.format_exc(limit=8))
     if batch:
-        order = list(batch)
-        models = [cast(PPO, batch[i].model) for i in order]
-        engine = BatchedPPO(models, step_envs=StepTogether([cast(VecEnv, m.env) for m in models]))
-        for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
-            evaluators[i].defer = evaluators[i].deterministic
-
-        def evaluate_pending() -> None:
-            due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order) if k not in engine.failed]
-            evaluate_together([d for d in due if d[1].pending], engine.predict)
-
-        engine.after_step = evaluate_pending
-        try:
-            engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], [not batch[i].charged for i in order])  # fmt: skip
-        except Exception as err:  # the batch itself failed: every seed in it
-            trace = traceback.format_exc(limit=8)
-            for i in order:
-                results[i] = _failed(jobs[i], evaluators[i], err, trace)
-        else:
-            for k, i in enumerate(order):
-                if k in engine.failed:
-                    results[i] = _failed(jobs[i], evaluators[i], engine.failed[k].error, engine.failed[k].traceback)
-                    continue
-                try:
-                    results[i] = _finished(jobs[i], evaluators[i], batch[i], engine=BATCHED)
-                except Exception as err:
-                    results[i] = _failed(jobs[i], evaluators[i], err, traceback.format_exc(limit=8))
+        results |= _learn_together({i: jobs[i] for i in batch}, {i: evaluators[i] for i in batch}, batch)
     wall = (time.perf_counter() - start) / len(jobs)
     return [_summary(job, results[i], wall, evaluators.get(i)) for i, job in enumerate(jobs)]
+
+
+def _learn_together(
+    jobs: dict[int, RunJob], evaluators: dict[int, Evaluator], batch: dict[int, TargetRun]
+) -> dict[int, FinishedRun | FailedRun]:
+    """The prepared runs ``batch`` trained as one batched model, each finished (saved, its result written)
+    or recorded as failed."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from rltransfer.agents.batched_ppo import BatchedPPO
+    from rltransfer.envs.multitask import StepTogether
+    from rltransfer.evaluation import evaluate_together
+
+    order = list(batch)
+    models = [cast(PPO, batch[i].model) for i in order]
+    engine = BatchedPPO(models, step_envs=StepTogether([cast(VecEnv, m.env) for m in models]))
+    for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
+        evaluators[i].defer = evaluators[i].deterministic
+
+    def evaluate_pending() -> None:
+        due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order) if k not in engine.failed]
+        evaluate_together([d for d in due if d[1].pending], engine.predict)
+
+    engine.after_step = evaluate_pending
+    try:
+        engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], [not batch[i].charged for i in order])  # fmt: skip
+    except Exception as err:  # the batch itself failed: every seed in it
+        trace = traceback.format_exc(limit=8)
+        return {i: _failed(jobs[i], evaluators[i], err, trace) for i in order}
+    results: dict[int, FinishedRun | FailedRun] = {}
+    for k, i in enumerate(order):
+        if k in engine.failed:
+            results[i] = _failed(jobs[i], evaluators[i], engine.failed[k].error, engine.failed[k].traceback)
+            continue
+        try:
+            results[i] = _finished(jobs[i], evaluators[i], batch[i], engine=BATCHED)
+        except Exception as err:
+            results[i] = _failed(jobs[i], evaluators[i], err, traceback.format_exc(limit=8))
+    return results
 
 
 # -- jobs that carry their inputs and return their outputs (a cluster without a shared filesystem) --------
