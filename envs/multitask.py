@@ -195,11 +195,16 @@ class MultiTaskVecEnv(DummyVecEnv):
     def step_wait(self):
         if self._vector is None:
             return self._finish(*super().step_wait())
-        return self.finish_vector_step(self._vector.step(self.actions))
+        return self._from_vector(self._vector.step(self.actions))
 
-    def finish_vector_step(self, stepped: tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]):
-        """``step_wait`` from what the vector build's ``step`` returned for :attr:`actions` (as
-        :class:`~rltransfer.envs.vector.JointPhysics` steps it with others: :class:`StepTogether`)."""
+    def finish_physics(self, rewards: np.ndarray, terminated: np.ndarray):
+        """``step_wait`` once the vector build's physics has stepped for :attr:`actions` elsewhere
+        (:class:`~rltransfer.envs.vector.JointPhysics`, with other envs: :class:`StepTogether`), from its
+        rewards and ends."""
+        assert self._vector is not None
+        return self._from_vector(self._vector.finish_step(rewards, terminated))
+
+    def _from_vector(self, stepped: tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]):
         self._raw_obs[:], self.buf_rews[:], self.buf_dones[:], self.buf_infos = stepped
         return self._finish(self._obs_from_buf(), np.copy(self.buf_rews), np.copy(self.buf_dones), self.buf_infos)
 
@@ -264,7 +269,7 @@ class StepTogether:
         except Exception:
             return {}
         return {
-            i: _step_or_error(partial(env.finish_vector_step, result)) for i, env, result in zip(joined, envs, stepped)
+            i: _step_or_error(partial(env.finish_physics, *result)) for i, env, result in zip(joined, envs, stepped)
         }
 
 

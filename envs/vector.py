@@ -117,10 +117,11 @@ class VectorPhysics:
 class JointPhysics:
     """Several vector builds of one family (``members``), their physics stepped as one: every env's state
     gathered into one array, one ``_step`` of a build over all their envs (each with its own parameters),
-    and each member given back its envs' states, rewards and ends, to finish its step itself (step limit,
-    Monitor's record, resets from its own generators). The physics acts env by env, element by element,
-    so each member's results are the bits of its own :meth:`VectorPhysics.step`
-    (``tests/test_vector_envs.py``); what is saved is the per-call cost of NumPy, paid once for all."""
+    and each member given back its envs' states, and its rewards and ends to finish its step with
+    (:meth:`VectorPhysics.finish_step`: step limit, Monitor's record, resets from its own generators). The
+    physics acts env by env, element by element, so each member's results are the bits of its own
+    :meth:`VectorPhysics.step` (``tests/test_vector_envs.py``); what is saved is the per-call cost of NumPy,
+    paid once for all."""
 
     def __init__(self, members: Sequence[VectorPhysics]):
         cls = type(members[0])
@@ -132,10 +133,10 @@ class JointPhysics:
         edges = np.cumsum([0] + [m.n for m in self.members])
         self.slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
-    def step(
-        self, actions: Sequence[np.ndarray]
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]]:
-        """Every member's :meth:`VectorPhysics.step` of its ``actions[i]``."""
+    def step(self, actions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The physics of every member's envs for its ``actions[i]``: each member holds its envs' new states,
+        and gets its ``(rewards, terminated)`` to finish its step with. Where ``_step`` raises, no member
+        has changed."""
         joint, fields = self.joint, self.joint.state_fields
         for name in fields:
             setattr(joint, name, np.concatenate([getattr(m, name) for m in self.members]))
@@ -144,5 +145,5 @@ class JointPhysics:
         for m, rows in zip(self.members, self.slices):
             for name in fields:
                 setattr(m, name, getattr(joint, name)[rows])
-            out.append(m.finish_step(rewards[rows], terminated[rows]))
+            out.append((rewards[rows], terminated[rows]))
         return out

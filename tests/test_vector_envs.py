@@ -155,10 +155,10 @@ def test_an_env_that_raises_in_a_joint_step_fails_alone():
         a.reset()
         b.reset()
 
-    def broken(result):
+    def broken(rewards, terminated):
         raise RuntimeError("sub-env 1 returned a non-finite observation")
 
-    envs[1].finish_vector_step = broken
+    envs[1].finish_physics = broken
     actions = [np.array([1, 0]), np.array([0, 1]), np.array([1, 1])]
     results = StepTogether(envs)([0, 1, 2], actions)
     assert isinstance(results[1], RuntimeError)
