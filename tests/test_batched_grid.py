@@ -90,6 +90,14 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
     assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"]
 
 
+def test_the_report_of_a_batched_grid_counts_its_batched_runs(batched):
+    """The report takes a run under the key its engine gave it: every strategy of the grid has its row, with
+    every seed (a batched run's key names its engine)."""
+    _, res = batched
+    rows = {(r["target"], r["strategy"]): r["seeds"] for r in res.summary["rows"]}
+    assert rows == {("very-long-heavy", s): 3 for s in ("scratch", "zero_shot", "finetune", "kickstart")}
+
+
 def test_a_runs_key_says_its_engine_so_the_other_engine_trains_it_again(batched):
     base, res = batched
     with pytest.MonkeyPatch.context() as mp:
