@@ -110,6 +110,11 @@ class StackedPolicies:
             self.params[name] = stacked
         self._slots = _slots(self.ref)
         self._fold = _fold_plan(self.ref)
+        self._fold_forwards = [
+            (module, _folded_forward(module, {n: self.params[full] for n, full in names.items()}))
+            for module, names in self._fold or ()
+            if not isinstance(module, TaskHeads)
+        ]  # built once: what stands in for each layer's forward in a folded call (log-std's needs the batch)
 
     @property
     def k(self) -> int:
@@ -165,14 +170,13 @@ class StackedPolicies:
         """The modules of the fold plan computing for all rows, with the stacked parameters."""
         assert self._fold is not None
         patched: list[tuple[nn.Module, str]] = []
-        for module, names in self._fold:  # an instance attribute stands in for the method while it is there
-            p = {n: self.params[full] for n, full in names.items()}
+        for module, forward in self._fold_forwards:  # an instance attribute stands in for the method meanwhile
+            module.__dict__["forward"] = forward
+            patched.append((module, "forward"))
+        for module, names in self._fold:
             if isinstance(module, TaskHeads):
-                module.__dict__["log_std_of"] = _folded_log_std(module, p["log_std"], batch)
+                module.__dict__["log_std_of"] = _folded_log_std(module, self.params[names["log_std"]], batch)
                 patched.append((module, "log_std_of"))
-            else:
-                module.__dict__["forward"] = _folded_forward(module, p)
-                patched.append((module, "forward"))
         try:
             yield
         finally:
