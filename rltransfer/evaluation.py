@@ -115,12 +115,12 @@ def evaluate_together(
         keys = list(runs)
         step_envs = StepTogether([runs[k].env for k in keys])  # a family's vector builds: one physics step
         while not all(r.done for r in runs.values()):
-            live = [k for k in keys if not runs[k].done]
-            actions = act({k: runs[k].obs for k in live})
-            for k, result in zip(live, step_envs([keys.index(k) for k in live], [actions[k] for k in live])):
+            live = [i for i, k in enumerate(keys) if not runs[k].done]
+            actions = act({keys[i]: runs[keys[i]].obs for i in live})
+            for i, result in zip(live, step_envs(live, [actions[keys[i]] for i in live])):
                 if isinstance(result, Exception):
                     raise result
-                runs[k].stepped(result)
+                runs[keys[i]].stepped(result)
         seconds = (time.perf_counter() - start) / len(wave)
         for k, ev, model, step in wave:
             ev.record_returns(model, step, runs[k].returns, seconds)
