@@ -22,8 +22,7 @@ per minibatch), and subclasses of PPO that change ``train`` (kickstarting).
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -34,6 +33,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance
 
+from rltransfer.agents.seed_batch import SeedBatch, StepEnvs, numpy_stream, one_by_one, torch_stream
 from rltransfer.agents.stacked import StackedAdam, StackedPolicies, adam_unsupported
 from rltransfer.agents.transfer_ppo import TransferPPO
 from rltransfer.agents.updates import check_finite
@@ -52,9 +52,6 @@ COPIED_LOOPS = (
 )
 """Methods of ``stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm`` that :meth:`BatchedPPO.learn`
 and :meth:`BatchedPPO._collect_rollouts` restate, with the sha256 of their source at that version."""
-
-STREAM = 0x5EED_BA7C
-"""Mixed into a seed's random streams, so that they are apart from the streams SB3 seeds with it."""
 
 _SAME = ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm",
          "normalize_advantage", "target_kl", "use_sde")  # fmt: skip
@@ -78,34 +75,6 @@ def unbatchable(model: Any) -> str | None:
     if not hasattr(model.policy, "action_params_and_value"):
         return f"{type(model.policy).__name__} is not one of rltransfer's multi-task policies"
     return None
-
-
-StepEnvs = Callable[[Sequence[int], Sequence[np.ndarray]], list[Any]]
-"""``(indices, actions) -> results``: the envs ``indices`` of a batch's seeds each stepped with its actions,
-each result what its env's ``step`` returns, or the exception it raised."""
-
-
-def one_by_one(envs: Sequence[Any]) -> StepEnvs:
-    """:data:`StepEnvs` that steps each env on its own."""
-
-    def step(which: Sequence[int], actions: Sequence[np.ndarray]) -> list[Any]:
-        out = []
-        for i, a in zip(which, actions):
-            try:
-                out.append(envs[i].step(a))
-            except Exception as err:  # the seed's, raised again in its own step
-                out.append(err)
-        return out
-
-    return step
-
-
-class SeedFailed:
-    """A seed that failed in the batch: what was raised, and its traceback (the run records both)."""
-
-    def __init__(self, err: BaseException):
-        self.error = err
-        self.traceback = traceback.format_exc(limit=8)
 
 
 def _net(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
@@ -136,13 +105,16 @@ def log_prob_and_entropy(params: tuple[torch.Tensor, ...], actions: torch.Tensor
     return d.log_prob(actions).sum(-1), d.entropy().sum(-1)
 
 
-class BatchedPPO:
+__all__ = ["BatchedPPO", "StepEnvs", "one_by_one", "unbatchable"]
+
+
+class BatchedPPO(SeedBatch):
     """Train ``models`` (PPO, one per seed, built alike: same policy class and architecture, same
     hyperparameters and number of envs) as one batched model. ``seeds``: each model's seed (its random
     streams; by default each model's ``seed``)."""
 
     def __init__(self, models: Sequence[PPO], seeds: Sequence[int] | None = None, step_envs: StepEnvs | None = None):
-        self.models = list(models)
+        super().__init__(models, step_envs)
         for m in self.models:
             why = unbatchable(m)
             if why:
@@ -156,30 +128,11 @@ class BatchedPPO:
                 raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.stack = StackedPolicies([m.policy for m in self.models])
         self.optimizer = StackedAdam(self.stack.param_groups(ref.policy.optimizer))
+        self.stack.import_optimizer_state(self.optimizer, [m.policy.optimizer for m in self.models])
         seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
-        self.action_rngs = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, STREAM, 0]).generate_state(1)[0])) for s in seeds]  # fmt: skip
-        self.minibatch_rngs: list[Any] = [np.random.default_rng([s, STREAM, 1]) for s in seeds]
-        self.failed: dict[int, SeedFailed] = {}
+        self.action_rngs = [torch_stream(s, 0) for s in seeds]
+        self.minibatch_rngs: list[Any] = [numpy_stream(s, 1) for s in seeds]
         self._discrete = isinstance(ref.action_space, spaces.Discrete)
-        self.step_envs = step_envs if step_envs is not None else one_by_one([m.env for m in self.models])
-        """Steps the seeds' envs (:data:`StepEnvs`); by default one by one. rltransfer's grid passes
-        ``rltransfer.envs.multitask.StepTogether``, which steps the physics of a family's vector builds as one."""
-        self.after_step: Callable[[], None] | None = None
-        """Called after every step of the seeds (and once they start training), when every seed's callbacks
-        have seen it: where evaluations the callbacks deferred run together (:meth:`predict`)."""
-
-    @property
-    def k(self) -> int:
-        return len(self.models)
-
-    @property
-    def rows(self) -> int:
-        """The stacked tensors' rows: the seeds, and a row that is no seed's where there is one seed
-        (:class:`~rltransfer.agents.stacked.StackedPolicies`); it acts on seed 0's data, and never trains."""
-        return self.stack.rows
-
-    def _per_row(self, items: Sequence[Any]) -> list[Any]:
-        return list(items) + [items[0]] * (self.rows - len(items))
 
     def predict(self, observations: Mapping[int, Any]) -> dict[int, np.ndarray]:
         """Each seed's deterministic actions for its observations (``{seed index: observations}``), as its
@@ -199,10 +152,6 @@ class BatchedPPO:
             out[k] = np.clip(a, space.low, space.high) if isinstance(space, spaces.Box) else a
         return out
 
-    def _stepped(self) -> None:
-        if self.after_step is not None:
-            self.after_step()
-
     # -- learn: OnPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------
     def learn(
         self,
@@ -216,14 +165,7 @@ class BatchedPPO:
         argument one for all seeds, or one per seed: a seed whose first steps went elsewhere learns the rest
         of its budget, from its own step count). A seed that raises is recorded in :attr:`failed` and left
         out; the others go on."""
-        callbacks = list(callbacks) if callbacks is not None else [None] * self.k
-        steps = [total_timesteps] * self.k if isinstance(total_timesteps, int) else list(total_timesteps)
-        resets = [reset_num_timesteps] * self.k if isinstance(reset_num_timesteps, bool) else list(reset_num_timesteps)
-        totals, cbs = [], []
-        for m, cb, n, reset in zip(self.models, callbacks, steps, resets):
-            total, callback = m._setup_learn(n, cb, reset, tb_log_name, progress_bar)
-            totals.append(total)
-            cbs.append(callback)
+        totals, cbs = self._setup(total_timesteps, callbacks, reset_num_timesteps, tb_log_name, progress_bar)
         active = []
         for k, cb in enumerate(cbs):
             if self._guard(k, cb.on_training_start, {}, {}):
@@ -248,22 +190,7 @@ class BatchedPPO:
         self.stack.export_optimizer_state(self.optimizer, [m.policy.optimizer for m in self.models])
         return self
 
-    def _guard(self, k: int, fn: Callable[..., Any], *args: Any) -> bool:
-        """``fn(*args)`` for seed k, true where it neither raised nor returned False; an exception fails the
-        seed (recorded), not the batch."""
-        try:
-            return fn(*args) is not False
-        except Exception as err:  # recorded as the seed's failed run
-            self.failed[k] = SeedFailed(err)
-            return False
-
     # -- rollouts: OnPolicyAlgorithm.collect_rollouts, one batched forward pass per step ----------------------
-    def _obs(self, observations: Sequence[Any]) -> Any:
-        first = observations[0]
-        if isinstance(first, dict):
-            return {key: torch.as_tensor(np.stack([o[key] for o in observations])) for key in first}
-        return torch.as_tensor(np.stack(observations))
-
     def _sample(self, dist: tuple[torch.Tensor, ...], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for every seed, each from its own generator, and their log-probabilities."""
         params = tuple(t[list(seeds)] for t in dist)
@@ -323,10 +250,6 @@ class BatchedPPO:
                 done.append(k)
         return done
 
-    def _clip(self, k: int, actions: np.ndarray) -> np.ndarray:
-        space = self.models[k].action_space
-        return np.clip(actions, space.low, space.high) if isinstance(space, spaces.Box) else actions
-
     def _step(self, k: int, callback: BaseCallback, actions: np.ndarray, clipped_actions: np.ndarray, stepped: Any, values: torch.Tensor, log_probs: torch.Tensor, n_steps: int) -> bool:  # fmt: skip
         """Seed k's part of one step of ``collect_rollouts``, its env stepped (``stepped``: what its ``step``
         returned, or raised): its callback, its buffer. False: the callback stops the seed."""
@@ -357,7 +280,7 @@ class BatchedPPO:
                 with torch.no_grad():
                     terminal_value = m.policy.predict_values(terminal_obs)[0]
                 rewards[idx] += m.gamma * terminal_value
-        m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values.unsqueeze(-1), log_probs)  # type: ignore[arg-type]
+        m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values.unsqueeze(-1), log_probs)
         m._last_obs = new_obs
         m._last_episode_starts = dones
         return True
@@ -396,17 +319,16 @@ class BatchedPPO:
         lr = torch.tensor(lrs, dtype=torch.float64)  # each seed's schedule at its own progress
         for k in seeds:
             self.models[k].logger.record("train/learning_rate", lrs[k])
-        clips = [float(ref.clip_range(p)) for p in progress]  # type: ignore[operator]
+        clips = [float(ref.clip_range(p)) for p in progress]
         clip = torch.tensor(clips).unsqueeze(1)
-        clips_vf = [float(ref.clip_range_vf(p)) for p in progress] if ref.clip_range_vf is not None else None  # type: ignore[operator]
+        clips_vf = [float(ref.clip_range_vf(p)) for p in progress] if ref.clip_range_vf is not None else None
         clip_vf = torch.tensor(clips_vf).unsqueeze(1) if clips_vf is not None else None
         data = self._rollout_tensors(seeds)
         n = data["advantages"].shape[1]
         rows = torch.arange(self.rows).unsqueeze(1)
         mask = torch.zeros(self.rows, dtype=torch.bool)
         mask[seeds] = True
-        stopped = ~mask
-        stopped[self.k :] = False
+        stepping = self._stepping_rows(seeds)
         stats: dict[str, list[torch.Tensor]] = {"entropy": [], "pg": [], "value": [], "clip": []}
         approx_kl: list[torch.Tensor] = []
         loss = torch.zeros(self.rows)
@@ -427,17 +349,7 @@ class BatchedPPO:
                 self.optimizer.zero_grad()
                 loss[mask].sum().backward()
                 self.stack.clip_grad_norm_(ref.max_grad_norm)
-                # A stopped seed keeps its parameters (Adam would move them on its momentum); the row that is
-                # no seed's needs no keeping: nothing reads it.
-                kept = (
-                    {name: p.detach()[stopped].clone() for name, p in self.stack.params.items()}
-                    if stopped.any()
-                    else {}
-                )
-                self.optimizer.step(lr)
-                with torch.no_grad():
-                    for name, rows_kept in kept.items():
-                        self.stack.params[name][stopped] = rows_kept
+                self.optimizer.step(lr, stepping)  # a stopped seed keeps its parameters and moments
             for k in seeds:
                 self.models[k]._n_updates += 1
         means = {key: torch.stack(v).double().mean(0) for key, v in stats.items()}  # SB3: np.mean of floats

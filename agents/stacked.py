@@ -204,6 +204,17 @@ class StackedPolicies:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
         return total
 
+    def import_optimizer_state(self, stacked: StackedAdam, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """``stacked``'s state (moments and step, row by row) from each policy's own optimizer (a
+        ``torch.optim.Adam``), where it has trained before: a model that resumes training in a batch."""
+        name_of = {id(t): name for name, t in self.params.items()}
+        for group in stacked.param_groups:
+            for tensor in group["params"]:
+                name = name_of[id(tensor)]
+                own = [opt.state.get(dict(policy.named_parameters())[name]) for policy, opt in zip(self.policies, optimizers)]  # fmt: skip
+                if any(own):
+                    stacked.state[tensor] = adam_rows(tensor, own)
+
     def export_optimizer_state(self, stacked: StackedAdam, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Each policy's own optimizer (a ``torch.optim.Adam``) given its seed's row of ``stacked``'s state
         (moments and step), so that a saved model resumes training where the batch left it."""
@@ -213,7 +224,7 @@ class StackedPolicies:
             for tensor, state in stacked.state.items():
                 param = own[name_of[id(tensor)]]
                 opt.state[param] = {
-                    "step": torch.tensor(float(state["step"])),
+                    "step": torch.tensor(float(state["step"][k])),
                     "exp_avg": state["exp_avg"][k].clone(),
                     "exp_avg_sq": state["exp_avg_sq"][k].clone(),
                 }
@@ -297,40 +308,75 @@ class StackedAdam:
                 p.grad = None
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
-        """One Adam step of every row, row ``k`` at learning rate ``lr[k]`` (times its group's ``lr_mult``)."""
+    def step(self, lr: torch.Tensor, rows: Sequence[int] | None = None) -> None:
+        """One Adam step of every row, row ``k`` at learning rate ``lr[k]`` (times its group's ``lr_mult``); with
+        ``rows``, of those rows only: the others keep their parameters, moments and step count (a seed that has
+        stopped, or that does not train yet, as an off-policy seed before its first update)."""
         self.last_lr = lr.to(torch.float64)
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            rate = self.last_lr * group.get("lr_mult", 1.0)
             params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            states = [
-                self.state.setdefault(p, {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
-                for p in params
-            ]
-            # Each operation of the single-tensor Adam, on the group's tensors in one call (the same
-            # arithmetic element by element: torch's foreach operations on CPU loop over the tensors).
-            grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [cast(torch.Tensor, p.grad) for p in params]
-            if weight_decay != 0:
-                grads = torch._foreach_add(grads, params, alpha=weight_decay)
-            exp_avgs = [st["exp_avg"] for st in states]
-            exp_avg_sqs = [st["exp_avg_sq"] for st in states]
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-            sizes, bias2 = [], []
-            for p, st in zip(params, states):
-                st["step"] += 1
-                step = float(st["step"])
-                bias2.append((1 - beta2**step) ** 0.5)
-                sizes.append((rate / (1 - beta1**step)).to(p.dtype).neg_().view(-1, *([1] * (p.dim() - 1))))
-            denoms = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denoms, bias2)
-            torch._foreach_add_(denoms, eps)
-            torch._foreach_addcdiv_(params, torch._foreach_mul(exp_avgs, sizes), denoms)
+            if params:
+                self._step_group(group, params, rows)
+
+    def _step_group(self, group: dict[str, Any], params: list[torch.Tensor], rows: Sequence[int] | None) -> None:
+        beta1, beta2 = group["betas"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        rate = self.last_lr * group.get("lr_mult", 1.0)
+        n = params[0].shape[0]
+        states = [
+            self.state.setdefault(
+                p, {"step": [0] * n, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+            )
+            for p in params
+        ]
+        stepping = range(n) if rows is None else sorted(set(rows))
+        kept = [k for k in range(n) if k not in set(stepping)]
+        saved = [(p[kept].clone(), st["exp_avg"][kept].clone(), st["exp_avg_sq"][kept].clone()) for p, st in zip(params, states)] if kept else []  # fmt: skip
+        # Each operation of the single-tensor Adam, on the group's tensors in one call (the same arithmetic
+        # element by element: torch's foreach operations on CPU loop over the tensors); the bias corrections
+        # per row, each row at its own step (dividing by a float32 tensor is dividing by the Python float).
+        grads: list[torch.Tensor] | tuple[torch.Tensor, ...] = [cast(torch.Tensor, p.grad) for p in params]
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        exp_avgs = [st["exp_avg"] for st in states]
+        exp_avg_sqs = [st["exp_avg_sq"] for st in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        sizes, bias2 = [], []
+        corrections: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}  # by the rows' steps
+        for p, st in zip(params, states):
+            for k in stepping:
+                st["step"][k] += 1
+            steps = tuple(st["step"])
+            key = (*steps, p.dtype)
+            if key not in corrections:
+                bias1 = torch.tensor([1 - beta1 ** float(s) for s in steps], dtype=torch.float64)
+                corrections[key] = (
+                    (rate / bias1).to(p.dtype).neg_(),
+                    torch.tensor([(1 - beta2 ** float(s)) ** 0.5 for s in steps], dtype=p.dtype),
+                )
+            shape = (-1, *([1] * (p.dim() - 1)))
+            sizes.append(corrections[key][0].view(shape))
+            bias2.append(corrections[key][1].view(shape))
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias2)
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, torch._foreach_mul(exp_avgs, sizes), denoms)
+        for (p_rows, m1, m2), p, st in zip(saved, params, states):
+            p[kept], st["exp_avg"][kept], st["exp_avg_sq"][kept] = p_rows, m1, m2
+
+
+def adam_rows(tensor: torch.Tensor, states: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """:class:`StackedAdam`'s state of ``tensor`` from the ``torch.optim.Adam`` states of its rows (None: a
+    row that never stepped)."""
+    out: dict[str, Any] = {"step": [0] * tensor.shape[0], "exp_avg": torch.zeros_like(tensor), "exp_avg_sq": torch.zeros_like(tensor)}  # fmt: skip
+    for k, st in enumerate(states):
+        if st:
+            out["step"][k] = int(st["step"])
+            out["exp_avg"][k] = st["exp_avg"]
+            out["exp_avg_sq"][k] = st["exp_avg_sq"]
+    return out
 
 
 def adam_unsupported(group: Mapping[str, Any]) -> str | None:

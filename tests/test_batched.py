@@ -96,6 +96,7 @@ class Steps(BaseCallback):
     def _on_step(self) -> bool:
         self.rewards.append(float(np.sum(self.locals["rewards"])))
         if self.fail_at is not None and self.num_timesteps >= self.fail_at:
+            self.at_failure = _params(self.model)
             raise RuntimeError("this seed fails")
         return True
 
@@ -124,16 +125,16 @@ def test_a_seed_is_bit_identical_whatever_shares_its_batch():
 def test_a_failing_seed_is_recorded_and_the_others_go_on_unchanged():
     alone = _batch([0])[0]
     runs = _batch([0, 1], fail=1)
-    model, _, batch = runs[1]
+    model, callback, batch = runs[1]
     assert list(batch.failed) == [1] and "this seed fails" in str(batch.failed[1].error)
     assert "RuntimeError" in batch.failed[1].traceback
-    failed_at = _params(model)
     assert model.num_timesteps == 128
     assert runs[0][0].num_timesteps == 256
     for name, p in _params(alone[0]).items():
         assert torch.equal(_params(runs[0][0])[name], p), name
-    # the failed seed's parameters stopped moving when it failed
-    assert all(torch.equal(p, _params(model)[n]) for n, p in failed_at.items())
+    # the failed seed's parameters stopped moving when it failed (the other seed trained on)
+    for name, p in callback.at_failure.items():
+        assert torch.equal(p, _params(model)[name]), name
 
 
 def test_each_seed_is_a_normal_sb3_model(tmp_path):

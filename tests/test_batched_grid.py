@@ -48,6 +48,12 @@ def test_the_engine_of_each_strategy(tmp_path):
     kl = _cfg(tmp_path, "e", batch_seeds=True)
     kl["agent"]["hyperparams"]["target_kl"] = 0.02
     assert engine_of(load_config(kl), "scratch") == SB3
+    for algo, engine in (("sac", BATCHED), ("dqn", SB3)):  # SAC has a batched engine, DQN not yet
+        other = _cfg(tmp_path, "e", batch_seeds=True)
+        other["agent"] = {"algo": algo}
+        other["family"], other["source_tasks"] = ("pendulum", ["default"]) if algo == "sac" else ("cartpole", ["short"])
+        other["target_tasks"] = ["heavy-long"] if algo == "sac" else ["very-long-heavy"]
+        assert engine_of(load_config(other), "finetune") == engine, algo
 
 
 def _job(target: str, strategy: str, seed: int, engine: str) -> RunJob:
@@ -164,3 +170,53 @@ def test_a_batch_runs_detached_as_on_a_cluster_without_a_shared_filesystem(batch
         mine = json.loads((Path(job.out_dir) / "result.json").read_text())
         grid = _result(run_dir, job.key)
         assert mine["curve"] == grid["curve"] and mine["engine"] == "batched"
+
+
+def test_every_sac_strategy_that_trains_runs_batched_alone_as_in_its_batch_and_frozen_parameters_stay(tmp_path, monkeypatch):  # fmt: skip
+    """SAC's strategies train batched (Pendulum: its vector build steps the seeds' envs together); a batched
+    run re-run alone (a batch of one, as ``verify`` does) gives its curve again; a frozen encoder is the
+    bundle's, bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+    from stable_baselines3 import SAC
+
+    from rltransfer.records.run_result import read_result
+    from rltransfer.reporting.verification import _job as job_of
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    strategies = ["scratch", "zero_shot", "finetune", "freeze_encoder", "lr_scaled", "adapter"]
+    cfg = {
+        "name": "sac", "output_dir": str(tmp_path / "runs"), "family": "pendulum", "source_tasks": ["default", "heavy"],
+        "target_tasks": ["heavy-long"], "conditioning": "context",
+        "agent": {"algo": "sac", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
+                  "hyperparams": {"learning_starts": 100, "batch_size": 32}},
+        "pretrain": {"timesteps": 300, "envs_per_task": 1, "eval_episodes": 1},
+        "transfer": {"timesteps": 400, "seeds": 2, "strategies": strategies, "n_envs": 1},
+        "evaluation": {"every": 200, "episodes": 2}, "runner": {"workers": 1, "batch_seeds": True},
+    }  # fmt: skip
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert not res.failed
+    for strategy in strategies:
+        for seed in (0, 1):
+            engine = _result(res.run_dir, f"heavy-long/{strategy}/seed-{seed}").get("engine")
+            assert engine == (None if strategy == "zero_shot" else BATCHED), strategy
+    rows = {(r["target"], r["strategy"]): r["seeds"] for r in res.summary["rows"]}
+    assert rows == {("heavy-long", s): 2 for s in strategies}
+    key = "heavy-long/finetune/seed-1"
+    published = _result(res.run_dir, key)
+    run = read_result(res.run_dir / "runs" / key / "result.json")
+    rerun = load_config(res.run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "alone")})
+    job = job_of(rerun, published["config_hash"].split("-")[0], run, {0: (res.run_dir / "pretrain" / "bundle", "")})
+    (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
+    assert summary["status"] == "ok"
+    alone = json.loads((tmp_path / "alone-run" / "result.json").read_text())
+    assert alone["curve"] == published["curve"]
+    bundle = load_file(str(res.run_dir / "pretrain" / "bundle" / "components.safetensors"))
+    encoder = {"actor.features_extractor." + k[len("encoder.actor.") :]: v for k, v in bundle.items() if k.startswith("encoder.actor.")}  # fmt: skip
+    assert encoder
+    model = SAC.load(res.run_dir / "runs" / "heavy-long" / "freeze_encoder" / "seed-1" / "model.zip", device="cpu")
+    params = dict(model.policy.named_parameters())
+    for name, value in encoder.items():
+        assert torch.equal(params[name], value), name
+    trained = SAC.load(res.run_dir / "runs" / "heavy-long" / "finetune" / "seed-1" / "model.zip", device="cpu")
+    assert not all(torch.equal(dict(trained.policy.named_parameters())[k], v) for k, v in encoder.items())

@@ -1,9 +1,10 @@
 """Which runs of a grid train side by side, and how they are grouped.
 
 With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one batched model
-(:class:`rltransfer.agents.batched_ppo.BatchedPPO`) where the engine restates the strategy's update: PPO
-strategies that train, except those with their own update (``kickstart``) or with ``target_kl``. The
-others run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
+(:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`) where
+the engine restates the strategy's update: PPO and SAC strategies that train, except those with their own
+update (``kickstart``) or, for PPO, with ``target_kl``. The others (DQN among them) run as before, one SB3
+``learn`` each. A run's engine is decided here, once, when its job is made:
 it is part of the run's key (another engine gives other random streams, so another run).
 """
 
@@ -19,9 +20,9 @@ from rltransfer.strategies import plan_of
 
 def engine_of(cfg: ExperimentConfig, strategy: str) -> str:
     """The engine that trains ``strategy``'s runs of ``cfg``: ``batched`` or ``sb3``."""
-    if not cfg.runner.batch_seeds or cfg.agent.algo != "ppo":
+    if not cfg.runner.batch_seeds or cfg.agent.algo not in ("ppo", "sac"):
         return SB3
-    if cfg.agent.hyperparams.get("target_kl") is not None:
+    if cfg.agent.algo == "ppo" and cfg.agent.hyperparams.get("target_kl") is not None:
         return SB3
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
     if plan is None or not plan.train or plan.algo_class is not None:

@@ -10,10 +10,10 @@ import functools
 import json
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
@@ -210,8 +210,6 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     Each summary's wall time is the batch's shared out evenly."""
     import torch
 
-    from rltransfer.agents.batched_ppo import unbatchable
-
     torch.set_num_threads(1)
     start = time.perf_counter()
     results: dict[int, FinishedRun | FailedRun] = {}
@@ -220,7 +218,11 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     for i, job in enumerate(jobs):
         try:
             evaluators[i], run = _prepare(job)
-            if job.engine == BATCHED and run.lineage.trains and unbatchable(run.model) is None:
+            if (
+                job.engine == BATCHED
+                and run.lineage.trains
+                and _batched_engine(run.model).unbatchable(run.model) is None
+            ):
                 batch[i] = run
             else:
                 _learn_alone(evaluators[i], run)
@@ -233,21 +235,37 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     return [_summary(job, results[i], wall, evaluators.get(i)) for i, job in enumerate(jobs)]
 
 
+class _Engine(NamedTuple):
+    engine: Any  # BatchedPPO or BatchedSAC
+    unbatchable: Callable[[Any], str | None]
+
+
+def _batched_engine(model: Any) -> _Engine:
+    """The batched engine of ``model``'s algorithm, and what says why a model cannot train in it."""
+    from stable_baselines3 import SAC
+
+    if isinstance(model, SAC):
+        from rltransfer.agents import batched_sac
+
+        return _Engine(batched_sac.BatchedSAC, batched_sac.unbatchable)
+    from rltransfer.agents import batched_ppo
+
+    return _Engine(batched_ppo.BatchedPPO, batched_ppo.unbatchable)
+
+
 def _learn_together(
     jobs: dict[int, RunJob], evaluators: dict[int, Evaluator], batch: dict[int, TargetRun]
 ) -> dict[int, FinishedRun | FailedRun]:
     """The prepared runs ``batch`` trained as one batched model, each finished (saved, its result written)
     or recorded as failed."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecEnv
 
-    from rltransfer.agents.batched_ppo import BatchedPPO
     from rltransfer.envs.multitask import StepTogether
     from rltransfer.evaluation import evaluate_together
 
     order = list(batch)
-    models = [cast(PPO, batch[i].model) for i in order]
-    engine = BatchedPPO(models, step_envs=StepTogether([cast(VecEnv, m.env) for m in models]))
+    models = [batch[i].model for i in order]
+    engine = _batched_engine(models[0]).engine(models, step_envs=StepTogether([cast(VecEnv, m.env) for m in models]))
     for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
         evaluators[i].defer = evaluators[i].deterministic
 
@@ -257,7 +275,7 @@ def _learn_together(
 
     engine.after_step = evaluate_pending
     try:
-        engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], [not batch[i].charged for i in order])  # fmt: skip
+        engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], reset_num_timesteps=[not batch[i].charged for i in order])  # fmt: skip
     except Exception as err:  # the batch itself failed: every seed in it
         trace = traceback.format_exc(limit=8)
         return {i: _failed(jobs[i], evaluators[i], err, trace) for i in order}
