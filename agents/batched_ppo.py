@@ -16,8 +16,10 @@ says so, or it fails) is left out of every later update; its parameters stay as 
 
 The update restates SB3's ``PPO.train`` (2.9.2; :data:`COPIED_FROM`) batched over seeds; with K = 1 and
 the same minibatch order it equals SB3's (``tests/test_batched.py``, to 1e-6 in every parameter).
+Kickstarting (:class:`~rltransfer.agents.transfer_ppo.KickstartPPO`) is batched too: each seed's teacher is
+stacked like its policy, and its distillation term is added to the seed's loss as ``KickstartPPO`` adds it.
 Not supported (the per-process path runs these): gSDE, ``target_kl`` (its early stop is per seed and
-per minibatch), and subclasses of PPO that change ``train`` (kickstarting).
+per minibatch), and other subclasses of PPO that change ``train``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from stable_baselines3.common.utils import explained_variance
 
 from rltransfer.agents.seed_batch import SeedBatch, StepEnvs, numpy_stream, one_by_one, torch_stream
 from rltransfer.agents.stacked import StackedAdam, StackedPolicies, adam_unsupported
-from rltransfer.agents.transfer_ppo import TransferPPO
+from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
 from rltransfer.agents.updates import check_finite
 
 COPIED_FROM = (
@@ -61,8 +63,10 @@ def unbatchable(model: Any) -> str | None:
     """Why ``model`` cannot train in a batch (None: it can)."""
     if not isinstance(model, PPO):
         return f"{type(model).__name__} is not PPO"
-    if type(model) not in (PPO, TransferPPO):
+    if type(model) not in (PPO, TransferPPO, KickstartPPO):
         return f"{type(model).__name__} changes PPO's update"
+    if isinstance(model, KickstartPPO) and not hasattr(model.teacher, "action_params_and_value"):
+        return f"its teacher, a {type(model.teacher).__name__}, is not one of rltransfer's multi-task policies"
     if model.use_sde:
         return "gSDE"
     if model.target_kl is not None:
@@ -124,9 +128,17 @@ class BatchedPPO(SeedBatch):
             diff = [a for a in _SAME if getattr(m, a) != getattr(ref, a)]
             if m.n_envs != ref.n_envs:
                 diff.append("n_envs")
+            if type(m) is not type(ref) and KickstartPPO in (type(m), type(ref)):
+                diff.append("kickstarting")
             if diff:
                 raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.stack = StackedPolicies([m.policy for m in self.models])
+        self.teachers = (
+            StackedPolicies([cast(KickstartPPO, m).teacher for m in self.models])
+            if isinstance(ref, KickstartPPO)
+            else None
+        )
+        """The seeds' kickstarting teachers (frozen), stacked as their students are: one forward pass for all."""
         self.optimizer = StackedAdam(self.stack.param_groups(ref.policy.optimizer))
         self.stack.import_optimizer_state(self.optimizer, [m.policy.optimizer for m in self.models])
         seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
@@ -324,12 +336,14 @@ class BatchedPPO(SeedBatch):
         clips_vf = [float(ref.clip_range_vf(p)) for p in progress] if ref.clip_range_vf is not None else None
         clip_vf = torch.tensor(clips_vf).unsqueeze(1) if clips_vf is not None else None
         data = self._rollout_tensors(seeds)
+        betas = [m.beta() if isinstance(m, KickstartPPO) else 0.0 for m in self._per_row(self.models)]
+        beta = torch.tensor(betas) if self.teachers is not None else None
         n = data["advantages"].shape[1]
         rows = torch.arange(self.rows).unsqueeze(1)
         mask = torch.zeros(self.rows, dtype=torch.bool)
         mask[seeds] = True
         stepping = self._stepping_rows(seeds)
-        stats: dict[str, list[torch.Tensor]] = {"entropy": [], "pg": [], "value": [], "clip": []}
+        stats: dict[str, list[torch.Tensor]] = {"entropy": [], "pg": [], "value": [], "clip": [], "aux": []}
         approx_kl: list[torch.Tensor] = []
         loss = torch.zeros(self.rows)
         for _ in range(ref.n_epochs):
@@ -340,7 +354,7 @@ class BatchedPPO(SeedBatch):
             order_t = torch.as_tensor(order)
             for start in range(0, n, ref.batch_size):
                 idx = order_t[:, start : start + ref.batch_size]
-                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf)
+                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf, beta)
                 for key, value in parts.items():
                     if key == "approx_kl":
                         approx_kl.append(value)
@@ -352,9 +366,19 @@ class BatchedPPO(SeedBatch):
                 self.optimizer.step(lr, stepping)  # a stopped seed keeps its parameters and moments
             for k in seeds:
                 self.models[k]._n_updates += 1
-        means = {key: torch.stack(v).double().mean(0) for key, v in stats.items()}  # SB3: np.mean of floats
+        means = {key: torch.stack(v).double().mean(0) for key, v in stats.items() if v}  # SB3: np.mean of floats
         means["approx_kl"] = torch.stack(approx_kl).mean(0)
         self._record_train(seeds, means, loss, clips, clips_vf)
+        if "aux" in means:
+            self._record_kickstart(seeds, means["aux"], betas)
+
+    def _record_kickstart(self, seeds: list[int], aux: torch.Tensor, betas: list[float]) -> None:
+        """What ``KickstartPPO.train`` logs and keeps besides PPO's, each seed its own."""
+        for k in seeds:
+            m = cast(KickstartPPO, self.models[k])
+            m.logger.record("train/kickstart_kl", float(aux[k]))
+            m.logger.record("train/kickstart_beta", betas[k])
+            m.kickstart_log.append((m.num_timesteps, betas[k], float(aux[k])))
 
     def _record_train(
         self,
@@ -394,8 +418,10 @@ class BatchedPPO(SeedBatch):
         idx: torch.Tensor,
         clip: torch.Tensor,
         clip_vf: torch.Tensor | None,
+        beta: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every seed's PPO loss on its minibatch ``idx[k]`` (``[K]``), and its logged parts."""
+        """Every seed's PPO loss on its minibatch ``idx[k]`` (``[K]``), and its logged parts; with ``beta`` (each
+        seed's kickstarting weight), plus ``beta * KL(teacher || student)`` as ``KickstartPPO``'s loss."""
         ref = self.models[0]
         obs = data["observations"]
         obs = {key: v[rows, idx] for key, v in obs.items()} if isinstance(obs, dict) else obs[rows, idx]
@@ -418,6 +444,9 @@ class BatchedPPO(SeedBatch):
         value_loss = ((returns - values_pred) ** 2).mean(1)
         entropy_loss = -torch.mean(-log_prob, 1) if entropy is None else -torch.mean(entropy, 1)
         loss = policy_loss + ref.ent_coef * entropy_loss + ref.vf_coef * value_loss
+        aux = self._kickstart_kl(obs, params) if beta is not None else None
+        if aux is not None and beta is not None:
+            loss = loss + beta * aux
         with torch.no_grad():
             log_ratio = log_prob - old_log_prob
             approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, 1)
@@ -425,4 +454,24 @@ class BatchedPPO(SeedBatch):
             "entropy": entropy_loss.detach(), "pg": policy_loss.detach(), "value": value_loss.detach(),
             "clip": clip_fraction, "approx_kl": approx_kl,
         }  # fmt: skip
+        if aux is not None:
+            parts["aux"] = aux.detach()
         return loss, parts
+
+    def _kickstart_kl(self, obs: Any, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Each seed's ``KL(teacher || student)`` on its minibatch, averaged (``KickstartPPO._kickstart_loss``):
+        the teachers' distributions from one batched forward pass of the stacked teachers, each on its
+        student's observations routed to its head for the target task."""
+        assert self.teachers is not None
+        models = [cast(KickstartPPO, m) for m in self._per_row(self.models)]
+        with torch.no_grad():
+            if isinstance(obs, dict):
+                rows = [m._teacher_obs({key: v[k] for key, v in obs.items()}) for k, m in enumerate(models)]
+                seen: Any = {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
+            else:
+                seen = torch.stack([m._teacher_obs(obs[k]) for k, m in enumerate(models)])
+            teacher = self.teachers.call(_net, seen)[0]
+            if self._discrete and teacher[0].shape[-1] > params[0].shape[-1]:  # the teacher's extra actions
+                teacher = (teacher[0][..., : params[0].shape[-1]],)
+        kl = torch.distributions.kl_divergence(distribution(teacher), distribution(params))
+        return kl.sum(-1).mean(1) if kl.dim() > 2 else kl.mean(1)

@@ -162,6 +162,7 @@ class KickstartPPO(TransferPPO):
         logs: dict[str, list[float]] = {k: [] for k in ("pg", "vf", "ent", "clip", "kl", "aux")}
         continue_training = True
         for _ in range(self.n_epochs):
+            logs["kl"] = []  # as SB3's approx_kl_divs: the last epoch's
             for batch in self.rollout_buffer.get(self.batch_size):
                 loss, parts = self._kickstart_loss(batch, clip_range, clip_range_vf, beta)
                 for key, value in parts.items():

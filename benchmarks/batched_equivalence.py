@@ -8,6 +8,9 @@ so the runs differ one by one; only their distributions are compared.
         [--strategy scratch] [--seeds 20] [--workers 2] [--pretrain-seed P]
 
 ``--pretrain-seed`` starts every run from that pre-training's bundle (a transfer strategy "from one bundle").
+``--config configs/pendulum.yaml --target heavy-long`` measures from a config instead of a publication (as
+``grid_throughput.py --config``: one pre-training for both engines, shortened by ``--pretrain-timesteps``
+for ``scratch``, which does not use its weights).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from grid_throughput import cell_parser, run_cell  # noqa: E402
+from grid_throughput import cell_parser, run_cell, run_config_cell  # noqa: E402
 
 from rltransfer.execution.job import BATCHED, SB3  # noqa: E402
 from rltransfer.stats.bootstrap import interval, iqm_rows  # noqa: E402
@@ -30,14 +33,22 @@ from rltransfer.stats.metrics import iqm  # noqa: E402
 def main() -> None:
     ap = cell_parser(__doc__, seeds=20)
     ap.add_argument("--pretrain-seed", type=int, default=None)
+    ap.add_argument("--config", type=Path, default=None, help="measure from this config instead of a publication")
+    ap.add_argument("--pretrain-timesteps", type=int, default=None, help="with --config: a shorter pre-training")
     args = ap.parse_args()
     out, cis = {}, {}
     with tempfile.TemporaryDirectory(prefix="rltransfer-equivalence-") as tmp:
         for engine in (SB3, BATCHED):
-            wall, results, _ = run_cell(
-                Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
-                Path(tmp) / engine, pretrain_seed=args.pretrain_seed,
-            )  # fmt: skip
+            if args.config is not None:
+                wall, results, _ = run_config_cell(
+                    args.config, args.target, args.strategy, args.seeds, args.workers, engine, Path(tmp),
+                    pretrain_timesteps=args.pretrain_timesteps,
+                )  # fmt: skip
+            else:
+                wall, results, _ = run_cell(
+                    Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
+                    Path(tmp) / engine, pretrain_seed=args.pretrain_seed,
+                )  # fmt: skip
             out[engine] = results
             auc = np.array([r.metrics.auc for r in results])
             low, high, _ = interval([auc.tolist()], iqm_rows, seed=0)

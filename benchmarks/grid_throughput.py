@@ -8,11 +8,18 @@ time and its env steps per second per core (evaluation included, as in a real gr
 
     python benchmarks/grid_throughput.py [--publication docs/results/cartpole] [--target very-long-heavy]
         [--strategy scratch] [--seeds 10] [--workers 2] [--timesteps N]
+
+A family whose publication ships no bundles (Pendulum's SAC, for one) is measured from its config instead:
+``--config configs/pendulum.yaml --target heavy-long`` runs the experiment's grid for the one strategy both
+ways (``rltransfer experiment`` with ``runner.batch_seeds`` false, then true, in one directory: one
+pre-training, shortened by ``--pretrain-timesteps`` where the strategy does not need a trained bundle, as
+``scratch``), and compares the grids' wall times (the manifest's ``grid_seconds``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
@@ -24,7 +31,7 @@ import yaml
 from rltransfer.config import load_config
 from rltransfer.execution.backends import run_local
 from rltransfer.execution.batching import batches
-from rltransfer.execution.job import BATCHED, SB3
+from rltransfer.execution.job import BATCHED, SB3, RunJob
 from rltransfer.records.bundle_manifest import read_manifest
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting.publication import read_runs, shipped_bundles
@@ -77,6 +84,39 @@ def run_cell(
     return wall, [r for r in results if isinstance(r, FinishedRun)], len(units)
 
 
+def run_config_cell(
+    config: Path, target: str, strategy: str, seeds: int, workers: int, engine: str, out: Path,
+    timesteps: int | None = None, pretrain_timesteps: int | None = None,
+) -> tuple[float, list[FinishedRun], int]:  # fmt: skip
+    """The grid of ``config``'s (``target``, ``strategy``) with ``seeds`` seeds run by ``engine`` in ``out``
+    (an experiment of its own; the pre-training shared by both engines): the grid's wall time, its results and
+    its units."""
+    from rltransfer.experiment import run_experiment
+
+    raw = yaml.safe_load(config.read_text())
+    transfer = {**raw.get("transfer", {}), "strategies": [strategy], "seeds": seeds}
+    if timesteps:
+        transfer["timesteps"] = timesteps
+    pretrain = {**raw.get("pretrain", {}), "seeds": 1}
+    if pretrain_timesteps:
+        pretrain = {**pretrain, "timesteps": pretrain_timesteps}
+    raw = {**raw, "target_tasks": [target], "transfer": transfer, "pretrain": pretrain, "output_dir": str(out),
+           "runner": {**raw.get("runner", {}), "workers": workers, "batch_seeds": engine == BATCHED}}  # fmt: skip
+    res = run_experiment(raw, progress=False, echo=False)
+    if res.failed:
+        raise SystemExit(f"{engine}: runs failed: {res.failed}")
+    manifest = json.loads((res.run_dir / "manifest.json").read_text())
+    results = [read_result(p) for p in sorted((res.run_dir / "runs" / target / strategy).glob(f"seed-*/{RESULT_FILE}"))]
+    jobs = [replace(_job_stub(target, strategy, s), engine=engine) for s in range(seeds)]
+    units = len(batches(jobs, workers)) if engine == BATCHED else seeds
+    return float(manifest["grid_seconds"]), [r for r in results if isinstance(r, FinishedRun)], units
+
+
+def _job_stub(target: str, strategy: str, seed: int) -> RunJob:
+    """A job that says only its cell and seed (what :func:`batches` groups by)."""
+    return RunJob({}, "", "", {"name": target, "params": {}}, "", strategy, seed, 0, 0.0, 0.0, "")
+
+
 def cell_parser(doc: str | None, seeds: int) -> argparse.ArgumentParser:
     """The arguments that name a publication's cell and how to run it (this script's and the equivalence's)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,14 +131,22 @@ def cell_parser(doc: str | None, seeds: int) -> argparse.ArgumentParser:
 def main() -> None:
     ap = cell_parser(__doc__, seeds=10)
     ap.add_argument("--timesteps", type=int, default=None, help="each run's budget (default: the config's)")
+    ap.add_argument("--config", type=Path, default=None, help="measure from this config instead of a publication")
+    ap.add_argument("--pretrain-timesteps", type=int, default=None, help="with --config: a shorter pre-training")
     args = ap.parse_args()
     times = {}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
         for engine in (SB3, BATCHED):
-            wall, results, units = run_cell(
-                Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
-                Path(tmp) / engine, args.timesteps,
-            )  # fmt: skip
+            if args.config is not None:
+                wall, results, units = run_config_cell(
+                    args.config, args.target, args.strategy, args.seeds, args.workers, engine, Path(tmp),
+                    args.timesteps, args.pretrain_timesteps,
+                )  # fmt: skip
+            else:
+                wall, results, units = run_cell(
+                    Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
+                    Path(tmp) / engine, args.timesteps,
+                )  # fmt: skip
             times[engine] = wall
             steps = sum(r.budget for r in results)
             print(

@@ -17,6 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
@@ -222,6 +223,7 @@ class Evaluator(BaseCallback):
         self.curve: dict[str, list[float]] = {"step": [], "return": [], "score": [], "return_std": []}
         self.eval_seconds = 0.0
         self._next = 0
+        self._params: list[torch.Tensor] = []  # the policy's parameters, from the start of training
         self._env: VecEnv | None = None
         self._scored: BaseAlgorithm | None = None  # the agent of the last measurement
         self.defer = False
@@ -277,23 +279,26 @@ class Evaluator(BaseCallback):
 
     def _evaluate_due(self) -> bool:
         while self._next < len(self.checkpoints) and self.num_timesteps >= self.checkpoints[self._next]:
+            self._check_finite()
             self.evaluate(self.model, self.checkpoints[self._next])
             self._next += 1
         return self._next < len(self.checkpoints)
 
     def _on_training_start(self) -> None:
-        self._check_finite()
+        self._params = list(self.model.policy.parameters())
         self._evaluate_due()
 
     def _on_step(self) -> bool:
         return self._evaluate_due()
 
-    def _on_rollout_end(self) -> None:
-        self._check_finite()
-
     def _check_finite(self) -> None:
+        """Stop the run before it scores an agent with a non-finite parameter (rltransfer's algorithms stop
+        at the update that makes one; this catches any other's at its next checkpoint). One check of all the
+        parameters at once; their names only for the message."""
+        if not self._params or torch.isfinite(torch.cat([p.detach().reshape(-1) for p in self._params])).all():
+            return
         for name, param in self.model.policy.named_parameters():
-            if not np.isfinite(param.detach().cpu().numpy()).all():
+            if not torch.isfinite(param).all():
                 raise NonFiniteError(f"non-finite parameter '{name}' at step {self.num_timesteps}")
 
     def _on_training_end(self) -> None:

@@ -85,6 +85,46 @@ def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
         assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
+def _kickstart(seed: int, family: str, task: str, teacher_tasks: list[str]) -> KickstartPPO:
+    base = _model(seed, family, task)
+    teacher = _model(9, family, teacher_tasks).policy
+    with torch.no_grad():  # a teacher that is not near uniform as a fresh policy is: a KL that is not zero
+        for name, p in teacher.named_parameters():
+            if name.startswith("heads.") and "log_std" not in name:
+                p.mul_(100.0)
+    return KickstartPPO(
+        type(base.policy), base.env, policy_kwargs=base.policy_kwargs, teacher=teacher, teacher_head=1, beta=0.8,
+        anneal=0.5, seed=seed, device="cpu", n_steps=32, batch_size=24, n_epochs=3, clip_range_vf=0.2,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family,task,teacher", [("cartpole", "default", ["default", "long"]), ("pendulum", "default", ["default", "heavy"])])  # fmt: skip
+def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family, task, teacher):
+    """Kickstarting batched (K = 1): the same rollout and minibatch order give KickstartPPO's update (PPO's loss
+    plus beta * KL(teacher || student), the teacher routed to its head for the target) to 1e-6, and its logs."""
+    sb3, mine = _kickstart(3, family, task, teacher), _kickstart(3, family, task, teacher)
+    _, callback = sb3._setup_learn(1000, None)
+    sb3.collect_rollouts(sb3.env, callback, sb3.rollout_buffer, sb3.n_steps)
+    sb3._update_current_progress_remaining(sb3.num_timesteps, 1000)
+    mine._setup_learn(1000, None)
+    mine.rollout_buffer = copy.deepcopy(sb3.rollout_buffer)
+    mine._current_progress_remaining = sb3._current_progress_remaining
+    mine.num_timesteps = sb3.num_timesteps
+    batch = BatchedPPO([mine])
+    np.random.seed(11)
+    sb3.train()
+    np.random.seed(11)
+    batch.minibatch_rngs = [np.random.mtrand._rand]
+    batch._train([0])
+    assert sb3.logger.name_to_value["train/kickstart_kl"] > 0.01 and sb3.logger.name_to_value["train/kickstart_beta"] > 0  # fmt: skip
+    for name, p in _params(sb3).items():
+        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
+    assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
+    for key, value in sb3.logger.name_to_value.items():
+        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert [t[:2] for t in mine.kickstart_log] == [t[:2] for t in sb3.kickstart_log]
+
+
 class Steps(BaseCallback):
     """Records seed's rewards, and raises at a given step (a seed that fails)."""
 
@@ -225,7 +265,9 @@ def test_what_cannot_batch_says_why():
     assert "target_kl" in unbatchable(_model(0, target_kl=0.01))
     base = _model(0)
     kick = KickstartPPO(type(base.policy), base.env, policy_kwargs=base.policy_kwargs, teacher=copy.deepcopy(base.policy), seed=0, device="cpu", n_steps=32, batch_size=24)  # fmt: skip
-    assert "changes PPO's update" in unbatchable(kick)
+    assert unbatchable(kick) is None  # kickstarting is batched
+    kick.teacher = torch.nn.Linear(2, 2)
+    assert "teacher" in unbatchable(kick)
     with pytest.raises(ValueError, match="differ in n_epochs"):
         BatchedPPO([_model(0), _model(1, n_epochs=2)])
 

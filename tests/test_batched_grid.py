@@ -42,7 +42,7 @@ def _result(run_dir: Path, key: str) -> dict:
 def test_the_engine_of_each_strategy(tmp_path):
     cfg = load_config(_cfg(tmp_path, "e", batch_seeds=True))
     assert {s: engine_of(cfg, s) for s in ["scratch", "zero_shot", "finetune", "kickstart"]} == {
-        "scratch": BATCHED, "finetune": BATCHED, "zero_shot": SB3, "kickstart": SB3,
+        "scratch": BATCHED, "finetune": BATCHED, "zero_shot": SB3, "kickstart": BATCHED,
     }  # fmt: skip
     assert engine_of(load_config(_cfg(tmp_path, "e")), "scratch") == SB3  # off by default
     kl = _cfg(tmp_path, "e", batch_seeds=True)
@@ -79,21 +79,23 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
     run_dir = res.run_dir
     engines = {k: _result(run_dir, k).get("engine") for k in ("very-long-heavy/scratch/seed-0",
                "very-long-heavy/finetune/seed-2", "very-long-heavy/zero_shot/seed-1", "very-long-heavy/kickstart/seed-0")}  # fmt: skip
-    assert list(engines.values()) == ["batched", "batched", None, None]
+    assert list(engines.values()) == ["batched", "batched", None, "batched"]
     # each batched run, alone (a batch of one, as verify re-runs it): the same result, curve for curve
     cfg = load_config(run_dir / "config.yaml")
-    published = _result(run_dir, "very-long-heavy/finetune/seed-2")
     from rltransfer.records.run_result import read_result
     from rltransfer.reporting.verification import _job as job_of
 
-    run = read_result(run_dir / "runs/very-long-heavy/finetune/seed-2/result.json")
-    cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "alone")})
-    job = job_of(cfg, published["config_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
-    assert job.engine == BATCHED and job.config_hash == published["config_hash"]
-    (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
-    assert summary["status"] == "ok"
-    alone = json.loads((tmp_path / "alone-run" / "result.json").read_text())
-    assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"]
+    for key in ("very-long-heavy/finetune/seed-2", "very-long-heavy/kickstart/seed-1"):
+        published = _result(run_dir, key)
+        run = read_result(run_dir / "runs" / key / "result.json")
+        cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "alone")})
+        job = job_of(cfg, published["config_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
+        assert job.engine == BATCHED and job.config_hash == published["config_hash"]
+        out = tmp_path / "alone-run" / key
+        (summary,) = execute_unit([replace(job, out_dir=str(out))])
+        assert summary["status"] == "ok"
+        alone = json.loads((out / "result.json").read_text())
+        assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"], key
 
 
 def test_the_report_of_a_batched_grid_counts_its_batched_runs(batched):

@@ -2,8 +2,8 @@
 
 With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one batched model
 (:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`) where
-the engine restates the strategy's update: PPO and SAC strategies that train, except those with their own
-update (``kickstart``) or, for PPO, with ``target_kl``. The others (DQN among them) run as before, one SB3
+the engine restates the strategy's update: PPO strategies that train (``kickstart`` among them) except with
+``target_kl``, and SAC strategies that train. The others (``zero_shot``, DQN's) run as before, one SB3
 ``learn`` each. A run's engine is decided here, once, when its job is made:
 it is part of the run's key (another engine gives other random streams, so another run).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import ceil
 
+from rltransfer.agents.transfer_ppo import KickstartPPO
 from rltransfer.config import ExperimentConfig
 from rltransfer.execution.job import BATCHED, SB3, RunJob
 from rltransfer.strategies import plan_of
@@ -25,7 +26,7 @@ def engine_of(cfg: ExperimentConfig, strategy: str) -> str:
     if cfg.agent.algo == "ppo" and cfg.agent.hyperparams.get("target_kl") is not None:
         return SB3
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
-    if plan is None or not plan.train or plan.algo_class is not None:
+    if plan is None or not plan.train or plan.algo_class not in (None, KickstartPPO):
         return SB3
     return BATCHED
 
