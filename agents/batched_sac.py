@@ -18,82 +18,41 @@ fails) is left out of every later update, its parameters as they were.
 
 :meth:`BatchedSAC._train` restates :meth:`TransferSAC.train <rltransfer.agents.multitask_sac.TransferSAC.train>`
 (SB3 2.9.2's ``SAC.train`` with an entropy coefficient per task) batched over seeds; with K = 1 and the same
-replay samples and noise it equals it to 1e-6 (``tests/test_batched_sac.py``). ``learn``,
-``collect_rollouts`` and ``_sample_action`` of SB3's ``OffPolicyAlgorithm`` and the replay buffer's sampling
-are restated too (:data:`COPIED_LOOPS`, guarded by the same test). Not supported (the per-process path
-runs these): gSDE, action noise, training frequencies counted in episodes, replay buffers other than SB3's
+replay samples and noise it equals it to 1e-6 (``tests/test_batched_sac.py``). The off-policy loop around it
+is :class:`~rltransfer.agents.batched_off_policy.OffPolicyBatch`'s, shared with DQN. Not supported (the
+per-process path runs these): gSDE, action noise, training frequencies counted in episodes, replay buffers other than SB3's
 plain ones (or with ``optimize_memory_usage``), ``VecNormalize``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
+from rltransfer.agents.batched_off_policy import OffPolicyBatch, loop_unbatchable, optimizers_unbatchable
 from rltransfer.agents.multitask_sac import TransferSAC
-from rltransfer.agents.seed_batch import SeedBatch, StepEnvs, numpy_stream, torch_stream
-from rltransfer.agents.stacked import StackedAdam, StackedPolicies, adam_rows, adam_unsupported
+from rltransfer.agents.seed_batch import StepEnvs
+from rltransfer.agents.stacked import StackedAdam, adam_rows
 from rltransfer.agents.transferable import route
 from rltransfer.agents.updates import check_losses_finite
 
-COPIED_LOOPS = (
-    ("learn", "2.9.2", "180dc4ca47ad67fb4902e63f80cf5e46584bb0723fbd38e80afde42f30c83f17"),
-    ("collect_rollouts", "2.9.2", "2210891104720d7c738c95cdd0a6c82f1902093c4f29b52539b6d55aa3f4f83d"),
-    ("_sample_action", "2.9.2", "91b38e02c778434778fc1236b6a5c13b915cc7d6f978d5060ddb84b13d0fd29f"),
-)
-"""Methods of ``stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm`` that :class:`BatchedSAC`
-restates, with the sha256 of their source at that version (``TransferSAC.train``'s is in
-:data:`rltransfer.agents.multitask_sac.COPIED_FROM`)."""
-
-COPIED_SAMPLING = (
-    ("BaseBuffer.sample", "2.9.2", "32e77dec7d96488dfa619dc0fd82b08a315943bdd28b635ea93166c932c5f1ee"),
-    ("ReplayBuffer._get_samples", "2.9.2", "ffe73ca3cb22fc4c9c85e5109b6f6732b0513e58be0132a118ab6183d2c4ad3f"),
-    ("DictReplayBuffer._get_samples", "2.9.2", "0eba32ff12043e280942881f5a9d8ae5671e1c7a4363cceba3cc581847d034f9"),
-)
-"""The replay buffers' sampling (``stable_baselines3.common.buffers``) that :meth:`BatchedSAC._replay` restates
-with each seed's own generator."""
-
 EPSILON = 1e-6
 """SB3's ``SquashedDiagGaussianDistribution`` epsilon in the tanh correction of the log-probability."""
-
-_SAME = ("batch_size", "gamma", "tau", "gradient_steps", "learning_starts", "target_update_interval",
-         "train_freq", "target_entropy", "n_envs")  # fmt: skip
 
 
 def unbatchable(model: Any) -> str | None:
     """Why ``model`` cannot train in a batch of :class:`BatchedSAC` (None: it can)."""
     if type(model) is not TransferSAC:
         return f"{type(model).__name__} is not rltransfer's SAC"
-    if model.use_sde:
-        return "gSDE"
-    if model.action_noise is not None:
-        return "action noise"
-    if cast(TrainFreq, model.train_freq).unit != TrainFrequencyUnit.STEP:
-        return "its training frequency is counted in episodes"
-    buffer = model.replay_buffer
-    if buffer is None or type(buffer) not in (ReplayBuffer, DictReplayBuffer) or buffer.optimize_memory_usage:
-        return f"its replay buffer is {type(buffer).__name__}{' (optimize_memory_usage)' * bool(getattr(buffer, 'optimize_memory_usage', False))}"  # fmt: skip
-    if model._vec_normalize_env is not None:
-        return "VecNormalize"
+    why = loop_unbatchable(model)
+    if why:
+        return why
     if model.batch_norm_stats:
         return "batch normalisation"
-    return _optimizers_unbatchable([model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer])
-
-
-def _optimizers_unbatchable(optimizers: Sequence[Any]) -> str | None:
-    for opt in filter(None, optimizers):
-        if type(opt) is not torch.optim.Adam:
-            return f"its optimizer is {type(opt).__name__}, not Adam"
-        why = next((w for w in map(adam_unsupported, opt.param_groups) if w), None)
-        if why:
-            return f"its Adam: {why}"
-    return None
+    return optimizers_unbatchable([model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer])
 
 
 def _actor(policy: Any, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,25 +83,16 @@ def squashed_sample(
     return actions, log_prob
 
 
-class BatchedSAC(SeedBatch):
+class BatchedSAC(OffPolicyBatch):
     """Train ``models`` (:class:`~rltransfer.agents.multitask_sac.TransferSAC`, one per seed, built alike:
     same policy class and architecture, same hyperparameters and number of envs) as one batched model.
     ``seeds``: each model's seed (its random streams; by default each model's ``seed``)."""
 
+    TB_LOG_NAME = "SAC"
+
     def __init__(self, models: Sequence[TransferSAC], seeds: Sequence[int] | None = None, step_envs: StepEnvs | None = None):  # fmt: skip
-        super().__init__(models, step_envs)
-        for m in self.models:
-            why = unbatchable(m)
-            if why:
-                raise ValueError(f"cannot batch this model: {why}")
+        super().__init__(models, seeds, step_envs, unbatchable)
         ref = self.models[0]
-        for m in self.models[1:]:
-            diff = [a for a in _SAME if getattr(m, a) != getattr(ref, a)]
-            if (m.ent_coef_optimizer is None) != (ref.ent_coef_optimizer is None):
-                diff.append("ent_coef")
-            if diff:
-                raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
-        self.stack = StackedPolicies([m.policy for m in self.models])
         self.actor_optimizer = StackedAdam(self.stack.param_groups(ref.actor.optimizer))
         self.critic_optimizer = StackedAdam(self.stack.param_groups(ref.critic.optimizer))
         self.log_ent_coef: torch.Tensor | None = None
@@ -164,18 +114,12 @@ class BatchedSAC(SeedBatch):
             (self.stack.params[name_of[id(p)]], self.stack.params[name_of[id(t)]])
             for p, t in zip(ref.critic.parameters(), ref.critic_target.parameters())
         ]  # (critic, its target), stacked: what the Polyak update moves
-        seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
-        self.action_rngs = [torch_stream(s, 2) for s in seeds]
-        self.replay_rngs: list[Any] = [numpy_stream(s, 3) for s in seeds]
 
-    def _training_mode(self, mode: bool) -> None:
-        """SB3's ``policy.set_training_mode`` (``False`` to act, ``True`` to train) of the policy whose modules
-        run for all seeds (the first seed's), where it changes: at every env step and gradient step, as SB3
-        calls it, it would cost a sixth of the batch's time, for policies in which it changes nothing
-        (no dropout, no batch normalisation) but in the first seed's own calls."""
-        policy = self.models[0].policy
-        if policy.training is not mode:
-            policy.set_training_mode(mode)
+    def _differences(self, m: Any, ref: Any) -> list[str]:
+        diff = ["target_entropy"] if m.target_entropy != ref.target_entropy else []
+        if (m.ent_coef_optimizer is None) != (ref.ent_coef_optimizer is None):
+            diff.append("ent_coef")
+        return diff
 
     # -- acting ---------------------------------------------------------------------------------------------
     def predict(self, observations: Mapping[int, Any]) -> dict[int, np.ndarray]:
@@ -201,58 +145,13 @@ class BatchedSAC(SeedBatch):
             noise[k] = torch.randn(shape, generator=self.action_rngs[k])
         return noise
 
-    def _sample_actions(self, running: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """``_sample_action`` of each running seed: its action and what its buffer stores (the action
-        scaled to [-1, 1]). Before ``learning_starts``, its action space's random actions; after, its actor's
-        samples, drawn for all seeds in one forward pass."""
-        ref = self.models[0]
-        learned = [k for k in running if self.models[k].num_timesteps >= ref.learning_starts]
-        sampled: dict[int, np.ndarray] = {}
-        if learned:
-            with torch.no_grad():
-                obs = self._obs(self._per_row([m._last_obs for m in self.models]))
-                mean, log_std = self.stack.call(_actor, obs)
-                actions, _ = squashed_sample(mean, log_std, self._noise(learned, tuple(mean.shape[1:])))
-            sampled = {k: self._unscaled(k, actions[k]) for k in learned}
-        out = {}
-        for k in running:
-            m = self.models[k]
-            unscaled = sampled[k] if k in sampled else np.array([m.action_space.sample() for _ in range(m.n_envs)])
-            scaled = m.policy.scale_action(unscaled)
-            out[k] = (m.policy.unscale_action(scaled), scaled)
-        return out
-
-    # -- learn: OffPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------------
-    def learn(
-        self,
-        total_timesteps: int | Sequence[int],
-        callbacks: Sequence[Any] | None = None,
-        log_interval: int = 4,
-        tb_log_name: str = "SAC",
-        reset_num_timesteps: bool | Sequence[bool] = True,
-        progress_bar: bool = False,
-    ) -> BatchedSAC:
-        """Each model learns as its ``learn(total_timesteps, callbacks[k], log_interval, reset_num_timesteps)``
-        would (each argument one for all seeds, or one per seed: a seed whose first steps went elsewhere learns
-        the rest of its budget, from its own step count). A seed that raises is recorded in :attr:`failed` and
-        left out; the others go on."""
-        totals, cbs = self._setup(total_timesteps, callbacks, reset_num_timesteps, tb_log_name, progress_bar)
-        active = [k for k, cb in enumerate(cbs) if self._guard(k, cb.on_training_start, {}, {})]
-        self._stepped()
-        active = [k for k in active if self.models[k].num_timesteps < totals[k]]
-        ref = self.models[0]
-        while active:
-            collected = self._collect_rollouts(cbs, active, log_interval)
-            due = [k for k in collected if self.models[k].num_timesteps > max(0, ref.learning_starts)]
-            steps = ref.gradient_steps if ref.gradient_steps >= 0 else ref.train_freq.frequency * ref.n_envs
-            if due and steps > 0:
-                self._train(due, steps)
-            active = [k for k in collected if k not in self.failed and self.models[k].num_timesteps < totals[k]]
-        for k, cb in enumerate(cbs):
-            if k not in self.failed:
-                self._guard(k, cb.on_training_end)
-        self._export_optimizers()
-        return self
+    def _policy_actions(self, seeds: Sequence[int]) -> dict[int, np.ndarray]:
+        """Each of ``seeds``' actor samples (what its ``predict(obs, deterministic=False)`` gives), drawn for
+        all seeds in one forward pass, each from its own generator."""
+        with torch.no_grad():
+            mean, log_std = self.stack.call(_actor, self._current_obs())
+            actions, _ = squashed_sample(mean, log_std, self._noise(seeds, tuple(mean.shape[1:])))
+        return {k: self._unscaled(k, actions[k]) for k in seeds}
 
     def _export_optimizers(self) -> None:
         """Each model's own optimizers given its seed's row of the batch's state (a saved model resumes
@@ -271,79 +170,7 @@ class BatchedSAC(SeedBatch):
             }
             m.ent_coef_optimizer.param_groups[0]["lr"] = float(self.ent_coef_optimizer.last_lr[k])
 
-    # -- rollouts: OffPolicyAlgorithm.collect_rollouts, one batched forward pass per step -----------------------
-    def _collect_rollouts(self, cbs: Sequence[BaseCallback], active: list[int], log_interval: int | None) -> list[int]:
-        """``train_freq`` steps of every active seed; the seeds that go on (the others' callbacks stopped them)."""
-        running = [k for k in active if self._guard(k, cbs[k].on_rollout_start)]
-        self._training_mode(False)
-        n_steps = 0
-        while n_steps < self.models[0].train_freq.frequency and running:
-            actions = self._sample_actions(running)
-            stepped = self.step_envs(running, [actions[k][0] for k in running])
-            for i, k in enumerate(list(running)):
-                if not self._guard(k, self._step, k, cbs[k], *actions[k], stepped[i], log_interval, n_steps):
-                    running.remove(k)
-            self._stepped()
-            n_steps += 1
-        return [k for k in running if self._guard(k, cbs[k].on_rollout_end)]
-
-    def _step(self, k: int, callback: BaseCallback, actions: np.ndarray, buffer_actions: np.ndarray, stepped: Any, log_interval: int | None, n_steps: int) -> bool:  # fmt: skip
-        """Seed k's part of one step of ``collect_rollouts``, its env stepped (``stepped``: what its ``step``
-        returned, or raised): its callback, its replay buffer, its logs. False: the callback stops the seed."""
-        m = self.models[k]
-        env = m.env
-        assert env is not None
-        if isinstance(stepped, Exception):
-            raise stepped
-        new_obs, rewards, dones, infos = stepped
-        m.num_timesteps += env.num_envs
-        callback.update_locals({
-            "self": m, "env": env, "callback": callback, "train_freq": m.train_freq, "replay_buffer": m.replay_buffer,
-            "action_noise": None, "learning_starts": m.learning_starts, "log_interval": log_interval,
-            "num_collected_steps": n_steps + 1, "actions": actions, "buffer_actions": buffer_actions,
-            "new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
-        })  # fmt: skip
-        if not callback.on_step():
-            return False
-        m._update_info_buffer(infos, dones)
-        assert m.replay_buffer is not None
-        m._store_transition(m.replay_buffer, buffer_actions, new_obs, rewards, dones, infos)
-        m._update_current_progress_remaining(m.num_timesteps, m._total_timesteps)
-        m._on_step()
-        for done in dones:
-            if done:
-                m._episode_num += 1
-                if log_interval is not None and m._episode_num % log_interval == 0:
-                    m.dump_logs()
-        return True
-
     # -- the update: TransferSAC.train batched over seeds -------------------------------------------------------
-    def _replay(self, seeds: Sequence[int], batch_size: int) -> dict[str, Any]:
-        """A replay sample of every seed in ``seeds`` (``[rows, batch, ...]`` tensors), each drawn from its own
-        buffer with its own generator as SB3's ``sample`` draws it (its transitions, then their envs); the other
-        rows repeat the first seed's sample (they draw nothing)."""
-        parts: dict[int, dict[str, Any]] = {}
-        for k in seeds:
-            buf = self.models[k].replay_buffer
-            assert buf is not None
-            rng = self.replay_rngs[k]
-            inds = rng.integers(0, buf.buffer_size if buf.full else buf.pos, size=batch_size)
-            envs = rng.integers(0, buf.n_envs, size=batch_size)
-            if isinstance(buf, DictReplayBuffer):
-                obs: Any = {key: o[inds, envs, :] for key, o in buf.observations.items()}
-                next_obs: Any = {key: o[inds, envs, :] for key, o in buf.next_observations.items()}
-            else:
-                obs, next_obs = buf.observations[inds, envs, :], buf.next_observations[inds, envs, :]
-            parts[k] = {
-                "observations": obs,
-                "actions": buf.actions[inds, envs],
-                "next_observations": next_obs,
-                "dones": (buf.dones[inds, envs] * (1 - buf.timeouts[inds, envs])).reshape(-1, 1),
-                "rewards": buf.rewards[inds, envs].reshape(-1, 1),
-            }
-        rows = [parts.get(k, parts[seeds[0]]) for k in range(self.rows)]
-        return {name: self._obs([r[name] for r in rows]) for name in rows[0]}
-
     def _log_alpha(self, obs: Any, log_ent_coef: torch.Tensor, batch: int) -> torch.Tensor:
         """Each sample's log entropy coefficient, ``[rows, batch, 1]`` (``TransferSAC._log_alpha`` per row)."""
         policy = self.models[0].policy
@@ -353,14 +180,6 @@ class BatchedSAC(SeedBatch):
             return log_ent_coef[:, :1].unsqueeze(1).expand(self.rows, batch, 1)
         mask = mask.squeeze(1).reshape(self.rows, batch, -1)
         return (mask * log_ent_coef.unsqueeze(1)).sum(-1, keepdim=True)
-
-    def _learning_rates(self, seeds: Sequence[int]) -> torch.Tensor:
-        """Each row's learning rate, its seed's schedule at its own progress (logged for ``seeds``)."""
-        rows = self._per_row(self.models)
-        lrs = [float(m.lr_schedule(m._current_progress_remaining)) for m in rows]
-        for k in seeds:
-            self.models[k].logger.record("train/learning_rate", lrs[k])
-        return torch.tensor(lrs, dtype=torch.float64)
 
     def _train(self, seeds: list[int], gradient_steps: int) -> None:
         ref = self.models[0]

@@ -48,7 +48,7 @@ def test_the_engine_of_each_strategy(tmp_path):
     kl = _cfg(tmp_path, "e", batch_seeds=True)
     kl["agent"]["hyperparams"]["target_kl"] = 0.02
     assert engine_of(load_config(kl), "scratch") == SB3
-    for algo, engine in (("sac", BATCHED), ("dqn", SB3)):  # SAC has a batched engine, DQN not yet
+    for algo, engine in (("sac", BATCHED), ("dqn", BATCHED)):
         other = _cfg(tmp_path, "e", batch_seeds=True)
         other["agent"] = {"algo": algo}
         other["family"], other["source_tasks"] = ("pendulum", ["default"]) if algo == "sac" else ("cartpole", ["short"])
@@ -222,3 +222,27 @@ def test_every_sac_strategy_that_trains_runs_batched_alone_as_in_its_batch_and_f
         assert torch.equal(params[name], value), name
     trained = SAC.load(res.run_dir / "runs" / "heavy-long" / "finetune" / "seed-1" / "model.zip", device="cpu")
     assert not all(torch.equal(dict(trained.policy.named_parameters())[k], v) for k, v in encoder.items())
+
+
+def test_dqn_strategies_run_batched_and_a_run_alone_is_the_run_in_its_batch(tmp_path, monkeypatch):
+    from rltransfer.records.run_result import read_result
+    from rltransfer.reporting.verification import _job as job_of
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    strategies = ["scratch", "zero_shot", "finetune", "freeze_encoder"]
+    cfg = _cfg(tmp_path, "dqn", batch_seeds=True)
+    cfg["agent"] = {"algo": "dqn", "hyperparams": {"learning_starts": 64, "batch_size": 32, "target_update_interval": 64}}  # fmt: skip
+    cfg["transfer"] = {**cfg["transfer"], "seeds": 2, "strategies": strategies}
+    res = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert not res.failed
+    for strategy in strategies:
+        engine = _result(res.run_dir, f"very-long-heavy/{strategy}/seed-1").get("engine")
+        assert engine == (None if strategy == "zero_shot" else BATCHED), strategy
+    key = "very-long-heavy/finetune/seed-1"
+    published = _result(res.run_dir, key)
+    rerun = load_config(res.run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "alone")})
+    job = job_of(rerun, published["config_hash"].split("-")[0], read_result(res.run_dir / "runs" / key / "result.json"),
+                 {0: (res.run_dir / "pretrain" / "bundle", "")})  # fmt: skip
+    (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
+    assert summary["status"] == "ok"
+    assert json.loads((tmp_path / "alone-run" / "result.json").read_text())["curve"] == published["curve"]

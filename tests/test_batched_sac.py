@@ -20,7 +20,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 import rltransfer
 from rltransfer.agent_factory import architecture, build_model
-from rltransfer.agents import batched_sac
+from rltransfer.agents import batched_off_policy
 from rltransfer.agents.batched_sac import BatchedSAC, unbatchable
 from rltransfer.pretraining import source_env
 from rltransfer.validation import resolve
@@ -43,10 +43,10 @@ def _params(model) -> dict[str, torch.Tensor]:
 
 
 def test_the_restated_sb3_methods_are_the_installed_ones():
-    for name, version, sha in batched_sac.COPIED_LOOPS:
+    for name, version, sha in batched_off_policy.COPIED_LOOPS:
         source = inspect.getsource(getattr(OffPolicyAlgorithm, name))
         assert hashlib.sha256(source.encode()).hexdigest() == sha, f"SB3's OffPolicyAlgorithm.{name} differs from {version}'s"  # fmt: skip
-    for qualname, version, sha in batched_sac.COPIED_SAMPLING:
+    for qualname, version, sha in batched_off_policy.COPIED_SAMPLING:
         owner, method = qualname.split(".")
         source = inspect.getsource(getattr(getattr(buffers, owner), method))
         assert hashlib.sha256(source.encode()).hexdigest() == sha, f"SB3's {qualname} differs from {version}'s"

@@ -1,10 +1,10 @@
 """Which runs of a grid train side by side, and how they are grouped.
 
 With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one batched model
-(:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`) where
-the engine restates the strategy's update: PPO strategies that train (``kickstart`` among them) except with
-``target_kl``, and SAC strategies that train. The others (``zero_shot``, DQN's) run as before, one SB3
-``learn`` each. A run's engine is decided here, once, when its job is made:
+(:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`,
+:class:`rltransfer.agents.batched_dqn.BatchedDQN`) where the engine restates the strategy's update: PPO
+strategies that train (``kickstart`` among them) except with ``target_kl``, and SAC and DQN strategies that
+train. The others (``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
 it is part of the run's key (another engine gives other random streams, so another run).
 """
 
@@ -21,7 +21,7 @@ from rltransfer.strategies import plan_of
 
 def engine_of(cfg: ExperimentConfig, strategy: str) -> str:
     """The engine that trains ``strategy``'s runs of ``cfg``: ``batched`` or ``sb3``."""
-    if not cfg.runner.batch_seeds or cfg.agent.algo not in ("ppo", "sac"):
+    if not cfg.runner.batch_seeds:
         return SB3
     if cfg.agent.algo == "ppo" and cfg.agent.hyperparams.get("target_kl") is not None:
         return SB3

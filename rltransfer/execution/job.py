@@ -236,18 +236,22 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
 
 
 class _Engine(NamedTuple):
-    engine: Any  # BatchedPPO or BatchedSAC
+    engine: Any  # BatchedPPO, BatchedSAC or BatchedDQN
     unbatchable: Callable[[Any], str | None]
 
 
 def _batched_engine(model: Any) -> _Engine:
     """The batched engine of ``model``'s algorithm, and what says why a model cannot train in it."""
-    from stable_baselines3 import SAC
+    from stable_baselines3 import DQN, SAC
 
     if isinstance(model, SAC):
         from rltransfer.agents import batched_sac
 
         return _Engine(batched_sac.BatchedSAC, batched_sac.unbatchable)
+    if isinstance(model, DQN):
+        from rltransfer.agents import batched_dqn
+
+        return _Engine(batched_dqn.BatchedDQN, batched_dqn.unbatchable)
     from rltransfer.agents import batched_ppo
 
     return _Engine(batched_ppo.BatchedPPO, batched_ppo.unbatchable)
