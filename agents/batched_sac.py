@@ -109,6 +109,7 @@ class BatchedSAC(OffPolicyBatch):
                 self.ent_coef_optimizer.state[self.log_ent_coef] = adam_rows(self.log_ent_coef, own)
         self.stack.import_optimizer_state(self.actor_optimizer, [m.actor.optimizer for m in self.models])
         self.stack.import_optimizer_state(self.critic_optimizer, [m.critic.optimizer for m in self.models])
+        self._actor_params = [p for g in self.actor_optimizer.param_groups for p in g["params"]]
         name_of = {id(p): name for name, p in ref.policy.named_parameters()}
         self._targets = [
             (self.stack.params[name_of[id(p)]], self.stack.params[name_of[id(t)]])
@@ -240,7 +241,8 @@ class BatchedSAC(OffPolicyBatch):
         actor_loss = (ent_coef * log_prob - min_q_pi).mean((1, 2))
         out["actor_loss"] = actor_loss.detach()
         self.actor_optimizer.zero_grad()
-        actor_loss[mask].sum().backward()
+        # The actor's gradients only: SB3's backward() also computes the critic's, which its next zero_grad drops.
+        actor_loss[mask].sum().backward(inputs=self._actor_params)
         self.actor_optimizer.step(lr, stepping)
         return out
 

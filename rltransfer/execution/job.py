@@ -204,7 +204,9 @@ def execute(job: RunJob) -> dict[str, Any]:
 
 def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     """Run ``jobs`` (seeds of one target and strategy) side by side as one batched model
-    (:class:`~rltransfer.agents.batched_ppo.BatchedPPO`), each writing its own ``result.json``; return their
+    (the batched engine of their algorithm: :class:`~rltransfer.agents.batched_ppo.BatchedPPO`,
+    :class:`~rltransfer.agents.batched_sac.BatchedSAC` or :class:`~rltransfer.agents.batched_dqn.BatchedDQN`),
+    each writing its own ``result.json``; return their
     summaries in order. A seed that fails is recorded and the others go on; an agent the engine cannot train
     (one that does not train, or whose update it does not restate) trains alone, as :func:`execute` would.
     Each summary's wall time is the batch's shared out evenly."""
