@@ -150,11 +150,14 @@ class RunnerConfig(_Strict):
     """Parallel runs (``auto``: the number of cores)."""
     address: str | None = None
     """Ray cluster address (``None`` starts a local one)."""
-    batch_seeds: bool = False
-    """Train the seeds of each (target, strategy) side by side as one batched model (PPO; the strategies whose
-    update it restates), each worker taking a batch of seeds: several times the throughput of one SB3
-    process per seed, with other random streams than SB3's own ``learn`` (so a run's key says which engine
-    trained it). A seed's run is the same in any batch. See docs/batched.md."""
+    batch_seeds: bool | None = None
+    """Train the seeds of each (target, strategy) side by side as one batched model (PPO, SAC and DQN: the
+    strategies whose update it restates), each worker taking a batch of seeds: several times the throughput
+    of one SB3 process per seed, with other random streams than SB3's own ``learn`` (so a run's key says which
+    engine trained it). A seed's run is the same in any batch. ``false``: one SB3 ``learn`` per seed (as
+    directories and publications made before 2026-12-03). Left out (``null``): batched, except in a cell of a
+    directory that already holds finished runs, which keeps the engine that trained them (a resumed grid is
+    not trained again). See docs/batched.md."""
     reuse_other_experiments: bool = True
     """Copy finished work of another experiment under the same ``output_dir`` instead of doing it again: a
     pre-training of the same pre-training config (``pretraining_hash``), and a run that loads nothing from its bundle (``scratch``)

@@ -26,7 +26,7 @@ from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
 from rltransfer.execution.batching import batches, engine_of
-from rltransfer.execution.job import RunJob
+from rltransfer.execution.job import SB3, RunJob
 from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
@@ -293,7 +293,7 @@ def plan_jobs(
     for target in setup.targets:
         scale = protocol.tasks[target.name]
         for strategy in strategies:
-            engine = engine_of(cfg, strategy)
+            engine = engine_of(cfg, strategy, kept_engine(cfg.run_dir / "runs" / target.name / strategy))
             for seed in range(cfg.transfer.seeds):
                 p, bundle = bundles[seed % len(bundles)]
                 jobs.append(
@@ -317,6 +317,15 @@ def plan_jobs(
                     )  # fmt: skip
                 )
     return jobs
+
+
+def kept_engine(cell_dir: Path) -> str | None:
+    """The engine of the first finished run in a (target, strategy) cell's directory (None: it holds none)."""
+    for path in sorted(cell_dir.glob(f"seed-*/{RESULT_FILE}")):
+        run = read_result(path)
+        if isinstance(run, FinishedRun):
+            return run.engine or SB3
+    return None
 
 
 def _trains(strategy: str, cfg: ExperimentConfig) -> bool:

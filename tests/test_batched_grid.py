@@ -44,7 +44,11 @@ def test_the_engine_of_each_strategy(tmp_path):
     assert {s: engine_of(cfg, s) for s in ["scratch", "zero_shot", "finetune", "kickstart"]} == {
         "scratch": BATCHED, "finetune": BATCHED, "zero_shot": SB3, "kickstart": BATCHED,
     }  # fmt: skip
-    assert engine_of(load_config(_cfg(tmp_path, "e")), "scratch") == SB3  # off by default
+    assert engine_of(load_config(_cfg(tmp_path, "e")), "scratch") == BATCHED  # on by default
+    assert engine_of(load_config(_cfg(tmp_path, "e", batch_seeds=False)), "scratch") == SB3
+    # left out, a cell with finished runs keeps their engine; set, it is what it says
+    assert engine_of(load_config(_cfg(tmp_path, "e")), "scratch", kept=SB3) == SB3
+    assert engine_of(load_config(_cfg(tmp_path, "e", batch_seeds=True)), "scratch", kept=SB3) == BATCHED
     kl = _cfg(tmp_path, "e", batch_seeds=True)
     kl["agent"]["hyperparams"]["target_kl"] = 0.02
     assert engine_of(load_config(kl), "scratch") == SB3
@@ -112,7 +116,7 @@ def test_a_runs_key_says_its_engine_so_the_other_engine_trains_it_again(batched)
         mp.setenv("RLTRANSFER_CACHE", str(base / "cache"))
         again = rltransfer.run_experiment(_cfg(base, "grid", batch_seeds=True), progress=False, echo=False)
         assert json.loads((again.run_dir / "manifest.json").read_text())["grid_runs"] == 0  # all re-used
-        sb3 = rltransfer.run_experiment(_cfg(base, "grid-sb3"), progress=False, echo=False)
+        sb3 = rltransfer.run_experiment(_cfg(base, "grid-sb3", batch_seeds=False), progress=False, echo=False)
     key = "very-long-heavy/scratch/seed-0"
     a, b = _result(res.run_dir, key), _result(sb3.run_dir, key)
     assert a["config_hash"] != b["config_hash"] and "engine" not in b
@@ -246,3 +250,24 @@ def test_dqn_strategies_run_batched_and_a_run_alone_is_the_run_in_its_batch(tmp_
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
     assert summary["status"] == "ok"
     assert json.loads((tmp_path / "alone-run" / "result.json").read_text())["curve"] == published["curve"]
+
+
+def test_a_directory_made_with_one_process_per_seed_resumes_as_it_was_made(tmp_path, monkeypatch):
+    """With ``batch_seeds`` left out (batched by default), a directory whose cells hold runs of SB3's own
+    ``learn`` (made before the default changed, or with ``false``) keeps them: more seeds go on with their
+    engine, nothing is trained again; a new strategy's cell is batched."""
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(tmp_path, "resumed", batch_seeds=False)
+    cfg["transfer"] = {**cfg["transfer"], "seeds": 2, "strategies": ["scratch", "finetune"]}
+    first = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    before = _result(first.run_dir, "very-long-heavy/finetune/seed-1")
+    del cfg["runner"]["batch_seeds"]
+    cfg["transfer"] = {**cfg["transfer"], "seeds": 3, "strategies": ["scratch", "finetune", "freeze_encoder"]}
+    again = rltransfer.run_experiment(cfg, progress=False, echo=False)
+    assert not again.failed
+    assert _result(again.run_dir, "very-long-heavy/finetune/seed-1") == before  # kept, not trained again
+    manifest = json.loads((again.run_dir / "manifest.json").read_text())
+    assert manifest["grid_runs"] == 5  # the third seed of scratch and of finetune, and freeze_encoder's 3 seeds
+    engines = {key: _result(again.run_dir, f"very-long-heavy/{key}").get("engine")
+               for key in ("scratch/seed-2", "finetune/seed-2", "freeze_encoder/seed-0")}  # fmt: skip
+    assert engines == {"scratch/seed-2": None, "finetune/seed-2": None, "freeze_encoder/seed-0": BATCHED}

@@ -94,7 +94,8 @@ def _config(tmp_path, name, seeds=3):
         "target_tasks": ["very-long-heavy"], "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 4}},
         "pretrain": {"timesteps": 256, "envs_per_task": 1, "eval_episodes": 1},
         "transfer": {"timesteps": 1536, "seeds": seeds, "strategies": ["scratch", "finetune"]},
-        "evaluation": {"every": 512, "episodes": 3}, "runner": {"workers": 1},
+        # One SB3 learn per run: these tests stop the grid between units of one run (a batch is one unit).
+        "evaluation": {"every": 512, "episodes": 3}, "runner": {"workers": 1, "batch_seeds": False},
     }  # fmt: skip
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))

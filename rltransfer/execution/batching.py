@@ -5,7 +5,8 @@ With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one ba
 :class:`rltransfer.agents.batched_dqn.BatchedDQN`) where the engine restates the strategy's update: PPO
 strategies that train (``kickstart`` among them) except with ``target_kl``, and SAC and DQN strategies that
 train. The others (``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
-it is part of the run's key (another engine gives other random streams, so another run).
+it is part of the run's key (another engine gives other random streams, so another run). With
+``runner.batch_seeds`` left out, a cell whose directory holds finished runs keeps their engine.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from rltransfer.execution.job import BATCHED, SB3, RunJob
 from rltransfer.strategies import plan_of
 
 
-def engine_of(cfg: ExperimentConfig, strategy: str) -> str:
-    """The engine that trains ``strategy``'s runs of ``cfg``: ``batched`` or ``sb3``."""
-    if not cfg.runner.batch_seeds:
+def engine_of(cfg: ExperimentConfig, strategy: str, kept: str | None = None) -> str:
+    """The engine that trains ``strategy``'s runs of ``cfg``: ``batched`` or ``sb3``. ``kept``: the engine of the
+    cell's finished runs in the experiment's directory, which it keeps where ``runner.batch_seeds`` is left out."""
+    if cfg.runner.batch_seeds is False:
         return SB3
+    if cfg.runner.batch_seeds is None and kept is not None:
+        return kept
     if cfg.agent.algo == "ppo" and cfg.agent.hyperparams.get("target_kl") is not None:
         return SB3
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))

@@ -77,6 +77,7 @@ def _identity(job: RunJob) -> dict[str, Any]:
         "threshold": job.threshold,
         "random_return": job.random_return,
         **({"reuse_key": job.reuse_key} if job.reuse_key else {}),
+        **({"engine": job.engine} if job.engine != SB3 else {}),  # a failed run's too: its key names it
         "code_revision": code_revision(),
     }
 
@@ -130,14 +131,13 @@ def _prepare(job: RunJob) -> tuple[Evaluator, TargetRun]:
     return evaluator, run
 
 
-def _finished(job: RunJob, evaluator: Evaluator, run: TargetRun, engine: str = SB3) -> FinishedRun:
+def _finished(job: RunJob, evaluator: Evaluator, run: TargetRun) -> FinishedRun:
     from rltransfer.transferring import finish_transfer
 
     res = finish_transfer(run)
     curve = Curve.model_validate(evaluator.curve)
     return FinishedRun(
         **_identity(job),
-        **({"engine": engine} if engine != SB3 else {}),
         status="ok",
         budget=run.budget,
         bundle_sha256=res.lineage.bundle_sha256,
@@ -291,7 +291,7 @@ def _learn_together(
             results[i] = _failed(jobs[i], evaluators[i], engine.failed[k].error, engine.failed[k].traceback)
             continue
         try:
-            results[i] = _finished(jobs[i], evaluators[i], batch[i], engine=BATCHED)
+            results[i] = _finished(jobs[i], evaluators[i], batch[i])
         except Exception as err:
             results[i] = _failed(jobs[i], evaluators[i], err, traceback.format_exc(limit=8))
     return results

@@ -124,8 +124,9 @@ def _current_hashes(root: Path, manifest: dict[str, Any]) -> list[str]:
     for path in sorted(root.glob("runs/*/*/seed-*/result.json")):
         r = json.loads(path.read_text())
         seed, p = int(r.get("seed", 0)), r.get("pretrain_seed")
-        if any(r.get("config_hash") == run_hash(h, config, r["strategy"], seed, p) for h in old):
-            r["config_hash"] = run_hash(now, config, r["strategy"], seed, p, r["target"])
+        engine = {"engine": r["engine"]} if r.get("engine") else {}  # a run's key names an engine other than SB3's
+        if any(r.get("config_hash") == run_hash(h, config, r["strategy"], seed, p, **engine) for h in old):
+            r["config_hash"] = run_hash(now, config, r["strategy"], seed, p, r["target"], **engine)
             write_json_atomic(path, r)
             runs += 1
     if runs:
