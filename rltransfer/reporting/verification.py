@@ -22,6 +22,7 @@ from rltransfer.bundle import package_versions, read_manifest
 from rltransfer.config import load_config
 from rltransfer.errors import UserInputError
 from rltransfer.execution.backends import run_local
+from rltransfer.execution.batching import batches
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
@@ -197,7 +198,8 @@ def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
 
     by_key = {r.key: r for r in chosen}
     checks = []
-    for job, _ in run_local([[job] for job in jobs], workers):
+    # A batched run is the same in any batch: the batched runs of a cell run again as one batch.
+    for job, _ in run_local(batches(jobs, workers), workers):
         published = by_key[job.key]
         difference = first_difference(published, read_result(Path(job.out_dir) / RESULT_FILE))
         sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
