@@ -202,12 +202,7 @@ class OffPolicyBatch(SeedBatch):
         """Seed k's part of one step of ``collect_rollouts``, its env stepped (``stepped``: what its ``step``
         returned, or raised): its callback, its replay buffer, its logs. False: the callback stops the seed."""
         m = self.models[k]
-        env = m.env
-        assert env is not None
-        if isinstance(stepped, Exception):
-            raise stepped
-        new_obs, rewards, dones, infos = stepped
-        m.num_timesteps += env.num_envs
+        env, new_obs, rewards, dones, infos = self._took_step(k, stepped)
         callback.update_locals({
             "self": m, "env": env, "callback": callback, "train_freq": m.train_freq, "replay_buffer": m.replay_buffer,
             "action_noise": None, "learning_starts": m.learning_starts, "log_interval": log_interval,

@@ -266,12 +266,7 @@ class BatchedPPO(SeedBatch):
         """Seed k's part of one step of ``collect_rollouts``, its env stepped (``stepped``: what its ``step``
         returned, or raised): its callback, its buffer. False: the callback stops the seed."""
         m = self.models[k]
-        env = m.env
-        assert env is not None
-        if isinstance(stepped, Exception):
-            raise stepped
-        new_obs, rewards, dones, infos = stepped
-        m.num_timesteps += env.num_envs
+        env, new_obs, rewards, dones, infos = self._took_step(k, stepped)
         callback.update_locals({
             "self": m, "env": env, "callback": callback, "rollout_buffer": m.rollout_buffer, "n_steps": n_steps,
             "actions": actions, "clipped_actions": clipped_actions, "values": values, "log_probs": log_probs,

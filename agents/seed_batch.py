@@ -107,6 +107,19 @@ class SeedBatch:
             self.failed[k] = SeedFailed(err)
             return False
 
+    def _took_step(self, k: int, stepped: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """Seed k's env step as its ``collect_rollouts`` takes it (``stepped``: what its ``step`` returned, or
+        the exception it raised, raised again here as the seed's): its model's step count moved on; the model's
+        env and the step's observations, rewards, ends and infos."""
+        if isinstance(stepped, Exception):
+            raise stepped
+        m = self.models[k]
+        env = m.env
+        assert env is not None
+        m.num_timesteps += env.num_envs
+        new_obs, rewards, dones, infos = stepped
+        return env, new_obs, rewards, dones, infos
+
     def _obs(self, observations: Sequence[Any]) -> Any:
         """The seeds' observations (arrays, or dicts of arrays) as ``[rows, ...]`` tensors."""
         first = observations[0]

@@ -58,17 +58,16 @@ def test_the_restated_sb3_methods_are_the_installed_ones():
     )
 
 
-@pytest.mark.parametrize("family,task", [("cartpole", "default"), ("pendulum", "default")])
-def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
-    """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
-    parameter within 1e-6 and log the same keys (Discrete and Box actions)."""
-    sb3, mine = _model(3, family, task), _model(3, family, task)
+def _update_both(sb3: PPO, mine: PPO) -> None:
+    """``sb3`` collects a rollout; ``mine`` takes a copy of it; then SB3's own update of ``sb3`` and the
+    batched one (K = 1) of ``mine``, with the same minibatch order."""
     _, callback = sb3._setup_learn(1000, None)
     sb3.collect_rollouts(sb3.env, callback, sb3.rollout_buffer, sb3.n_steps)
     sb3._update_current_progress_remaining(sb3.num_timesteps, 1000)
     mine._setup_learn(1000, None)
     mine.rollout_buffer = copy.deepcopy(sb3.rollout_buffer)
     mine._current_progress_remaining = sb3._current_progress_remaining
+    mine.num_timesteps = sb3.num_timesteps
     batch = BatchedPPO([mine])
     assert _params(sb3).keys() == _params(mine).keys()
     np.random.seed(11)
@@ -76,6 +75,14 @@ def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
     np.random.seed(11)
     batch.minibatch_rngs = [np.random.mtrand._rand]  # SB3 draws its minibatch order from numpy's global RNG
     batch._train([0])
+
+
+@pytest.mark.parametrize("family,task", [("cartpole", "default"), ("pendulum", "default")])
+def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
+    """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
+    parameter within 1e-6 and log the same keys (Discrete and Box actions)."""
+    sb3, mine = _model(3, family, task), _model(3, family, task)
+    _update_both(sb3, mine)
     before = _params(_model(3, family, task))
     for name, p in _params(sb3).items():
         assert not torch.equal(p, before[name]) or not p.requires_grad, name  # the update moved it
@@ -103,19 +110,7 @@ def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family, task, teache
     """Kickstarting batched (K = 1): the same rollout and minibatch order give KickstartPPO's update (PPO's loss
     plus beta * KL(teacher || student), the teacher routed to its head for the target) to 1e-6, and its logs."""
     sb3, mine = _kickstart(3, family, task, teacher), _kickstart(3, family, task, teacher)
-    _, callback = sb3._setup_learn(1000, None)
-    sb3.collect_rollouts(sb3.env, callback, sb3.rollout_buffer, sb3.n_steps)
-    sb3._update_current_progress_remaining(sb3.num_timesteps, 1000)
-    mine._setup_learn(1000, None)
-    mine.rollout_buffer = copy.deepcopy(sb3.rollout_buffer)
-    mine._current_progress_remaining = sb3._current_progress_remaining
-    mine.num_timesteps = sb3.num_timesteps
-    batch = BatchedPPO([mine])
-    np.random.seed(11)
-    sb3.train()
-    np.random.seed(11)
-    batch.minibatch_rngs = [np.random.mtrand._rand]
-    batch._train([0])
+    _update_both(sb3, mine)
     assert sb3.logger.name_to_value["train/kickstart_kl"] > 0.01 and sb3.logger.name_to_value["train/kickstart_beta"] > 0  # fmt: skip
     for name, p in _params(sb3).items():
         torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
