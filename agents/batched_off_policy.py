@@ -83,17 +83,8 @@ class OffPolicyBatch(SeedBatch):
     """The TensorBoard run name the algorithm's ``learn`` defaults to."""
 
     def __init__(self, models: Sequence[Any], seeds: Sequence[int] | None, step_envs: StepEnvs | None, unbatchable: Any):  # fmt: skip
-        super().__init__(models, step_envs)
-        for m in self.models:
-            why = unbatchable(m)
-            if why:
-                raise ValueError(f"cannot batch this model: {why}")
+        super().__init__(models, step_envs, unbatchable, SAME)
         ref = self.models[0]
-        for m in self.models[1:]:
-            diff = [a for a in SAME if hasattr(ref, a) and getattr(m, a) != getattr(ref, a)]
-            diff += self._differences(m, ref)
-            if diff:
-                raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.stack = StackedPolicies([m.policy for m in self.models])
         seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
         self.action_rngs = [torch_stream(s, 2) for s in seeds]
@@ -103,10 +94,6 @@ class OffPolicyBatch(SeedBatch):
         self.explore_rngs: list[Any] = [numpy_stream(s, 4) for s in seeds]
         """Each seed's numpy generator: whether it explores at a step (DQN's epsilon-greedy)."""
         self._discrete = isinstance(ref.action_space, spaces.Discrete)
-
-    def _differences(self, m: Any, ref: Any) -> list[str]:
-        """What else the models of a batch must share (a subclass's own)."""
-        return []
 
     def _training_mode(self, mode: bool) -> None:
         """SB3's ``policy.set_training_mode`` (``False`` to act, ``True`` to train) of the policy whose modules

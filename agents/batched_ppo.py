@@ -118,20 +118,8 @@ class BatchedPPO(SeedBatch):
     streams; by default each model's ``seed``)."""
 
     def __init__(self, models: Sequence[PPO], seeds: Sequence[int] | None = None, step_envs: StepEnvs | None = None):
-        super().__init__(models, step_envs)
-        for m in self.models:
-            why = unbatchable(m)
-            if why:
-                raise ValueError(f"cannot batch this model: {why}")
+        super().__init__(models, step_envs, unbatchable, (*_SAME, "n_envs"))
         ref = self.models[0]
-        for m in self.models[1:]:
-            diff = [a for a in _SAME if getattr(m, a) != getattr(ref, a)]
-            if m.n_envs != ref.n_envs:
-                diff.append("n_envs")
-            if type(m) is not type(ref) and KickstartPPO in (type(m), type(ref)):
-                diff.append("kickstarting")
-            if diff:
-                raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.stack = StackedPolicies([m.policy for m in self.models])
         self.teachers = (
             StackedPolicies([cast(KickstartPPO, m).teacher for m in self.models])
@@ -145,6 +133,9 @@ class BatchedPPO(SeedBatch):
         self.action_rngs = [torch_stream(s, 0) for s in seeds]
         self.minibatch_rngs: list[Any] = [numpy_stream(s, 1) for s in seeds]
         self._discrete = isinstance(ref.action_space, spaces.Discrete)
+
+    def _differences(self, m: Any, ref: Any) -> list[str]:
+        return ["kickstarting"] if type(m) is not type(ref) and KickstartPPO in (type(m), type(ref)) else []
 
     def predict(self, observations: Mapping[int, Any]) -> dict[int, np.ndarray]:
         """Each seed's deterministic actions for its observations (``{seed index: observations}``), as its

@@ -65,8 +65,24 @@ class SeedBatch:
 
     stack: Any  # StackedPolicies
 
-    def __init__(self, models: Sequence[Any], step_envs: StepEnvs | None = None):
+    def __init__(
+        self,
+        models: Sequence[Any],
+        step_envs: StepEnvs | None = None,
+        unbatchable: Callable[[Any], str | None] | None = None,
+        same: Sequence[str] = (),
+    ):
         self.models = list(models)
+        for m in self.models:
+            why = unbatchable(m) if unbatchable is not None else None
+            if why:
+                raise ValueError(f"cannot batch this model: {why}")
+        ref = self.models[0]
+        for m in self.models[1:]:
+            diff = [a for a in same if hasattr(ref, a) and getattr(m, a) != getattr(ref, a)]
+            diff += self._differences(m, ref)
+            if diff:
+                raise ValueError(f"the models of a batch differ in {', '.join(diff)}")
         self.failed: dict[int, SeedFailed] = {}
         self.step_envs = step_envs if step_envs is not None else one_by_one([m.env for m in self.models])
         """Steps the seeds' envs (:data:`StepEnvs`); by default one by one. rltransfer's grid passes
@@ -74,6 +90,10 @@ class SeedBatch:
         self.after_step: Callable[[], None] | None = None
         """Called after every step of the seeds (and once they start training), when every seed's callbacks
         have seen it: where evaluations the callbacks deferred run together (``predict``)."""
+
+    def _differences(self, m: Any, ref: Any) -> list[str]:
+        """What else the models of a batch must share (a subclass's own), beyond the ``same`` attributes."""
+        return []
 
     @property
     def k(self) -> int:
