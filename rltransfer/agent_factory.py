@@ -62,7 +62,8 @@ SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
 
 def resolve_hyperparams(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     """SB3 keyword arguments from config values; RL Zoo's ``lin_<value>`` becomes a linear schedule
-    from ``value`` to 0 over the run (driven by one ``learn()`` call, so it really decays to 0)."""
+    from ``value`` to 0 over the run (driven by one ``learn()`` call, so it really decays to 0), and a
+    ``train_freq`` given as a pair (YAML's ``[1, episode]``, as RL Zoo writes it) the tuple SB3 takes."""
     from stable_baselines3.common.utils import LinearSchedule
 
     out = dict(hyperparams)
@@ -70,6 +71,8 @@ def resolve_hyperparams(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(key)
         if isinstance(value, str) and value.startswith("lin_"):
             out[key] = LinearSchedule(float(value[4:]), 0.0, 1.0)
+    if isinstance(out.get("train_freq"), list):
+        out["train_freq"] = tuple(out["train_freq"])
     return out
 
 

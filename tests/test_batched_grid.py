@@ -58,6 +58,13 @@ def test_the_engine_of_each_strategy(tmp_path):
         other["family"], other["source_tasks"] = ("pendulum", ["default"]) if algo == "sac" else ("cartpole", ["short"])
         other["target_tasks"] = ["heavy-long"] if algo == "sac" else ["very-long-heavy"]
         assert engine_of(load_config(other), "finetune") == engine, algo
+        # what the off-policy engines do not restate is decided from the config: an SB3 run by its key too
+        for hyper, engine in (
+            ({"train_freq": [1, "episode"]}, SB3), ({"train_freq": [4, "step"]}, BATCHED), ({"train_freq": 4}, BATCHED),
+            ({"optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}}, SB3),
+        ):  # fmt: skip
+            other["agent"]["hyperparams"] = hyper
+            assert engine_of(load_config(other), "finetune") == engine, (algo, hyper)
 
 
 def _job(target: str, strategy: str, seed: int, engine: str) -> RunJob:

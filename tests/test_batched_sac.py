@@ -36,6 +36,13 @@ def _model(seed: int, tasks: tuple[str, ...] = ("default",), **hyper):
     return build_model(cfg.agent, env, architecture(cfg.agent, list(tasks), env.layout), seed=seed)
 
 
+def test_a_train_freq_in_episodes_as_yaml_gives_it_reaches_sb3_and_trains_alone():
+    """RL Zoo writes ``train_freq: [1, episode]``; YAML gives a list, which SB3 refuses (it takes a tuple)."""
+    model = _model(0, train_freq=[1, "episode"])
+    assert (model.train_freq.frequency, model.train_freq.unit.value) == (1, "episode")
+    assert unbatchable(model) == "its training frequency is counted in episodes"
+
+
 def _params(model) -> dict[str, torch.Tensor]:
     out = {k: v.detach().clone() for k, v in model.policy.named_parameters()}
     out["log_ent_coef"] = model.log_ent_coef.detach().clone()

@@ -3,16 +3,17 @@
 With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one batched model
 (:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`,
 :class:`rltransfer.agents.batched_dqn.BatchedDQN`) where the engine restates the strategy's update: PPO
-strategies that train (``kickstart`` among them) except with ``target_kl``, and SAC and DQN strategies that
-train. The others (``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
+strategies that train (``kickstart`` among them), SAC and DQN strategies that train, except where the
+hyperparameters ask for what the engines do not restate (:func:`unbatchable_hyperparams`). The others (``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
 it is part of the run's key (another engine gives other random streams, so another run). With
 ``runner.batch_seeds`` left out, a cell whose directory holds finished runs keeps their engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import ceil
+from typing import Any
 
 from rltransfer.agents.transfer_ppo import KickstartPPO
 from rltransfer.config import ExperimentConfig
@@ -27,12 +28,28 @@ def engine_of(cfg: ExperimentConfig, strategy: str, kept: str | None = None) -> 
         return SB3
     if cfg.runner.batch_seeds is None and kept is not None:
         return kept
-    if cfg.agent.algo == "ppo" and cfg.agent.hyperparams.get("target_kl") is not None:
+    if unbatchable_hyperparams(cfg.agent.algo, cfg.agent.hyperparams):
         return SB3
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
     if plan is None or not plan.train or plan.algo_class not in (None, KickstartPPO):
         return SB3
     return BATCHED
+
+
+def unbatchable_hyperparams(algo: str, hyperparams: Mapping[str, Any]) -> str | None:
+    """Why the batched engine cannot train an ``algo`` agent of these hyperparameters, where the config says
+    it (None: it can): the update or loop it would take that the engines do not restate. Decided here, where
+    a run's engine is chosen, so that such a run is an SB3 run by its key too; the engines check each model
+    again when they take it (``unbatchable`` of :mod:`rltransfer.agents.batched_ppo`, ``batched_sac``,
+    ``batched_dqn``)."""
+    if algo == "ppo":
+        return "target_kl stops each seed's epochs on its own" if hyperparams.get("target_kl") is not None else None
+    if hyperparams.get("optimize_memory_usage"):
+        return "optimize_memory_usage (a replay buffer that stores each observation once)"
+    freq = hyperparams.get("train_freq")
+    if isinstance(freq, Sequence) and not isinstance(freq, str) and len(freq) == 2 and str(freq[1]) != "step":
+        return "train_freq counted in episodes"
+    return None
 
 
 def batches(jobs: Sequence[RunJob], workers: int) -> list[list[RunJob]]:
