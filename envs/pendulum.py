@@ -88,7 +88,7 @@ PENDULUM = Family(
     },
     # "long" makes heavy-long (m and l 1.3) an extrapolation beyond sources on both of its axes, not along
     # one no source covers: with it, fine-tuning reaches heavy-long's threshold 4.0x sooner than scratch,
-    # without it 2.7x (docs/results/pendulum/).
+    # without it 2.7x (docs/results/pendulum/one-pretraining/).
     source=["default", "light", "heavy", "low-gravity", "short", "long"],
     targets={"mid": "interpolation", "heavy-long": "extrapolation"},
     reward_threshold=-200.0,
