@@ -4,8 +4,9 @@ With ``runner.batch_seeds``, the seeds of one (target, strategy) train as one ba
 (:class:`rltransfer.agents.batched_ppo.BatchedPPO`, :class:`rltransfer.agents.batched_sac.BatchedSAC`,
 :class:`rltransfer.agents.batched_dqn.BatchedDQN`) where the engine restates the strategy's update: PPO
 strategies that train (``kickstart`` among them), SAC and DQN strategies that train, except where the
-hyperparameters ask for what the engines do not restate (:func:`unbatchable_hyperparams`). The others (``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is made:
-it is part of the run's key (another engine gives other random streams, so another run). With
+hyperparameters ask for what the engines do not restate (:func:`unbatchable_hyperparams`). The others
+(``zero_shot``) run as before, one SB3 ``learn`` each. A run's engine is decided here, once, when its job is
+made: it is part of the run's key (another engine gives other random streams, so another run). With
 ``runner.batch_seeds`` left out, a cell whose directory holds finished runs keeps their engine.
 """
 
