@@ -98,8 +98,8 @@ def run_config_cell(
     if timesteps:
         transfer["timesteps"] = timesteps
     pretrain = {**raw.get("pretrain", {}), "seeds": 1}
-    if pretrain_timesteps:
-        pretrain = {**pretrain, "timesteps": pretrain_timesteps}
+    if pretrain_timesteps:  # too short to learn the sources: no gate (the strategy must not need them)
+        pretrain = {**pretrain, "timesteps": pretrain_timesteps, "min_source_score": None}
     raw = {**raw, "target_tasks": [target], "transfer": transfer, "pretrain": pretrain, "output_dir": str(out),
            "runner": {**raw.get("runner", {}), "workers": workers, "batch_seeds": engine == BATCHED}}  # fmt: skip
     res = run_experiment(raw, progress=False, echo=False)
