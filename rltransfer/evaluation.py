@@ -111,6 +111,9 @@ def evaluate_together(
     (``{key: observations} -> {key: actions}``; the batched engine's one forward pass for all its seeds)."""
     while any(ev.pending for _, ev, _ in due):
         wave = [(k, ev, model, ev.pending.pop(0)) for k, ev, model in due if ev.pending]
+        wave = [(k, ev, model, step) for k, ev, model, step in wave if not ev.repeat(model, step)]
+        if not wave:
+            continue
         start = time.perf_counter()
         runs = {k: Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED) for k, ev, model, _ in wave}
         keys = list(runs)
@@ -196,7 +199,11 @@ class Evaluator(BaseCallback):
     :param make_env: builds the evaluation vector env (separate from the training env).
     :param episodes: episodes per evaluation, reset with seeds ``EVAL_SEED + i``.
     :param deterministic: evaluate the policy's mode; otherwise sample its actions, from a generator
-        seeded by ``(EVAL_SEED, seed, step)`` and apart from training's (:func:`sampling_rng`).
+        seeded by ``(EVAL_SEED, seed, step)`` and apart from training's (:func:`sampling_rng`). A
+        deterministic evaluation is a function of the policy's parameters and observation statistics (the
+        episodes' reset seeds are fixed), so where neither changed since the last one (an agent that does
+        not train, or a checkpoint that falls before the next update: PPO's rollout of 16,384 steps spans
+        evaluations 10,000 steps apart) the measurement is repeated instead of run again (:meth:`repeat`).
     :param normalise: return -> normalised score.
     :param seed: the run's seed (stochastic evaluation only: its action samples).
     """
@@ -225,7 +232,8 @@ class Evaluator(BaseCallback):
         self._next = 0
         self._params: list[torch.Tensor] = []  # the policy's parameters, from the start of training
         self._env: VecEnv | None = None
-        self._scored: BaseAlgorithm | None = None  # the agent of the last measurement
+        self._measured: tuple[list[np.ndarray], tuple[float, float, float]] | None = None
+        """What the last measurement scored (:meth:`_scored_state`) and what it measured: mean, std, score."""
         self.defer = False
         """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine)."""
         self.pending: list[int] = []
@@ -243,6 +251,8 @@ class Evaluator(BaseCallback):
         if self.defer:
             self.pending.append(step)
             return
+        if self.repeat(model, step):
+            return
         start = time.perf_counter()
         env = self._eval_env(model)
         with sampling_rng(EVAL_SEED, self.seed, step):
@@ -252,9 +262,37 @@ class Evaluator(BaseCallback):
     def record_returns(self, model: BaseAlgorithm, step: int, returns: np.ndarray, seconds: float) -> None:
         """The evaluation of ``model`` at ``step``: its episodes' ``returns``, which took ``seconds``."""
         mean = float(returns.mean())
-        self._record(model, step, mean, float(returns.std()), float(self.normalise(mean)))
-        self._scored = model
+        measured = (mean, float(returns.std()), float(self.normalise(mean)))
+        self._record(model, step, *measured)
+        if self.deterministic:
+            self._measured = (self._scored_state(model), measured)
         self.eval_seconds += seconds
+
+    def repeat(self, model: BaseAlgorithm, step: int) -> bool:
+        """Record at ``step`` the last measurement again where it would come out the same (a deterministic
+        evaluation of the same parameters and observation statistics); False: it must be run."""
+        if self._measured is None:
+            return False
+        state, measured = self._measured
+        now = self._scored_state(model)
+        if len(now) != len(state) or not all(np.array_equal(a, b) for a, b in zip(now, state)):
+            return False
+        self._record(model, step, *measured)
+        return True
+
+    @staticmethod
+    def _scored_state(model: BaseAlgorithm) -> list[np.ndarray]:
+        """What a deterministic evaluation of ``model`` depends on besides the reset seeds: every parameter
+        and buffer of its policy (by value) and, where its env normalises observations, their running
+        statistics."""
+        tensors = [*model.policy.parameters(), *model.policy.buffers()]
+        state = [t.detach().cpu().numpy().copy() for t in tensors]
+        env = model.get_env()
+        if isinstance(env, VecNormalize):
+            rms = env.obs_rms
+            for one in rms.values() if isinstance(rms, dict) else [rms]:
+                state += [np.array(one.mean, copy=True), np.array(one.var, copy=True), np.array(one.count)]
+        return state
 
     def start_at(self, model: BaseAlgorithm, step: int) -> None:
         """The run's agent first exists at target step ``step`` (its first ``step`` steps went to a
@@ -308,13 +346,7 @@ class Evaluator(BaseCallback):
         """For agents that never train (zero_shot): the same checkpoints, the same agent."""
         self.model = model
         for step in self.checkpoints[self._next :]:
-            if self.deterministic and self._scored is model:
-                # A fixed policy on fixed seeds scores the same: repeat the measurement.
-                self._record(
-                    model, step, self.curve["return"][-1], self.curve["return_std"][-1], self.curve["score"][-1]
-                )
-            else:
-                self.evaluate(model, step)
+            self.evaluate(model, step)  # deterministic, a fixed policy is measured once and repeated
         self._next = len(self.checkpoints)
         self.close()
 
