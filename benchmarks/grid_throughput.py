@@ -73,7 +73,7 @@ def run_cell(
             r = r.model_copy(update={"pretrain_seed": pretrain_seed})
         job = _job(cfg, chash, r, bundles)
         key = run_hash(chash, cfg.to_dict(), r.strategy, r.seed, r.pretrain_seed, r.target, engine)
-        jobs.append(replace(job, engine=engine, config_hash=key, threshold=r.threshold))
+        jobs.append(replace(job, engine=engine, run_hash=key, threshold=r.threshold))
     units = batches(jobs, workers) if engine == BATCHED else [[j] for j in jobs]
     start = time.perf_counter()
     statuses = [summary["status"] for _, summary in run_local(units, workers)]

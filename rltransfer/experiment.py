@@ -299,7 +299,7 @@ def plan_jobs(
                 jobs.append(
                     RunJob(
                         config=config,
-                        config_hash=run_hash(chash, config, strategy, seed, p, target.name, engine),
+                        run_hash=run_hash(chash, config, strategy, seed, p, target.name, engine),
                         engine=engine,
                         bundle=str(bundle),
                         target={"name": target.name, "params": dict(target.params)},
@@ -344,7 +344,7 @@ def is_done(job: RunJob, bundle_sha: str | None = None) -> bool:
     loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
     if bundle_sha is not None and loads_bundle and r.bundle_sha256 not in (None, bundle_sha):
         return False
-    return r.config_hash == job.config_hash
+    return r.run_hash == job.run_hash
 
 
 def run_experiment(
@@ -355,7 +355,7 @@ def run_experiment(
 ) -> ExperimentResult:
     """Pre-train, run every (target, strategy, seed), and write the report.
 
-    Re-running the same command resumes: finished runs (same config hash) are skipped.
+    Re-running the same command resumes: finished runs (same run hash) are skipped.
 
     :param config: a YAML path, a dict, or an :class:`ExperimentConfig`.
     :param overrides: ``--set``-style overrides.

@@ -100,8 +100,8 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
         published = _result(run_dir, key)
         run = read_result(run_dir / "runs" / key / "result.json")
         cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "alone")})
-        job = job_of(cfg, published["config_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
-        assert job.engine == BATCHED and job.config_hash == published["config_hash"]
+        job = job_of(cfg, published["run_hash"].split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
+        assert job.engine == BATCHED and job.run_hash == published["run_hash"]
         out = tmp_path / "alone-run" / key
         (summary,) = execute_unit([replace(job, out_dir=str(out))])
         assert summary["status"] == "ok"
@@ -126,10 +126,10 @@ def test_a_runs_key_says_its_engine_so_the_other_engine_trains_it_again(batched)
         sb3 = rltransfer.run_experiment(_cfg(base, "grid-sb3", batch_seeds=False), progress=False, echo=False)
     key = "very-long-heavy/scratch/seed-0"
     a, b = _result(res.run_dir, key), _result(sb3.run_dir, key)
-    assert a["config_hash"] != b["config_hash"] and "engine" not in b
+    assert a["run_hash"] != b["run_hash"] and "engine" not in b
     assert a["curve"]["step"] == b["curve"]["step"]  # the same protocol; other random streams
     z = "very-long-heavy/zero_shot/seed-0"
-    assert _result(res.run_dir, z)["config_hash"] == _result(sb3.run_dir, z)["config_hash"]
+    assert _result(res.run_dir, z)["run_hash"] == _result(sb3.run_dir, z)["run_hash"]
 
 
 def test_every_ppo_strategy_that_trains_runs_batched_and_frozen_parameters_stay_bit_identical(tmp_path, monkeypatch):
@@ -172,7 +172,7 @@ def test_a_batch_runs_detached_as_on_a_cluster_without_a_shared_filesystem(batch
     jobs = []
     for seed in range(3):
         run = read_result(run_dir / f"runs/very-long-heavy/scratch/seed-{seed}/result.json")
-        chash = _result(run_dir, f"very-long-heavy/scratch/seed-{seed}")["config_hash"].split("-")[0]
+        chash = _result(run_dir, f"very-long-heavy/scratch/seed-{seed}")["run_hash"].split("-")[0]
         jobs.append(job_of(cfg, chash, run, {0: (bundle, "")}))
     sent = [detached(job) for job in jobs]
     assert all(str(tmp_path) not in json.dumps(j.config) and j.bundle == j.out_dir for j in sent)
@@ -219,7 +219,7 @@ def test_every_sac_strategy_that_trains_runs_batched_alone_as_in_its_batch_and_f
     published = _result(res.run_dir, key)
     run = read_result(res.run_dir / "runs" / key / "result.json")
     rerun = load_config(res.run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "alone")})
-    job = job_of(rerun, published["config_hash"].split("-")[0], run, {0: (res.run_dir / "pretrain" / "bundle", "")})
+    job = job_of(rerun, published["run_hash"].split("-")[0], run, {0: (res.run_dir / "pretrain" / "bundle", "")})
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
     assert summary["status"] == "ok"
     alone = json.loads((tmp_path / "alone-run" / "result.json").read_text())
@@ -252,7 +252,7 @@ def test_dqn_strategies_run_batched_and_a_run_alone_is_the_run_in_its_batch(tmp_
     key = "very-long-heavy/finetune/seed-1"
     published = _result(res.run_dir, key)
     rerun = load_config(res.run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "alone")})
-    job = job_of(rerun, published["config_hash"].split("-")[0], read_result(res.run_dir / "runs" / key / "result.json"),
+    job = job_of(rerun, published["run_hash"].split("-")[0], read_result(res.run_dir / "runs" / key / "result.json"),
                  {0: (res.run_dir / "pretrain" / "bundle", "")})  # fmt: skip
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
     assert summary["status"] == "ok"

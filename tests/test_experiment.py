@@ -271,6 +271,35 @@ def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished
     assert main(["publish", str(res.run_dir), str(dest)]) == 0 and (dest / RUNS_FILE).read_bytes() == before
 
 
+def test_a_publication_of_the_earlier_layout_is_refused_until_migrated(finished, tmp_path, capsys):
+    # Layout 3 named a run's hash config_hash, as manifest.json names the config's: migrating renames it in
+    # the runs file, and the publication re-renders as it was.
+    import gzip
+
+    from rltransfer.cli import main
+    from rltransfer.records.run_result import write_json_lines
+    from rltransfer.reporting.publication import RUNS_FILE
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    current = (dest / RUNS_FILE).read_bytes()
+    lines = [json.loads(line) for line in gzip.decompress(current).decode().splitlines()]
+    assert all("run_hash" in r and "config_hash" not in r for r in lines)
+    write_json_lines(
+        [{("config_hash" if k == "run_hash" else k): v for k, v in r.items()} for r in lines], dest / RUNS_FILE
+    )
+    manifest = json.loads((dest / "manifest.json").read_text())
+    (dest / "manifest.json").write_text(json.dumps({**manifest, "layout_version": 3}))
+    summary = (dest / "summary.json").read_bytes()
+    assert main(["report", str(dest)]) == 2
+    assert "layout version 3 (this rltransfer writes 4); migrate it first" in capsys.readouterr().err
+    assert main(["migrate", str(dest)]) == 0
+    assert f"{RUNS_FILE}: 6 result(s), config_hash -> run_hash" in capsys.readouterr().out
+    assert (dest / RUNS_FILE).read_bytes() == current  # the bytes publish writes
+    assert main(["report", str(dest)]) == 0 and (dest / "summary.json").read_bytes() == summary
+
+
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
     from rltransfer.reporting.publication import RUNS_FILE, read_runs, write_runs
@@ -519,7 +548,7 @@ def test_a_strategy_parameter_reruns_that_strategy_only(finished, tmp_path):
         assert p.stat().st_mtime_ns == t, f"{p} was re-run"
     for p, t in default.items():
         assert p.stat().st_mtime_ns != t, f"{p} was not re-run"
-        run_hash = json.loads(p.read_text())["config_hash"]
+        run_hash = json.loads(p.read_text())["run_hash"]
         assert run_hash.startswith(manifest["config_hash"] + "-") and len(run_hash) == 16 + 1 + 8
     assert [r["seeds"] for r in out.summary["rows"]] == [2, 2, 2, 2]
     assert out.summary["protocol"]["transfer"]["strategy_params"] == {"lr_scaled": {"lr_scale": 0.5}}
@@ -632,7 +661,8 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
     (run_dir / "manifest.json").write_text(json.dumps({**manifest, "config_hash": old, "layout_version": 2}))
     for path in (run_dir / "runs").glob("*/*/seed-*/result.json"):
         r = json.loads(path.read_text())
-        path.write_text(json.dumps({**r, "config_hash": r["config_hash"].replace(chash, old)}))
+        h = r.pop("run_hash")  # layout 4 named it so
+        path.write_text(json.dumps({**r, "config_hash": h.replace(chash, old)}))
     bundle_file = run_dir / "pretrain" / "bundle" / "bundle.json"
     b = {**json.loads(bundle_file.read_text()), "experiment_hash": old}
     del b["pretrain_hash"]
@@ -664,7 +694,7 @@ def test_another_target_reuses_every_bundle_and_run_also_in_a_directory_an_earli
         ("weak-push", 2)
     ] * 3
     new = json.loads((run_dir / "runs/weak-push/finetune/seed-0/result.json").read_text())
-    assert new["config_hash"].split("-")[0] == chash  # the experiment's hash (then the engine's mark)
+    assert new["run_hash"].split("-")[0] == chash  # the experiment's hash (then the engine's mark)
 
     # A target left out is left out of the report, its runs kept on disk.
     out = rltransfer.run_experiment(cfg2, ["target_tasks=[weak-push]"], progress=False, echo=False)
@@ -796,7 +826,7 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     shutil.copytree(res.run_dir, run_dir)
     # The layout before layout_version: TensorBoard logs beside each run and pre-training, aggregates apart.
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest.pop("layout_version") == 3
+    assert manifest.pop("layout_version") == 4
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     for tb in sorted((run_dir / "tb").glob("*/*/seed-*")):
         if tb.parent.parent.name != "pretrain":
@@ -804,6 +834,10 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     shutil.move(run_dir / "tb" / "pretrain" / "seed-0", run_dir / "pretrain" / "tb")
     shutil.rmtree(run_dir / "tb")
     (run_dir / "aggregate").mkdir()
+    written = results(run_dir)
+    for path in (run_dir / "runs").glob("*/*/seed-*/result.json"):  # a run's hash named config_hash
+        r = json.loads(path.read_text())
+        path.write_text(json.dumps({("config_hash" if k == "run_hash" else k): v for k, v in r.items()}))
     cfg = {**cfg, "output_dir": str(tmp_path / "runs")}
     with pytest.raises(UserInputError, match=f"layout version 1 .*rltransfer migrate {run_dir}"):
         rltransfer.run_experiment(cfg, progress=False, echo=False)
@@ -811,10 +845,12 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     out = capsys.readouterr().out
     assert "runs/very-long-heavy/finetune/seed-0/tb -> tb/very-long-heavy/finetune/seed-0" in out
     assert "pretrain/tb -> tb/pretrain/seed-0" in out and "layout_version 2" in out and "layout_version 3" in out
-    assert "result(s)" not in out  # its hashes were the current ones already
+    assert "the current run hash" not in out  # its hashes were the current ones already
+    assert "6 result(s): config_hash -> run_hash" in out and "layout_version 4" in out
     assert not (run_dir / "aggregate").exists() and not (run_dir / "pretrain" / "tb").exists()
     assert main(["migrate", str(run_dir)]) == 0 and "nothing to do" in capsys.readouterr().out
     before = results(run_dir)
+    assert before == written  # byte for byte the results this version writes
     rltransfer.run_experiment(cfg, progress=False, echo=True)  # resumes: every run re-used
     assert "6 of 6 runs re-used, 0 to run" in capsys.readouterr().out and results(run_dir) == before
     assert main(["migrate", str(tmp_path)]) == 2 and "not an experiment directory" in capsys.readouterr().err

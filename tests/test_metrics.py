@@ -87,7 +87,7 @@ def _run(seed, scores, budget=40, pretrain_seed=0):
     steps, scores = [0, 10, 20, 30, 40], [float(x) for x in scores]
     return FinishedRun(
         target="t", target_params={}, split="extrapolation", strategy="s", seed=seed, pretrain_seed=pretrain_seed,
-        config_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=budget, components={},
+        run_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=budget, components={},
         curve=Curve(step=steps, returns=scores, return_std=[0.0] * len(steps), score=scores),
         metrics=run_metrics(steps, scores, budget),
     )  # fmt: skip

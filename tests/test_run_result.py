@@ -38,7 +38,7 @@ def test_a_rescored_run_keeps_its_returns_and_recomputes_its_scores_by_hand():
 def test_results_that_are_not_one_are_refused_naming_the_field(tmp_path):
     base = {
         "target": "t", "target_params": {}, "split": "extrapolation", "strategy": "s", "seed": 0,
-        "pretrain_seed": 0, "config_hash": "h", "threshold": 1.0, "random_return": 0.0,
+        "pretrain_seed": 0, "run_hash": "h", "threshold": 1.0, "random_return": 0.0,
     }  # fmt: skip
     failed = parse_result({**base, "status": "failed", "error": "boom"})
     assert isinstance(failed, FailedRun) and failed.curve is None

@@ -97,11 +97,11 @@ def test_another_experiment_under_the_same_output_dir_copies_scratch_and_runs_th
         copied, original = result(out.run_dir, "scratch", seed), result(res.run_dir, "scratch", seed)
         assert copied["copied_from"] == {
             "run_dir": str(res.run_dir / "runs" / "very-long-heavy" / "scratch" / f"seed-{seed}"),
-            "config_hash": original["config_hash"],
+            "run_hash": original["run_hash"],
         }
         assert copied["curve"] == original["curve"] and copied["metrics"] == original["metrics"]
         # this experiment's run key (its hash, then what names the engine), not the source's
-        assert copied["config_hash"].split("-")[0] == manifest["config_hash"] != original["config_hash"].split("-")[0]
+        assert copied["run_hash"].split("-")[0] == manifest["config_hash"] != original["run_hash"].split("-")[0]
         assert "bundle_sha256" not in copied
         assert manifest["runs"][f"very-long-heavy/scratch/seed-{seed}"]["copied_from"].endswith(f"seed-{seed}")
         assert "copied_from" not in manifest["runs"][f"very-long-heavy/finetune/seed-{seed}"]
@@ -290,7 +290,7 @@ def test_a_copied_pretraining_takes_its_bundle_and_log_only(tmp_path):
 
 def results_of(run_dir):
     return {
-        str(p.relative_to(run_dir)): {k: v for k, v in json.loads(p.read_text()).items() if k != "config_hash"}
+        str(p.relative_to(run_dir)): {k: v for k, v in json.loads(p.read_text()).items() if k != "run_hash"}
         for p in sorted((run_dir / "runs").glob("*/*/seed-*/result.json"))
     }
 

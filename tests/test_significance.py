@@ -23,7 +23,7 @@ def _runs(aucs, pretrain_seeds=None, first_seed=0):
     return [
         FinishedRun(
             target="t", target_params={}, split="extrapolation", strategy="s", seed=first_seed + i,
-            pretrain_seed=int(p), config_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=10,
+            pretrain_seed=int(p), run_hash="h", threshold=1.0, random_return=0.0, status="ok", budget=10,
             components={}, curve=Curve(step=[0, 10], returns=[a, a], return_std=[0.0, 0.0], score=[a, a]),
             metrics=RunMetrics(p0=a, final=a, auc=a, ttt=10.0, reached=False),
         )

@@ -34,7 +34,8 @@ class RunJob:
     """Everything one run needs, as plain data."""
 
     config: dict[str, Any]
-    config_hash: str
+    run_hash: str
+    """What the run depends on (:func:`~rltransfer.store.keys.run_hash`): a finished run is re-used under it."""
     bundle: str
     target: dict[str, Any]
     """``{"name": ..., "params": {...}}``."""
@@ -73,7 +74,7 @@ def _identity(job: RunJob) -> dict[str, Any]:
         "strategy": job.strategy,
         "seed": job.seed,
         "pretrain_seed": job.pretrain_seed,
-        "config_hash": job.config_hash,
+        "run_hash": job.run_hash,
         "threshold": job.threshold,
         "random_return": job.random_return,
         **({"reuse_key": job.reuse_key} if job.reuse_key else {}),

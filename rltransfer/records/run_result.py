@@ -9,7 +9,10 @@ a result changes no byte of it.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +23,8 @@ from rltransfer.records.base import Record, first_problem
 from rltransfer.stats import metrics
 
 RESULT_FILE = "result.json"
+RUNS_FILE = "runs.jsonl.gz"
+"""A publication's results, every run's ``result.json`` one line (:func:`write_json_lines`)."""
 
 
 class _Record(Record):
@@ -51,7 +56,7 @@ class CopiedFrom(_Record):
     """The run of another experiment this one was copied from (:mod:`rltransfer.store.reuse`)."""
 
     run_dir: str
-    config_hash: str | None
+    run_hash: str | None
 
 
 class _Run(_Record):
@@ -63,7 +68,7 @@ class _Run(_Record):
     seed: int
     pretrain_seed: int
     """The pre-training it transferred from (every run names it; ``scratch`` loads nothing of it)."""
-    config_hash: str
+    run_hash: str
     """The run's hash (:func:`~rltransfer.store.keys.run_hash`): a finished run is re-used under it."""
     threshold: float
     random_return: float
@@ -150,3 +155,21 @@ def read_result(path: Path) -> FinishedRun | FailedRun | None:
         return parse_result(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
+
+
+def write_json_lines(objects: Iterable[dict[str, Any]], path: Path) -> None:
+    """``objects`` one JSON object a line (keys sorted), gzip-compressed with no timestamp, so that the same
+    objects give the same bytes: a publication's runs file."""
+    text = "".join(json.dumps(o, sort_keys=True) + "\n" for o in objects)
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        gz.write(text.encode())
+    path.write_bytes(buf.getvalue())
+
+
+def read_json_lines(path: Path) -> list[Any]:
+    """The objects of a file :func:`write_json_lines` wrote.
+
+    :raises OSError, ValueError: where it is not one."""
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -12,8 +12,6 @@ pre-training), so that ``rltransfer verify`` re-runs a run without training its 
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import shutil
 from collections.abc import Iterator, Sequence
@@ -21,10 +19,18 @@ from pathlib import Path
 
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
-from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, parse_result
+from rltransfer.records.run_result import (
+    RESULT_FILE,
+    RUNS_FILE,
+    FailedRun,
+    FinishedRun,
+    parse_result,
+    read_json_lines,
+    write_json_lines,
+)
 from rltransfer.store import layout
+from rltransfer.store.migration import check_layout
 
-RUNS_FILE = "runs.jsonl.gz"
 RECORDS = ("config.yaml", "manifest.json")
 REPORT_PATTERNS = ("report.md", "summary.json", "summary.csv", "curves_*.png", "ttt_*.png")
 BUNDLES_DIR = "bundles"
@@ -48,18 +54,15 @@ def result_paths(run_dir: Path) -> Iterator[Path]:
 def write_runs(results: Sequence[FinishedRun | FailedRun], path: Path) -> None:
     """``results`` as one JSON object a line, gzip-compressed with no timestamp (the same results give
     the same bytes)."""
-    text = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in results)
-    buf = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
-        gz.write(text.encode())
-    path.write_bytes(buf.getvalue())
+    write_json_lines((r.to_json() for r in results), path)
 
 
 def read_runs(path: Path) -> list[FinishedRun | FailedRun]:
-    """The results of a publication's :data:`RUNS_FILE`."""
+    """The results of a publication's :data:`RUNS_FILE` (refused, naming the command that migrates it, where
+    the publication's layout is older than this rltransfer's)."""
+    check_layout(path)
     try:
-        with gzip.open(path / RUNS_FILE, "rt") as f:
-            return [parse_result(json.loads(line)) for line in f if line.strip()]
+        return [parse_result(obj) for obj in read_json_lines(path / RUNS_FILE)]
     except (OSError, ValueError) as err:
         raise UserInputError(f"'{path / RUNS_FILE}' is not a readable runs file: {err}") from None
 

@@ -81,7 +81,7 @@ def in_grid(
     def current(r: FinishedRun | FailedRun, chash: str) -> bool:
         p = kept[r.seed % len(kept)]
         engine = {"engine": r.engine} if r.engine else {}  # a batched run's key names its engine
-        return r.config_hash == run_hash(chash, config, r.strategy, r.seed, p, r.target, **engine)
+        return r.run_hash == run_hash(chash, config, r.strategy, r.seed, p, r.target, **engine)
 
     return [
         r for r in results

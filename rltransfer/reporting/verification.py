@@ -180,7 +180,7 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
     engine = result.engine or SB3  # a run of the batched engine re-runs as a batch of one: the same run
     return RunJob(
         config=config,
-        config_hash=run_hash(chash, config, result.strategy, result.seed, p, result.target, engine),
+        run_hash=run_hash(chash, config, result.strategy, result.seed, p, result.target, engine),
         engine=engine,
         bundle=str(bundles[p][0]),
         target={"name": result.target, "params": dict(result.target_params)},

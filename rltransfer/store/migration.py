@@ -13,6 +13,9 @@ names the command that migrates it, instead of carrying compatibility branches i
   bundles and its results (``previous_hashes``: the old hash to the current one, where an experiment
   resumed it since); bundles written before their manifest recorded ``pretrain_hash`` lack it. Migrating
   rewrites those hashes, so that finding a finished run or bundle is one comparison with the current hash.
+- 4: a run's own hash is ``run_hash`` in its ``result.json`` (and in a copied run's ``copied_from``): before,
+  it was ``config_hash``, the name manifest.json, summary.json and bundle.json give the config's hash.
+  A publication (``rltransfer publish``: its runs in ``runs.jsonl.gz``) migrates the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from rltransfer.atomic import write_json_atomic
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import UserInputError
 from rltransfer.records.bundle_manifest import MANIFEST_FILE, manifest_checksum
+from rltransfer.records.run_result import RESULT_FILE, RUNS_FILE, read_json_lines, write_json_lines
 from rltransfer.store import layout
 from rltransfer.store.keys import comparable_config, digest, experiment_hash, pretraining_hash, run_hash
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 MANIFEST = "manifest.json"
 
 
@@ -74,9 +78,10 @@ def _move(source: Path, dest: Path, moved: list[str], root: Path) -> None:
 
 
 def migrate(run_dir: str | Path) -> list[str]:
-    """Bring the experiment directory ``run_dir`` to :data:`LAYOUT_VERSION`; what was done, one line an
-    action (nothing where it is current). No run's curve, model or bundle weights change: only where
-    TensorBoard logs lie (to 2) and the hashes results and bundle manifests record (to 3)."""
+    """Bring the experiment directory (or publication) ``run_dir`` to :data:`LAYOUT_VERSION`; what was done,
+    one line an action (nothing where it is current). No run's curve, model or bundle weights change: only
+    where TensorBoard logs lie (to 2), the hashes results and bundle manifests record (to 3) and the name
+    of a result's hash (to 4)."""
     root = Path(run_dir)
     manifest = _manifest(root)
     if manifest is None:
@@ -100,6 +105,36 @@ def migrate(run_dir: str | Path) -> list[str]:
         manifest["layout_version"] = 3
         write_json_atomic(root / MANIFEST, manifest)
         done.append("layout_version 3")
+    if int(manifest["layout_version"]) < 4:
+        done += _run_hash_named(root)
+        manifest["layout_version"] = 4
+        write_json_atomic(root / MANIFEST, manifest)
+        done.append("layout_version 4")
+    return done
+
+
+def _renamed(result: dict[str, Any]) -> dict[str, Any]:
+    """A result (or its ``copied_from``) with its run's hash under ``run_hash``, keys in their order."""
+    out = {("run_hash" if k == "config_hash" else k): v for k, v in result.items()}
+    if isinstance(out.get("copied_from"), dict):
+        out["copied_from"] = _renamed(out["copied_from"])
+    return out
+
+
+def _run_hash_named(root: Path) -> list[str]:
+    """Rename every result's ``config_hash`` (its run's hash) ``run_hash``: the run directories' results and
+    a publication's runs file."""
+    paths = sorted(root.glob(f"runs/*/*/seed-*/{RESULT_FILE}"))
+    for path in paths:
+        write_json_atomic(path, _renamed(json.loads(path.read_text())))
+    done = [f"{len(paths)} result(s): config_hash -> run_hash"] if paths else []
+    if (root / RUNS_FILE).is_file():
+        try:
+            results = read_json_lines(root / RUNS_FILE)
+        except (OSError, ValueError) as err:
+            raise UserInputError(f"cannot migrate '{root}': '{RUNS_FILE}' is unreadable ({err})") from None
+        write_json_lines([_renamed(r) for r in results], root / RUNS_FILE)
+        done.append(f"{RUNS_FILE}: {len(results)} result(s), config_hash -> run_hash")
     return done
 
 

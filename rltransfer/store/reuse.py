@@ -59,7 +59,7 @@ def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
 
 def copy_run(source: Path, job: RunJob) -> FinishedRun:
     """Copy the finished run directory ``source`` (model, TensorBoard log, lineage, result) to
-    ``job.out_dir``; the result carries ``job``'s config hash and pre-training seed, is scored against
+    ``job.out_dir``; the result carries ``job``'s run hash and pre-training seed, is scored against
     ``job``'s threshold, and names its origin. Returns it."""
     out = Path(job.out_dir)
     r = read_result(source / RESULT_FILE)
@@ -72,8 +72,8 @@ def copy_run(source: Path, job: RunJob) -> FinishedRun:
     if job.tb_dir:  # its TensorBoard log, from the other experiment's tree to this one's
         exp = source.parents[3]
         copy_tree(layout.tb_root(exp) / source.relative_to(exp / "runs"), Path(job.tb_dir))
-    origin = r.copied_from or CopiedFrom(run_dir=str(source), config_hash=r.config_hash)
-    data = {**r.to_json(), "config_hash": job.config_hash, "pretrain_seed": job.pretrain_seed}
+    origin = r.copied_from or CopiedFrom(run_dir=str(source), run_hash=r.run_hash)
+    data = {**r.to_json(), "run_hash": job.run_hash, "pretrain_seed": job.pretrain_seed}
     data.pop("bundle_sha256", None)  # the run loaded nothing from a bundle
     result = FinishedRun.model_validate({**data, "copied_from": origin.model_dump()})
     if r.threshold != job.threshold or r.random_return != job.random_return:
