@@ -23,7 +23,7 @@ def test_the_committed_tables_are_the_generated_ones():
 
 def test_every_publication_has_per_run_data_or_says_its_revision_on_its_first_line():
     pubs = publications(RESULTS)
-    assert {p.path.name for p in pubs if p.current} >= {"quickstart", "cartpole", "acrobot", "cheetah", "classic", "mountaincar", "pendulum", "lunarlander", "lunarlander-continuous"}  # fmt: skip
+    assert {p.path.name for p in pubs if p.current} >= {"quickstart", "cartpole", "acrobot", "cheetah", "classic", "mountaincar", "pendulum", "lunarlander", "lunarlander-continuous", "minigrid"}  # fmt: skip
     for p in pubs:
         if not p.current:
             assert p.revision.startswith("`") and p.why, p.path
@@ -83,3 +83,21 @@ def test_report_index_updates_checks_and_refuses_bad_input(tmp_path, capsys):
     ]:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err
+
+
+def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(tmp_path):
+    # MiniGrid's doorkey-8: scratch's AUC IQM is below the random policy's, so the summary has no ratio.
+    from rltransfer.reporting.results_index import short_table
+
+    root = tmp_path / "results"
+    (root / "grid").mkdir(parents=True)
+    win = {
+        "target": "far", "split": "extrapolation", "strategy": "finetune", "claim": "significant",
+        "speedup_to_threshold": None, "speedup_note": ">3.3x (censored)", "ttt_median": 60000.0, "auc_iqm": 1.0, "auc_ratio": None,
+        "auc_ratio_ci": None, "p_adjusted": 7.1e-05, "n_eff": 10, "n_eff_scratch": 10,
+    }  # fmt: skip
+    summary = {**_summary("minigrid", {"far": "best: finetune"}), "rows": [win]}
+    (root / "grid" / "summary.json").write_text(json.dumps(summary))
+    (root / "grid" / "runs.jsonl.gz").write_bytes(b"")
+    table = short_table(publications(root), root, root)
+    assert "| finetune | >3.3x (censored) | - (scratch's AUC IQM <= 0) | 7.1e-05 | 10 vs 10 | - |" in table

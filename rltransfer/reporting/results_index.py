@@ -112,6 +112,13 @@ def _speed(row: Mapping[str, Any]) -> str:
     return row.get("speedup_note") or "-"
 
 
+def _ratio(row: Mapping[str, Any]) -> str:
+    if row.get("auc_ratio") is None:  # scratch's AUC IQM is not above 0: a ratio to it means nothing
+        return "- (scratch's AUC IQM <= 0)"
+    lo, hi = row["auc_ratio_ci"]
+    return f"{row['auc_ratio']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """The README's table: one row a target of each top-level publication under the current rules, its
     best strategy as the verdict names it (significantly better than scratch), with the figures behind it."""
@@ -134,9 +141,8 @@ def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
             if b is None:
                 cells = "none significant | - | - | - | -"
             else:
-                lo, hi = b["auc_ratio_ci"]
                 cells = (
-                    f"{b['strategy']} | {_cell(_speed(b))} | {b['auc_ratio']:.2f} [{lo:.2f}, {hi:.2f}] | "
+                    f"{b['strategy']} | {_cell(_speed(b))} | {_ratio(b)} | "
                     f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}"
                 )
             lines.append(
