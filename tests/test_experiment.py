@@ -838,6 +838,9 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     for path in (run_dir / "runs").glob("*/*/seed-*/result.json"):  # a run's hash named config_hash
         r = json.loads(path.read_text())
         path.write_text(json.dumps({("config_hash" if k == "run_hash" else k): v for k, v in r.items()}))
+    broken = run_dir / "runs" / "very-long-heavy" / "broken" / "seed-0" / "result.json"  # a torn write
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"status": "o')
     cfg = {**cfg, "output_dir": str(tmp_path / "runs")}
     with pytest.raises(UserInputError, match=f"layout version 1 .*rltransfer migrate {run_dir}"):
         rltransfer.run_experiment(cfg, progress=False, echo=False)
@@ -847,6 +850,8 @@ def test_a_directory_of_the_earlier_layout_is_refused_until_migrated(finished, t
     assert "pretrain/tb -> tb/pretrain/seed-0" in out and "layout_version 2" in out and "layout_version 3" in out
     assert "the current run hash" not in out  # its hashes were the current ones already
     assert "6 result(s): config_hash -> run_hash" in out and "layout_version 4" in out
+    assert "runs/very-long-heavy/broken/seed-0/result.json: unreadable, left as it is" in out
+    shutil.rmtree(broken.parent.parent)
     assert not (run_dir / "aggregate").exists() and not (run_dir / "pretrain" / "tb").exists()
     assert main(["migrate", str(run_dir)]) == 0 and "nothing to do" in capsys.readouterr().out
     before = results(run_dir)

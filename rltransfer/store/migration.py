@@ -37,12 +37,17 @@ LAYOUT_VERSION = 4
 MANIFEST = "manifest.json"
 
 
-def _manifest(run_dir: Path) -> dict[str, Any] | None:
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None where it is unreadable or not an object (a torn write)."""
     try:
-        data = json.loads((run_dir / MANIFEST).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _manifest(run_dir: Path) -> dict[str, Any] | None:
+    return _json_object(run_dir / MANIFEST)
 
 
 def layout_version(run_dir: Path) -> int:
@@ -124,10 +129,15 @@ def _renamed(result: dict[str, Any]) -> dict[str, Any]:
 def _run_hash_named(root: Path) -> list[str]:
     """Rename every result's ``config_hash`` (its run's hash) ``run_hash``: the run directories' results and
     a publication's runs file."""
-    paths = sorted(root.glob(f"runs/*/*/seed-*/{RESULT_FILE}"))
-    for path in paths:
-        write_json_atomic(path, _renamed(json.loads(path.read_text())))
-    done = [f"{len(paths)} result(s): config_hash -> run_hash"] if paths else []
+    renamed, done = 0, []
+    for path in sorted(root.glob(f"runs/*/*/seed-*/{RESULT_FILE}")):
+        result = _json_object(path)
+        if result is None:  # as a run that never finished: the experiment runs it again
+            done.append(f"{path.relative_to(root)}: unreadable, left as it is (the experiment runs it again)")
+            continue
+        write_json_atomic(path, _renamed(result))
+        renamed += 1
+    done += [f"{renamed} result(s): config_hash -> run_hash"] if renamed else []
     if (root / RUNS_FILE).is_file():
         try:
             results = read_json_lines(root / RUNS_FILE)
@@ -157,7 +167,9 @@ def _current_hashes(root: Path, manifest: dict[str, Any]) -> list[str]:
         manifest["config_hash"] = now
     config, done, runs = cfg.to_dict(), [], 0
     for path in sorted(root.glob("runs/*/*/seed-*/result.json")):
-        r = json.loads(path.read_text())
+        r = _json_object(path)
+        if r is None or not {"strategy", "target"} <= set(r):  # left as it is: the experiment runs it again
+            continue
         seed, p = int(r.get("seed", 0)), r.get("pretrain_seed")
         engine = {"engine": r["engine"]} if r.get("engine") else {}  # a run's key names an engine other than SB3's
         if any(r.get("config_hash") == run_hash(h, config, r["strategy"], seed, p, **engine) for h in old):
@@ -169,7 +181,9 @@ def _current_hashes(root: Path, manifest: dict[str, Any]) -> list[str]:
 
     phash = pretraining_hash(cfg)
     for path in sorted(root.glob(f"pretrain/**/{layout.BUNDLE_DIR}/{MANIFEST_FILE}")):
-        b = json.loads(path.read_text())
+        b = _json_object(path)
+        if b is None:  # left as it is: the experiment says the bundle is unreadable and trains it again
+            continue
         ours = b.get("experiment_hash") in old | {now}
         if not ours or (b["experiment_hash"] == now and "pretrain_hash" in b):
             continue
