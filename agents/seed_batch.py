@@ -101,8 +101,8 @@ class SeedBatch:
 
     @property
     def rows(self) -> int:
-        """The stacked tensors' rows: the seeds, and a row that is no seed's where there is one seed
-        (:class:`~rltransfer.agents.stacked.StackedPolicies`); it acts on seed 0's data, and never counts."""
+        """The stacked tensors' rows: the seeds, and rows that are no seed's where there are too few seeds
+        (:class:`~rltransfer.agents.stacked.StackedPolicies`); they act on seed 0's data, and never count."""
         return int(self.stack.rows)
 
     def _per_row(self, items: Sequence[Any]) -> list[Any]:

@@ -31,6 +31,10 @@ from rltransfer.agents.adapters import LoRALinear
 from rltransfer.agents.heads import StackedLinear, TaskHeads
 
 MIN_ROWS = 2
+MIN_ROWS_VMAP = 3
+"""The rows of a stack whose calls go through ``vmap`` (a convolution): vmap computes a convolution of two
+rows by another path than of three or more (torch 2.13: the results differ in the last bits), so a seed
+alone or in a pair would not be bit-identical to the same seed in a larger batch."""
 
 
 def _slots(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
@@ -77,10 +81,11 @@ class StackedPolicies:
     :attr:`params`: name -> ``[rows, ...]`` leaf tensor (``requires_grad`` as the policies' parameter: a
     frozen component stays frozen). After construction the policies' parameters are views of these rows.
 
-    There are at least :data:`MIN_ROWS` rows: a single policy gets a copy of itself as a second row, which
-    belongs to no policy (callers leave it out of their losses). torch computes a batched product of one
-    matrix by another path than of several (a linear layer of one output, torch 2.13: the results differ
-    in the last bits), so without it a seed alone would not be bit-identical to the same seed in a batch.
+    There are at least :data:`MIN_ROWS` rows (:data:`MIN_ROWS_VMAP` where calls go through ``vmap``): a
+    single policy gets copies of itself as extra rows, which belong to no policy (callers leave them out of
+    their losses). torch computes a batched product of one matrix by another path than of several (a linear
+    layer of one output, torch 2.13: the results differ in the last bits), so without them a seed alone
+    would not be bit-identical to the same seed in a batch.
     """
 
     def __init__(self, policies: Sequence[nn.Module]):
@@ -95,6 +100,8 @@ class StackedPolicies:
             for name, buf in self.ref.named_buffers():
                 if name not in theirs or not torch.equal(theirs[name], buf):
                     raise ValueError(f"the policies of a batch differ in their buffer '{name}'")
+        self._fold = _fold_plan(self.ref)
+        self.min_rows = MIN_ROWS if self._fold is not None else MIN_ROWS_VMAP
         self.params: dict[str, torch.Tensor] = {}
         for name in names:
             rows = []
@@ -103,13 +110,12 @@ class StackedPolicies:
                 if type(policy) is not type(self.ref) or set(own) != set(names) or own[name].shape != shapes[name]:
                     raise ValueError("the policies of a batch must share one architecture")
                 rows.append(own[name])
-            ghosts = [rows[0].detach()] * (MIN_ROWS - len(rows))
+            ghosts = [rows[0].detach()] * (self.min_rows - len(rows))
             stacked = torch.stack([r.detach() for r in rows] + ghosts).requires_grad_(rows[0].requires_grad)
             for k, row in enumerate(rows):
                 row.data = stacked.data[k]  # the policy's parameter is now a view of its seed's row
             self.params[name] = stacked
         self._slots = _slots(self.ref)
-        self._fold = _fold_plan(self.ref)
         self._fold_forwards = [
             (module, _folded_forward(module, {n: self.params[full] for n, full in names.items()}))
             for module, names in self._fold or ()
@@ -123,8 +129,8 @@ class StackedPolicies:
 
     @property
     def rows(self) -> int:
-        """How many rows every stacked tensor has (:attr:`k`, or :data:`MIN_ROWS` for fewer)."""
-        return max(self.k, MIN_ROWS)
+        """How many rows every stacked tensor has (:attr:`k`, or :attr:`min_rows` for fewer)."""
+        return max(self.k, self.min_rows)
 
     @contextmanager
     def _bound(self, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
