@@ -39,6 +39,7 @@ from rltransfer.records.bundle_manifest import (
     manifest_checksum,
     read_manifest,
 )
+from rltransfer.records.machine import this_machine
 from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 
@@ -103,6 +104,7 @@ def save_bundle(path: str | Path, policy: BasePolicy, manifest: dict[str, Any]) 
             },
             "versions": package_versions(),
             "code_revision": code_revision(),
+            "machine": this_machine().model_dump(),
             "weights": {
                 "file": WEIGHTS_FILE,
                 "sha256": sha256_file(path / WEIGHTS_FILE),

@@ -210,7 +210,7 @@ def _workers(value: str) -> str | int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from rltransfer.execution.backends import resolve_workers
-    from rltransfer.reporting.verification import verify
+    from rltransfer.reporting.verification import elsewhere, verify
 
     if args.runs is not None and args.runs < 1:
         raise UserInputError(f"--runs must be >= 1, got {args.runs}")
@@ -218,7 +218,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out,
         pretrain=args.pretrain,
     )  # fmt: skip
-    return 0 if all(c.same for c in checks) else 1
+    if all(c.same for c in checks):
+        return 0
+    return 3 if elsewhere(checks) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "verify", help="re-run published runs at the current code; exit 0 if every curve is the same",
+        description="Re-run published runs at the current code and compare each curve with the published one.\n\n"
+        "exit status:\n"
+        "  0  every curve is the same\n"
+        "  1  a run made on this kind of CPU (or on one not recorded) differs: the code or the libraries changed it\n"
+        "  2  bad input\n"
+        "  3  only runs made on another kind of CPU differ: torch and MKL round differently there, so exact\n"
+        "     equality is not expected",
         epilog="examples:\n  rltransfer verify docs/results/cartpole --runs 2          # 2 runs, from the shipped bundles\n"
         "  rltransfer verify docs/results/quickstart --pretrain      # every run, pre-trainings trained again\n"
         "  rltransfer verify docs/results/quickstart --runs 2 --targets very-long-heavy",

@@ -29,6 +29,7 @@ from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
+from rltransfer.records.machine import this_machine
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting import report
 from rltransfer.revision import code_revision
@@ -388,7 +389,7 @@ def run_experiment(
             manifest = ExperimentManifest.read(run_dir)
             manifest.start(
                 experiment=cfg.name, config_hash=keys.experiment, versions=package_versions(),
-                code_revision=code_revision(), layout_version=LAYOUT_VERSION,
+                code_revision=code_revision(), machine=this_machine(), layout_version=LAYOUT_VERSION,
             )  # fmt: skip
             manifest.write(run_dir)
             bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only

@@ -203,6 +203,7 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
 
 
 def test_runs_bundles_and_the_report_name_the_code_revision(finished):
+    from rltransfer.records.machine import this_machine
     from rltransfer.reporting.report import render
     from rltransfer.revision import code_revision
 
@@ -213,6 +214,10 @@ def test_runs_bundles_and_the_report_name_the_code_revision(finished):
     bundle = json.loads((res.run_dir / "pretrain/bundle/bundle.json").read_text())
     assert bundle["code_revision"] == rev
     assert json.loads((res.run_dir / "manifest.json").read_text())["code_revision"] == rev
+    # ... and the machine: every run, the bundle and the invocation.
+    here = this_machine().model_dump()
+    assert all(json.loads(r)["machine"] == here for r in runs.values()) and bundle["machine"] == here
+    assert json.loads((res.run_dir / "manifest.json").read_text())["machine"] == here
     # A run of another revision (a grid resumed after a commit) and one written before revisions were recorded.
     first, second = sorted((res.run_dir / "runs").glob("*/*/seed-*/result.json"))[:2]
     backup = {p: p.read_text() for p in (first, second)}
@@ -302,6 +307,8 @@ def test_a_publication_of_the_earlier_layout_is_refused_until_migrated(finished,
 
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
+    from rltransfer.records.experiment_manifest import ExperimentManifest
+    from rltransfer.records.machine import Machine, this_machine
     from rltransfer.reporting.publication import RUNS_FILE, read_runs, write_runs
 
     _, res = finished
@@ -337,6 +344,23 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert main(["verify", str(dest), "--targets", runs[0].target, "--workers", "1"]) == 1
     out = capsys.readouterr().out
     assert f"DIFFERS {key}: evaluation 1 (step 128): return" in out and "5 of 6 run(s) reproduced exactly" in out
+    assert "another kind of CPU" not in out
+    # Made on another kind of CPU (the run's own record, or the publication's for runs that have none), a
+    # difference is not the code's: exit 3, the machine named; on this kind, exit 1 as above.
+    here = this_machine()
+    other = Machine(cpu="Some CPU", vendor="OtherVendor", isa=here.isa)
+    for mine, publication, code in ((other, None, 3), (None, other, 3), (here, other, 1), (None, None, 1)):
+        runs[0] = runs[0].model_copy(update={"machine": mine})
+        write_runs(runs, dest / RUNS_FILE)
+        manifest = ExperimentManifest.read(dest)
+        manifest.machine = publication
+        manifest.write(dest)
+        assert main(["verify", str(dest), "--targets", runs[0].target, "--workers", "1"]) == code
+        out = capsys.readouterr().out
+        assert (f"(made on Some CPU (OtherVendor, torch {here.isa}))" in out) == (code == 3)
+        assert (f"made on another kind of CPU (Some CPU (OtherVendor, torch {here.isa}); this one: {here})" in out) == (
+            code == 3
+        )
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
     assert "--targets: nowhere not in the publication" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
+from rltransfer.records.machine import this_machine
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
@@ -80,6 +81,7 @@ def _identity(job: RunJob) -> dict[str, Any]:
         **({"reuse_key": job.reuse_key} if job.reuse_key else {}),
         **({"engine": job.engine} if job.engine != SB3 else {}),  # a failed run's too: its key names it
         "code_revision": code_revision(),
+        "machine": this_machine(),
     }
 
 

@@ -21,6 +21,7 @@ from rltransfer.atomic import atomic_write_bytes
 from rltransfer.errors import BundleError
 from rltransfer.records.base import Record as _Record
 from rltransfer.records.base import first_problem
+from rltransfer.records.machine import Machine
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
@@ -97,6 +98,9 @@ class BundleManifest(_Record):
     spaces: dict[str, dict[str, Any]]
     versions: dict[str, str]
     code_revision: str | None = None
+    machine: Machine | None = None
+    """The CPU it was trained on (:mod:`rltransfer.records.machine`; absent in bundles written before
+    2026-12-03)."""
     weights: Weights
     manifest_sha256: str | None = None
 

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_serializer, field
 from rltransfer.atomic import write_json_atomic
 from rltransfer.errors import UserInputError
 from rltransfer.records.base import Record, first_problem
+from rltransfer.records.machine import Machine
 from rltransfer.source_gate import Pretraining
 
 MANIFEST_FILE = "manifest.json"
@@ -83,6 +84,8 @@ class ExperimentManifest(_Record):
     layout_version: int | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     code_revision: str | None = None
+    machine: Machine | None = None
+    """The CPU of the last invocation (each run records its own)."""
     started: str | None = None
     finished: str | None = None
     status: str | None = None

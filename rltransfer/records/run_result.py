@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.records.base import Record, first_problem
+from rltransfer.records.machine import Machine
 from rltransfer.stats import metrics
 
 RESULT_FILE = "result.json"
@@ -73,6 +74,9 @@ class _Run(_Record):
     threshold: float
     random_return: float
     code_revision: str | None = None
+    machine: Machine | None = None
+    """The CPU it computed on (:mod:`rltransfer.records.machine`; absent in results written before it was
+    recorded, 2026-12-03)."""
     engine: str | None = None
     """``batched`` where the run trained side by side with other seeds of its cell (the batched engine: other
     random streams than SB3's own ``learn``, which trained a run without it)."""

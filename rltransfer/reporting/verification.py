@@ -6,6 +6,11 @@ exactly: each run is executed again as the grid ran it, from the bundle the publ
 ``pretrain`` or where none ships, from its pre-training trained again from the publication's config,
 whose weights' checksum is compared with the one the run recorded), and every evaluation's return is
 compared. A figure that moved says so, with the first evaluation that differs.
+
+Exact equality holds on the same kind of CPU only (:mod:`rltransfer.records.machine`): a run that differs
+and was made on another (its result's ``machine``, or for results that predate it, the publication
+manifest's) is told apart from one that moved on this kind of machine, which only a change of code or
+libraries explains.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from rltransfer.execution.batching import batches
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
+from rltransfer.records.machine import Machine, this_machine
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
@@ -41,6 +47,17 @@ class RunCheck:
     same: bool
     difference: str
     """Empty where the run reproduced; else what differs first."""
+    made_on: Machine | None = None
+    """The machine the published run was made on, where it differs in kind from this one (exact equality
+    is then not expected); None where it is of this kind or not recorded."""
+
+
+def elsewhere(checks: Sequence[RunCheck]) -> bool:
+    """Whether every run that differs was made on another kind of machine (and one at least differs): the
+    differences say nothing about the code. ``rltransfer verify`` exits 3 then, 1 where a run differs on
+    this kind of machine (or one that was not recorded)."""
+    differing = [c for c in checks if not c.same]
+    return bool(differing) and all(c.made_on is not None for c in differing)
 
 
 def select(
@@ -123,13 +140,22 @@ def verify(
         if bundles is None:
             bundles = _pretrain(setup, keys, seeds, chosen, echo)
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
-        checks = _run(jobs, chosen, bundles, workers, echo)
+        manifest = ExperimentManifest.read(published)
+        checks = _run(jobs, chosen, bundles, workers, echo, manifest.machine)
     if echo:
         same = sum(c.same for c in checks)
         print(f"{same} of {len(checks)} run(s) reproduced exactly")
         if same < len(checks):
-            for line in version_differences(ExperimentManifest.read(published).versions):
+            for line in version_differences(manifest.versions):
                 print(f"  versions differ: {line}")
+            others = sorted({str(c.made_on) for c in checks if c.made_on is not None})
+            if others:
+                n, d = sum(c.made_on is not None for c in checks), len(checks) - same
+                print(
+                    f"  {n} of {d} differing run(s) made on another kind of CPU ({'; '.join(others)}; this one: "
+                    f"{this_machine()}): torch and MKL compute there with other vectorised kernels, whose last bits "
+                    "differ, so their curves are not expected to be the same here"
+                )
     return checks
 
 
@@ -194,7 +220,9 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
     )
 
 
-def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
+def _run(jobs, chosen, bundles, workers: int, echo: bool, machine: Machine | None = None) -> list[RunCheck]:
+    """Run ``jobs`` (of the published runs ``chosen``) and compare; ``machine``: the publication's, for runs
+    that do not record their own."""
 
     by_key = {r.key: r for r in chosen}
     checks = []
@@ -205,7 +233,11 @@ def _run(jobs, chosen, bundles, workers: int, echo: bool) -> list[RunCheck]:
         sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
         if difference and was is not None and was != sha:
             difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {was[:12]} published)"
-        checks.append(RunCheck(job.key, not difference, difference))
+        made_on = published.machine or machine
+        other = made_on if difference and made_on is not None and not made_on.same_kind(this_machine()) else None
+        if other is not None:
+            difference += f" (made on {other})"
+        checks.append(RunCheck(job.key, not difference, difference, other))
         if echo:
             print(f"{'same   ' if not difference else 'DIFFERS'} {job.key}" + (f": {difference}" if difference else ""))
     order = {r.key: i for i, r in enumerate(chosen)}

@@ -1,0 +1,71 @@
+"""The machine a run or a pre-training computed on: besides the code and the libraries' versions, what decides
+a result's last bits.
+
+torch picks its vectorised kernels by the CPU (ATen's CPU capability: AVX2, AVX-512...), and MKL, which
+computes its matrix products, picks its code path by the CPU's vendor and instruction sets. Kernels of
+different paths round differently in the last bits, and training amplifies the difference: the same seed on
+the same code and libraries gives the same curve on the same kind of CPU only (measured: a quick-start run
+published from an Intel Xeon differs from its re-run on an AMD EPYC at its first evaluation, 40.2 against
+40.3). A result records its machine (:class:`Machine`), so that ``rltransfer verify`` can tell a code
+change from another CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+from pydantic import ConfigDict
+
+from rltransfer.records.base import Record
+
+
+class Machine(Record):
+    """A CPU: its model, its vendor and the kernels torch dispatches to on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu: str
+    """The model name the OS gives (a VM's may be generic: ``AMD EPYC``)."""
+    vendor: str | None = None
+    """The CPU's vendor id (``GenuineIntel``, ``AuthenticAMD``); None where unknown."""
+    isa: str | None = None
+    """torch's CPU capability (``torch.backends.cpu.get_cpu_capability()``: ``AVX2``, ``AVX512``...), which
+    ``ATEN_CPU_CAPABILITY`` can lower; None where unknown."""
+
+    def same_kind(self, other: Machine) -> bool:
+        """Whether results of the two are expected to agree bit for bit: the same vendor and (where both
+        are known) the same torch capability. The model name is not compared (VMs mask it)."""
+        if self.vendor != other.vendor:
+            return False
+        return self.isa is None or other.isa is None or self.isa == other.isa
+
+    def __str__(self) -> str:
+        extra = ", ".join(x for x in (self.vendor, f"torch {self.isa}" if self.isa else None) if x)
+        return f"{self.cpu} ({extra})" if extra else self.cpu
+
+
+def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The first processor's entries of Linux's ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
+@functools.cache
+def this_machine() -> Machine:
+    """The machine this process computes on."""
+    import torch
+
+    info = _cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine() or "unknown"
+    return Machine(cpu=cpu, vendor=info.get("vendor_id"), isa=torch.backends.cpu.get_cpu_capability())
