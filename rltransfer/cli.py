@@ -216,7 +216,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise UserInputError(f"--runs must be >= 1, got {args.runs}")
     checks = verify(
         args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out,
-        pretrain=args.pretrain,
+        pretrain=args.pretrain, record=args.record,
     )  # fmt: skip
     if all(c.same for c in checks):
         return 0
@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  1  a run made on this kind of CPU (or on one not recorded) differs: the code or the libraries changed it\n"
         "  2  bad input\n"
         "  3  only runs made on another kind of CPU differ: torch and MKL round differently there, so exact\n"
-        "     equality is not expected",
+        "     equality is not expected (--record keeps this machine's re-runs, and later checks on this kind of\n"
+        "     CPU compare with them exactly)",
         epilog="examples:\n  rltransfer verify docs/results/cartpole --runs 2          # 2 runs, from the shipped bundles\n"
         "  rltransfer verify docs/results/quickstart --pretrain      # every run, pre-trainings trained again\n"
         "  rltransfer verify docs/results/quickstart --runs 2 --targets very-long-heavy",
@@ -310,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the pre-trainings again too (default: start from the bundles the publication ships, if any)",
     )  # fmt: skip
     p.add_argument("--out", default=None, help="keep the pre-trainings and runs here (default: a temporary directory)")
+    p.add_argument(
+        "--record", action="store_true",
+        help="keep the re-runs of runs made on another kind of CPU in the publication (reproductions/<kind>.jsonl.gz): "
+        "later checks on this kind of CPU compare with them exactly",
+    )  # fmt: skip
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(

@@ -309,6 +309,7 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     from rltransfer.cli import main
     from rltransfer.records.experiment_manifest import ExperimentManifest
     from rltransfer.records.machine import Machine, this_machine
+    from rltransfer.records.run_result import read_json_lines, write_json_lines
     from rltransfer.reporting.publication import RUNS_FILE, read_runs, write_runs
 
     _, res = finished
@@ -361,6 +362,28 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
         assert (f"made on another kind of CPU (Some CPU (OtherVendor, torch {here.isa}); this one: {here})" in out) == (
             code == 3
         )
+    # --record keeps this machine's re-runs of runs made elsewhere; later checks here compare with them exactly,
+    # and a difference from them is the code's again (exit 1). Publishing again drops them.
+    write_runs([r.model_copy(update={"machine": None}) for r in runs], dest / RUNS_FILE)  # as runs before 2026-12-04
+    manifest.machine = other
+    manifest.write(dest)
+    target = runs[0].target
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1", "--record"]) == 3
+    out = capsys.readouterr().out
+    kept = dest / "reproductions" / f"{here.kind}.jsonl.gz"
+    assert f"recorded 6 re-run(s) made on this kind of CPU ({here}) in {kept}" in out
+    reruns = read_json_lines(kept)
+    assert len(reruns) == 6 and all(r["machine"] == here.model_dump() for r in reruns)
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"same    {key} (re-run on this kind of CPU at " in out and "6 of 6 run(s) reproduced exactly" in out
+    reruns[0]["curve"]["return"][1] += 1.0
+    write_json_lines(reruns, kept)
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 1
+    assert f"DIFFERS {reruns[0]['target']}/{reruns[0]['strategy']}/seed-{reruns[0]['seed']}: evaluation 1" in (
+        capsys.readouterr().out
+    )
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0 and not (dest / "reproductions").exists()
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
     assert "--targets: nowhere not in the publication" in capsys.readouterr().err
 

@@ -41,6 +41,11 @@ class Machine(Record):
             return False
         return self.isa is None or other.isa is None or self.isa == other.isa
 
+    @property
+    def kind(self) -> str:
+        """What :meth:`same_kind` compares, as a file name: ``AuthenticAMD-AVX2``."""
+        return f"{self.vendor or 'unknown'}-{self.isa or 'unknown'}".replace("/", "_").replace(" ", "_")
+
     def __str__(self) -> str:
         extra = ", ".join(x for x in (self.vendor, f"torch {self.isa}" if self.isa else None) if x)
         return f"{self.cpu} ({extra})" if extra else self.cpu

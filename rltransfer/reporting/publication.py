@@ -8,6 +8,12 @@ that file alone, byte for byte, and anyone can recompute any figure from it with
 Where they are small (:data:`MAX_BUNDLE_BYTES` together), the bundles the runs transferred from ship
 too, in ``bundles/pretrain-seed-P/`` (weights and manifest; not the pickled model, which only resumes a
 pre-training), so that ``rltransfer verify`` re-runs a run without training its pre-training again.
+
+Runs are exact on one kind of CPU (:mod:`rltransfer.records.machine`). ``rltransfer verify --record`` on
+another kind keeps that machine's re-runs in ``reproductions/<kind>.jsonl.gz`` (the same format as the
+runs file), and later checks on that kind compare with them exactly: a publication is then checked to the
+last bit on every kind of CPU it was reproduced on. Publishing again removes them (they re-ran the runs
+published before).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
+from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import (
     RESULT_FILE,
     RUNS_FILE,
@@ -37,6 +44,8 @@ BUNDLES_DIR = "bundles"
 BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 """What of a bundle ships: its weights and manifest (``model.zip`` resumes a pre-training; nothing else
 reads it, and it is pickle)."""
+REPRODUCTIONS_DIR = "reproductions"
+"""Where a publication keeps re-runs made on other kinds of CPU (``rltransfer verify --record``)."""
 MAX_BUNDLE_BYTES = 5 * 2**20
 """Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
@@ -97,8 +106,38 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
         except (OSError, ValueError) as err:
             raise UserInputError(f"'{path}': {err}; run the experiment again to redo the run") from None
     write_runs(results, dest / RUNS_FILE)
+    shutil.rmtree(dest / REPRODUCTIONS_DIR, ignore_errors=True)  # re-runs of the runs published before
     ship_bundles(dest, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
     return dest
+
+
+def reproductions_file(dest: Path, machine: Machine) -> Path:
+    """Where a publication keeps the re-runs made on ``machine``'s kind of CPU."""
+    return Path(dest) / REPRODUCTIONS_DIR / f"{machine.kind}.jsonl.gz"
+
+
+def read_reproductions(dest: Path, machine: Machine) -> dict[tuple[str, str | None], FinishedRun]:
+    """The publication's re-runs made on ``machine``'s kind of CPU, by run key and the weights they loaded
+    (``None``: none, as ``scratch``): a run re-run from another bundle is another run."""
+    path = reproductions_file(dest, machine)
+    if not path.is_file():
+        return {}
+    try:
+        runs = [parse_result(obj) for obj in read_json_lines(path)]
+    except (OSError, ValueError) as err:
+        raise UserInputError(f"'{path}' is not a readable runs file: {err}") from None
+    return {(r.key, r.bundle_sha256): r for r in runs if isinstance(r, FinishedRun)}
+
+
+def record_reproductions(dest: Path, machine: Machine, results: Sequence[FinishedRun]) -> Path:
+    """Keep ``results`` (re-runs made on ``machine``) in the publication, replacing earlier re-runs of the same
+    runs from the same weights; the file written."""
+    kept = read_reproductions(dest, machine)
+    kept.update({(r.key, r.bundle_sha256): r for r in results})
+    path = reproductions_file(dest, machine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_runs([kept[k] for k in sorted(kept, key=lambda k: (k[0], k[1] or ""))], path)
+    return path
 
 
 def bundle_seeds(results: Sequence[FinishedRun | FailedRun]) -> list[int]:

@@ -10,7 +10,8 @@ compared. A figure that moved says so, with the first evaluation that differs.
 Exact equality holds on the same kind of CPU only (:mod:`rltransfer.records.machine`): a run that differs
 and was made on another (its result's ``machine``, or for results that predate it, the publication
 manifest's) is told apart from one that moved on this kind of machine, which only a change of code or
-libraries explains.
+libraries explains. Where the publication keeps a re-run of that run made on this kind of CPU (``--record``
+on an earlier check), the run is compared with that instead, exactly.
 """
 
 from __future__ import annotations
@@ -33,10 +34,19 @@ from rltransfer.experiment import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine, this_machine
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
-from rltransfer.reporting.publication import RUNS_FILE, is_publication, read_runs, shipped_bundles
+from rltransfer.reporting.publication import (
+    RUNS_FILE,
+    is_publication,
+    read_reproductions,
+    read_runs,
+    record_reproductions,
+    shipped_bundles,
+)
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir
 from rltransfer.validation import Setup, validate
+
+Reproductions = dict[tuple[str, str | None], FinishedRun]
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ def verify(
     work_dir: str | Path | None = None,
     echo: bool = True,
     pretrain: bool = False,
+    record: bool = False,
 ) -> list[RunCheck]:
     """Run ``published``'s runs again (``runs`` of them, drawn with ``sample_seed``; of ``targets``) at the
     current code and compare each curve with the published one.
@@ -121,6 +132,9 @@ def verify(
         runs loaded); without it, the runs start from the bundles the publication ships, and pre-train
         only where it ships none.
     :param work_dir: where the pre-trainings and runs are written (a temporary directory by default).
+    :param record: keep the re-runs of runs made on another kind of CPU in the publication
+        (:func:`~rltransfer.reporting.publication.record_reproductions`): later checks on this kind of CPU
+        compare with them exactly.
     """
     published = Path(published)
     if not is_publication(published):
@@ -141,22 +155,45 @@ def verify(
             bundles = _pretrain(setup, keys, seeds, chosen, echo)
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         manifest = ExperimentManifest.read(published)
-        checks = _run(jobs, chosen, bundles, workers, echo, manifest.machine)
+        reproduced = read_reproductions(published, this_machine())
+        checks, reruns = _run(jobs, chosen, bundles, workers, echo, manifest.machine, reproduced)
+    if record:
+        _record(published, reruns, echo)
     if echo:
-        same = sum(c.same for c in checks)
-        print(f"{same} of {len(checks)} run(s) reproduced exactly")
-        if same < len(checks):
-            for line in version_differences(manifest.versions):
-                print(f"  versions differ: {line}")
-            others = sorted({str(c.made_on) for c in checks if c.made_on is not None})
-            if others:
-                n, d = sum(c.made_on is not None for c in checks), len(checks) - same
-                print(
-                    f"  {n} of {d} differing run(s) made on another kind of CPU ({'; '.join(others)}; this one: "
-                    f"{this_machine()}): torch and MKL compute there with other vectorised kernels, whose last bits "
-                    "differ, so their curves are not expected to be the same here"
-                )
+        _summary(checks, manifest)
     return checks
+
+
+def _record(published: Path, reruns: Sequence[FinishedRun], echo: bool) -> None:
+    """``--record``: keep the re-runs of runs made on another kind of CPU in the publication."""
+    if not reruns:
+        if echo:
+            print(
+                "nothing to record: the runs checked were made on this kind of CPU (the publication is their reference)"
+            )
+        return
+    path = record_reproductions(published, this_machine(), reruns)
+    if echo:
+        print(f"recorded {len(reruns)} re-run(s) made on this kind of CPU ({this_machine()}) in {path}")
+
+
+def _summary(checks: Sequence[RunCheck], manifest: ExperimentManifest) -> None:
+    """How many runs reproduced, and what may explain the others: versions, machines."""
+    same = sum(c.same for c in checks)
+    print(f"{same} of {len(checks)} run(s) reproduced exactly")
+    if same == len(checks):
+        return
+    for line in version_differences(manifest.versions):
+        print(f"  versions differ: {line}")
+    others = sorted({str(c.made_on) for c in checks if c.made_on is not None})
+    if others:
+        n, d = sum(c.made_on is not None for c in checks), len(checks) - same
+        print(
+            f"  {n} of {d} differing run(s) made on another kind of CPU ({'; '.join(others)}; this one: "
+            f"{this_machine()}): torch and MKL compute there with other vectorised kernels, whose last bits "
+            "differ, so their curves are not expected to be the same here ('--record' keeps this machine's "
+            "re-runs, to compare with exactly from now on)"
+        )
 
 
 def recorded_sha(chosen: Sequence[FinishedRun], seed: int) -> str | None:
@@ -220,25 +257,47 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
     )
 
 
-def _run(jobs, chosen, bundles, workers: int, echo: bool, machine: Machine | None = None) -> list[RunCheck]:
-    """Run ``jobs`` (of the published runs ``chosen``) and compare; ``machine``: the publication's, for runs
-    that do not record their own."""
+def _run(
+    jobs, chosen, bundles, workers: int, echo: bool, machine: Machine | None, reproduced: Reproductions
+) -> tuple[list[RunCheck], list[FinishedRun]]:
+    """Run ``jobs`` (of the published runs ``chosen``) and compare each with its reference: the published
+    run, or where that was made on another kind of CPU, its re-run on this kind kept in ``reproduced``
+    (:func:`~rltransfer.reporting.publication.read_reproductions`) if there is one. ``machine``: the
+    publication's, for runs that do not record their own. Returns the checks and the re-runs of runs made on
+    another kind of CPU (what ``--record`` keeps)."""
 
     by_key = {r.key: r for r in chosen}
-    checks = []
+    here = this_machine()
+    checks, elsewhere_runs = [], []
     # A batched run is the same in any batch: the batched runs of a cell run again as one batch.
     for job, _ in run_local(batches(jobs, workers), workers):
         published = by_key[job.key]
-        difference = first_difference(published, read_result(Path(job.out_dir) / RESULT_FILE))
+        now = read_result(Path(job.out_dir) / RESULT_FILE)
+        made_on = published.machine or machine
+        # another kind of CPU explains other bits, not a failure
+        other = (
+            made_on if made_on is not None and not made_on.same_kind(here) and isinstance(now, FinishedRun) else None
+        )
+        reference = reproduced.get((job.key, now.bundle_sha256)) if isinstance(now, FinishedRun) and other else None
+        if other is not None and isinstance(now, FinishedRun):
+            elsewhere_runs.append(now)
+        if reference is not None:  # compared with this kind of CPU's own bits: a difference is the code's
+            difference = first_difference(reference, now)
+            note = f" (re-run on this kind of CPU at {reference.code_revision or 'an unrecorded revision'})"
+            checks.append(RunCheck(job.key, not difference, difference + note if difference else ""))
+            if echo:
+                print(
+                    f"{'same   ' if not difference else 'DIFFERS'} {job.key}{': ' + difference if difference else ''}{note}"
+                )
+            continue
+        difference = first_difference(published, now)
         sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
         if difference and was is not None and was != sha:
             difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {was[:12]} published)"
-        made_on = published.machine or machine
-        other = made_on if difference and made_on is not None and not made_on.same_kind(this_machine()) else None
-        if other is not None:
+        if difference and other is not None:
             difference += f" (made on {other})"
-        checks.append(RunCheck(job.key, not difference, difference, other))
+        checks.append(RunCheck(job.key, not difference, difference, other if difference else None))
         if echo:
             print(f"{'same   ' if not difference else 'DIFFERS'} {job.key}" + (f": {difference}" if difference else ""))
     order = {r.key: i for i, r in enumerate(chosen)}
-    return sorted(checks, key=lambda c: order[c.key])
+    return sorted(checks, key=lambda c: order[c.key]), elsewhere_runs
