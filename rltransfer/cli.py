@@ -199,6 +199,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from rltransfer.reporting.publication import restore
+
+    done = restore(args.published, args.output_dir)
+    seeds = ", ".join(map(str, done.bundles))
+    bundles = f"the bundles of pre-training seed(s) {seeds}" if done.bundles else "no bundle (none ship)"
+    where = f" --set output_dir={args.output_dir}" if args.output_dir is not None else ""
+    print(
+        f"restored {args.published} to {done.run_dir}: config, manifest, {done.results} run result(s), {bundles}.\n"
+        f"Extend it (more strategies, seeds or targets; only the new runs train): rltransfer experiment "
+        f"{args.published.rstrip('/')}/config.yaml{where} --set 'transfer.strategies=[...]'; then publish it again"
+    )
+    return 0
+
+
 def _workers(value: str) -> str | int:
     """``auto`` or a positive count (argparse reports anything else, exit 2)."""
     if value == "auto":
@@ -283,6 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="an experiment's directory (runs/<name>) with its report")
     p.add_argument("dest", help="the publication's directory (created; a README there is kept)")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "restore", help="a publication back into an experiment directory, to extend it with more runs",
+        description="Make the experiment directory of a publication (its config, manifest, every run's result and the "
+        "bundles it ships) where its config's experiment writes (<output_dir>/<name>), so that 'rltransfer "
+        "experiment' on its config extends it: more strategies, seeds or targets, the published runs and "
+        "pre-trainings re-used.",
+        epilog="example:\n  rltransfer restore docs/results/lunarlander                # -> runs/lunarlander-wind\n"
+        "  rltransfer experiment docs/results/lunarlander/config.yaml --set 'transfer.strategies=[scratch,finetune,adapter]'\n"
+        "  rltransfer publish runs/lunarlander-wind docs/results/lunarlander",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("published", help="a published directory (rltransfer publish; holds runs.jsonl.gz)")
+    p.add_argument(
+        "--output-dir", default=None, help="instead of the config's output_dir (then --set it for the experiment)"
+    )
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser(
         "verify", help="re-run published runs at the current code; exit 0 if every curve is the same",

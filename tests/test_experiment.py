@@ -305,6 +305,38 @@ def test_a_publication_of_the_earlier_layout_is_refused_until_migrated(finished,
     assert main(["report", str(dest)]) == 0 and (dest / "summary.json").read_bytes() == summary
 
 
+def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_path, capsys):
+    from rltransfer.cli import main
+    from rltransfer.reporting.publication import read_runs
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    out_dir = tmp_path / "again"
+    assert main(["restore", str(dest), "--output-dir", str(out_dir)]) == 0
+    run_dir = out_dir / "tiny"
+    said = capsys.readouterr().out
+    assert f"restored {dest} to {run_dir}: config, manifest, 6 run result(s), the bundles of pre-training seed(s) 0" in said
+    assert main(["restore", str(dest), "--output-dir", str(out_dir)]) == 2
+    assert f"'{run_dir}' exists and is not empty" in capsys.readouterr().err
+    restored = results(run_dir)
+    assert restored == results(res.run_dir)  # each result as the experiment wrote it (its machine recorded)
+    weights = "pretrain/bundle/components.safetensors"
+    assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()
+    # One more strategy on the restored directory: only its runs train; the published ones and the
+    # pre-training are re-used as they are.
+    assert main([
+        "experiment", str(dest / "config.yaml"), "--set", f"output_dir={out_dir}",
+        "--set", "transfer.strategies=[scratch,zero_shot,finetune,freeze_encoder]",
+    ]) == 0  # fmt: skip
+    assert "6 of 8 runs re-used, 2 to run" in capsys.readouterr().out
+    assert {k: v for k, v in results(run_dir).items() if k in restored} == restored
+    assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune", "freeze_encoder"]
+    assert main(["publish", str(run_dir), str(dest)]) == 0 and len(read_runs(dest)) == 8
+
+
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
     from rltransfer.records.experiment_manifest import ExperimentManifest

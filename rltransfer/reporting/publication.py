@@ -9,6 +9,11 @@ Where they are small (:data:`MAX_BUNDLE_BYTES` together), the bundles the runs t
 too, in ``bundles/pretrain-seed-P/`` (weights and manifest; not the pickled model, which only resumes a
 pre-training), so that ``rltransfer verify`` re-runs a run without training its pre-training again.
 
+``rltransfer restore DEST RUN_DIR`` goes the other way (:func:`restore`): an experiment directory with the
+publication's config, manifest, results and shipped bundles, which ``rltransfer experiment`` then extends
+(more strategies, seeds or targets: the published runs and pre-trainings are re-used, only the new runs
+train), and ``rltransfer publish`` publishes whole again.
+
 Runs are exact on one kind of CPU (:mod:`rltransfer.records.machine`). ``rltransfer verify --record`` on
 another kind keeps that machine's re-runs in ``reproductions/<kind>.jsonl.gz`` (the same format as the
 runs file), and later checks on that kind compare with them exactly: a publication is then checked to the
@@ -21,10 +26,14 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.errors import UserInputError
+from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import (
     RESULT_FILE,
@@ -138,6 +147,48 @@ def record_reproductions(dest: Path, machine: Machine, results: Sequence[Finishe
     path.parent.mkdir(parents=True, exist_ok=True)
     write_runs([kept[k] for k in sorted(kept, key=lambda k: (k[0], k[1] or ""))], path)
     return path
+
+
+def restore(published: str | Path, output_dir: str | Path | None = None) -> Restored:
+    """Make ``<output_dir>/<name>`` (the config's ``output_dir`` by default: where its experiment writes;
+    new, or empty) the experiment directory of the publication ``published``: its config and manifest, every
+    run's ``result.json`` in its place, and the shipped bundles as its pre-trainings. Each result names the
+    machine it was made on (the publication's, where the result predates that record: the experiment that
+    extends it records its own). A pre-training that does not ship is trained again by the experiment, and
+    the runs that loaded it run again."""
+    published = Path(published)
+    if not is_publication(published):
+        raise UserInputError(
+            f"'{published}' is not a publication: no {RUNS_FILE} (make one with 'rltransfer publish RUN_DIR DEST')"
+        )
+    config = yaml.safe_load((published / "config.yaml").read_text())
+    run_dir = Path(output_dir if output_dir is not None else config["output_dir"]) / config["name"]
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserInputError(f"'{run_dir}' exists and is not empty: restore into a new directory")
+    results = read_runs(published)  # refuses an older layout, naming 'rltransfer migrate'
+    manifest = ExperimentManifest.read(published)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in RECORDS:
+        shutil.copyfile(published / name, run_dir / name)
+    for r in results:
+        if r.machine is None and manifest.machine is not None:
+            r = r.model_copy(update={"machine": manifest.machine})
+        out = run_dir / "runs" / r.target / r.strategy / f"seed-{r.seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        r.write(out / RESULT_FILE)
+    for p, bundle in shipped_bundles(published).items():
+        shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
+    return Restored(run_dir, len(results), sorted(shipped_bundles(published)))
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`restore` made: the experiment directory, how many results, which pre-trainings."""
+
+    run_dir: Path
+    results: int
+    bundles: list[int]
+    """The pre-training seeds whose shipped bundles were restored."""
 
 
 def bundle_seeds(results: Sequence[FinishedRun | FailedRun]) -> list[int]:
