@@ -316,7 +316,10 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     assert main(["restore", str(dest), "--output-dir", str(out_dir)]) == 0
     run_dir = out_dir / "tiny"
     said = capsys.readouterr().out
-    assert f"restored {dest} to {run_dir}: config, manifest, 6 run result(s), the bundles of pre-training seed(s) 0" in said
+    assert (
+        f"restored {dest} to {run_dir}: config, manifest, 6 run result(s), the bundles of pre-training seed(s) 0"
+        in said
+    )
     assert main(["restore", str(dest), "--output-dir", str(out_dir)]) == 2
     assert f"'{run_dir}' exists and is not empty" in capsys.readouterr().err
     restored = results(run_dir)
