@@ -30,6 +30,7 @@ from stable_baselines3.common.policies import BasePolicy
 from rltransfer.agent_factory import policy_kwargs
 from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
 from rltransfer.errors import BundleError
+from rltransfer.hardware import this_machine
 from rltransfer.records.bundle_manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -39,7 +40,6 @@ from rltransfer.records.bundle_manifest import (
     manifest_checksum,
     read_manifest,
 )
-from rltransfer.records.machine import this_machine
 from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 

@@ -27,9 +27,9 @@ from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
+from rltransfer.hardware import this_machine
 from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
-from rltransfer.records.machine import this_machine
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting import report
 from rltransfer.revision import code_revision

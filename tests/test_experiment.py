@@ -203,7 +203,7 @@ def test_tensorboard_server_shows_pretraining_runs_aggregates_and_hparams(finish
 
 
 def test_runs_bundles_and_the_report_name_the_code_revision(finished):
-    from rltransfer.records.machine import this_machine
+    from rltransfer.hardware import this_machine
     from rltransfer.reporting.report import render
     from rltransfer.revision import code_revision
 
@@ -342,8 +342,9 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
 
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
+    from rltransfer.hardware import this_machine
     from rltransfer.records.experiment_manifest import ExperimentManifest
-    from rltransfer.records.machine import Machine, this_machine
+    from rltransfer.records.machine import Machine
     from rltransfer.records.run_result import read_json_lines, write_json_lines
     from rltransfer.reporting.publication import RUNS_FILE, read_runs, write_runs
 

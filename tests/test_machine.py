@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from rltransfer.records import machine as machine_module
-from rltransfer.records.machine import Machine, this_machine
+from rltransfer import hardware
+from rltransfer.hardware import this_machine
+from rltransfer.records.machine import Machine
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -21,9 +22,9 @@ model name\t: AMD EPYC 2
 def test_the_first_processor_of_cpuinfo_is_read(tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(CPUINFO)
-    info = machine_module._cpuinfo(path)
+    info = hardware._cpuinfo(path)
     assert info["vendor_id"] == "AuthenticAMD" and info["model name"] == "AMD EPYC"
-    assert machine_module._cpuinfo(tmp_path / "absent") == {}
+    assert hardware._cpuinfo(tmp_path / "absent") == {}
 
 
 def test_this_machine_names_torchs_kernels():

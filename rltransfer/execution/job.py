@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
-from rltransfer.records.machine import this_machine
+from rltransfer.hardware import this_machine
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics

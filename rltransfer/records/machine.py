@@ -12,10 +12,6 @@ change from another CPU.
 
 from __future__ import annotations
 
-import functools
-import platform
-from pathlib import Path
-
 from pydantic import ConfigDict
 
 from rltransfer.records.base import Record
@@ -49,28 +45,3 @@ class Machine(Record):
     def __str__(self) -> str:
         extra = ", ".join(x for x in (self.vendor, f"torch {self.isa}" if self.isa else None) if x)
         return f"{self.cpu} ({extra})" if extra else self.cpu
-
-
-def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
-    """The first processor's entries of Linux's ``/proc/cpuinfo`` (empty elsewhere)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return {}
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        key, _, value = line.partition(":")
-        out.setdefault(key.strip(), value.strip())
-    return out
-
-
-@functools.cache
-def this_machine() -> Machine:
-    """The machine this process computes on."""
-    import torch
-
-    info = _cpuinfo()
-    cpu = info.get("model name") or platform.processor() or platform.machine() or "unknown"
-    return Machine(cpu=cpu, vendor=info.get("vendor_id"), isa=torch.backends.cpu.get_cpu_capability())

@@ -31,8 +31,9 @@ from rltransfer.execution.backends import run_local
 from rltransfer.execution.batching import batches
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.experiment import pretrain_seed
+from rltransfer.hardware import this_machine
 from rltransfer.records.experiment_manifest import ExperimentManifest
-from rltransfer.records.machine import Machine, this_machine
+from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
 from rltransfer.reporting.publication import (
     RUNS_FILE,
