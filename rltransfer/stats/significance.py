@@ -64,11 +64,12 @@ def n_units(by_stratum: Mapping[int, np.ndarray]) -> int:
 
 
 def _rank_sum_counts(doubled_ranks: np.ndarray, k: int) -> np.ndarray:
-    """Number of ways to choose ``k`` of the values whose doubled sum is s, for every s (index s)."""
+    """Number of ways to choose ``k`` of the values whose doubled sum is s, for every s (index s), as exact
+    integers (Python ints in an object array: no overflow, no rounding)."""
     total = int(doubled_ranks.sum())
-    counts = np.zeros((k + 1, total + 1))
-    counts[0, 0] = 1.0
-    for r in doubled_ranks:
+    counts = np.zeros((k + 1, total + 1), dtype=object)
+    counts[0, 0] = 1
+    for r in doubled_ranks.tolist():
         counts[1:, r:] += counts[:-1, : total + 1 - r].copy()
     return counts[k]
 
@@ -78,22 +79,24 @@ def rank_sum_test(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float
 
     ``pairs``: per stratum, (x, y). Within each stratum the values are ranked together (mid-ranks for
     ties); the statistic is the sum over strata of x's rank sum; its permutation distribution (labels
-    exchanged within strata) is counted exactly. ``greater``: x tends to be larger. None where no stratum
-    has values on both sides.
+    exchanged within strata) is counted exactly, in integers, and each p-value is one division of two
+    integers: correctly rounded, so the same on every CPU (floating-point sums of the distribution round
+    differently with each CPU's vector width, which moved the last digit of published p-values on another
+    machine). ``greater``: x tends to be larger. None where no stratum has values on both sides.
     """
-    dist = np.ones(1)
+    dist = np.ones(1, dtype=object)
     observed = 0
     for x, y in pairs:
         if len(x) == 0 or len(y) == 0:
             continue
         doubled = np.rint(2 * stats.rankdata(np.concatenate([x, y]))).astype(int)
         observed += int(doubled[: len(x)].sum())
-        counts = _rank_sum_counts(doubled, len(x))
-        dist = np.convolve(dist, counts / counts.sum())
+        dist = np.convolve(dist, _rank_sum_counts(doubled, len(x)))
     if len(dist) == 1:
         return None
-    greater = float(min(1.0, dist[observed:].sum()))
-    less = float(min(1.0, dist[: observed + 1].sum()))
+    total = int(dist.sum())
+    greater = min(1.0, int(dist[observed:].sum()) / total)
+    less = min(1.0, int(dist[: observed + 1].sum()) / total)
     return greater, less
 
 
