@@ -9,7 +9,7 @@ Where they are small (:data:`MAX_BUNDLE_BYTES` together), the bundles the runs t
 too, in ``bundles/pretrain-seed-P/`` (weights and manifest; not the pickled model, which only resumes a
 pre-training), so that ``rltransfer verify`` re-runs a run without training its pre-training again.
 
-``rltransfer restore DEST RUN_DIR`` goes the other way (:func:`restore`): an experiment directory with the
+``rltransfer restore PUBLISHED`` goes the other way (:func:`restore`): an experiment directory with the
 publication's config, manifest, results and shipped bundles, which ``rltransfer experiment`` then extends
 (more strategies, seeds or targets: the published runs and pre-trainings are re-used, only the new runs
 train), and ``rltransfer publish`` publishes whole again.
@@ -161,6 +161,8 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         raise UserInputError(
             f"'{published}' is not a publication: no {RUNS_FILE} (make one with 'rltransfer publish RUN_DIR DEST')"
         )
+    if not (published / "config.yaml").is_file():
+        raise UserInputError(f"'{published}' has no config.yaml: publish it again with 'rltransfer publish'")
     config = yaml.safe_load((published / "config.yaml").read_text())
     run_dir = Path(output_dir if output_dir is not None else config["output_dir"]) / config["name"]
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -176,9 +178,10 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         out = run_dir / "runs" / r.target / r.strategy / f"seed-{r.seed}"
         out.mkdir(parents=True, exist_ok=True)
         r.write(out / RESULT_FILE)
-    for p, bundle in shipped_bundles(published).items():
+    shipped = shipped_bundles(published)
+    for p, bundle in shipped.items():
         shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
-    return Restored(run_dir, len(results), sorted(shipped_bundles(published)))
+    return Restored(run_dir, len(results), sorted(shipped))
 
 
 @dataclass(frozen=True)
