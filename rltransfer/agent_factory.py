@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -13,6 +12,7 @@ from rltransfer.agents import ENCODERS, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.config import AgentConfig
 from rltransfer.envs import TaskSpaces
+from rltransfer.hardware import train_on_one_core
 from rltransfer.records.bundle_manifest import Architecture, TaskDims
 
 
@@ -87,7 +87,7 @@ def build_model(
     hyperparams: Mapping[str, Any] | None = None,
 ) -> BaseAlgorithm:
     """An SB3 model on ``env`` with the algorithm's multi-task policy; CPU, one torch thread."""
-    torch.set_num_threads(1)
+    train_on_one_core()
     algo = get_algorithm(agent.algo)
     return (algo_cls or algo.algo_class)(
         algo.policy_class,

@@ -26,6 +26,7 @@ from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
+from rltransfer.hardware import train_on_one_core
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
@@ -466,7 +467,7 @@ def build_target_agent(
     _check_fits(cfg, bundle)
     algo = get_algorithm(bundle.algo)
     params, plan = plan_for(cfg, bundle, strategy)
-    torch.set_num_threads(1)
+    train_on_one_core()
     spec, probe = _choose_head(cfg, setup, bundle, target, plan, seed)
     mt_env = target_env(bundle, setup.family, spec, cfg.transfer.n_envs)
     env: VecEnv = with_obs_stats(

@@ -42,3 +42,19 @@ def test_one_kind_is_one_vendor_and_one_torch_capability():
     assert Machine(cpu="Intel Xeon", vendor="GenuineIntel").same_kind(intel)
     assert str(intel) == "Intel Xeon (GenuineIntel, torch AVX512)"
     assert str(Machine(cpu="arm64")) == "arm64"
+
+
+def test_a_training_process_computes_on_one_thread_and_keeps_freed_memory():
+    import platform
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from rltransfer.hardware import _keep_freed_memory, train_on_one_core\n"
+        "train_on_one_core(); print(torch.get_num_threads(), _keep_freed_memory())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "1"
+    # glibc accepts both thresholds (older releases refuse some values, and the setting would be lost)
+    assert out[1] == str(platform.libc_ver()[0] == "glibc")

@@ -22,6 +22,7 @@ from rltransfer.execution.job import (
     record_failure,
     write_outputs,
 )
+from rltransfer.hardware import train_on_one_core
 
 Unit = Sequence[RunJob]
 """What a worker takes at a time: one job, or the seeds of a cell that train as a batch
@@ -41,9 +42,7 @@ def resolve_workers(workers: int | str) -> int:
 
 
 def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    train_on_one_core()
     import rltransfer.transferring  # noqa: F401  (the heavy imports, once per worker)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
-from rltransfer.hardware import this_machine
+from rltransfer.hardware import this_machine, train_on_one_core
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
@@ -190,9 +190,7 @@ def execute(job: RunJob) -> dict[str, Any]:
     """
     if job.engine == BATCHED:
         return execute_batch([job])[0]
-    import torch
-
-    torch.set_num_threads(1)
+    train_on_one_core()
     start = time.perf_counter()
     evaluator = None
     result: FinishedRun | FailedRun
@@ -213,9 +211,7 @@ def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
     summaries in order. A seed that fails is recorded and the others go on; an agent the engine cannot train
     (one that does not train, or whose update it does not restate) trains alone, as :func:`execute` would.
     Each summary's wall time is the batch's shared out evenly."""
-    import torch
-
-    torch.set_num_threads(1)
+    train_on_one_core()
     start = time.perf_counter()
     results: dict[int, FinishedRun | FailedRun] = {}
     evaluators: dict[int, Evaluator] = {}
