@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, flat_layout, flat_space, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
@@ -125,6 +125,9 @@ class MultiTaskVecEnv(DummyVecEnv):
         if family.vector is not None and pad_to is None and not self.layout.mixed:
             # The family's vector build steps the envs (the same results, as arrays); self.envs stay for spaces.
             self._vector = family.vector([self.tasks[i].params for i in self.slot_tasks])
+        self._physics: tuple[np.ndarray, np.ndarray] | None = None
+        """The rewards and ends of the physics of the step under way where it was stepped elsewhere, with other
+        envs' (:meth:`physics_stepped`): ``step_wait`` finishes the step from them."""
         self.episode_returns: dict[str, deque[float]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episode_lengths: dict[str, deque[int]] = {n: deque(maxlen=100) for n in self.task_names}
         self.episodes_finished = 0
@@ -195,14 +198,17 @@ class MultiTaskVecEnv(DummyVecEnv):
     def step_wait(self):
         if self._vector is None:
             return self._finish(*super().step_wait())
-        return self._from_vector(self._vector.step(self.actions))
+        physics, self._physics = self._physics, None
+        if physics is None:
+            return self._from_vector(self._vector.step(self.actions))
+        return self._from_vector(self._vector.finish_step(*physics))
 
-    def finish_physics(self, rewards: np.ndarray, terminated: np.ndarray):
-        """``step_wait`` once the vector build's physics has stepped for :attr:`actions` elsewhere
-        (:class:`~rltransfer.envs.vector.JointPhysics`, with other envs: :class:`StepTogether`), from its
-        rewards and ends."""
+    def physics_stepped(self, rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """The vector build's physics has stepped for :attr:`actions` elsewhere (with other envs':
+        :class:`~rltransfer.envs.vector.JointPhysics`, through :class:`StepTogether`), with these rewards and
+        ends: the next ``step_wait`` finishes the step from them (step limit, records, resets, observations)."""
         assert self._vector is not None
-        return self._from_vector(self._vector.finish_step(rewards, terminated))
+        self._physics = (rewards, terminated)
 
     def _from_vector(self, stepped: tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]):
         self._raw_obs[:], self.buf_rews[:], self.buf_dones[:], self.buf_infos = stepped
@@ -229,21 +235,36 @@ class MultiTaskVecEnv(DummyVecEnv):
 StepResult = tuple[Any, np.ndarray, np.ndarray, list[dict]]
 
 
+JOINED_THROUGH = (VecNormalize,)
+"""The wrappers a joint step sees through: each passes its actions down in ``step_async`` and finishes its
+step from its env's ``step_wait``, once (a wrapper that stepped its env itself, or changed the actions in
+``step_wait``, would be stepped alone)."""
+
+
+def vector_env(env: VecEnv) -> MultiTaskVecEnv | None:
+    """The :class:`MultiTaskVecEnv` with a family's vector build under ``env`` (itself, or under wrappers of
+    :data:`JOINED_THROUGH`), whose physics a joint step may step; None: there is none."""
+    while type(env) in JOINED_THROUGH:
+        env = cast(VecEnvWrapper, env).venv
+    return env if isinstance(env, MultiTaskVecEnv) and env._vector is not None else None
+
+
 class StepTogether:
     """Several vector envs (``envs``: one per seed of a batch) stepped as each one's ``step`` would: the
-    physics of those that are :class:`MultiTaskVecEnv` with a vector build of one family as one
-    (:class:`~rltransfer.envs.vector.JointPhysics`), the others one by one. Call it with the indices of
+    physics of those whose :func:`vector_env` has a vector build of one family as one
+    (:class:`~rltransfer.envs.vector.JointPhysics`), the others one by one. Each env then finishes its step
+    with its own ``step_wait`` (a ``VecNormalize`` over it normalises as ever). Call it with the indices of
     the envs to step and their actions; an env whose step raises gets its exception in its place in the
     answer, and the others are stepped all the same."""
 
     def __init__(self, envs: Sequence[VecEnv]):
         self.envs = list(envs)
+        self.inner = [vector_env(env) for env in self.envs]
         self._joints: dict[tuple[int, ...], JointPhysics] = {}
 
     def _joinable(self, which: Sequence[int]) -> tuple[int, ...]:
-        vectors = [(i, getattr(self.envs[i], "_vector", None)) for i in which]
-        vectors = [(i, v) for i, v in vectors if isinstance(self.envs[i], MultiTaskVecEnv) and v is not None]
-        if len(vectors) < 2 or len({type(v) for _, v in vectors}) != 1:
+        vectors = [(i, self.inner[i]) for i in which if self.inner[i] is not None]
+        if len(vectors) < 2 or len({type(cast(MultiTaskVecEnv, v)._vector) for _, v in vectors}) != 1:
             return ()
         return tuple(i for i, _ in vectors)
 
@@ -259,18 +280,21 @@ class StepTogether:
     def _step_joined(self, joined: tuple[int, ...], act: dict[int, np.ndarray]) -> dict[int, StepResult | Exception]:
         """The envs ``joined``, their physics stepped as one; none of them where the joint step itself
         raises (they are then stepped alone, where the error belongs to one env)."""
-        envs = [cast(MultiTaskVecEnv, self.envs[i]) for i in joined]
+        inner = [cast(MultiTaskVecEnv, self.inner[i]) for i in joined]
         if joined not in self._joints:
-            self._joints[joined] = JointPhysics([cast(VectorPhysics, env._vector) for env in envs])
-        for i, env in zip(joined, envs):
-            env.step_async(act[i])
+            self._joints[joined] = JointPhysics([cast(VectorPhysics, env._vector) for env in inner])
+        for i in joined:
+            self.envs[i].step_async(act[i])  # down to the vector env, through its wrappers
         try:
-            stepped = self._joints[joined].step([env.actions for env in envs])
+            stepped = self._joints[joined].step([env.actions for env in inner])
         except Exception:
             return {}
-        return {
-            i: _step_or_error(partial(env.finish_physics, *result)) for i, env, result in zip(joined, envs, stepped)
-        }
+        out: dict[int, StepResult | Exception] = {}
+        for i, env, result in zip(joined, inner, stepped):
+            env.physics_stepped(*result)
+            out[i] = _step_or_error(self.envs[i].step_wait)
+            env._physics = None  # used, or left by a step that raised before reaching it
+        return out
 
 
 def _step_or_error(step: Callable[[], StepResult]) -> StepResult | Exception:

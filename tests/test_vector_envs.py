@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stable_baselines3.common.vec_env import VecNormalize
 
 from rltransfer.envs import MultiTaskVecEnv, get_family
 from rltransfer.envs.multitask import StepTogether
@@ -109,15 +110,23 @@ def _infos_same(x: list[dict], y: list[dict]) -> None:
         _same(a, b)
 
 
+def _normalized(env: MultiTaskVecEnv) -> VecNormalize:
+    """``env`` in the VecNormalize of a run with ``agent.normalize`` (rltransfer.normalization)."""
+    return VecNormalize(env, norm_obs=True, norm_reward=True, norm_obs_keys=["obs"], clip_obs=10.0)
+
+
+@pytest.mark.parametrize("wrap", [None, _normalized], ids=["bare", "VecNormalize"])
 @pytest.mark.parametrize("family,tasks,act,terminates", CASES)
-def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, terminates):
+def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, terminates, wrap):
     """Several seeds' envs (each its own tasks and reset seeds), their physics stepped as one
     (StepTogether): each env's observations, rewards, ends and infos are the bits of its own steps; a
-    subset steps as well (a seed that stopped is left out)."""
+    subset steps as well (a seed that stopped is left out). Seen through a VecNormalize (Acrobot's and
+    MountainCar's runs normalise observations and rewards), each env's statistics too."""
     fam = get_family(family)
     groups = [tasks, tasks[::-1], tasks[:1]]
-    together = [MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2) for g in groups]
-    alone = [MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2) for g in groups]
+    wrap = wrap or (lambda env: env)
+    together = [wrap(MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2)) for g in groups]
+    alone = [wrap(MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2)) for g in groups]
     step = StepTogether(together)
     rng = np.random.default_rng(1)
     obs = []
@@ -141,6 +150,10 @@ def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, t
             obs[i] = o
     assert ended > 5
     assert len(step._joints) == 2  # both sets of seeds stepped their physics as one
+    for a, b in zip(together, alone):
+        if isinstance(a, VecNormalize):
+            _same(a.obs_rms["obs"].mean, b.obs_rms["obs"].mean)
+            _same(a.ret_rms.var, b.ret_rms.var)
 
 
 def test_an_env_that_raises_in_a_joint_step_fails_alone():
@@ -155,12 +168,13 @@ def test_an_env_that_raises_in_a_joint_step_fails_alone():
         a.reset()
         b.reset()
 
-    def broken(rewards, terminated):
+    def broken(rewards):
         raise RuntimeError("sub-env 1 returned a non-finite observation")
 
-    envs[1].finish_physics = broken
+    envs[1]._check_finite = broken
     actions = [np.array([1, 0]), np.array([0, 1]), np.array([1, 1])]
     results = StepTogether(envs)([0, 1, 2], actions)
     assert isinstance(results[1], RuntimeError)
     for i in (0, 2):
         _same(results[i][0], alone[i].step(actions[i])[0])
+    assert envs[1]._physics is None  # the failed step's physics is not taken for its next one
