@@ -87,6 +87,11 @@ def _net(policy: Any, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]
     return policy.action_params_and_value(obs)
 
 
+def _actor(policy: Any, obs: Any) -> tuple[torch.Tensor, ...]:
+    """The action parameters alone (acting in an evaluation: the critic's half of the network is not run)."""
+    return policy.action_params(obs)
+
+
 def _values(policy: Any, obs: Any) -> torch.Tensor:
     return policy.predict_values(obs)
 
@@ -143,7 +148,7 @@ class BatchedPPO(SeedBatch):
         batched forward pass."""
         first = next(iter(observations.values()))
         with torch.no_grad():
-            params, _ = self.stack.call(_net, self._obs([observations.get(k, first) for k in range(self.rows)]))
+            params = self.stack.call(_actor, self._obs([observations.get(k, first) for k in range(self.rows)]))
             d = distribution(params)
             actions = (
                 cast(torch.distributions.Categorical, d).probs.argmax(-1) if self._discrete else d.mean

@@ -94,15 +94,22 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *(self.action_space.shape or ()))), values, log_prob
 
+    def _action_params(self, latent_pi: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        out = self.heads.action_out(latent_pi, idx)
+        return (out, self.heads.log_std_of(idx)) if isinstance(self.action_dist, DiagGaussianDistribution) else (out,)
+
     def action_params_and_value(self, obs: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """The action distribution's parameters (``(logits,)``; ``(mean, log_std)`` for Box actions) and the
         value of ``obs``, from one forward pass: the network alone, which the batched engine runs for all its
         seeds at once (:mod:`rltransfer.agents.batched_ppo`; it builds the distributions as SB3's do)."""
         idx = self._head_index(obs)
         latent_pi, latent_vf = self._latents(obs)
-        out = self.heads.action_out(latent_pi, idx)
-        params = (out, self.heads.log_std_of(idx)) if isinstance(self.action_dist, DiagGaussianDistribution) else (out,)
-        return params, self._value(latent_vf, idx)
+        return self._action_params(latent_pi, idx), self._value(latent_vf, idx)
+
+    def action_params(self, obs: Any) -> tuple[torch.Tensor, ...]:
+        """The action distribution's parameters alone, from the actor's part of the network (what acting
+        without learning needs, as SB3's ``predict`` computes its distribution: ``get_distribution``)."""
+        return self._action_params(self._actor_latent(obs), self._head_index(obs))
 
     def distribution_and_value(self, obs: Any) -> tuple[Distribution, torch.Tensor]:
         """The action distribution and the value of ``obs``, from one forward pass (what acting needs)."""
@@ -120,9 +127,12 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
         distribution = self._dist(latent_pi, idx)
         return self._value(latent_vf, idx), distribution.log_prob(actions), distribution.entropy(), distribution
 
-    def get_distribution(self, obs: Any) -> Distribution:
+    def _actor_latent(self, obs: Any) -> torch.Tensor:
         features = super(ActorCriticPolicy, self).extract_features(self._encoder_input(obs), self.pi_features_extractor)
-        return self._dist(self.mlp_extractor.forward_actor(features), self._head_index(obs))
+        return self.mlp_extractor.forward_actor(features)
+
+    def get_distribution(self, obs: Any) -> Distribution:
+        return self._dist(self._actor_latent(obs), self._head_index(obs))
 
     def predict_values(self, obs: Any) -> torch.Tensor:
         features = super(ActorCriticPolicy, self).extract_features(self._encoder_input(obs), self.vf_features_extractor)

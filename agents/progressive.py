@@ -111,8 +111,8 @@ class ProgressivePolicy(MultiTaskActorCriticPolicy):
     def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return self._both_latents(obs)
 
-    def get_distribution(self, obs: Any):
-        return self._dist(self._both_latents(obs)[0], self._head_index(obs))
+    def _actor_latent(self, obs: Any) -> torch.Tensor:
+        return self._both_latents(obs)[0]
 
     def predict_values(self, obs: Any) -> torch.Tensor:
         return self._value(self._both_latents(obs)[1], self._head_index(obs))
