@@ -234,6 +234,8 @@ class StackedPolicies:
                     "exp_avg": state["exp_avg"][k].clone(),
                     "exp_avg_sq": state["exp_avg_sq"][k].clone(),
                 }
+            if not len(stacked.last_lr):  # never stepped (the run ended before its first update): as built
+                continue
             for group, own_group in zip(stacked.param_groups, opt.param_groups):
                 own_group["lr"] = float(stacked.last_lr[k]) * group.get("lr_mult", 1.0)
 

@@ -185,6 +185,30 @@ def test_a_failing_seed_is_recorded_and_the_others_go_on_unchanged():
         assert torch.equal(p, _params(model)[name]), name
 
 
+class StopAt(BaseCallback):
+    """Stops its seed once it has taken ``steps`` steps (as the Evaluator stops a run at its budget)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        return self.num_timesteps < self.steps
+
+
+def test_seeds_whose_budget_ends_before_their_first_update_are_left_as_built():
+    """A budget shorter than one rollout (the Evaluator stops the run during it): SB3's learn stops before it
+    ever trains, and so does the batch, leaving each model's weights and optimizer as they were built."""
+    models = [_model(s) for s in (0, 1)]
+    before = [(_params(m), m.policy.optimizer.param_groups[0]["lr"]) for m in models]
+    batch = BatchedPPO(models).learn(10_000, [StopAt(16), StopAt(32)])
+    assert not batch.failed
+    for m, (params, lr) in zip(models, before):
+        assert m.policy.optimizer.param_groups[0]["lr"] == lr and not m.policy.optimizer.state
+        for name, p in params.items():
+            assert torch.equal(_params(m)[name], p), name
+
+
 def test_each_seed_is_a_normal_sb3_model(tmp_path):
     runs = _batch([0, 1])
     for seed, (model, _, _) in runs.items():
