@@ -413,6 +413,17 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert f"same    {key} (re-run on this kind of CPU at " in out and "6 of 6 run(s) reproduced exactly" in out
+    # Recorded beside other weights (a check after --pretrain on this CPU): a run that loads nothing (scratch) is
+    # still found by its key; one that loads the bundle is not (from other weights it is another run), and is
+    # compared with the published run again, where the first one's difference is the other CPU's (exit 3).
+    write_json_lines([dict(r, bundle_sha256="0" * 64) for r in reruns], kept)
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == (
+        0 if runs[0].strategy == "scratch" else 3
+    )
+    out = capsys.readouterr().out
+    for r in runs:
+        assert (f"same    {r.key} (re-run on this kind of CPU at " in out) == (r.strategy == "scratch"), r.key
+    assert "its pre-training differs too" not in out
     reruns[0]["curve"]["return"][1] += 1.0
     write_json_lines(reruns, kept)
     assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 1

@@ -45,9 +45,26 @@ from rltransfer.reporting.publication import (
 )
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir
+from rltransfer.strategies import plan_of
 from rltransfer.validation import Setup, validate
 
 Reproductions = dict[tuple[str, str | None], FinishedRun]
+
+
+def _uses_bundle(job: RunJob) -> bool:
+    """Whether ``job``'s run takes anything from its bundle (``scratch`` does not: its bits do not depend on
+    which pre-training its experiment made, though its result names the bundle it was built beside)."""
+    params = (job.config["transfer"].get("strategy_params") or {}).get(job.strategy)
+    plan = plan_of(job.strategy, params)
+    return plan is None or plan.uses_bundle
+
+
+def _reproduction(reproduced: Reproductions, key: str, bundle_sha256: str | None) -> FinishedRun | None:
+    """The recorded re-run of run ``key`` from the bundle ``bundle_sha256``; ``None``: of a run that loads
+    nothing, from whichever bundle it was recorded beside."""
+    if bundle_sha256 is not None:
+        return reproduced.get((key, bundle_sha256))
+    return next((r for (k, _), r in sorted(reproduced.items(), key=lambda kv: kv[0][1] or "") if k == key), None)
 
 
 @dataclass(frozen=True)
@@ -279,7 +296,10 @@ def _run(
         other = (
             made_on if made_on is not None and not made_on.same_kind(here) and isinstance(now, FinishedRun) else None
         )
-        reference = reproduced.get((job.key, now.bundle_sha256)) if isinstance(now, FinishedRun) and other else None
+        loads = _uses_bundle(job)
+        reference = None
+        if isinstance(now, FinishedRun) and other:
+            reference = _reproduction(reproduced, job.key, now.bundle_sha256 if loads else None)
         if other is not None and isinstance(now, FinishedRun):
             elsewhere_runs.append(now)
         if reference is not None:  # compared with this kind of CPU's own bits: a difference is the code's
@@ -293,7 +313,7 @@ def _run(
             continue
         difference = first_difference(published, now)
         sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
-        if difference and was is not None and was != sha:
+        if difference and loads and was is not None and was != sha:
             difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {was[:12]} published)"
         if difference and other is not None:
             difference += f" (made on {other})"
