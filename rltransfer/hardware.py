@@ -54,8 +54,9 @@ def _keep_freed_memory() -> bool:
     (10 CartPole seeds: ``[2560, 64]`` activations and their gradients). By default glibc maps each such
     block on its own, or trims the top of its heap once a minibatch's tensors are freed, and the next
     minibatch pays a page fault for every 4 KiB it touches again: 260,000 to 410,000 faults against 86,000
-    in a 5,000-step batch of 10 CartPole seeds, and 7-16% of its time (AMD EPYC VM). The arithmetic does not
-    change (torch aligns every tensor to 64 bytes either way). False where the C library is not glibc."""
+    in a 5,000-step batch of 10 CartPole seeds (AMD EPYC VM; a few percent of the batch's time). The
+    arithmetic does not change (torch aligns every tensor to 64 bytes either way). False where the C library
+    is not glibc."""
     import ctypes
 
     try:
