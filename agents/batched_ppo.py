@@ -114,6 +114,12 @@ def log_prob_and_entropy(params: tuple[torch.Tensor, ...], actions: torch.Tensor
     return d.log_prob(actions).sum(-1), d.entropy().sum(-1)
 
 
+def log_prob(params: tuple[torch.Tensor, ...], actions: torch.Tensor) -> torch.Tensor:
+    """The log-probabilities of ``actions`` alone (acting needs no entropy)."""
+    out = distribution(params).log_prob(actions)
+    return out if len(params) == 1 else out.sum(-1)
+
+
 __all__ = ["BatchedPPO", "StepEnvs", "one_by_one", "unbatchable"]
 
 
@@ -204,7 +210,7 @@ class BatchedPPO(SeedBatch):
         params = tuple(t[list(seeds)] for t in dist)
         if self._discrete:
             probs = params[0].softmax(-1)
-            u = torch.stack([1.0 - torch.rand(probs.shape[1], generator=self.action_rngs[k]) for k in seeds])
+            u = 1.0 - torch.stack([torch.rand(probs.shape[1], generator=self.action_rngs[k]) for k in seeds])
             actions = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1)
             last = (probs > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
             actions = torch.minimum(actions, last)
@@ -212,7 +218,7 @@ class BatchedPPO(SeedBatch):
             d = distribution(params)
             noise = torch.stack([torch.randn(d.mean.shape[1:], generator=self.action_rngs[k]) for k in seeds])
             actions = d.mean + d.stddev * noise
-        return actions, log_prob_and_entropy(params, actions)[0]
+        return actions, log_prob(params, actions)
 
     def _collect_rollouts(self, cbs: Sequence[BaseCallback], active: list[int]) -> list[int]:
         """One rollout of every active seed; the seeds whose rollout is whole (the others stopped)."""
@@ -231,7 +237,7 @@ class BatchedPPO(SeedBatch):
                 dist, values = self.stack.call(_net, self._obs(self._per_row([m._last_obs for m in self.models])))
                 values = values.flatten(1)
                 actions, log_probs = self._sample(dist, running)
-            values = values[running]
+            values = values[running].unsqueeze(-1)  # each seed's [n_envs, 1], as SB3's policy gives them
             sampled = [actions[i].numpy() for i in range(len(running))]
             clipped = [self._clip(k, a) for k, a in zip(running, sampled)]
             stepped = self.step_envs(running, clipped)
@@ -273,17 +279,13 @@ class BatchedPPO(SeedBatch):
         m._update_info_buffer(infos, dones)
         if self._discrete:
             actions = actions.reshape(-1, 1)
-        for idx, done in enumerate(dones):  # timeouts bootstrap with the value of their last observation
-            if (
-                done
-                and infos[idx].get("terminal_observation") is not None
-                and infos[idx].get("TimeLimit.truncated", False)
-            ):
+        for idx in np.flatnonzero(dones).tolist():  # timeouts bootstrap with the value of their last observation
+            if infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
                 terminal_obs = m.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
                 with torch.no_grad():
                     terminal_value = m.policy.predict_values(terminal_obs)[0]
                 rewards[idx] += m.gamma * terminal_value
-        m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values.unsqueeze(-1), log_probs)
+        m.rollout_buffer.add(m._last_obs, actions, rewards, m._last_episode_starts, values, log_probs)
         m._last_obs = new_obs
         m._last_episode_starts = dones
         return True

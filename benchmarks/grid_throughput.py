@@ -7,7 +7,11 @@ as today, one SB3 ``learn`` per seed (``runner.batch_seeds: false``), then as ba
 time and its env steps per second per core (evaluation included, as in a real grid), and their ratio.
 
     python benchmarks/grid_throughput.py [--publication docs/results/cartpole] [--target very-long-heavy]
-        [--strategy scratch] [--seeds 10] [--workers 2] [--timesteps N]
+        [--strategy scratch] [--seeds 10] [--workers 2] [--timesteps N] [--also TARGET ...]
+
+``--also`` adds targets, a cell each: a grid of several cells, where each worker takes whole cells (the batched
+grid splits a cell's seeds across workers only where there are fewer cells than workers, as in a one-cell
+benchmark with two workers).
 
 A family whose publication ships no bundles (Pendulum's SAC, for one) is measured from its config instead:
 ``--config configs/pendulum.yaml --target heavy-long`` runs the experiment's grid for the one strategy both
@@ -23,6 +27,7 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +47,7 @@ from rltransfer.validation import validate
 
 def run_cell(
     pub: Path,
-    target: str,
+    target: str | Sequence[str],
     strategy: str,
     seeds: int,
     workers: int,
@@ -52,15 +57,20 @@ def run_cell(
     pretrain_seed: int | None = None,
 ) -> tuple[float, list[FinishedRun], int]:
     """The publication's first ``seeds`` runs of (``target``, ``strategy``) (more seeds than it publishes: as
-    its grid would have made them) run again by ``engine`` in ``out``, from its shipped bundles (all from ``pretrain_seed``'s where given): wall time, results, units."""
-    runs = [r for r in read_runs(pub) if r.target == target and r.strategy == strategy]
-    runs = sorted(runs, key=lambda r: r.seed)[:seeds]
-    if not runs:
-        raise SystemExit(f"{pub} publishes no run of {target}/{strategy}")
+    its grid would have made them) run again by ``engine`` in ``out``, from its shipped bundles (all from
+    ``pretrain_seed``'s where given): wall time, results, units. Several targets: a grid of one cell each."""
     config = yaml.safe_load((pub / "config.yaml").read_text())
     n_pre = int(config["pretrain"]["seeds"])
-    for seed in range(len(runs), seeds):  # seeds beyond the published ones: as the grid would make them
-        runs.append(runs[0].model_copy(update={"seed": seed, "pretrain_seed": seed % n_pre}))
+    published = read_runs(pub)
+    runs = []
+    for name in [target] if isinstance(target, str) else target:
+        cell = sorted((r for r in published if r.target == name and r.strategy == strategy), key=lambda r: r.seed)
+        if not cell:
+            raise SystemExit(f"{pub} publishes no run of {name}/{strategy}")
+        cell = cell[:seeds]
+        for seed in range(len(cell), seeds):  # seeds beyond the published ones: as the grid would make them
+            cell.append(cell[0].model_copy(update={"seed": seed, "pretrain_seed": seed % n_pre}))
+        runs += cell
     bundles = {p: (path, read_manifest(path).weights.sha256) for p, path in shipped_bundles(pub).items()}
     overrides: dict = {"output_dir": str(out)}
     if timesteps:
@@ -85,13 +95,15 @@ def run_cell(
 
 
 def run_config_cell(
-    config: Path, target: str, strategy: str, seeds: int, workers: int, engine: str, out: Path,
+    config: Path, target: str | Sequence[str], strategy: str, seeds: int, workers: int, engine: str, out: Path,
     timesteps: int | None = None, pretrain_timesteps: int | None = None,
 ) -> tuple[float, list[FinishedRun], int]:  # fmt: skip
     """The grid of ``config``'s (``target``, ``strategy``) with ``seeds`` seeds run by ``engine`` in ``out``
     (an experiment of its own; the pre-training shared by both engines): the grid's wall time, its results and
-    its units."""
+    its units. Several targets: a grid of one cell each."""
     from rltransfer.experiment import run_experiment
+
+    targets = [target] if isinstance(target, str) else list(target)
 
     raw = yaml.safe_load(config.read_text())
     transfer = {**raw.get("transfer", {}), "strategies": [strategy], "seeds": seeds}
@@ -100,15 +112,16 @@ def run_config_cell(
     pretrain = {**raw.get("pretrain", {}), "seeds": 1}
     if pretrain_timesteps:  # too short to learn the sources: no gate (the strategy must not need them)
         pretrain = {**pretrain, "timesteps": pretrain_timesteps, "min_source_score": None}
-    raw = {**raw, "target_tasks": [target], "transfer": transfer, "pretrain": pretrain, "output_dir": str(out),
+    raw = {**raw, "target_tasks": targets, "transfer": transfer, "pretrain": pretrain, "output_dir": str(out),
            "runner": {**raw.get("runner", {}), "workers": workers, "batch_seeds": engine == BATCHED}}  # fmt: skip
     res = run_experiment(raw, progress=False, echo=False)
     if res.failed:
         raise SystemExit(f"{engine}: runs failed: {res.failed}")
     manifest = json.loads((res.run_dir / "manifest.json").read_text())
-    results = [read_result(p) for p in sorted((res.run_dir / "runs" / target / strategy).glob(f"seed-*/{RESULT_FILE}"))]
-    jobs = [replace(_job_stub(target, strategy, s), engine=engine) for s in range(seeds)]
-    units = len(batches(jobs, workers)) if engine == BATCHED else seeds
+    paths = [p for t in targets for p in sorted((res.run_dir / "runs" / t / strategy).glob(f"seed-*/{RESULT_FILE}"))]
+    results = [read_result(p) for p in paths]
+    jobs = [replace(_job_stub(t, strategy, s), engine=engine) for t in targets for s in range(seeds)]
+    units = len(batches(jobs, workers)) if engine == BATCHED else len(jobs)
     return float(manifest["grid_seconds"]), [r for r in results if isinstance(r, FinishedRun)], units
 
 
@@ -133,24 +146,30 @@ def main() -> None:
     ap.add_argument("--timesteps", type=int, default=None, help="each run's budget (default: the config's)")
     ap.add_argument("--config", type=Path, default=None, help="measure from this config instead of a publication")
     ap.add_argument("--pretrain-timesteps", type=int, default=None, help="with --config: a shorter pre-training")
+    ap.add_argument(
+        "--also", nargs="+", default=[], metavar="TARGET",
+        help="more targets, a cell each (the same strategy and seeds): a grid whose workers take whole cells",
+    )  # fmt: skip
     args = ap.parse_args()
+    targets = [args.target, *args.also]
+    cells = "/".join(targets)
     times = {}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
         for engine in (SB3, BATCHED):
             if args.config is not None:
                 wall, results, units = run_config_cell(
-                    args.config, args.target, args.strategy, args.seeds, args.workers, engine, Path(tmp),
+                    args.config, targets, args.strategy, args.seeds, args.workers, engine, Path(tmp),
                     args.timesteps, args.pretrain_timesteps,
                 )  # fmt: skip
             else:
                 wall, results, units = run_cell(
-                    Path(args.publication), args.target, args.strategy, args.seeds, args.workers, engine,
+                    Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
                     Path(tmp) / engine, args.timesteps,
                 )  # fmt: skip
             times[engine] = wall
             steps = sum(r.budget for r in results)
             print(
-                f"{engine:8s} {len(results)} runs of {results[0].budget} steps ({args.target}/{args.strategy}), "
+                f"{engine:8s} {len(results)} runs of {results[0].budget} steps ({cells} x {args.strategy}), "
                 f"{units} unit(s) on {args.workers} worker(s): grid {wall:.1f} s, "
                 f"{steps / wall / args.workers:.0f} env steps/s per core",
                 flush=True,

@@ -88,6 +88,7 @@ class VectorPhysics:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """What :meth:`step` does after the physics (``_step``'s rewards and ends): the step limit, Monitor's
         record, auto-reset."""
+        terminated = np.asarray(terminated, dtype=bool)
         self.steps += 1
         self.returns += rewards
         truncated = (
@@ -95,9 +96,7 @@ class VectorPhysics:
         )
         dones = terminated | truncated
         obs = self._obs()
-        infos: list[dict[str, Any]] = [
-            {"TimeLimit.truncated": bool(t and not d)} for t, d in zip(truncated, terminated)
-        ]
+        infos: list[dict[str, Any]] = [{"TimeLimit.truncated": t} for t in (truncated & ~terminated).tolist()]
         if dones.any():
             ended = np.flatnonzero(dones)
             now = time.time()

@@ -374,3 +374,23 @@ def test_the_rollout_stores_each_policys_values_and_log_probabilities_of_its_act
             values, log_prob, _ = m.policy.evaluate_actions(obs, actions)
         np.testing.assert_allclose(buf.values.flatten(), values.flatten().numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(buf.log_probs.flatten(), log_prob.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class Locals(BaseCallback):
+    """Records the type and shape of every local a callback is given at its first step."""
+
+    def _on_step(self) -> bool:
+        if not hasattr(self, "seen"):
+            self.seen = {k: (type(v).__name__, tuple(getattr(v, "shape", ()))) for k, v in self.locals.items()}
+        return True
+
+
+@pytest.mark.parametrize("family", ["cartpole", "pendulum"])
+def test_a_callback_sees_the_locals_sb3s_rollout_gives_it(family):
+    """A callback's ``locals`` in a batched rollout: every name the engine passes is one SB3's
+    ``collect_rollouts`` passes, of the same type and shape (a callback written for SB3 reads them alike)."""
+    batched, alone = Locals(), Locals()
+    BatchedPPO([_model(0, family)]).learn(64, [batched])
+    _model(0, family).learn(64, alone)
+    assert batched.seen.keys() <= alone.seen.keys()
+    assert {k: alone.seen[k] for k in batched.seen} == batched.seen

@@ -198,3 +198,22 @@ def test_what_cannot_batch_says_why():
     assert "is not rltransfer's SAC" in unbatchable(plain)
     with pytest.raises(ValueError, match="differ in batch_size"):
         BatchedSAC([_model(0), _model(1, batch_size=16)])
+
+
+class Locals(BaseCallback):
+    """Records the type and shape of every local a callback is given at its first step."""
+
+    def _on_step(self) -> bool:
+        if not hasattr(self, "seen"):
+            self.seen = {k: (type(v).__name__, tuple(getattr(v, "shape", ()))) for k, v in self.locals.items()}
+        return True
+
+
+def test_a_callback_sees_the_locals_sb3s_rollout_gives_it():
+    """A callback's ``locals`` in a batched step: every name the engine passes is one SB3's
+    ``collect_rollouts`` passes, of the same type and shape."""
+    batched, alone = Locals(), Locals()
+    BatchedSAC([_model(0)]).learn(300, [batched])
+    _model(0).learn(300, alone)
+    assert batched.seen.keys() <= alone.seen.keys()
+    assert {k: alone.seen[k] for k in batched.seen} == batched.seen
