@@ -108,7 +108,6 @@ class MultiTaskVecEnv(DummyVecEnv):
             raise TaskError(f"head ids {head_ids} outside 0..{n_heads - 1}")
         self.slot_tasks = [i % len(tasks) for i in range(len(tasks) * envs_per_task)]
         self.head_ids = head_ids
-        self._slot_tags = [{"task": self.task_names[t], "task_id": head_ids[t]} for t in self.slot_tasks]
         vectors = [
             conditioning_vector(conditioning, np.asarray(t.context), onehot_indices[i], n_sources)
             for i, t in enumerate(self.tasks)
@@ -170,8 +169,9 @@ class MultiTaskVecEnv(DummyVecEnv):
         return {k: v if k == "obs" else np.copy(v) for k, v in entries.items()}
 
     def _tag(self, infos: list[dict]) -> None:
-        for info, task in zip(infos, self._slot_tags):
-            info.update(task)
+        for slot, info in enumerate(infos):
+            t = self.slot_tasks[slot]
+            info["task"], info["task_id"] = self.task_names[t], self.head_ids[t]
 
     def reset(self):
         if self._vector is None:
