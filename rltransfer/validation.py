@@ -98,9 +98,80 @@ def check_hyperparams(config: ExperimentConfig) -> None:
                 )
 
 
+# The value checks SB3's setup (``_setup_model``) makes while it builds the policy and the buffers, which
+# :func:`check_hyperparam_values` makes without building them. Restated from these methods of SB3 2.9.2
+# (sha256 of ``inspect.getsource``); tests/test_sb3_copies.py fails when the installed SB3's differ.
+SETUP_CHECKS_FROM = (
+    "2.9.2",
+    {
+        "stable_baselines3.common.on_policy_algorithm.OnPolicyAlgorithm._setup_model": "1bfc1e2ac80d7ca860ced58c737688f4df269446c86959d44ee1712fabd1ca36",
+        "stable_baselines3.common.off_policy_algorithm.OffPolicyAlgorithm._setup_model": "d5de65cb8d9bfe04e4f4569d1ae28d2f87f4e7ca54faddeaf50575e1e789822c",
+        "stable_baselines3.PPO._setup_model": "165f5575cd97df1bf59d9342aff6a18ca4d4ba89ad9fbd1ded49c30188479eeb",
+        "stable_baselines3.SAC._setup_model": "8ca5725f1c3d28571abe3e90acda4f5ca2824e95592850b24dbc3173fb2e3e16",
+        "stable_baselines3.DQN._setup_model": "0ada8eb0ee4ae4689db68f7a3065a89862787ea4b074d50f1461afed1ee1e09f",
+    },
+)
+
+
+def _type_text(annotation) -> str:
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return text.replace("collections.abc.", "").replace("typing.", "")
+
+
+def _check_types(cls, where: str, hyper: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Each value against the type SB3's signature gives its argument, strictly (no ``"64"`` for an int,
+    no ``2.5`` for one either): SB3 takes many wrong types when it is built and fails on them mid-run."""
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in hyper.items():
+        annotation = params[key].annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        try:
+            TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True)).validate_python(value)
+        except ValidationError:
+            schedule = (
+                " (or a linear schedule like 'lin_0.001')"
+                if key in ("learning_rate", "clip_range", "clip_range_vf")
+                else ""
+            )
+            raise ConfigError(
+                f"config key '{where}.{key}': {cls.__name__} takes {_type_text(annotation)}{schedule}, not {given[key]!r}"
+            ) from None
+        except Exception:  # a type pydantic cannot check: SB3 judges the value below
+            continue
+
+
+def _setup_checks(model) -> None:
+    """What SB3's ``_setup_model`` checks on the way to building the model (SETUP_CHECKS_FROM), without the
+    model: its own schedule and ``train_freq`` conversions, then the few checks it makes inline."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.utils import FloatSchedule
+
+    model._setup_lr_schedule()
+    if isinstance(model, OffPolicyAlgorithm):
+        model._convert_train_freq()
+    if isinstance(model, PPO):
+        FloatSchedule(model.clip_range)
+        if isinstance(model.clip_range_vf, (float, int)):
+            assert model.clip_range_vf > 0, "`clip_range_vf` must be positive, pass `None` to deactivate vf clipping"
+    if isinstance(model, SAC):
+        if model.target_entropy != "auto":
+            float(model.target_entropy)
+        if isinstance(model.ent_coef, str) and model.ent_coef.startswith("auto"):
+            if "_" in model.ent_coef:
+                assert float(model.ent_coef.split("_")[1]) > 0.0, "The initial value of ent_coef must be greater than 0"
+        else:
+            float(model.ent_coef)
+
+
 def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task) -> None:
-    """Build the SB3 algorithm once on a single env: wrong values are reported now, by key,
-    instead of failing inside a run."""
+    """SB3 judges the hyperparameter values on one env of ``task``, and no model is built: each value
+    against the type SB3 declares for it, then SB3's constructor without its model (its own checks of
+    batch and buffer sizes) and the checks its setup makes (:func:`_setup_checks`). Wrong values are
+    reported now, by key, instead of failing inside a run."""
     import warnings
 
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -108,30 +179,37 @@ def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task
     from rltransfer.agent_factory import resolve_hyperparams
 
     cls = algo_class(config.agent.algo)
-    for where, hyper in (
-        ("agent.hyperparams", config.agent.hyperparams),
-        ("pretrain.hyperparams", {**config.agent.hyperparams, **config.pretrain.hyperparams}),
-    ):
-        env = DummyVecEnv([lambda: family.make(task)])
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cls("MlpPolicy", env, device="cpu", **resolve_hyperparams(hyper))
-        except (TypeError, ValueError, AssertionError, ZeroDivisionError) as err:
-            raise ConfigError(f"config key '{where}': {cls.__name__} rejects these values: {err}") from None
-        finally:
-            env.close()
+    env = DummyVecEnv([lambda: family.make(task)])
+    try:
+        for where, hyper in (
+            ("agent.hyperparams", config.agent.hyperparams),
+            ("pretrain.hyperparams", {**config.agent.hyperparams, **config.pretrain.hyperparams}),
+        ):
+            values = resolve_hyperparams(hyper)
+            _check_types(cls, where, values, hyper)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    _setup_checks(cls("MlpPolicy", env, device="cpu", _init_setup_model=False, **values))
+            except (TypeError, ValueError, AssertionError, ZeroDivisionError) as err:
+                raise ConfigError(f"config key '{where}': {cls.__name__} rejects these values: {err}") from None
+    finally:
+        env.close()
 
 
 def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
-    """The encoder must accept its arguments and the tasks' observations."""
+    """The encoder must accept its arguments and the tasks' observations: built on torch's meta device,
+    which checks its sizes against the observation space and allocates and draws nothing."""
+    import torch
+
     from rltransfer.agents import ENCODERS
 
     enc = config.agent.encoder.model_dump()
     cls = ENCODERS[enc.pop("type")]
     env = family.make(task)
     try:
-        cls(env.observation_space, **enc)
+        with torch.device("meta"):
+            cls(env.observation_space, **enc)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config key 'agent.encoder': {config.agent.encoder.type} encoder: {err}") from None
     finally:
@@ -235,9 +313,10 @@ def setup_of(
 
 def validate(config: ExperimentConfig) -> Setup:
     """:func:`resolve`, then everything else a run would find wrong later: the encoder on the tasks'
-    observations, the SB3 algorithm's arguments and values (it is built on one task), the strategies and
-    their parameters, the tasks' spaces against the algorithm. Builds envs and models: once per
-    experiment, pre-training or transfer started from the API, never per run of a grid."""
+    observations, the SB3 algorithm's arguments and values (judged on one task's env), the strategies and
+    their parameters, the tasks' spaces against the algorithm. Builds envs to read their spaces and no
+    model: no network's weights are allocated and torch draws no random number: once per experiment, pre-training or transfer
+    started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
     from rltransfer.agents import ENCODERS

@@ -302,7 +302,7 @@ def test_report_renders_the_directory_of_a_family_registered_in_a_users_script(t
 
 
 def test_a_grid_validates_its_config_once_not_per_run(tmp_path, monkeypatch):
-    """Validation builds SB3 models and envs: once for the experiment, never again (its pre-training is
+    """Validation builds envs (to read their spaces): once for the experiment, never again (its pre-training is
     handed the resolved Setup, and a grid's runs only resolve the config)."""
     import rltransfer
     from rltransfer import validation

@@ -18,7 +18,7 @@ from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import multitask_sac, transfer_ppo
 from rltransfer.agents.transfer_ppo import KickstartPPO
 from rltransfer.pretraining import source_env
-from rltransfer.validation import resolve
+from rltransfer.validation import SETUP_CHECKS_FROM, resolve
 
 
 @pytest.mark.parametrize("module", [transfer_ppo, multitask_sac])
@@ -103,3 +103,16 @@ def test_transfer_sac_with_one_task_is_sb3s_sac_update_and_logs_its_keys():
     for key in sb3:
         torch.testing.assert_close(copied[key], sb3[key], rtol=0, atol=1e-6, msg=key)
     assert sb3_keys <= copied_keys, sorted(sb3_keys - copied_keys)
+
+
+@pytest.mark.parametrize("qualname", sorted(SETUP_CHECKS_FROM[1]))
+def test_the_setup_checks_validation_restates_are_the_installed_sb3s(qualname):
+    """Fails when SB3's ``_setup_model`` changed: compare validation's ``_setup_checks`` with the new source
+    (a check added or changed there), then record the new version and checksum in SETUP_CHECKS_FROM."""
+    version, checksums = SETUP_CHECKS_FROM
+    module, _, attr = qualname.rpartition("._setup_model")[0].rpartition(".")
+    source = inspect.getsource(getattr(importlib.import_module(module), attr)._setup_model)
+    installed = importlib.import_module("stable_baselines3").__version__
+    assert hashlib.sha256(source.encode()).hexdigest() == checksums[qualname], (
+        f"SB3 {installed}'s {attr}._setup_model differs from {version}'s, whose checks rltransfer.validation restates"
+    )
