@@ -147,6 +147,12 @@ def plan_of(name: str, given: Mapping[str, Any] | None) -> Plan | None:
         return None
 
 
+def configured_plan(config: Mapping[str, Any], name: str) -> tuple[Mapping[str, Any] | None, Plan | None]:
+    """Strategy ``name``'s parameters as the config's dict (a job's) gives them, and its plan (:func:`plan_of`)."""
+    params = (config["transfer"].get("strategy_params") or {}).get(name)
+    return params, plan_of(name, params)
+
+
 def _frozen(params: Mapping[str, Any], default: list[str]) -> list[str]:
     return list(params["freeze"]) if params["freeze"] is not None else default
 

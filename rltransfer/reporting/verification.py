@@ -45,7 +45,7 @@ from rltransfer.reporting.publication import (
 )
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir
-from rltransfer.strategies import plan_of
+from rltransfer.strategies import configured_plan
 from rltransfer.validation import Setup, validate
 
 Reproductions = dict[tuple[str, str | None], FinishedRun]
@@ -54,8 +54,7 @@ Reproductions = dict[tuple[str, str | None], FinishedRun]
 def _uses_bundle(job: RunJob) -> bool:
     """Whether ``job``'s run takes anything from its bundle (``scratch`` does not: its bits do not depend on
     which pre-training its experiment made, though its result names the bundle it was built beside)."""
-    params = (job.config["transfer"].get("strategy_params") or {}).get(job.strategy)
-    plan = plan_of(job.strategy, params)
+    _, plan = configured_plan(job.config, job.strategy)
     return plan is None or plan.uses_bundle
 
 

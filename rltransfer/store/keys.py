@@ -119,11 +119,10 @@ def run_hash(
     A target named by the family, or a mapping without a name (named after its parameters), needs nothing.
     A run of the batched engine (``engine`` ``batched``, :mod:`rltransfer.execution.batching`) says so: its
     random streams are not SB3's, so it is another run than the one SB3's own ``learn`` makes."""
-    from rltransfer.strategies import plan_of
+    from rltransfer.strategies import configured_plan
 
-    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
+    params, plan = configured_plan(config, strategy)
     key = dict(params or {})
-    plan = plan_of(strategy, params)
     if config["agent"].get("normalize") and plan is not None and not plan.uses_bundle_obs_stats:
         key["obs_stats"] = "fresh"
     replaced = pretrain_seed is not None and pretrain_seed != seed % int(config["pretrain"]["seeds"])
@@ -146,10 +145,9 @@ def reuse_key(
 
     :param target: ``{"name": ..., "params": {...}}`` as in :class:`~rltransfer.execution.job.RunJob`.
     """
-    from rltransfer.strategies import plan_of
+    from rltransfer.strategies import configured_plan
 
-    params = (config["transfer"].get("strategy_params") or {}).get(strategy)
-    plan = plan_of(strategy, params)
+    params, plan = configured_plan(config, strategy)
     if plan is None or plan.uses_bundle:
         return None
     data = comparable_config(config)
