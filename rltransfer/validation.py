@@ -121,7 +121,7 @@ def _type_text(annotation) -> str:
 def _check_types(cls, where: str, hyper: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """Each value against the type SB3's signature gives its argument, strictly (no ``"64"`` for an int,
     no ``2.5`` for one either): SB3 takes many wrong types when it is built and fails on them mid-run."""
-    from pydantic import ConfigDict, TypeAdapter, ValidationError
+    from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
     params = inspect.signature(cls.__init__).parameters
     for key, value in hyper.items():
@@ -139,7 +139,7 @@ def _check_types(cls, where: str, hyper: Mapping[str, Any], given: Mapping[str, 
             raise ConfigError(
                 f"config key '{where}.{key}': {cls.__name__} takes {_type_text(annotation)}{schedule}, not {given[key]!r}"
             ) from None
-        except Exception:  # a type pydantic cannot check: SB3 judges the value below
+        except PydanticSchemaGenerationError:  # a type pydantic cannot check: SB3 judges the value below
             continue
 
 
@@ -314,8 +314,8 @@ def setup_of(
 def validate(config: ExperimentConfig) -> Setup:
     """:func:`resolve`, then everything else a run would find wrong later: the encoder on the tasks'
     observations, the SB3 algorithm's arguments and values (judged on one task's env), the strategies and
-    their parameters, the tasks' spaces against the algorithm. Builds envs to read their spaces and no
-    model: no network's weights are allocated and torch draws no random number: once per experiment, pre-training or transfer
+    their parameters, the tasks' spaces against the algorithm. Builds envs to read their spaces, and no
+    model (no weights allocated, no random number drawn): once per experiment, pre-training or transfer
     started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
