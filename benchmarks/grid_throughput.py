@@ -7,7 +7,12 @@ as today, one SB3 ``learn`` per seed (``runner.batch_seeds: false``), then as ba
 time and its env steps per second per core (evaluation included, as in a real grid), and their ratio.
 
     python benchmarks/grid_throughput.py [--publication docs/results/cartpole] [--target very-long-heavy]
-        [--strategy scratch] [--seeds 10] [--workers 2] [--timesteps N] [--also TARGET ...]
+        [--strategy scratch] [--seeds 10] [--workers 2] [--timesteps N] [--also TARGET ...] [--rounds R]
+
+``--rounds R`` measures both ways R times, alternating which goes first (SB3 then batched, batched then SB3,
+...), and gives the ratio of the total times as well as each round's. The machine's speed can drift while
+a benchmark runs (on a shared VM, by a third in an hour, the same code timed again), and a single round
+charges the drift to whichever way ran second; alternating order charges it to both.
 
 ``--also`` adds targets, a cell each: a grid of several cells, where each worker takes whole cells (the batched
 grid splits a cell's seeds across workers only where there are fewer cells than workers, as in a one-cell
@@ -150,32 +155,44 @@ def main() -> None:
         "--also", nargs="+", default=[], metavar="TARGET",
         help="more targets, a cell each (the same strategy and seeds): a grid whose workers take whole cells",
     )  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=1, help="both ways this many times, alternating which goes first")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, not {args.rounds}")
     targets = [args.target, *args.also]
     cells = "/".join(targets)
-    times = {}
+    times: dict[str, list[float]] = {SB3: [], BATCHED: []}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
-        for engine in (SB3, BATCHED):
-            if args.config is not None:
-                wall, results, units = run_config_cell(
-                    args.config, targets, args.strategy, args.seeds, args.workers, engine, Path(tmp),
-                    args.timesteps, args.pretrain_timesteps,
-                )  # fmt: skip
-            else:
-                wall, results, units = run_cell(
-                    Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
-                    Path(tmp) / engine, args.timesteps,
-                )  # fmt: skip
-            times[engine] = wall
-            steps = sum(r.budget for r in results)
-            print(
-                f"{engine:8s} {len(results)} runs of {results[0].budget} steps ({cells} x {args.strategy}), "
-                f"{units} unit(s) on {args.workers} worker(s): grid {wall:.1f} s, "
-                f"{steps / wall / args.workers:.0f} env steps/s per core",
-                flush=True,
-            )
+        for r in range(args.rounds):
+            round_dir = Path(tmp) / f"round-{r}"  # a round's runs are its own, never re-used from another's
+            for engine in (SB3, BATCHED) if r % 2 == 0 else (BATCHED, SB3):
+                if args.config is not None:
+                    wall, results, units = run_config_cell(
+                        args.config, targets, args.strategy, args.seeds, args.workers, engine, round_dir,
+                        args.timesteps, args.pretrain_timesteps,
+                    )  # fmt: skip
+                else:
+                    wall, results, units = run_cell(
+                        Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
+                        round_dir / engine, args.timesteps,
+                    )  # fmt: skip
+                times[engine].append(wall)
+                steps = sum(r.budget for r in results)
+                print(
+                    f"{engine:8s} {len(results)} runs of {results[0].budget} steps ({cells} x {args.strategy}), "
+                    f"{units} unit(s) on {args.workers} worker(s): grid {wall:.1f} s, "
+                    f"{steps / wall / args.workers:.0f} env steps/s per core",
+                    flush=True,
+                )
+    where = platform.processor() or platform.machine()
+    ratio = sum(times[SB3]) / sum(times[BATCHED])
+    if args.rounds == 1:
+        print(f"batched / sb3: {ratio:.2f}x the throughput ({where})")
+        return
+    rounds = ", ".join(f"{a / b:.2f}x" for a, b in zip(times[SB3], times[BATCHED]))
     print(
-        f"batched / sb3: {times[SB3] / times[BATCHED]:.2f}x the throughput ({platform.processor() or platform.machine()})"
+        f"batched / sb3 over {args.rounds} rounds: {ratio:.2f}x the throughput "
+        f"(SB3 {sum(times[SB3]):.1f} s, batched {sum(times[BATCHED]):.1f} s; rounds: {rounds}) ({where})"
     )
 
 
