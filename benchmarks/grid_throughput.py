@@ -12,7 +12,8 @@ time and its env steps per second per core (evaluation included, as in a real gr
 ``--rounds R`` measures both ways R times, alternating which goes first (SB3 then batched, batched then SB3,
 ...), and gives the ratio of the total times as well as each round's. The machine's speed can drift while
 a benchmark runs (on a shared VM, by a third in an hour, the same code timed again), and a single round
-charges the drift to whichever way ran second; alternating order charges it to both.
+charges the drift to whichever way ran second; alternating order charges it to both. Each round runs in a
+directory of its own (with ``--config``, its own pre-training too): no run is re-used from another round.
 
 ``--also`` adds targets, a cell each: a grid of several cells, where each worker takes whole cells (the batched
 grid splits a cell's seeds across workers only where there are fewer cells than workers, as in a one-cell
@@ -163,9 +164,9 @@ def main() -> None:
     cells = "/".join(targets)
     times: dict[str, list[float]] = {SB3: [], BATCHED: []}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
-        for r in range(args.rounds):
-            round_dir = Path(tmp) / f"round-{r}"  # a round's runs are its own, never re-used from another's
-            for engine in (SB3, BATCHED) if r % 2 == 0 else (BATCHED, SB3):
+        for n in range(args.rounds):
+            round_dir = Path(tmp) / f"round-{n}"  # a round's runs are its own, never re-used from another's
+            for engine in (SB3, BATCHED) if n % 2 == 0 else (BATCHED, SB3):
                 if args.config is not None:
                     wall, results, units = run_config_cell(
                         args.config, targets, args.strategy, args.seeds, args.workers, engine, round_dir,
