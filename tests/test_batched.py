@@ -33,11 +33,12 @@ HYPER = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "clip_range_vf": 0.2, "
 
 def _model(seed: int, family: str = "cartpole", task: str | list[str] = "default", algo_cls=None, extra=None, **hyper):
     tasks = [task] if isinstance(task, str) else task
+    extra = dict(extra or {})
+    agent = {"algo": "ppo", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
+             "hyperparams": {**HYPER, **hyper}, **extra.pop("agent", {})}  # fmt: skip
     cfg = rltransfer.load_config(
-        {"name": "batched", "family": family, "source_tasks": tasks, "target_tasks": tasks[:1],
-         "agent": {"algo": "ppo", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
-                   "hyperparams": {**HYPER, **hyper}}, **(extra or {})}
-    )  # fmt: skip
+        {"name": "batched", "family": family, "source_tasks": tasks, "target_tasks": tasks[:1], "agent": agent, **extra}
+    )
     env = source_env(resolve(cfg), 2)
     return build_model(cfg.agent, env, architecture(cfg.agent, tasks, env.layout), seed=seed, algo_cls=algo_cls)
 
@@ -163,6 +164,8 @@ def test_a_cnn_seed_is_bit_identical_whatever_shares_its_batch():
     cnn = {"family": "minigrid", "task": "empty-5", "extra": {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}}
     alone = _batch([1], steps=128, **cnn)[1]
     assert not alone[2].stack.folds and alone[2].rows == 3
+    # the test's hyperparameters, not the MiniGrid family's (2,048 steps a rollout, 10 epochs: 90 s)
+    assert alone[0].n_steps == HYPER["n_steps"] and alone[0]._n_updates == 2 * HYPER["n_epochs"]
     for seeds in ([0, 1], [0, 1, 2], [5, 4, 3, 2, 1, 0]):
         other = _batch(seeds, steps=128, **cnn)[1]
         assert other[1].rewards == alone[1].rewards
