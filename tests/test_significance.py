@@ -11,7 +11,7 @@ from scipy import stats
 
 from rltransfer.records.run_result import Curve, FinishedRun, RunMetrics
 from rltransfer.stats import bootstrap, significance
-from rltransfer.stats.significance import compare, holm, rank_sum_test
+from rltransfer.stats.significance import _rank_sum_counts, compare, holm, rank_sum_test
 from rltransfer.stats.summary import target_rows, verdict
 
 ALPHA = significance.ALPHA
@@ -61,6 +61,21 @@ def test_ties_are_counted_exactly():
     observed = ranks[:4].sum()
     sums = [ranks[list(c)].sum() for c in itertools.combinations(range(8), 4)]
     assert greater == pytest.approx(np.mean(np.array(sums) >= observed - 1e-9))
+
+
+def test_subset_counts_are_exact_integers_in_int64_and_beyond():
+    """The null distribution counts subsets in int64 where no count can overflow it, in Python ints beyond:
+    the same integers as counting by hand, and every subset counted where int64 is at its limit or past it."""
+    import itertools
+    from collections import Counter
+
+    doubled = np.random.default_rng(3).integers(2, 30, size=10)  # doubled ranks, ties included
+    by_hand = Counter(int(sum(c)) for c in itertools.combinations(doubled.tolist(), 4))
+    assert {s: c for s, c in enumerate(_rank_sum_counts(doubled, 4)) if c} == dict(by_hand)
+    for n in (66, 70):  # C(66, 33) < 2**63 <= C(70, 35): one value tied n times, so one sum has them all
+        counts = _rank_sum_counts(np.full(n, 2), n // 2)
+        assert counts[n] == math.comb(n, n // 2) and sum(counts) == math.comb(n, n // 2)
+        assert all(type(c) is int for c in counts)
 
 
 def test_holm_on_a_hand_computed_example():
