@@ -1,6 +1,5 @@
 """Agents: encoders, the multi-task policy and its components."""
 
-from rltransfer.agents import encoders as _encoders
 from rltransfer.agents.adapters import LoRALinear, add_adapters
 from rltransfer.agents.algorithms import ALGORITHMS, Algorithm, get_algorithm
 from rltransfer.agents.components import (
@@ -12,7 +11,7 @@ from rltransfer.agents.components import (
     component_state,
     policy_state,
 )
-from rltransfer.agents.encoders import ENCODERS, CnnEncoder, MlpEncoder, register_encoder
+from rltransfer.agents.encoders import ENCODERS, CnnEncoder, MlpEncoder, encoder_types, register_encoder
 from rltransfer.agents.heads import StackedLinear, TaskHeads
 from rltransfer.agents.multitask_dqn import MultiTaskDQNPolicy, TransferDQN
 from rltransfer.agents.multitask_policy import HEAD_MODES, MultiTaskActorCriticPolicy
@@ -41,6 +40,7 @@ __all__ = [
     "transferable",
     "add_adapters",
     "ENCODERS",
+    "encoder_types",
     "CnnEncoder",
     "HEAD_MODES",
     "MlpEncoder",
@@ -54,5 +54,3 @@ __all__ = [
     "component_roots",
     "register_encoder",
 ]
-
-_encoders.load_plugins()  # last: a plugin's encoder may subclass the ones above

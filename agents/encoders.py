@@ -183,16 +183,33 @@ ENTRY_POINTS = "rltransfer.encoders"
 """A package exposes encoders as ``<type> = "module:Class"`` in this group (an SB3 features extractor)."""
 
 
+_plugins_loaded = False
+
+
 def load_plugins() -> None:
-    """Register the encoders of installed packages (called once, when ``rltransfer.agents`` has finished
-    importing: a plugin's encoder may build on rltransfer's own)."""
+    """Register the encoders of installed packages, once, on the first lookup (:func:`encoder_types`), not
+    when ``rltransfer.agents`` is imported: a plugin module that imports ``rltransfer.agents`` at its top
+    (to subclass an encoder) would otherwise be asked for its encoder while Python is still importing it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
     from importlib import metadata
 
+    _plugins_loaded = True  # before loading: a plugin that looks an encoder up while it loads finds the others
     for ep in metadata.entry_points(group=ENTRY_POINTS):
         try:
             cls = ep.load()
-        except Exception as err:  # a broken plugin is named, not hidden
+        except Exception as err:  # a broken plugin is named, not hidden (and named again at the next lookup)
+            _plugins_loaded = False
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) failed to load: {err}") from None
         if not (isinstance(cls, type) and issubclass(cls, BaseFeaturesExtractor)):
+            _plugins_loaded = False
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) is not an SB3 BaseFeaturesExtractor")
         ENCODERS.setdefault(ep.name, cls)
+
+
+def encoder_types() -> dict[str, type[BaseFeaturesExtractor]]:
+    """Every encoder a config may name as ``agent.encoder.type``: rltransfer's, those registered, and those
+    installed packages expose (their entry points loaded on the first call)."""
+    load_plugins()
+    return ENCODERS

@@ -8,7 +8,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltransfer.agents import ENCODERS, get_algorithm
+from rltransfer.agents import encoder_types, get_algorithm
 from rltransfer.agents.encoders import ACTIVATIONS
 from rltransfer.config import AgentConfig
 from rltransfer.envs import TaskSpaces
@@ -47,7 +47,7 @@ def policy_kwargs(
     return {
         "task_names": list(arch.task_names),
         "heads": arch.heads,
-        "features_extractor_class": ENCODERS[enc.pop("type")],
+        "features_extractor_class": encoder_types()[enc.pop("type")],
         "features_extractor_kwargs": enc,
         "net_arch": get_algorithm(arch.algo).net_arch(arch.trunk),
         "activation_fn": ACTIVATIONS[enc.get("activation", "tanh")],

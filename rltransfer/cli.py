@@ -7,7 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rltransfer.errors import UserInputError
+from rltransfer.config import DEFAULT_STRATEGIES
+from rltransfer.errors import Interrupted, UserInputError
 
 EPILOG = """examples:
   rltransfer experiment configs/quickstart.yaml            # pretrain -> transfer grid -> report
@@ -92,9 +93,10 @@ def _check_families(names: list[str]) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from rltransfer.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
     from rltransfer.pretraining import pretrain
 
-    cfg = load_config(args.config, args.overrides)
     result = pretrain(cfg, seed=args.seed, progress=not args.no_progress, echo=True)
     print(f"bundle: {result.bundle_path}\ntensorboard --logdir {result.tb_dir}")
     return 0
@@ -104,10 +106,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rltransfer.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
     from rltransfer.records.lineage import format_report
+    from rltransfer.strategies import get_strategy
     from rltransfer.transferring import transfer
 
-    cfg = load_config(args.config, args.overrides)
+    get_strategy(args.strategy)  # after --import: a strategy it registers is known
     result = transfer(
         cfg, args.bundle, args.target, args.strategy, seed=args.seed, timesteps=args.timesteps,
         out_dir=args.out, progress=not args.no_progress,
@@ -135,9 +140,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from rltransfer.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
     from rltransfer.experiment import run_experiment
 
-    result = run_experiment(args.config, args.overrides, progress=not args.no_progress, echo=True)
+    result = run_experiment(cfg, progress=not args.no_progress, echo=True)
     if result.failed:
         print(f"{len(result.failed)} run(s) failed (listed in the report); the other results are kept", file=sys.stderr)
         return 1
@@ -387,8 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
 
-    from rltransfer.strategies import STRATEGIES
-
     p = sub.add_parser(
         "transfer", help="train one target agent from a bundle with one strategy",
         epilog="example:\n  rltransfer transfer configs/quickstart.yaml --bundle runs/quickstart/pretrain/bundle "
@@ -398,7 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment config (YAML): hyperparameters, head_init, strategy_params")
     p.add_argument("--bundle", required=True, help="bundle directory written by 'rltransfer pretrain'")
     p.add_argument("--target", required=True, help="target task name of the config's family")
-    p.add_argument("--strategy", required=True, choices=list(STRATEGIES), metavar="NAME", help=", ".join(STRATEGIES))
+    p.add_argument(
+        "--strategy", required=True, metavar="NAME",
+        help=f"a registered strategy ({', '.join(DEFAULT_STRATEGIES)}, ...; or one an --import registers)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--timesteps", type=int, default=None, help="target steps (default: transfer.timesteps)")
     p.add_argument(
@@ -410,12 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _task_error(err: Exception) -> bool:
+    """Whether ``err`` is a family's ``TaskError`` (a task or parameter it does not allow): bad input. Looked up
+    where it was raised, not imported here: the envs load torch, and a command that never loaded them (a
+    config error, ``--help``) answers without."""
+    family = sys.modules.get("rltransfer.envs.family")
+    return family is not None and isinstance(err, family.TaskError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from rltransfer.envs import TaskError
-    from rltransfer.experiment import Interrupted
-
     try:
         if args.imports:
             from rltransfer.validation import import_modules
@@ -427,7 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as err:
         print(f"rltransfer: {err}", file=sys.stderr)
         return err.exit_code
-    except (UserInputError, TaskError) as err:
+    except Exception as err:
+        if not isinstance(err, UserInputError) and not _task_error(err):
+            raise
         print(f"rltransfer: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

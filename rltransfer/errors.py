@@ -26,3 +26,11 @@ class BundleError(UserInputError):
 
 class GateError(UserInputError):
     """Too few pre-trainings passed ``pretrain.min_source_score`` within ``pretrain.max_seeds``."""
+
+
+class Interrupted(UserInputError):
+    """Ctrl-C or SIGTERM: finished runs are kept; the message says how to resume."""
+
+    def __init__(self, message: str, signal_name: str | None = "SIGINT"):
+        super().__init__(message)
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130

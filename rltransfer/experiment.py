@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from rltransfer.atomic import remove_stale_temps
 from rltransfer.bundle import load_bundle, package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import BundleError, GateError, UserInputError
+from rltransfer.errors import BundleError, GateError, Interrupted, UserInputError
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
@@ -56,14 +56,6 @@ from rltransfer.store.reuse import (
 )
 from rltransfer.strategies import plan_of
 from rltransfer.validation import Setup, resolve, validate
-
-
-class Interrupted(UserInputError):
-    """Ctrl-C or SIGTERM: finished runs are kept; the message says how to resume."""
-
-    def __init__(self, message: str, signal_name: str | None = "SIGINT"):
-        super().__init__(message)
-        self.exit_code = 143 if signal_name == "SIGTERM" else 130
 
 
 @dataclass

@@ -99,8 +99,15 @@ def register_strategy(
     return wrap
 
 
+def known_strategies() -> dict[str, Strategy]:
+    """Every strategy a config may name: rltransfer's, those registered, and those installed packages expose
+    (their entry points loaded on the first call)."""
+    _load_plugins()
+    return STRATEGIES
+
+
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
+    if name not in known_strategies():
         raise ConfigError(
             f"unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; known strategies: {', '.join(STRATEGIES)}"
         )
@@ -249,19 +256,25 @@ def kickstart(params: Mapping[str, Any]) -> Plan:
 
 ENTRY_POINTS = "rltransfer.strategies"
 """A package exposes strategies as ``name = "module:function"`` in this group; the function registers
-them (:func:`register_strategy`) and is called once, when this module is first imported."""
+them (:func:`register_strategy`) and is called once, at the first lookup of a strategy
+(:func:`known_strategies`), not when this module is imported: a plugin module that imports it at its top
+would otherwise be called while Python is still importing it."""
+
+_plugins_loaded = False
 
 
 def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
     from importlib import metadata
 
+    _plugins_loaded = True  # before loading: a plugin that looks a strategy up while it registers finds the others
     for ep in metadata.entry_points(group=ENTRY_POINTS):
         try:
             ep.load()()
-        except Exception as err:  # a broken plugin is named, not hidden
+        except Exception as err:  # a broken plugin is named, not hidden (and named again at the next lookup)
+            _plugins_loaded = False
             raise ConfigError(
                 f"the strategy plugin '{ep.name}' ({ep.value}) failed to load: {type(err).__name__}: {err}"
             ) from None
-
-
-_load_plugins()

@@ -202,10 +202,10 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
     which checks its sizes against the observation space and allocates and draws nothing."""
     import torch
 
-    from rltransfer.agents import ENCODERS
+    from rltransfer.agents import encoder_types
 
     enc = config.agent.encoder.model_dump()
-    cls = ENCODERS[enc.pop("type")]
+    cls = encoder_types()[enc.pop("type")]
     env = family.make(task)
     try:
         with torch.device("meta"):
@@ -223,26 +223,27 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
 
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
-    from rltransfer.strategies import STRATEGIES
+    from rltransfer.strategies import known_strategies
 
+    known = known_strategies()
     for i, name in enumerate(config.transfer.strategies):
-        if name not in STRATEGIES:
+        if name not in known:
             raise ConfigError(
-                f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; "
-                f"allowed: {', '.join(STRATEGIES)}"
+                f"config key 'transfer.strategies[{i}]': unknown strategy '{name}'{did_you_mean(name, known)}; "
+                f"allowed: {', '.join(known)}"
             )
     for name in config.transfer.strategy_params:
-        if name not in STRATEGIES:
+        if name not in known:
             raise ConfigError(
-                f"config key 'transfer.strategy_params.{name}': unknown strategy{did_you_mean(name, STRATEGIES)}; "
-                f"allowed: {', '.join(STRATEGIES)}"
+                f"config key 'transfer.strategy_params.{name}': unknown strategy{did_you_mean(name, known)}; "
+                f"allowed: {', '.join(known)}"
             )
     for i, name in enumerate(config.transfer.strategies):
-        algos = STRATEGIES[name].algos
+        algos = known[name].algos
         if config.agent.algo not in algos:
             raise ConfigError(
                 f"config key 'transfer.strategies[{i}]': '{name}' applies to {', '.join(algos)} only, not "
-                f"{config.agent.algo}: {STRATEGIES[name].why_not or 'see the README, Strategies'}"
+                f"{config.agent.algo}: {known[name].why_not or 'see the README, Strategies'}"
             )
     for name in dict.fromkeys(["scratch", *config.transfer.strategies, *config.transfer.strategy_params]):
         _check_params(config, name)
@@ -250,7 +251,7 @@ def check_strategies(config: ExperimentConfig) -> None:
 
 def _check_params(config: ExperimentConfig, name: str) -> None:
     """Strategy ``name``'s parameters, as its plan checks them (a ConfigError names what is wrong)."""
-    from rltransfer.strategies import COMPONENTS, STRATEGIES, strategy_params
+    from rltransfer.strategies import COMPONENTS, get_strategy, strategy_params
 
     params = strategy_params(name, config.transfer.strategy_params.get(name))
     sides = [c for c in params["freeze"] or () if c in TRUNK_SIDES]
@@ -260,7 +261,7 @@ def _check_params(config: ExperimentConfig, name: str) -> None:
             f"actor-critic trunk; {config.agent.algo} has none (freeze whole components: {', '.join(COMPONENTS)})"
         )
     try:
-        STRATEGIES[name].plan(params)  # plans check their own parameters (ConfigError)
+        get_strategy(name).plan(params)  # plans check their own parameters (ConfigError)
     except ConfigError:
         raise
     except Exception:  # any other failure is the strategy's own: recorded in its runs
@@ -319,12 +320,13 @@ def validate(config: ExperimentConfig) -> Setup:
     started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
-    from rltransfer.agents import ENCODERS
+    from rltransfer.agents import encoder_types
 
-    if config.agent.encoder.type not in ENCODERS:
+    known = encoder_types()
+    if config.agent.encoder.type not in known:
         raise ConfigError(
             f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown"
-            f"{did_you_mean(config.agent.encoder.type, ENCODERS)}; allowed: {', '.join(ENCODERS)}"
+            f"{did_you_mean(config.agent.encoder.type, known)}; allowed: {', '.join(known)}"
         )
     check_encoder(config, family, sources[0])
     check_hyperparams(config)

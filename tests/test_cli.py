@@ -44,6 +44,22 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
+def test_a_config_error_is_told_before_torch_loads(tmp_path):
+    """experiment, pretrain and transfer read their config before anything loads torch (seconds): a config
+    error, like --help, is answered at once, still as one message with exit code 2."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("family: cartpole\nagent: 3\n")
+    transfer = ["--bundle", "b", "--target", "t", "--strategy", "s"]
+    script = (
+        "import sys\nfrom rltransfer.cli import main\n"
+        f"codes = [main([c, {str(cfg)!r}, *extra]) for c, extra in [('experiment', []), ('pretrain', []), ('transfer', {transfer!r})]]\n"
+        "print(codes, 'torch' in sys.modules)\n"
+    )  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split("\n")[0] == "[2, 2, 2] False", res.stderr
+    assert res.stderr.count("config key 'agent'") == 3 and "Traceback" not in res.stderr
+
+
 def test_help_everywhere_has_an_example():
     from rltransfer.cli import build_parser
 

@@ -188,6 +188,22 @@ def test_a_plugin_package_family_and_strategy_from_the_cli_on_two_workers(tmp_pa
     assert res.returncode == 2 and "unknown family 'demo-poles'" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_plugin_module_imported_first_loads_its_own_entry_points(tmp_path):
+    """A script that imports a plugin package before anything of rltransfer: the package imports
+    rltransfer.agents at its top (to subclass an encoder), and rltransfer asks for the package's encoder, family
+    and strategy only when one is looked up, never while Python is still importing the package."""
+    env = _install_plugin(tmp_path / "site")
+    script = (
+        "import rltransfer_demo_plugin\n"
+        "from rltransfer.agents import encoder_types\nfrom rltransfer.envs import get_family\n"
+        "from rltransfer.strategies import known_strategies\n"
+        "print(encoder_types()['demo_mlp'] is rltransfer_demo_plugin.DemoEncoder, "
+        "get_family('demo-poles').name, 'encoder_only' in known_strategies())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["True", "demo-poles", "True"], res.stderr
+
+
 def test_families_check_passes_a_sound_family_and_catches_broken_ones(capsys):
     assert main(["families", "--check", str(DECLARED)]) == 0
     assert "every check passed" in capsys.readouterr().out
