@@ -351,6 +351,10 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     _, res = finished
     dest = tmp_path / "published"
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    # The config says where whoever runs it writes (the default, relative), not where the experiment ran.
+    ran = yaml.safe_load((res.run_dir / "config.yaml").read_text())
+    published = yaml.safe_load((dest / "config.yaml").read_text())
+    assert Path(ran["output_dir"]).is_absolute() and published == {**ran, "output_dir": "runs"}
     # The bundle ships (weights and manifest, no pickle), byte for byte the one the runs loaded.
     shipped = dest / "bundles" / "pretrain-seed-0"
     assert sorted(p.name for p in shipped.iterdir()) == ["bundle.json", "components.safetensors"]

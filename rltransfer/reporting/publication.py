@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
+from rltransfer.config import ExperimentConfig
 from rltransfer.errors import UserInputError
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
@@ -108,6 +109,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             shutil.copyfile(f, dest / f.name)
     for name in RECORDS:
         shutil.copyfile(run_dir / name, dest / name)
+    _write_where_run(dest / "config.yaml")
     results = []
     for path in result_paths(run_dir):
         try:
@@ -118,6 +120,15 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     shutil.rmtree(dest / REPRODUCTIONS_DIR, ignore_errors=True)  # re-runs of the runs published before
     ship_bundles(dest, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
     return dest
+
+
+def _write_where_run(config: Path) -> None:
+    """The published config with the default ``output_dir`` (``runs``, relative): whoever runs it, or restores
+    the publication, writes where they run it, not in the directory the experiment was made in. The
+    output directory enters no hash, so the runs are the same runs."""
+    data = yaml.safe_load(config.read_text())
+    data["output_dir"] = ExperimentConfig.model_fields["output_dir"].default
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def reproductions_file(dest: Path, machine: Machine) -> Path:
