@@ -199,11 +199,9 @@ def load_plugins() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINTS):
         try:
             cls = ep.load()
-        except Exception as err:  # a broken plugin is named, not hidden (and named again at the next lookup)
-            _plugins_loaded = False
+        except Exception as err:  # a broken plugin is named, not hidden
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) failed to load: {err}") from None
         if not (isinstance(cls, type) and issubclass(cls, BaseFeaturesExtractor)):
-            _plugins_loaded = False
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) is not an SB3 BaseFeaturesExtractor")
         ENCODERS.setdefault(ep.name, cls)
 

@@ -273,8 +273,7 @@ def _load_plugins() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINTS):
         try:
             ep.load()()
-        except Exception as err:  # a broken plugin is named, not hidden (and named again at the next lookup)
-            _plugins_loaded = False
+        except Exception as err:  # a broken plugin is named, not hidden
             raise ConfigError(
                 f"the strategy plugin '{ep.name}' ({ep.value}) failed to load: {type(err).__name__}: {err}"
             ) from None

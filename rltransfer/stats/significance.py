@@ -69,7 +69,7 @@ def _rank_sum_counts(doubled_ranks: np.ndarray, k: int) -> np.ndarray:
     integers (Python ints in an object array: no overflow, no rounding).
 
     Counted in int64 where no count can overflow it (every count of j values chosen is at most C(n, j), and
-    j is at most ``k``), twenty times faster than in Python ints and the same integers; in Python ints
+    j is at most ``k``), about ten times faster than in Python ints and the same integers; in Python ints
     otherwise (more than about 60 values)."""
     total = int(doubled_ranks.sum())
     n = len(doubled_ranks)
