@@ -24,33 +24,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from rltransfer.agents.component_names import ALIASES, PREFIXES, component_of, trunk_side
 from rltransfer.agents.heads import StackedLinear
-
-# Component -> attribute of a network. pi_/vf_features_extractor are aliases of
-# features_extractor in SB3's actor-critic policies when the extractor is shared: skipped.
-PREFIXES = {"encoder": "features_extractor.", "trunk": "mlp_extractor.", "heads": "heads."}
-# The two sides of an actor-critic trunk (SB3's ``MlpExtractor.policy_net`` and ``value_net``, the
-# ``pi`` and ``vf`` of ``net_arch``): each can be frozen without the other.
-TRUNK_SIDES = {"trunk.pi": "mlp_extractor.policy_net.", "trunk.vf": "mlp_extractor.value_net."}
-FREEZABLE = (*PREFIXES, *TRUNK_SIDES)
-_ALIASES = ("pi_features_extractor.", "vf_features_extractor.")
-
-
-def component_of(param_name: str) -> str:
-    """The component of a parameter name inside a network: ``features_extractor.net.0.weight`` ->
-    ``encoder``; ``mlp_extractor...`` -> ``trunk``; anything else -> its first segment."""
-    for component, prefix in PREFIXES.items():
-        if param_name.startswith(prefix):
-            return component
-    if param_name.startswith(_ALIASES):
-        return "encoder"
-    return param_name.split(".", 1)[0]
-
-
-def trunk_side(param_name: str) -> str | None:
-    """``trunk.pi`` or ``trunk.vf`` for a parameter (named inside its network) of that side of an
-    actor-critic trunk; ``None`` for any other."""
-    return next((side for side, prefix in TRUNK_SIDES.items() if param_name.startswith(prefix)), None)
 
 
 def component_roots(policy: nn.Module) -> dict[str, tuple[str, nn.Module]]:
@@ -73,7 +48,7 @@ def key_map(policy: nn.Module) -> dict[str, list[tuple[str, int | None]]]:
     for root, (prefix, module) in component_roots(policy).items():
         task_names = list(getattr(getattr(module, "heads", None), "task_names", []) or [])
         for name in module.state_dict():
-            if name.startswith(_ALIASES):
+            if name.startswith(ALIASES):
                 continue
             component = component_of(name)
             if component not in PREFIXES:

@@ -15,16 +15,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
-from rltransfer.agents.components import (
-    FREEZABLE,
-    PREFIXES,
-    TRUNK_SIDES,
-    component_roots,
-    frozen_param,
-    iter_component_params,
-    network_modules,
-    trunk_side,
-)
+from rltransfer.agents.component_names import FREEZABLE, PREFIXES, TRUNK_SIDES, trunk_side
+from rltransfer.agents.components import component_roots, frozen_param, iter_component_params, network_modules
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"

@@ -28,12 +28,14 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
+from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state
+from rltransfer.agents.transferable import transferable
 from rltransfer.errors import BundleError
 from rltransfer.hardware import this_machine
 from rltransfer.records.bundle_manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
+    WEIGHTS_FILE,
     Architecture,
     BundleManifest,
     SourceTask,
@@ -43,11 +45,11 @@ from rltransfer.records.bundle_manifest import (
 from rltransfer.revision import code_revision
 from rltransfer.spaces_json import space_from_json, space_to_json
 
-WEIGHTS_FILE = "components.safetensors"
 MODEL_FILE = "model.zip"
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_FILE",
+    "WEIGHTS_FILE",
     "Bundle",
     "load_bundle",
     "manifest_checksum",

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import BasePolicy
-
-from rltransfer.agents import ALGORITHMS, FREEZABLE, TRUNK_SIDES, KickstartPPO, ProgressivePolicy
+from rltransfer.agents.component_names import FREEZABLE, PREFIXES, TRUNK_SIDES
+from rltransfer.config import AgentConfig
 from rltransfer.errors import ConfigError, did_you_mean
 
-COMPONENTS = ("encoder", "trunk", "heads")
-ALGOS = tuple(ALGORITHMS)
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.policies import BasePolicy
+
+COMPONENTS = tuple(PREFIXES)
+ALGOS: tuple[str, ...] = get_args(AgentConfig.model_fields["algo"].annotation)
+"""The algorithms a config may name (``agent.algo``); a strategy applies to all of them unless it says otherwise.
+The registry needs no torch (a report shows each strategy's parameters): the classes a plan names are imported
+when the plan is made."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,8 @@ def adapter(params: Mapping[str, Any]) -> Plan:
 )
 def progressive(params: Mapping[str, Any]) -> Plan:
     """A frozen pre-trained column plus a new column with lateral connections (Rusu et al. 2016)."""
+    from rltransfer.agents import ProgressivePolicy
+
     return Plan(load=list(params["load"]), frozen=["encoder", "trunk"], policy_class=ProgressivePolicy)
 
 
@@ -245,6 +252,8 @@ def kickstart(params: Mapping[str, Any]) -> Plan:
         raise ConfigError(
             f"config key 'transfer.strategy_params.kickstart.anneal': must be in [0, 1], got {params['anneal']}"
         )
+    from rltransfer.agents import KickstartPPO
+
     return Plan(
         load=list(params["load"]),
         frozen=_frozen(params, []),

@@ -54,3 +54,25 @@ def test_code_never_imports_top_level_envs_or_agents():
     for path in paths:
         for name in all_imports(path):
             assert name.split(".")[0] not in {"envs", "agents"}, f"{path} imports {name}"
+
+
+def test_the_agents_package_exports_load_on_first_use():
+    """``rltransfer.agents`` names its exports without importing them (PEP 562): each resolves to the object its
+    module defines, and importing the package, or the components' names, loads no torch."""
+    import importlib
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", "import sys, rltransfer.agents, rltransfer.agents.component_names, rltransfer.strategies;"
+         "print('torch' in sys.modules)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.stdout.strip() == "False", res.stderr
+    agents = importlib.import_module("rltransfer.agents")
+    for name in agents.__all__:
+        module = importlib.import_module(f"rltransfer.agents.{agents._MODULE_OF[name]}")
+        assert getattr(agents, name) is getattr(module, name), name
+    assert "not_a_name" not in dir(agents) and set(agents.__all__) <= set(dir(agents))
+    strategies = importlib.import_module("rltransfer.strategies")
+    assert set(strategies.ALGOS) == set(agents.ALGORITHMS)  # the config's algorithm names are the trained ones

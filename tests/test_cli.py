@@ -60,6 +60,24 @@ def test_a_config_error_is_told_before_torch_loads(tmp_path):
     assert res.stderr.count("config key 'agent'") == 3 and "Traceback" not in res.stderr
 
 
+def test_report_renders_a_publication_without_torch(tmp_path):
+    """A report is statistics and plots of finished runs: it loads neither torch nor SB3 (seconds each), the
+    strategy registry it shows parameters from included."""
+    import shutil
+
+    pub = tmp_path / "quickstart"
+    shutil.copytree("docs/results/quickstart", pub)
+    before = (pub / "report.md").read_text()
+    script = (
+        "import sys\nfrom rltransfer.cli import main\n"
+        f"code = main(['report', {str(pub)!r}])\n"
+        "print(code, sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.stdout.strip().split("\n")[-1] == "0 []", res.stderr
+    assert (pub / "report.md").read_text() == before  # the same report as with the registry's classes loaded
+
+
 def test_help_everywhere_has_an_example():
     from rltransfer.cli import build_parser
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.hardware import this_machine, train_on_one_core
+from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
@@ -311,8 +312,6 @@ def detached(job: RunJob) -> RunJob:
 def bundle_files(path: str | Path) -> dict[str, bytes]:
     """What a worker needs of a bundle: its weights and manifest (not the pickled model, which only
     resumes a pre-training), by file name."""
-    from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE
-
     return {name: (Path(path) / name).read_bytes() for name in (WEIGHTS_FILE, MANIFEST_FILE)}
 
 

@@ -25,6 +25,8 @@ from rltransfer.records.machine import Machine
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
+WEIGHTS_FILE = "components.safetensors"
+"""The bundle's tensors (safetensors), named by component; the manifest holds their sha256."""
 REQUIRED_KEYS = (
     "format_version", "family", "conditioning", "source_tasks", "architecture", "spaces",
     "obs_normalization", "timesteps", "versions", "weights",

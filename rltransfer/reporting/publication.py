@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from rltransfer.bundle import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.config import ExperimentConfig
 from rltransfer.errors import UserInputError
+from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import (
