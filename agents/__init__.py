@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name loads on firs
     from rltransfer.agents.components import component_roots as component_roots
     from rltransfer.agents.components import component_state as component_state
     from rltransfer.agents.components import policy_state as policy_state
-    from rltransfer.agents.encoders import ENCODERS as ENCODERS
     from rltransfer.agents.encoders import CnnEncoder as CnnEncoder
     from rltransfer.agents.encoders import MlpEncoder as MlpEncoder
     from rltransfer.agents.encoders import encoder_types as encoder_types
@@ -57,7 +56,6 @@ _MODULE_OF = {
     "policy_state": "components",
     "CnnEncoder": "encoders",
     "encoder_types": "encoders",
-    "ENCODERS": "encoders",
     "MlpEncoder": "encoders",
     "register_encoder": "encoders",
     "StackedLinear": "heads",

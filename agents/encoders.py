@@ -171,12 +171,13 @@ class CnnEncoder(BaseFeaturesExtractor):
         return self.net(torch.cat(parts, dim=1))
 
 
-ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder, "cnn": CnnEncoder}
+_ENCODERS: dict[str, type[BaseFeaturesExtractor]] = {"mlp": MlpEncoder, "cnn": CnnEncoder}
+"""The registry; read it through :func:`encoder_types` (which loads the plugins first)."""
 
 
 def register_encoder(name: str, cls: type[BaseFeaturesExtractor]) -> None:
     """Make an encoder class available to configs as ``agent.encoder.type: <name>``."""
-    ENCODERS[name] = cls
+    _ENCODERS[name] = cls
 
 
 ENTRY_POINTS = "rltransfer.encoders"
@@ -203,11 +204,11 @@ def load_plugins() -> None:
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) failed to load: {err}") from None
         if not (isinstance(cls, type) and issubclass(cls, BaseFeaturesExtractor)):
             raise ImportError(f"the encoder plugin '{ep.name}' ({ep.value}) is not an SB3 BaseFeaturesExtractor")
-        ENCODERS.setdefault(ep.name, cls)
+        _ENCODERS.setdefault(ep.name, cls)
 
 
 def encoder_types() -> dict[str, type[BaseFeaturesExtractor]]:
     """Every encoder a config may name as ``agent.encoder.type``: rltransfer's, those registered, and those
     installed packages expose (their entry points loaded on the first call)."""
     load_plugins()
-    return ENCODERS
+    return _ENCODERS
