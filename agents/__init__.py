@@ -1,16 +1,17 @@
 """Agents: encoders, the multi-task policy and its components.
 
-Its names load on first use (PEP 562): ``from rltransfer.agents import KickstartPPO`` imports torch and SB3,
-while a module that needs only the components' names (``rltransfer.agents.component_names``, which the
-strategy registry checks parameters against) does not, so ``rltransfer report`` runs without torch.
+Its names load on first use (``lazy_loader``, PEP 562): ``from rltransfer.agents import KickstartPPO`` imports
+torch and SB3, while a module that needs only the components' names (``rltransfer.agents.component_names``,
+which the strategy registry checks parameters against) does not, so ``rltransfer report`` runs without torch.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # what type checkers see; at run time each name loads on first use (__getattr__)
+import lazy_loader
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name loads on first use
     from rltransfer.agents.adapters import LoRALinear as LoRALinear
     from rltransfer.agents.adapters import add_adapters as add_adapters
     from rltransfer.agents.algorithms import ALGORITHMS as ALGORITHMS
@@ -39,54 +40,24 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name loads on firs
     from rltransfer.agents.transfer_ppo import KickstartPPO as KickstartPPO
     from rltransfer.agents.transfer_ppo import TransferPPO as TransferPPO
     from rltransfer.agents.transferable import TransferablePolicy as TransferablePolicy
+    from rltransfer.agents.transferable import transferable as transferable
     from rltransfer.agents.updates import NonFiniteError as NonFiniteError
 
-_MODULE_OF = {
-    "add_adapters": "adapters",
-    "LoRALinear": "adapters",
-    "Algorithm": "algorithms",
-    "ALGORITHMS": "algorithms",
-    "get_algorithm": "algorithms",
-    "component_of": "component_names",
-    "FREEZABLE": "component_names",
-    "TRUNK_SIDES": "component_names",
-    "bundle_component": "components",
-    "component_roots": "components",
-    "component_state": "components",
-    "policy_state": "components",
-    "CnnEncoder": "encoders",
-    "encoder_types": "encoders",
-    "MlpEncoder": "encoders",
-    "register_encoder": "encoders",
-    "StackedLinear": "heads",
-    "TaskHeads": "heads",
-    "MultiTaskDQNPolicy": "multitask_dqn",
-    "TransferDQN": "multitask_dqn",
-    "HEAD_MODES": "multitask_policy",
-    "MultiTaskActorCriticPolicy": "multitask_policy",
-    "MultiTaskSACPolicy": "multitask_sac",
-    "TransferSAC": "multitask_sac",
-    "ProgressivePolicy": "progressive",
-    "KickstartPPO": "transfer_ppo",
-    "TransferPPO": "transfer_ppo",
-    "TransferablePolicy": "transferable",
-    "NonFiniteError": "updates",
-}
-"""Each public name -> the module of this package that defines it. (``transferable``, the function that makes
-a policy transferable, is imported from ``rltransfer.agents.transferable``: a package attribute of that name
-is the module once it is imported.)"""
-
-__all__ = list(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "adapters": ["add_adapters", "LoRALinear"],
+        "algorithms": ["Algorithm", "ALGORITHMS", "get_algorithm"],
+        "component_names": ["component_of", "FREEZABLE", "TRUNK_SIDES"],
+        "components": ["bundle_component", "component_roots", "component_state", "policy_state"],
+        "encoders": ["CnnEncoder", "encoder_types", "MlpEncoder", "register_encoder"],
+        "heads": ["StackedLinear", "TaskHeads"],
+        "multitask_dqn": ["MultiTaskDQNPolicy", "TransferDQN"],
+        "multitask_policy": ["HEAD_MODES", "MultiTaskActorCriticPolicy"],
+        "multitask_sac": ["MultiTaskSACPolicy", "TransferSAC"],
+        "progressive": ["ProgressivePolicy"],
+        "transfer_ppo": ["KickstartPPO", "TransferPPO"],
+        "transferable": ["transferable", "TransferablePolicy"],
+        "updates": ["NonFiniteError"],
+    },
+)

@@ -1,6 +1,8 @@
 """Imports run one way: rltransfer -> agents/envs -> libraries; config, statistics and records never import torch."""
 
 import ast
+import importlib
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -56,23 +58,40 @@ def test_code_never_imports_top_level_envs_or_agents():
             assert name.split(".")[0] not in {"envs", "agents"}, f"{path} imports {name}"
 
 
-def test_the_agents_package_exports_load_on_first_use():
-    """``rltransfer.agents`` names its exports without importing them (PEP 562): each resolves to the object its
-    module defines, and importing the package, or the components' names, loads no torch."""
-    import importlib
+def test_the_packages_exports_load_on_first_use():
+    """``rltransfer.agents`` and ``rltransfer.envs`` name their exports without importing them (lazy_loader):
+    the names type checkers see are the names exported; every one resolves (``EAGER_IMPORT`` loads them all);
+    importing the packages, the components' names or a family's description loads no torch."""
     import subprocess
     import sys
 
+    for package in ("agents", "envs"):
+        tree = ast.parse((ROOT / package / "__init__.py").read_text())
+        checked = {a.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names}
+        exported = importlib.import_module(f"rltransfer.{package}").__all__
+        assert checked - {"TYPE_CHECKING", None} == set(exported), package
+    script = (
+        "import sys, rltransfer.agents, rltransfer.envs, rltransfer.agents.component_names, rltransfer.strategies\n"
+        "from rltransfer.envs import get_family\n"
+        "get_family('cartpole').describe()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "False", res.stderr
     res = subprocess.run(
-        [sys.executable, "-c", "import sys, rltransfer.agents, rltransfer.agents.component_names, rltransfer.strategies;"
-         "print('torch' in sys.modules)"],
+        [sys.executable, "-c", "import rltransfer.agents, rltransfer.envs"], env={**os.environ, "EAGER_IMPORT": "1"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert res.stdout.strip() == "False", res.stderr
-    agents = importlib.import_module("rltransfer.agents")
-    for name in agents.__all__:
-        module = importlib.import_module(f"rltransfer.agents.{agents._MODULE_OF[name]}")
-        assert getattr(agents, name) is getattr(module, name), name
-    assert "not_a_name" not in dir(agents) and set(agents.__all__) <= set(dir(agents))
+    assert res.returncode == 0, res.stderr
     strategies = importlib.import_module("rltransfer.strategies")
+    agents = importlib.import_module("rltransfer.agents")
     assert set(strategies.ALGOS) == set(agents.ALGORITHMS)  # the config's algorithm names are the trained ones
+
+
+def test_a_function_named_as_its_module_is_the_function():
+    """``transferable`` lives in ``transferable.py``: importing that module (as its siblings do) does not shadow
+    the function the package exports."""
+    module = importlib.import_module("rltransfer.agents.transferable")
+    from rltransfer.agents import transferable
+
+    assert callable(transferable) and transferable is module.transferable
