@@ -28,8 +28,7 @@ from safetensors.torch import load_file, save_file
 from stable_baselines3.common.policies import BasePolicy
 
 from rltransfer.agent_factory import policy_kwargs
-from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state
-from rltransfer.agents.transferable import transferable
+from rltransfer.agents import ALGORITHMS, bundle_component, component_state, policy_state, transferable
 from rltransfer.errors import BundleError
 from rltransfer.hardware import this_machine
 from rltransfer.records.bundle_manifest import (

@@ -19,8 +19,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
-from rltransfer.agents import component_state, get_algorithm, policy_state
-from rltransfer.agents.transferable import transferable
+from rltransfer.agents import component_state, get_algorithm, policy_state, transferable
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
