@@ -8,6 +8,7 @@ pass parameters through ``transfer.strategy_params.<name>``.
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 COMPONENTS = tuple(PREFIXES)
 ALGOS: tuple[str, ...] = get_args(AgentConfig.model_fields["algo"].annotation)
 """The algorithms a config may name (``agent.algo``); a strategy applies to all of them unless it says otherwise.
-The registry needs no torch (a report shows each strategy's parameters): the classes a plan names are imported
-when the plan is made."""
+The registry and its plans need no torch (a report shows each strategy's parameters and hashes each run's plan):
+the built-in plans name their classes by where they are imported from."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,13 @@ class Plan:
     lr_mults: dict[str, float] = field(default_factory=dict)
     adapters: dict[str, Any] | None = None
     train: bool = True
-    policy_class: type[BasePolicy] | None = None
-    """``None``: the algorithm's multi-task policy."""
-    algo_class: type[BaseAlgorithm] | None = None
-    """``None``: the algorithm's class (:data:`rltransfer.agents.ALGORITHMS`)."""
+    policy_class: type[BasePolicy] | str | None = None
+    """``None``: the algorithm's multi-task policy. A class, or where to import it from (``"module:Name"``, read
+    by ``pkgutil.resolve_name``): imported when the agent is built (:meth:`policy_type`), so that making a plan
+    needs no torch (a report hashes every run's plan)."""
+    algo_class: type[BaseAlgorithm] | str | None = None
+    """``None``: the algorithm's class (:data:`rltransfer.agents.ALGORITHMS`). A class or ``"module:Name"``, as
+    :attr:`policy_class`."""
     teacher: bool = False
     """Give the algorithm the bundle's policy as ``teacher`` (kickstarting)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +60,18 @@ class Plan:
     def uses_bundle(self) -> bool:
         """Whether the run takes anything from the bundle (weights or a teacher); ``scratch`` does not."""
         return bool(self.load) or self.teacher
+
+    def policy_type(self) -> type[BasePolicy] | None:
+        """:attr:`policy_class`, imported where named (None: the algorithm's multi-task policy)."""
+        return _imported(self.policy_class)
+
+    def algo_type(self) -> type[BaseAlgorithm] | None:
+        """:attr:`algo_class`, imported where named (None: the algorithm's class)."""
+        return _imported(self.algo_class)
+
+
+def _imported(ref: Any) -> Any:
+    return pkgutil.resolve_name(ref) if isinstance(ref, str) else ref
 
 
 @dataclass(frozen=True)
@@ -233,9 +249,11 @@ def adapter(params: Mapping[str, Any]) -> Plan:
 )
 def progressive(params: Mapping[str, Any]) -> Plan:
     """A frozen pre-trained column plus a new column with lateral connections (Rusu et al. 2016)."""
-    from rltransfer.agents import ProgressivePolicy
-
-    return Plan(load=list(params["load"]), frozen=["encoder", "trunk"], policy_class=ProgressivePolicy)
+    return Plan(
+        load=list(params["load"]),
+        frozen=["encoder", "trunk"],
+        policy_class="rltransfer.agents.progressive:ProgressivePolicy",
+    )
 
 
 @register_strategy(
@@ -252,12 +270,10 @@ def kickstart(params: Mapping[str, Any]) -> Plan:
         raise ConfigError(
             f"config key 'transfer.strategy_params.kickstart.anneal': must be in [0, 1], got {params['anneal']}"
         )
-    from rltransfer.agents import KickstartPPO
-
     return Plan(
         load=list(params["load"]),
         frozen=_frozen(params, []),
-        algo_class=KickstartPPO,
+        algo_class="rltransfer.agents.transfer_ppo:KickstartPPO",
         teacher=True,
         algo_kwargs={"beta": float(params["beta"]), "anneal": float(params["anneal"])},
     )

@@ -475,8 +475,8 @@ def build_target_agent(
         fresh=not plan.uses_bundle_obs_stats,
     )  # fmt: skip
     algo_kwargs, teacher_source = _teacher_kwargs(bundle, target, plan, spec, mt_env, cfg.transfer.head_init)
-    model = (plan.algo_class or algo.algo_class)(
-        plan.policy_class or algo.policy_class,
+    model = (plan.algo_type() or algo.algo_class)(
+        plan.policy_type() or algo.policy_class,
         env,
         policy_kwargs=_policy_kwargs(bundle, target, plan, spec, mt_env),
         seed=seed,

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rltransfer.agents import ALGORITHMS, TRUNK_SIDES
+from rltransfer.agents.component_names import TRUNK_SIDES
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.envs import Family, Task, TaskError, get_family, register_declared, task_layout
+from rltransfer.envs import Family, Task, TaskError, get_family, register_declared
 from rltransfer.errors import ConfigError, did_you_mean
 
-SUPPORTED_ALGOS = tuple(ALGORITHMS)
 # Keys that rltransfer sets itself and a config must not pass through agent.hyperparams.
 _RESERVED = {"policy", "env", "policy_kwargs", "seed", "tensorboard_log", "verbose", "device", "_init_setup_model"}
 
@@ -50,16 +49,20 @@ def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> 
 
 def algo_class(algo: str):
     """The SB3 algorithm class for ``agent.algo`` (SB3's own: its arguments are what a config may pass)."""
-    if algo not in SUPPORTED_ALGOS:
+    from rltransfer.agents import ALGORITHMS  # SB3 and torch: only where a config is checked against them
+
+    if algo not in ALGORITHMS:
         raise ConfigError(
-            f"config key 'agent.algo': '{algo}' unknown{did_you_mean(algo, SUPPORTED_ALGOS)}; "
-            f"allowed: {', '.join(SUPPORTED_ALGOS)}"
+            f"config key 'agent.algo': '{algo}' unknown{did_you_mean(algo, ALGORITHMS)}; "
+            f"allowed: {', '.join(ALGORITHMS)}"
         )
     return ALGORITHMS[algo].base
 
 
 def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
     """The algorithm must handle the family's actions (DQN: Discrete, SAC: Box)."""
+    from rltransfer.agents import ALGORITHMS
+
     algo = ALGORITHMS[config.agent.algo]
     if not isinstance(action_space, algo.actions):
         fits = [a.name for a in ALGORITHMS.values() if isinstance(action_space, a.actions)]
@@ -321,6 +324,7 @@ def validate(config: ExperimentConfig) -> Setup:
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
     from rltransfer.agents import encoder_types
+    from rltransfer.envs import task_layout
 
     known = encoder_types()
     if config.agent.encoder.type not in known:

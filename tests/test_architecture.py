@@ -61,7 +61,8 @@ def test_code_never_imports_top_level_envs_or_agents():
 def test_the_packages_exports_load_on_first_use():
     """``rltransfer.agents`` and ``rltransfer.envs`` name their exports without importing them (lazy_loader):
     the names type checkers see are the names exported; every one resolves (``EAGER_IMPORT`` loads them all);
-    importing the packages, the components' names or a family's description loads no torch."""
+    importing the packages, the components' names, a family's description, any strategy's plan or a config's
+    tasks resolved loads no torch (a report makes every run's plan, and resolves an older publication's config)."""
     import subprocess
     import sys
 
@@ -74,9 +75,14 @@ def test_the_packages_exports_load_on_first_use():
         "import sys, rltransfer.agents, rltransfer.envs, rltransfer.agents.component_names, rltransfer.strategies\n"
         "from rltransfer.envs import get_family\n"
         "get_family('cartpole').describe()\n"
+        "for name in rltransfer.strategies.known_strategies():\n"
+        "    rltransfer.strategies.plan_of(name, None)\n"
+        "from rltransfer.config import load_config\n"
+        "from rltransfer.validation import resolve\n"
+        "resolve(load_config('configs/cartpole.yaml'))\n"
         "print('torch' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.stdout.strip() == "False", res.stderr
     res = subprocess.run(
         [sys.executable, "-c", "import rltransfer.agents, rltransfer.envs"], env={**os.environ, "EAGER_IMPORT": "1"},
@@ -86,6 +92,9 @@ def test_the_packages_exports_load_on_first_use():
     strategies = importlib.import_module("rltransfer.strategies")
     agents = importlib.import_module("rltransfer.agents")
     assert set(strategies.ALGOS) == set(agents.ALGORITHMS)  # the config's algorithm names are the trained ones
+    kickstart, progressive = strategies.plan_of("kickstart", None), strategies.plan_of("progressive", None)
+    assert kickstart.algo_type() is agents.KickstartPPO and progressive.policy_type() is agents.ProgressivePolicy
+    assert strategies.plan_of("finetune", None).algo_type() is None
 
 
 def test_a_function_named_as_its_module_is_the_function():

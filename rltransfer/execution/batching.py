@@ -32,7 +32,7 @@ def engine_of(cfg: ExperimentConfig, strategy: str, kept: str | None = None) -> 
     if unbatchable_hyperparams(cfg.agent.algo, cfg.agent.hyperparams):
         return SB3
     plan = plan_of(strategy, cfg.transfer.strategy_params.get(strategy))
-    if plan is None or not plan.train or plan.algo_class not in (None, KickstartPPO):
+    if plan is None or not plan.train or plan.algo_type() not in (None, KickstartPPO):
         return SB3
     return BATCHED
 
