@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -66,7 +67,7 @@ def test_report_renders_a_publication_without_torch(tmp_path):
     import shutil
 
     pub = tmp_path / "quickstart"
-    shutil.copytree("docs/results/quickstart", pub)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results" / "quickstart", pub)
     before = (pub / "report.md").read_text()
     script = (
         "import sys\nfrom rltransfer.cli import main\n"
