@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from rltransfer.records.run_result import Curve, FinishedRun, RunMetrics
-from rltransfer.stats import bootstrap, significance
+from rltransfer.stats import bootstrap, metrics, significance
 from rltransfer.stats.significance import _rank_sum_counts, compare, holm, rank_sum_test
 from rltransfer.stats.summary import target_rows, verdict
 
@@ -189,6 +189,22 @@ def test_bounds_move_less_than_one_percent_across_bootstrap_seeds():
     x = rng.uniform(0.5, 1.0, 10)  # BCa
     cis = np.array([bootstrap.interval([x], bootstrap.iqm_rows, seed=s)[:2] for s in range(5)])
     assert np.all(np.ptp(cis, axis=0) <= 0.01 * np.abs(cis.mean(axis=0))), cis
+
+
+def test_row_wise_probability_of_improvement_is_the_pairwise_one_exactly():
+    """Over the values present in each row (NaN pads a shorter resample), ties counting one half."""
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 5, (7_000, 9)).astype(float), rng.integers(0, 5, (7_000, 6)).astype(float)
+    x[rng.random(x.shape) < 0.3], y[rng.random(y.shape) < 0.3] = np.nan, np.nan
+    y[0] = np.nan  # no pair present: NaN, which an interval leaves out
+    rows = bootstrap.improvement_rows(x, y)
+    assert np.isnan(rows[0])
+    for i in range(1, len(x), 97):
+        xi, yi = x[i][~np.isnan(x[i])], y[i][~np.isnan(y[i])]
+        if len(xi) and len(yi):
+            assert rows[i] == metrics.probability_of_improvement(xi, yi)
+        else:
+            assert np.isnan(rows[i])
 
 
 def test_nan_aware_iqm_is_scipys_trim_mean():

@@ -47,14 +47,14 @@ def mean_rows(a: np.ndarray) -> np.ndarray:
 
 
 def improvement_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(X > Y) + 0.5 P(X = Y) of each row pair, over the pairs of values present."""
-    out = np.empty(x.shape[0])
+    """P(X > Y) + 0.5 P(X = Y) of each row pair, over the pairs of values present (a NaN compares false)."""
+    present = (~np.isnan(x)).sum(axis=-1) * (~np.isnan(y)).sum(axis=-1)
+    wins = np.empty(x.shape[0])
     for start in range(0, x.shape[0], 5_000):  # in chunks: rows x n x m comparisons at once
         xx, yy = x[start : start + 5_000, :, None], y[start : start + 5_000, None, :]
-        valid = ~np.isnan(xx) & ~np.isnan(yy)
-        wins = np.where(valid, (xx > yy) + 0.5 * (xx == yy), 0.0)
-        out[start : start + 5_000] = wins.sum(axis=(-1, -2)) / valid.sum(axis=(-1, -2))
-    return out
+        wins[start : start + 5_000] = (xx > yy).sum(axis=(-1, -2)) + 0.5 * (xx == yy).sum(axis=(-1, -2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return wins / present
 
 
 def iqm_ratio_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
