@@ -332,7 +332,7 @@ class BatchedPPO(SeedBatch):
         betas = [m.beta() if isinstance(m, KickstartPPO) else 0.0 for m in self._per_row(self.models)]
         beta = torch.tensor(betas) if self.teachers is not None else None
         n = data["advantages"].shape[1]
-        rows = torch.arange(self.rows).unsqueeze(1)
+        starts = torch.arange(self.rows).unsqueeze(1) * n  # row k's samples start at k * n in the flat tensors
         mask = torch.zeros(self.rows, dtype=torch.bool)
         mask[seeds] = True
         stepping = self._stepping_rows(seeds)
@@ -346,8 +346,8 @@ class BatchedPPO(SeedBatch):
                 order[k] = self.minibatch_rngs[k].permutation(n)
             order_t = torch.as_tensor(order)
             for start in range(0, n, ref.batch_size):
-                idx = order_t[:, start : start + ref.batch_size]
-                loss, parts = self._minibatch(data, rows, idx, clip, clip_vf, beta)
+                idx = (starts + order_t[:, start : start + ref.batch_size]).flatten()
+                loss, parts = self._minibatch(data, idx, clip, clip_vf, beta)
                 for key, value in parts.items():
                     if key == "approx_kl":
                         approx_kl.append(value)
@@ -407,22 +407,29 @@ class BatchedPPO(SeedBatch):
     def _minibatch(
         self,
         data: dict[str, Any],
-        rows: torch.Tensor,
         idx: torch.Tensor,
         clip: torch.Tensor,
         clip_vf: torch.Tensor | None,
         beta: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Every seed's PPO loss on its minibatch ``idx[k]`` (``[K]``), and its logged parts; with ``beta`` (each
-        seed's kickstarting weight), plus ``beta * KL(teacher || student)`` as ``KickstartPPO``'s loss."""
+        """Every seed's PPO loss on its minibatch (``[K]``), and its logged parts; with ``beta`` (each seed's
+        kickstarting weight), plus ``beta * KL(teacher || student)`` as ``KickstartPPO``'s loss. ``idx``: the
+        minibatches' samples, row by row, as positions in the rollout tensors with their first two dimensions
+        (row, sample) flattened into one (one ``index_select`` a tensor, where ``t[rows, idx]`` costs several
+        times as much)."""
         ref = self.models[0]
+        rows = self.rows
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(0, 1).index_select(0, idx).unflatten(0, (rows, -1))
+
         obs = data["observations"]
-        obs = {key: v[rows, idx] for key, v in obs.items()} if isinstance(obs, dict) else obs[rows, idx]
-        actions = data["actions"][rows, idx]
+        obs = {key: take(v) for key, v in obs.items()} if isinstance(obs, dict) else take(obs)
+        actions = take(data["actions"])
         if self._discrete:
             actions = actions.long().flatten(1)
-        old_values, old_log_prob = data["values"][rows, idx], data["log_probs"][rows, idx]
-        advantages, returns = data["advantages"][rows, idx], data["returns"][rows, idx]
+        old_values, old_log_prob = take(data["values"]), take(data["log_probs"])
+        advantages, returns = take(data["advantages"]), take(data["returns"])
         params, values = self.stack.call(_net, obs)
         values = values.flatten(1)
         log_prob, entropy = log_prob_and_entropy(params, actions)

@@ -331,12 +331,10 @@ class StackedAdam:
         eps, weight_decay = group["eps"], group["weight_decay"]
         rate = self.last_lr * group.get("lr_mult", 1.0)
         n = params[0].shape[0]
-        states = [
-            self.state.setdefault(
-                p, {"step": [0] * n, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-            )
-            for p in params
-        ]
+        for p in params:
+            if p not in self.state:  # the first step: moments at zero
+                self.state[p] = {"step": [0] * n, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        states = [self.state[p] for p in params]
         stepping = range(n) if rows is None else sorted(set(rows))
         kept = [k for k in range(n) if k not in set(stepping)]
         saved = [(p[kept].clone(), st["exp_avg"][kept].clone(), st["exp_avg_sq"][kept].clone()) for p, st in zip(params, states)] if kept else []  # fmt: skip
