@@ -415,8 +415,8 @@ class BatchedPPO(SeedBatch):
         """Every seed's PPO loss on its minibatch (``[K]``), and its logged parts; with ``beta`` (each seed's
         kickstarting weight), plus ``beta * KL(teacher || student)`` as ``KickstartPPO``'s loss. ``idx``: the
         minibatches' samples, row by row, as positions in the rollout tensors with their first two dimensions
-        (row, sample) flattened into one (one ``index_select`` a tensor, where ``t[rows, idx]`` costs several
-        times as much)."""
+        (row, sample) flattened into one (one ``index_select`` a tensor: ``t[rows, idx]`` takes about twice as
+        long)."""
         ref = self.models[0]
         rows = self.rows
 
