@@ -15,6 +15,12 @@ a benchmark runs (on a shared VM, by a third in an hour, the same code timed aga
 charges the drift to whichever way ran second; alternating order charges it to both. Each round runs in a
 directory of its own (with ``--config``, its own pre-training too): no run is re-used from another round.
 
+``--phases`` (one worker: the runs train in this process) also says where each way's time went: its updates,
+its rollouts (acting and stepping the envs), its evaluations, and the rest (building the agents, saving
+them, writing results), each way's seconds side by side with their ratio. Each phase is timed by wrapping
+the methods that do it (SB3's ``collect_rollouts`` and ``train``, the batched engine's, the evaluations);
+an evaluation runs inside a rollout (a callback's) and counts as an evaluation only.
+
 ``--also`` adds targets, a cell each: a grid of several cells, where each worker takes whole cells (the batched
 grid splits a cell's seeds across workers only where there are fewer cells than workers, as in a one-cell
 benchmark with two workers).
@@ -29,13 +35,17 @@ pre-training, shortened by ``--pretrain-timesteps`` where the strategy does not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -136,6 +146,76 @@ def _job_stub(target: str, strategy: str, seed: int) -> RunJob:
     return RunJob({}, "", "", {"name": target, "params": {}}, "", strategy, seed, 0, 0.0, 0.0, "")
 
 
+PHASES = ("update", "rollout", "evaluation")
+
+
+def _phase_methods() -> list[tuple[str, type, str]]:
+    """``(phase, class, method)``: what each phase of a run is timed by (only the methods a class defines)."""
+    from stable_baselines3 import DQN, PPO, SAC
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    from rltransfer import evaluation
+    from rltransfer.agents.batched_dqn import BatchedDQN
+    from rltransfer.agents.batched_off_policy import OffPolicyBatch
+    from rltransfer.agents.batched_ppo import BatchedPPO
+    from rltransfer.agents.batched_sac import BatchedSAC
+    from rltransfer.agents.multitask_dqn import TransferDQN
+    from rltransfer.agents.multitask_sac import TransferSAC
+    from rltransfer.agents.transfer_ppo import KickstartPPO, TransferPPO
+
+    updates = (PPO, TransferPPO, KickstartPPO, SAC, TransferSAC, DQN, TransferDQN)
+    batched = (BatchedPPO, OffPolicyBatch, BatchedSAC, BatchedDQN)
+    out = [("update", c, "train") for c in updates] + [("update", c, "_train") for c in batched]
+    out += [("rollout", c, "collect_rollouts") for c in (OnPolicyAlgorithm, OffPolicyAlgorithm)]
+    out += [("rollout", c, "_collect_rollouts") for c in batched]
+    out += [("evaluation", evaluation.Evaluator, "evaluate")]
+    out += [("evaluation", evaluation, "evaluate_together")]  # a module: job.py imports it when it runs
+    return [(phase, owner, name) for phase, owner, name in out if name in vars(owner)]
+
+
+class Phases:
+    """Seconds spent in each of :data:`PHASES` by the runs trained in this process while :meth:`timing`.
+    A phase entered inside itself (a subclass's ``train`` calling SB3's) is timed once; inside another (an
+    evaluation in a rollout's callback), its time is taken off the outer one."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.seconds: Counter[str] = Counter()
+        self.clock = clock
+        self._open: list[list[Any]] = []  # [phase, start, seconds of the phases nested in it]
+
+    def _timed(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._open and self._open[-1][0] == phase:
+                return fn(*args, **kwargs)
+            self._open.append([phase, self.clock(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _, start, nested = self._open.pop()
+                spent = self.clock() - start
+                self.seconds[phase] += spent - nested
+                if self._open:
+                    self._open[-1][2] += spent
+
+        return timed
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        saved = [(owner, name, vars(owner)[name]) for _, owner, name in _phase_methods()]
+        for (phase, _, _), (owner, name, fn) in zip(_phase_methods(), saved):
+            setattr(owner, name, self._timed(phase, fn))
+        try:
+            yield
+        finally:
+            for owner, name, fn in saved:
+                setattr(owner, name, fn)
+
+    def line(self, wall: float) -> str:
+        parts = [f"{p} {self.seconds[p]:.1f} s" for p in PHASES]
+        return ", ".join([*parts, f"the rest {wall - sum(self.seconds[p] for p in PHASES):.1f} s"])
+
+
 def cell_parser(doc: str | None, seeds: int) -> argparse.ArgumentParser:
     """The arguments that name a publication's cell and how to run it (this script's and the equivalence's)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,12 +237,16 @@ def main() -> None:
         help="more targets, a cell each (the same strategy and seeds): a grid whose workers take whole cells",
     )  # fmt: skip
     ap.add_argument("--rounds", type=int, default=1, help="both ways this many times, alternating which goes first")
+    ap.add_argument("--phases", action="store_true", help="where each way's time went (one worker, a publication)")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.phases and (args.workers != 1 or args.config is not None):
+        ap.error("--phases times the runs in this process: it needs --workers 1 and a publication, not --config")
     targets = [args.target, *args.also]
     cells = "/".join(targets)
     times: dict[str, list[float]] = {SB3: [], BATCHED: []}
+    phases = {SB3: Phases(), BATCHED: Phases()}
     with tempfile.TemporaryDirectory(prefix="rltransfer-throughput-") as tmp:
         for n in range(args.rounds):
             round_dir = Path(tmp) / f"round-{n}"  # a round's runs are its own, never re-used from another's
@@ -173,10 +257,11 @@ def main() -> None:
                         args.timesteps, args.pretrain_timesteps,
                     )  # fmt: skip
                 else:
-                    wall, results, units = run_cell(
-                        Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
-                        round_dir / engine, args.timesteps,
-                    )  # fmt: skip
+                    with phases[engine].timing() if args.phases else contextlib.nullcontext():
+                        wall, results, units = run_cell(
+                            Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
+                            round_dir / engine, args.timesteps,
+                        )  # fmt: skip
                 times[engine].append(wall)
                 steps = sum(r.budget for r in results)
                 print(
@@ -187,6 +272,13 @@ def main() -> None:
                 )
     where = platform.processor() or platform.machine()
     ratio = sum(times[SB3]) / sum(times[BATCHED])
+    if args.phases:
+        for engine in (SB3, BATCHED):
+            print(f"{engine:8s} phases over {args.rounds} round(s): {phases[engine].line(sum(times[engine]))}")
+        sb3, bat = phases[SB3].seconds, phases[BATCHED].seconds
+        each = [f"{p} {sb3[p] / bat[p]:.2f}x" for p in PHASES if bat[p] > 0]
+        rest = (sum(times[SB3]) - sum(sb3.values())) / max(sum(times[BATCHED]) - sum(bat.values()), 1e-9)
+        print(f"sb3 / batched, phase by phase: {', '.join([*each, f'the rest {rest:.2f}x'])}")
     if args.rounds == 1:
         print(f"batched / sb3: {ratio:.2f}x the throughput ({where})")
         return
