@@ -35,14 +35,13 @@ pre-training, shortened by ``--pretrain-timesteps`` where the strategy does not 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -202,8 +201,9 @@ class Phases:
 
     @contextmanager
     def timing(self) -> Iterator[None]:
-        saved = [(owner, name, vars(owner)[name]) for _, owner, name in _phase_methods()]
-        for (phase, _, _), (owner, name, fn) in zip(_phase_methods(), saved):
+        methods = _phase_methods()
+        saved = [(owner, name, vars(owner)[name]) for _, owner, name in methods]
+        for (phase, _, _), (owner, name, fn) in zip(methods, saved):
             setattr(owner, name, self._timed(phase, fn))
         try:
             yield
@@ -257,7 +257,7 @@ def main() -> None:
                         args.timesteps, args.pretrain_timesteps,
                     )  # fmt: skip
                 else:
-                    with phases[engine].timing() if args.phases else contextlib.nullcontext():
+                    with phases[engine].timing() if args.phases else nullcontext():
                         wall, results, units = run_cell(
                             Path(args.publication), targets, args.strategy, args.seeds, args.workers, engine,
                             round_dir / engine, args.timesteps,
