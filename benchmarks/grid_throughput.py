@@ -181,6 +181,9 @@ class Phases:
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds: Counter[str] = Counter()
         self.clock = clock
+        self.episode_steps = 0
+        """The evaluations' env steps of episodes not yet ended: what the policies made the evaluations cost
+        (an episode lasts as long as the policy keeps it going)."""
         self._open: list[list[Any]] = []  # [phase, start, seconds of the phases nested in it]
 
     def _timed(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -199,12 +202,23 @@ class Phases:
 
         return timed
 
+    def _counted(self, stepped: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(episodes: Any, *args: Any, **kwargs: Any) -> Any:
+            self.episode_steps += int(episodes._alive.sum())
+            return stepped(episodes, *args, **kwargs)
+
+        return counted
+
     @contextmanager
     def timing(self) -> Iterator[None]:
+        from rltransfer.evaluation import Episodes
+
         methods = _phase_methods()
         saved = [(owner, name, vars(owner)[name]) for _, owner, name in methods]
+        saved.append((Episodes, "stepped", Episodes.stepped))
         for (phase, _, _), (owner, name, fn) in zip(methods, saved):
             setattr(owner, name, self._timed(phase, fn))
+        Episodes.stepped = self._counted(saved[-1][2])  # type: ignore[method-assign]
         try:
             yield
         finally:
@@ -213,7 +227,8 @@ class Phases:
 
     def line(self, wall: float) -> str:
         parts = [f"{p} {self.seconds[p]:.1f} s" for p in PHASES]
-        return ", ".join([*parts, f"the rest {wall - sum(self.seconds[p] for p in PHASES):.1f} s"])
+        rest = wall - sum(self.seconds[p] for p in PHASES)
+        return ", ".join([*parts, f"the rest {rest:.1f} s; {self.episode_steps:,} evaluation episode steps"])
 
 
 def cell_parser(doc: str | None, seeds: int) -> argparse.ArgumentParser:

@@ -46,7 +46,10 @@ def test_a_phase_in_itself_counts_once_and_one_in_another_is_taken_off_the_outer
     assert phases.seconds == {"update": 4.0, "evaluation": 2.0}
     phases._timed("rollout", lambda: ev())()  # an evaluation in a rollout's callback
     assert phases.seconds == {"update": 4.0, "evaluation": 4.0, "rollout": 0.0}
-    assert phases.line(wall=10.0) == "update 4.0 s, rollout 0.0 s, evaluation 4.0 s, the rest 2.0 s"
+    assert (
+        phases.line(wall=10.0)
+        == "update 4.0 s, rollout 0.0 s, evaluation 4.0 s, the rest 2.0 s; 0 evaluation episode steps"
+    )
 
 
 def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back():
@@ -64,3 +67,22 @@ def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back(
     with gt.Phases().timing():
         assert all(vars(owner)[name] is not fn for owner, name, fn in before)
     assert all(vars(owner)[name] is fn for owner, name, fn in before)
+
+
+def test_the_evaluations_episode_steps_are_the_episodes_lengths():
+    """CartPole pays 1 a step, so an episode's return is its length: the steps counted while timing are the
+    returns' sum, and none are counted of an env whose episode ended while its wave goes on."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltransfer.evaluation import run_episodes
+
+    gt = _benchmark()
+    env = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
+    phases = gt.Phases()
+    with phases.timing():
+        returns = run_episodes(env, lambda obs: np.zeros(len(obs), dtype=np.int64), episodes=3, base_seed=5)
+    assert len(returns) == 3 and len(set(returns.tolist())) > 1  # episodes of different lengths
+    assert phases.episode_steps == int(returns.sum())
+    assert phases.seconds["evaluation"] == 0.0  # run_episodes alone is not one of the timed methods
