@@ -19,7 +19,8 @@ directory of its own (with ``--config``, its own pre-training too): no run is re
 its rollouts (acting and stepping the envs), its evaluations, and the rest (building the agents, saving
 them, writing results), each way's seconds side by side with their ratio. Each phase is timed by wrapping
 the methods that do it (SB3's ``collect_rollouts`` and ``train``, the batched engine's, the evaluations);
-an evaluation runs inside a rollout (a callback's) and counts as an evaluation only.
+an evaluation runs inside a rollout (a callback's) and counts as an evaluation only. It also counts the
+evaluations' episode steps: the policies decide how long an episode lasts, so how much evaluating there is.
 
 ``--also`` adds targets, a cell each: a grid of several cells, where each worker takes whole cells (the batched
 grid splits a cell's seeds across workers only where there are fewer cells than workers, as in a one-cell
