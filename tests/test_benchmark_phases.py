@@ -76,13 +76,15 @@ def test_the_evaluations_episode_steps_are_the_episodes_lengths():
     import numpy as np
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rltransfer.evaluation import run_episodes
+    from rltransfer.evaluation import Episodes, run_episodes
 
     gt = _benchmark()
     env = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
     phases = gt.Phases()
+    original = Episodes.stepped
     with phases.timing():
         returns = run_episodes(env, lambda obs: np.zeros(len(obs), dtype=np.int64), episodes=3, base_seed=5)
+    assert Episodes.stepped is original
     assert len(returns) == 3 and len(set(returns.tolist())) > 1  # episodes of different lengths
     assert phases.episode_steps == int(returns.sum())
     assert phases.seconds["evaluation"] == 0.0  # run_episodes alone is not one of the timed methods
