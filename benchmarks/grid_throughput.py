@@ -214,17 +214,17 @@ class Phases:
     def timing(self) -> Iterator[None]:
         from rltransfer.evaluation import Episodes
 
-        methods = _phase_methods()
-        saved = [(owner, name, vars(owner)[name]) for _, owner, name in methods]
-        saved.append((Episodes, "stepped", Episodes.stepped))
-        for (phase, _, _), (owner, name, fn) in zip(methods, saved):
+        saved = [(phase, owner, name, vars(owner)[name]) for phase, owner, name in _phase_methods()]
+        stepped = Episodes.stepped
+        for phase, owner, name, fn in saved:
             setattr(owner, name, self._timed(phase, fn))
-        Episodes.stepped = self._counted(saved[-1][2])  # type: ignore[method-assign]
+        Episodes.stepped = self._counted(stepped)  # type: ignore[method-assign]
         try:
             yield
         finally:
-            for owner, name, fn in saved:
+            for _, owner, name, fn in saved:
                 setattr(owner, name, fn)
+            Episodes.stepped = stepped  # type: ignore[method-assign]
 
     def line(self, wall: float) -> str:
         parts = [f"{p} {self.seconds[p]:.1f} s" for p in PHASES]
