@@ -1,0 +1,136 @@
+"""PPO's update alone, one SB3 ``PPO.train`` per seed against the batched engine's one update for all seeds,
+by the network's activation.
+
+    python benchmarks/update_throughput.py [--config docs/results/cartpole/config.yaml] [--task very-long-heavy]
+        [--seeds 10] [--rounds 4] [--activation tanh relu] [--set KEY=VALUE ...]
+
+The same networks, hyperparameters and rollouts each way: ``--seeds`` PPO models of the config's agent
+(its encoder, trunks and head for one task, its hyperparameters, ``transfer.n_envs`` envs), built as
+pre-training builds a single-task model, each having learnt two rollouts (SB3's ``learn`` one by one, the
+batched engine's for all). Then, round after round, each model's ``train()`` (SB3's update: ``n_epochs``
+passes over its rollout) one after another, and the batched engine's ``_train`` of as many seeds
+(:class:`~rltransfer.agents.batched_ppo.BatchedPPO`), the order alternating between rounds. No env is
+stepped while timing: this is the update's arithmetic and per-operation overhead, without rollouts,
+evaluations or writing results (``benchmarks/grid_throughput.py --phases`` gives every phase of a grid).
+
+Prints, per activation, the best round's milliseconds a minibatch (SB3: one seed's; batched: all seeds'),
+their ratio, and for one update each way the shares of the operators' time (torch's profiler, self time)
+taken by the activation's forward and backward and by the matrix products. Batching divides the
+per-operation overhead, paid once for all seeds instead of once per seed; the work per element, in the
+products and the activation, is the same both ways, so the larger its share of the batched update, the
+less is left for batching to shrink. The profiler adds a cost to every operator, more to a small one than
+to a large one: its shares are a guide, the wall times the measurement. Comparing activations (``relu``
+against ``tanh``) gives what the activation costs in wall time. On an AMD CPU torch's ``tanh`` runs the
+math library's generic vector kernel, several nanoseconds an element (``py-spy record --native`` names it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+ACTIVATION_OPS = {
+    "tanh": ("aten::tanh", "aten::tanh_backward"),
+    "relu": ("aten::relu", "aten::threshold_backward"),
+    "elu": ("aten::elu", "aten::elu_backward"),
+}
+"""The operators of each activation's forward and backward pass (torch 2.13's names)."""
+
+
+def build(config: str, task: str, seeds: int, activation: str, overrides: list[str]) -> list:
+    from rltransfer.agent_factory import architecture, build_model
+    from rltransfer.pretraining import source_env
+    from rltransfer.validation import setup_of
+
+    sets = [*overrides, f"agent.encoder.activation={activation}", f"source_tasks=[{task}]", f"target_tasks=[{task}]"]
+    setup = setup_of(config, sets)
+    cfg = setup.config
+    models = []
+    for seed in range(seeds):
+        env = source_env(setup, cfg.transfer.n_envs)
+        models.append(build_model(cfg.agent, env, architecture(cfg.agent, [task], env.layout), seed=seed))
+    return models
+
+
+PRODUCTS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+"""The matrix products (the layers' forward and backward)."""
+
+
+def shares(update: Callable[[], object], activation: str) -> tuple[float, float]:
+    """The shares of one update's operator time (torch's profiler, self time) taken by the activation's
+    forward and backward and by the matrix products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        update()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or float("nan")
+    act = sum(e.self_cpu_time_total for e in events if e.key in ACTIVATION_OPS[activation])
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS)
+    return act / total, products / total
+
+
+def measure(args: argparse.Namespace, activation: str) -> str:
+    """The two ways' update times with ``activation``, side by side (``args``: the command line's)."""
+    from rltransfer.agents.batched_ppo import BatchedPPO
+
+    sb3 = build(args.config, args.task, args.seeds, activation, args.set)
+    m = sb3[0]
+    steps = 2 * m.n_steps * m.n_envs  # two rollouts and updates: the buffers full, Adam's moments warm
+    for model in sb3:
+        model.learn(steps)
+    engine = BatchedPPO(build(args.config, args.task, args.seeds, activation, args.set)).learn(steps)
+    seeds = list(range(args.seeds))
+    minibatches = m.n_epochs * -(-m.n_steps * m.n_envs // m.batch_size)
+
+    def one_by_one() -> float:
+        start = time.perf_counter()
+        for model in sb3:
+            model.train()
+        return (time.perf_counter() - start) / minibatches / args.seeds * 1e3
+
+    def batched() -> float:
+        start = time.perf_counter()
+        engine._train(seeds)
+        return (time.perf_counter() - start) / minibatches * 1e3
+
+    times: dict[str, list[float]] = {"sb3": [], "batched": []}
+    for r in range(args.rounds):
+        order = [("sb3", one_by_one), ("batched", batched)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            times[name].append(fn())
+    s, b = min(times["sb3"]), min(times["batched"])
+    one = shares(m.train, activation)
+    every = shares(lambda: engine._train(seeds), activation)
+    return (
+        f"{activation}: SB3 {s:.2f} ms a minibatch of one seed, batched {b:.2f} ms a minibatch of "
+        f"{args.seeds}: {args.seeds * s / b:.2f}x (rounds: SB3 {', '.join(f'{t:.2f}' for t in times['sb3'])}; "
+        f"batched {', '.join(f'{t:.2f}' for t in times['batched'])})\n"
+        f"  share of the operators' time, SB3 / batched: {activation} {100 * one[0]:.0f}% / {100 * every[0]:.0f}%, "
+        f"matrix products {100 * one[1]:.0f}% / {100 * every[1]:.0f}%"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="docs/results/cartpole/config.yaml")
+    ap.add_argument("--task", default="very-long-heavy")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--activation", nargs="+", default=["tanh", "relu"], choices=sorted(ACTIVATION_OPS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
+    args = ap.parse_args()
+    if args.seeds < 1 or args.rounds < 1:
+        ap.error("--seeds and --rounds must be at least 1")
+    torch.set_num_threads(1)
+    print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({platform.machine()})")
+    for activation in args.activation:
+        print(measure(args, activation), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""``benchmarks/update_throughput.py``: PPO's update one seed at a time against the batched engine's. What it
+must get right: the operators it sums for an activation and for the matrix products are the ones torch
+runs (a renamed operator would silently count nothing), and a short measurement runs both ways."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from rltransfer.agents.encoders import ACTIVATIONS
+from rltransfer.agents.stacked import grouped_linear
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("update_throughput", ROOT / "benchmarks" / "update_throughput.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("update_throughput", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _operators(fn) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_the_operators_it_counts_are_the_ones_torch_runs(activation):
+    ut = _benchmark()
+    assert set(ut.ACTIVATION_OPS) == set(ACTIVATIONS)  # every activation a config may name
+    layer = torch.nn.Linear(4, 8)
+    weight = torch.randn(3, 8, 4, requires_grad=True)
+
+    def forward_and_backward() -> None:
+        x = torch.randn(6, 4)
+        y = ACTIVATIONS[activation]()(layer(x)).sum() + grouped_linear(x, weight, None).sum()
+        y.backward()
+
+    ran = _operators(forward_and_backward)
+    assert set(ut.ACTIVATION_OPS[activation]) <= ran
+    assert {"aten::addmm", "aten::bmm"} <= ran & set(ut.PRODUCTS)
+
+
+def test_a_short_measurement_times_both_ways():
+    ut = _benchmark()
+    args = argparse.Namespace(
+        config=str(ROOT / "docs/results/cartpole/config.yaml"), task="medium", seeds=2, rounds=2, set=[]
+    )
+    line = ut.measure(args, "relu")
+    assert line.startswith("relu: SB3 ") and "a minibatch of 2: " in line and "matrix products" in line and "share of" in line
