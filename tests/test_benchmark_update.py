@@ -57,4 +57,9 @@ def test_a_short_measurement_times_both_ways():
         config=str(ROOT / "docs/results/cartpole/config.yaml"), task="medium", seeds=2, rounds=2, set=[]
     )
     line = ut.measure(args, "relu")
-    assert line.startswith("relu: SB3 ") and "a minibatch of 2: " in line and "matrix products" in line and "share of" in line
+    assert (
+        line.startswith("relu: SB3 ")
+        and "a minibatch of 2: " in line
+        and "matrix products" in line
+        and "share of" in line
+    )
