@@ -1,10 +1,31 @@
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def load_benchmark():
+    """``load(name)``: the script ``benchmarks/<name>.py`` as a module (``benchmarks/`` is not a package), for
+    the tests of what a benchmark computes."""
+    return _load_benchmark
+
+
+def _load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -5,24 +5,9 @@ originals back afterwards."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("grid_throughput", ROOT / "benchmarks" / "grid_throughput.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("grid_throughput", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_phase_in_itself_counts_once_and_one_in_another_is_taken_off_the_outer():
-    gt = _benchmark()
+def test_a_phase_in_itself_counts_once_and_one_in_another_is_taken_off_the_outer(load_benchmark):
+    gt = load_benchmark("grid_throughput")
     now = [0.0]
     phases = gt.Phases(clock=lambda: now[0])
 
@@ -52,8 +37,8 @@ def test_a_phase_in_itself_counts_once_and_one_in_another_is_taken_off_the_outer
     )
 
 
-def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back():
-    gt = _benchmark()
+def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back(load_benchmark):
+    gt = load_benchmark("grid_throughput")
     named = {(phase, getattr(owner, "__name__", ""), name) for phase, owner, name in gt._phase_methods()}
     for expected in [
         ("update", "PPO", "train"), ("update", "SAC", "train"), ("update", "DQN", "train"),
@@ -69,7 +54,7 @@ def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back(
     assert all(vars(owner)[name] is fn for owner, name, fn in before)
 
 
-def test_the_evaluations_episode_steps_are_the_episodes_lengths():
+def test_the_evaluations_episode_steps_are_the_episodes_lengths(load_benchmark):
     """CartPole pays 1 a step, so an episode's return is its length: the steps counted while timing are the
     returns' sum, and none are counted of an env whose episode ended while its wave goes on."""
     import gymnasium as gym
@@ -78,7 +63,7 @@ def test_the_evaluations_episode_steps_are_the_episodes_lengths():
 
     from rltransfer.evaluation import Episodes, run_episodes
 
-    gt = _benchmark()
+    gt = load_benchmark("grid_throughput")
     env = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
     phases = gt.Phases()
     original = Episodes.stepped

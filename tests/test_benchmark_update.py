@@ -5,8 +5,6 @@ runs (a renamed operator would silently count nothing), and a short measurement 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,6 @@ from rltransfer.agents.stacked import grouped_linear
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("update_throughput", ROOT / "benchmarks" / "update_throughput.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("update_throughput", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _operators(fn) -> set[str]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
@@ -35,8 +24,8 @@ def _operators(fn) -> set[str]:
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_the_operators_it_counts_are_the_ones_torch_runs(activation):
-    ut = _benchmark()
+def test_the_operators_it_counts_are_the_ones_torch_runs(activation, load_benchmark):
+    ut = load_benchmark("update_throughput")
     assert set(ut.ACTIVATION_OPS) == set(ACTIVATIONS)  # every activation a config may name
     layer = torch.nn.Linear(4, 8)
     weight = torch.randn(3, 8, 4, requires_grad=True)
@@ -51,8 +40,8 @@ def test_the_operators_it_counts_are_the_ones_torch_runs(activation):
     assert {"aten::addmm", "aten::bmm"} <= ran & set(ut.PRODUCTS)
 
 
-def test_a_short_measurement_times_both_ways():
-    ut = _benchmark()
+def test_a_short_measurement_times_both_ways(load_benchmark):
+    ut = load_benchmark("update_throughput")
     args = argparse.Namespace(
         config=str(ROOT / "docs/results/cartpole/config.yaml"), task="medium", seeds=2, rounds=2, set=[]
     )
