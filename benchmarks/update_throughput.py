@@ -30,6 +30,7 @@ import argparse
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -41,17 +42,28 @@ ACTIVATION_OPS = {
 """The operators of each activation's forward and backward pass (torch 2.13's names)."""
 
 
-def build(config: str, task: str, seeds: int, activation: str, overrides: list[str]) -> list:
-    from rltransfer.agent_factory import architecture, build_model
-    from rltransfer.pretraining import source_env
+def setup(config: str, task: str, activation: str, overrides: list[str]) -> Any:
+    """The config (with ``overrides``) for one task, its network's activation ``activation``, validated; a
+    config whose agent is not PPO is refused (ValueError)."""
     from rltransfer.validation import setup_of
 
     sets = [*overrides, f"agent.encoder.activation={activation}", f"source_tasks=[{task}]", f"target_tasks=[{task}]"]
-    setup = setup_of(config, sets)
-    cfg = setup.config
+    resolved = setup_of(config, sets)
+    if resolved.config.agent.algo != "ppo":
+        raise ValueError(f"{config}: its agent is {resolved.config.agent.algo}; this benchmark times PPO's update")
+    return resolved
+
+
+def build(resolved: Any, task: str, seeds: int) -> list:
+    """``seeds`` PPO models of the resolved config's agent for ``task``, seeds 0, 1, ..., as pre-training
+    builds a single-task model."""
+    from rltransfer.agent_factory import architecture, build_model
+    from rltransfer.pretraining import source_env
+
+    cfg = resolved.config
     models = []
     for seed in range(seeds):
-        env = source_env(setup, cfg.transfer.n_envs)
+        env = source_env(resolved, cfg.transfer.n_envs)
         models.append(build_model(cfg.agent, env, architecture(cfg.agent, [task], env.layout), seed=seed))
     return models
 
@@ -78,12 +90,13 @@ def measure(args: argparse.Namespace, activation: str) -> str:
     """The two ways' update times with ``activation``, side by side (``args``: the command line's)."""
     from rltransfer.agents.batched_ppo import BatchedPPO
 
-    sb3 = build(args.config, args.task, args.seeds, activation, args.set)
+    resolved = setup(args.config, args.task, activation, args.set)
+    sb3 = build(resolved, args.task, args.seeds)
     m = sb3[0]
     steps = 2 * m.n_steps * m.n_envs  # two rollouts and updates: the buffers full, Adam's moments warm
     for model in sb3:
         model.learn(steps)
-    engine = BatchedPPO(build(args.config, args.task, args.seeds, activation, args.set)).learn(steps)
+    engine = BatchedPPO(build(resolved, args.task, args.seeds)).learn(steps)
     seeds = list(range(args.seeds))
     minibatches = m.n_epochs * -(-m.n_steps * m.n_envs // m.batch_size)
 
@@ -126,6 +139,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.seeds < 1 or args.rounds < 1:
         ap.error("--seeds and --rounds must be at least 1")
+    for activation in args.activation:  # a wrong config, task or override: said before anything is timed
+        try:
+            setup(args.config, args.task, activation, args.set)
+        except Exception as err:  # the config's own message (a ConfigError, a missing file, not PPO)
+            ap.error(str(err))
     torch.set_num_threads(1)
     print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({platform.machine()})")
     for activation in args.activation:

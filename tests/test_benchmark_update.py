@@ -52,3 +52,21 @@ def test_a_short_measurement_times_both_ways(load_benchmark):
         and "matrix products" in line
         and "share of" in line
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--config", str(ROOT / "configs/pendulum.yaml"), "--task", "mid"], "this benchmark times PPO's update"),
+        (["--task", "no-such-task"], "no-such-task"),
+        (["--seeds", "0"], "--seeds and --rounds must be at least 1"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_before_timing(argv, says, load_benchmark, monkeypatch, capsys):
+    ut = load_benchmark("update_throughput")
+    monkeypatch.setattr("sys.argv", ["update_throughput.py", *argv])
+    with pytest.raises(SystemExit) as stop:
+        ut.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
