@@ -86,11 +86,13 @@ def shares(update: Callable[[], object], activation: str) -> tuple[float, float]
     return act / total, products / total
 
 
-def measure(args: argparse.Namespace, activation: str) -> str:
-    """The two ways' update times with ``activation``, side by side (``args``: the command line's)."""
+def measure(args: argparse.Namespace, activation: str, resolved: Any = None) -> str:
+    """The two ways' update times with ``activation``, side by side (``args``: the command line's;
+    ``resolved``: its :func:`setup` for ``activation``, where the caller has it)."""
     from rltransfer.agents.batched_ppo import BatchedPPO
 
-    resolved = setup(args.config, args.task, activation, args.set)
+    if resolved is None:
+        resolved = setup(args.config, args.task, activation, args.set)
     sb3 = build(resolved, args.task, args.seeds)
     m = sb3[0]
     steps = 2 * m.n_steps * m.n_envs  # two rollouts and updates: the buffers full, Adam's moments warm
@@ -139,15 +141,17 @@ def main() -> None:
     args = ap.parse_args()
     if args.seeds < 1 or args.rounds < 1:
         ap.error("--seeds and --rounds must be at least 1")
+    resolved = {}
     for activation in args.activation:  # a wrong config, task or override: said before anything is timed
         try:
-            setup(args.config, args.task, activation, args.set)
+            resolved[activation] = setup(args.config, args.task, activation, args.set)
         except Exception as err:  # the config's own message (a ConfigError, a missing file, not PPO)
             ap.error(str(err))
     torch.set_num_threads(1)
-    print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({platform.machine()})")
+    where = platform.processor() or platform.machine()
+    print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({where})")
     for activation in args.activation:
-        print(measure(args, activation), flush=True)
+        print(measure(args, activation, resolved[activation]), flush=True)
 
 
 if __name__ == "__main__":
