@@ -81,10 +81,11 @@ def _check_families(names: list[str]) -> int:
     from rltransfer.envs import get_family
     from rltransfer.envs.checks import check_family
 
+    families = [get_family(name) for name in names]  # an unknown name: told before any check's output
     failed = 0
-    for name in names:
+    for name, family in zip(names, families):
         print(f"{name}:")
-        for check in check_family(get_family(name)):
+        for check in check_family(family):
             failed += not check.ok
             print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}" + (f": {check.detail}" if check.detail else ""))
     print(f"{failed} check(s) failed" if failed else "every check passed")

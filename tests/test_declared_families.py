@@ -204,6 +204,12 @@ def test_a_plugin_module_imported_first_loads_its_own_entry_points(tmp_path):
     assert res.returncode == 0 and res.stdout.split() == ["True", "demo-poles", "True"], res.stderr
 
 
+def test_families_check_of_an_unknown_family_says_so_before_any_output(capsys):
+    assert main(["families", "--check", "no-such-family"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "unknown family 'no-such-family'" in err and "cartpole" in err
+
+
 def test_families_check_passes_a_sound_family_and_catches_broken_ones(capsys):
     assert main(["families", "--check", str(DECLARED)]) == 0
     assert "every check passed" in capsys.readouterr().out
