@@ -136,6 +136,34 @@ def _typed(value: float, p: Mapping[str, Any]) -> float | int:
     return int(round(value)) if p.get("integer") else float(value)
 
 
+def _refused(spec: Mapping[str, Any], builder: DeclaredBuilder, where: str) -> str:
+    """Which declared constructor argument the env's creator does not take, named by its key in the
+    declaration with a close name and the arguments it takes; "" where its signature does not tell (it
+    takes ``**kwargs``, or is not inspectable)."""
+    import inspect
+
+    from gymnasium.envs.registration import load_env_creator
+
+    entry = gym.spec(spec["env_id"]).entry_point
+    try:
+        creator: Any = load_env_creator(entry) if isinstance(entry, str) else entry
+        signature = inspect.signature(creator)
+    except (TypeError, ValueError, ImportError, AttributeError):  # None, or a creator inspect cannot read
+        return ""
+    taken = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken.values()):
+        return ""
+    given = [(f"kwargs.{k}", k) for k in builder.kwargs]
+    given += [(f"parameters.{n}.kwarg", p["kwarg"]) for n, p in builder.parameters.items() if p.get("kwarg")]
+    for key, arg in given:
+        if arg not in taken:
+            return (
+                f"{where}, {key}: '{spec['env_id']}' takes no constructor argument '{arg}'{did_you_mean(arg, taken)}; "
+                f"it takes: {', '.join(taken)}"
+            )
+    return ""
+
+
 def declared_family(spec: Mapping[str, Any]) -> Family:
     """The family ``spec`` declares, checked against the real env: the id is registered, every
     constructor argument is accepted and every attribute exists and holds a number."""
@@ -156,7 +184,9 @@ def declared_family(spec: Mapping[str, Any]) -> Family:
             p["kwarg"]: _typed(defaults[n], p) for n, p in builder.parameters.items() if p.get("kwarg")
         }})  # fmt: skip
     except TypeError as err:
-        raise TaskError(f"{where}: '{spec['env_id']}' refuses its constructor arguments: {err}") from None
+        raise TaskError(
+            _refused(spec, builder, where) or f"{where}: '{spec['env_id']}' refuses its constructor arguments: {err}"
+        ) from None
     try:
         for n, p in builder.parameters.items():
             if p.get("attribute"):

@@ -16,9 +16,9 @@ import yaml
 
 from rltransfer.cli import main
 from rltransfer.config import FamilySpec, load_config
-from rltransfer.envs import Family, Parameter, get_family, register_declared
+from rltransfer.envs import Family, Parameter, TaskError, get_family, register_declared
 from rltransfer.envs.checks import check_family, trajectory
-from rltransfer.envs.declared import parse_path, read, write
+from rltransfer.envs.declared import declared_family, parse_path, read, write
 from rltransfer.errors import ConfigError
 from rltransfer.validation import resolve, validate
 
@@ -76,7 +76,10 @@ def test_attribute_paths_set_and_scale_nested_array_elements():
         ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "attribute": "lenght"}}},
          "has no attribute 'lenght' (did you mean 'length'?)"),
         ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "attribute": "spec"}}}, "not a number"),
-        ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "kwarg": "pole"}}}, "refuses its constructor"),
+        ({"parameters": {"length": {"default": 0.5, "low": 0.1, "high": 3, "kwarg": "pole"}}},
+         "parameters.length.kwarg: 'CartPole-v1' takes no constructor argument 'pole'; it takes: sutton_barto_reward, render_mode"),
+        ({"kwargs": {"sutton_barto_rewards": True}},
+         "kwargs.sutton_barto_rewards: 'CartPole-v1' takes no constructor argument 'sutton_barto_rewards' (did you mean 'sutton_barto_reward'?)"),
         ({"derived": "nowhere.module:fn"}, "cannot import it"),
     ],
 )  # fmt: skip
@@ -88,6 +91,19 @@ def test_a_declaration_is_checked_against_the_real_env(changes, message):
     with pytest.raises(ConfigError) as err:
         validate(load_config(cfg))
     assert "config key 'families[0]'" in str(err.value) and message in str(err.value)
+
+
+def test_a_constructor_taking_any_keyword_refuses_with_its_own_message():
+    def make(**kwargs):  # a creator whose signature cannot tell which arguments it takes
+        raise TypeError(f"unexpected {sorted(kwargs)}")
+
+    gym.register("RltransferTest/AnyKeyword-v0", entry_point=make)
+    try:
+        data = {**yaml.safe_load(DECLARED.read_text()), "env_id": "RltransferTest/AnyKeyword-v0", "kwargs": {"x": 1}}
+        with pytest.raises(TaskError, match=r"refuses its constructor arguments: unexpected \['x'\]"):
+            declared_family(data)
+    finally:
+        del gym.registry["RltransferTest/AnyKeyword-v0"]
 
 
 def test_a_config_names_a_family_file_and_its_resolved_config_holds_the_declaration(tmp_path):
