@@ -55,7 +55,7 @@ from rltransfer.store.reuse import (
     find_reusable,
 )
 from rltransfer.strategies import plan_of
-from rltransfer.validation import Setup, resolve, validate
+from rltransfer.validation import Setup, resolve, untrained_warning, validate
 
 
 @dataclass
@@ -367,6 +367,8 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
+    if echo and (untrained := untrained_warning(cfg)):
+        print(untrained, file=sys.stderr)
     workers = resolve_workers(cfg.runner.workers)
     run_dir = cfg.run_dir
     check_writable(run_dir)

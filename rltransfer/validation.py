@@ -200,6 +200,29 @@ def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task
         env.close()
 
 
+def untrained_warning(config: ExperimentConfig) -> str:
+    """A warning where a run's budget (``transfer.timesteps``) ends before its algorithm's first update, or "":
+    PPO updates once a rollout (``n_steps`` x ``transfer.n_envs`` steps) is collected, and a run stops at its
+    budget, mid-rollout; SAC and DQN update only after ``learning_starts`` steps. Below that no run trains, and
+    every trained strategy reports the policy it started from."""
+    hyper = config.agent.hyperparams
+    defaults = inspect.signature(algo_class(config.agent.algo).__init__).parameters
+    budget = config.transfer.timesteps
+    if config.agent.algo == "ppo":
+        n_steps = hyper.get("n_steps", defaults["n_steps"].default)
+        first = n_steps * config.transfer.n_envs
+        what = f"one PPO rollout (n_steps {n_steps:,} x transfer.n_envs {config.transfer.n_envs}: {first:,} steps)"
+    else:
+        first = hyper.get("learning_starts", defaults["learning_starts"].default)
+        what = f"{config.agent.algo.upper()}'s learning_starts ({first:,} steps)"
+    if budget >= first:
+        return ""
+    return (
+        f"warning: transfer.timesteps ({budget:,}) is below {what}: no run is updated, and every trained "
+        "strategy reports the policy it starts from"
+    )
+
+
 def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
     """The encoder must accept its arguments and the tasks' observations: built on torch's meta device,
     which checks its sizes against the observation space and allocates and draws nothing."""

@@ -563,6 +563,36 @@ def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tm
     assert results(runs[2]) == results(runs[1])
 
 
+def test_a_budget_below_the_first_update_is_warned_of_and_trains_nothing(finished, tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    from rltransfer.config import load_config
+    from rltransfer.validation import untrained_warning
+
+    cfg, res = finished
+    short = {**cfg["transfer"], "timesteps": 48, "strategies": ["scratch"]}  # a rollout: 64 steps x 1 env
+    c = {**cfg, "output_dir": str(tmp_path / "runs"), "transfer": short, "evaluation": {"every": 16, "episodes": 2}}
+    run_dir = rltransfer.run_experiment(c, progress=False, echo=True).run_dir
+    err = capsys.readouterr().err
+    assert (
+        "warning: transfer.timesteps (48) is below one PPO rollout (n_steps 64 x transfer.n_envs 1: 64 steps): "
+        "no run is updated" in err
+    )
+    assert PPO.load(run_dir / "runs/very-long-heavy/scratch/seed-0/model.zip")._n_updates == 0
+    assert PPO.load(res.run_dir / "runs/very-long-heavy/scratch/seed-0/model.zip")._n_updates > 0  # 256 steps
+    assert untrained_warning(load_config(cfg)) == ""  # the finished experiment's 256 steps: four rollouts
+
+
+def test_the_first_update_of_sac_waits_for_learning_starts():
+    from rltransfer.config import load_config
+    from rltransfer.validation import untrained_warning
+
+    sac = {"family": "pendulum", "agent": {"algo": "sac"}, "transfer": {"timesteps": 99}}
+    assert "below SAC's learning_starts (100 steps)" in untrained_warning(load_config(sac))
+    sac["agent"]["hyperparams"] = {"learning_starts": 50}
+    assert untrained_warning(load_config(sac)) == ""
+
+
 def test_two_workers_give_bit_identical_results_to_one(finished, tmp_path):
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"workers": 2}}
