@@ -173,7 +173,30 @@ class MultiTaskVecEnv(DummyVecEnv):
             t = self.slot_tasks[slot]
             info["task"], info["task_id"] = self.task_names[t], self.head_ids[t]
 
+    @property
+    def can_pause(self) -> bool:
+        """Whether :meth:`pause` saves work: the sub-envs step one by one (no vector build)."""
+        return self._vector is None
+
+    def pause(self, slots: Sequence[int]) -> None:
+        """Sub-envs ``slots`` are not stepped again until the next :meth:`reset`: each step leaves their
+        observation as it is, with reward 0 and no end. For an evaluation's envs whose episode has ended
+        (their further steps would be thrown away); the other sub-envs step as before. Only where
+        :attr:`can_pause`."""
+        assert self._vector is None
+        for slot in slots:
+            if not isinstance(self.envs[slot], _Paused):
+                self.envs[slot] = _Paused(self.envs[slot], self._raw_obs[slot].copy())
+
+    def _unpause(self) -> None:
+        self.envs = [env.env if isinstance(env, _Paused) else env for env in self.envs]
+
+    def close(self) -> None:
+        self._unpause()
+        super().close()
+
     def reset(self):
+        self._unpause()
         if self._vector is None:
             obs = super().reset()
         else:
@@ -230,6 +253,26 @@ class MultiTaskVecEnv(DummyVecEnv):
                 self.episode_lengths[name].append(int(episode["l"]))
                 self.episodes_finished += 1
         return obs, rewards, dones, infos
+
+
+class _Paused(gym.Wrapper):
+    """A sub-env :meth:`MultiTaskVecEnv.pause` holds still: its step leaves the env alone and returns the
+    observation it had, reward 0, no end; everything else (attributes, methods) is the env's."""
+
+    def __init__(self, env: gym.Env, obs: np.ndarray):
+        super().__init__(env)
+        self._obs = obs
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return self._obs, 0.0, False, False, {}
+
+
+def pausable(env: VecEnv) -> MultiTaskVecEnv | None:
+    """The :class:`MultiTaskVecEnv` under ``env`` (itself, or under wrappers that pass their steps down to it,
+    :data:`JOINED_THROUGH`) where :meth:`~MultiTaskVecEnv.pause` saves work; None otherwise."""
+    while type(env) in JOINED_THROUGH:
+        env = cast(VecEnvWrapper, env).venv
+    return env if isinstance(env, MultiTaskVecEnv) and env.can_pause else None
 
 
 StepResult = tuple[Any, np.ndarray, np.ndarray, list[dict]]

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from rltransfer.agents.transfer_ppo import NonFiniteError
 from rltransfer.envs import Family, Task
-from rltransfer.envs.multitask import StepTogether
+from rltransfer.envs.multitask import StepTogether, pausable
 
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
@@ -51,6 +51,9 @@ class Episodes:
 
     def __init__(self, env: VecEnv, episodes: int, base_seed: int, max_steps: int = 100_000):
         self.env, self.episodes, self.base_seed, self.max_steps = env, episodes, base_seed, max_steps
+        self._pausable = pausable(env)
+        """Where the envs step one by one: an env whose episode of the wave has ended is paused until the next
+        wave (its steps would be thrown away). The others' steps, and the policy's inputs, are as before."""
         self._returns: list[float] = []
         self._start = 0
         if not self.done:
@@ -65,6 +68,8 @@ class Episodes:
         self._alive = np.zeros(n, dtype=bool)
         self._alive[: self._count] = True
         self._steps = 0
+        if self._pausable is not None and self._count < n:
+            self._pausable.pause(range(self._count, n))
 
     @property
     def done(self) -> bool:
@@ -77,6 +82,7 @@ class Episodes:
         """:meth:`step` from what the env's ``step`` returned (the env stepped with others)."""
         self.obs, rewards, dones, _ = result
         self._total += np.where(self._alive, rewards, 0.0)
+        ended = self._alive & dones
         self._alive &= ~dones
         self._steps += 1
         if not self._alive.any() or self._steps >= self.max_steps:
@@ -84,6 +90,8 @@ class Episodes:
             self._start += self.env.num_envs
             if not self.done:
                 self._wave()
+        elif self._pausable is not None and ended.any():
+            self._pausable.pause(np.flatnonzero(ended).tolist())
 
     @property
     def returns(self) -> np.ndarray:

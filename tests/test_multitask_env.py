@@ -114,3 +114,46 @@ def test_non_finite_observations_or_rewards_name_the_task():
     env.reset()
     with pytest.raises(TaskError, match="task 'bad' returned a non-finite reward"):
         env.step(np.zeros(2, dtype=np.int64))
+
+
+class _Counted(gym.Wrapper):
+    steps = 0  # every step of every instance: what an evaluation costs
+
+    def step(self, action):
+        _Counted.steps += 1
+        return self.env.step(action)
+
+
+def _counted_cartpole(p):
+    env = gym.make("CartPole-v1")
+    env.unwrapped.length, env.unwrapped.polemass_length = p["length"], env.unwrapped.masspole * p["length"]
+    return _Counted(env)
+
+
+@pytest.mark.parametrize("episodes", [8, 12])  # one full wave; a second wave of 4 in 8 envs
+def test_an_evaluation_steps_no_env_whose_episode_has_ended(monkeypatch, episodes):
+    from rltransfer.evaluation import run_episodes
+
+    fam = Family(
+        name="counted", parameters=[Parameter("length", 0.5, 0.2, 2.0)], build=_counted_cartpole,
+        tasks={"a": {}, "b": {"length": 1.2}}, source=["a"], targets=["b"],
+    )  # fmt: skip
+
+    def evaluate(pause: bool):
+        monkeypatch.setattr(MultiTaskVecEnv, "can_pause", property(lambda self: pause))
+        env = MultiTaskVecEnv(fam, [fam.task("b")], "context", envs_per_task=8)
+        rng = np.random.default_rng(0)
+
+        def act(obs):  # a draw for every env at every step, as a sampling policy's: episodes of many lengths
+            return (obs["obs"][:, 2] + 0.1 * rng.standard_normal(env.num_envs) > 0).astype(np.int64)
+
+        _Counted.steps = 0
+        returns = run_episodes(env, act, episodes, base_seed=7)
+        env.close()
+        return returns, _Counted.steps
+
+    (paused, stepped), (stepped_on, every_step) = evaluate(True), evaluate(False)
+    np.testing.assert_array_equal(paused, stepped_on)  # the same episodes, bit for bit
+    assert len(paused) == episodes and len(set(paused.tolist())) > 1
+    assert stepped == paused.sum()  # a CartPole step earns 1: each env stepped exactly through its episode
+    assert every_step > stepped
