@@ -9,8 +9,8 @@ on the policy (LunarLander's do) so does the cost of evaluating it.
     python benchmarks/evaluation_throughput.py [--publication docs/results/lunarlander] [--target moon]
         [--strategy finetune] [--seeds 10] [--rounds 2]
 
-Prints each round's seconds both ways and their ratio (the rounds alternate which way goes first), then the
-ratio of the totals.
+Prints each round's seconds both ways and their ratio (the rounds alternate which way goes first), the
+environment steps one evaluation of every seed took each way, then the ratio of the totals.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from rltransfer.bundle import load_bundle
 from rltransfer.evaluation import Evaluator, evaluate_together
 from rltransfer.transferring import build_target_agent, eval_env_factory
 from rltransfer.validation import setup_of
+
+
+def env_steps(evaluators: list[Evaluator]) -> int:
+    """The steps the evaluators' environments took: what every environment's ``Monitor`` counted (an episode's
+    steps, and those an environment took after its episode ended, which no return counts)."""
+    return sum(sum(ev._env.get_attr("total_steps")) for ev in evaluators if ev._env is not None)
 
 
 def main() -> None:
@@ -76,6 +82,9 @@ def main() -> None:
             f"round {n}: one by one {seconds['one by one']:.2f} s, together {seconds['together']:.2f} s: "
             f"{seconds['one by one'] / seconds['together']:.2f}x"
         )
+    print(
+        f"env steps of one evaluation of every seed: {env_steps(alone):,} one by one, {env_steps(together):,} together"
+    )
     where = platform.processor() or platform.machine()
     print(
         f"over {args.rounds} round(s): {totals[0]:.2f} s against {totals[1]:.2f} s, {totals[0] / totals[1]:.2f}x ({where})"
