@@ -267,14 +267,6 @@ class _Paused(gym.Wrapper):
         return self._obs, 0.0, False, False, {}
 
 
-def pausable(env: VecEnv) -> MultiTaskVecEnv | None:
-    """The :class:`MultiTaskVecEnv` under ``env`` (itself, or under wrappers that pass their steps down to it,
-    :data:`JOINED_THROUGH`) where :meth:`~MultiTaskVecEnv.pause` saves work; None otherwise."""
-    while type(env) in JOINED_THROUGH:
-        env = cast(VecEnvWrapper, env).venv
-    return env if isinstance(env, MultiTaskVecEnv) and env.can_pause else None
-
-
 StepResult = tuple[Any, np.ndarray, np.ndarray, list[dict]]
 
 
@@ -284,12 +276,25 @@ step from its env's ``step_wait``, once (a wrapper that stepped its env itself, 
 ``step_wait``, would be stepped alone)."""
 
 
-def vector_env(env: VecEnv) -> MultiTaskVecEnv | None:
-    """The :class:`MultiTaskVecEnv` with a family's vector build under ``env`` (itself, or under wrappers of
-    :data:`JOINED_THROUGH`), whose physics a joint step may step; None: there is none."""
+def _multitask_under(env: VecEnv) -> MultiTaskVecEnv | None:
+    """The :class:`MultiTaskVecEnv` under ``env``: itself, or under wrappers of :data:`JOINED_THROUGH`."""
     while type(env) in JOINED_THROUGH:
         env = cast(VecEnvWrapper, env).venv
-    return env if isinstance(env, MultiTaskVecEnv) and env._vector is not None else None
+    return env if isinstance(env, MultiTaskVecEnv) else None
+
+
+def vector_env(env: VecEnv) -> MultiTaskVecEnv | None:
+    """The :class:`MultiTaskVecEnv` with a family's vector build under ``env`` (:func:`_multitask_under`), whose
+    physics a joint step may step; None: there is none."""
+    under = _multitask_under(env)
+    return under if under is not None and under._vector is not None else None
+
+
+def pausable(env: VecEnv) -> MultiTaskVecEnv | None:
+    """The :class:`MultiTaskVecEnv` under ``env`` (:func:`_multitask_under`) where
+    :meth:`~MultiTaskVecEnv.pause` saves work; None otherwise."""
+    under = _multitask_under(env)
+    return under if under is not None and under.can_pause else None
 
 
 class StepTogether:
