@@ -2,7 +2,7 @@
 by the network's activation.
 
     python benchmarks/update_throughput.py [--config docs/results/cartpole/config.yaml] [--task very-long-heavy]
-        [--seeds 10] [--rounds 4] [--activation tanh relu] [--set KEY=VALUE ...]
+        [--seeds 10] [--rounds 4] [--activation tanh relu] [--compile] [--set KEY=VALUE ...]
 
 The same networks, hyperparameters and rollouts each way: ``--seeds`` PPO models of the config's agent
 (its encoder, trunks and head for one task, its hyperparameters, ``transfer.n_envs`` envs), built as
@@ -22,6 +22,13 @@ less is left for batching to shrink. The profiler adds a cost to every operator,
 to a large one: its shares are a guide, the wall times the measurement. Comparing activations (``relu``
 against ``tanh``) gives what the activation costs in wall time. On an AMD CPU torch's ``tanh`` runs the
 math library's generic vector kernel, several nanoseconds an element (``py-spy record --native`` names it).
+
+``--compile`` times a third way in the same rounds: the batched update with its minibatch's loss (forward
+pass, and through it the backward pass) compiled by ``torch.compile`` (TorchInductor's CPU code, which needs a
+C++ compiler; the compilation, in the first update, is not timed). It asks what a compiler would take off
+the batched update: fused elementwise work, and a ``tanh`` of its own instead of the math library's. The
+engine does not compile (a compiled update computes other bits, so a batched run would no longer match
+itself uncompiled); this only measures the head-room.
 """
 
 from __future__ import annotations
@@ -86,8 +93,18 @@ def shares(update: Callable[[], object], activation: str) -> tuple[float, float]
     return act / total, products / total
 
 
+def alternate(ways: list[tuple[str, Callable[[], float]]], rounds: int) -> dict[str, list[float]]:
+    """Each way's time in each of ``rounds`` rounds, the ways in their order in even rounds and reversed in
+    odd ones."""
+    times: dict[str, list[float]] = {name: [] for name, _ in ways}
+    for r in range(rounds):
+        for name, fn in ways if r % 2 == 0 else ways[::-1]:
+            times[name].append(fn())
+    return times
+
+
 def measure(args: argparse.Namespace, activation: str, resolved: Any = None) -> str:
-    """The two ways' update times with ``activation``, side by side (``args``: the command line's;
+    """The ways' update times with ``activation``, side by side (``args``: the command line's;
     ``resolved``: its :func:`setup` for ``activation``, where the caller has it)."""
     from rltransfer.agents.batched_ppo import BatchedPPO
 
@@ -108,26 +125,38 @@ def measure(args: argparse.Namespace, activation: str, resolved: Any = None) -> 
             model.train()
         return (time.perf_counter() - start) / minibatches / args.seeds * 1e3
 
-    def batched() -> float:
-        start = time.perf_counter()
-        engine._train(seeds)
-        return (time.perf_counter() - start) / minibatches * 1e3
+    def timed(engine: BatchedPPO) -> Callable[[], float]:
+        def batched() -> float:
+            start = time.perf_counter()
+            engine._train(seeds)
+            return (time.perf_counter() - start) / minibatches * 1e3
 
-    times: dict[str, list[float]] = {"sb3": [], "batched": []}
-    for r in range(args.rounds):
-        order = [("sb3", one_by_one), ("batched", batched)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            times[name].append(fn())
+        return batched
+
+    ways = [("sb3", one_by_one), ("batched", timed(engine))]
+    if args.compile:
+        compiled = BatchedPPO(build(resolved, args.task, args.seeds)).learn(steps)
+        compiled._minibatch = torch.compile(compiled._minibatch)  # type: ignore[method-assign]
+        compiled._train(seeds)  # compiles
+        ways.append(("compiled", timed(compiled)))
+    times = alternate(ways, args.rounds)
     s, b = min(times["sb3"]), min(times["batched"])
     one = shares(m.train, activation)
     every = shares(lambda: engine._train(seeds), activation)
-    return (
+    lines = [
         f"{activation}: SB3 {s:.2f} ms a minibatch of one seed, batched {b:.2f} ms a minibatch of "
         f"{args.seeds}: {args.seeds * s / b:.2f}x (rounds: SB3 {', '.join(f'{t:.2f}' for t in times['sb3'])}; "
-        f"batched {', '.join(f'{t:.2f}' for t in times['batched'])})\n"
+        f"batched {', '.join(f'{t:.2f}' for t in times['batched'])})",
         f"  share of the operators' time, SB3 / batched: {activation} {100 * one[0]:.0f}% / {100 * every[0]:.0f}%, "
-        f"matrix products {100 * one[1]:.0f}% / {100 * every[1]:.0f}%"
-    )
+        f"matrix products {100 * one[1]:.0f}% / {100 * every[1]:.0f}%",
+    ]
+    if args.compile:
+        c = min(times["compiled"])
+        lines.append(
+            f"  batched, loss compiled: {c:.2f} ms a minibatch of {args.seeds}: {args.seeds * s / c:.2f}x "
+            f"(rounds: {', '.join(f'{t:.2f}' for t in times['compiled'])})"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -137,6 +166,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--activation", nargs="+", default=["tanh", "relu"], choices=sorted(ACTIVATION_OPS))
+    ap.add_argument("--compile", action="store_true", help="also time the batched update with its loss compiled")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     args = ap.parse_args()
     if args.seeds < 1 or args.rounds < 1:

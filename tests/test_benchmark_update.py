@@ -40,10 +40,16 @@ def test_the_operators_it_counts_are_the_ones_torch_runs(activation, load_benchm
     assert {"aten::addmm", "aten::bmm"} <= ran & set(ut.PRODUCTS)
 
 
-def test_a_short_measurement_times_both_ways(load_benchmark):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_short_measurement_times_every_way(compiled, load_benchmark):
     ut = load_benchmark("update_throughput")
     args = argparse.Namespace(
-        config=str(ROOT / "docs/results/cartpole/config.yaml"), task="medium", seeds=2, rounds=2, set=[]
+        config=str(ROOT / "docs/results/cartpole/config.yaml"),
+        task="medium",
+        seeds=2,
+        rounds=2,
+        set=[],
+        compile=compiled,
     )
     line = ut.measure(args, "relu")
     assert (
@@ -52,6 +58,32 @@ def test_a_short_measurement_times_both_ways(load_benchmark):
         and "matrix products" in line
         and "share of" in line
     )
+    assert ("batched, loss compiled: " in line) == compiled
+
+
+def test_the_compiled_update_is_the_same_update_to_rounding(load_benchmark):
+    """What ``--compile`` times is the batched update, not another one: from the same state, one update
+    compiled and one not move every parameter alike, to rounding (not bit for bit: the compiled code rounds
+    otherwise)."""
+    from rltransfer.agents.batched_ppo import BatchedPPO
+
+    ut = load_benchmark("update_throughput")
+    resolved = ut.setup(str(ROOT / "docs/results/cartpole/config.yaml"), "medium", "tanh", [])
+    before, after = [], []
+    for compiled in (False, True):
+        engine = BatchedPPO(ut.build(resolved, "medium", 2)).learn(256)
+        for m in engine.models:
+            m._current_progress_remaining = 1.0  # the learning rate's start (its schedule ends at 0)
+        if compiled:
+            engine._minibatch = torch.compile(engine._minibatch)
+        before.append([p.detach().clone() for m in engine.models for p in m.policy.parameters()])
+        engine._train([0, 1])
+        after.append([p.detach().clone() for m in engine.models for p in m.policy.parameters()])
+    for a, b in zip(before[0], before[1], strict=True):
+        assert torch.equal(a, b)
+    assert any((a - b).abs().max() > 1e-4 for a, b in zip(before[0], after[0], strict=True))  # it trained
+    for a, b in zip(after[0], after[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
