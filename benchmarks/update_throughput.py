@@ -34,7 +34,9 @@ itself uncompiled); this only measures the head-room.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +93,12 @@ def shares(update: Callable[[], object], activation: str) -> tuple[float, float]
     act = sum(e.self_cpu_time_total for e in events if e.key in ACTIVATION_OPS[activation])
     products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS)
     return act / total, products / total
+
+
+def cxx() -> str | None:
+    """The C++ compiler ``torch.compile``'s CPU code is built with (TorchInductor's default: ``$CXX``, else
+    ``g++``), or None where there is none."""
+    return shutil.which(os.environ.get("CXX", "g++"))
 
 
 def alternate(ways: list[tuple[str, Callable[[], float]]], rounds: int) -> dict[str, list[float]]:
@@ -171,6 +179,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.seeds < 1 or args.rounds < 1:
         ap.error("--seeds and --rounds must be at least 1")
+    if args.compile and cxx() is None:
+        ap.error(f"--compile needs a C++ compiler (torch.compile builds its CPU code with $CXX, else g++): "
+                 f"'{os.environ.get('CXX', 'g++')}' is not on PATH")  # fmt: skip
     resolved = {}
     for activation in args.activation:  # a wrong config, task or override: said before anything is timed
         try:

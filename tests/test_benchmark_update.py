@@ -40,8 +40,15 @@ def test_the_operators_it_counts_are_the_ones_torch_runs(activation, load_benchm
     assert {"aten::addmm", "aten::bmm"} <= ran & set(ut.PRODUCTS)
 
 
+def _needs_a_compiler(load_benchmark) -> None:
+    if load_benchmark("update_throughput").cxx() is None:
+        pytest.skip("torch.compile's CPU code needs a C++ compiler ($CXX, else g++)")
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_a_short_measurement_times_every_way(compiled, load_benchmark):
+    if compiled:
+        _needs_a_compiler(load_benchmark)
     ut = load_benchmark("update_throughput")
     args = argparse.Namespace(
         config=str(ROOT / "docs/results/cartpole/config.yaml"),
@@ -67,6 +74,7 @@ def test_the_compiled_update_is_the_same_update_to_rounding(load_benchmark):
     otherwise)."""
     from rltransfer.agents.batched_ppo import BatchedPPO
 
+    _needs_a_compiler(load_benchmark)
     ut = load_benchmark("update_throughput")
     resolved = ut.setup(str(ROOT / "docs/results/cartpole/config.yaml"), "medium", "tanh", [])
     before, after = [], []
@@ -92,10 +100,12 @@ def test_the_compiled_update_is_the_same_update_to_rounding(load_benchmark):
         (["--config", str(ROOT / "configs/pendulum.yaml"), "--task", "mid"], "this benchmark times PPO's update"),
         (["--task", "no-such-task"], "no-such-task"),
         (["--seeds", "0"], "--seeds and --rounds must be at least 1"),
+        (["--compile"], "--compile needs a C++ compiler"),
     ],
 )
 def test_bad_input_is_refused_with_a_message_before_timing(argv, says, load_benchmark, monkeypatch, capsys):
     ut = load_benchmark("update_throughput")
+    monkeypatch.setenv("CXX", "no-such-compiler")  # only --compile asks for one
     monkeypatch.setattr("sys.argv", ["update_throughput.py", *argv])
     with pytest.raises(SystemExit) as stop:
         ut.main()
