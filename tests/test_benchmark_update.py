@@ -67,6 +67,7 @@ def test_a_short_measurement_times_every_way(compiled, load_benchmark):
     )
     assert ("batched, loss compiled: " in line) == compiled
     assert ("% of its operators' time" in line) == compiled
+    assert ("its first update, compiling, " in line) == compiled
 
 
 def test_the_compiled_update_is_the_same_update_to_rounding(load_benchmark):
