@@ -36,9 +36,7 @@ would no longer match itself uncompiled); this only measures the head-room.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -98,9 +96,15 @@ def shares(update: Callable[[], object], activation: str) -> tuple[float, float]
 
 
 def cxx() -> str | None:
-    """The C++ compiler ``torch.compile``'s CPU code is built with (TorchInductor's default: ``$CXX``, else
-    ``g++``), or None where there is none."""
-    return shutil.which(os.environ.get("CXX", "g++"))
+    """The C++ compiler ``torch.compile``'s CPU code would be built with (TorchInductor's own search:
+    ``$CXX``, else ``g++``), or None where it finds none."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        return get_cpp_compiler()
+    except InvalidCxxCompiler:
+        return None
 
 
 def alternate(ways: list[tuple[str, Callable[[], float]]], rounds: int) -> dict[str, list[float]]:
@@ -186,8 +190,8 @@ def main() -> None:
     if args.seeds < 1 or args.rounds < 1:
         ap.error("--seeds and --rounds must be at least 1")
     if args.compile and cxx() is None:
-        ap.error(f"--compile needs a C++ compiler (torch.compile builds its CPU code with $CXX, else g++): "
-                 f"'{os.environ.get('CXX', 'g++')}' is not on PATH")  # fmt: skip
+        ap.error("--compile needs a C++ compiler (torch.compile builds its CPU code with one): TorchInductor "
+                 "found none (it looks for $CXX, else g++)")  # fmt: skip
     resolved = {}
     for activation in args.activation:  # a wrong config, task or override: said before anything is timed
         try:
