@@ -1,6 +1,8 @@
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -882,7 +884,10 @@ def test_a_damaged_bundle_is_said_and_runs_of_another_bundle_are_not_kept(finish
 @pytest.fixture
 def ray_cluster(tmp_path_factory, monkeypatch):
     """A real two-node Ray cluster on this machine (a head and a second node, one CPU each, each in its
-    own temporary directory), started and stopped here; yields its address."""
+    own temporary directory), started and stopped here; yields its address. Each ``ray start`` runs in a
+    session of its own, so the node's processes are that command's process group, and stopping kills those
+    groups alone: ``ray stop`` would kill every Ray process on the machine, other tests' clusters among
+    them (a test on another xdist worker lost its raylet so)."""
     pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
     ray_bin = Path(sys.executable).parent / "ray"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a test cluster on one machine, nothing to authenticate
@@ -898,12 +903,20 @@ def ray_cluster(tmp_path_factory, monkeypatch):
         [str(ray_bin), "start", "--head", f"--port={port}", f"--temp-dir={head}", "--include-dashboard=false", *common],
         [str(ray_bin), "start", f"--address={address}", f"--temp-dir={node}", *common],
     ]
+    groups = []  # each node's process group: its `ray start`'s pid
     try:
         for cmd in start:
-            subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=120)
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            )
+            groups.append(proc.pid)
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out
         yield address
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         shutil.rmtree(head, ignore_errors=True)
         shutil.rmtree(node, ignore_errors=True)
 
