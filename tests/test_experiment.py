@@ -886,8 +886,8 @@ def ray_cluster(tmp_path_factory, monkeypatch):
     """A real two-node Ray cluster on this machine (a head and a second node, one CPU each, each in its
     own temporary directory), started and stopped here; yields its address. Each ``ray start`` runs in a
     session of its own, so the node's processes are that command's process group, and stopping kills those
-    groups alone: ``ray stop`` would kill every Ray process on the machine, other tests' clusters among
-    them (a test on another xdist worker lost its raylet so)."""
+    groups alone: ``ray stop`` kills every Ray process on the machine, so a Ray test running on another
+    xdist worker would lose its raylet."""
     pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
     ray_bin = Path(sys.executable).parent / "ray"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a test cluster on one machine, nothing to authenticate
