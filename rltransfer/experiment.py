@@ -500,11 +500,16 @@ def _interruptible(
     """The one way an experiment stops on Ctrl-C or SIGTERM, pre-training or running its grid: ``stop``
     ends what is in flight (the pool's workers, Ray tasks) and records it, the manifest says
     "interrupted", and :class:`Interrupted` says what is kept and how to resume (``said``, given " by
-    SIGTERM" or ""). Yields the signal seen so far (:func:`_noticing_interrupts`)."""
+    SIGTERM" or ""). Yields the signal seen so far (:func:`_noticing_interrupts`). An error raised once a
+    signal was seen is the interrupt too: library code that calls back into Python (pydantic serialising
+    the manifest, torch building a tensor) reports the KeyboardInterrupt raised inside it as an error of
+    its own."""
     with _noticing_interrupts() as interrupt:
         try:
             yield interrupt
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as err:
+            if not isinstance(err, KeyboardInterrupt) and interrupt["seen"] is None:
+                raise
             stop()
             manifest.end("interrupted")
             manifest.write(run_dir)

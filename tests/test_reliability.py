@@ -381,3 +381,42 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     assert not (run_dir / "runs/very-long-heavy/scratch/seed-1/result.json").exists()  # no false failure kept
     assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+
+
+def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_path, monkeypatch, python_sigint):
+    # Ctrl-C while the grid writes its manifest: pydantic serialises the pre-trainings through a Python
+    # function (the manifest's field serializer), and reports a KeyboardInterrupt raised inside it as a
+    # PydanticSerializationError. The command ended with that traceback and exit 1 (seen in CI) instead of
+    # stopping as an interrupt does.
+    import rltransfer
+    from rltransfer.execution import backends as runner
+    from rltransfer.experiment import Interrupted
+    from rltransfer.source_gate import Pretraining
+
+    real_unit, real_to_dict = runner.execute_unit, Pretraining.to_dict
+    armed = {"now": False}
+
+    def finished(unit):
+        summaries = real_unit(unit)
+        armed["now"] = unit[0].key == "very-long-heavy/scratch/seed-0"  # the grid writes the manifest next
+        return summaries
+
+    def to_dict(self):
+        if armed["now"]:
+            armed["now"] = False
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, inside pydantic's serializer
+        return real_to_dict(self)
+
+    monkeypatch.setattr(runner, "execute_unit", finished)
+    monkeypatch.setattr(Pretraining, "to_dict", to_dict)
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, "mid-write")
+    with pytest.raises(Interrupted, match="re-run the same command to resume"):
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    run_dir = tmp_path / "runs" / "mid-write"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["runs"]["very-long-heavy/scratch/seed-0"]["status"] == "ok"  # finished: kept and counted
+    assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
