@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +18,14 @@ from tqdm.auto import tqdm
 from rltransfer.atomic import remove_stale_temps
 from rltransfer.bundle import load_bundle, package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import BundleError, GateError, Interrupted, UserInputError
+from rltransfer.errors import BundleError, GateError, UserInputError
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool, stop_workers
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.hardware import this_machine
+from rltransfer.interruption import Interruption, interruptible
 from rltransfer.pretraining import format_evaluation, pretrain
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
@@ -233,9 +231,12 @@ def _judge(
     return judged
 
 
-def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) -> list[Pretraining]:
-    """:func:`ensure_bundles`, stopped like the grid by Ctrl-C or SIGTERM (:func:`_interruptible`): the
-    pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
+def _pretrain_interruptibly(
+    setup: Setup, keys: ExperimentKeys, echo: bool, progress: bool, pool: ProcessPoolExecutor | None,
+    interruption: Interruption,
+) -> list[Pretraining]:  # fmt: skip
+    """:func:`ensure_bundles`, stopped by Ctrl-C or SIGTERM as the grid is (:mod:`rltransfer.interruption`):
+    the pre-trainings in progress (the pool's workers too) end, and the finished bundles are kept."""
 
     cfg = setup.config
 
@@ -249,7 +250,7 @@ def _pretrain_interruptibly(setup: Setup, keys, echo, progress, pool, manifest) 
             "the same command to resume (a pre-training in progress starts again)"
         )
 
-    with _interruptible(manifest, cfg.run_dir, stop, said):
+    with interruption.during(stop, said):
         return ensure_bundles(setup, keys, echo, progress, pool)
 
 
@@ -381,25 +382,33 @@ def run_experiment(
         try:
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
             manifest = ExperimentManifest.read(run_dir)
-            manifest.start(
-                experiment=cfg.name, config_hash=keys.experiment, versions=package_versions(),
-                code_revision=code_revision(), machine=this_machine(), layout_version=LAYOUT_VERSION,
-            )  # fmt: skip
-            manifest.write(run_dir)
-            bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
-            bundles = _kept_bundles(setup, keys, echo, bars, pool, manifest)
-            manifest.protocol = _protocol(setup, bundles)
-            jobs = plan_jobs(cfg, setup, keys.experiment, bundles, manifest.protocol)
-            todo = _still_to_run(jobs, bundles, cfg, manifest, echo)
-            if echo:
-                print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
-            grid_start = time.perf_counter()
-            failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool)
-            manifest.end(
-                "failed runs" if failed else "done", workers=workers,
-                grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
-            )  # fmt: skip
-            manifest.write(run_dir)
+
+            def said(how: str) -> str:
+                return (
+                    f"interrupted{how}: {manifest.finished_runs()} finished runs are kept in '{run_dir}'; re-run "
+                    "the same command to resume (runs in flight are started again)"
+                )
+
+            with interruptible(manifest, run_dir, said) as interruption:  # from here on, Ctrl-C stops cleanly
+                manifest.start(
+                    experiment=cfg.name, config_hash=keys.experiment, versions=package_versions(),
+                    code_revision=code_revision(), machine=this_machine(), layout_version=LAYOUT_VERSION,
+                )  # fmt: skip
+                manifest.write(run_dir)
+                bars = progress and sys.stderr.isatty()  # SB3's pre-training bar redraws: a terminal's only
+                bundles = _kept_bundles(setup, keys, echo, bars, pool, manifest, interruption)
+                manifest.protocol = _protocol(setup, bundles)
+                jobs = plan_jobs(cfg, setup, keys.experiment, bundles, manifest.protocol)
+                todo = _still_to_run(jobs, bundles, cfg, manifest, echo)
+                if echo:
+                    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
+                grid_start = time.perf_counter()
+                failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool, interruption)
+                manifest.end(
+                    "failed runs" if failed else "done", workers=workers,
+                    grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
+                )  # fmt: skip
+                manifest.write(run_dir)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -414,11 +423,12 @@ def _kept_bundles(
     progress: bool,
     pool: ProcessPoolExecutor | None,
     manifest: ExperimentManifest,
+    interruption: Interruption,
 ) -> list[tuple[int, Path]]:
     """The pre-trainings (each trained, re-used or copied, and judged by the gate), recorded in the
     manifest; the kept ones' seeds and bundles by place. Raises :class:`GateError` where too few pass."""
     cfg = setup.config
-    pretrainings = _pretrain_interruptibly(setup, keys, echo, progress, pool, manifest)
+    pretrainings = _pretrain_interruptibly(setup, keys, echo, progress, pool, interruption)
     manifest.pretrainings = pretrainings
     manifest.pretrain_steps = steps_per_kept(pretrainings)
     bundles = bundles_of(cfg, pretrainings)
@@ -493,60 +503,6 @@ def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: Experime
     return rest
 
 
-@contextmanager
-def _interruptible(
-    manifest: ExperimentManifest, run_dir: Path, stop: Callable[[], None], said: Callable[[str], str]
-) -> Iterator[dict[str, Any]]:
-    """The one way an experiment stops on Ctrl-C or SIGTERM, pre-training or running its grid: ``stop``
-    ends what is in flight (the pool's workers, Ray tasks) and records it, the manifest says
-    "interrupted", and :class:`Interrupted` says what is kept and how to resume (``said``, given " by
-    SIGTERM" or ""). Yields the signal seen so far (:func:`_noticing_interrupts`). An error raised once a
-    signal was seen is the interrupt too: library code that calls back into Python (pydantic serialising
-    the manifest, torch building a tensor) reports the KeyboardInterrupt raised inside it as an error of
-    its own."""
-    with _noticing_interrupts() as interrupt:
-        try:
-            yield interrupt
-        except (KeyboardInterrupt, Exception) as err:
-            if not isinstance(err, KeyboardInterrupt) and interrupt["seen"] is None:
-                raise
-            stop()
-            manifest.end("interrupted")
-            manifest.write(run_dir)
-            raise Interrupted(
-                said(" by SIGTERM" if interrupt["seen"] == "SIGTERM" else ""), interrupt["seen"]
-            ) from None
-
-
-@contextmanager
-def _noticing_interrupts():
-    """Remember that SIGINT or SIGTERM arrived (``state["seen"]``: the signal's name), and raise
-    KeyboardInterrupt as Python does for SIGINT: C code that calls back into Python (torch building a
-    tensor, for one) can turn the KeyboardInterrupt into another exception, which a run records as its
-    failure. SIGTERM (``kill``, a cluster's scheduler ending a job) is stopped like Ctrl-C, so the
-    manifest says the grid was interrupted instead of a stale "running". Only in the main thread, and
-    only where the signal has its default handler (SIGINT ignored by a shell that started us in the
-    background stays ignored; a handler of the caller's is left alone)."""
-    state: dict[str, Any] = {"seen": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    ours = [sig for sig, default in defaults.items() if signal.getsignal(sig) is default]
-
-    def handler(signum, frame):
-        state["seen"] = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    for sig in ours:
-        signal.signal(sig, handler)
-    try:
-        yield state
-    finally:
-        for sig in ours:
-            signal.signal(sig, defaults[sig])
-
-
 class ProgressLines:
     """A grid's progress where no terminal redraws a bar (CI, a log file): one plain line on stderr every
     :attr:`every` seconds, and at the last run."""
@@ -598,8 +554,10 @@ def _run_grid(
     manifest: ExperimentManifest,
     progress: bool,
     pool: ProcessPoolExecutor | None,
+    interruption: Interruption,
 ) -> list[str]:
-    """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs."""
+    """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs. Ctrl-C
+    or SIGTERM ends the runs in flight (``interruption``: the experiment's)."""
 
     run_dir = cfg.run_dir
     failed: list[str] = []
@@ -625,16 +583,10 @@ def _run_grid(
         stream.close()  # the workers (or Ray tasks) end here, before the disk is read
         _mark_in_flight(manifest, in_flight)
 
-    def said(how: str) -> str:
-        return (
-            f"interrupted{how}: {manifest.finished_runs()} finished runs are kept in '{run_dir}'; re-run the same "
-            "command to resume (runs in flight are started again)"
-        )
-
     try:
-        with _interruptible(manifest, run_dir, stop, said) as interrupt:
+        with interruption.during(stop, interruption.said) as interrupt:
             for job, res in stream:
-                if interrupt["seen"] and res["status"] != "ok":  # the interrupt broke this run: not a result
+                if interrupt.seen and res["status"] != "ok":  # the interrupt broke this run: not a result
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.pop(job.key, None)
@@ -645,7 +597,7 @@ def _run_grid(
                 bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
                 if lines is not None:
                     lines.update(len(in_flight), len(failed))
-                if interrupt["seen"]:  # swallowed by a run that still finished: kept and counted, the grid stops
+                if interrupt.seen:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
     finally:
         bar.close()

@@ -248,8 +248,8 @@ def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_
     # A worker writes its result, and the stop comes before the grid has taken the result in: the
     # result on disk is whole (a rename), so the manifest counts the run instead of calling it interrupted.
     import rltransfer
+    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
-    from rltransfer.experiment import Interrupted
 
     real = runner.execute_unit
 
@@ -351,8 +351,8 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
     # on. Here a run swallows the interrupt the same way.
     import rltransfer
+    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
-    from rltransfer.experiment import Interrupted
 
     real = runner.execute_unit
 
@@ -389,8 +389,8 @@ def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_pat
     # PydanticSerializationError. The command ended with that traceback and exit 1 (seen in CI) instead of
     # stopping as an interrupt does.
     import rltransfer
+    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
-    from rltransfer.experiment import Interrupted
     from rltransfer.source_gate import Pretraining
 
     real_unit, real_to_dict = runner.execute_unit, Pretraining.to_dict
@@ -419,4 +419,35 @@ def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_pat
     assert manifest["status"] == "interrupted"
     assert manifest["runs"]["very-long-heavy/scratch/seed-0"]["status"] == "ok"  # finished: kept and counted
     assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_between_the_pre_trainings_and_the_grid_stops_cleanly(tmp_path, monkeypatch, python_sigint):
+    # Between the phases (the targets' thresholds and random returns measured, the grid planned, finished
+    # runs copied) nothing is in flight, and Ctrl-C still ends in the message and the manifest's status.
+    import rltransfer
+    from rltransfer import experiment
+    from rltransfer.errors import Interrupted
+
+    real = experiment._protocol
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return real(*args)
+
+    monkeypatch.setattr(experiment, "_protocol", interrupted)
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, "between")
+    try:
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    except KeyboardInterrupt:  # not a failure of this test's alone: it would end pytest's session
+        pytest.fail("Ctrl-C between the phases escaped as a bare KeyboardInterrupt")
+    except Interrupted as err:
+        assert re.match(r"interrupted: 0 finished runs are kept .* re-run the same command", str(err)), err
+    else:
+        pytest.fail("the experiment was not interrupted")
+    run_dir = tmp_path / "runs" / "between"
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    assert list(run_dir.glob("pretrain/**/bundle.json"))  # the finished pre-training is kept
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
