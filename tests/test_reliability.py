@@ -244,11 +244,27 @@ def test_sigterm_while_pretraining_side_by_side_stops_the_workers_and_the_manife
     assert not list(run_dir.glob("pretrain/**/bundle.json"))
 
 
+def _interrupted_in_process(tmp_path, monkeypatch, name):
+    """Run the small experiment ``name`` in this process, where the test's patches interrupt it: the
+    message of its :class:`Interrupted`, its run directory and its manifest."""
+    from rltransfer.errors import Interrupted
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    cfg, _ = _config(tmp_path, name)
+    try:
+        rltransfer.run_experiment(cfg, progress=False, echo=False)
+    except KeyboardInterrupt:  # caught here: it would end pytest's session, not fail this test
+        pytest.fail("the interrupt escaped the experiment as a bare KeyboardInterrupt")
+    except Interrupted as err:
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+        run_dir = tmp_path / "runs" / name
+        return str(err), run_dir, json.loads((run_dir / "manifest.json").read_text())
+    pytest.fail("the experiment was not interrupted")
+
+
 def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_path, monkeypatch, python_sigint):
     # A worker writes its result, and the stop comes before the grid has taken the result in: the
     # result on disk is whole (a rename), so the manifest counts the run instead of calling it interrupted.
-    import rltransfer
-    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
 
     real = runner.execute_unit
@@ -261,12 +277,7 @@ def test_a_run_that_wrote_its_result_as_the_grid_stopped_counts_as_finished(tmp_
         return summaries
 
     monkeypatch.setattr(runner, "execute_unit", stopped_after_writing)
-    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    cfg, _ = _config(tmp_path, "late")
-    with pytest.raises(Interrupted):
-        rltransfer.run_experiment(cfg, progress=False, echo=False)
-    run_dir = tmp_path / "runs" / "late"
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    _, run_dir, manifest = _interrupted_in_process(tmp_path, monkeypatch, "late")
     assert manifest["status"] == "interrupted"
     assert manifest["runs"]["very-long-heavy/scratch/seed-1"]["status"] == "ok"
     ok = {k for k, r in manifest["runs"].items() if r["status"] == "ok"}
@@ -350,8 +361,6 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     # torch, building a tensor from Python objects, reports a KeyboardInterrupt raised inside it as a
     # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
     # on. Here a run swallows the interrupt the same way.
-    import rltransfer
-    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
 
     real = runner.execute_unit
@@ -370,17 +379,12 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
         return real(unit)
 
     monkeypatch.setattr(runner, "execute_unit", swallowing)
-    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    cfg, _ = _config(tmp_path, "swallowed")
-    with pytest.raises(Interrupted, match="re-run the same command to resume"):
-        rltransfer.run_experiment(cfg, progress=False, echo=False)
-    run_dir = tmp_path / "runs" / "swallowed"
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    message, run_dir, manifest = _interrupted_in_process(tmp_path, monkeypatch, "swallowed")
+    assert "re-run the same command to resume" in message
     assert manifest["status"] == "interrupted"
     assert manifest["runs"]["very-long-heavy/scratch/seed-1"]["status"] == "interrupted"
     assert not (run_dir / "runs/very-long-heavy/scratch/seed-1/result.json").exists()  # no false failure kept
     assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
 
 
 def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_path, monkeypatch, python_sigint):
@@ -388,8 +392,6 @@ def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_pat
     # function (the manifest's field serializer), and reports a KeyboardInterrupt raised inside it as a
     # PydanticSerializationError. The command ended with that traceback and exit 1 (seen in CI) instead of
     # stopping as an interrupt does.
-    import rltransfer
-    from rltransfer.errors import Interrupted
     from rltransfer.execution import backends as runner
     from rltransfer.source_gate import Pretraining
 
@@ -410,24 +412,17 @@ def test_an_interrupt_while_the_manifest_is_written_still_stops_the_grid(tmp_pat
 
     monkeypatch.setattr(runner, "execute_unit", finished)
     monkeypatch.setattr(Pretraining, "to_dict", to_dict)
-    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    cfg, _ = _config(tmp_path, "mid-write")
-    with pytest.raises(Interrupted, match="re-run the same command to resume"):
-        rltransfer.run_experiment(cfg, progress=False, echo=False)
-    run_dir = tmp_path / "runs" / "mid-write"
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    message, run_dir, manifest = _interrupted_in_process(tmp_path, monkeypatch, "mid-write")
+    assert "re-run the same command to resume" in message
     assert manifest["status"] == "interrupted"
     assert manifest["runs"]["very-long-heavy/scratch/seed-0"]["status"] == "ok"  # finished: kept and counted
     assert (run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_interrupt_between_the_pre_trainings_and_the_grid_stops_cleanly(tmp_path, monkeypatch, python_sigint):
     # Between the phases (the targets' thresholds and random returns measured, the grid planned, finished
     # runs copied) nothing is in flight, and Ctrl-C still ends in the message and the manifest's status.
-    import rltransfer
     from rltransfer import experiment
-    from rltransfer.errors import Interrupted
 
     real = experiment._protocol
 
@@ -437,17 +432,7 @@ def test_an_interrupt_between_the_pre_trainings_and_the_grid_stops_cleanly(tmp_p
         return real(*args)
 
     monkeypatch.setattr(experiment, "_protocol", interrupted)
-    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    cfg, _ = _config(tmp_path, "between")
-    try:
-        rltransfer.run_experiment(cfg, progress=False, echo=False)
-    except KeyboardInterrupt:  # not a failure of this test's alone: it would end pytest's session
-        pytest.fail("Ctrl-C between the phases escaped as a bare KeyboardInterrupt")
-    except Interrupted as err:
-        assert re.match(r"interrupted: 0 finished runs are kept .* re-run the same command", str(err)), err
-    else:
-        pytest.fail("the experiment was not interrupted")
-    run_dir = tmp_path / "runs" / "between"
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    message, run_dir, manifest = _interrupted_in_process(tmp_path, monkeypatch, "between")
+    assert re.match(r"interrupted: 0 finished runs are kept .* re-run the same command", message), message
+    assert manifest["status"] == "interrupted"
     assert list(run_dir.glob("pretrain/**/bundle.json"))  # the finished pre-training is kept
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
