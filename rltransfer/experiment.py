@@ -409,10 +409,10 @@ def run_experiment(
                     grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),
                 )  # fmt: skip
                 manifest.write(run_dir)
+                summary = report.render(run_dir, echo=echo)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-        summary = report.render(run_dir, echo=echo)
     return ExperimentResult(run_dir, summary, failed)
 
 

@@ -436,3 +436,19 @@ def test_an_interrupt_between_the_pre_trainings_and_the_grid_stops_cleanly(tmp_p
     assert re.match(r"interrupted: 0 finished runs are kept .* re-run the same command", message), message
     assert manifest["status"] == "interrupted"
     assert list(run_dir.glob("pretrain/**/bundle.json"))  # the finished pre-training is kept
+
+
+def test_an_interrupt_while_the_report_is_rendered_keeps_every_run(tmp_path, monkeypatch, python_sigint):
+    # The grid has finished; Ctrl-C while the report is written stops like any other interrupt (re-running
+    # the command trains nothing and writes the report).
+    from rltransfer.reporting import report
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+    monkeypatch.setattr(report, "render", interrupted)
+    message, run_dir, manifest = _interrupted_in_process(tmp_path, monkeypatch, "reporting")
+    assert message.startswith("interrupted: 6 finished runs are kept"), message
+    assert manifest["status"] == "interrupted"
+    assert {r["status"] for r in manifest["runs"].values()} == {"ok"} and len(manifest["runs"]) == 6
