@@ -49,3 +49,23 @@ def test_results_that_are_not_one_are_refused_naming_the_field(tmp_path):
     (tmp_path / "result.json").write_text('{"status": "ok"')
     assert read_result(tmp_path / "result.json") is None  # unreadable: the run counts as never finished
     assert read_result(tmp_path / "missing.json") is None
+
+
+def test_a_runs_file_stopped_mid_write_is_the_one_it_was_replacing(tmp_path, monkeypatch):
+    # A publication's runs file (publish, verify --record, migrate) is written through a temp file and a
+    # rename: Ctrl-C or a kill while the bytes go out leaves the earlier file whole, and no temp file.
+    import os
+
+    from rltransfer.records.run_result import read_json_lines, write_json_lines
+
+    path = tmp_path / "runs.jsonl.gz"
+    write_json_lines([{"seed": 0}], path)
+
+    def stopped(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_lines([{"seed": 0}, {"seed": 1}], path)
+    assert read_json_lines(path) == [{"seed": 0}]
+    assert [p.name for p in tmp_path.iterdir()] == ["runs.jsonl.gz"]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from rltransfer.atomic import write_json_atomic
+from rltransfer.atomic import atomic_write_bytes, write_json_atomic
 from rltransfer.records.base import Record, first_problem
 from rltransfer.records.machine import Machine
 from rltransfer.stats import metrics
@@ -163,12 +163,13 @@ def read_result(path: Path) -> FinishedRun | FailedRun | None:
 
 def write_json_lines(objects: Iterable[dict[str, Any]], path: Path) -> None:
     """``objects`` one JSON object a line (keys sorted), gzip-compressed with no timestamp, so that the same
-    objects give the same bytes: a publication's runs file."""
+    objects give the same bytes: a publication's runs file, written atomically (a stop mid-write leaves the
+    file it replaces)."""
     text = "".join(json.dumps(o, sort_keys=True) + "\n" for o in objects)
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         gz.write(text.encode())
-    path.write_bytes(buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def read_json_lines(path: Path) -> list[Any]:
