@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rltransfer.atomic import remove_stale_temps
+from rltransfer.atomic import atomic_write_bytes, remove_stale_temps
 from rltransfer.bundle import load_bundle, package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import BundleError, GateError, UserInputError
@@ -380,7 +380,7 @@ def run_experiment(
         check_same_config(run_dir, keys.experiment)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
-            (run_dir / "config.yaml").write_text(cfg.to_yaml())
+            atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
             manifest = ExperimentManifest.read(run_dir)
 
             def said(how: str) -> str:
