@@ -40,7 +40,7 @@ class Interruption:
 def interruptible(manifest: ExperimentManifest, run_dir: Path, said: Callable[[str], str]) -> Iterator[Interruption]:
     """The one way an experiment stops on Ctrl-C or SIGTERM: in the scope, either signal raises
     KeyboardInterrupt (SIGTERM, from ``kill`` or a cluster's scheduler, is stopped like Ctrl-C, so the
-    manifest says the grid was interrupted instead of a stale "running"); on the way out the phase's
+    manifest says the experiment was interrupted instead of a stale "running"); on the way out the phase's
     ``stop`` runs, the manifest says "interrupted", and :class:`~rltransfer.errors.Interrupted` says what
     is kept and how to resume (``said``, or a phase's: :meth:`Interruption.during`).
 
