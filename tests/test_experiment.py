@@ -459,6 +459,69 @@ def test_a_bundle_ships_only_when_it_is_the_one_the_runs_loaded_and_small(finish
     assert publication.ship_bundles(tmp_path, {0: bundle}, runs) == 0 and not publication.shipped_bundles(tmp_path)
 
 
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_publishing_where_it_would_damage_the_experiment_or_another_is_refused(finished, tmp_path, capsys):
+    # Publishing into the experiment directory itself replaced (deleted, then failed to copy) its config and
+    # manifest; into its report/, the report; onto another experiment, that one's config and manifest.
+    from rltransfer.cli import main
+
+    _, res = finished
+    other = tmp_path / "other"
+    (other / "runs").mkdir(parents=True)
+    (other / "config.yaml").write_text("another experiment's")
+    (tmp_path / "a-file").write_text("x")
+    before = _files(res.run_dir)
+    refusals = {
+        res.run_dir: "is the experiment directory itself",
+        res.run_dir / "report": "is inside the experiment directory",
+        res.run_dir.parent: "holds the experiment directory",
+        other: "is an experiment directory (it holds runs/)",
+        tmp_path / "a-file": "is a file",
+    }
+    for dest, said in refusals.items():
+        assert main(["publish", str(res.run_dir), str(dest)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
+    assert _files(res.run_dir) == before and (other / "config.yaml").read_text() == "another experiment's"
+
+
+def test_a_refused_or_stopped_publish_leaves_the_earlier_publication_as_it_was(finished, tmp_path, monkeypatch, capsys):
+    # publish removed the earlier publication's files before it read the results and checked the bundles: an
+    # unreadable result, or a stop while the new files were written, left DEST without its runs file.
+    from rltransfer.cli import main
+    from rltransfer.reporting import publication
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    (dest / "README.md").write_text("kept")
+    earlier = _files(dest)
+    broken = tmp_path / "broken"
+    shutil.copytree(res.run_dir, broken)
+    next(iter(publication.result_paths(broken))).write_text("{")
+    assert main(["publish", str(broken), str(dest)]) == 2
+    assert "run the experiment again to redo the run" in capsys.readouterr().err
+    assert _files(dest) == earlier
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publication, "ship_bundles", stop)  # after the runs file is written
+    with pytest.raises(KeyboardInterrupt):
+        publication.publish(res.run_dir, dest)
+    assert _files(dest) == earlier and sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.undo()
+    # A stop between the renames leaves the staged files; publishing again mends it.
+    (dest / publication.STAGING_DIR).mkdir()
+    (dest / publication.STAGING_DIR / "report.md").write_text("half")
+    (dest / "report.md").unlink()
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    assert _files(dest) == earlier
+
+
 def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
     from rltransfer.cli import main
 

@@ -56,6 +56,10 @@ BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 reads it, and it is pickle)."""
 REPRODUCTIONS_DIR = "reproductions"
 """Where a publication keeps re-runs made on other kinds of CPU (``rltransfer verify --record``)."""
+STAGING_DIR = ".publishing"
+"""Where :func:`publish` writes a publication inside its destination before moving it in."""
+REPLACED_DIR = ".replaced"
+"""Where :func:`publish` moves the earlier publication's files while it moves the new ones in."""
 MAX_BUNDLE_BYTES = 5 * 2**20
 """Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
@@ -90,36 +94,86 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     """Copy ``run_dir``'s report, config, manifest and per-run results to ``dest`` (created if needed).
 
     Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
-    hand-written README, say) stay.
+    hand-written README, say) stay. Everything is read and checked, and the new publication written in
+    ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a bundle that changed)
+    or a stop while it is written leaves the earlier publication as it was. Then the earlier files are
+    moved out and the new ones in, a few renames.
     """
     run_dir, dest = Path(run_dir), Path(dest)
-    report = run_dir / "report"
     missing = [n for n in (*RECORDS, "report/summary.json") if not (run_dir / n).is_file()]
     if missing:
         raise UserInputError(
             f"'{run_dir}' is not an experiment directory with a report (missing {', '.join(missing)}); "
             "run 'rltransfer experiment' or 'rltransfer report' on it first"
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    for pattern in (*REPORT_PATTERNS, *RECORDS, RUNS_FILE):
-        for old in dest.glob(pattern):
-            old.unlink()
-    for pattern in REPORT_PATTERNS:
-        for f in sorted(report.glob(pattern)):
-            shutil.copyfile(f, dest / f.name)
-    for name in RECORDS:
-        shutil.copyfile(run_dir / name, dest / name)
-    _write_where_run(dest / "config.yaml")
+    _check_destination(run_dir, dest)
     results = []
     for path in result_paths(run_dir):
         try:
             results.append(parse_result(json.loads(path.read_text())))
         except (OSError, ValueError) as err:
             raise UserInputError(f"'{path}': {err}; run the experiment again to redo the run") from None
-    write_runs(results, dest / RUNS_FILE)
-    shutil.rmtree(dest / REPRODUCTIONS_DIR, ignore_errors=True)  # re-runs of the runs published before
-    ship_bundles(dest, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
+    staging = dest / STAGING_DIR
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for leftover in (staging, dest / REPLACED_DIR):  # of a publish stopped midway
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir()
+        try:
+            for f in sorted(p for pattern in REPORT_PATTERNS for p in (run_dir / "report").glob(pattern)):
+                shutil.copyfile(f, staging / f.name)
+            for name in RECORDS:
+                shutil.copyfile(run_dir / name, staging / name)
+            _write_where_run(staging / "config.yaml")
+            write_runs(results, staging / RUNS_FILE)
+            ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _swap_in(staging, dest)
+    except OSError as err:
+        raise UserInputError(f"cannot publish to '{dest}': {err}") from None
     return dest
+
+
+def _check_destination(run_dir: Path, dest: Path) -> None:
+    """Refuse a destination that publishing would damage: the experiment directory itself, a directory inside it
+    or holding it, another experiment directory (its config and manifest would be overwritten), a file."""
+    here, there = run_dir.resolve(), dest.resolve()
+    if there == here:
+        raise UserInputError(f"'{dest}' is the experiment directory itself: publish to a directory outside it")
+    if here in there.parents:
+        raise UserInputError(
+            f"'{dest}' is inside the experiment directory '{run_dir}', whose files publishing would replace: "
+            "publish to a directory outside it"
+        )
+    if there in here.parents:
+        raise UserInputError(f"'{dest}' holds the experiment directory '{run_dir}': publish to a directory of its own")
+    if dest.exists() and not dest.is_dir():
+        raise UserInputError(f"'{dest}' is a file: publish to a directory (new, or an earlier publication)")
+    if (dest / "runs").is_dir():
+        raise UserInputError(
+            f"'{dest}' is an experiment directory (it holds runs/), whose config and manifest publishing would "
+            "replace: publish to a directory of its own"
+        )
+
+
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Replace the publication files in ``dest`` by those written in ``staging`` (renames within ``dest``; a stop
+    between them leaves ``dest`` part-replaced, which publishing again from the experiment directory mends)."""
+    owned = {
+        p
+        for pattern in (*REPORT_PATTERNS, *RECORDS, RUNS_FILE, BUNDLES_DIR, REPRODUCTIONS_DIR)
+        for p in dest.glob(pattern)
+    }
+    replaced = dest / REPLACED_DIR
+    replaced.mkdir()
+    for old in sorted(owned):  # reproductions/ goes too: re-runs of the runs published before
+        old.rename(replaced / old.name)
+    for new in sorted(staging.iterdir()):
+        new.rename(dest / new.name)
+    shutil.rmtree(replaced)
+    staging.rmdir()
 
 
 def _write_where_run(config: Path) -> None:
