@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rltransfer.errors import UserInputError
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename: never a partial file."""
@@ -40,3 +42,17 @@ def remove_stale_temps(directory: Path) -> int:
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """``data`` as indented, key-sorted JSON (the same bytes for the same content), atomically."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` and write a file in it, or refuse (:class:`UserInputError`, naming the directory and
+    why): before any training, so that a run never trains to find it cannot keep what it made."""
+    if directory.exists() and not directory.is_dir():
+        raise UserInputError(f"output directory '{directory}' is a file: name a directory (new, or one of its own)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserInputError(f"output directory '{directory}' is not writable: {err.strerror or err}") from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rltransfer.atomic import atomic_write_bytes, remove_stale_temps
+from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
 from rltransfer.bundle import load_bundle, package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import BundleError, GateError, UserInputError
@@ -89,17 +89,6 @@ class RunLock:
         if self.fd is not None:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
-
-
-def check_writable(run_dir: Path) -> None:
-    """Fail before any training if the output directory cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise UserInputError(f"output directory '{run_dir}' is not writable: {err.strerror or err}") from None
 
 
 def check_same_config(run_dir: Path, chash: str) -> None:

@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
+from rltransfer.atomic import check_writable
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig
@@ -102,6 +103,7 @@ def pretrain(
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir = out / "bundle"
     tb_dir = Path(tb_dir) if tb_dir is not None else out / "tb"
+    check_writable(out)
     (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's
     names = [t.name for t in setup.sources]
 

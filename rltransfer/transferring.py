@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import component_state, get_algorithm, policy_state, transferable
-from rltransfer.atomic import atomic_write_bytes
+from rltransfer.atomic import atomic_write_bytes, check_writable
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig
@@ -602,6 +602,7 @@ def prepare_transfer(
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
+        check_writable(out)
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)
         hparams = {

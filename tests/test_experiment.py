@@ -324,6 +324,10 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     )
     assert main(["restore", str(dest), "--output-dir", str(out_dir)]) == 2
     assert f"'{run_dir}' exists and is not empty" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert main(["restore", str(dest), "--output-dir", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot restore into '{tmp_path / 'a-file' / 'tiny'}'" in err and "Traceback" not in err
     restored = results(run_dir)
     assert restored == results(res.run_dir)  # each result as the experiment wrote it (its machine recorded)
     weights = "pretrain/bundle/components.safetensors"

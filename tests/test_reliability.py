@@ -87,6 +87,27 @@ def test_unwritable_output_directory_is_reported_before_training(tmp_path):
         )
 
 
+def test_pretrain_and_transfer_commands_refuse_an_unwritable_output_before_training(tmp_path, tiny_config, capsys):
+    # Both trained first, then stopped with a traceback (NotADirectoryError) where the output was under a file.
+    import yaml
+
+    from rltransfer.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**tiny_config, "output_dir": str(blocker)}))
+    assert main(["pretrain", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"output directory '{blocker}/tiny/pretrain' is not writable" in err and "Traceback" not in err
+    bundle = rltransfer.pretrain({**tiny_config, "output_dir": str(tmp_path / "ok")}, seed=0).bundle_path
+    for out, said in ((blocker, "is a file"), (blocker / "run", "is not writable")):
+        args = ["transfer", str(config), "--bundle", str(bundle), "--target", "very-long-heavy", "--out", str(out)]
+        assert main([*args, "--strategy", "scratch", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"output directory '{out}' {said}" in err and "Traceback" not in err
+
+
 # -- crashes ------------------------------------------------------------------------------------------
 def _config(tmp_path, name, seeds=3):
     cfg = {

@@ -234,18 +234,21 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         raise UserInputError(f"'{run_dir}' exists and is not empty: restore into a new directory")
     results = read_runs(published)  # refuses an older layout, naming 'rltransfer migrate'
     manifest = ExperimentManifest.read(published)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in RECORDS:
-        shutil.copyfile(published / name, run_dir / name)
-    for r in results:
-        if r.machine is None and manifest.machine is not None:
-            r = r.model_copy(update={"machine": manifest.machine})
-        out = run_dir / "runs" / r.target / r.strategy / f"seed-{r.seed}"
-        out.mkdir(parents=True, exist_ok=True)
-        r.write(out / RESULT_FILE)
-    shipped = shipped_bundles(published)
-    for p, bundle in shipped.items():
-        shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in RECORDS:
+            shutil.copyfile(published / name, run_dir / name)
+        for r in results:
+            if r.machine is None and manifest.machine is not None:
+                r = r.model_copy(update={"machine": manifest.machine})
+            out = run_dir / "runs" / r.target / r.strategy / f"seed-{r.seed}"
+            out.mkdir(parents=True, exist_ok=True)
+            r.write(out / RESULT_FILE)
+        shipped = shipped_bundles(published)
+        for p, bundle in shipped.items():
+            shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
+    except OSError as err:
+        raise UserInputError(f"cannot restore into '{run_dir}': {err}") from None
     return Restored(run_dir, len(results), sorted(shipped))
 
 
