@@ -232,6 +232,18 @@ def _workers(value: str) -> str | int:
     return int(value)
 
 
+MAX_SEED = 2**31 - 1
+"""The largest seed a command takes: numpy's legacy seeding (SB3's ``set_random_seed``) takes up to 2**32 - 1,
+and the probes and evaluations add offsets of millions to a run's seed."""
+
+
+def _seed(value: str) -> int:
+    """A seed: a whole number from 0 to :data:`MAX_SEED` (argparse reports anything else, exit 2)."""
+    if not value.isdigit() or int(value) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {value!r}")
+    return int(value)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from rltransfer.execution.backends import resolve_workers
     from rltransfer.reporting.verification import elsewhere, verify
@@ -345,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=int, default=None, help="check this many runs, drawn with --sample-seed (default: all)"
     )
     p.add_argument("--targets", nargs="+", default=None, help="only runs of these targets")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the draw of --runs (default 0)")
+    p.add_argument("--sample-seed", type=_seed, default=0, help="seed of the draw of --runs (default 0)")
     p.add_argument("--workers", type=_workers, default="auto", help="runs side by side (default: the cores)")
     p.add_argument(
         "--pretrain", action="store_true",
@@ -368,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a target run's model.zip, or its directory")
     p.add_argument("--target", default=None, help="a task of the model's family (default: the one it was trained on)")
     p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--stochastic", action="store_true", help="sample actions (default: the deterministic policy)")
     p.set_defaults(func=cmd_evaluate)
 
@@ -392,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("config", help="experiment config (YAML)")
     _add_set(p)
-    p.add_argument("--seed", type=int, default=0, help="pre-training seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="pre-training seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
 
@@ -409,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy", required=True, metavar="NAME",
         help=f"a registered strategy ({', '.join(DEFAULT_STRATEGIES)}, ...; or one an --import registers)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="run seed (default 0)")
     p.add_argument("--timesteps", type=int, default=None, help="target steps (default: transfer.timesteps)")
     p.add_argument(
         "--out", default=None, help="output directory (default: runs/<name>/runs/<target>/<strategy>/seed-<k>)"

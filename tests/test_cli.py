@@ -42,6 +42,19 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
         assert "Traceback" not in res.stderr and res.stderr.strip(), args
     res = run_cli("pretrain", str(cfg), cwd=tmp_path)
     assert "config key 'agent.algo'" in res.stderr
+    # Seeds numpy refuses: each ended in a traceback (numpy's ValueError) before they were checked here.
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"family": "cartpole"}))
+    seeds = [
+        ["pretrain", str(good), "--seed", "-1"],
+        ["transfer", str(good), "--bundle", "b", "--target", "t", "--strategy", "scratch", "--seed", str(2**32)],
+        ["evaluate", "model.zip", "--seed", "-1"],
+        ["verify", "published", "--runs", "1", "--sample-seed", "-1"],
+    ]
+    for args in seeds:
+        res = run_cli(*args, cwd=tmp_path)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert f"seed: must be a whole number from 0 to 2147483647, got '{args[-1]}'" in res.stderr, args
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
