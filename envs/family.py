@@ -40,6 +40,10 @@ class Parameter:
     """Only whole numbers are valid (a size, a layout code)."""
 
     def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise TaskError(
+                f"parameter '{self.name}': range [{self.low}, {self.high}] has its low end above its high end"
+            )
         if not self.low <= self.default <= self.high:
             raise TaskError(
                 f"parameter '{self.name}': default {self.default} outside its range [{self.low}, {self.high}]"

@@ -108,6 +108,11 @@ def test_unknown_and_out_of_range_parameters_are_named():
         fam.make("nope")
     with pytest.raises(TaskError, match="finite number"):
         fam.task({"length": float("nan")})
+    # A range given upside down was told as the default being outside it.
+    with pytest.raises(TaskError, match=r"'force': range \[0.002, 0.0005\] has its low end above its high end"):
+        Parameter("force", 0.001, 0.002, 0.0005)
+    with pytest.raises(TaskError, match=r"'force': default 0.01 outside its range \[0.0005, 0.002\]"):
+        Parameter("force", 0.01, 0.0005, 0.002)
 
 
 def test_context_is_parameters_normalised_to_ranges():
