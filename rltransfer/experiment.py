@@ -292,7 +292,7 @@ def plan_jobs(
                         pretrain_seed=p,
                         threshold=scale.threshold,
                         random_return=scale.random_return,
-                        out_dir=str(cfg.run_dir / "runs" / target.name / strategy / f"seed-{seed}"),
+                        out_dir=str(layout.run_out(cfg.run_dir, target.name, strategy, seed)),
                         tb_dir=str(layout.run_tb(cfg.run_dir, target.name, strategy, seed)),
                         reuse_key=reuse_key(
                             config, strategy, seed, {"name": target.name, "params": dict(target.params)}, engine

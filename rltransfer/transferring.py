@@ -31,6 +31,7 @@ from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
 from rltransfer.records.lineage import ComponentLoad, Lineage, ProbeRecord, markdown_report
+from rltransfer.store import layout
 from rltransfer.strategies import COMPONENTS, Plan, get_strategy, strategy_params
 from rltransfer.target_env import RECORD, observation_record
 from rltransfer.validation import Setup, resolve, setup_of
@@ -601,7 +602,7 @@ def prepare_transfer(
     model.lineage = lineage.to_json()  # type: ignore[attr-defined]
     out = None
     if save:
-        out = Path(out_dir) if out_dir is not None else cfg.run_dir / "runs" / task.name / strategy / f"seed-{seed}"
+        out = Path(out_dir) if out_dir is not None else layout.run_out(cfg.run_dir, task.name, strategy, seed)
         check_writable(out)
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)

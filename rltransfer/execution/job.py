@@ -21,6 +21,7 @@ from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE
 from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
+from rltransfer.store.layout import run_key
 
 if TYPE_CHECKING:
     from rltransfer.evaluation import Evaluator
@@ -59,7 +60,7 @@ class RunJob:
 
     @property
     def key(self) -> str:
-        return f"{self.target['name']}/{self.strategy}/seed-{self.seed}"
+        return run_key(self.target["name"], self.strategy, self.seed)
 
 
 def eval_tag(target: str) -> str:

@@ -22,6 +22,7 @@ from rltransfer.atomic import atomic_write_bytes, write_json_atomic
 from rltransfer.records.base import Record, first_problem
 from rltransfer.records.machine import Machine
 from rltransfer.stats import metrics
+from rltransfer.store.layout import run_key
 
 RESULT_FILE = "result.json"
 RUNS_FILE = "runs.jsonl.gz"
@@ -85,7 +86,7 @@ class _Run(_Record):
 
     @property
     def key(self) -> str:
-        return f"{self.target}/{self.strategy}/seed-{self.seed}"
+        return run_key(self.target, self.strategy, self.seed)
 
     def write(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())

@@ -241,7 +241,7 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         for r in results:
             if r.machine is None and manifest.machine is not None:
                 r = r.model_copy(update={"machine": manifest.machine})
-            out = run_dir / "runs" / r.target / r.strategy / f"seed-{r.seed}"
+            out = layout.run_out(run_dir, r.target, r.strategy, r.seed)
             out.mkdir(parents=True, exist_ok=True)
             r.write(out / RESULT_FILE)
         shipped = shipped_bundles(published)

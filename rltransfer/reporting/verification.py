@@ -43,6 +43,7 @@ from rltransfer.reporting.publication import (
     record_reproductions,
     shipped_bundles,
 )
+from rltransfer.store import layout
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir
 from rltransfer.strategies import configured_plan
@@ -270,7 +271,7 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
         pretrain_seed=p,
         threshold=result.threshold,
         random_return=result.random_return,
-        out_dir=str(cfg.run_dir / "runs" / result.target / result.strategy / f"seed-{result.seed}"),
+        out_dir=str(layout.run_out(cfg.run_dir, result.target, result.strategy, result.seed)),
     )
 
 

@@ -27,6 +27,16 @@ def bundle_dir(run_dir: Path, seed: int) -> Path:
     return pretrain_dir(run_dir, seed) / BUNDLE_DIR
 
 
+def run_key(target: str, strategy: str, seed: int) -> str:
+    """A run's name in the grid, ``<target>/<strategy>/seed-S``: its directory under ``runs/``."""
+    return f"{target}/{strategy}/seed-{seed}"
+
+
+def run_out(run_dir: Path, target: str, strategy: str, seed: int) -> Path:
+    """Where one run writes ``result.json``, ``model.zip`` and ``lineage.json``."""
+    return Path(run_dir) / "runs" / run_key(target, strategy, seed)
+
+
 TB_DIR = "tb"
 
 
@@ -41,7 +51,7 @@ def pretrain_tb(run_dir: Path, seed: int) -> Path:
 
 
 def run_tb(run_dir: Path, target: str, strategy: str, seed: int) -> Path:
-    return tb_root(run_dir) / target / strategy / f"seed-{seed}"
+    return tb_root(run_dir) / run_key(target, strategy, seed)
 
 
 def iqm_tb(run_dir: Path, target: str, strategy: str) -> Path:
