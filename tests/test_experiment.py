@@ -526,6 +526,36 @@ def test_a_refused_or_stopped_publish_leaves_the_earlier_publication_as_it_was(f
     assert _files(dest) == earlier
 
 
+def test_a_report_of_an_incomplete_grid_says_so_first_and_names_the_runs_missing(finished, tmp_path, capsys):
+    # A grid stopped before its end was reported (and published) like a whole one, with fewer seeds in a row.
+    from rltransfer.cli import main
+    from rltransfer.reporting.report import render
+
+    _, res = finished
+    assert json.loads((res.run_dir / "report" / "summary.json").read_text())["missing_runs"] == []
+    assert "Incomplete" not in (res.run_dir / "report" / "report.md").read_text()
+    partial = tmp_path / "tiny"  # where the experiment writes with output_dir tmp_path
+    shutil.copytree(res.run_dir, partial)
+    (partial / "runs" / "very-long-heavy" / "finetune" / "seed-1" / "result.json").unlink()
+    assert main(["report", str(partial)]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "Incomplete: 1 run(s) of the grid have no result yet" in said
+        and "only these: very-long-heavy/finetune/seed-1." in said
+    )
+    summary = render(partial)
+    assert summary["missing_runs"] == ["very-long-heavy/finetune/seed-1"]
+    report = (partial / "report" / "report.md").read_text()
+    assert report.split("\n")[2].startswith("**Incomplete: 1 run(s)")
+    assert "## Runs not run yet\n\n- `very-long-heavy/finetune/seed-1`\n" in report
+    assert main(["publish", str(partial), str(tmp_path / "published")]) == 0
+    assert "warning: the grid is incomplete: 1 of its runs have no result" in capsys.readouterr().err
+    # Running the experiment again runs that run alone, and the report is whole again.
+    config = yaml.safe_load((partial / "config.yaml").read_text())
+    again = rltransfer.run_experiment({**config, "output_dir": str(tmp_path)}, progress=False, echo=False)
+    assert again.run_dir == partial and again.summary["missing_runs"] == []
+
+
 def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
     from rltransfer.cli import main
 

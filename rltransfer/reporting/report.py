@@ -101,6 +101,36 @@ def grid_results(
     return in_grid(results, config, chash, protocol.pretrain_kept if protocol is not None else (), targets)
 
 
+def missing_runs(
+    manifest: ExperimentManifest, config: Mapping[str, Any], current: Sequence[FinishedRun | FailedRun]
+) -> list[str]:
+    """The runs of the grid (its targets, strategies and seeds) with no result, finished or failed: a grid
+    stopped before its end, or given more seeds, strategies or targets and not run again since."""
+    protocol = manifest.protocol
+    targets = list(protocol.tasks) if protocol is not None else list(dict.fromkeys(r.target for r in current))
+    have = {r.key for r in current}
+    seeds = range(int(config["transfer"]["seeds"]))
+    planned = (layout.run_key(t, s, k) for t in targets for s in _strategies(config) for k in seeds)
+    return [key for key in planned if key not in have]
+
+
+def incomplete_text(summary: Mapping[str, Any], named: int = 0) -> str | None:
+    """What the report says first where runs of the grid have no result, naming the first ``named`` of them
+    (None where every run has one)."""
+    missing = summary.get("missing_runs") or []
+    if not missing:
+        return None
+    listed = ""
+    if named:
+        more = len(missing) - named
+        listed = ": " + ", ".join(missing[:named]) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"Incomplete: {len(missing)} run(s) of the grid have no result yet; the tables, verdicts and claims are "
+        "of the runs that have. Running the experiment again (`rltransfer experiment` with its config) runs "
+        f"only these{listed}."
+    )
+
+
 def summarise(
     manifest: ExperimentManifest, config: Mapping[str, Any], current: Sequence[FinishedRun | FailedRun]
 ) -> dict[str, Any]:
@@ -150,6 +180,7 @@ def summarise(
         "targets": targets,
         "verdicts": {t: verdict([r for r in rows if r["target"] == t and "auc_iqm" in r]) for t in targets},
         "failures": [{"run": f.key, "error": f.error} for f in failed],
+        "missing_runs": missing_runs(manifest, config, current),
         "rows": rows,
         "copied_runs": dict(copied),
     }
@@ -500,6 +531,52 @@ def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str,
     writer.close()
 
 
+def _target_section(
+    summary: Mapping[str, Any],
+    target: str,
+    current: Sequence[FinishedRun | FailedRun],
+    report: Path,
+    budget: int,
+    bands: dict[str, dict[str, Band]],
+) -> list[str]:
+    """A target's part of report.md: its verdict, table, claims, pre-trainings and pictures (drawn into
+    ``report``; its IQM bands added to ``bands``)."""
+    rows = [r for r in summary["rows"] if r["target"] == target]
+    split = rows[0]["split"] if rows else "?"
+    md = [f"## {target} ({split})", "", f"**{summary['verdicts'][target]}**", "", markdown_table(rows), ""]
+    md += [claims_text(rows), ""]
+    by_pre = pretraining_table(rows)
+    if by_pre:
+        md += [
+            "By pre-training (runs that share one are not independent: the intervals above resample "
+            "pre-trainings first, and the test compares runs within each; here is how much a result owes "
+            "to one):",
+            "",
+            by_pre,
+            "",
+        ]
+    curves = _curves(current, target)
+    if curves:
+        bands[target] = iqm_bands(curves)
+        plot_curves(report / f"curves_{target}.png", target, bands[target])
+        plot_ttt(report / f"ttt_{target}.png", target, current, budget)
+        md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
+    return md
+
+
+def _closing_sections(summary: Mapping[str, Any]) -> list[str]:
+    """report.md after the targets: the pre-trainings, failed runs, runs not run yet and the protocol."""
+    md = []
+    if summary["pretrainings"]:
+        table = sources_table(summary["pretrainings"], summary.get("source_tasks", ()))
+        md += ["## Pre-trainings", "", sources_text(summary), "", table, ""]
+    if summary["failures"]:
+        md += ["## Failed runs", ""] + [f"- `{f['run']}`: {f['error']}" for f in summary["failures"]] + [""]
+    if summary["missing_runs"]:
+        md += ["## Runs not run yet", ""] + [f"- `{key}`" for key in summary["missing_runs"]] + [""]
+    return md + ["## Protocol", "", protocol_text(summary), ""]
+
+
 def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) -> dict[str, Any]:
     """Write ``report/`` (and the TensorBoard aggregates) from the results on disk; return the summary.
 
@@ -523,35 +600,14 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
     budget = int(config["transfer"]["timesteps"])
-    md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     bands: dict[str, dict[str, Band]] = {}
+    md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
+    incomplete = incomplete_text(summary)
+    if incomplete:
+        md += [f"**{incomplete}** (They are listed under [Runs not run yet](#runs-not-run-yet).)", ""]
     for target in summary["targets"]:
-        rows = [r for r in summary["rows"] if r["target"] == target]
-        split = rows[0]["split"] if rows else "?"
-        md += [f"## {target} ({split})", "", f"**{summary['verdicts'][target]}**", "", markdown_table(rows), ""]
-        md += [claims_text(rows), ""]
-        by_pre = pretraining_table(rows)
-        if by_pre:
-            md += [
-                "By pre-training (runs that share one are not independent: the intervals above resample "
-                "pre-trainings first, and the test compares runs within each; here is how much a result owes "
-                "to one):",
-                "",
-                by_pre,
-                "",
-            ]
-        curves = _curves(current, target)
-        if curves:
-            bands[target] = iqm_bands(curves)
-            plot_curves(report / f"curves_{target}.png", target, bands[target])
-            plot_ttt(report / f"ttt_{target}.png", target, current, budget)
-            md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
-    if summary["pretrainings"]:
-        table = sources_table(summary["pretrainings"], summary.get("source_tasks", ()))
-        md += ["## Pre-trainings", "", sources_text(summary), "", table, ""]
-    if summary["failures"]:
-        md += ["## Failed runs", ""] + [f"- `{f['run']}`: {f['error']}" for f in summary["failures"]] + [""]
-    md += ["## Protocol", "", protocol_text(summary), ""]
+        md += _target_section(summary, target, current, report, budget, bands)
+    md += _closing_sections(summary)
     (report / "report.md").write_text("\n".join(md))
     if tensorboard:
         write_tensorboard_aggregates(run_dir, bands)
@@ -564,4 +620,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
 def terminal_summary(summary: Mapping[str, Any]) -> str:
     """What an experiment prints at its end: each target's verdict, then the compact table."""
     verdicts = "".join(f"\n{t}: {summary['verdicts'][t]}\n" for t in summary["targets"])
+    incomplete = incomplete_text(summary, named=3)
+    if incomplete:
+        verdicts = f"\n{incomplete}\n" + verdicts
     return verdicts + text_table(summary["rows"])
