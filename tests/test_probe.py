@@ -13,8 +13,9 @@ from rltransfer.config import load_config
 from rltransfer.envs import get_family
 from rltransfer.errors import ConfigError
 from rltransfer.evaluation import Evaluator
+from rltransfer.loading import locate_target
 from rltransfer.probing import probe_sources
-from rltransfer.transferring import eval_env_factory, locate_target
+from rltransfer.transferring import eval_env_factory
 
 TARGET = "very-long-heavy"
 

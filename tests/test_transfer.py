@@ -10,9 +10,10 @@ import rltransfer
 from rltransfer.agents import TransferPPO, component_of
 from rltransfer.envs import get_family
 from rltransfer.errors import BundleError, ConfigError
+from rltransfer.loading import locate_target
 from rltransfer.records.lineage import Lineage
 from rltransfer.strategies import STRATEGIES, Plan, register_strategy
-from rltransfer.transferring import build_target_agent, locate_target, transfer
+from rltransfer.transferring import build_target_agent, transfer
 from rltransfer.validation import resolve, validate
 
 HYPER = {"n_steps": 64, "batch_size": 64, "n_epochs": 2}
