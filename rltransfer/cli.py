@@ -201,7 +201,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from rltransfer.reporting.publication import publish
+    from rltransfer.reporting.publishing import publish
 
     dest = publish(args.run_dir, args.dest)
     print(f"published {args.run_dir} to {dest} (report, config, manifest, every run in runs.jsonl.gz)")
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser(
-        "publish", help="copy an experiment's report with its per-run data (runs.jsonl.gz) to a directory",
+        "publish", help="an experiment's per-run data (runs.jsonl.gz) and the report rendered from it, in a directory",
         epilog="example:\n  rltransfer publish runs/quickstart docs/results/quickstart\n"
         "  rltransfer report docs/results/quickstart      # re-renders it from runs.jsonl.gz alone",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -496,7 +496,7 @@ def test_a_refused_or_stopped_publish_leaves_the_earlier_publication_as_it_was(f
     # publish removed the earlier publication's files before it read the results and checked the bundles: an
     # unreadable result, or a stop while the new files were written, left DEST without its runs file.
     from rltransfer.cli import main
-    from rltransfer.reporting import publication
+    from rltransfer.reporting import publication, publishing
 
     _, res = finished
     dest = tmp_path / "published"
@@ -513,14 +513,14 @@ def test_a_refused_or_stopped_publish_leaves_the_earlier_publication_as_it_was(f
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(publication, "ship_bundles", stop)  # after the runs file is written
+    monkeypatch.setattr(publishing, "render", stop)  # after the runs file and the bundles are written
     with pytest.raises(KeyboardInterrupt):
-        publication.publish(res.run_dir, dest)
+        publishing.publish(res.run_dir, dest)
     assert _files(dest) == earlier and sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == []
     monkeypatch.undo()
     # A stop between the renames leaves the staged files; publishing again mends it.
-    (dest / publication.STAGING_DIR).mkdir()
-    (dest / publication.STAGING_DIR / "report.md").write_text("half")
+    (dest / publishing.STAGING_DIR).mkdir()
+    (dest / publishing.STAGING_DIR / "report.md").write_text("half")
     (dest / "report.md").unlink()
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
     assert _files(dest) == earlier
@@ -556,12 +556,33 @@ def test_a_report_of_an_incomplete_grid_says_so_first_and_names_the_runs_missing
     assert again.run_dir == partial and again.summary["missing_runs"] == []
 
 
-def test_publishing_a_directory_without_a_report_is_refused(tmp_path, capsys):
+def test_publishing_a_directory_that_is_not_an_experiment_is_refused(tmp_path, capsys):
     from rltransfer.cli import main
 
     assert main(["publish", str(tmp_path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "not an experiment directory with a report" in err and "Traceback" not in err
+    assert "is not an experiment directory (missing config.yaml, manifest.json)" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_published_report_is_rendered_from_the_published_runs(finished, tmp_path):
+    # publish copied the experiment directory's report as it was last rendered: after runs that finished
+    # later (an experiment stopped before its report, a result deleted to redo it) it described other runs
+    # than the runs file beside it, and 'rltransfer report DEST' gave another report.
+    from rltransfer.cli import main
+
+    _, res = finished
+    changed = tmp_path / "changed"
+    shutil.copytree(res.run_dir, changed)
+    shutil.rmtree(changed / "runs" / "very-long-heavy" / "finetune")  # the report still counts its 2 runs
+    dest = tmp_path / "published"
+    assert main(["publish", str(changed), str(dest)]) == 0
+    summary = json.loads((dest / "summary.json").read_text())
+    assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot"]
+    assert summary["missing_runs"] == ["very-long-heavy/finetune/seed-0", "very-long-heavy/finetune/seed-1"]
+    published = _files(dest)
+    assert main(["report", str(dest)]) == 0
+    assert _files(dest) == published
 
 
 def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():

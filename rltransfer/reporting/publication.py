@@ -1,9 +1,10 @@
 """A publication: an experiment's report with the per-run data it was computed from.
 
-``rltransfer publish RUN_DIR DEST`` copies the report (report.md, summary.json, summary.csv, the
-pictures), the resolved config, the manifest and every run's ``result.json`` (one JSON object a line,
-gzip-compressed, in ``runs.jsonl.gz``) to DEST. ``rltransfer report DEST`` re-renders the report from
-that file alone, byte for byte, and anyone can recompute any figure from it with their own tools.
+A publication (made by ``rltransfer publish RUN_DIR DEST``, :mod:`rltransfer.reporting.publishing`) holds the
+resolved config, the manifest, every run's ``result.json`` (one JSON object a line, gzip-compressed, in
+``runs.jsonl.gz``) and the report rendered from them (report.md, summary.json, summary.csv, the pictures).
+``rltransfer report DEST`` re-renders the report from that file alone, byte for byte, and anyone can
+recompute any figure from it with their own tools.
 
 Where they are small (:data:`MAX_BUNDLE_BYTES` together), the bundles the runs transferred from ship
 too, in ``bundles/pretrain-seed-P/`` (weights and manifest; not the pickled model, which only resumes a
@@ -23,7 +24,6 @@ published before).
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +31,6 @@ from pathlib import Path
 
 import yaml
 
-from rltransfer.config import ExperimentConfig
 from rltransfer.errors import UserInputError
 from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
 from rltransfer.records.experiment_manifest import ExperimentManifest
@@ -56,10 +55,6 @@ BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 reads it, and it is pickle)."""
 REPRODUCTIONS_DIR = "reproductions"
 """Where a publication keeps re-runs made on other kinds of CPU (``rltransfer verify --record``)."""
-STAGING_DIR = ".publishing"
-"""Where :func:`publish` writes a publication inside its destination before moving it in."""
-REPLACED_DIR = ".replaced"
-"""Where :func:`publish` moves the earlier publication's files while it moves the new ones in."""
 MAX_BUNDLE_BYTES = 5 * 2**20
 """Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
@@ -88,101 +83,6 @@ def read_runs(path: Path) -> list[FinishedRun | FailedRun]:
         return [parse_result(obj) for obj in read_json_lines(path / RUNS_FILE)]
     except (OSError, ValueError) as err:
         raise UserInputError(f"'{path / RUNS_FILE}' is not a readable runs file: {err}") from None
-
-
-def publish(run_dir: str | Path, dest: str | Path) -> Path:
-    """Copy ``run_dir``'s report, config, manifest and per-run results to ``dest`` (created if needed).
-
-    Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
-    hand-written README, say) stay. Everything is read and checked, and the new publication written in
-    ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a bundle that changed)
-    or a stop while it is written leaves the earlier publication as it was. Then the earlier files are
-    moved out and the new ones in, a few renames.
-    """
-    run_dir, dest = Path(run_dir), Path(dest)
-    missing = [n for n in (*RECORDS, "report/summary.json") if not (run_dir / n).is_file()]
-    if missing:
-        raise UserInputError(
-            f"'{run_dir}' is not an experiment directory with a report (missing {', '.join(missing)}); "
-            "run 'rltransfer experiment' or 'rltransfer report' on it first"
-        )
-    _check_destination(run_dir, dest)
-    results = []
-    for path in result_paths(run_dir):
-        try:
-            results.append(parse_result(json.loads(path.read_text())))
-        except (OSError, ValueError) as err:
-            raise UserInputError(f"'{path}': {err}; run the experiment again to redo the run") from None
-    staging = dest / STAGING_DIR
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-        for leftover in (staging, dest / REPLACED_DIR):  # of a publish stopped midway
-            shutil.rmtree(leftover, ignore_errors=True)
-        staging.mkdir()
-        try:
-            for f in sorted(p for pattern in REPORT_PATTERNS for p in (run_dir / "report").glob(pattern)):
-                shutil.copyfile(f, staging / f.name)
-            for name in RECORDS:
-                shutil.copyfile(run_dir / name, staging / name)
-            _write_where_run(staging / "config.yaml")
-            write_runs(results, staging / RUNS_FILE)
-            ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        _swap_in(staging, dest)
-    except OSError as err:
-        raise UserInputError(f"cannot publish to '{dest}': {err}") from None
-    return dest
-
-
-def _check_destination(run_dir: Path, dest: Path) -> None:
-    """Refuse a destination that publishing would damage: the experiment directory itself, a directory inside it
-    or holding it, another experiment directory (its config and manifest would be overwritten), a file."""
-    here, there = run_dir.resolve(), dest.resolve()
-    if there == here:
-        raise UserInputError(f"'{dest}' is the experiment directory itself: publish to a directory outside it")
-    if here in there.parents:
-        raise UserInputError(
-            f"'{dest}' is inside the experiment directory '{run_dir}', whose files publishing would replace: "
-            "publish to a directory outside it"
-        )
-    if there in here.parents:
-        raise UserInputError(f"'{dest}' holds the experiment directory '{run_dir}': publish to a directory of its own")
-    if dest.exists() and not dest.is_dir():
-        raise UserInputError(f"'{dest}' is a file: publish to a directory (new, or an earlier publication)")
-    if (dest / "runs").is_dir():
-        raise UserInputError(
-            f"'{dest}' is an experiment directory (it holds runs/), whose config and manifest publishing would "
-            "replace: publish to a directory of its own"
-        )
-
-
-def _swap_in(staging: Path, dest: Path) -> None:
-    """Replace the publication files in ``dest`` by those written in ``staging`` (renames within ``dest``; a stop
-    between them leaves ``dest`` part-replaced, which publishing again from the experiment directory mends)."""
-    owned = {
-        p
-        for pattern in (*REPORT_PATTERNS, *RECORDS, RUNS_FILE, BUNDLES_DIR, REPRODUCTIONS_DIR)
-        for p in dest.glob(pattern)
-    }
-    replaced = dest / REPLACED_DIR
-    replaced.mkdir()
-    for old in sorted(owned):  # reproductions/ goes too: re-runs of the runs published before
-        old.rename(replaced / old.name)
-    for new in sorted(staging.iterdir()):
-        new.rename(dest / new.name)
-    shutil.rmtree(replaced)
-    staging.rmdir()
-
-
-def _write_where_run(config: Path) -> None:
-    """The published config with the default ``output_dir`` (``runs``, relative): whoever runs it, or restores
-    the publication, writes where they run it, not in the directory the experiment was made in. The
-    output directory enters no hash, so the runs are the same runs."""
-    data = yaml.safe_load(config.read_text())
-    data["output_dir"] = ExperimentConfig.model_fields["output_dir"].default
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def reproductions_file(dest: Path, machine: Machine) -> Path:
