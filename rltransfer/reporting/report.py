@@ -126,7 +126,7 @@ def incomplete_text(summary: Mapping[str, Any], named: int = 0) -> str | None:
         listed = ": " + ", ".join(missing[:named]) + (f" and {more} more" if more > 0 else "")
     return (
         f"Incomplete: {len(missing)} run(s) of the grid have no result yet; the tables, verdicts and claims are "
-        "of the runs that have. Running the experiment again (`rltransfer experiment` with its config) runs "
+        "of the runs that have one. Running the experiment again (`rltransfer experiment` with its config) runs "
         f"only these{listed}."
     )
 
