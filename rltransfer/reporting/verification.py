@@ -30,8 +30,8 @@ from rltransfer.errors import UserInputError
 from rltransfer.execution.backends import run_local
 from rltransfer.execution.batching import batches
 from rltransfer.execution.job import SB3, RunJob
-from rltransfer.experiment import pretrain_seed
 from rltransfer.hardware import this_machine
+from rltransfer.pretraining_stage import pretrain_seed
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import RESULT_FILE, FailedRun, FinishedRun, read_result
