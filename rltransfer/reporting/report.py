@@ -10,15 +10,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from rltransfer.atomic import write_json_atomic
 from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.records.experiment_manifest import ExperimentManifest
-from rltransfer.records.run_result import FailedRun, FinishedRun, RunMetrics, read_result
+from rltransfer.records.run_result import FailedRun, FinishedRun, read_result
+from rltransfer.reporting import figures
 from rltransfer.reporting.publication import is_publication, read_runs, result_paths
-from rltransfer.stats import bootstrap, metrics, significance
+from rltransfer.stats import bootstrap, significance
 from rltransfer.stats.summary import BASELINE, COLUMNS, by_pretraining, table_rows, target_rows, verdict
 from rltransfer.store import layout
 from rltransfer.store.keys import experiment_hash, run_hash
@@ -402,142 +402,13 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _curves(
-    results: Sequence[FinishedRun | FailedRun], target: str
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per strategy: the evaluation steps, the runs' scores (one row a run) and each run's pre-training."""
-    out = {}
-    by: dict[str, list[FinishedRun]] = defaultdict(list)
-    for r in results:
-        if r.target == target and isinstance(r, FinishedRun):
-            by[r.strategy].append(r)
-    for strategy, runs in by.items():
-        lengths = {len(r.curve.step) for r in runs}
-        if len(lengths) != 1:
-            continue
-        pre = np.array([0 if strategy == BASELINE else r.pretrain_seed for r in runs])
-        out[strategy] = (np.array(runs[0].curve.step), np.array([r.curve.score for r in runs]), pre)
-    return out
-
-
-Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
-"""A strategy's learning curve over its runs: steps, IQM score, the 95% band's low and high, runs."""
-
-
-def iqm_bands(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Band]:
-    """Each strategy's IQM curve with its 95% band at every evaluation (pre-trainings, then runs, resampled:
-    :func:`rltransfer.stats.bootstrap.interval`), for the pictures and TensorBoard."""
-    out = {}
-    for strategy, (steps, scores, pre) in curves.items():
-        band = np.array(
-            [
-                bootstrap.interval(
-                    [scores[pre == p, k] for p in np.unique(pre)],
-                    bootstrap.iqm_rows,
-                    resamples=bootstrap.BAND_RESAMPLES,
-                )[:2]
-                for k in range(scores.shape[1])
-            ]
-        )
-        out[strategy] = (steps, metrics.iqm_along(scores, axis=0), band[:, 0], band[:, 1], len(scores))
-    return out
-
-
-def plot_curves(path: Path, target: str, bands: Mapping[str, Band]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for strategy, (steps, centre, low, high, n) in bands.items():
-        style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
-        (line,) = ax.plot(steps, centre, label=f"{strategy} (n={n})", **style)
-        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("target environment steps")
-    ax.set_ylabel("normalised score (IQM, 95% CI)")
-    ax.set_title(f"{target}: learning curves")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_ttt(path: Path, target: str, results: Sequence[FinishedRun | FailedRun], budget: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    by: dict[str, list[RunMetrics]] = defaultdict(list)
-    for r in results:
-        if r.target == target and isinstance(r, FinishedRun):
-            by[r.strategy].append(r.metrics)
-    for strategy, ms in by.items():
-        km = metrics.kaplan_meier([m.ttt for m in ms], [m.reached for m in ms], budget)
-        t = np.concatenate([[0.0], km.times, [budget]])
-        reached = 1.0 - np.concatenate([[1.0], km.survival, [km.survival[-1]]])
-        style = {"color": "black", "lw": 2.2, "ls": "--"} if strategy == BASELINE else {"lw": 1.6}
-        ax.step(t, reached, where="post", label=strategy, **style)
-    ax.set_xlim(0, budget)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("target environment steps")
-    ax.set_ylabel("fraction of runs at threshold (Kaplan-Meier)")
-    ax.set_title(f"{target}: time to threshold")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def write_tensorboard_aggregates(run_dir: Path, bands: Mapping[str, Mapping[str, Band]]) -> None:
-    """``tb/<target>/iqm/<strategy>``: each strategy's IQM score curve over seeds under its runs' own tag
-    (``eval/<target>/score``: one chart holds a target's runs and its strategies' IQMs), and again with the
-    bounds of its 95% band as the report's pictures draw it (``iqm/<target>/score``, ``ci_low``,
-    ``ci_high``: tags of the aggregates only), for a custom-scalars layout with one margin chart per target:
-    every strategy's IQM and its band, scratch included."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    from rltransfer.execution.job import eval_tag
-
-    charts: dict[str, dict[str, list[Any]]] = {"IQM score, 95% CI (rltransfer)": {}}
-    for target, by_strategy in bands.items():
-        tag = eval_tag(target)
-        for strategy, (steps, centre, low, high, _) in by_strategy.items():
-            out = layout.iqm_tb(run_dir, target, strategy)
-            if out.exists():
-                for f in out.glob("events.out.tfevents.*"):
-                    f.unlink()
-            writer = SummaryWriter(str(out))
-            for step, value, lo, hi in zip(steps, centre, low, high):
-                writer.add_scalar(f"{tag}/score", float(value), int(step))
-                writer.add_scalar(f"iqm/{target}/score", float(value), int(step))
-                writer.add_scalar(f"iqm/{target}/ci_low", float(lo), int(step))
-                writer.add_scalar(f"iqm/{target}/ci_high", float(hi), int(step))
-            writer.flush()
-            writer.close()
-        charts["IQM score, 95% CI (rltransfer)"][target] = [
-            "Margin",
-            [f"iqm/{target}/score", f"iqm/{target}/ci_low", f"iqm/{target}/ci_high"],
-        ]
-    out = layout.tb_root(run_dir) / "layout"  # the custom-scalars layout, a run of its own
-    for f in out.glob("events.out.tfevents.*"):
-        f.unlink()
-    writer = SummaryWriter(str(out))
-    writer.add_custom_scalars(charts)
-    writer.flush()
-    writer.close()
-
-
 def _target_section(
     summary: Mapping[str, Any],
     target: str,
     current: Sequence[FinishedRun | FailedRun],
     report: Path,
     budget: int,
-    bands: dict[str, dict[str, Band]],
+    bands: dict[str, dict[str, figures.Band]],
 ) -> list[str]:
     """A target's part of report.md: its verdict, table, claims, pre-trainings and pictures (drawn into
     ``report``; its IQM bands added to ``bands``)."""
@@ -555,11 +426,11 @@ def _target_section(
             by_pre,
             "",
         ]
-    curves = _curves(current, target)
+    curves = figures.curves_of(current, target)
     if curves:
-        bands[target] = iqm_bands(curves)
-        plot_curves(report / f"curves_{target}.png", target, bands[target])
-        plot_ttt(report / f"ttt_{target}.png", target, current, budget)
+        bands[target] = figures.iqm_bands(curves)
+        figures.plot_curves(report / f"curves_{target}.png", target, bands[target])
+        figures.plot_ttt(report / f"ttt_{target}.png", target, current, budget)
         md += [f"![learning curves](curves_{target}.png)", "", f"![time to threshold](ttt_{target}.png)", ""]
     return md
 
@@ -600,7 +471,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
         writer.writerow({k: row.get(k) for k in CSV_FIELDS})
     (report / "summary.csv").write_text(buf.getvalue())
     budget = int(config["transfer"]["timesteps"])
-    bands: dict[str, dict[str, Band]] = {}
+    bands: dict[str, dict[str, figures.Band]] = {}
     md = [f"# {summary['experiment']}: transfer on family `{summary['family']}`", ""]
     incomplete = incomplete_text(summary)
     if incomplete:
@@ -610,7 +481,7 @@ def render(run_dir: str | Path, echo: bool = False, tensorboard: bool = True) ->
     md += _closing_sections(summary)
     (report / "report.md").write_text("\n".join(md))
     if tensorboard:
-        write_tensorboard_aggregates(run_dir, bands)
+        figures.write_tensorboard_aggregates(run_dir, bands)
     if echo:
         print(terminal_summary(summary))
         print(f"\nreport: {report / 'report.md'}")
