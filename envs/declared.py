@@ -187,6 +187,12 @@ def declared_family(spec: Mapping[str, Any]) -> Family:
         raise TaskError(
             _refused(spec, builder, where) or f"{where}: '{spec['env_id']}' refuses its constructor arguments: {err}"
         ) from None
+    except gym.error.DependencyNotInstalled as err:  # MuJoCo's or Box2D's package, say: Gymnasium names it
+        raise TaskError(f"{where}: '{spec['env_id']}' needs a package that is not installed: {err}") from None
+    except Exception as err:  # the env's own constructor failed on the declared arguments
+        raise TaskError(
+            f"{where}: building '{spec['env_id']}' with its declared arguments failed: {type(err).__name__}: {err}"
+        ) from None
     try:
         for n, p in builder.parameters.items():
             if p.get("attribute"):

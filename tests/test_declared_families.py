@@ -106,6 +106,36 @@ def test_a_constructor_taking_any_keyword_refuses_with_its_own_message():
         del gym.registry["RltransferTest/AnyKeyword-v0"]
 
 
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (gym.error.DependencyNotInstalled('MuJoCo is not installed, run `pip install "gymnasium[mujoco]"`'),
+         "'RltransferTest/Failing-v0' needs a package that is not installed: MuJoCo is not installed"),
+        (ValueError("mass must be positive"),
+         "building 'RltransferTest/Failing-v0' with its declared arguments failed: ValueError: mass must be positive"),
+    ],
+)  # fmt: skip
+def test_an_env_that_cannot_be_built_is_told_by_the_cli_not_raised(tmp_path, capsys, error, message):
+    """A declared family whose env fails to build (its extra not installed, as MuJoCo's for the shipped
+    cheetah family, or its constructor refusing a value): exit 2 and what failed, not a traceback."""
+
+    def make(**kwargs):
+        raise error
+
+    gym.register("RltransferTest/Failing-v0", entry_point=make)
+    try:
+        data = {**yaml.safe_load(DECLARED.read_text()), "name": "failing", "env_id": "RltransferTest/Failing-v0"}
+        data["parameters"] = {n: p for n, p in data["parameters"].items() if "attribute" in p}
+        data["tasks"] = {k: {p: v for p, v in t.items() if p in data["parameters"]} for k, t in data["tasks"].items()}
+        (tmp_path / "failing.yaml").write_text(yaml.safe_dump(data))
+        assert main(["families", str(tmp_path / "failing.yaml")]) == 2
+        assert f"family 'failing': {message}" in capsys.readouterr().err
+        with pytest.raises(ConfigError, match="config key 'families\\[0\\]'"):
+            resolve(load_config({"family": "failing", "families": [data]}))
+    finally:
+        del gym.registry["RltransferTest/Failing-v0"]
+
+
 def test_a_config_names_a_family_file_and_its_resolved_config_holds_the_declaration(tmp_path):
     (tmp_path / "fam.yaml").write_text(DECLARED.read_text())
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"family": "cartpole-declared", "families": ["fam.yaml"]}))
