@@ -21,7 +21,7 @@ from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import UserInputError
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
-from rltransfer.execution.backends import resolve_workers, run_local, run_ray, start_pool
+from rltransfer.execution.backends import check_backend, resolve_workers, run_local, run_ray, start_pool
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.hardware import this_machine
@@ -182,6 +182,7 @@ def run_experiment(
     if echo and (untrained := untrained_warning(cfg)):
         print(untrained, file=sys.stderr)
     workers = resolve_workers(cfg.runner.workers)
+    check_backend(cfg.runner.backend)
     run_dir = cfg.run_dir
     check_writable(run_dir)
     check_layout(run_dir)

@@ -728,6 +728,18 @@ def test_ray_backend_gives_bit_identical_results(finished, tmp_path):
     assert results(res3.run_dir) == results(res.run_dir)
 
 
+def test_the_ray_backend_without_ray_is_refused_before_pre_training(tiny_config, tmp_path, monkeypatch, capsys):
+    """``runner.backend: ray`` where Ray is not installed: exit 2 before anything trains (the refusal came
+    when the grid started, after the pre-training)."""
+    from rltransfer.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**tiny_config, "runner": {"backend": "ray"}}))
+    assert main(["experiment", str(tmp_path / "exp.yaml"), "--no-progress"]) == 2
+    assert "config key 'runner.backend': 'ray' needs Ray: pip install 'rltransfer[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tiny").exists()
+
+
 def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
     from rltransfer.reporting.report import render
 

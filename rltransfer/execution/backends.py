@@ -6,6 +6,7 @@ seeds), so the same seeds give the same results whichever backend ran them.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -39,6 +40,16 @@ def resolve_workers(workers: int | str) -> int:
     if int(workers) < 1:
         raise ConfigError(f"config key 'runner.workers': must be >= 1 or 'auto', got {workers}")
     return int(workers)
+
+
+RAY_MISSING = "config key 'runner.backend': 'ray' needs Ray: pip install 'rltransfer[ray]'"
+
+
+def check_backend(backend: str) -> None:
+    """Refuse ``runner.backend: ray`` where Ray is not installed: before an experiment pre-trains, not when
+    its grid starts, hours later (looked up, not imported: importing Ray takes seconds)."""
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(RAY_MISSING)
 
 
 def _init_worker() -> None:
@@ -140,7 +151,7 @@ def run_ray(
     try:
         import ray
     except ImportError:
-        raise ConfigError("config key 'runner.backend': 'ray' needs Ray: pip install 'rltransfer[ray]'") from None
+        raise ConfigError(RAY_MISSING) from None
     started_here = not ray.is_initialized()
     if started_here:
         if address:
