@@ -12,10 +12,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from rltransfer.errors import ConfigError, did_you_mean
 
@@ -24,8 +24,26 @@ TaskSpec = Union[str, dict[str, Any]]
 DEFAULT_STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "lr_scaled", "adapter", "kickstart"]
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic takes true for 1 where an int is expected
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
+"""A whole number (``1.0e+5`` is one; ``true`` is not)."""
+Positive = Annotated[Count, Field(ge=1)]
+"""A whole number of at least 1 (a layer's units, workers)."""
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+"""A finite number (no NaN or infinity: :class:`_Strict` models refuse them)."""
+Flag = Annotated[bool, Strict()]
+"""true or false (not 0, 1 or a string)."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused, values frozen, and no NaN or infinity where a number is expected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EncoderConfig(_Strict):
@@ -35,7 +53,7 @@ class EncoderConfig(_Strict):
 
     type: str = "mlp"
     """Registered encoder name (``mlp`` for vectors, ``cnn`` for small images)."""
-    hidden: list[int] = Field(default_factory=lambda: [64])
+    hidden: list[Positive] = Field(default_factory=lambda: [64])
     """Hidden layer widths; the last is the features dimension."""
     activation: Literal["tanh", "relu", "elu"] = "tanh"
     """Activation of encoder and trunk."""
@@ -44,9 +62,9 @@ class EncoderConfig(_Strict):
 class TrunkConfig(_Strict):
     """Shared policy and value layers after the encoder (SB3's ``net_arch``)."""
 
-    pi: list[int] = Field(default_factory=lambda: [64])
+    pi: list[Positive] = Field(default_factory=lambda: [64])
     """Policy layers."""
-    vf: list[int] = Field(default_factory=lambda: [64])
+    vf: list[Positive] = Field(default_factory=lambda: [64])
     """Value layers."""
 
 
@@ -59,7 +77,7 @@ class AgentConfig(_Strict):
     trunk: TrunkConfig = Field(default_factory=TrunkConfig)
     heads: Literal["per_task", "shared"] = "per_task"
     """One action/value head per task, or one shared head conditioned through the observation."""
-    normalize: bool = False
+    normalize: Flag = False
     """Normalise observations (and rewards) with running statistics (SB3's VecNormalize)."""
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of the SB3 algorithm (``n_steps``, ``learning_rate``...)."""
@@ -68,22 +86,22 @@ class AgentConfig(_Strict):
 class PretrainConfig(_Strict):
     """Multi-task pre-training on the source tasks."""
 
-    timesteps: int = Field(100_000, gt=0)
+    timesteps: Count = Field(100_000, gt=0)
     """Total environment steps, over all source tasks."""
-    seeds: int = Field(1, ge=1)
+    seeds: Count = Field(1, ge=1)
     """Number of pre-training seeds (0..n-1)."""
-    envs_per_task: int = Field(2, ge=1)
+    envs_per_task: Count = Field(2, ge=1)
     """Sub-envs per source task in the vector env (each task gets the same share of samples)."""
-    eval_episodes: int = Field(10, ge=1)
+    eval_episodes: Count = Field(10, ge=1)
     """Episodes per source task in the final evaluation."""
     hyperparams: dict[str, Any] = Field(default_factory=dict)
     """Overrides of ``agent.hyperparams`` for pre-training only (e.g. a larger ``batch_size``)."""
-    min_source_score: float | None = None
+    min_source_score: Number | None = None
     """A gate on pre-trainings (experiments): one whose final evaluation scores below this on some
     source task (score s = (R - R_random) / (tau - R_random); 1.0 is the task's threshold) is not
     transferred from; the next seed is trained in its place, and its steps count in the cost of
     pre-training. ``None``: every pre-training is kept."""
-    max_seeds: int | None = Field(None, ge=1)
+    max_seeds: Count | None = Field(None, ge=1)
     """With ``min_source_score``: the most pre-training seeds to try, rejected ones included, before
     the experiment stops and says so (default: twice ``seeds``)."""
 
@@ -111,19 +129,19 @@ class PretrainConfig(_Strict):
 class TransferConfig(_Strict):
     """Training on held-out targets with each strategy."""
 
-    timesteps: int = Field(50_000, gt=0)
+    timesteps: Count = Field(50_000, gt=0)
     """Target-environment steps per run (the budget B)."""
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES))
     """Strategies to compare (``scratch`` is always run as the baseline)."""
-    seeds: int = Field(10, ge=1)
+    seeds: Count = Field(10, ge=1)
     """Seeds 0..n-1 for every (target, strategy)."""
     head_init: Literal["fresh", "mean", "nearest", "probe"] = "nearest"
     """How a target's heads start: fresh, the mean of source heads, the nearest source task's (by
     context), or the source head that does best when each is tried on the target (``probe``: its
     episodes are target steps, charged to the run)."""
-    probe_episodes: int = Field(1, ge=1)
+    probe_episodes: Count = Field(1, ge=1)
     """Episodes per source head of a ``probe``."""
-    n_envs: int = Field(1, ge=1)
+    n_envs: Count = Field(1, ge=1)
     """Parallel target envs per run."""
     strategy_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-strategy parameters, e.g. ``{lr_scaled: {lr_scale: 0.1}, adapter: {rank: 4}}``."""
@@ -132,13 +150,13 @@ class TransferConfig(_Strict):
 class EvaluationConfig(_Strict):
     """How runs are evaluated (see EVALUATION.md)."""
 
-    every: int = Field(2500, gt=0)
+    every: Count = Field(2500, gt=0)
     """Target steps between evaluations."""
-    episodes: int = Field(10, ge=1)
+    episodes: Count = Field(10, ge=1)
     """Episodes per evaluation."""
-    deterministic: bool = True
+    deterministic: Flag = True
     """Evaluate the deterministic policy."""
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, Number] = Field(default_factory=dict)
     """Per-task return thresholds overriding the family's / Gymnasium's."""
 
 
@@ -146,11 +164,11 @@ class RunnerConfig(_Strict):
     """Where runs execute."""
 
     backend: Literal["local", "ray"] = "local"
-    workers: int | Literal["auto"] = "auto"
+    workers: Positive | Literal["auto"] = "auto"
     """Parallel runs (``auto``: the number of cores)."""
     address: str | None = None
     """Ray cluster address (``None`` starts a local one)."""
-    batch_seeds: bool | None = None
+    batch_seeds: Flag | None = None
     """Train the seeds of each (target, strategy) side by side as one batched model (PPO, SAC and DQN: the
     strategies whose update it restates), each worker taking a batch of seeds: several times the throughput
     of one SB3 process per seed, with other random streams than SB3's own ``learn`` (so a run's key says which
@@ -158,7 +176,7 @@ class RunnerConfig(_Strict):
     directories and publications made before 2026-12-03). Left out (``null``): batched, except in a cell of a
     directory that already holds finished runs, which keeps the engine that trained them (a resumed grid is
     not trained again). See docs/batched.md."""
-    reuse_other_experiments: bool = True
+    reuse_other_experiments: Flag = True
     """Copy finished work of another experiment under the same ``output_dir`` instead of doing it again: a
     pre-training of the same pre-training config (``pretraining_hash``), and a run that loads nothing from its bundle (``scratch``)
     with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.store.reuse`)."""
@@ -167,10 +185,10 @@ class RunnerConfig(_Strict):
 class ParameterSpec(_Strict):
     """One parameter of a family declared as data: its range, and where it goes in the env."""
 
-    default: float
-    low: float
-    high: float
-    integer: bool = False
+    default: Number
+    low: Number
+    high: Number
+    integer: Flag = False
     doc: str = ""
     kwarg: str | None = None
     """A constructor argument of ``gym.make(env_id, ...)``."""
@@ -201,10 +219,10 @@ class FamilySpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
     parameters: dict[str, ParameterSpec]
-    tasks: dict[str, dict[str, float]]
+    tasks: dict[str, dict[str, Number]]
     sources: list[str]
     targets: dict[str, Literal["interpolation", "extrapolation"]] | list[str]
-    reward_threshold: float | None = None
+    reward_threshold: Number | None = None
     threshold_note: str = ""
     derived: str | None = None
     """``module:function``, called as ``function(env.unwrapped, params)`` after the parameters are set:
@@ -302,7 +320,8 @@ def _format(err: ValidationError) -> str:
             hint = did_you_mean(e.get("input"), names)
             lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r}){hint}")
         else:
-            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
+            msg = e["msg"].removeprefix("Value error, ")  # a validator's own message, as it says it
+            lines.append(f"config key '{key}': {msg} (got {e.get('input')!r})")
     return "invalid config:\n  " + "\n  ".join(dict.fromkeys(lines))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,45 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
         )
 
 
+RANGES: dict[str, tuple[float, float, str]] = {
+    "gamma": (0.0, 1.0, "in [0, 1]"),
+    "gae_lambda": (0.0, 1.0, "in [0, 1]"),
+    "tau": (0.0, 1.0, "in [0, 1]"),
+    "exploration_fraction": (0.0, 1.0, "in [0, 1]"),
+    "exploration_initial_eps": (0.0, 1.0, "in [0, 1]"),
+    "exploration_final_eps": (0.0, 1.0, "in [0, 1]"),
+    "learning_rate": (math.ulp(0.0), math.inf, "above 0"),
+    "clip_range": (math.ulp(0.0), math.inf, "above 0"),
+    "clip_range_vf": (math.ulp(0.0), math.inf, "above 0 (or null: no clipping of the value)"),
+    "target_kl": (math.ulp(0.0), math.inf, "above 0 (or null: no early stop)"),
+    "max_grad_norm": (math.ulp(0.0), math.inf, "above 0"),
+    "ent_coef": (0.0, math.inf, "at least 0"),
+    "vf_coef": (0.0, math.inf, "at least 0"),
+    "n_epochs": (1, math.inf, "at least 1"),
+    "buffer_size": (1, math.inf, "at least 1"),
+    "learning_starts": (0, math.inf, "at least 0"),
+    "target_update_interval": (1, math.inf, "at least 1"),
+}
+"""The values an SB3 hyperparameter may take where SB3 takes any number and trains on nonsense (a discount
+of 1.5, a negative learning rate, no epochs): low, high (both allowed) and how to say it."""
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    """A hyperparameter's number: finite, and within :data:`RANGES` (strings, lists and null are judged
+    against SB3's types and checks later)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"config key '{where}.{key}': must be a finite number, got {value}")
+    if key in RANGES:
+        low, high, allowed = RANGES[key]
+        if not low <= value <= high:
+            raise ConfigError(f"config key '{where}.{key}': must be {allowed}, got {value}")
+
+
 def check_hyperparams(config: ExperimentConfig) -> None:
-    """Every ``agent.hyperparams`` key must be an argument of the SB3 algorithm."""
+    """Every ``agent.hyperparams`` key must be an argument of the SB3 algorithm, and its number a number
+    the algorithm can train with (:data:`RANGES`)."""
     cls = algo_class(config.agent.algo)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _RESERVED | {"self"}]
     for where, hyper in (
@@ -99,6 +137,7 @@ def check_hyperparams(config: ExperimentConfig) -> None:
                     f"config key '{where}.{key}': not a {cls.__name__} argument rltransfer passes on; "
                     f"allowed: {', '.join(allowed)}"
                 )
+            _check_value(where, key, value)
 
 
 # The value checks SB3's setup (``_setup_model``) makes while it builds the policy and the buffers, which

@@ -44,6 +44,32 @@ def test_registry_checks_name_the_key():
         validate(load_config({"family": "cartpole", "agent": {"hyperparams": {"learning_rat": 1}}}))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("transfer.seeds=true", "config key 'transfer.seeds': expected a number, not true/false (got True)"),
+        ("runner.workers=true", "config key 'runner.workers': expected a number, not true/false"),
+        ("runner.workers=0", "config key 'runner.workers': Input should be greater than or equal to 1 (got 0)"),
+        ("evaluation.deterministic=0", "config key 'evaluation.deterministic': Input should be a valid boolean (got 0)"),
+        ("pretrain.min_source_score=nan", "config key 'pretrain.min_source_score': Input should be a finite number (got 'nan')"),
+        ("pretrain.min_source_score=true", "config key 'pretrain.min_source_score': expected a number, not true/false"),
+        ("evaluation.thresholds={long: .inf}", "config key 'evaluation.thresholds.long': Input should be a finite number (got inf)"),
+        ("agent.encoder.hidden=[64, 0]", "config key 'agent.encoder.hidden[1]': Input should be greater than or equal to 1 (got 0)"),
+    ],
+)  # fmt: skip
+def test_a_boolean_for_a_number_a_number_for_a_boolean_and_nan_are_refused(override, message):
+    """pydantic's lax mode took ``true`` for 1 and ``0`` for false, and NaN or infinity for a number: a
+    gate of NaN rejects every pre-training, a threshold of infinity is never reached."""
+    with pytest.raises(ConfigError) as err:
+        load_config({"family": "cartpole"}, [override])
+    assert message in str(err.value)
+
+
+def test_a_whole_number_may_be_written_as_a_float():
+    cfg = load_config({"family": "cartpole"}, ["transfer.timesteps=1.0e+5", "runner.workers=auto"])
+    assert cfg.transfer.timesteps == 100_000 and isinstance(cfg.transfer.timesteps, int)
+
+
 def test_overrides_parse_yaml_values():
     cfg = load_config(
         {"family": "cartpole"},

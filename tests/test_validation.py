@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -83,6 +84,44 @@ def test_values_sb3_would_fail_on_mid_run_are_refused_by_type(algo):
         assert _sb3_builds(algo, hyperparams)  # SB3 builds it, and the run would fail later
         with pytest.raises(ConfigError, match=message):
             validate(_config(algo, hyperparams))
+
+
+# Values SB3 builds and trains on, to no meaning (a discount above 1, a negative learning rate, no epochs):
+# refused by range, with what is allowed; and the edges of each range, which are allowed.
+NONSENSE = {
+    "ppo": [
+        ({"gamma": 1.5}, "gamma': must be in [0, 1], got 1.5"), ({"gae_lambda": -0.1}, "gae_lambda': must be in [0, 1]"),
+        ({"learning_rate": 0.0}, "learning_rate': must be above 0"), ({"clip_range": 0}, "clip_range': must be above 0"),
+        ({"n_epochs": 0}, "n_epochs': must be at least 1, got 0"), ({"ent_coef": float("nan")}, "ent_coef': must be a finite number"),
+        ({"vf_coef": float("inf")}, "vf_coef': must be a finite number, got inf"), ({"max_grad_norm": -1.0}, "max_grad_norm': must be above 0"),
+    ],
+    "sac": [({"tau": 2.0}, "tau': must be in [0, 1]"), ({"ent_coef": -0.1}, "ent_coef': must be at least 0")],
+    "dqn": [
+        ({"exploration_final_eps": 1.5}, "exploration_final_eps': must be in [0, 1]"),
+        ({"target_update_interval": 0}, "target_update_interval': must be at least 1"),
+    ],
+}  # fmt: skip
+EDGES = {
+    "ppo": {"gamma": 1.0, "gae_lambda": 0.0, "ent_coef": 0.0, "vf_coef": 0.0, "n_epochs": 1, "learning_rate": 1e-12},
+    "sac": {"tau": 1.0, "gamma": 0.0, "learning_starts": 0},
+    "dqn": {"exploration_initial_eps": 1.0, "exploration_final_eps": 0.0, "exploration_fraction": 1.0},
+}
+
+
+@pytest.mark.parametrize("algo", list(NONSENSE))
+def test_numbers_sb3_trains_on_to_no_meaning_are_refused_by_range(algo):
+    for hyperparams, message in NONSENSE[algo]:
+        assert _sb3_builds(algo, hyperparams), hyperparams  # SB3 takes it
+        with pytest.raises(ConfigError, match=re.escape(f"config key 'agent.hyperparams.{message}")):
+            validate(_config(algo, hyperparams))
+    validate(_config(algo, EDGES[algo]))  # every edge is allowed
+
+
+def test_a_negative_learning_rate_is_refused_before_sb3_builds_its_optimizer():
+    """SB3 refuses it only when it builds the policy's optimizer (torch's Adam), after validation passed it."""
+    assert not _sb3_builds("ppo", {"learning_rate": -0.001})
+    with pytest.raises(ConfigError, match=re.escape("agent.hyperparams.learning_rate': must be above 0, got -0.001")):
+        validate(_config("ppo", {"learning_rate": -0.001}))
 
 
 @pytest.mark.parametrize("algo", list(FAMILY))
