@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -38,6 +39,8 @@ Number = Annotated[float, BeforeValidator(_not_a_bool)]
 """A finite number (no NaN or infinity: :class:`_Strict` models refuse them)."""
 Flag = Annotated[bool, Strict()]
 """true or false (not 0, 1 or a string)."""
+PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
+"""A path, kept as text (a ``pathlib.Path`` given from Python is one)."""
 
 
 class _Strict(BaseModel):
@@ -234,7 +237,7 @@ class ExperimentConfig(_Strict):
 
     name: str = "experiment"
     """Experiment name; output goes to ``<output_dir>/<name>/``."""
-    output_dir: str = "runs"
+    output_dir: PathText = "runs"
     family: str
     """A registered family (``rltransfer families`` lists them), or one of :attr:`families`."""
     families: list[FamilySpec] = Field(default_factory=list)
@@ -390,11 +393,11 @@ def _read_family_files(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """``families`` entries that name files (relative to ``base``, the config's directory) replaced by
     the declarations they hold."""
     entries = data.get("families")
-    if not isinstance(entries, list) or not any(isinstance(e, str) for e in entries):
+    if not isinstance(entries, list) or not any(isinstance(e, (str, os.PathLike)) for e in entries):
         return data
     out = []
     for i, entry in enumerate(entries):
-        if isinstance(entry, str):
+        if isinstance(entry, (str, os.PathLike)):
             path = Path(entry) if Path(entry).is_absolute() or not (base / entry).exists() else base / entry
             if not path.is_file():
                 raise ConfigError(f"config key 'families[{i}]': file '{entry}' not found (relative to '{base}')")

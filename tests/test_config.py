@@ -70,6 +70,16 @@ def test_a_whole_number_may_be_written_as_a_float():
     assert cfg.transfer.timesteps == 100_000 and isinstance(cfg.transfer.timesteps, int)
 
 
+def test_paths_may_be_given_as_pathlib_paths(tmp_path):
+    """From Python a path is a ``pathlib.Path`` as often as text (pytest's ``tmp_path``): the same config."""
+    family = Path(__file__).parent.parent / "configs" / "families" / "cartpole-declared.yaml"
+    as_text = load_config({"family": "cartpole-declared", "output_dir": str(tmp_path), "families": [str(family)]})
+    as_path = load_config({"family": "cartpole-declared", "output_dir": tmp_path, "families": [family]})
+    assert (
+        as_path == as_text and as_path.output_dir == str(tmp_path) and as_path.families[0].name == "cartpole-declared"
+    )
+
+
 def test_overrides_parse_yaml_values():
     cfg = load_config(
         {"family": "cartpole"},
