@@ -97,6 +97,23 @@ def test_the_packages_exports_load_on_first_use():
     assert strategies.plan_of("finetune", None).algo_type() is None
 
 
+def test_the_top_level_names_are_the_functions_themselves():
+    """``rltransfer.transfer`` and the others are the functions, with their signatures and documentation
+    (they were wrappers taking ``*args, **kwargs``), and ``import rltransfer`` loads no torch."""
+    import inspect
+    import subprocess
+    import sys
+
+    rltransfer = importlib.import_module("rltransfer")
+    for name in rltransfer.__all__:
+        function = getattr(rltransfer, name)
+        assert function.__module__.startswith("rltransfer.") and "args" not in inspect.signature(function).parameters
+    assert rltransfer.transfer is importlib.import_module("rltransfer.transferring").transfer
+    script = "import sys, rltransfer\nrltransfer.load_config('configs/cartpole.yaml')\nprint('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.stdout.strip() == "False", res.stderr
+
+
 def test_a_function_named_as_its_module_is_the_function():
     """``transferable`` lives in ``transferable.py``: importing that module (as its siblings do) does not shadow
     the function the package exports."""
