@@ -374,10 +374,14 @@ def _yaml_error(err: yaml.YAMLError) -> str:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML file; a clear error for a missing file or bad YAML."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"'{path}' is a directory; a config is a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
         data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"config file '{path}' cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{path}' is not UTF-8 text") from None
     except yaml.YAMLError as err:

@@ -108,6 +108,20 @@ def test_bad_yaml_file_is_reported(tmp_path):
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(p)
+    with pytest.raises(ConfigError, match="is a directory; a config is a YAML file"):
+        load_config(tmp_path)
+
+
+def test_an_unreadable_config_file_is_reported(tmp_path, monkeypatch):
+    p = tmp_path / "c.yaml"
+    p.write_text("family: cartpole\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # as chmod 000 gives anyone but root
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ConfigError, match="config file '.*c.yaml' cannot be read: Permission denied"):
+        load_config(p)
 
 
 def test_a_run_that_starts_fresh_observation_statistics_has_its_own_hash():
