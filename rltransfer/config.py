@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from rltransfer.errors import ConfigError, did_you_mean
 
@@ -37,8 +37,16 @@ Positive = Annotated[Count, Field(ge=1)]
 """A whole number of at least 1 (a layer's units, workers)."""
 Number = Annotated[float, BeforeValidator(_not_a_bool)]
 """A finite number (no NaN or infinity: :class:`_Strict` models refuse them)."""
-Flag = Annotated[bool, Strict()]
-"""true or false (not 0, 1 or a string)."""
+
+
+def _not_a_number(value: Any) -> Any:
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):  # pydantic takes 0, 1, "yes"...
+        raise ValueError("expected true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_not_a_number)]
+"""true or false (a NumPy bool too; not 0, 1 or a string)."""
 PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
 """A path, kept as text (a ``pathlib.Path`` given from Python is one)."""
 

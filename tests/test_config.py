@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -50,7 +51,8 @@ def test_registry_checks_name_the_key():
         ("transfer.seeds=true", "config key 'transfer.seeds': expected a number, not true/false (got True)"),
         ("runner.workers=true", "config key 'runner.workers': expected a number, not true/false"),
         ("runner.workers=0", "config key 'runner.workers': Input should be greater than or equal to 1 (got 0)"),
-        ("evaluation.deterministic=0", "config key 'evaluation.deterministic': Input should be a valid boolean (got 0)"),
+        ("evaluation.deterministic=0", "config key 'evaluation.deterministic': expected true or false (got 0)"),
+        ("runner.batch_seeds='yes'", "config key 'runner.batch_seeds': expected true or false (got 'yes')"),
         ("pretrain.min_source_score=nan", "config key 'pretrain.min_source_score': Input should be a finite number (got 'nan')"),
         ("pretrain.min_source_score=true", "config key 'pretrain.min_source_score': expected a number, not true/false"),
         ("evaluation.thresholds={long: .inf}", "config key 'evaluation.thresholds.long': Input should be a finite number (got inf)"),
@@ -65,9 +67,13 @@ def test_a_boolean_for_a_number_a_number_for_a_boolean_and_nan_are_refused(overr
     assert message in str(err.value)
 
 
-def test_a_whole_number_may_be_written_as_a_float():
+def test_a_whole_number_may_be_written_as_a_float_and_numpy_scalars_are_numbers():
     cfg = load_config({"family": "cartpole"}, ["transfer.timesteps=1.0e+5", "runner.workers=auto"])
     assert cfg.transfer.timesteps == 100_000 and isinstance(cfg.transfer.timesteps, int)
+    given = {"transfer": {"seeds": np.int64(4)}, "evaluation": {"deterministic": np.bool_(False)}}
+    cfg = load_config({"family": "cartpole", **given, "pretrain": {"min_source_score": np.float32(0.5)}})
+    assert (cfg.transfer.seeds, cfg.evaluation.deterministic, cfg.pretrain.min_source_score) == (4, False, 0.5)
+    assert type(cfg.evaluation.deterministic) is bool and type(cfg.transfer.seeds) is int
 
 
 def test_paths_may_be_given_as_pathlib_paths(tmp_path):
