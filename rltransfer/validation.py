@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ of 1.5, a negative learning rate, no epochs): low, high (both allowed) and how t
 def _check_value(where: str, key: str, value: Any) -> None:
     """A hyperparameter's number: finite, and within :data:`RANGES` (strings, lists and null are judged
     against SB3's types and checks later)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's numbers are Real too
         return
     if not math.isfinite(value):
         raise ConfigError(f"config key '{where}.{key}': must be a finite number, got {value}")

@@ -115,6 +115,8 @@ def test_numbers_sb3_trains_on_to_no_meaning_are_refused_by_range(algo):
         with pytest.raises(ConfigError, match=re.escape(f"config key 'agent.hyperparams.{message}")):
             validate(_config(algo, hyperparams))
     validate(_config(algo, EDGES[algo]))  # every edge is allowed
+    with pytest.raises(ConfigError, match=re.escape("gamma': must be in [0, 1], got 1.5")):
+        validate(_config(algo, {"gamma": np.float32(1.5)}))  # a NumPy number from a script is judged too
 
 
 def test_a_negative_learning_rate_is_refused_before_sb3_builds_its_optimizer():
