@@ -106,7 +106,7 @@ def _check_value(where: str, key: str, value: Any) -> None:
         raise ConfigError(f"config key '{where}.{key}': must be a finite number, got {value}")
     if key in RANGES:
         low, high, allowed = RANGES[key]
-        if not low <= value <= high:
+        if not low <= float(value) <= high:
             raise ConfigError(f"config key '{where}.{key}': must be {allowed}, got {value}")
 
 
