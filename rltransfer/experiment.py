@@ -182,7 +182,7 @@ def run_experiment(
     if echo and (untrained := untrained_warning(cfg)):
         print(untrained, file=sys.stderr)
     workers = resolve_workers(cfg.runner.workers)
-    check_backend(cfg.runner.backend)
+    check_backend(cfg.runner.backend, cfg.runner.address)
     run_dir = cfg.run_dir
     check_writable(run_dir)
     check_layout(run_dir)

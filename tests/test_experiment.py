@@ -740,6 +740,28 @@ def test_the_ray_backend_without_ray_is_refused_before_pre_training(tiny_config,
     assert not (tmp_path / "runs" / "tiny").exists()
 
 
+def test_a_ray_address_where_nothing_answers_is_refused_before_pre_training(tiny_config, tmp_path, capsys):
+    """``ray.init`` retries an address where nothing listens for many minutes: the experiment says so at
+    once, before it pre-trains, for a GCS address and a Ray client address alike."""
+    pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
+    from rltransfer.cli import main
+    from rltransfer.execution.backends import check_backend
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        cfg = {**tiny_config, "runner": {"backend": "ray", "address": address}}
+        (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+        start = time.monotonic()
+        assert main(["experiment", str(tmp_path / "exp.yaml"), "--no-progress"]) == 2
+        assert time.monotonic() - start < 60
+        assert f"config key 'runner.address': nothing answers at '{address}'" in capsys.readouterr().err
+        assert not (tmp_path / "runs" / "tiny").exists()
+    check_backend("ray", "auto")  # Ray's own lookup: not tried here
+    check_backend("local", f"127.0.0.1:{port}")  # the local backend has no use for the address
+
+
 def test_the_report_covers_the_configured_grid_only(finished, tmp_path):
     from rltransfer.reporting.report import render
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing as mp
 import os
+import socket
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
+from urllib.parse import urlsplit
 
 from rltransfer.errors import ConfigError
 from rltransfer.execution.job import (
@@ -45,11 +47,32 @@ def resolve_workers(workers: int | str) -> int:
 RAY_MISSING = "config key 'runner.backend': 'ray' needs Ray: pip install 'rltransfer[ray]'"
 
 
-def check_backend(backend: str) -> None:
-    """Refuse ``runner.backend: ray`` where Ray is not installed: before an experiment pre-trains, not when
-    its grid starts, hours later (looked up, not imported: importing Ray takes seconds)."""
-    if backend == "ray" and importlib.util.find_spec("ray") is None:
+def check_backend(backend: str, address: str | None = None, timeout: float = 5.0) -> None:
+    """Refuse, before an experiment pre-trains rather than when its grid starts hours later,
+    ``runner.backend: ray`` where Ray is not installed (looked up, not imported: importing Ray takes
+    seconds), and a ``runner.address`` where nothing answers (``ray.init`` retries such an address for many
+    minutes, saying only that it cannot connect). The address is tried with one TCP connection within
+    ``timeout`` seconds; ``auto``, ``local`` and an address without a port are left to Ray."""
+    if backend != "ray":
+        return
+    if importlib.util.find_spec("ray") is None:
         raise ConfigError(RAY_MISSING)
+    if not address or address in ("auto", "local"):
+        return
+    where = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        port = where.port
+    except ValueError:
+        port = None
+    if where.hostname is None or port is None:
+        return
+    try:
+        socket.create_connection((where.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(
+            f"config key 'runner.address': nothing answers at '{address}' ({err.strerror or err}); start the "
+            "cluster's head first ('ray start --head' prints its address), or leave the key out for a local cluster"
+        ) from None
 
 
 def _init_worker() -> None:
