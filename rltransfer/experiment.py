@@ -41,7 +41,7 @@ from rltransfer.store.reuse import (
     find_reusable,
 )
 from rltransfer.strategies import plan_of
-from rltransfer.validation import Setup, untrained_warning, validate
+from rltransfer.validation import Setup, sparse_evaluation_warning, untrained_warning, validate
 
 
 @dataclass
@@ -179,8 +179,9 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
-    if echo and (untrained := untrained_warning(cfg)):
-        print(untrained, file=sys.stderr)
+    for warning in (untrained_warning(cfg), sparse_evaluation_warning(cfg)) if echo else ():
+        if warning:
+            print(warning, file=sys.stderr)
     workers = resolve_workers(cfg.runner.workers)
     check_backend(cfg.runner.backend, cfg.runner.address)
     run_dir = cfg.run_dir

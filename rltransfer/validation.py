@@ -263,6 +263,19 @@ def untrained_warning(config: ExperimentConfig) -> str:
     )
 
 
+def sparse_evaluation_warning(config: ExperimentConfig) -> str:
+    """A warning where ``evaluation.every`` is not below ``transfer.timesteps``, or "": each run is then
+    evaluated at step 0 and at the end of its budget only, and its AUC and time to threshold rest on those
+    two points (``every`` counts target steps, not episodes)."""
+    every, budget = config.evaluation.every, config.transfer.timesteps
+    if every < budget:
+        return ""
+    return (
+        f"warning: evaluation.every ({every:,} target steps) is not below transfer.timesteps ({budget:,}): each "
+        "run is evaluated at step 0 and at its end only, so its AUC and time to threshold rest on two points"
+    )
+
+
 def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
     """The encoder must accept its arguments and the tasks' observations: built on torch's meta device,
     which checks its sizes against the observation space and allocates and draws nothing."""

@@ -703,6 +703,26 @@ def test_a_budget_below_the_first_update_is_warned_of_and_trains_nothing(finishe
     assert untrained_warning(load_config(cfg)) == ""  # the finished experiment's 256 steps: four rollouts
 
 
+def test_an_evaluation_interval_not_below_the_budget_is_warned_of(finished, tmp_path, capsys):
+    """``evaluation.every`` counts target steps: at the budget or above it, a run is evaluated at step 0 and
+    at its end only, and the experiment says so before it starts."""
+    from rltransfer.config import load_config
+    from rltransfer.validation import sparse_evaluation_warning
+
+    cfg, _ = finished
+    one = {**cfg["transfer"], "strategies": ["scratch"], "seeds": 1}
+    c = {**cfg, "output_dir": str(tmp_path / "runs"), "transfer": one, "evaluation": {"every": 1000, "episodes": 2}}
+    run_dir = rltransfer.run_experiment(c, progress=False, echo=True).run_dir
+    budget = one["timesteps"]
+    assert (
+        f"warning: evaluation.every (1,000 target steps) is not below transfer.timesteps ({budget:,}): each run is "
+        "evaluated at step 0 and at its end only" in capsys.readouterr().err
+    )
+    result = json.loads((run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").read_text())
+    assert result["curve"]["step"] == [0, budget]
+    assert sparse_evaluation_warning(load_config(cfg)) == ""  # every 128 of 256 steps
+
+
 def test_the_first_update_of_sac_waits_for_learning_starts():
     from rltransfer.config import load_config
     from rltransfer.validation import untrained_warning
