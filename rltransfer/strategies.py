@@ -8,6 +8,7 @@ pass parameters through ``transfer.strategy_params.<name>``.
 
 from __future__ import annotations
 
+import math
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,9 +160,10 @@ def strategy_params(name: str, given: Mapping[str, Any] | None) -> dict[str, Any
     for key, default in strategy.defaults.items():
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             value = params[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ConfigError(
-                    f"config key 'transfer.strategy_params.{name}.{key}': expected a non-negative number, got {value!r}"
+                    f"config key 'transfer.strategy_params.{name}.{key}': expected a finite non-negative number, "
+                    f"got {value!r}"
                 )
     return params
 

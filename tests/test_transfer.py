@@ -311,8 +311,9 @@ def test_bad_strategy_input_is_named(cfg, bundle):
         match=r"strategy_params.adapter.rnk': unknown parameter \(did you mean 'rank'\?\); allowed: load, freeze, rank",
     ):
         validate(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {rnk: 2}}"]))
-    with pytest.raises(ConfigError, match="strategy_params.lr_scaled.lr_scale': expected a non-negative number"):
-        validate(rltransfer.load_config(cfg, ["transfer.strategy_params={lr_scaled: {lr_scale: fast}}"]))
+    for value in ("fast", ".nan", ".inf", "true"):  # NaN and infinity passed as numbers
+        with pytest.raises(ConfigError, match="lr_scaled.lr_scale': expected a finite non-negative number"):
+            validate(rltransfer.load_config(cfg, [f"transfer.strategy_params={{lr_scaled: {{lr_scale: {value}}}}}"]))
 
 
 def test_bundle_from_another_family_is_refused(cfg, bundle):
