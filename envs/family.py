@@ -109,7 +109,8 @@ class Family:
         self.spec: dict[str, Any] | None = None
         """The declaration of a family declared as data (:mod:`rltransfer.envs.declared`); None for code."""
         self.parameters: dict[str, Parameter] = {p.name: p for p in parameters}
-        self._build = build
+        self.build = build
+        """``params -> gymnasium.Env`` (:meth:`make` builds a task's env with it)."""
         self.description = description
         self.threshold_note = threshold_note
         self.tasks: dict[str, Task] = {n: self._task(n, p, f"task '{n}'") for n, p in tasks.items()}
@@ -230,7 +231,7 @@ class Family:
     # -- environments -------------------------------------------------------------------------
     def make(self, task: str | Task | Mapping[str, Any]) -> gym.Env:
         """Build a fresh ``gymnasium.Env`` for ``task`` (a name, a Task, or a parameter dict)."""
-        return self._build(self.task(task).params)
+        return self.build(self.task(task).params)
 
     def reward_threshold(self, task: str | Task | Mapping[str, Any] | None = None) -> float:
         """The return that counts as solving a task (family's own, else the Gymnasium spec's)."""

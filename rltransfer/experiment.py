@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
 from rltransfer.bundle import package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import UserInputError
+from rltransfer.errors import ConfigError, UserInputError
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import check_backend, resolve_workers, run_local, run_ray, start_pool
@@ -41,7 +41,14 @@ from rltransfer.store.reuse import (
     find_reusable,
 )
 from rltransfer.strategies import plan_of
-from rltransfer.validation import Setup, sparse_evaluation_warning, untrained_warning, validate
+from rltransfer.validation import (
+    Setup,
+    defined_in_main,
+    resolve_names,
+    sparse_evaluation_warning,
+    untrained_warning,
+    validate,
+)
 
 
 @dataclass
@@ -86,6 +93,29 @@ def check_same_config(run_dir: Path, chash: str) -> None:
         raise UserInputError(
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
             "mixed: use another name (--set name=...) or remove the directory"
+        )
+
+
+def check_workers_know(setup: Setup, pool: ProcessPoolExecutor | None) -> None:
+    """Refuse, before anything trains, a grid whose workers would not know a family, strategy or encoder that
+    the running script defines (each of its runs would fail on it, after the pre-training): on Ray, whose
+    workers never import the script; on the local pool, where a worker's own resolution of the config fails
+    (the script defines it under ``if __name__ == "__main__":``, or it was defined in an interactive session).
+    Costs nothing where the config names only what modules define."""
+    local = defined_in_main(setup)
+    if not local:
+        return
+    what, fix = ", ".join(local), "define it in a module and name the module under the config's 'imports:'"
+    if setup.config.runner.backend == "ray":
+        raise ConfigError(f"runner.backend 'ray': Ray's workers do not import the script that defines {what}; {fix}")
+    if pool is None:  # one worker: the runs train in this process
+        return
+    why = pool.submit(resolve_names, setup.config.to_dict()).result()
+    if why:
+        raise ConfigError(
+            f"the grid's worker processes do not know the {what} that this script defines ({why}): a worker "
+            "re-imports the script, and it defines that under 'if __name__ == \"__main__\":' or not at all (an "
+            f"interactive session); define it at the script's top level, or {fix}, or set runner.workers: 1"
         )
 
 
@@ -193,6 +223,7 @@ def run_experiment(
         check_same_config(run_dir, keys.experiment)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
+            check_workers_know(setup, pool)
             atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
             manifest = ExperimentManifest.read(run_dir)
 

@@ -324,6 +324,62 @@ def test_import_registers_a_family_in_the_driver_and_in_every_worker(tmp_path):
     assert res.returncode == 2 and "--import no_such_module: importing 'no_such_module' failed" in res.stderr
 
 
+SCRIPT = """import gymnasium as gym
+import rltransfer
+from rltransfer.envs import Family, Parameter, register_family
+
+
+def build(params):
+    env = gym.make("CartPole-v1")
+    env.unwrapped.gravity = params["gravity"]
+    return env
+
+
+def register():
+    register_family(Family("script-gravity", [Parameter("gravity", 9.8, 2.0, 20.0)], build,
+        {"low": {"gravity": 6.0}, "default": {}, "high": {"gravity": 16.0}}, ["low", "default"], ["high"]))
+
+
+{where}
+if __name__ == "__main__":
+    {guarded}
+    rltransfer.run_experiment({config!r}, progress=False, echo=False)
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "backend", "refused"),
+    [
+        ("top", "local", None),
+        ("guarded", "local", "the grid's worker processes do not know the family 'script-gravity' that this script defines"),
+        ("top", "ray", "runner.backend 'ray': Ray's workers do not import the script that defines family 'script-gravity'"),
+    ],
+)  # fmt: skip
+def test_a_family_a_script_defines_reaches_the_workers_or_is_refused_before_pre_training(
+    tmp_path, where, backend, refused
+):
+    """Spawned workers re-import the script: a family it registers at its top level reaches them; one it
+    registers under ``if __name__ == "__main__":`` does not, and every run failed on it after the
+    pre-training; Ray's workers never import the script. Both are refused before anything trains."""
+    if backend == "ray":
+        pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
+    config = {"name": "s", "output_dir": str(tmp_path / "runs"), "family": "script-gravity", **TINY,
+              "runner": {"backend": backend, "workers": 2}}  # fmt: skip
+    text = (
+        SCRIPT.replace("{where}", "register()" if where == "top" else "")
+        .replace("{guarded}", "register()" if where != "top" else "pass")
+        .replace("{config!r}", repr(config))
+    )
+    (tmp_path / "script.py").write_text(text)
+    res = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    if refused is None:
+        assert res.returncode == 0, res.stderr
+        assert len(list((tmp_path / "runs" / "s" / "runs").rglob("result.json"))) == 4
+        return
+    assert res.returncode == 1 and refused in res.stderr and "ConfigError" in res.stderr
+    assert not (tmp_path / "runs" / "s" / "config.yaml").exists()  # nothing pre-trained
+
+
 def test_the_shipped_mujoco_family_passes_every_check():
     pytest.importorskip("mujoco", reason="the MuJoCo family needs the [mujoco] extra")
     cfg = load_config(ROOT / "configs" / "cheetah.yaml")

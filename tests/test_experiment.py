@@ -608,6 +608,33 @@ def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
     assert "heads_only freeze=[encoder, trunk.pi]; adapter rank=2, alpha=8.0; my_own alpha=1" in text
 
 
+def test_a_strategy_the_running_script_defines_is_named_before_a_ray_grid(tiny_config):
+    """What a script defines (module ``__main__``) never reaches Ray's workers: a strategy so defined is
+    refused by name, as the script's family is (tests/test_declared_families.py)."""
+    from rltransfer.errors import ConfigError
+    from rltransfer.experiment import check_workers_know
+    from rltransfer.validation import defined_in_main, validate
+
+    def mine(params):
+        return STRATEGIES["finetune"].plan(params)
+
+    mine.__module__ = "__main__"  # as a function of the script run with python script.py
+    register_strategy("mine_test", overwrite=True)(mine)
+    try:
+        cfg = {**tiny_config, "transfer": {**tiny_config["transfer"], "strategies": ["scratch", "mine_test"]}}
+        setup = validate(rltransfer.load_config(cfg))
+        assert defined_in_main(setup) == ["strategy 'mine_test'"]
+        check_workers_know(setup, None)  # the local backend with one worker: the runs train in this process
+        ray = validate(rltransfer.load_config({**cfg, "runner": {"backend": "ray"}}))
+        with pytest.raises(
+            ConfigError, match="Ray's workers do not import the script that defines strategy 'mine_test'"
+        ):
+            check_workers_know(ray, None)
+    finally:
+        STRATEGIES.pop("mine_test")
+    assert defined_in_main(validate(rltransfer.load_config(tiny_config))) == []  # the shipped names: modules'
+
+
 def test_a_failing_run_is_isolated_and_reported(tmp_path):
     @register_strategy("explodes_test", overwrite=True)
     def explodes(params):
