@@ -33,14 +33,13 @@ Unit = Sequence[RunJob]
 
 
 def resolve_workers(workers: int | str) -> int:
-    """``auto`` -> the number of cores this process may use."""
+    """``auto`` -> the number of cores this process may use; a count (at least 1: the config and the CLI
+    check it) as it is."""
     if workers == "auto":
         try:
             return max(1, len(os.sched_getaffinity(0)))
         except AttributeError:
             return max(1, os.cpu_count() or 1)
-    if int(workers) < 1:
-        raise ConfigError(f"config key 'runner.workers': must be >= 1 or 'auto', got {workers}")
     return int(workers)
 
 
