@@ -39,13 +39,13 @@ Number = Annotated[float, BeforeValidator(_not_a_bool)]
 """A finite number (no NaN or infinity: :class:`_Strict` models refuse them)."""
 
 
-def _not_a_number(value: Any) -> Any:
+def _true_or_false_only(value: Any) -> Any:
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):  # pydantic takes 0, 1, "yes"...
         raise ValueError("expected true or false")
     return value
 
 
-Flag = Annotated[bool, BeforeValidator(_not_a_number)]
+Flag = Annotated[bool, BeforeValidator(_true_or_false_only)]
 """true or false (a NumPy bool too; not 0, 1 or a string)."""
 PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
 """A path, kept as text (a ``pathlib.Path`` given from Python is one)."""
