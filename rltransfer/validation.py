@@ -276,6 +276,18 @@ def sparse_evaluation_warning(config: ExperimentConfig) -> str:
     )
 
 
+def check_encoder_type(config: ExperimentConfig) -> None:
+    """``agent.encoder.type`` must be a registered encoder."""
+    from rltransfer.agents import encoder_types
+
+    known = encoder_types()
+    if config.agent.encoder.type not in known:
+        raise ConfigError(
+            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown"
+            f"{did_you_mean(config.agent.encoder.type, known)}; allowed: {', '.join(known)}"
+        )
+
+
 def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
     """The encoder must accept its arguments and the tasks' observations: built on torch's meta device,
     which checks its sizes against the observation space and allocates and draws nothing."""
@@ -370,13 +382,10 @@ def defined_in_main(setup: Setup) -> list[str]:
 def resolve_names(config: Mapping[str, Any]) -> str:
     """In a worker process: resolve the config's family, tasks, strategies and encoder as a run resolves them;
     the error a run would meet ("" where none)."""
-    from rltransfer.agents import encoder_types
-
     try:
         setup = resolve(load_config(config))
         check_strategies(setup.config)
-        if setup.config.agent.encoder.type not in encoder_types():
-            return f"config key 'agent.encoder.type': unknown encoder '{setup.config.agent.encoder.type}'"
+        check_encoder_type(setup.config)
     except ConfigError as err:
         return str(err)
     return ""
@@ -434,15 +443,9 @@ def validate(config: ExperimentConfig) -> Setup:
     started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
-    from rltransfer.agents import encoder_types
     from rltransfer.envs import task_layout
 
-    known = encoder_types()
-    if config.agent.encoder.type not in known:
-        raise ConfigError(
-            f"config key 'agent.encoder.type': '{config.agent.encoder.type}' unknown"
-            f"{did_you_mean(config.agent.encoder.type, known)}; allowed: {', '.join(known)}"
-        )
+    check_encoder_type(config)
     check_encoder(config, family, sources[0])
     check_hyperparams(config)
     check_strategies(config)
