@@ -3,6 +3,8 @@
 - every task passes Gymnasium's env checker;
 - every parameter changes the dynamics: the same reset seed and the same actions, with the parameter at
   its default and at the end of its range farther from it, give different observations;
+- every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
+  longest episode rltransfer evaluates;
 - no state leaks between tasks in one process: a task's trajectory is the same before and after other
   tasks are built and run, and an env built before them runs as one built after (a setting written to a
   module or a class, not to the instance, fails this).
@@ -18,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from rltransfer.envs.family import Family, Task
+from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task
 
 STEPS = 200
 
@@ -94,6 +96,59 @@ def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
     return out
 
 
+def time_limit(env: gym.Env) -> int | None:
+    """The env's time limit: its ``TimeLimit`` wrapper's, or its spec's ``max_episode_steps`` (None: neither)."""
+    e: object = env
+    while isinstance(e, gym.Wrapper):
+        if isinstance(e, gym.wrappers.TimeLimit):
+            return int(e._max_episode_steps)
+        e = e.env
+    spec = env.spec
+    return spec.max_episode_steps if spec is not None else None
+
+
+def random_episode_length(env: gym.Env, limit: int = MAX_EPISODE_STEPS, seed: int = 0) -> int | None:
+    """How many steps a random policy's episode lasts from a reset with ``seed`` (None: not ended in ``limit``)."""
+    space = env.action_space
+    space.seed(seed)
+    env.reset(seed=seed)
+    for step in range(1, limit + 1):
+        _, _, terminated, truncated, _ = env.step(space.sample())
+        if terminated or truncated:
+            return step
+    return None
+
+
+def check_episodes_end(family: Family, limit: int = MAX_EPISODE_STEPS) -> list[Check]:
+    """Every task's episodes end: evaluation runs whole episodes. A time limit settles it; without one, a random
+    policy's episode must end within ``limit`` steps (a good policy's may still not: say so)."""
+    limits, unlimited = {}, []
+    for name, task in family.tasks.items():
+        env = family.make(task)
+        try:
+            found = time_limit(env)
+            if found is not None:
+                limits[name] = found
+                continue
+            if random_episode_length(env, limit) is None:
+                return [Check("episodes end", False, f"task '{name}': a random policy's episode did not end in "
+                              f"{limit:,} steps; give the env a time limit (gymnasium.wrappers.TimeLimit(env, "
+                              "max_episode_steps=...) in the family's build, or max_episode_steps where it is "
+                              "registered)")]  # fmt: skip
+            unlimited.append(name)
+        finally:
+            env.close()
+    detail = f"time limit {min(limits.values()):,} to {max(limits.values()):,} steps" if limits else ""
+    if limits and min(limits.values()) == max(limits.values()):
+        detail = f"time limit {min(limits.values()):,} steps"
+    if unlimited:
+        detail = (detail + "; " if detail else "") + (
+            f"no time limit on {', '.join(unlimited)}, where a random policy's episodes end: an agent's must end "
+            f"too (an evaluation stops with an error after {limit:,} steps)"
+        )
+    return [Check("episodes end", True, detail)]
+
+
 def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
     """A task's trajectory does not depend on which other tasks were built or run in the process."""
     tasks: list[Task] = list(family.tasks.values())
@@ -117,4 +172,9 @@ def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
 
 def check_family(family: Family, steps: int = STEPS) -> list[Check]:
     """Every check of this module, in order."""
-    return check_tasks(family) + check_parameters(family, steps) + check_isolation(family, steps)
+    return (
+        check_tasks(family)
+        + check_episodes_end(family)
+        + check_parameters(family, steps)
+        + check_isolation(family, steps)
+    )

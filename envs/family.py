@@ -14,6 +14,9 @@ import numpy as np
 from rltransfer.envs.vector import VectorPhysics
 
 SPLITS = ("interpolation", "extrapolation")
+MAX_EPISODE_STEPS = 100_000
+"""The longest episode rltransfer evaluates: one still running after this many steps is an error (its env has
+no time limit, and a return cut off at an arbitrary step would be no measurement)."""
 
 
 class TaskError(ValueError):

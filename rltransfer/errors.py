@@ -34,3 +34,7 @@ class Interrupted(UserInputError):
     def __init__(self, message: str, signal_name: str | None = "SIGINT"):
         super().__init__(message)
         self.exit_code = 143 if signal_name == "SIGTERM" else 130
+
+
+class EndlessEpisode(UserInputError):
+    """An evaluation episode that did not end within the evaluator's step limit: its env has no time limit."""

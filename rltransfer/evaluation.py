@@ -21,11 +21,14 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from rltransfer.agents.transfer_ppo import NonFiniteError
 from rltransfer.envs import Family, Task
+from rltransfer.envs.checks import time_limit
+from rltransfer.envs.family import MAX_EPISODE_STEPS
 from rltransfer.envs.multitask import StepTogether, pausable
+from rltransfer.errors import EndlessEpisode
 
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
@@ -44,13 +47,45 @@ def sampling_rng(*seed: int) -> Iterator[None]:
         yield
 
 
+def endless(steps: int) -> EndlessEpisode:
+    return EndlessEpisode(
+        f"an evaluation episode did not end in {steps:,} steps: rltransfer evaluates whole episodes, and this "
+        "env's may never end; give it a time limit (wrap it in gymnasium.wrappers.TimeLimit(env, "
+        "max_episode_steps=...) in the family's build, or register it with max_episode_steps)"
+    )
+
+
+class EpisodeLimit(VecEnvWrapper):
+    """Raises :class:`EndlessEpisode` when an episode of ``venv`` runs past ``max_steps`` steps (default
+    :data:`MAX_EPISODE_STEPS`): for evaluations that SB3's ``evaluate_policy`` runs, which would wait forever on
+    an env whose episodes never end. Changes nothing an env that ends its episodes does."""
+
+    def __init__(self, venv: VecEnv, max_steps: int | None = None):
+        super().__init__(venv)
+        self.max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
+        self._steps = np.zeros(venv.num_envs, dtype=np.int64)
+
+    def reset(self) -> Any:
+        self._steps[:] = 0
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self._steps += 1
+        if (self._steps[~dones] >= self.max_steps).any():
+            raise endless(self.max_steps)
+        self._steps[dones] = 0
+        return obs, rewards, dones, infos
+
+
 class Episodes:
     """Episodes on a vector env, stepped by the caller: ``episodes`` of them, episode ``i`` reset with seed
     ``base_seed + i``; the env's ``num_envs`` episodes run side by side, later waves take the next seeds.
     Act on :attr:`obs` with :meth:`step` until :attr:`done`; then :attr:`returns` are the undiscounted returns."""
 
-    def __init__(self, env: VecEnv, episodes: int, base_seed: int, max_steps: int = 100_000):
-        self.env, self.episodes, self.base_seed, self.max_steps = env, episodes, base_seed, max_steps
+    def __init__(self, env: VecEnv, episodes: int, base_seed: int, max_steps: int | None = None):
+        self.env, self.episodes, self.base_seed = env, episodes, base_seed
+        self.max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
         self._pausable = pausable(env)
         """Where the envs step one by one: an env whose episode of the wave has ended is paused until the next
         wave (its steps would be thrown away). The others' steps, and the policy's inputs, are as before."""
@@ -85,7 +120,9 @@ class Episodes:
         ended = self._alive & dones
         self._alive &= ~dones
         self._steps += 1
-        if not self._alive.any() or self._steps >= self.max_steps:
+        if self._alive.any() and self._steps >= self.max_steps:
+            raise endless(self.max_steps)
+        if not self._alive.any():
             self._returns.extend(self._total[: self._count].tolist())
             self._start += self.env.num_envs
             if not self.done:
@@ -99,7 +136,7 @@ class Episodes:
 
 
 def run_episodes(
-    env: VecEnv, act: Callable[[Any], np.ndarray], episodes: int, base_seed: int, max_steps: int = 100_000
+    env: VecEnv, act: Callable[[Any], np.ndarray], episodes: int, base_seed: int, max_steps: int | None = None
 ) -> np.ndarray:
     """Undiscounted return of ``episodes`` episodes, episode ``i`` reset with seed ``base_seed + i``.
 
@@ -161,15 +198,62 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
     return act
 
 
+FINGERPRINT_STEPS = 32
+
+
+def _digest(value: Any, h: Any) -> None:
+    """Feed an observation, reward or flag into the hash ``h`` (arrays by their bytes, dicts key by key)."""
+    if isinstance(value, Mapping):
+        for key in sorted(value):
+            h.update(str(key).encode())
+            _digest(value[key], h)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _digest(v, h)
+    else:
+        a = np.asarray(value)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+
+
+def env_fingerprint(env: gym.Env, seed: int = RANDOM_SEED, steps: int = FINGERPRINT_STEPS) -> str:
+    """What ``env`` is, as far as a cached measurement on it cares: its wrappers, its spec and time limits, and
+    what it does in its first ``steps`` steps from a reset with ``seed`` under actions drawn from its action
+    space seeded alike (observations, rewards, ends). An env whose code changed under the same family and
+    parameters (a user's own, edited) has another fingerprint. Resets the env."""
+    h = hashlib.sha256()
+    spec = env.spec
+    h.update(repr((str(env), time_limit(env), spec.id if spec else None)).encode())
+    space = env.action_space
+    space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    _digest(obs, h)
+    for _ in range(steps):
+        obs, reward, terminated, truncated, _ = env.step(space.sample())
+        _digest((obs, float(reward), terminated, truncated), h)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            _digest(obs, h)
+    return h.hexdigest()[:20]
+
+
 def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: str | Path | None = None) -> float:
-    """Mean return of a uniformly random policy on ``task``, measured once and cached by parameters."""
+    """Mean return of a uniformly random policy on ``task``, measured once and cached under what determines it:
+    the family, the task's parameters, the protocol, Gymnasium's version and the env's fingerprint
+    (:func:`env_fingerprint`; a family whose env changed is measured again)."""
     cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE") or Path.home() / ".cache" / "rltransfer")
+    probe = family.make(task)
+    try:
+        fingerprint = env_fingerprint(probe)
+    finally:
+        probe.close()
     key_data = {
         "family": family.name,
         "params": dict(task.params),
         "episodes": episodes,
         "seed": RANDOM_SEED,
         "gymnasium": gym.__version__,
+        "env": fingerprint,
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir / "random_returns" / f"{key}.json"
@@ -181,10 +265,14 @@ def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: st
     env = DummyVecEnv([lambda: family.make(task) for _ in range(min(episodes, MAX_PARALLEL))])
     space = env.action_space
     space.seed(RANDOM_SEED)
-    returns = run_episodes(
-        env, lambda obs: np.array([space.sample() for _ in range(env.num_envs)]), episodes, RANDOM_SEED
-    )
-    env.close()
+    try:
+        returns = run_episodes(
+            env, lambda obs: np.array([space.sample() for _ in range(env.num_envs)]), episodes, RANDOM_SEED
+        )
+    except EndlessEpisode as err:
+        raise EndlessEpisode(f"task '{task.name}' of family '{family.name}', a random policy: {err}") from None
+    finally:
+        env.close()
     value = float(returns.mean())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -376,8 +464,9 @@ def protocol(every: int, episodes: int, deterministic: bool, budget: int) -> dic
 
 def threshold(family: Family, task: Task, thresholds: Mapping[str, float]) -> float:
     """The return that counts as solving ``task``: the config's ``evaluation.thresholds`` entry, else the
-    family's (or Gymnasium's)."""
-    return float(thresholds.get(task.name, family.reward_threshold(task)))
+    family's (or Gymnasium's), which is looked up only where the config gives none."""
+    given = thresholds.get(task.name)
+    return float(given if given is not None else family.reward_threshold(task))
 
 
 def thresholds_and_baselines(

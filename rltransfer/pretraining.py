@@ -18,7 +18,7 @@ from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
-from rltransfer.evaluation import sampling_rng, threshold
+from rltransfer.evaluation import EpisodeLimit, sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.store import layout as dirs
 from rltransfer.store.reuse import COPIED_FILE
@@ -61,7 +61,7 @@ def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episo
     out = {}
     layout = task_layout(setup.family, setup.sources)
     for task in setup.sources:
-        env = with_obs_stats(source_env(setup, 1, [task], layout), stats, training=False)
+        env = EpisodeLimit(with_obs_stats(source_env(setup, 1, [task], layout), stats, training=False))
         env.seed(seed + 10_000)
         with sampling_rng(seed + 10_000):
             mean, std = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=deterministic)

@@ -170,6 +170,7 @@ def evaluate(
 
     from rltransfer.agents import get_algorithm
     from rltransfer.envs import TaskError, family_of
+    from rltransfer.evaluation import EpisodeLimit
 
     if episodes < 1:
         raise UserInputError(f"--episodes must be >= 1, got {episodes}")
@@ -183,7 +184,7 @@ def evaluate(
         raise UserInputError(str(err)) from None
     path = Path(model)
     agent = get_algorithm(record["algo"]).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
-    env = DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)))])
+    env = EpisodeLimit(DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)))]))
     env.seed(seed)  # episode i's reset seed: seed + i (DummyVecEnv seeds its first reset, the env goes on)
     returns, _ = evaluate_policy(
         agent, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True

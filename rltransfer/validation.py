@@ -312,6 +312,31 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
         )
 
 
+def check_thresholds(config: ExperimentConfig, family: Family, tasks: Sequence[Task]) -> None:
+    """``evaluation.thresholds`` names tasks (of the experiment or its family: a typo is not ignored), and every source and target task has a
+    threshold (the config's, else the family's, else its Gymnasium spec's): the pre-training's source scores
+    and every run's time to threshold need one, and without this check its absence was found after the
+    experiment's directory was made."""
+    names = list(dict.fromkeys([t.name for t in tasks]))
+    for name in config.evaluation.thresholds:
+        if name not in names and name not in family.tasks:
+            raise ConfigError(
+                f"config key 'evaluation.thresholds': '{name}' is not a task of this experiment or of family "
+                f"'{family.name}'{did_you_mean(name, [*names, *family.tasks])}; this experiment's tasks: "
+                f"{', '.join(names)}"
+            )
+    for task in tasks:
+        if task.name in config.evaluation.thresholds:
+            continue
+        try:
+            family.reward_threshold(task)
+        except TaskError as err:
+            raise ConfigError(
+                f"config key 'evaluation.thresholds': no return threshold for task '{task.name}' ({err}); give "
+                f"one, as 'evaluation.thresholds: {{{task.name}: ...}}', or the family's reward_threshold"
+            ) from None
+
+
 def check_strategies(config: ExperimentConfig) -> None:
     """Every strategy named in ``transfer`` must be registered, with known parameters."""
     from rltransfer.strategies import known_strategies
@@ -449,6 +474,7 @@ def validate(config: ExperimentConfig) -> Setup:
     check_encoder(config, family, sources[0])
     check_hyperparams(config)
     check_strategies(config)
+    check_thresholds(config, family, sources + targets)
     try:
         layout = task_layout(family, sources + targets)
     except TaskError as err:

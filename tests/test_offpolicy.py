@@ -290,6 +290,7 @@ register_family(
         tasks={"tiny": {"reward_scale": 0.001}, "large": {"reward_scale": 10.0}, "mid": {"reward_scale": 1.0}},
         source=["tiny", "large"],
         targets=["mid"],
+        reward_threshold=-200.0,  # Pendulum-v1's spec has none; a config's tasks each need one
     )
 )
 
