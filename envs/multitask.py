@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper,
 
 from rltransfer.envs.conditioning import conditioned_space, conditioning_vector, flat_layout, flat_space, task_onehot
 from rltransfer.envs.family import Family, Task, TaskError
+from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
 from rltransfer.envs.vector import JointPhysics, VectorPhysics
 
@@ -28,7 +29,7 @@ def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
     """
     found = []
     for task in tasks:
-        env = family.make(task)
+        env = agent_view(family.make(task))
         found.append((task.name, env.observation_space, env.action_space))
         env.close()
     try:
@@ -44,8 +45,9 @@ def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, s
 
 
 def _sub_env(family: Family, task: Task, layout: TaskSpaces) -> gym.Env:
-    """One sub-env of a multi-task vector env: the task, monitored, in the tasks' shared layout."""
-    return fit_to(Monitor(family.make(task)), layout)
+    """One sub-env of a multi-task vector env: the task, monitored, as the agent sees it (:func:`agent_view`), in
+    the tasks' shared layout."""
+    return fit_to(agent_view(Monitor(family.make(task))), layout)
 
 
 class MultiTaskVecEnv(DummyVecEnv):

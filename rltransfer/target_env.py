@@ -25,6 +25,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.envs import MultiTaskVecEnv
+from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import FoldAction, PadObservation
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import obs_stats
@@ -138,6 +139,7 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
         family or a Task): its conditioning vector replaces the target's.
     """
     record, model_space, action_space = read_record(model)
+    env = agent_view(env)  # a channels-last image channels first, as the agent was trained on it
     if task is not None:
         record = {**record, "entries": {**record["entries"], **_conditioning(record, task)}}
     obs_space = space_from_json(record["obs_space"])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gymnasium import spaces
+
 from rltransfer.agents.component_names import TRUNK_SIDES
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, Task, TaskError, get_family, register_declared
@@ -68,9 +70,30 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
     algo = ALGORITHMS[config.agent.algo]
     if not isinstance(action_space, algo.actions):
         fits = [a.name for a in ALGORITHMS.values() if isinstance(action_space, a.actions)]
+        each = "; ".join(f"{a.name}: {' or '.join(c.__name__ for c in a.actions)}" for a in ALGORITHMS.values())
         raise ConfigError(
             f"config key 'agent.algo': {algo.name} needs {' or '.join(c.__name__ for c in algo.actions)} actions; "
-            f"family '{family.name}' acts in {action_space}; algorithms for it: {', '.join(fits)}"
+            f"family '{family.name}' acts in {action_space}; "
+            + (f"algorithms for it: {', '.join(fits)}" if fits else f"no algorithm of rltransfer's acts so ({each})")
+        )
+
+
+OBSERVATIONS = (spaces.Box, spaces.Discrete)
+"""The observation spaces a task may have: the agent reads one, beside its ``task`` and ``context`` entries, and
+bundles and saved agents record it (:mod:`rltransfer.spaces_json`)."""
+
+
+def check_observation_space(family: Family, observation_space: spaces.Space) -> None:
+    """The tasks' observations must be one of :data:`OBSERVATIONS`: rltransfer puts a task's observation in a
+    Dict beside its conditioning entries (SB3 has no Dict or Tuple inside a Dict), and a bundle records its
+    space (a MultiDiscrete or MultiBinary one was refused there, after the pre-training)."""
+    if not isinstance(observation_space, OBSERVATIONS):
+        raise ConfigError(
+            f"config key 'family': family '{family.name}' observes {type(observation_space).__name__} "
+            f"({observation_space}); a task's observation must be a "
+            f"{' or a '.join(c.__name__ for c in OBSERVATIONS)} (rltransfer sets it beside the task's conditioning "
+            "entries in a Dict): flatten it in the family's build (gymnasium.wrappers.FlattenObservation(env) "
+            "makes a Box of it)"
         )
 
 
@@ -220,9 +243,10 @@ def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rltransfer.agent_factory import resolve_hyperparams
+    from rltransfer.envs.images import agent_view
 
     cls = algo_class(config.agent.algo)
-    env = DummyVecEnv([lambda: family.make(task)])
+    env = DummyVecEnv([lambda: agent_view(family.make(task))])
     try:
         for where, hyper in (
             ("agent.hyperparams", config.agent.hyperparams),
@@ -294,10 +318,11 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
     import torch
 
     from rltransfer.agents import encoder_types
+    from rltransfer.envs.images import agent_view
 
     enc = config.agent.encoder.model_dump()
     cls = encoder_types()[enc.pop("type")]
-    env = family.make(task)
+    env = agent_view(family.make(task))
     try:
         with torch.device("meta"):
             cls(env.observation_space, **enc)
@@ -471,7 +496,6 @@ def validate(config: ExperimentConfig) -> Setup:
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)
-    check_encoder(config, family, sources[0])
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)
@@ -479,6 +503,8 @@ def validate(config: ExperimentConfig) -> Setup:
         layout = task_layout(family, sources + targets)
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
+    check_observation_space(family, layout.observation)
+    check_encoder(config, family, sources[0])
     check_action_space(config, family, layout.action)
     if layout.mixed and config.agent.normalize:
         raise ConfigError(

@@ -147,3 +147,111 @@ def test_families_check_fails_a_family_whose_episodes_never_end():
     assert not endless.ok and "task 'a'" in endless.detail and "TimeLimit" in endless.detail
     (limited,) = check_episodes_end(drift_family("drift-check-limited", limit=40))
     assert limited.ok and limited.detail == "time limit 40 steps"
+
+
+class DriftImage(Drift):
+    """Drift seen as a channels-last RGB image (height, width, channels), as most pixel envs give it."""
+
+    def __init__(self, drift: float = 0.1):
+        super().__init__(drift)
+        self.observation_space = spaces.Box(0, 255, (12, 10, 3), np.uint8)
+
+    def _image(self, obs: np.ndarray) -> np.ndarray:
+        image = np.zeros((12, 10, 3), np.uint8)
+        image[:, min(int(abs(obs[0]) * 2), 9), 0] = 255
+        image[0, 0, 1] = int(self.drift * 100)
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed)
+        return self._image(obs), info
+
+    def step(self, action):
+        obs, *rest = super().step(action)
+        return self._image(obs), *rest
+
+
+def image_family(name: str) -> Family:
+    return register_family(
+        Family(
+            name=name, parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
+            build=lambda p: gym.wrappers.TimeLimit(DriftImage(p["drift"]), max_episode_steps=30),
+            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-10.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+
+
+def test_rltransfer_turns_channels_last_images_as_sb3_would_so_that_sb3_never_has_to():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from rltransfer.envs import MultiTaskVecEnv
+
+    family = image_family("drift-image-spaces")
+    raw = PPO("CnnPolicy", DummyVecEnv([lambda: family.make("a")]), n_steps=64, device="cpu", _init_setup_model=False)
+    assert isinstance(raw.env, VecTransposeImage)  # SB3 transposes this space: so does rltransfer's agent_view
+    env = MultiTaskVecEnv(family, [family.task("a"), family.task("b")], "context")
+    model = PPO("MultiInputPolicy", env, n_steps=64, device="cpu", _init_setup_model=False)
+    assert model.env is env and model.observation_space["obs"].shape == (3, 12, 10)
+    obs = env.reset()["obs"]
+    assert obs.shape == (2, 3, 12, 10) and obs[0, 0, :, :].max() == 255  # the red channel, first
+
+
+@pytest.mark.parametrize("batch_seeds", [True, False])
+def test_a_family_of_channels_last_images_pre_trains_transfers_and_its_agents_evaluate(
+    tmp_path, batch_seeds, monkeypatch
+):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from rltransfer import run_experiment, wrap_target_env
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    family = image_family("drift-image")
+    cfg = config("drift-image", tmp_path).to_dict()
+    cfg["transfer"].update(strategies=["scratch", "finetune"], timesteps=192)
+    cfg["runner"]["batch_seeds"] = batch_seeds
+    result = run_experiment(cfg, progress=False, echo=False)
+    assert not result.failed  # was: every run refused, its image (12, 10, 3) against the bundle's (3, 12, 10)
+    model = PPO.load(result.run_dir / "runs/c/finetune/seed-0/model.zip", device="cpu")
+    returns, lengths = evaluate_policy(
+        model, wrap_target_env(model, Monitor(family.make("c"))), n_eval_episodes=2, return_episode_rewards=True
+    )
+    assert lengths == [30, 30]
+
+
+@pytest.mark.parametrize(
+    "observation_space",
+    [
+        spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "flag": spaces.Discrete(3)}),
+        spaces.Tuple((spaces.Box(-1, 1, (2,)), spaces.Discrete(2))),
+        spaces.MultiDiscrete([3, 4]),
+    ],
+    ids=["Dict", "Tuple", "MultiDiscrete"],
+)
+def test_observations_a_bundle_cannot_hold_are_refused_with_the_wrapper_that_fixes_them(observation_space):
+    class Observes(Drift):
+        def __init__(self, drift):
+            super().__init__(drift)
+            self.observation_space = observation_space
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+    name = f"drift-observes-{type(observation_space).__name__}"
+    register_family(
+        Family(
+            name=name, parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
+            build=lambda p: gym.wrappers.TimeLimit(Observes(p["drift"]), max_episode_steps=30),
+            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-10.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    kind = type(observation_space).__name__
+    with pytest.raises(ConfigError, match=rf"observes {kind} .*must be a Box or a Discrete.*FlattenObservation"):
+        validate(config(name, "/unused"))
