@@ -62,8 +62,8 @@ def route(obs: Any, layout: ObsLayout | None, n_heads: int) -> torch.Tensor | No
     if n_heads == 1:
         return None
     if layout is not None and not isinstance(obs, dict):
-        n = task_columns(layout)
-        return obs[:, -n:].unsqueeze(1) if n else None
+        n = task_columns(layout)  # float32 as the network computes, where the task's observations are float64
+        return obs[:, -n:].unsqueeze(1).float() if n else None
     return head_mask(obs, n_heads)
 
 

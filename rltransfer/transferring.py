@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
 from rltransfer.agents import get_algorithm
+from rltransfer.agents.transferable import layout_space
 from rltransfer.atomic import atomic_write_bytes, check_writable
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
@@ -55,7 +56,11 @@ def target_env(
     want = bundle.policy.observation_space
     assert isinstance(want, spaces.Dict)  # a bundle's policy reads a Dict (a flat one: its entries)
     mixed = bundle.architecture.task_spaces is not None  # the target gets its own stem and head sizes
-    for key, space in env.dict_space.spaces.items():
+    # A flat policy reads the entries of one Box, each of the Box's dtype (float64 if the task's observation is):
+    # the target's entries as such a policy sees them, as the bundle's were recorded.
+    box = env.observation_space
+    seen = layout_space(box, env.obs_layout) if env.obs_layout and isinstance(box, spaces.Box) else env.dict_space
+    for key, space in seen.spaces.items():
         if key == "task" or (mixed and key == "obs"):
             continue
         if space != want.spaces.get(key):
