@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from rltransfer.config import DEFAULT_STRATEGIES
+from rltransfer.config import DEFAULT_STRATEGIES, MAX_SEED
 from rltransfer.errors import Interrupted, UserInputError
 
 EPILOG = """examples:
@@ -237,11 +237,6 @@ def _workers(value: str) -> str | int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"must be 'auto' or a whole number >= 1, got {value!r}")
     return int(value)
-
-
-MAX_SEED = 2**31 - 1
-"""The largest seed a command takes: numpy's legacy seeding (SB3's ``set_random_seed``) takes up to 2**32 - 1,
-and the probes and evaluations add offsets of millions to a run's seed."""
 
 
 def _seed(value: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import numbers
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,26 @@ from rltransfer.errors import ConfigError, did_you_mean
 TaskSpec = Union[str, dict[str, Any]]
 
 DEFAULT_STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "lr_scaled", "adapter", "kickstart"]
+
+
+MAX_SEED = 2**31 - 1
+"""The largest seed rltransfer takes: numpy's legacy seeding (SB3's ``set_random_seed``) takes up to 2**32 - 1,
+and the probes and evaluations add offsets of millions to a run's seed."""
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` as an int, where it is a whole number from 0 to :data:`MAX_SEED` (a NumPy integer too; not a
+    bool, a float or text): an argument of the Python API, checked before anything is built."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"{where} must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
+def check_steps(steps: Any, where: str = "timesteps") -> int:
+    """``steps`` as an int, where it is a whole number of at least 1 (an argument of the Python API)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or int(steps) < 1:
+        raise ConfigError(f"{where} must be a whole number of at least 1, got {steps!r}")
+    return int(steps)
 
 
 def _not_a_bool(value: Any) -> Any:

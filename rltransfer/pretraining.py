@@ -16,7 +16,7 @@ from rltransfer.agents import get_algorithm
 from rltransfer.atomic import check_writable
 from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
-from rltransfer.config import ExperimentConfig
+from rltransfer.config import ExperimentConfig, check_seed
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.evaluation import EpisodeLimit, sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
@@ -98,6 +98,7 @@ def pretrain(
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
         :func:`rltransfer.store.layout.pretrain_tb`).
     """
+    seed = check_seed(seed)
     setup = setup_of(config, overrides)
     cfg = setup.config
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)

@@ -171,11 +171,12 @@ def evaluate(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rltransfer.agents import get_algorithm
+    from rltransfer.config import check_seed, check_steps
     from rltransfer.envs import TaskError, family_of
     from rltransfer.evaluation import EpisodeLimit
 
-    if episodes < 1:
-        raise UserInputError(f"--episodes must be >= 1, got {episodes}")
+    check_steps(episodes, "episodes")
+    seed = check_seed(seed)
     record, _, _ = read_record(model)
     family = family_of(record["family"], record.get("family_spec"))
     try:

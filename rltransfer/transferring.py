@@ -20,7 +20,7 @@ from rltransfer.agents.transferable import layout_space
 from rltransfer.atomic import atomic_write_bytes, check_writable
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
-from rltransfer.config import ExperimentConfig
+from rltransfer.config import ExperimentConfig, check_seed, check_steps
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
 from rltransfer.hardware import train_on_one_core
@@ -340,6 +340,8 @@ def prepare_transfer(
     """:func:`transfer` up to its training: the agent built, its logger and lineage set, a probe's steps
     charged to ``callbacks``."""
     cfg = setup.config
+    seed = check_seed(seed)
+    timesteps = check_steps(timesteps) if timesteps is not None else None
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     try:
         task = setup.family.task(target, where="target")

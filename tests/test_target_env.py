@@ -84,7 +84,7 @@ def test_rltransfer_evaluate_on_a_model_file(run, capsys):
     assert capsys.readouterr().out.startswith("medium: mean return ")
     for argv, message in [
         (["evaluate", str(out), "--target", "mediun"], "did you mean 'medium'?"),
-        (["evaluate", str(out), "--episodes", "0"], "--episodes must be >= 1"),
+        (["evaluate", str(out), "--episodes", "0"], "episodes must be a whole number of at least 1, got 0"),
         (["evaluate", str(out / "nothing.zip")], "no such model file"),
     ]:
         assert main(argv) == 2

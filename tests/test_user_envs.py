@@ -301,3 +301,20 @@ def test_float64_observations_pre_train_and_transfer_with_the_off_policy_algorit
     result = run_experiment(cfg, progress=False, echo=False)
     assert not result.failed  # was: SAC's head mask float64 against float32 weights; then each run refused, its
     # context entry float32 against the bundle's float64
+
+
+@pytest.mark.parametrize("seed", [-1, 2**40, 1.5, True, "3"])
+def test_the_python_api_refuses_a_seed_numpy_would_refuse_or_take_silently(seed, tmp_path):
+    import rltransfer
+
+    with pytest.raises(ConfigError, match=r"seed must be a whole number from 0 to 2147483647"):
+        rltransfer.pretrain("configs/quickstart.yaml", seed=seed, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("seed", "timesteps"), [(-2, 1000), (0, 0), (0, 2.5)])
+def test_transfer_refuses_a_bad_seed_or_budget_before_it_builds_anything(seed, timesteps, tmp_path):
+    import rltransfer
+
+    with pytest.raises(ConfigError, match=r"(seed|timesteps) must be a whole number"):
+        rltransfer.transfer("configs/quickstart.yaml", tmp_path / "no-bundle", "medium", "scratch", seed, timesteps)
