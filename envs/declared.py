@@ -144,7 +144,7 @@ def _refused(spec: Mapping[str, Any], builder: DeclaredBuilder, where: str) -> s
 
     from gymnasium.envs.registration import load_env_creator
 
-    entry = gym.spec(spec["env_id"]).entry_point
+    entry = gym.spec(spec["env_id"].rpartition(":")[2]).entry_point
     try:
         creator: Any = load_env_creator(entry) if isinstance(entry, str) else entry
         signature = inspect.signature(creator)
@@ -169,9 +169,23 @@ def declared_family(spec: Mapping[str, Any]) -> Family:
     constructor argument is accepted and every attribute exists and holds a number."""
     name = spec["name"]
     where = f"family '{name}'"
-    if spec["env_id"] not in gym.registry:
+    module, _, env_id = spec["env_id"].rpartition(":")  # gym.make's "module:EnvId": the module registers the id
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            raise TaskError(
+                f"{where}: env_id '{spec['env_id']}': importing '{module}' failed: {type(err).__name__}: {err}"
+            ) from None
+    if env_id not in gym.registry:
         raise TaskError(
-            f"{where}: env_id '{spec['env_id']}' is not a registered Gymnasium id{did_you_mean(spec['env_id'], gym.registry)}"
+            f"{where}: env_id '{spec['env_id']}' is not a registered Gymnasium id{did_you_mean(env_id, gym.registry)}"
+            + (
+                f" (importing '{module}' did not register it)"
+                if module
+                else "; where a module of yours registers it (gymnasium.register), write env_id as 'module:"
+                f"{env_id}' (as gym.make takes it), or name the module in the config's 'imports:'"
+            )
         )
     parameters = [
         Parameter(n, float(p["default"]), float(p["low"]), float(p["high"]), p.get("doc", ""), bool(p.get("integer")))

@@ -439,3 +439,26 @@ def test_a_grid_validates_its_config_once_not_per_run(tmp_path, monkeypatch):
     res = rltransfer.run_experiment(cfg, progress=False, echo=False)
     assert len(json.loads((res.run_dir / "report" / "summary.json").read_text())["rows"]) == 2
     assert len(calls) == 1  # the experiment; none for its pre-training or its 4 runs
+
+
+def test_an_env_id_of_a_users_module_is_imported_as_gym_make_imports_it(tmp_path, monkeypatch):
+    """``env_id: "module:EnvId"``, as ``gym.make`` takes it: the module registers the id when the family loads,
+    in every process that builds the family (workers, a saved agent's evaluation), with nothing else imported."""
+    (tmp_path / "my_registering_module.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('RltransferTestPole-v0', entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv',\n"
+        "             max_episode_steps=60, reward_threshold=50.0)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    family = declared_family(spec(name="pole-of-a-module", env_id="my_registering_module:RltransferTestPole-v0"))
+    assert family.reward_threshold() == 50.0 and family.make("default").spec.max_episode_steps == 60
+    assert (
+        family.make("very-long-heavy").unwrapped.length
+        == get_family("cartpole").make("very-long-heavy").unwrapped.length
+    )
+    with pytest.raises(TaskError, match=r"importing 'no_such_module' failed: ModuleNotFoundError"):
+        declared_family(spec(name="pole-nowhere", env_id="no_such_module:RltransferTestPole-v0"))
+    with pytest.raises(TaskError, match=r"'json:Pole-v9' is not a registered Gymnasium id \(importing 'json' did not"):
+        declared_family(spec(name="pole-elsewhere", env_id="json:Pole-v9"))
+    with pytest.raises(TaskError, match=r"write env_id as 'module:Pole-v9'"):
+        declared_family(spec(name="pole-unregistered", env_id="Pole-v9"))
