@@ -1,6 +1,8 @@
 """``rltransfer families --check``: is a family what the pipeline assumes?
 
 - every task passes Gymnasium's env checker;
+- every task repeats itself: the same reset seed and the same actions give the same observations (an env
+  that draws from an unseeded generator does not, and neither its runs nor its evaluations repeat);
 - every parameter changes the dynamics: the same reset seed and the same actions, with the parameter at
   its default and at the end of its range farther from it, give different observations;
 - every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
@@ -149,6 +151,30 @@ def check_episodes_end(family: Family, limit: int = MAX_EPISODE_STEPS) -> list[C
     return [Check("episodes end", True, detail)]
 
 
+def repeats(env: gym.Env, seed: int = 0, steps: int = 50) -> bool:
+    """Whether ``env`` runs the same ``steps`` twice from a reset with ``seed`` under the same seeded actions."""
+    return _same(trajectory(env, seed=seed, steps=steps), trajectory(env, seed=seed, steps=steps))
+
+
+def check_seeding(family: Family, steps: int = STEPS) -> list[Check]:
+    """Every task runs the same twice from the same reset seed and actions."""
+    failed = []
+    for name, task in family.tasks.items():
+        env = family.make(task)
+        try:
+            if not repeats(env, steps=steps):
+                failed.append(name)
+        finally:
+            env.close()
+    if failed:
+        return [Check("seeded", False, f"{', '.join(failed)}: the same reset seed and actions give other observations "
+                      "each time; draw every random number from self.np_random, which reset(seed=...) seeds (call "
+                      "super().reset(seed=seed) first)")]  # fmt: skip
+    return [
+        Check("seeded", True, f"every task runs the same twice from the same reset seed and actions ({steps} steps)")
+    ]
+
+
 def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
     """A task's trajectory does not depend on which other tasks were built or run in the process."""
     tasks: list[Task] = list(family.tasks.values())
@@ -175,6 +201,7 @@ def check_family(family: Family, steps: int = STEPS) -> list[Check]:
     return (
         check_tasks(family)
         + check_episodes_end(family)
+        + check_seeding(family, steps)
         + check_parameters(family, steps)
         + check_isolation(family, steps)
     )

@@ -46,6 +46,7 @@ from rltransfer.validation import (
     defined_in_main,
     resolve_names,
     sparse_evaluation_warning,
+    unseeded_warning,
     untrained_warning,
     validate,
 )
@@ -209,7 +210,7 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
-    for warning in (untrained_warning(cfg), sparse_evaluation_warning(cfg)) if echo else ():
+    for warning in (untrained_warning(cfg), sparse_evaluation_warning(cfg), unseeded_warning(setup)) if echo else ():
         if warning:
             print(warning, file=sys.stderr)
     workers = resolve_workers(cfg.runner.workers)

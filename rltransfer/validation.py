@@ -300,6 +300,32 @@ def sparse_evaluation_warning(config: ExperimentConfig) -> str:
     )
 
 
+def unseeded_warning(setup: Setup) -> str:
+    """A warning naming the experiment's tasks whose env does not repeat itself from the same reset seed and
+    actions (it draws from a generator ``reset(seed=...)`` does not seed), or "": their runs cannot be repeated
+    or verified, and their evaluation episodes are not the same for every strategy and seed, as the protocol
+    has them. Builds one env a task and steps it twice for 50 steps."""
+    from rltransfer.envs.checks import repeats
+
+    tasks = list({t.name: t for t in setup.sources + setup.targets}.values())
+    failed = []
+    for task in tasks:
+        env = setup.family.make(task)
+        try:
+            if not repeats(env):
+                failed.append(task.name)
+        finally:
+            env.close()
+    if not failed:
+        return ""
+    return (
+        f"warning: task(s) {', '.join(failed)} of family '{setup.family.name}' run differently from the same reset "
+        "seed and actions: their runs will not repeat (nor verify), and their evaluation episodes differ between "
+        "strategies and seeds; the env should draw every random number from self.np_random, which "
+        "reset(seed=...) seeds (rltransfer families --check tests it)"
+    )
+
+
 def check_encoder_type(config: ExperimentConfig) -> None:
     """``agent.encoder.type`` must be a registered encoder."""
     from rltransfer.agents import encoder_types

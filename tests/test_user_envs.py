@@ -12,7 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.cli import main
 from rltransfer.config import load_config
-from rltransfer.envs import Family, Parameter, register_family
+from rltransfer.envs import Family, Parameter, get_family, register_family
 from rltransfer.errors import ConfigError, EndlessEpisode
 from rltransfer.evaluation import env_fingerprint, random_return, run_episodes, threshold
 from rltransfer.validation import validate
@@ -318,3 +318,34 @@ def test_transfer_refuses_a_bad_seed_or_budget_before_it_builds_anything(seed, t
 
     with pytest.raises(ConfigError, match=r"(seed|timesteps) must be a whole number"):
         rltransfer.transfer("configs/quickstart.yaml", tmp_path / "no-bundle", "medium", "scratch", seed, timesteps)
+
+
+class Unseeded(Drift):
+    """Drift whose reset draws from numpy's global generator, which ``reset(seed=...)`` does not seed."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = float(np.random.uniform(-1, 1))
+        return np.array([self.x], np.float32), {}
+
+
+def test_an_env_that_does_not_repeat_from_its_seed_is_warned_of_and_fails_its_check():
+    from rltransfer.envs.checks import check_seeding
+    from rltransfer.validation import unseeded_warning
+
+    register_family(
+        Family(
+            name="drift-unseeded", parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
+            build=lambda p: gym.wrappers.TimeLimit(Unseeded(p["drift"]), max_episode_steps=30),
+            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-10.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    warning = unseeded_warning(validate(config("drift-unseeded", "/unused")))
+    assert "task(s) a, b, c of family 'drift-unseeded' run differently from the same reset seed" in warning
+    (check,) = check_seeding(get_family("drift-unseeded"))
+    assert not check.ok and "self.np_random" in check.detail
+    drift_family("drift-seeded", threshold=-10.0)
+    assert unseeded_warning(validate(config("drift-seeded", "/unused"))) == ""
+    assert check_seeding(get_family("drift-seeded"))[0].ok
