@@ -277,9 +277,17 @@ def pretraining_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _source_names(config: Mapping[str, Any], manifest: ExperimentManifest) -> list[str]:
     """The source tasks' names in the config's order (the family's default sources where it names none):
-    as the manifest records them, else (a publication made before it did) resolved from the config."""
+    as the manifest records them, else (a publication made before it did) as the config names them, or the
+    declaration of a family it declares (no env built: MuJoCo's, say, need not be installed to re-render),
+    else resolved from the config."""
     if manifest.protocol is not None and manifest.protocol.source_tasks:
         return list(manifest.protocol.source_tasks)
+    names = config.get("source_tasks")
+    if names is None:
+        declared = [f for f in config.get("families") or () if isinstance(f, Mapping) and f.get("name") == config.get("family")]  # fmt: skip
+        names = declared[0].get("sources") if declared else None
+    if names is not None and all(isinstance(n, str) for n in names):
+        return list(names)
     from rltransfer.config import load_config
     from rltransfer.validation import resolve
 
