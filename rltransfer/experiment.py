@@ -27,6 +27,8 @@ from rltransfer.execution.job import SB3, RunJob
 from rltransfer.hardware import this_machine
 from rltransfer.interruption import Interruption, interruptible
 from rltransfer.pretraining_stage import kept_bundles
+from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
+from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting import report
@@ -87,10 +89,26 @@ class RunLock:
             os.close(self.fd)
 
 
+def holds_results(run_dir: Path, manifest: ExperimentManifest) -> bool:
+    """Whether an experiment directory holds anything finished: a pre-training (its bundle) or a run (its result)."""
+    return bool(
+        manifest.finished_runs()
+        or manifest.pretrainings
+        or next((run_dir / "pretrain").rglob(BUNDLE_MANIFEST), None)
+        or next((run_dir / "runs").rglob(RESULT_FILE), None)
+    )
+
+
 def check_same_config(run_dir: Path, chash: str) -> None:
-    """Refuse a directory of another config's results."""
-    old = ExperimentManifest.read(run_dir).config_hash
+    """Refuse a directory of another config's results. One where that config finished nothing (it stopped on an
+    error or an interruption before a pre-training or a run finished) is this config's: its manifest goes, and
+    what it left half-written is written again (a pre-training's TensorBoard log replaces its old one)."""
+    manifest = ExperimentManifest.read(run_dir)
+    old = manifest.config_hash
     if old and old != chash:
+        if not holds_results(run_dir, manifest):
+            (run_dir / EXPERIMENT_MANIFEST).unlink(missing_ok=True)
+            return
         raise UserInputError(
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
             "mixed: use another name (--set name=...) or remove the directory"

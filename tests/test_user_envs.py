@@ -3,6 +3,8 @@ return following the env's code."""
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rltransfer.cli import main
 from rltransfer.config import load_config
 from rltransfer.envs import Family, Parameter, get_family, register_family
-from rltransfer.errors import ConfigError, EndlessEpisode
+from rltransfer.errors import ConfigError, EndlessEpisode, UserInputError
 from rltransfer.evaluation import env_fingerprint, random_return, run_episodes, threshold
 from rltransfer.validation import validate
 
@@ -349,3 +351,22 @@ def test_an_env_that_does_not_repeat_from_its_seed_is_warned_of_and_fails_its_ch
     drift_family("drift-seeded", threshold=-10.0)
     assert unseeded_warning(validate(config("drift-seeded", "/unused"))) == ""
     assert check_seeding(get_family("drift-seeded"))[0].ok
+
+
+def test_a_directory_where_another_config_finished_nothing_is_taken_by_the_next(tmp_path, monkeypatch):
+    import rltransfer.evaluation as evaluation
+    from rltransfer import run_experiment
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(evaluation, "MAX_EPISODE_STEPS", 200)
+    drift_family("drift-stops", limit=None, threshold=-50.0)  # its random baseline stops the experiment
+    cfg = config("drift-stops", tmp_path).to_dict()
+    with pytest.raises(EndlessEpisode):
+        run_experiment(cfg, progress=False, echo=False)
+    run_dir = tmp_path / "runs" / "drift-stops"
+    assert (run_dir / "manifest.json").is_file() and not (run_dir / "pretrain" / "bundle").exists()
+    drift_family("drift-stops", limit=30, threshold=-50.0)
+    result = run_experiment(cfg, ["transfer.timesteps=192"], progress=False, echo=False)  # another config's hash
+    assert not result.failed and json.loads((run_dir / "manifest.json").read_text())["status"] == "done"
+    with pytest.raises(UserInputError, match="holds results of a different config"):  # now it holds results
+        run_experiment(cfg, ["transfer.timesteps=256"], progress=False, echo=False)
