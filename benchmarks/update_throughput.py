@@ -56,7 +56,7 @@ def setup(config: str, task: str, activation: str, overrides: list[str]) -> Any:
     config whose agent is not PPO is refused (ValueError)."""
     from rltransfer.validation import setup_of
 
-    sets = [*overrides, f"agent.encoder.activation={activation}", f"source_tasks=[{task}]", f"target_tasks=[{task}]"]
+    sets = [*overrides, f"agent.encoder.activation={activation}", f"source_tasks=[{task}]", "target_tasks=[]"]
     resolved = setup_of(config, sets)
     if resolved.config.agent.algo != "ppo":
         raise ValueError(f"{config}: its agent is {resolved.config.agent.algo}; this benchmark times PPO's update")

@@ -393,6 +393,11 @@ def check_strategies(config: ExperimentConfig) -> None:
     from rltransfer.strategies import known_strategies
 
     known = known_strategies()
+    repeated = sorted({n for n in config.transfer.strategies if config.transfer.strategies.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"config key 'transfer.strategies': strategies repeat: {repeated} (each is trained once a seed)"
+        )
     for i, name in enumerate(config.transfer.strategies):
         if name not in known:
             raise ConfigError(
@@ -519,6 +524,13 @@ def validate(config: ExperimentConfig) -> Setup:
     started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
+    seen = [t.name for t in targets if any(t.name == s.name or dict(t.params) == dict(s.params) for s in sources)]
+    if seen:
+        raise ConfigError(
+            f"config key 'target_tasks': {seen} also pre-train (a source task by that name or with those "
+            "parameters): a target is held out from the pre-training, and a transfer to a task the agent trained "
+            "on measures no transfer"
+        )
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)

@@ -143,3 +143,26 @@ def test_validation_builds_no_model_and_draws_no_random_number(algo, monkeypatch
     validate(_config(algo, {}))
     assert torch.equal(torch_state, torch.random.get_rng_state())
     assert np.array_equal(numpy_state, np.random.get_state()[1])
+
+
+@pytest.mark.parametrize(
+    ("targets", "named"),
+    [
+        (["short"], "['short']"),
+        ([{"length": 0.3}], "['length=0.3']"),
+        (["medium", {"name": "again", "length": 0.3}], "['again']"),
+    ],
+)
+def test_a_target_that_also_pre_trains_is_refused(targets, named):
+    """A target is held out: one named as a source, or with a source's parameters under another name, is refused
+    (it was trained on and reported as a transfer). Near it is allowed."""
+    cfg = {"family": "cartpole", "source_tasks": ["short", "default"], "target_tasks": targets}
+    with pytest.raises(ConfigError, match=re.escape(f"config key 'target_tasks': {named} also pre-train")):
+        validate(rltransfer.load_config(cfg))
+    validate(rltransfer.load_config({**cfg, "target_tasks": [{"length": 0.31}]}))
+
+
+def test_a_strategy_named_twice_is_refused():
+    cfg = {"family": "cartpole", "transfer": {"strategies": ["scratch", "finetune", "finetune"]}}
+    with pytest.raises(ConfigError, match=r"'transfer.strategies': strategies repeat: \['finetune'\]"):
+        validate(rltransfer.load_config(cfg))
