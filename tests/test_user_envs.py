@@ -38,9 +38,13 @@ class Drift(gym.Env):
         return np.array([self.x], np.float32), -self.scale * abs(self.x), False, False, {}
 
 
-def drift_family(name: str, limit: int | None = 50, scale: float = 1.0, threshold: float | None = None) -> Family:
+def drift_family(
+    name: str, limit: int | None = 50, scale: float = 1.0, threshold: float | None = None, env_class: type = Drift
+) -> Family:
+    """Three tasks (a, b sources; c the target) of ``env_class`` (Drift or a subclass), by their drift."""
+
     def build(p):
-        env = Drift(p["drift"], scale)
+        env = env_class(p["drift"], scale) if env_class is Drift else env_class(p["drift"])
         return gym.wrappers.TimeLimit(env, max_episode_steps=limit) if limit else env
 
     return register_family(
@@ -174,15 +178,7 @@ class DriftImage(Drift):
 
 
 def image_family(name: str) -> Family:
-    return register_family(
-        Family(
-            name=name, parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
-            build=lambda p: gym.wrappers.TimeLimit(DriftImage(p["drift"]), max_episode_steps=30),
-            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
-            targets=["c"], reward_threshold=-10.0,
-        ),
-        overwrite=True,
-    )  # fmt: skip
+    return drift_family(name, limit=30, threshold=-10.0, env_class=DriftImage)
 
 
 def test_rltransfer_turns_channels_last_images_as_sb3_would_so_that_sb3_never_has_to():
@@ -245,15 +241,7 @@ def test_observations_a_bundle_cannot_hold_are_refused_with_the_wrapper_that_fix
             return self.observation_space.sample(), {}
 
     name = f"drift-observes-{type(observation_space).__name__}"
-    register_family(
-        Family(
-            name=name, parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
-            build=lambda p: gym.wrappers.TimeLimit(Observes(p["drift"]), max_episode_steps=30),
-            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
-            targets=["c"], reward_threshold=-10.0,
-        ),
-        overwrite=True,
-    )  # fmt: skip
+    drift_family(name, limit=30, threshold=-10.0, env_class=Observes)
     kind = type(observation_space).__name__
     with pytest.raises(ConfigError, match=rf"observes {kind} .*must be a Box or a Discrete.*FlattenObservation"):
         validate(config(name, "/unused"))
@@ -335,15 +323,7 @@ def test_an_env_that_does_not_repeat_from_its_seed_is_warned_of_and_fails_its_ch
     from rltransfer.envs.checks import check_seeding
     from rltransfer.validation import unseeded_warning
 
-    register_family(
-        Family(
-            name="drift-unseeded", parameters=[Parameter("drift", default=0.1, low=0.0, high=0.3)],
-            build=lambda p: gym.wrappers.TimeLimit(Unseeded(p["drift"]), max_episode_steps=30),
-            tasks={"a": {"drift": 0.05}, "b": {"drift": 0.15}, "c": {"drift": 0.25}}, source=["a", "b"],
-            targets=["c"], reward_threshold=-10.0,
-        ),
-        overwrite=True,
-    )  # fmt: skip
+    drift_family("drift-unseeded", limit=30, threshold=-10.0, env_class=Unseeded)
     warning = unseeded_warning(validate(config("drift-unseeded", "/unused")))
     assert "task(s) a, b, c of family 'drift-unseeded' run differently from the same reset seed" in warning
     (check,) = check_seeding(get_family("drift-unseeded"))
