@@ -1,12 +1,12 @@
 """``rltransfer families --check``: is a family what the pipeline assumes?
 
 - every task passes Gymnasium's env checker;
+- every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
+  longest episode rltransfer evaluates;
 - every task repeats itself: the same reset seed and the same actions give the same observations (an env
   that draws from an unseeded generator does not, and neither its runs nor its evaluations repeat);
 - every parameter changes the dynamics: the same reset seed and the same actions, with the parameter at
   its default and at the end of its range farther from it, give different observations;
-- every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
-  longest episode rltransfer evaluates;
 - no state leaks between tasks in one process: a task's trajectory is the same before and after other
   tasks are built and run, and an env built before them runs as one built after (a setting written to a
   module or a class, not to the instance, fails this).

@@ -364,10 +364,10 @@ def check_encoder(config: ExperimentConfig, family: Family, task: Task) -> None:
 
 
 def check_thresholds(config: ExperimentConfig, family: Family, tasks: Sequence[Task]) -> None:
-    """``evaluation.thresholds`` names tasks (of the experiment or its family: a typo is not ignored), and every source and target task has a
-    threshold (the config's, else the family's, else its Gymnasium spec's): the pre-training's source scores
-    and every run's time to threshold need one, and without this check its absence was found after the
-    experiment's directory was made."""
+    """``evaluation.thresholds`` names tasks (of the experiment or its family: a typo is not ignored), and every
+    source and target task has a threshold (the config's, else the family's, else its Gymnasium spec's): the
+    pre-training's source scores and every run's time to threshold need one, and without this check its
+    absence was found after the experiment's directory was made."""
     names = list(dict.fromkeys([t.name for t in tasks]))
     for name in config.evaluation.thresholds:
         if name not in names and name not in family.tasks:
@@ -386,6 +386,17 @@ def check_thresholds(config: ExperimentConfig, family: Family, tasks: Sequence[T
                 f"config key 'evaluation.thresholds': no return threshold for task '{task.name}' ({err}); give "
                 f"one, as 'evaluation.thresholds: {{{task.name}: ...}}', or the family's reward_threshold"
             ) from None
+
+
+def check_held_out(sources: Sequence[Task], targets: Sequence[Task]) -> None:
+    """No target pre-trains: none is a source task by name, or by its parameters under another name."""
+    seen = [t.name for t in targets if any(t.name == s.name or dict(t.params) == dict(s.params) for s in sources)]
+    if seen:
+        raise ConfigError(
+            f"config key 'target_tasks': {seen} also pre-train (a source task by that name or with those "
+            "parameters): a target is held out from the pre-training, and a transfer to a task the agent trained "
+            "on measures no transfer"
+        )
 
 
 def check_strategies(config: ExperimentConfig) -> None:
@@ -517,20 +528,14 @@ def setup_of(
 
 
 def validate(config: ExperimentConfig) -> Setup:
-    """:func:`resolve`, then everything else a run would find wrong later: the encoder on the tasks'
-    observations, the SB3 algorithm's arguments and values (judged on one task's env), the strategies and
-    their parameters, the tasks' spaces against the algorithm. Builds envs to read their spaces, and no
+    """:func:`resolve`, then everything else a run would find wrong later: targets held out from the sources,
+    the encoder on the tasks' observations, the SB3 algorithm's arguments and values (judged on one task's
+    env), the strategies and their parameters, every task's threshold, the tasks' spaces against the algorithm. Builds envs to read their spaces, and no
     model (no weights allocated, no random number drawn): once per experiment, pre-training or transfer
     started from the API, never per run of a grid."""
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
-    seen = [t.name for t in targets if any(t.name == s.name or dict(t.params) == dict(s.params) for s in sources)]
-    if seen:
-        raise ConfigError(
-            f"config key 'target_tasks': {seen} also pre-train (a source task by that name or with those "
-            "parameters): a target is held out from the pre-training, and a transfer to a task the agent trained "
-            "on measures no transfer"
-        )
+    check_held_out(sources, targets)
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)
