@@ -388,6 +388,28 @@ def check_thresholds(config: ExperimentConfig, family: Family, tasks: Sequence[T
             ) from None
 
 
+def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
+    """Every task's episodes end: its env has a time limit, or a random policy's episode ends within the longest
+    episode an evaluation runs. An endless env was found at the experiment's random baseline (a minute later, its
+    directory made) or, from ``rltransfer pretrain``, at the end of the pre-training. Costs one env build a task,
+    and one random episode where no time limit is found (MiniGrid's envs end episodes on their own)."""
+    from rltransfer.envs.checks import random_episode_length, time_limit
+    from rltransfer.envs.family import MAX_EPISODE_STEPS
+
+    for task in list({t.name: t for t in tasks}.values()):
+        env = family.make(task)
+        try:
+            if time_limit(env) is None and random_episode_length(env, MAX_EPISODE_STEPS) is None:
+                raise ConfigError(
+                    f"config key 'family': task '{task.name}' of family '{family.name}': a random policy's episode "
+                    f"did not end in {MAX_EPISODE_STEPS:,} steps, and rltransfer evaluates whole episodes; give the "
+                    "env a time limit (gymnasium.wrappers.TimeLimit(env, max_episode_steps=...) in the family's "
+                    "build, or max_episode_steps where it is registered)"
+                )
+        finally:
+            env.close()
+
+
 def check_held_out(sources: Sequence[Task], targets: Sequence[Task]) -> None:
     """No target pre-trains: none is a source task by name, or by its parameters under another name."""
     seen = [t.name for t in targets if any(t.name == s.name or dict(t.params) == dict(s.params) for s in sources)]
@@ -547,6 +569,7 @@ def validate(config: ExperimentConfig) -> Setup:
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
     check_observation_space(family, layout.observation)
+    check_episodes_end(family, sources + targets)
     check_encoder(config, family, sources[0])
     check_action_space(config, family, layout.action)
     if layout.mixed and config.agent.normalize:

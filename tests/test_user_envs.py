@@ -108,6 +108,18 @@ def test_a_random_baseline_of_an_endless_env_names_the_task(tmp_path, monkeypatc
         random_return(family, family.task("a"), episodes=4, cache_dir=tmp_path)
 
 
+def test_a_family_whose_random_episodes_never_end_is_refused_when_the_config_loads(tmp_path, monkeypatch):
+    import rltransfer.envs.family as family_module
+
+    monkeypatch.setattr(family_module, "MAX_EPISODE_STEPS", 300)
+    drift_family("drift-endless-config", limit=None, threshold=-50.0)
+    with pytest.raises(ConfigError, match=r"task 'a' of family 'drift-endless-config': a random policy's episode did"):
+        validate(config("drift-endless-config", tmp_path))
+    assert not (tmp_path / "runs").exists()
+    drift_family("drift-ends-by-itself", limit=None, threshold=-50.0, env_class=EndsByItself)
+    validate(config("drift-ends-by-itself", tmp_path))  # no time limit, but its episodes end (as MiniGrid's)
+
+
 def test_the_cached_random_return_is_measured_again_when_the_env_changes(tmp_path):
     family = drift_family("drift-edited", threshold=-50.0)
     first = random_return(family, family.task("a"), episodes=4, cache_dir=tmp_path)
@@ -153,6 +165,19 @@ def test_families_check_fails_a_family_whose_episodes_never_end():
     assert not endless.ok and "task 'a'" in endless.detail and "TimeLimit" in endless.detail
     (limited,) = check_episodes_end(drift_family("drift-check-limited", limit=40))
     assert limited.ok and limited.detail == "time limit 40 steps"
+
+
+class EndsByItself(Drift):
+    """Drift with no TimeLimit, whose episodes end on their own after 40 steps."""
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return super().reset(seed=seed)
+
+    def step(self, action):
+        self.t += 1
+        obs, reward, _, _, info = super().step(action)
+        return obs, reward, False, self.t >= 40, info
 
 
 class DriftImage(Drift):
@@ -334,18 +359,22 @@ def test_an_env_that_does_not_repeat_from_its_seed_is_warned_of_and_fails_its_ch
 
 
 def test_a_directory_where_another_config_finished_nothing_is_taken_by_the_next(tmp_path, monkeypatch):
-    import rltransfer.evaluation as evaluation
+    import rltransfer.experiment as experiment
     from rltransfer import run_experiment
 
     monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(evaluation, "MAX_EPISODE_STEPS", 200)
-    drift_family("drift-stops", limit=None, threshold=-50.0)  # its random baseline stops the experiment
+    drift_family("drift-stops", limit=30, threshold=-50.0)
     cfg = config("drift-stops", tmp_path).to_dict()
-    with pytest.raises(EndlessEpisode):
-        run_experiment(cfg, progress=False, echo=False)
+
+    def stops(*args, **kwargs):
+        raise RuntimeError("stopped before a pre-training finished")
+
+    with monkeypatch.context() as patch:  # an error (or Ctrl-C) as the pre-training starts
+        patch.setattr(experiment, "kept_bundles", stops)
+        with pytest.raises(RuntimeError, match="stopped"):
+            run_experiment(cfg, progress=False, echo=False)
     run_dir = tmp_path / "runs" / "drift-stops"
     assert (run_dir / "manifest.json").is_file() and not (run_dir / "pretrain" / "bundle").exists()
-    drift_family("drift-stops", limit=30, threshold=-50.0)
     result = run_experiment(cfg, ["transfer.timesteps=192"], progress=False, echo=False)  # another config's hash
     assert not result.failed and json.loads((run_dir / "manifest.json").read_text())["status"] == "done"
     with pytest.raises(UserInputError, match="holds results of a different config"):  # now it holds results
