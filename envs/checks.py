@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -121,11 +122,15 @@ def random_episode_length(env: gym.Env, limit: int = MAX_EPISODE_STEPS, seed: in
     return None
 
 
-def check_episodes_end(family: Family, limit: int = MAX_EPISODE_STEPS) -> list[Check]:
-    """Every task's episodes end: evaluation runs whole episodes. A time limit settles it; without one, a random
-    policy's episode must end within ``limit`` steps (a good policy's may still not: say so)."""
+def check_episodes_end(
+    family: Family, limit: int = MAX_EPISODE_STEPS, tasks: Iterable[Task] | None = None
+) -> list[Check]:
+    """Every task's episodes end (``tasks``: the family's by default): evaluation runs whole episodes. A time
+    limit settles it; without one, a random policy's episode must end within ``limit`` steps (a good policy's
+    may still not: say so)."""
     limits, unlimited = {}, []
-    for name, task in family.tasks.items():
+    for task in family.tasks.values() if tasks is None else tasks:
+        name = task.name
         env = family.make(task)
         try:
             found = time_limit(env)
@@ -133,7 +138,8 @@ def check_episodes_end(family: Family, limit: int = MAX_EPISODE_STEPS) -> list[C
                 limits[name] = found
                 continue
             if random_episode_length(env, limit) is None:
-                return [Check("episodes end", False, f"task '{name}': a random policy's episode did not end in "
+                return [Check("episodes end", False, f"task '{name}' of family '{family.name}': a random policy's "
+                              f"episode did not end in "
                               f"{limit:,} steps; give the env a time limit (gymnasium.wrappers.TimeLimit(env, "
                               "max_episode_steps=...) in the family's build, or max_episode_steps where it is "
                               "registered)")]  # fmt: skip

@@ -393,21 +393,12 @@ def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
     episode an evaluation runs. An endless env was found at the experiment's random baseline (a minute later, its
     directory made) or, from ``rltransfer pretrain``, at the end of the pre-training. Costs one env build a task,
     and one random episode where no time limit is found (MiniGrid's envs end episodes on their own)."""
-    from rltransfer.envs.checks import random_episode_length, time_limit
+    from rltransfer.envs import checks
     from rltransfer.envs.family import MAX_EPISODE_STEPS
 
-    for task in list({t.name: t for t in tasks}.values()):
-        env = family.make(task)
-        try:
-            if time_limit(env) is None and random_episode_length(env, MAX_EPISODE_STEPS) is None:
-                raise ConfigError(
-                    f"config key 'family': task '{task.name}' of family '{family.name}': a random policy's episode "
-                    f"did not end in {MAX_EPISODE_STEPS:,} steps, and rltransfer evaluates whole episodes; give the "
-                    "env a time limit (gymnasium.wrappers.TimeLimit(env, max_episode_steps=...) in the family's "
-                    "build, or max_episode_steps where it is registered)"
-                )
-        finally:
-            env.close()
+    (check,) = checks.check_episodes_end(family, MAX_EPISODE_STEPS, list({t.name: t for t in tasks}.values()))
+    if not check.ok:
+        raise ConfigError(f"config key 'family': {check.detail}")
 
 
 def check_held_out(sources: Sequence[Task], targets: Sequence[Task]) -> None:
