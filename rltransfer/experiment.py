@@ -25,6 +25,7 @@ from rltransfer.execution.backends import check_backend, resolve_workers, run_lo
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.hardware import this_machine
+from rltransfer.hyperparameters import untrained_warning
 from rltransfer.interruption import Interruption, interruptible
 from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
@@ -49,7 +50,6 @@ from rltransfer.validation import (
     resolve_names,
     sparse_evaluation_warning,
     unseeded_warning,
-    untrained_warning,
     validate,
 )
 

@@ -714,7 +714,7 @@ def test_a_budget_below_the_first_update_is_warned_of_and_trains_nothing(finishe
     from stable_baselines3 import PPO
 
     from rltransfer.config import load_config
-    from rltransfer.validation import untrained_warning
+    from rltransfer.hyperparameters import untrained_warning
 
     cfg, res = finished
     short = {**cfg["transfer"], "timesteps": 48, "strategies": ["scratch"]}  # a rollout: 64 steps x 1 env
@@ -752,7 +752,7 @@ def test_an_evaluation_interval_not_below_the_budget_is_warned_of(finished, tmp_
 
 def test_the_first_update_of_sac_waits_for_learning_starts():
     from rltransfer.config import load_config
-    from rltransfer.validation import untrained_warning
+    from rltransfer.hyperparameters import untrained_warning
 
     sac = {"family": "pendulum", "agent": {"algo": "sac"}, "transfer": {"timesteps": 99}}
     assert "below SAC's learning_starts (100 steps)" in untrained_warning(load_config(sac))

@@ -17,8 +17,9 @@ import rltransfer
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import multitask_sac, transfer_ppo
 from rltransfer.agents.transfer_ppo import KickstartPPO
+from rltransfer.hyperparameters import SETUP_CHECKS_FROM
 from rltransfer.pretraining import source_env
-from rltransfer.validation import SETUP_CHECKS_FROM, resolve
+from rltransfer.validation import resolve
 
 
 @pytest.mark.parametrize("module", [transfer_ppo, multitask_sac])
@@ -107,12 +108,12 @@ def test_transfer_sac_with_one_task_is_sb3s_sac_update_and_logs_its_keys():
 
 @pytest.mark.parametrize("qualname", sorted(SETUP_CHECKS_FROM[1]))
 def test_the_setup_checks_validation_restates_are_the_installed_sb3s(qualname):
-    """Fails when SB3's ``_setup_model`` changed: compare validation's ``_setup_checks`` with the new source
+    """Fails when SB3's ``_setup_model`` changed: compare rltransfer.hyperparameters' ``_setup_checks`` with the new source
     (a check added or changed there), then record the new version and checksum in SETUP_CHECKS_FROM."""
     version, checksums = SETUP_CHECKS_FROM
     module, _, attr = qualname.rpartition("._setup_model")[0].rpartition(".")
     source = inspect.getsource(getattr(importlib.import_module(module), attr)._setup_model)
     installed = importlib.import_module("stable_baselines3").__version__
     assert hashlib.sha256(source.encode()).hexdigest() == checksums[qualname], (
-        f"SB3 {installed}'s {attr}._setup_model differs from {version}'s, whose checks rltransfer.validation restates"
+        f"SB3 {installed}'s {attr}._setup_model differs from {version}'s, whose checks rltransfer.hyperparameters restates"
     )

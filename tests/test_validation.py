@@ -15,7 +15,8 @@ import rltransfer
 from rltransfer.agent_factory import resolve_hyperparams
 from rltransfer.envs import get_family
 from rltransfer.errors import ConfigError
-from rltransfer.validation import algo_class, validate
+from rltransfer.hyperparameters import algo_class
+from rltransfer.validation import validate
 
 FAMILY = {"ppo": "cartpole", "sac": "pendulum", "dqn": "cartpole"}
 
