@@ -24,6 +24,7 @@ from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import check_backend, resolve_workers, run_local, run_ray, start_pool
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
+from rltransfer.execution.main_script import unguarded_call
 from rltransfer.hardware import this_machine
 from rltransfer.hyperparameters import untrained_warning
 from rltransfer.interruption import Interruption, interruptible
@@ -113,6 +114,23 @@ def check_same_config(run_dir: Path, chash: str) -> None:
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
             "mixed: use another name (--set name=...) or remove the directory"
         )
+
+
+def check_main_guard() -> None:
+    """Refuse, before anything is written, an experiment that the running script starts outside
+    ``if __name__ == "__main__":`` where the grid's runs go to local worker processes: each worker imports the
+    script again (:mod:`rltransfer.execution.main_script`) and would start the experiment again; they died on it
+    and every run was reported as a crashed worker."""
+    where = unguarded_call()
+    if where is None:
+        return
+    path, line = where
+    raise ConfigError(
+        f"'{path.name}' line {line} starts this experiment at the script's top level: the grid's worker processes "
+        "import the script again (to find what it registers) and would start it again there; put the calls that "
+        "run things under 'if __name__ == \"__main__\":' (registering families, strategies and encoders stays at "
+        "the top level), or set runner.workers: 1"
+    )
 
 
 def check_workers_know(setup: Setup, pool: ProcessPoolExecutor | None) -> None:
@@ -221,6 +239,9 @@ def run_experiment(
     setup = validate(cfg)  # once: the pre-trainings and runs are handed the Setup, or resolve only
     if not setup.targets:
         raise UserInputError("config key 'target_tasks': no target tasks to transfer to")
+    workers = resolve_workers(cfg.runner.workers)
+    if cfg.runner.backend == "local" and workers > 1:
+        check_main_guard()
     if echo and cfg.transfer.seeds < MIN_UNITS:
         print(
             f"warning: transfer.seeds is {cfg.transfer.seeds}: below {MIN_UNITS} independent runs per strategy the "
@@ -231,7 +252,6 @@ def run_experiment(
     for warning in (untrained_warning(cfg), sparse_evaluation_warning(cfg), unseeded_warning(setup)) if echo else ():
         if warning:
             print(warning, file=sys.stderr)
-    workers = resolve_workers(cfg.runner.workers)
     check_backend(cfg.runner.backend, cfg.runner.address)
     run_dir = cfg.run_dir
     check_writable(run_dir)
