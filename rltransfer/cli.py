@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rltransfer.config import DEFAULT_STRATEGIES, MAX_SEED
-from rltransfer.errors import Interrupted, UserInputError
+from rltransfer.errors import Interrupted, UserInputError, WorkerDied
 
 EPILOG = """examples:
   rltransfer experiment configs/quickstart.yaml            # pretrain -> transfer grid -> report
@@ -456,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as err:
         print(f"rltransfer: {err}", file=sys.stderr)
         return err.exit_code
+    except WorkerDied as err:
+        print(f"rltransfer: error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if not isinstance(err, UserInputError) and not _task_error(err):
             raise

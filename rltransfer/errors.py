@@ -36,5 +36,11 @@ class Interrupted(UserInputError):
         self.exit_code = 143 if signal_name == "SIGTERM" else 130
 
 
+class WorkerDied(Exception):
+    """A worker process died under work that cannot be failed alone while the rest goes on (a pre-training: the
+    grid needs it): not bad input; the CLI reports the message, which says what was kept and how to resume, and
+    exits with code 1."""
+
+
 class EndlessEpisode(UserInputError):
     """An evaluation episode that did not end within the evaluator's step limit: its env has no time limit."""

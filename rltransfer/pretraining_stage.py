@@ -14,12 +14,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from rltransfer.bundle import load_bundle, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import BundleError, GateError
+from rltransfer.errors import BundleError, GateError, WorkerDied
 from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import stop_workers
 from rltransfer.interruption import Interruption
@@ -133,7 +134,15 @@ def _pretrain_seeds(
         )
     futures = [(p, pool.submit(pretrain_seed, cfg.to_dict(), keys, p)) for p in seeds]
     for p, future in futures:
-        evaluation = future.result()
+        try:
+            evaluation = future.result()
+        except BrokenProcessPool:
+            raise WorkerDied(
+                f"a worker process died while pre-training seeds {', '.join(map(str, seeds))} side by side (killed "
+                "for memory, or a crash in native code: its own error, if any, is above); the pre-trainings that "
+                f"finished are kept in '{cfg.run_dir}': re-run the same command to resume, or set runner.workers: 1 "
+                "to pre-train in this process, one seed at a time"
+            ) from None
         if echo:
             print(f"pre-training seed {p}:\n{format_evaluation(evaluation, setup)}")
 
@@ -217,7 +226,12 @@ def kept_bundles(
     """The pre-trainings (each trained, re-used or copied, and judged by the gate), recorded in the
     manifest; the kept ones' seeds and bundles by place. Raises :class:`GateError` where too few pass."""
     cfg = setup.config
-    pretrainings = _pretrain_interruptibly(setup, keys, echo, progress, pool, interruption)
+    try:
+        pretrainings = _pretrain_interruptibly(setup, keys, echo, progress, pool, interruption)
+    except WorkerDied:
+        manifest.end("a pre-training's worker died")
+        manifest.write(cfg.run_dir)
+        raise
     manifest.pretrainings = pretrainings
     manifest.pretrain_steps = steps_per_kept(pretrainings)
     bundles = bundles_of(cfg, pretrainings)

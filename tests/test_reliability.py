@@ -473,3 +473,93 @@ def test_an_interrupt_while_the_report_is_rendered_keeps_every_run(tmp_path, mon
     assert message.startswith("interrupted: 6 finished runs are kept"), message
     assert manifest["status"] == "interrupted"
     assert {r["status"] for r in manifest["runs"].values()} == {"ok"} and len(manifest["runs"]) == 6
+
+
+CRASHING_STUDY = '''
+import multiprocessing as mp
+import os
+
+import gymnasium as gym
+
+import rltransfer
+from rltransfer.envs import Family, Parameter, register_family
+
+
+class DiesInWorkers(gym.Wrapper):
+    """A long pole's env ends its worker process at reset, as the kernel's out-of-memory killer would."""
+
+    def reset(self, **kwargs):
+        if mp.current_process().name != "MainProcess" and self.env.unwrapped.length > 1.5:
+            os._exit(9)
+        return self.env.reset(**kwargs)
+
+
+def build(p):
+    env = gym.make("CartPole-v1")
+    env.unwrapped.length = p["length"]
+    env.unwrapped.polemass_length = env.unwrapped.masspole * p["length"]
+    return DiesInWorkers(env)
+
+
+register_family(Family(
+    name="crashing", parameters=[Parameter("length", default=0.5, low=0.3, high=2.0)], build=build,
+    tasks={"a": {"length": 0.4}, "b": {"length": 0.6}, "fine": {"length": 0.5}, "deadly": {"length": 1.8}},
+    source=["a", "b"], targets=["fine", "deadly"], reward_threshold=475.0,
+))
+
+if __name__ == "__main__":
+    result = rltransfer.run_experiment({
+        "name": "crashing", "family": "crashing", "agent": {"algo": "ppo", "hyperparams": {"n_steps": 64}},
+        "pretrain": {"timesteps": 256}, "evaluation": {"every": 256, "episodes": 2},
+        "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch"]}, "runner": {"workers": 2},
+    }, progress=False, echo=False)
+    print("failed:", sorted(result.failed))
+'''
+
+
+def test_a_worker_that_dies_fails_its_own_runs_only_and_the_grid_goes_on(tmp_path):
+    """A worker process that dies breaks the whole pool, and the runs in flight with it: each is run again,
+    alone on a fresh pool; the one whose worker dies alone fails, the other finishes, the report is written.
+    (The grid stopped with a BrokenProcessPool traceback, its manifest still saying "running".)"""
+    (tmp_path / "study.py").write_text(CRASHING_STUDY)
+    done = subprocess.run([sys.executable, "study.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert "failed: ['deadly/scratch/seed-0', 'deadly/scratch/seed-1']" in done.stdout
+    run_dir = tmp_path / "runs" / "crashing"
+    results = {
+        str(f.parent.relative_to(run_dir / "runs")): json.loads(f.read_text())
+        for f in run_dir.glob("runs/*/*/seed-*/result.json")
+    }
+    assert {k: r["status"] for k, r in results.items()} == {
+        "fine/scratch/seed-0": "ok", "fine/scratch/seed-1": "ok",
+        "deadly/scratch/seed-0": "failed", "deadly/scratch/seed-1": "failed",
+    }  # fmt: skip
+    assert results["deadly/scratch/seed-0"]["error"].startswith("worker crashed: its process died while it ran")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] != "running"
+    assert (run_dir / "report" / "report.md").is_file()
+
+
+def test_a_worker_that_dies_pre_training_stops_the_experiment_with_one_message(tmp_path):
+    """Pre-trainings side by side: the grid needs them all, so a dead worker stops the experiment, exit 1, one
+    message saying what is kept and how to resume, the manifest saying why (it was a traceback, "running")."""
+    module = CRASHING_STUDY.split('if __name__ == "__main__":')[0].replace("length > 1.5", "length < 0.45")
+    (tmp_path / "crashing_family.py").write_text(module)  # the source task 'a' (0.4) dies in a worker
+    config = {
+        "name": "crashing", "family": "crashing", "imports": ["crashing_family"],
+        "agent": {"algo": "ppo", "hyperparams": {"n_steps": 64}}, "pretrain": {"timesteps": 256, "seeds": 2},
+        "evaluation": {"every": 128, "episodes": 2}, "transfer": {"timesteps": 256, "strategies": ["scratch"]},
+        "runner": {"workers": 2},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "rltransfer", "experiment", "config.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "rltransfer: error: a worker process died while pre-training seeds 0, 1 side by side" in done.stderr
+    assert "re-run the same command to resume" in done.stderr
+    manifest = json.loads((tmp_path / "runs" / "crashing" / "manifest.json").read_text())
+    assert manifest["status"] == "a pre-training's worker died"

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -106,7 +107,10 @@ def run_local(
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as units finish, ``workers`` units at a time in worker processes.
 
-    With one worker the units run in this process (same results: every run seeds itself).
+    With one worker the units run in this process (same results: every run seeds itself). A worker process
+    that dies (killed for memory, a crash in an env's native code, ``os._exit``) breaks the whole pool, and
+    which of the units in flight killed it cannot be told: each of them runs again, alone, on a fresh pool;
+    one that kills its worker alone is failed with :data:`CRASHED`, and the others go on.
     """
     if workers == 1:
         for unit in units:
@@ -114,26 +118,63 @@ def run_local(
             yield from zip(unit, execute_unit(unit))
         return
     pending = list(units)
+    suspects: list[Unit] = []  # in flight when a worker died: each runs again, alone
     executor = pool or start_pool(workers)
     assert executor is not None  # start_pool gives no pool for one worker only
-    with executor:
-        running: dict[Future, Unit] = {}
-        try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    unit = _started(pending.pop(0), on_start)
-                    running[executor.submit(execute_unit, unit)] = unit
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit = running.pop(future)
-                    try:
-                        summaries = future.result()
-                    except Exception as err:  # the worker process itself died
-                        summaries = [record_failure(job, f"worker crashed: {err}") for job in unit]
-                    yield from zip(unit, summaries)
-        except BaseException:
-            stop_workers(executor)
-            raise
+    running: dict[Future, tuple[Unit, bool]] = {}  # each unit, and whether it runs alone
+    try:
+        while pending or suspects or running:
+            for unit, alone in _next_units(pending, suspects, running, workers):
+                running[executor.submit(execute_unit, _started(unit, on_start))] = (unit, alone)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                done, _ = wait(running)  # the pool is broken: every unit in flight has ended with it
+                executor.shutdown(wait=True)
+                fresh = start_pool(workers)
+                assert fresh is not None
+                executor = fresh
+            for future in done:
+                unit, alone = running.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool) and not alone:
+                    suspects.append(unit)
+                else:
+                    yield from zip(unit, _summaries(future, unit))
+    except BaseException:
+        stop_workers(executor)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _next_units(
+    pending: list[Unit], suspects: list[Unit], running: dict[Future, tuple[Unit, bool]], workers: int
+) -> list[tuple[Unit, bool]]:
+    """The units to start now, each with whether it runs alone (taken from ``pending`` or ``suspects``): a
+    suspect alone, once nothing runs; none beside a unit running alone; else pending ones up to ``workers``."""
+    if any(alone for _, alone in running.values()):
+        return []
+    if suspects:
+        return [] if running else [(suspects.pop(0), True)]
+    taken = pending[: workers - len(running)]
+    del pending[: len(taken)]
+    return [(unit, False) for unit in taken]
+
+
+def _summaries(future: Future, unit: Unit) -> list[dict[str, Any]]:
+    """A finished unit's run summaries: its own, or failed ones where its worker could not run it."""
+    err = future.exception()
+    if err is None:
+        return future.result()
+    if isinstance(err, BrokenProcessPool):
+        return [record_failure(job, CRASHED) for job in unit]
+    return [record_failure(job, f"worker failed: {type(err).__name__}: {err}") for job in unit]  # in transit
+
+
+CRASHED = (
+    "worker crashed: its process died while it ran this run (alone, after it had died beside others): killed "
+    "for memory, a crash in native code (an env's engine, a library), or an exit called inside the run; the "
+    "process's own error, if any, is on the experiment's stderr"
+)
+"""The error of a run whose worker process died under it (:func:`run_local`)."""
 
 
 def _started(unit: Unit, on_start: Callable[[RunJob], None] | None) -> Unit:
