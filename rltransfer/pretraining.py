@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -18,11 +19,16 @@ from rltransfer.bundle import MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, check_seed
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
+from rltransfer.errors import EndlessEpisode
 from rltransfer.evaluation import EpisodeLimit, sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.store import layout as dirs
 from rltransfer.store.reuse import COPIED_FILE
 from rltransfer.validation import Setup, setup_of
+
+UNEVALUATED_FILE = "unevaluated-model.zip"
+"""Where a pre-training whose final evaluation met an endless episode keeps its trained model (no bundle: the
+bundle holds that evaluation)."""
 
 
 @dataclass
@@ -84,6 +90,7 @@ def pretrain(
     echo: bool = False,
     extra_manifest: Mapping[str, Any] | None = None,
     tb_dir: str | Path | None = None,
+    callbacks: Sequence[BaseCallback] = (),
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
@@ -97,6 +104,8 @@ def pretrain(
     :param echo: print the final per-task evaluation table.
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
         :func:`rltransfer.store.layout.pretrain_tb`).
+    :param callbacks: extra SB3 callbacks for the pre-training's ``learn`` (a ``CheckpointCallback``, your own
+        logging), after rltransfer's per-task logger.
     """
     seed = check_seed(seed)
     setup = setup_of(config, overrides)
@@ -118,9 +127,16 @@ def pretrain(
         **flatten(cfg.agent.model_dump(), "agent."), "pretrain.timesteps": cfg.pretrain.timesteps,
     }  # fmt: skip
     write_hparams(model.logger, hparams)
-    model.learn(cfg.pretrain.timesteps, callback=PerTaskLogger(mt_env), progress_bar=progress)
+    model.learn(cfg.pretrain.timesteps, callback=[PerTaskLogger(mt_env), *callbacks], progress_bar=progress)
     stats = obs_stats(env)
-    evaluation = evaluate_sources(model, setup, stats, cfg.pretrain.eval_episodes, seed)
+    try:
+        evaluation = evaluate_sources(model, setup, stats, cfg.pretrain.eval_episodes, seed)
+    except EndlessEpisode as err:  # the trained agent's episodes never end: keep what the training made
+        kept = out / UNEVALUATED_FILE
+        model.save(kept)
+        raise EndlessEpisode(
+            f"{err}; the pre-training's trained model is kept in '{kept}' ({type(model).__name__}.load reads it)"
+        ) from None
     for name, res in evaluation.items():
         model.logger.record(f"pretrain/{name}/final_eval_return", res["mean_return"])
     model.logger.dump(model.num_timesteps)

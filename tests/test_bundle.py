@@ -143,3 +143,50 @@ def test_components_drop_into_a_users_own_sb3_model(pretrained):
     before = model.policy.features_extractor.net[0].weight.clone()
     model.learn(64)
     assert torch.equal(before, model.policy.features_extractor.net[0].weight)
+
+
+def test_a_users_sb3_callbacks_see_the_pretraining_and_change_none_of_its_weights(pretrained, tmp_path):
+    from safetensors.numpy import load_file
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    checkpoints = CheckpointCallback(save_freq=32, save_path=str(tmp_path / "checkpoints"))  # 2 envs: steps 64, 128
+    cfg = json.loads((pretrained.bundle_path / MANIFEST_FILE).read_text())
+    assert cfg["timesteps"] == 128
+    again = rltransfer.pretrain(
+        {
+            "name": "b", "output_dir": str(tmp_path), "family": "cartpole", "source_tasks": ["short", "long"],
+            "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+            "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
+        },  # the fixture's config
+        callbacks=[checkpoints],
+    )  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "rl_model_128_steps.zip", "rl_model_64_steps.zip",
+    ]  # fmt: skip
+    ours, theirs = load_file(again.bundle_path / WEIGHTS_FILE), load_file(pretrained.bundle_path / WEIGHTS_FILE)
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_pretraining_whose_final_evaluation_never_ends_keeps_its_trained_model(tmp_path, monkeypatch):
+    """An agent whose episodes never end (an env with no time limit, where random episodes end) is found at the
+    pre-training's final evaluation, after the training: the error keeps the trained model, SB3's to load."""
+    from stable_baselines3 import PPO
+
+    from rltransfer import pretraining
+    from rltransfer.errors import EndlessEpisode
+    from rltransfer.evaluation import endless
+
+    def never_ends(*args, **kwargs):
+        raise endless(100_000)
+
+    monkeypatch.setattr(pretraining, "evaluate_sources", never_ends)
+    cfg = {
+        "name": "b", "output_dir": str(tmp_path), "family": "cartpole", "source_tasks": ["short", "long"],
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+        "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
+    }  # fmt: skip
+    with pytest.raises(EndlessEpisode, match="the pre-training's trained model is kept in '.*unevaluated-model.zip'"):
+        rltransfer.pretrain(cfg)
+    kept = PPO.load(tmp_path / "b" / "pretrain" / pretraining.UNEVALUATED_FILE)
+    assert kept.num_timesteps == 128
+    assert not (tmp_path / "b" / "pretrain" / "bundle").exists()  # no bundle: it holds the evaluation
