@@ -18,10 +18,17 @@ from tqdm.auto import tqdm
 from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
 from rltransfer.bundle import package_versions, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.errors import ConfigError, UserInputError
+from rltransfer.errors import ConfigError, UserInputError, WorkerDied
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.evaluation import thresholds_and_baselines
-from rltransfer.execution.backends import check_backend, resolve_workers, run_local, run_ray, start_pool
+from rltransfer.execution.backends import (
+    check_backend,
+    check_started,
+    resolve_workers,
+    run_local,
+    run_ray,
+    start_pool,
+)
 from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.execution.main_script import unguarded_call
@@ -147,6 +154,7 @@ def check_workers_know(setup: Setup, pool: ProcessPoolExecutor | None) -> None:
         raise ConfigError(f"runner.backend 'ray': Ray's workers do not import the script that defines {what}; {fix}")
     if pool is None:  # one worker: the runs train in this process
         return
+    check_started(pool)
     why = pool.submit(resolve_names, setup.config.to_dict()).result()
     if why:
         raise ConfigError(
@@ -286,7 +294,12 @@ def run_experiment(
                 if echo:
                     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
                 grid_start = time.perf_counter()
-                failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool, interruption)
+                try:
+                    failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool, interruption)
+                except WorkerDied:
+                    manifest.end("the grid's workers died as they started")
+                    manifest.write(run_dir)
+                    raise
                 manifest.end(
                     "failed runs" if failed else "done", workers=workers,
                     grid_seconds=round(time.perf_counter() - grid_start, 2), grid_runs=len(todo),

@@ -563,3 +563,77 @@ def test_a_worker_that_dies_pre_training_stops_the_experiment_with_one_message(t
     assert "re-run the same command to resume" in done.stderr
     manifest = json.loads((tmp_path / "runs" / "crashing" / "manifest.json").read_text())
     assert manifest["status"] == "a pre-training's worker died"
+
+
+DIES_AS_IT_STARTS = """
+import multiprocessing as mp
+import os
+
+import rltransfer
+
+if mp.current_process().name != "MainProcess":
+    os._exit(3)  # a script whose top level cannot run in a worker process
+
+if __name__ == "__main__":
+    rltransfer.run_experiment({
+        "name": "crashing", "family": "cartpole", "source_tasks": ["short", "long"], "target_tasks": ["medium"],
+        "agent": {"algo": "ppo", "hyperparams": {"n_steps": 64}}, "pretrain": {"timesteps": 256},
+        "evaluation": {"every": 256, "episodes": 2}, "runner": {"workers": 2},
+        "transfer": {"timesteps": 256, "seeds": 2, "strategies": ["scratch", "finetune"]},
+    }, progress=False, echo=False)
+"""
+
+
+@pytest.mark.parametrize("family", ["shipped", "the script's own"])
+def test_workers_that_die_as_they_start_stop_the_experiment_with_one_message(tmp_path, family):
+    """A script whose top level ends a worker process as it imports it: no run can be done in a worker, so the
+    experiment stops, saying so (it was a BrokenProcessPool traceback; failing each run alone would have taken a
+    fresh pool a run). With the script's own family the workers are checked before anything is written; with a
+    shipped one, when the grid starts (the manifest says why)."""
+    if family == "shipped":
+        study = DIES_AS_IT_STARTS
+    else:
+        study = CRASHING_STUDY.replace(
+            "\n\nclass DiesInWorkers",
+            '\n\nif mp.current_process().name != "MainProcess":\n    os._exit(3)\n\n\nclass DiesInWorkers',
+        )
+    (tmp_path / "study.py").write_text(study)
+    done = subprocess.run([sys.executable, "study.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "WorkerDied: the grid's worker processes die as they start, before they take a run" in done.stderr
+    run_dir = tmp_path / "runs" / "crashing"
+    assert not list(run_dir.glob("runs/*/*/seed-*/result.json"))
+    if family == "shipped":
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["status"] == "the grid's workers died as they started"
+    else:
+        assert not (run_dir / "manifest.json").exists()
+
+
+def test_workers_that_keep_dying_as_they_start_stop_the_grid_after_a_few_fresh_pools(monkeypatch):
+    """Pools whose workers start (a worker answers) but break before a run ends, again and again (workers that
+    die at random as they start): after MAX_STALLS fresh pools the grid stops with the start-up message, instead
+    of replacing pools for ever."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from rltransfer.errors import WorkerDied
+    from rltransfer.execution import backends
+
+    made = []
+
+    class BreaksAtOnce:
+        def __init__(self):
+            made.append(self)
+
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(backends, "start_pool", lambda workers: BreaksAtOnce())
+    monkeypatch.setattr(backends, "check_started", lambda pool: None)
+    monkeypatch.setattr(backends, "stop_workers", lambda pool: None)
+    with pytest.raises(WorkerDied, match="die as they start, before they take a run"):
+        list(backends.run_local([["run a"], ["run b"]], workers=2))  # type: ignore[list-item]
+    assert len(made) == 1 + backends.MAX_STALLS  # the first pool, then MAX_STALLS fresh ones

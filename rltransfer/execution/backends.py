@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 from urllib.parse import urlsplit
 
-from rltransfer.errors import ConfigError
+from rltransfer.errors import ConfigError, WorkerDied
 from rltransfer.execution.job import (
     RunJob,
     bundle_files,
@@ -122,27 +122,86 @@ def run_local(
     executor = pool or start_pool(workers)
     assert executor is not None  # start_pool gives no pool for one worker only
     running: dict[Future, tuple[Unit, bool]] = {}  # each unit, and whether it runs alone
+    stalls = 0  # pools broken in a row with no unit ended
     try:
         while pending or suspects or running:
-            for unit, alone in _next_units(pending, suspects, running, workers):
-                running[executor.submit(execute_unit, _started(unit, on_start))] = (unit, alone)
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+            units_now = _next_units(pending, suspects, running, workers)
+            broken = not _submit(executor, units_now, running, pending, suspects, on_start)
+            done, _ = wait(running, return_when=FIRST_COMPLETED) if running else (set(), set())
+            if broken or any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                 done, _ = wait(running)  # the pool is broken: every unit in flight has ended with it
                 executor.shutdown(wait=True)
-                fresh = start_pool(workers)
-                assert fresh is not None
-                executor = fresh
+                stalls += 1
+                if stalls > MAX_STALLS:  # workers that die at random as they start: no fresh pool gets on
+                    raise _died_starting()
+                executor = _fresh_pool(workers)
             for future in done:
                 unit, alone = running.pop(future)
                 if isinstance(future.exception(), BrokenProcessPool) and not alone:
                     suspects.append(unit)
                 else:
+                    stalls = 0
                     yield from zip(unit, _summaries(future, unit))
     except BaseException:
         stop_workers(executor)
         raise
     executor.shutdown(wait=True)
+
+
+def _submit(
+    executor: ProcessPoolExecutor,
+    units: list[tuple[Unit, bool]],
+    running: dict[Future, tuple[Unit, bool]],
+    pending: list[Unit],
+    suspects: list[Unit],
+    on_start: Callable[[RunJob], None] | None,
+) -> bool:
+    """Hand ``units`` (each with whether it runs alone) to the pool, into ``running``; False where the pool is
+    broken already (a worker died since the last units ended, or as it started): the units not handed over go
+    back to the front of ``suspects`` or ``pending``, where they came from."""
+    for i, (unit, alone) in enumerate(units):
+        try:
+            future = executor.submit(execute_unit, unit)
+        except BrokenProcessPool:
+            rest = units[i:]
+            suspects[:0] = [u for u, by_itself in rest if by_itself]
+            pending[:0] = [u for u, by_itself in rest if not by_itself]
+            return False
+        running[future] = (unit, alone)
+        _started(unit, on_start)
+    return True
+
+
+def _fresh_pool(workers: int) -> ProcessPoolExecutor:
+    """A new pool once one broke, its workers started (:func:`check_started`)."""
+    pool = start_pool(workers)
+    assert pool is not None
+    check_started(pool)
+    return pool
+
+
+def check_started(pool: ProcessPoolExecutor) -> None:
+    """Wait until a worker of ``pool`` has started (imported the running script and rltransfer):
+    :class:`WorkerDied` where they die doing so, before any run (every run would fail on it)."""
+    try:
+        pool.submit(_ready).result()
+    except BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise _died_starting() from None
+
+
+MAX_STALLS = 3
+"""Pools :func:`run_local` replaces in a row, no unit ending on any, before it gives up on the workers."""
+
+
+def _died_starting() -> WorkerDied:
+    return WorkerDied(
+        "the grid's worker processes die as they start, before they take a run: each imports the running "
+        "script again and rltransfer, and something there ends it (its error, if any, is above; a script "
+        "that runs things at its top level, outside 'if __name__ == \"__main__\":', runs them there too); "
+        "the finished runs are kept: mend it and re-run the same command, or set runner.workers: 1 to run "
+        "the grid in this process"
+    )
 
 
 def _next_units(
