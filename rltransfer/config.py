@@ -180,10 +180,10 @@ class TransferConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    """How runs are evaluated (see EVALUATION.md)."""
+    """How runs are evaluated (docs/evaluation.md)."""
 
     every: Count = Field(2500, gt=0)
-    """Target steps between evaluations."""
+    """Target steps between evaluations (steps, not episodes)."""
     episodes: Count = Field(10, ge=1)
     """Episodes per evaluation."""
     deterministic: Flag = True

@@ -1,7 +1,7 @@
 """Evaluating agents on a target task: parallel episodes with fixed reset seeds, random baselines.
 
 Every strategy and seed of an experiment is evaluated on the same list of reset seeds, so
-differences between them are not evaluation luck (EVALUATION.md).
+differences between them are not evaluation luck (docs/evaluation.md).
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ from rltransfer.strategies import plan_of
 from rltransfer.validation import (
     Setup,
     defined_in_main,
+    evaluation_schedule_warning,
     resolve_names,
-    sparse_evaluation_warning,
     unseeded_warning,
     validate,
 )
@@ -257,7 +257,7 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
-    for warning in (untrained_warning(cfg), sparse_evaluation_warning(cfg), unseeded_warning(setup)) if echo else ():
+    for warning in (untrained_warning(cfg), evaluation_schedule_warning(cfg), unseeded_warning(setup)) if echo else ():
         if warning:
             print(warning, file=sys.stderr)
     check_backend(cfg.runner.backend, cfg.runner.address)

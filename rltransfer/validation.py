@@ -80,17 +80,32 @@ def check_observation_space(family: Family, observation_space: spaces.Space) -> 
         )
 
 
-def sparse_evaluation_warning(config: ExperimentConfig) -> str:
-    """A warning where ``evaluation.every`` is not below ``transfer.timesteps``, or "": each run is then
-    evaluated at step 0 and at the end of its budget only, and its AUC and time to threshold rest on those
-    two points (``every`` counts target steps, not episodes)."""
-    every, budget = config.evaluation.every, config.transfer.timesteps
-    if every < budget:
-        return ""
-    return (
-        f"warning: evaluation.every ({every:,} target steps) is not below transfer.timesteps ({budget:,}): each "
-        "run is evaluated at step 0 and at its end only, so its AUC and time to threshold rest on two points"
-    )
+MAX_EVALUATIONS = 200
+"""Evaluations a run above which :func:`evaluation_schedule_warning` warns (the shipped configs: 7 to 31)."""
+
+
+def evaluation_schedule_warning(config: ExperimentConfig) -> str:
+    """A warning where ``evaluation.every`` (target steps, not episodes) makes a curve of two points or of
+    hundreds, or "". At or above ``transfer.timesteps`` each run is evaluated at step 0 and at the end of its
+    budget only, and its AUC and time to threshold rest on those two points; a few steps apart, each run is
+    evaluated thousands of times, ``evaluation.episodes`` episodes each, and the evaluations can take far longer
+    than the training (a deterministic evaluation is repeated, not run, where the policy has not changed since
+    the last one, as PPO's between its updates; SAC's and DQN's change every few steps)."""
+    ev, budget = config.evaluation, config.transfer.timesteps
+    points = len(range(0, budget, ev.every)) + 1  # the Evaluator's checkpoints: 0, every, ..., and the budget
+    if ev.every >= budget:
+        return (
+            f"warning: evaluation.every ({ev.every:,} target steps) is not below transfer.timesteps ({budget:,}): "
+            "each run is evaluated at step 0 and at its end only, so its AUC and time to threshold rest on two points"
+        )
+    if points > MAX_EVALUATIONS:
+        return (
+            f"warning: evaluation.every ({ev.every:,} target steps) evaluates each run {points:,} times, "
+            f"{ev.episodes} episode(s) each, over transfer.timesteps {budget:,}: the evaluations may take far "
+            f"longer than the training (every is counted in target steps, not episodes; a curve needs a few "
+            f"dozen points)"
+        )
+    return ""
 
 
 def unseeded_warning(setup: Setup) -> str:

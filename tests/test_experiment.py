@@ -734,7 +734,7 @@ def test_an_evaluation_interval_not_below_the_budget_is_warned_of(finished, tmp_
     """``evaluation.every`` counts target steps: at the budget or above it, a run is evaluated at step 0 and
     at its end only, and the experiment says so before it starts."""
     from rltransfer.config import load_config
-    from rltransfer.validation import sparse_evaluation_warning
+    from rltransfer.validation import evaluation_schedule_warning
 
     cfg, _ = finished
     one = {**cfg["transfer"], "strategies": ["scratch"], "seeds": 1}
@@ -747,7 +747,28 @@ def test_an_evaluation_interval_not_below_the_budget_is_warned_of(finished, tmp_
     )
     result = json.loads((run_dir / "runs/very-long-heavy/scratch/seed-0/result.json").read_text())
     assert result["curve"]["step"] == [0, budget]
-    assert sparse_evaluation_warning(load_config(cfg)) == ""  # every 128 of 256 steps
+    assert evaluation_schedule_warning(load_config(cfg)) == ""  # every 128 of 256 steps
+
+
+def test_an_evaluation_interval_of_a_few_steps_is_warned_of():
+    """``every`` read as episodes (every 10 episodes, say): thousands of evaluations a run."""
+    from rltransfer.config import load_config
+    from rltransfer.validation import MAX_EVALUATIONS, evaluation_schedule_warning
+
+    cfg = {"family": "pendulum", "agent": {"algo": "sac"}, "transfer": {"timesteps": 15_000}}
+    dense = load_config({**cfg, "evaluation": {"every": 10, "episodes": 20}})
+    assert evaluation_schedule_warning(dense) == (
+        "warning: evaluation.every (10 target steps) evaluates each run 1,501 times, 20 episode(s) each, over "
+        "transfer.timesteps 15,000: the evaluations may take far longer than the training (every is counted in "
+        "target steps, not episodes; a curve needs a few dozen points)"
+    )
+    assert MAX_EVALUATIONS == 200
+    assert evaluation_schedule_warning(load_config({**cfg, "evaluation": {"every": 76}})) == ""  # 0..14,972: 198, +1
+    assert "evaluates each run 201 times" in evaluation_schedule_warning(
+        load_config({**cfg, "evaluation": {"every": 75}})
+    )
+    for shipped in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
+        assert evaluation_schedule_warning(load_config(shipped)) == "", shipped.name
 
 
 def test_the_first_update_of_sac_waits_for_learning_starts():

@@ -1,4 +1,4 @@
-"""Sample-efficiency metrics and their statistics, as EVALUATION.md defines them.
+"""Sample-efficiency metrics and their statistics, as docs/evaluation.md defines them.
 
 Pure numpy/scipy: no torch. Per-run metrics work on one normalised learning curve; the
 aggregates work on one value per seed. rliable's definitions (IQM, probability of improvement)

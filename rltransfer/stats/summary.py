@@ -1,7 +1,7 @@
 """From run results to the comparison table: per (target, strategy) statistics versus scratch.
 
 Pure numpy/scipy (no torch): :func:`summarise` turns result dicts into the ``rows`` of
-``summary.json`` (EVALUATION.md lists the fields).
+``summary.json`` (docs/evaluation.md lists the fields).
 """
 
 from __future__ import annotations
