@@ -126,8 +126,7 @@ def check_same_config(run_dir: Path, chash: str) -> None:
 def check_main_guard() -> None:
     """Refuse, before anything is written, an experiment that the running script starts outside
     ``if __name__ == "__main__":`` where the grid's runs go to local worker processes: each worker imports the
-    script again (:mod:`rltransfer.execution.main_script`) and would start the experiment again; they died on it
-    and every run was reported as a crashed worker."""
+    script again (:mod:`rltransfer.execution.main_script`) and would start the experiment again, and die on it."""
     where = unguarded_call()
     if where is None:
         return
