@@ -1,12 +1,16 @@
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# SB3 gives every learn() without a logger of its own an empty folder /tmp/SB3-<time> (its configure(None)): the
+# suite's direct SB3 calls left over a thousand a run; one folder for all of them (workers inherit it).
+os.environ.setdefault("SB3_LOGDIR", os.path.join(tempfile.gettempdir(), "rltransfer-tests-sb3"))
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
