@@ -1,4 +1,5 @@
-"""Errors that mean bad input: the CLI reports them as one message and exits with code 2."""
+"""Errors the CLI reports as one message, without a traceback: bad input (:class:`UserInputError` and its kinds,
+exit 2; an interruption, 130 or 143) and worker processes that died under work the grid needs (exit 1)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ class Interrupted(UserInputError):
 
 
 class WorkerDied(Exception):
-    """A worker process died under work that cannot be failed alone while the rest goes on (a pre-training: the
-    grid needs it): not bad input; the CLI reports the message, which says what was kept and how to resume, and
-    exits with code 1."""
+    """Worker processes died where no run can be failed alone while the rest goes on: under a pre-training (the
+    grid needs it), or as they started (every run would fail on it). Not bad input: the message says what was
+    kept and how to resume; the CLI exits with code 1."""
 
 
 class EndlessEpisode(UserInputError):
