@@ -18,7 +18,6 @@ environment steps one evaluation of every seed took each way, then the ratio of 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -27,6 +26,7 @@ from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.envs import MultiTaskVecEnv
 from rltransfer.evaluation import Evaluator, evaluate_together
+from rltransfer.hardware import this_machine
 from rltransfer.transferring import build_target_agent, eval_env_factory
 from rltransfer.validation import setup_of
 
@@ -97,7 +97,7 @@ def main() -> None:
     print(
         f"env steps of one evaluation of every seed: {env_steps(alone):,} one by one, {env_steps(together):,} together"
     )
-    where = platform.processor() or platform.machine()
+    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
     print(
         f"over {args.rounds} round(s): {totals[0]:.2f} s against {totals[1]:.2f} s, {totals[0] / totals[1]:.2f}x ({where})"
     )

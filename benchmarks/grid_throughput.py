@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -53,6 +52,7 @@ from rltransfer.config import load_config
 from rltransfer.execution.backends import run_local
 from rltransfer.execution.batching import batches
 from rltransfer.execution.job import BATCHED, SB3, RunJob
+from rltransfer.hardware import this_machine
 from rltransfer.records.bundle_manifest import read_manifest
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting.publication import read_runs, shipped_bundles
@@ -286,7 +286,7 @@ def main() -> None:
                     f"{steps / wall / args.workers:.0f} env steps/s per core",
                     flush=True,
                 )
-    where = platform.processor() or platform.machine()
+    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
     ratio = sum(times[SB3]) / sum(times[BATCHED])
     if args.phases:
         for engine in (SB3, BATCHED):

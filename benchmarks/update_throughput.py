@@ -36,12 +36,13 @@ would no longer match itself uncompiled); this only measures the head-room.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from rltransfer.hardware import this_machine
 
 ACTIVATION_OPS = {
     "tanh": ("aten::tanh", "aten::tanh_backward"),
@@ -199,7 +200,7 @@ def main() -> None:
         except Exception as err:  # the config's own message (a ConfigError, a missing file, not PPO)
             ap.error(str(err))
     torch.set_num_threads(1)
-    where = platform.processor() or platform.machine()
+    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
     print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({where})")
     for activation in args.activation:
         print(measure(args, activation, resolved[activation]), flush=True)
