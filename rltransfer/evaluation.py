@@ -24,6 +24,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from rltransfer.agents.transfer_ppo import NonFiniteError
+from rltransfer.atomic import atomic_write_bytes
 from rltransfer.envs import Family, Task
 from rltransfer.envs.checks import time_limit
 from rltransfer.envs.family import MAX_EPISODE_STEPS
@@ -274,12 +275,8 @@ def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: st
     finally:
         env.close()
     value = float(returns.mean())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(
-        json.dumps({**key_data, "task": task.name, "mean_return": value, "std_return": float(returns.std())})
-    )
-    os.replace(tmp, path)
+    entry = {**key_data, "task": task.name, "mean_return": value, "std_return": float(returns.std())}
+    atomic_write_bytes(path, json.dumps(entry).encode())  # experiments side by side share the cache
     return value
 
 
