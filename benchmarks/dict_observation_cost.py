@@ -28,7 +28,9 @@ class FlatExtra(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.observation_space = spaces.Box(-np.inf, np.inf, (env.observation_space.shape[0] + 10,), np.float32)
+        shape = env.observation_space.shape
+        assert shape is not None
+        self.observation_space = spaces.Box(-np.inf, np.inf, (shape[0] + 10,), np.float32)
 
     def observation(self, obs):
         return np.concatenate([obs, np.zeros(10, np.float32)]).astype(np.float32)

@@ -19,22 +19,29 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import cast
 
 import torch
+from stable_baselines3 import PPO
 
 from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.envs import MultiTaskVecEnv
+from rltransfer.envs.multitask import vector_env
 from rltransfer.evaluation import Evaluator, evaluate_together
 from rltransfer.hardware import this_machine
 from rltransfer.transferring import build_target_agent, eval_env_factory
 from rltransfer.validation import setup_of
 
 
-def env_steps(evaluators: list[Evaluator]) -> int:
+def env_steps(evaluators: list[Evaluator]) -> int | None:
     """The steps the evaluators' environments took: what every environment's ``Monitor`` counted (an episode's
-    steps, and those an environment took after its episode ended, which no return counts)."""
-    return sum(sum(ev._env.get_attr("total_steps")) for ev in evaluators if ev._env is not None)
+    steps, and those an environment took after its episode ended, which no return counts); None where a
+    family's vector build steps them (its ``Monitor``s are there for the spaces and never step)."""
+    envs = [ev._env for ev in evaluators if ev._env is not None]
+    if any(vector_env(env) is not None for env in envs):
+        return None
+    return sum(sum(env.get_attr("total_steps")) for env in envs)
 
 
 def arguments() -> argparse.Namespace:
@@ -60,7 +67,9 @@ def main() -> None:
     setup = setup_of(f"{args.publication}/config.yaml")
     bundle = load_bundle(f"{args.publication}/bundles/pretrain-seed-0")
     task = setup.family.task(args.target)
-    models = [build_target_agent(setup.config, setup, bundle, task, args.strategy, s)[0] for s in range(args.seeds)]
+    models = [
+        cast(PPO, build_target_agent(setup.config, setup, bundle, task, args.strategy, s)[0]) for s in range(args.seeds)
+    ]
     episodes = setup.config.evaluation.episodes
     make_env = eval_env_factory(setup, bundle, args.target, episodes)
 
@@ -94,9 +103,11 @@ def main() -> None:
             f"round {n}: one by one {seconds['one by one']:.2f} s, together {seconds['together']:.2f} s: "
             f"{seconds['one by one'] / seconds['together']:.2f}x"
         )
-    print(
-        f"env steps of one evaluation of every seed: {env_steps(alone):,} one by one, {env_steps(together):,} together"
-    )
+    alone_steps, together_steps = env_steps(alone), env_steps(together)
+    if alone_steps is None or together_steps is None:
+        print("env steps: not counted (the family's vector build steps the environments)")
+    else:
+        print(f"env steps of one evaluation of every seed: {alone_steps:,} one by one, {together_steps:,} together")
     where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
     print(
         f"over {args.rounds} round(s): {totals[0]:.2f} s against {totals[1]:.2f} s, {totals[0] / totals[1]:.2f}x ({where})"

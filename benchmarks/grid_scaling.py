@@ -45,7 +45,7 @@ def main() -> None:
         times[workers] = manifest["grid_seconds"]  # the runs alone: not pre-training, not the report
         runs = [r for r in manifest["runs"].values() if r.get("wall_seconds")]
         share = sum(r["eval_seconds"] for r in runs) / sum(r["wall_seconds"] for r in runs)
-        per = {}
+        per: dict[str, list[float]] = {}
         for key, r in manifest["runs"].items():
             per.setdefault(key.split("/")[1], []).append(r["eval_seconds"] / r["wall_seconds"])
         detail = ", ".join(f"{s} {sum(v) / len(v):.0%}" for s, v in per.items())

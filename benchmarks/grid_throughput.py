@@ -80,7 +80,8 @@ def run_cell(
     published = read_runs(pub)
     runs = []
     for name in [target] if isinstance(target, str) else target:
-        cell = sorted((r for r in published if r.target == name and r.strategy == strategy), key=lambda r: r.seed)
+        finished = (r for r in published if isinstance(r, FinishedRun))
+        cell = sorted((r for r in finished if r.target == name and r.strategy == strategy), key=lambda r: r.seed)
         if not cell:
             raise SystemExit(f"{pub} publishes no run of {name}/{strategy}")
         cell = cell[:seeds]
@@ -149,7 +150,7 @@ def _job_stub(target: str, strategy: str, seed: int) -> RunJob:
 PHASES = ("update", "rollout", "evaluation")
 
 
-def _phase_methods() -> list[tuple[str, type, str]]:
+def _phase_methods() -> list[tuple[str, Any, str]]:
     """``(phase, class, method)``: what each phase of a run is timed by (only the methods a class defines)."""
     from stable_baselines3 import DQN, PPO, SAC
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -166,7 +167,8 @@ def _phase_methods() -> list[tuple[str, type, str]]:
 
     updates = (PPO, TransferPPO, KickstartPPO, SAC, TransferSAC, DQN, TransferDQN)
     batched = (BatchedPPO, OffPolicyBatch, BatchedSAC, BatchedDQN)
-    out = [("update", c, "train") for c in updates] + [("update", c, "_train") for c in batched]
+    out: list[tuple[str, Any, str]] = [("update", c, "train") for c in updates]
+    out += [("update", c, "_train") for c in batched]
     out += [("rollout", c, "collect_rollouts") for c in (OnPolicyAlgorithm, OffPolicyAlgorithm)]
     out += [("rollout", c, "_collect_rollouts") for c in batched]
     out += [("evaluation", evaluation.Evaluator, "evaluate")]

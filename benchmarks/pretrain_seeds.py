@@ -60,7 +60,7 @@ def main() -> None:
         if not (path / "bundle.json").is_file() or load_bundle(path).manifest.config_hash != cfg.hash():
             pretrain(cfg, seed=seed, out_dir=out)
         bundle = load_bundle(path)
-        solved = len(solved_sources(bundle.manifest.evaluation, setup))
+        solved = len(solved_sources(bundle.manifest.evaluation or {}, setup))
         cells = []
         for t in targets:
             r = zero_shot_return(cfg, bundle, t.name)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 
+import gymnasium as gym
 import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.monitor import Monitor
@@ -37,8 +40,15 @@ NET_ARCH = {"ppo": dict(pi=[64], vf=[64]), "dqn": [64], "sac": dict(pi=[64], qf=
 ACTIVATION = {"ppo": "tanh", "dqn": "relu", "sac": "relu"}
 
 
+def monitored(family, task) -> gym.Env:
+    """One env of ``task``, monitored (as SB3's ``make_vec_env`` wraps each)."""
+    return Monitor(family.make(task))
+
+
 def plain(setup, envs_per_task: int, steps: int, seed: int, fused: bool = False) -> float:
-    fns = [lambda t=t: Monitor(setup.family.make(t)) for t in setup.sources for _ in range(envs_per_task)]
+    fns: list[Callable[[], gym.Env]] = [
+        partial(monitored, setup.family, t) for t in setup.sources for _ in range(envs_per_task)
+    ]
     env = DummyVecEnv(fns)
     algo = setup.config.agent.algo
     model = {"ppo": PPO, "dqn": DQN, "sac": SAC}[algo](

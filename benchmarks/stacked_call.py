@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import cast
 
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agents.batched_ppo import BatchedPPO, _net
 from rltransfer.bundle import load_bundle
@@ -40,9 +43,11 @@ def main() -> None:
     setup = setup_of(f"{args.publication}/config.yaml")
     bundle = load_bundle(f"{args.publication}/bundles/pretrain-seed-0")
     task = setup.family.task(args.target)
-    models = [build_target_agent(setup.config, setup, bundle, task, "scratch", s)[0] for s in range(args.seeds)]
+    models = [
+        cast(PPO, build_target_agent(setup.config, setup, bundle, task, "scratch", s)[0]) for s in range(args.seeds)
+    ]
     engine = BatchedPPO(models)
-    obs = engine._obs([m.env.reset() for m in models])
+    obs = engine._obs([cast(VecEnv, m.env).reset() for m in models])  # each built with its env
     folded = engine.stack._fold
     print(f"{args.seeds} seeds, {type(models[0].policy).__name__}: ms per call, folded vs vmap")
     for batch in (obs[next(iter(obs))].shape[1], 256):
