@@ -108,7 +108,7 @@ def main() -> None:
         print("env steps: not counted (the family's vector build steps the environments)")
     else:
         print(f"env steps of one evaluation of every seed: {alone_steps:,} one by one, {together_steps:,} together")
-    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
+    where = this_machine()  # the CPU kind (vendor, torch's kernels): it decides the speed as it decides the bits
     print(
         f"over {args.rounds} round(s): {totals[0]:.2f} s against {totals[1]:.2f} s, {totals[0] / totals[1]:.2f}x ({where})"
     )

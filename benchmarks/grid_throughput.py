@@ -288,7 +288,7 @@ def main() -> None:
                     f"{steps / wall / args.workers:.0f} env steps/s per core",
                     flush=True,
                 )
-    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
+    where = this_machine()  # the CPU kind (vendor, torch's kernels): it decides the speed as it decides the bits
     ratio = sum(times[SB3]) / sum(times[BATCHED])
     if args.phases:
         for engine in (SB3, BATCHED):

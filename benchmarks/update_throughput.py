@@ -200,7 +200,7 @@ def main() -> None:
         except Exception as err:  # the config's own message (a ConfigError, a missing file, not PPO)
             ap.error(str(err))
     torch.set_num_threads(1)
-    where = this_machine()  # the CPU kind (vendor, torch's kernels) decides the speed as the bits
+    where = this_machine()  # the CPU kind (vendor, torch's kernels): it decides the speed as it decides the bits
     print(f"{args.seeds} seeds of {args.config} on {args.task}, {args.rounds} rounds ({where})")
     for activation in args.activation:
         print(measure(args, activation, resolved[activation]), flush=True)
