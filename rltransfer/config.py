@@ -336,7 +336,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _format(err: ValidationError) -> str:
-    lines = []
+    lines: dict[tuple[str, str], list[str]] = {}  # (key, what was wrong) -> messages: a union's branches, one line
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "list"))))
         key = _key(loc) or "<config>"
@@ -344,17 +344,22 @@ def _format(err: ValidationError) -> str:
             parent = _model_at(loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "?"
             hint = did_you_mean(loc[-1], parent.model_fields) if parent else ""
-            lines.append(f"config key '{key}': unknown key{hint}; allowed keys here: {allowed}")
+            lines.setdefault((key, "extra"), []).append(f"unknown key{hint}; allowed keys here: {allowed}")
         elif e["type"] == "missing":
-            lines.append(f"config key '{key}': required")
-        elif e["type"] == "literal_error":
-            names = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
-            hint = did_you_mean(e.get("input"), names)
-            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r}){hint}")
+            lines.setdefault((key, "missing"), []).append("required")
         else:
+            hint = ""
+            if e["type"] == "literal_error":
+                names = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+                hint = did_you_mean(e.get("input"), names)
             msg = e["msg"].removeprefix("Value error, ")  # a validator's own message, as it says it
-            lines.append(f"config key '{key}': {msg} (got {e.get('input')!r})")
-    return "invalid config:\n  " + "\n  ".join(dict.fromkeys(lines))
+            lines.setdefault((key, f"(got {e.get('input')!r}){hint}"), []).append(msg)
+    out = []
+    for (key, got), msgs in lines.items():
+        first, *rest = dict.fromkeys(msgs)
+        said = ", or ".join([first, *(m.removeprefix("Input should be ") for m in rest)])
+        out.append(f"config key '{key}': {said}" + (f" {got}" if got.startswith("(got") else ""))
+    return "invalid config:\n  " + "\n  ".join(dict.fromkeys(out))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -50,7 +50,8 @@ def test_registry_checks_name_the_key():
     [
         ("transfer.seeds=true", "config key 'transfer.seeds': expected a number, not true/false (got True)"),
         ("runner.workers=true", "config key 'runner.workers': expected a number, not true/false"),
-        ("runner.workers=0", "config key 'runner.workers': Input should be greater than or equal to 1 (got 0)"),
+        ("runner.workers=0", "config key 'runner.workers': Input should be greater than or equal to 1, or 'auto' (got 0)"),
+        ("runner.workers=x", "config key 'runner.workers': Input should be a valid integer, unable to parse string as an integer, or 'auto' (got 'x')"),
         ("evaluation.deterministic=0", "config key 'evaluation.deterministic': expected true or false (got 0)"),
         ("runner.batch_seeds='yes'", "config key 'runner.batch_seeds': expected true or false (got 'yes')"),
         ("pretrain.min_source_score=nan", "config key 'pretrain.min_source_score': Input should be a finite number (got 'nan')"),
@@ -65,6 +66,7 @@ def test_a_boolean_for_a_number_a_number_for_a_boolean_and_nan_are_refused(overr
     with pytest.raises(ConfigError) as err:
         load_config({"family": "cartpole"}, [override])
     assert message in str(err.value)
+    assert str(err.value).count("config key") == 1  # a union's branches (workers: a number or 'auto'), one line
 
 
 def test_a_whole_number_may_be_written_as_a_float_and_numpy_scalars_are_numbers():
