@@ -63,6 +63,8 @@ Number = Annotated[float, BeforeValidator(_not_a_bool)]
 def _true_or_false_only(value: Any) -> Any:
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):  # pydantic takes 0, 1, "yes"...
         raise ValueError("expected true or false")
+    if type(value).__name__ == "bool" and type(value).__module__ == "numpy":  # pydantic reads it as an index,
+        return bool(value)  # which NumPy 2.2 deprecates ("will be an error")
     return value
 
 

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,11 @@ def test_a_whole_number_may_be_written_as_a_float_and_numpy_scalars_are_numbers(
     cfg = load_config({"family": "cartpole"}, ["transfer.timesteps=1.0e+5", "runner.workers=auto"])
     assert cfg.transfer.timesteps == 100_000 and isinstance(cfg.transfer.timesteps, int)
     given = {"transfer": {"seeds": np.int64(4)}, "evaluation": {"deterministic": np.bool_(False)}}
-    cfg = load_config({"family": "cartpole", **given, "pretrain": {"min_source_score": np.float32(0.5)}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config({"family": "cartpole", **given, "pretrain": {"min_source_score": np.float32(0.5)}})
+    # NumPy 2.2 deprecates reading a NumPy bool as an index ("will be an error"), which pydantic does with one.
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
     assert (cfg.transfer.seeds, cfg.evaluation.deterministic, cfg.pretrain.min_source_score) == (4, False, 0.5)
     assert type(cfg.evaluation.deterministic) is bool and type(cfg.transfer.seeds) is int
 
