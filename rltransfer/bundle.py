@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ from rltransfer.records.bundle_manifest import (
     manifest_checksum,
     read_manifest,
 )
-from rltransfer.revision import code_revision
+from rltransfer.revision import code_revision, package_versions
 from rltransfer.spaces_json import space_from_json, space_to_json
 
 MODEL_FILE = "model.zip"
@@ -55,16 +53,6 @@ __all__ = [
     "read_manifest",
     "save_bundle",
 ]
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("rltransfer", "stable-baselines3", "torch", "gymnasium", "numpy", "safetensors"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def sha256_file(path: Path) -> str:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rltransfer.config import DEFAULT_STRATEGIES, MAX_SEED
 from rltransfer.errors import Interrupted, UserInputError, WorkerDied
@@ -261,6 +262,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 3 if elsewhere(checks) else 1
 
 
+class _Version(argparse.Action):
+    """``--version``: rltransfer's version and checkout, and the versions of what computes its results (what a
+    bug report needs); read only when asked (git runs for the checkout)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from rltransfer.revision import code_revision, package_versions
+
+        versions = package_versions()
+        rev = code_revision()
+        where = f"checkout {rev}" if rev else "installed, no checkout"
+        libs = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "rltransfer")
+        print(f"rltransfer {versions['rltransfer']} ({where})\n{libs}")  # on stdout, as argparse's own version
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltransfer",
@@ -268,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Version, help="rltransfer's version and checkout, and its libraries'")
     parser.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
         help="import MODULE first (it registers families, strategies or encoders); with a config, its workers too",

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
-from rltransfer.bundle import package_versions, read_manifest
+from rltransfer.bundle import read_manifest
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import ConfigError, UserInputError, WorkerDied
 from rltransfer.evaluation import protocol as eval_protocol
@@ -41,7 +41,7 @@ from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_M
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
 from rltransfer.reporting import report
-from rltransfer.revision import code_revision
+from rltransfer.revision import code_revision, package_versions
 from rltransfer.stats.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.stats.summary import BASELINE
 from rltransfer.store import layout

@@ -8,7 +8,9 @@ lists every revision its runs and bundles came from, so a mixed or uncommitted p
 from __future__ import annotations
 
 import functools
+import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +34,15 @@ def code_revision() -> str | None:
 def _git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30, check=True)
     return done.stdout.strip()
+
+
+def package_versions() -> dict[str, str]:
+    """Python's version and those of the libraries that compute a result (every bundle and manifest records
+    them; ``rltransfer --version`` prints them)."""
+    out = {"python": platform.python_version()}
+    for pkg in ("rltransfer", "stable-baselines3", "torch", "gymnasium", "numpy", "safetensors"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out

@@ -26,6 +26,19 @@ def test_families_lists_parameters_tasks_and_splits(capsys):
     assert {"cartpole", "pendulum", "lunarlander"} <= {f["name"] for f in data}
 
 
+def test_version_names_the_checkout_and_the_libraries_without_loading_torch():
+    """What a bug report needs, as the results record it: the checkout's commit (this one is a checkout) and the
+    libraries' versions, read from their metadata (``--version`` imports no torch)."""
+    from rltransfer.revision import code_revision, package_versions
+
+    code = "import sys; from rltransfer.cli import main\ntry: main(['--version'])\nexcept SystemExit as e: print('exit', e.code, 'torch' in sys.modules)"  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    first, libs, end = res.stdout.splitlines()
+    assert first == f"rltransfer {package_versions()['rltransfer']} (checkout {code_revision()})"
+    assert libs.startswith("python ") and f"torch {package_versions()['torch']}" in libs and "stable-baselines3" in libs
+    assert end == "exit 0 False"
+
+
 def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"family": "cartpole", "agent": {"algo": "a2c"}}))

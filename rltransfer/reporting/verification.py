@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rltransfer.bundle import package_versions, read_manifest
+from rltransfer.bundle import read_manifest
 from rltransfer.config import load_config
 from rltransfer.errors import UserInputError
 from rltransfer.execution.backends import run_local
@@ -43,6 +43,7 @@ from rltransfer.reporting.publication import (
     record_reproductions,
     shipped_bundles,
 )
+from rltransfer.revision import package_versions
 from rltransfer.store import layout
 from rltransfer.store.keys import ExperimentKeys, experiment_keys, run_hash
 from rltransfer.store.layout import bundle_dir

@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import Any
 
 from rltransfer.config import ExperimentConfig
+from rltransfer.revision import package_versions
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,6 @@ _OPTIONAL_PACKAGES = ("minigrid", "box2d", "box2d-py", "gymnasium-robotics")
 
 @functools.cache
 def _versions() -> dict[str, str]:
-    from rltransfer.bundle import package_versions
-
     out = package_versions()  # once per process: every job's key takes them in
     for pkg in _OPTIONAL_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
