@@ -1,4 +1,5 @@
-"""Which code computed a result: the git commit of the rltransfer checkout that runs.
+"""Which code computed a result: the git commit of the rltransfer checkout that runs, and the versions of the
+libraries it runs on.
 
 Run hashes leave the code out on purpose (a grid resumes across commits, and a pre-training or a
 scratch run is re-used by later experiments); results record the revision instead, and the report
