@@ -338,7 +338,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _format(err: ValidationError) -> str:
-    lines: dict[tuple[str, str], list[str]] = {}  # (key, what was wrong) -> messages: a union's branches, one line
+    lines: dict[tuple[str, str], list[str]] = {}  # (key, "(got value)") -> messages: a union's branches, one line
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "list"))))
         key = _key(loc) or "<config>"
@@ -346,9 +346,9 @@ def _format(err: ValidationError) -> str:
             parent = _model_at(loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "?"
             hint = did_you_mean(loc[-1], parent.model_fields) if parent else ""
-            lines.setdefault((key, "extra"), []).append(f"unknown key{hint}; allowed keys here: {allowed}")
+            lines.setdefault((key, ""), []).append(f"unknown key{hint}; allowed keys here: {allowed}")
         elif e["type"] == "missing":
-            lines.setdefault((key, "missing"), []).append("required")
+            lines.setdefault((key, ""), []).append("required")
         else:
             hint = ""
             if e["type"] == "literal_error":
@@ -360,7 +360,7 @@ def _format(err: ValidationError) -> str:
     for (key, got), msgs in lines.items():
         first, *rest = dict.fromkeys(msgs)
         said = ", or ".join([first, *(m.removeprefix("Input should be ") for m in rest)])
-        out.append(f"config key '{key}': {said}" + (f" {got}" if got.startswith("(got") else ""))
+        out.append(f"config key '{key}': {said} {got}".rstrip())
     return "invalid config:\n  " + "\n  ".join(dict.fromkeys(out))
 
 
