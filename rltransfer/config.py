@@ -319,6 +319,30 @@ class ExperimentConfig(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+SB3_SETTINGS: dict[str, str] = {
+    "policy": "rltransfer builds the policy from agent.encoder, agent.trunk and agent.heads",
+    "policy_kwargs": "the network is agent.encoder (hidden, activation), agent.trunk (pi, vf) and agent.heads",
+    "net_arch": "the layers are agent.encoder.hidden, then agent.trunk.pi and agent.trunk.vf",
+    "activation_fn": "the activation is agent.encoder.activation",
+    "qf": "SAC's critics and DQN's Q-network take their layers from agent.trunk.vf",
+    "n_envs": "the envs are transfer.n_envs (a target run's) and pretrain.envs_per_task (each source task's)",
+    "n_timesteps": "the budgets are pretrain.timesteps and transfer.timesteps",
+    "normalize": "VecNormalize is agent.normalize",
+    "seed": "the grid seeds its runs: transfer.seeds runs a cell (seeds 0 to n-1), pretrain.seeds pre-trainings",
+    "tensorboard_log": "every run logs to TensorBoard under output_dir (<output_dir>/<name>/tb)",
+    "verbose": "rltransfer prints its own progress (--no-progress: none)",
+    "device": "rltransfer trains on the CPU",
+}
+"""Settings of an SB3 model or an RL Zoo hyperparameter file that a config sets elsewhere (or rltransfer
+itself): where each lives, for the refusal of a key an SB3 user writes out of habit."""
+
+
+def sb3_hint(name: object) -> str:
+    """`` (from SB3 or RL Zoo: where it lives here)`` for a setting of theirs a config sets elsewhere, else ""."""
+    where = SB3_SETTINGS.get(str(name))
+    return f" (from SB3 or RL Zoo: {where})" if where else ""
+
+
 # -- loading -------------------------------------------------------------------------------------
 def _key(loc: Iterable[Any]) -> str:
     out = ""
@@ -345,7 +369,7 @@ def _format(err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "?"
-            hint = did_you_mean(loc[-1], parent.model_fields) if parent else ""
+            hint = (did_you_mean(loc[-1], parent.model_fields) if parent else "") or sb3_hint(loc[-1])
             lines.setdefault((key, ""), []).append(f"unknown key{hint}; allowed keys here: {allowed}")
         elif e["type"] == "missing":
             lines.setdefault((key, ""), []).append("required")

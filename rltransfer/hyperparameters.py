@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from rltransfer.config import ExperimentConfig
+from rltransfer.config import ExperimentConfig, sb3_hint
 from rltransfer.envs import Family, Task
 from rltransfer.errors import ConfigError, did_you_mean
 
@@ -91,8 +91,9 @@ def check_hyperparams(config: ExperimentConfig) -> None:
                         f"config key '{where}.{key}': '{value}' is not a number or a linear schedule like 'lin_0.001'"
                     )
             if key not in allowed:
+                hint = did_you_mean(key, allowed) or sb3_hint(key)
                 raise ConfigError(
-                    f"config key '{where}.{key}': not a {cls.__name__} argument rltransfer passes on; "
+                    f"config key '{where}.{key}': not a {cls.__name__} argument rltransfer passes on{hint}; "
                     f"allowed: {', '.join(allowed)}"
                 )
             _check_value(where, key, value)

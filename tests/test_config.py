@@ -229,3 +229,43 @@ def test_an_unknown_name_gets_the_closest_known_one(override, suggestion):
         assert "did you mean" not in str(err.value) and "allowed" in str(err.value)
     else:
         assert suggestion in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("agent.net_arch=[64, 64]", "'agent.net_arch': unknown key (from SB3 or RL Zoo: the layers are agent.encoder.hidden, then agent.trunk.pi and agent.trunk.vf); allowed keys here: algo"),
+        ("agent.trunk.qf=[64]", "'agent.trunk.qf': unknown key (from SB3 or RL Zoo: SAC's critics and DQN's Q-network take their layers from agent.trunk.vf); allowed keys here: pi, vf"),
+        ("agent.hyperparams.policy_kwargs={net_arch: [32]}", "'agent.hyperparams.policy_kwargs': not a PPO argument rltransfer passes on (from SB3 or RL Zoo: the network is agent.encoder"),
+        ("agent.hyperparams.n_envs=8", "'agent.hyperparams.n_envs': not a PPO argument rltransfer passes on (from SB3 or RL Zoo: the envs are transfer.n_envs"),
+        ("pretrain.hyperparams.device=cuda", "'pretrain.hyperparams.device': not a PPO argument rltransfer passes on (from SB3 or RL Zoo: rltransfer trains on the CPU); allowed: learning_rate"),
+        ("agent.hyperparams.n_step=16", "'agent.hyperparams.n_step': not a PPO argument rltransfer passes on (did you mean 'n_steps'?); allowed:"),
+        ("transfer.seed=3", "'transfer.seed': unknown key (did you mean 'seeds'?); allowed keys here"),
+    ],
+)  # fmt: skip
+def test_an_sb3_setting_is_refused_with_where_it_lives_here(override, message):
+    """An SB3 user writes SB3's and RL Zoo's names (``policy_kwargs``, ``qf``, ``n_envs``): the refusal says
+    which config key sets it here (a close name of the config's own first)."""
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError) as err:
+        validate(load_config(root / "configs" / "quickstart.yaml", [override]))
+    assert message in str(err.value)
+
+
+def test_every_config_key_an_sb3_hint_names_exists():
+    """The hints name config keys (``agent.trunk.vf``): each must be one, or a hint sends users to nothing."""
+    import re
+
+    from pydantic import BaseModel
+
+    from rltransfer.config import SB3_SETTINGS
+
+    named = {k for text in SB3_SETTINGS.values() for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", text)}
+    assert "agent.trunk.vf" in named and "transfer.n_envs" in named
+    for key in named:
+        model: type[BaseModel] = ExperimentConfig
+        for part in key.split("."):
+            assert part in model.model_fields, f"{key}: no '{part}' in {model.__name__}"
+            annotation = model.model_fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
