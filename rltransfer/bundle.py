@@ -178,6 +178,8 @@ def load_bundle(path: str | Path) -> Bundle:
     :raises BundleError: naming the problem: missing file, bad JSON, format version,
         checksum mismatch, or tensors whose names or shapes do not fit the architecture.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise BundleError(f"bundle: expected a bundle directory (a str or a Path), got {path!r}")
     path = Path(path)
     manifest = read_manifest(path)
     wpath = path / WEIGHTS_FILE

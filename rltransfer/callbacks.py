@@ -5,10 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
+from stable_baselines3.common.type_aliases import MaybeCallback
 
 from rltransfer.envs import MultiTaskVecEnv
+from rltransfer.errors import ConfigError
+
+
+def callback_list(callbacks: MaybeCallback | tuple[BaseCallback, ...]) -> list[BaseCallback]:
+    """Extra callbacks of a pre-training or a transfer as a list, from what SB3's ``learn(callback=...)`` takes:
+    None, a callback, a list (or tuple) of callbacks, or a function (wrapped as SB3 wraps one, in its
+    ``ConvertCallback``). Anything else is refused (ConfigError) before a model is built."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, BaseCallback):
+        return [callbacks]
+    if isinstance(callbacks, (list, tuple)):
+        bad = [c for c in callbacks if not isinstance(c, BaseCallback)]
+        if not bad:
+            return list(callbacks)
+        got = f"a list holding {bad[0]!r}"
+    elif callable(callbacks):
+        return [ConvertCallback(callbacks)]
+    else:
+        got = repr(callbacks)
+    raise ConfigError(
+        f"callbacks: expected an SB3 callback (a BaseCallback), a list of them, a function or None, as SB3's "
+        f"learn takes; got {got}"
+    )
 
 
 class PerTaskLogger(BaseCallback):

@@ -405,6 +405,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``data`` with ``KEY=VALUE`` strings (or a ``{dotted.key: value}`` map) applied."""
+    if isinstance(overrides, (str, bytes)):  # iterated, it would be one override per character
+        raise ConfigError(
+            f"overrides: a list of KEY=VALUE strings, not one string (got {overrides!r}: write [{overrides!r}])"
+        )
     data = copy.deepcopy(data)
     items = (
         [(k.split("."), v) for k, v in overrides.items()]

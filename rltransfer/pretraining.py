@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.atomic import check_writable
 from rltransfer.bundle import MODEL_FILE, save_bundle
-from rltransfer.callbacks import PerTaskLogger, flatten, tensorboard_logger, write_hparams
+from rltransfer.callbacks import PerTaskLogger, callback_list, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, check_seed
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.errors import EndlessEpisode
@@ -90,7 +91,7 @@ def pretrain(
     echo: bool = False,
     extra_manifest: Mapping[str, Any] | None = None,
     tb_dir: str | Path | None = None,
-    callbacks: Sequence[BaseCallback] = (),
+    callbacks: MaybeCallback | tuple[BaseCallback, ...] = (),
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
@@ -105,9 +106,10 @@ def pretrain(
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; an experiment's: its tree,
         :func:`rltransfer.store.layout.pretrain_tb`).
     :param callbacks: extra SB3 callbacks for the pre-training's ``learn`` (a ``CheckpointCallback``, your own
-        logging), after rltransfer's per-task logger.
+        logging), after rltransfer's per-task logger: what SB3's ``learn`` takes (one, a list, a function).
     """
     seed = check_seed(seed)
+    extra = callback_list(callbacks)
     setup = setup_of(config, overrides)
     cfg = setup.config
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
@@ -127,7 +129,7 @@ def pretrain(
         **flatten(cfg.agent.model_dump(), "agent."), "pretrain.timesteps": cfg.pretrain.timesteps,
     }  # fmt: skip
     write_hparams(model.logger, hparams)
-    model.learn(cfg.pretrain.timesteps, callback=[PerTaskLogger(mt_env), *callbacks], progress_bar=progress)
+    model.learn(cfg.pretrain.timesteps, callback=[PerTaskLogger(mt_env), *extra], progress_bar=progress)
     stats = obs_stats(env)
     try:
         evaluation = evaluate_sources(model, setup, stats, cfg.pretrain.eval_episodes, seed)

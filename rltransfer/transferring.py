@@ -12,6 +12,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltransfer.agent_factory import policy_kwargs, resolve_hyperparams
@@ -19,7 +20,7 @@ from rltransfer.agents import get_algorithm
 from rltransfer.agents.transferable import layout_space
 from rltransfer.atomic import atomic_write_bytes, check_writable
 from rltransfer.bundle import Bundle, load_bundle
-from rltransfer.callbacks import flatten, tensorboard_logger, write_hparams
+from rltransfer.callbacks import callback_list, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, check_seed, check_steps
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
 from rltransfer.errors import BundleError, ConfigError
@@ -273,7 +274,7 @@ def transfer(
     timesteps: int | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
     out_dir: str | Path | None = None,
-    callbacks: Sequence[BaseCallback] = (),
+    callbacks: MaybeCallback | tuple[BaseCallback, ...] = (),
     progress: bool = False,
     save: bool = True,
     tb_dir: str | Path | None = None,
@@ -290,14 +291,16 @@ def transfer(
     :param timesteps: target steps (default ``transfer.timesteps``).
     :param out_dir: where ``model.zip``, ``lineage.json`` and ``tb/`` go (default
         ``<output_dir>/<name>/runs/<target>/<strategy>/seed-<seed>``).
-    :param callbacks: extra SB3 callbacks (an evaluator, say).
+    :param callbacks: extra SB3 callbacks (an evaluator, say): what SB3's ``learn`` takes (one, a list, a
+        function).
     :param save: write the model, lineage and TensorBoard logs.
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
         experiment's tree, :func:`rltransfer.store.layout.run_tb`).
     """
+    callbacks = callback_list(callbacks)
     run = prepare_transfer(setup_of(config, overrides), bundle, target, strategy, seed, timesteps, out_dir, callbacks, save, tb_dir)  # fmt: skip
     if run.lineage.trains:
-        run.model.learn(run.steps, callback=list(callbacks), progress_bar=progress, reset_num_timesteps=not run.charged)
+        run.model.learn(run.steps, callback=callbacks, progress_bar=progress, reset_num_timesteps=not run.charged)
     else:  # zero_shot: never updated; evaluators still score the untouched agent over the budget
         for cb in callbacks:
             if hasattr(cb, "evaluate_without_training"):

@@ -190,3 +190,39 @@ def test_a_pretraining_whose_final_evaluation_never_ends_keeps_its_trained_model
     kept = PPO.load(tmp_path / "b" / "pretrain" / pretraining.UNEVALUATED_FILE)
     assert kept.num_timesteps == 128
     assert not (tmp_path / "b" / "pretrain" / "bundle").exists()  # no bundle: it holds the evaluation
+
+
+def test_callbacks_are_taken_as_sb3s_learn_takes_them(pretrained, tmp_path):
+    """One callback, or a function, as SB3's ``learn(callback=...)`` takes them (a single one was iterated:
+    TypeError after the agent was built); anything else refused before anything is built or written."""
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    from rltransfer.errors import ConfigError
+
+    cfg = {
+        "name": "b", "output_dir": str(tmp_path), "family": "cartpole", "source_tasks": ["short", "long"],
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+    }  # fmt: skip
+    one = CheckpointCallback(save_freq=16, save_path=str(tmp_path / "checkpoints"))
+    rltransfer.transfer(cfg, pretrained.bundle_path, "medium", "scratch", timesteps=32, callbacks=one, save=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "rl_model_16_steps.zip",
+        "rl_model_32_steps.zip",
+    ]
+    calls = []
+    rltransfer.transfer(
+        cfg, pretrained.bundle_path, "medium", "scratch", timesteps=32, save=False,
+        callbacks=lambda _locals, _globals: calls.append(1) is None,
+    )  # fmt: skip
+    assert len(calls) == 32  # SB3's ConvertCallback: once a step
+    for bad, said in [("x", "got 'x'"), ([one, 3], "got a list holding 3")]:
+        with pytest.raises(ConfigError, match=r"callbacks: expected an SB3 callback .*" + said):
+            rltransfer.transfer(cfg, pretrained.bundle_path, "medium", "scratch", callbacks=bad, out_dir=tmp_path / "t")
+        with pytest.raises(ConfigError, match=r"callbacks: expected an SB3 callback .*" + said):
+            rltransfer.pretrain(cfg, callbacks=bad, out_dir=tmp_path / "p")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "p").exists()
+
+
+def test_a_bundle_that_is_not_a_path_is_named():
+    with pytest.raises(BundleError, match=r"bundle: expected a bundle directory \(a str or a Path\), got None"):
+        rltransfer.transfer({"family": "cartpole"}, None, "medium", "scratch")

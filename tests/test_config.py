@@ -269,3 +269,12 @@ def test_every_config_key_an_sb3_hint_names_exists():
             annotation = model.model_fields[part].annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 model = annotation
+
+
+def test_overrides_given_as_one_string_are_refused():
+    """A string is iterable: taken as overrides, each character was one ("--set 't': expected KEY=VALUE")."""
+    with pytest.raises(
+        ConfigError,
+        match=r"overrides: a list of KEY=VALUE strings, not one string \(got 'transfer.seeds=2': write \['transfer.seeds=2'\]\)",
+    ):
+        load_config({"family": "cartpole"}, "transfer.seeds=2")
