@@ -38,17 +38,10 @@ def _family_arg(name: str) -> str:
 
     if not name.endswith((".yaml", ".yml")):
         return name
-    from pydantic import ValidationError
-
-    from rltransfer.config import FamilySpec, read_yaml
+    from rltransfer.config import family_spec, read_yaml
     from rltransfer.envs import register_declared
 
-    try:
-        spec = FamilySpec.model_validate(read_yaml(Path(name)))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise UserInputError(f"family file '{name}': {problems}") from None
-    return register_declared(spec.model_dump()).name
+    return register_declared(family_spec(read_yaml(Path(name)), name).model_dump()).name
 
 
 def cmd_families(args: argparse.Namespace) -> int:

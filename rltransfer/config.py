@@ -14,7 +14,8 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -351,23 +352,42 @@ def _key(loc: Iterable[Any]) -> str:
     return out
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = ExperimentConfig
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model at ``loc`` under ``root``, through lists' items and mappings' values (``families[0]``,
+    ``parameters.mass``); None where no model is."""
+    at: Any = root
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
-            return None
-        model = field.annotation
-    return model
+        if isinstance(at, type) and issubclass(at, BaseModel):
+            field = at.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            at = field.annotation
+        else:
+            origin, args = get_origin(at), [a for a in get_args(at) if a is not type(None)]
+            if origin in (Union, UnionType) and len(args) == 1:  # X | None
+                origin, args = get_origin(args[0]), list(get_args(args[0]))
+            if origin is list and isinstance(part, int):
+                at = args[0]
+            elif origin is dict and isinstance(part, str):
+                at = args[1]
+            else:
+                return None
+    return at if isinstance(at, type) and issubclass(at, BaseModel) else None
 
 
-def _format(err: ValidationError) -> str:
+def _format(
+    err: ValidationError,
+    root: type[BaseModel] = ExperimentConfig,
+    header: str = "invalid config",
+    label: str = "config key",
+) -> str:
+    """``header``, then one line a wrong key (``label '...'``): what was wrong, what was given, what is allowed."""
     lines: dict[tuple[str, str], list[str]] = {}  # (key, "(got value)") -> messages: a union's branches, one line
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "list"))))
-        key = _key(loc) or "<config>"
+        key = _key(loc) or "<top level>"
         if e["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = _model_at(loc[:-1], root)
             allowed = ", ".join(parent.model_fields) if parent else "?"
             hint = (did_you_mean(loc[-1], parent.model_fields) if parent else "") or sb3_hint(loc[-1])
             lines.setdefault((key, ""), []).append(f"unknown key{hint}; allowed keys here: {allowed}")
@@ -384,8 +404,17 @@ def _format(err: ValidationError) -> str:
     for (key, got), msgs in lines.items():
         first, *rest = dict.fromkeys(msgs)
         said = ", or ".join([first, *(m.removeprefix("Input should be ") for m in rest)])
-        out.append(f"config key '{key}': {said} {got}".rstrip())
-    return "invalid config:\n  " + "\n  ".join(dict.fromkeys(out))
+        out.append(f"{label} '{key}': {said} {got}".rstrip())
+    return f"{header}:\n  " + "\n  ".join(dict.fromkeys(out))
+
+
+def family_spec(data: Any, where: str) -> FamilySpec:
+    """``data``, a family declared as data (from the file ``where``), as a :class:`FamilySpec`; a
+    ConfigError names each wrong key as a config's refusal does."""
+    try:
+        return FamilySpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err, FamilySpec, f"invalid family file '{where}'", "key")) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -477,3 +477,25 @@ def test_a_publication_of_a_declared_family_re_renders_without_the_envs_package(
     res = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr  # was 2: "HalfCheetah-v5 needs a package that is not installed"
     assert (copy / "report.md").read_text() == (published / "report.md").read_text()
+
+
+def test_a_wrong_key_in_a_declared_family_is_named_with_what_is_allowed_there(tmp_path, capsys):
+    """Inside a family, in a file or inline in a config (``families[0].parameters.mass``), an unknown key gets
+    the keys allowed at its place and the closest of them (it got "allowed keys here: ?", and from the CLI
+    pydantic's "Extra inputs are not permitted")."""
+    data = yaml.safe_load(DECLARED.read_text())
+    data["env_kwargs"] = data.pop("kwargs", {})
+    first = next(iter(data["parameters"]))
+    data["parameters"][first]["attr"] = "x"
+    (tmp_path / "fam.yaml").write_text(yaml.safe_dump(data))
+    assert main(["families", str(tmp_path / "fam.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"invalid family file '{tmp_path / 'fam.yaml'}':" in err
+    assert "key 'env_kwargs': unknown key (did you mean 'kwargs'?); allowed keys here: name, env_id, kwargs," in err
+    assert f"key 'parameters.{first}.attr': unknown key; allowed keys here: default, low, high," in err
+    with pytest.raises(ConfigError) as refused:
+        load_config({"family": "cartpole-declared", "families": [data]})
+    assert f"config key 'families[0].parameters.{first}.attr': unknown key; allowed keys here: default, low" in str(
+        refused.value
+    )
+    assert "config key 'families[0].env_kwargs': unknown key (did you mean 'kwargs'?)" in str(refused.value)
