@@ -99,6 +99,7 @@ def make_target_env(
     """
     from rltransfer.envs import family_of
 
+    n_envs = check_steps(n_envs, "n_envs")
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     family = family_of(bundle.family, bundle.manifest.family_spec)
     spec = locate_target(bundle, family, family.task(task, where="target"))

@@ -226,3 +226,11 @@ def test_callbacks_are_taken_as_sb3s_learn_takes_them(pretrained, tmp_path):
 def test_a_bundle_that_is_not_a_path_is_named():
     with pytest.raises(BundleError, match=r"bundle: expected a bundle directory \(a str or a Path\), got None"):
         rltransfer.transfer({"family": "cartpole"}, None, "medium", "scratch")
+
+
+@pytest.mark.parametrize("n_envs", [0, 2.0, True])
+def test_a_target_env_of_no_envs_is_refused_by_its_argument_name(pretrained, n_envs):
+    from rltransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"n_envs must be a whole number of at least 1, got {n_envs!r}"):
+        rltransfer.make_target_env(pretrained.bundle_path, "medium", n_envs=n_envs)
