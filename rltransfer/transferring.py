@@ -11,7 +11,7 @@ from typing import Any
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -294,7 +294,7 @@ def transfer(
         ``<output_dir>/<name>/runs/<target>/<strategy>/seed-<seed>``).
     :param callbacks: extra SB3 callbacks (an evaluator, say): what SB3's ``learn`` takes (one, a list, a
         function).
-    :param save: write the model, lineage and TensorBoard logs.
+    :param save: write the model, lineage and TensorBoard logs (False: nothing is written anywhere).
     :param tb_dir: where the TensorBoard events go (default ``<out_dir>/tb``; a grid's runs: the
         experiment's tree, :func:`rltransfer.store.layout.run_tb`).
     """
@@ -376,6 +376,8 @@ def prepare_transfer(
             **flatten(lineage.strategy_params, "strategy."), **flatten(cfg.agent.hyperparams, "agent.hyperparams."),
         }  # fmt: skip
         write_hparams(model.logger, hparams)
+    else:  # nothing written: SB3's own logger would make a folder in the temp dir for each call
+        model.set_logger(Logger(folder=None, output_formats=[]))
     if charged:
         _charge_probe(model, charged, callbacks)
     return TargetRun(model, env, lineage, bundle, budget, charged, out)

@@ -234,3 +234,19 @@ def test_a_target_env_of_no_envs_is_refused_by_its_argument_name(pretrained, n_e
 
     with pytest.raises(ConfigError, match=f"n_envs must be a whole number of at least 1, got {n_envs!r}"):
         rltransfer.make_target_env(pretrained.bundle_path, "medium", n_envs=n_envs)
+
+
+def test_a_transfer_that_saves_nothing_writes_nothing(pretrained, tmp_path, monkeypatch):
+    """``save=False`` left SB3's default logger, which makes a folder in the temp dir at every ``learn``."""
+    import tempfile
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cfg = {
+        "family": "cartpole",
+        "output_dir": str(tmp_path / "runs"),
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32}},
+    }
+    run = rltransfer.transfer(cfg, pretrained.bundle_path, "medium", "finetune", timesteps=32, save=False)
+    assert run.out_dir is None and run.model.num_timesteps == 32
+    assert list(tmp_path.iterdir()) == []
