@@ -50,6 +50,21 @@ class Plan:
     """Give the algorithm the bundle's policy as ``teacher`` (kickstarting)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Components by their names, as a config's ``load`` and ``freeze`` are checked: a misspelt one loaded,
+        froze or scaled nothing, silently."""
+        for what, names, allowed in (
+            ("load", self.load, COMPONENTS),
+            ("frozen", self.frozen, FREEZABLE),
+            ("lr_mults", list(self.lr_mults), COMPONENTS),
+        ):
+            unknown = [n for n in names if n not in allowed]
+            if unknown:
+                raise ConfigError(
+                    f"its Plan's {what}: '{unknown[0]}' is not a component{did_you_mean(unknown[0], allowed)}; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+
     @property
     def uses_bundle_obs_stats(self) -> bool:
         """Whether the target env normalises observations with the bundle's statistics (with

@@ -266,8 +266,10 @@ def _check_params(config: ExperimentConfig, name: str) -> None:
         )
     try:
         get_strategy(name).plan(params)  # plans check their own parameters (ConfigError)
-    except ConfigError:
-        raise
+    except ConfigError as err:
+        if str(err).startswith("config key"):
+            raise
+        raise ConfigError(f"strategy '{name}': {err}") from None
     except Exception:  # any other failure is the strategy's own: recorded in its runs
         pass
 

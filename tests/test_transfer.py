@@ -303,6 +303,29 @@ def test_user_registered_strategy(cfg, bundle):
         STRATEGIES.pop("trunk_only_test")
 
 
+@pytest.mark.parametrize(
+    ("plan", "said"),
+    [
+        (dict(load=["encoderr"]), "its Plan's load: 'encoderr' is not a component (did you mean 'encoder'?); allowed: encoder, trunk, heads"),
+        (dict(load=["encoder"], frozen=["trunk.v"]), "its Plan's frozen: 'trunk.v' is not a component (did you mean 'trunk.vf'?); allowed: encoder, trunk, heads, trunk.pi, trunk.vf"),
+        (dict(load=["trunk"], lr_mults={"trunks": 0.5}), "its Plan's lr_mults: 'trunks' is not a component (did you mean 'trunk'?)"),
+    ],
+)  # fmt: skip
+def test_a_users_plan_that_names_no_component_is_refused_before_a_run(cfg, plan, said):
+    """A misspelt component in a plan's ``load`` loaded nothing, silently: the strategy ran as scratch."""
+
+    @register_strategy("misspelt_test", overwrite=True)
+    def misspelt(params):
+        return Plan(**plan)
+
+    try:
+        with pytest.raises(ConfigError) as err:
+            validate(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,misspelt_test]"]))
+        assert str(err.value).startswith(f"strategy 'misspelt_test': {said}")
+    finally:
+        STRATEGIES.pop("misspelt_test")
+
+
 def test_bad_strategy_input_is_named(cfg, bundle):
     with pytest.raises(ConfigError, match=r"transfer.strategies\[1\]': unknown strategy 'finetuned'"):
         validate(rltransfer.load_config(cfg, ["transfer.strategies=[scratch,finetuned]"]))
