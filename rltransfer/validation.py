@@ -61,6 +61,19 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
         )
 
 
+def check_trunk(config: ExperimentConfig) -> None:
+    """DQN's Q-network is its only network: its layers are ``agent.trunk.vf``, and a ``pi`` other than the default
+    would be taken and do nothing."""
+    from rltransfer.config import TrunkConfig
+
+    default = TrunkConfig().pi
+    if config.agent.algo == "dqn" and config.agent.trunk.pi != default:
+        raise ConfigError(
+            f"config key 'agent.trunk.pi': DQN has no policy network (its Q-network's layers are agent.trunk.vf); "
+            f"leave pi out (got {config.agent.trunk.pi})"
+        )
+
+
 OBSERVATIONS = (spaces.Box, spaces.Discrete)
 """The observation spaces a task may have: the agent reads one, beside its ``task`` and ``context`` entries, and
 bundles and saved agents record it (:mod:`rltransfer.spaces_json`)."""
@@ -362,6 +375,7 @@ def validate(config: ExperimentConfig) -> Setup:
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)
+    check_trunk(config)
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)

@@ -27,7 +27,7 @@ def _cfg(tmp_path, algo="ppo", **extra):
         "family": "classic",
         "source_tasks": SOURCES,
         "target_tasks": ["acrobot-long", "mountaincar"],
-        "agent": {"algo": algo, "encoder": {"hidden": [32], "stem_width": 16}, "trunk": {"pi": [32], "vf": [32]},
+        "agent": {"algo": algo, "encoder": {"hidden": [32], "stem_width": 16}, "trunk": {"vf": [32]} if algo == "dqn" else {"pi": [32], "vf": [32]},
                   "hyperparams": hyper},
         "pretrain": {"timesteps": 512, "envs_per_task": 2},
         "transfer": {"timesteps": 128, "n_envs": 2, "strategies": ["scratch", "finetune"], "seeds": 1},

@@ -24,7 +24,12 @@ STRATEGIES = ["scratch", "zero_shot", "finetune", "freeze_encoder", "heads_only"
 def _cfg(tmp_path, algo: str, family: str, **extra):
     cfg = {
         "family": family,
-        "agent": {"algo": algo, "encoder": {"hidden": [32]}, "trunk": {"pi": [32], "vf": [32]}, "hyperparams": OFF},
+        "agent": {
+            "algo": algo,
+            "encoder": {"hidden": [32]},
+            "trunk": {"vf": [32]} if algo == "dqn" else {"pi": [32], "vf": [32]},
+            "hyperparams": OFF,
+        },
         "pretrain": {"timesteps": 300, "envs_per_task": 1},
         "transfer": {"timesteps": 150, "n_envs": 2, "strategies": STRATEGIES, "seeds": 1, "head_init": "nearest"},
         "output_dir": str(tmp_path),
@@ -313,6 +318,12 @@ def test_algorithms_and_strategies_that_do_not_fit_are_refused(tmp_path):
         validate(load_config(_cfg(tmp_path, "dqn", "pendulum")))
     with pytest.raises(ConfigError, match=r"sac needs Box.*algorithms for it: ppo, dqn"):
         validate(load_config(_cfg(tmp_path, "sac", "cartpole")))
+    dqn = _cfg(tmp_path, "dqn", "cartpole")
+    dqn["agent"]["trunk"]["pi"] = [32]  # DQN has no policy network: taken, it did nothing
+    with pytest.raises(
+        ConfigError, match=r"'agent.trunk.pi': DQN has no policy network \(its Q-network's layers are agent.trunk.vf\)"
+    ):
+        validate(load_config(dqn))
     for algo, family in (("dqn", "cartpole"), ("sac", "pendulum")):
         for strategy in ("kickstart", "progressive"):
             cfg = _cfg(tmp_path, algo, family)

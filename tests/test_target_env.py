@@ -32,7 +32,8 @@ def run(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     cfg = {
         "family": "cartpole", "source_tasks": ["short", "long", "heavy-gravity"], "target_tasks": [TARGET], **top,
-        "agent": {"algo": algo, "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]}, "hyperparams": hyper, **agent},
+        "agent": {"algo": algo, "encoder": {"hidden": [16]}, "trunk": {"vf": [16]} if algo == "dqn" else {"pi": [16], "vf": [16]},
+                  "hyperparams": hyper, **agent},
         "pretrain": {"timesteps": 384, "envs_per_task": 1}, "transfer": {"head_init": "nearest"}, "output_dir": str(tmp),
     }  # fmt: skip
     bundle = rltransfer.load_bundle(rltransfer.pretrain(cfg).bundle_path)
