@@ -278,3 +278,18 @@ def test_overrides_given_as_one_string_are_refused():
         match=r"overrides: a list of KEY=VALUE strings, not one string \(got 'transfer.seeds=2': write \['transfer.seeds=2'\]\)",
     ):
         load_config({"family": "cartpole"}, "transfer.seeds=2")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["transfer.probe_episodes=3"], "config key 'transfer': transfer.probe_episodes applies only with transfer.head_init: probe (here 'nearest': no probe runs); set head_init: probe, or leave probe_episodes out"),
+        (["runner.address=ray://head:10001"], "config key 'runner': runner.address applies only with runner.backend: ray (here 'local': the runs would train on this machine); set backend: ray, or leave address out"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_would_do_nothing_is_refused(overrides, message):
+    """Taken, each did nothing: the probe's episodes without a probe, a Ray address with the local pool."""
+    with pytest.raises(ConfigError) as err:
+        load_config({"family": "cartpole"}, overrides)
+    assert str(err.value) == f"invalid config:\n  {message}"  # a section's own check: no "(got {...})" of it
+    load_config({"family": "cartpole"}, [*overrides, "transfer.head_init=probe", "runner.backend=ray"])
