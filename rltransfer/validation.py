@@ -74,6 +74,16 @@ def check_trunk(config: ExperimentConfig) -> None:
         )
 
 
+def check_head_init(config: ExperimentConfig) -> None:
+    """``transfer.head_init`` chooses among per-task heads: one shared head is transferred as it is, and a
+    ``fresh``, ``mean`` or ``probe`` would be taken and do nothing."""
+    if config.agent.heads == "shared" and config.transfer.head_init != "nearest":
+        raise ConfigError(
+            f"config key 'transfer.head_init': '{config.transfer.head_init}' chooses among per-task heads; with "
+            "agent.heads: shared the one conditioned head is transferred as it is; leave head_init out"
+        )
+
+
 OBSERVATIONS = (spaces.Box, spaces.Discrete)
 """The observation spaces a task may have: the agent reads one, beside its ``task`` and ``context`` entries, and
 bundles and saved agents record it (:mod:`rltransfer.spaces_json`)."""
@@ -376,6 +386,7 @@ def validate(config: ExperimentConfig) -> Setup:
 
     check_encoder_type(config)
     check_trunk(config)
+    check_head_init(config)
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)

@@ -293,3 +293,15 @@ def test_a_setting_that_would_do_nothing_is_refused(overrides, message):
         load_config({"family": "cartpole"}, overrides)
     assert str(err.value) == f"invalid config:\n  {message}"  # a section's own check: no "(got {...})" of it
     load_config({"family": "cartpole"}, [*overrides, "transfer.head_init=probe", "runner.backend=ray"])
+
+
+@pytest.mark.parametrize("head_init", ["fresh", "mean", "probe"])
+def test_a_head_init_for_one_shared_head_is_refused(head_init):
+    """With ``agent.heads: shared`` the one conditioned head is transferred as it is: a head_init was taken and did
+    nothing (``fresh`` did not start the head fresh, ``probe`` ran no probe)."""
+    with pytest.raises(
+        ConfigError,
+        match=rf"'transfer.head_init': '{head_init}' chooses among per-task heads; with agent.heads: shared",
+    ):
+        validate(load_config({"family": "cartpole"}, ["agent.heads=shared", f"transfer.head_init={head_init}"]))
+    validate(load_config({"family": "cartpole"}, ["agent.heads=shared"]))
