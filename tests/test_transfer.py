@@ -117,7 +117,7 @@ def test_freezing_a_trunk_side_is_refused_where_it_has_no_meaning(cfg, bundle):
     with pytest.raises(ConfigError, match="adapter.freeze': 'trunk.vf': adapters wrap whole components"):
         validate(rltransfer.load_config(cfg, ["transfer.strategy_params={adapter: {freeze: [encoder, trunk.vf]}}"]))
     with pytest.raises(ConfigError, match="'trunk.pi' is one side of PPO's actor-critic trunk; dqn has none"):
-        overrides = ["agent.algo=dqn", "agent.hyperparams={}", "transfer.strategies=[scratch,finetune]",
+        overrides = ["agent.algo=dqn", "agent.trunk={vf: [32]}", "agent.hyperparams={}", "transfer.strategies=[scratch,finetune]",
                      "transfer.strategy_params={finetune: {freeze: [trunk.pi]}}"]  # fmt: skip
         validate(rltransfer.load_config(cfg, overrides))
 
