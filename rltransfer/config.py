@@ -181,15 +181,6 @@ class TransferConfig(_Strict):
     strategy_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-strategy parameters, e.g. ``{lr_scaled: {lr_scale: 0.1}, adapter: {rank: 4}}``."""
 
-    @model_validator(mode="after")
-    def _probe_episodes_with_a_probe(self) -> TransferConfig:
-        if self.probe_episodes != 1 and self.head_init != "probe":
-            raise ValueError(
-                f"transfer.probe_episodes applies only with transfer.head_init: probe (here '{self.head_init}': no "
-                "probe runs); set head_init: probe, or leave probe_episodes out"
-            )
-        return self
-
 
 class EvaluationConfig(_Strict):
     """How runs are evaluated (docs/evaluation.md)."""
@@ -224,15 +215,6 @@ class RunnerConfig(_Strict):
     """Copy finished work of another experiment under the same ``output_dir`` instead of doing it again: a
     pre-training of the same pre-training config (``pretraining_hash``), and a run that loads nothing from its bundle (``scratch``)
     with the same agent, target, seed, budget and evaluation (:mod:`rltransfer.store.reuse`)."""
-
-    @model_validator(mode="after")
-    def _address_with_ray(self) -> RunnerConfig:
-        if self.address is not None and self.backend != "ray":
-            raise ValueError(
-                f"runner.address applies only with runner.backend: ray (here '{self.backend}': the runs would train "
-                "on this machine); set backend: ray, or leave address out"
-            )
-        return self
 
 
 class ParameterSpec(_Strict):

@@ -74,13 +74,25 @@ def check_trunk(config: ExperimentConfig) -> None:
         )
 
 
-def check_head_init(config: ExperimentConfig) -> None:
-    """``transfer.head_init`` chooses among per-task heads: one shared head is transferred as it is, and a
-    ``fresh``, ``mean`` or ``probe`` would be taken and do nothing."""
-    if config.agent.heads == "shared" and config.transfer.head_init != "nearest":
+def check_inert_settings(config: ExperimentConfig) -> None:
+    """Settings that would be taken and do nothing in this config, refused (at validation: a directory whose
+    config holds one still loads, for its report): a ``head_init`` other than the default with one shared head
+    (transferred as it is), ``probe_episodes`` without a probe, a Ray ``address`` for the local pool."""
+    head_init, transfer, runner = config.transfer.head_init, config.transfer, config.runner
+    if config.agent.heads == "shared" and head_init != "nearest":
         raise ConfigError(
-            f"config key 'transfer.head_init': '{config.transfer.head_init}' chooses among per-task heads; with "
+            f"config key 'transfer.head_init': '{head_init}' chooses among per-task heads; with "
             "agent.heads: shared the one conditioned head is transferred as it is; leave head_init out"
+        )
+    if transfer.probe_episodes != 1 and head_init != "probe":
+        raise ConfigError(
+            f"config key 'transfer.probe_episodes': applies only with transfer.head_init: probe (here '{head_init}': "
+            "no probe runs); set head_init: probe, or leave probe_episodes out"
+        )
+    if runner.address is not None and runner.backend != "ray":
+        raise ConfigError(
+            f"config key 'runner.address': applies only with runner.backend: ray (here '{runner.backend}': the runs "
+            "would train on this machine); set backend: ray, or leave address out"
         )
 
 
@@ -386,7 +398,7 @@ def validate(config: ExperimentConfig) -> Setup:
 
     check_encoder_type(config)
     check_trunk(config)
-    check_head_init(config)
+    check_inert_settings(config)
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)

@@ -283,16 +283,27 @@ def test_overrides_given_as_one_string_are_refused():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["transfer.probe_episodes=3"], "config key 'transfer': transfer.probe_episodes applies only with transfer.head_init: probe (here 'nearest': no probe runs); set head_init: probe, or leave probe_episodes out"),
-        (["runner.address=ray://head:10001"], "config key 'runner': runner.address applies only with runner.backend: ray (here 'local': the runs would train on this machine); set backend: ray, or leave address out"),
+        (["transfer.probe_episodes=3"], "config key 'transfer.probe_episodes': applies only with transfer.head_init: probe (here 'nearest': no probe runs); set head_init: probe, or leave probe_episodes out"),
+        (["runner.address=ray://head:10001"], "config key 'runner.address': applies only with runner.backend: ray (here 'local': the runs would train on this machine); set backend: ray, or leave address out"),
     ],
 )  # fmt: skip
 def test_a_setting_that_would_do_nothing_is_refused(overrides, message):
-    """Taken, each did nothing: the probe's episodes without a probe, a Ray address with the local pool."""
+    """Taken, each did nothing: the probe's episodes without a probe, a Ray address with the local pool. Refused
+    where a config is validated; a directory whose config holds one still loads (its report)."""
     with pytest.raises(ConfigError) as err:
-        load_config({"family": "cartpole"}, overrides)
-    assert str(err.value) == f"invalid config:\n  {message}"  # a section's own check: no "(got {...})" of it
-    load_config({"family": "cartpole"}, [*overrides, "transfer.head_init=probe", "runner.backend=ray"])
+        validate(load_config({"family": "cartpole"}, overrides))
+    assert str(err.value) == message
+    resolve(load_config({"family": "cartpole"}, overrides))
+    validate(load_config({"family": "cartpole"}, [*overrides, "transfer.head_init=probe", "runner.backend=ray"]))
+
+
+def test_a_sections_own_check_does_not_repeat_the_section():
+    with pytest.raises(ConfigError) as err:
+        load_config({"family": "cartpole"}, ["pretrain.max_seeds=4"])
+    assert str(err.value) == (
+        "invalid config:\n  config key 'pretrain': pretrain.max_seeds applies only with pretrain.min_source_score "
+        "(the gate); set both or neither"
+    )
 
 
 @pytest.mark.parametrize("head_init", ["fresh", "mean", "probe"])
