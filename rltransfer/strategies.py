@@ -205,12 +205,22 @@ def _frozen(params: Mapping[str, Any], default: list[str]) -> list[str]:
 @register_strategy("scratch", {"load": []})
 def scratch(params: Mapping[str, Any]) -> Plan:
     """The baseline: the transferred agents' architecture and hyperparameters, random initialisation."""
+    if params["load"]:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.scratch.load': scratch is the baseline and loads nothing (got "
+            f"{params['load']!r}); strategies that load components: finetune, freeze_encoder, lr_scaled, ..."
+        )
     return Plan(load=[], frozen=_frozen(params, []))
 
 
 @register_strategy("zero_shot")
 def zero_shot(params: Mapping[str, Any]) -> Plan:
     """The pre-trained policy acting on the target, never updated (the jumpstart reference)."""
+    if params["freeze"]:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.zero_shot.freeze': zero_shot never trains, so nothing is frozen "
+            f"(got {params['freeze']!r}); leave freeze out"
+        )
     return Plan(load=list(params["load"]), frozen=[], train=False)
 
 

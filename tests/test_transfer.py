@@ -407,3 +407,21 @@ def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):
     register_family(family("Acrobot-v1"), overwrite=True)  # same names, other spaces
     with pytest.raises(BundleError, match="observation 'obs' of target 'c' is Box.*the bundle was trained on Box"):
         transfer(c, bundle, "c", "finetune", timesteps=64, save=False)
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("{scratch: {load: [encoder]}}", "'transfer.strategy_params.scratch.load': scratch is the baseline and loads nothing (got ['encoder'])"),
+        ("{zero_shot: {freeze: [encoder]}}", "'transfer.strategy_params.zero_shot.freeze': zero_shot never trains, so nothing is frozen (got ['encoder'])"),
+    ],
+)  # fmt: skip
+def test_a_parameter_a_builtin_strategy_ignores_is_refused(cfg, override, said):
+    """Each was taken and did nothing: scratch loaded nothing anyway, zero_shot trains nothing to freeze."""
+    with pytest.raises(ConfigError) as err:
+        validate(
+            rltransfer.load_config(
+                cfg, ["transfer.strategies=[scratch,zero_shot]", f"transfer.strategy_params={override}"]
+            )
+        )
+    assert said in str(err.value)
