@@ -61,33 +61,28 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
         )
 
 
-def check_trunk(config: ExperimentConfig) -> None:
-    """DQN's Q-network is its only network: its layers are ``agent.trunk.vf``, and a ``pi`` other than the default
-    would be taken and do nothing."""
-    from rltransfer.config import TrunkConfig
-
-    default = TrunkConfig().pi
-    if config.agent.algo == "dqn" and config.agent.trunk.pi != default:
-        raise ConfigError(
-            f"config key 'agent.trunk.pi': DQN has no policy network (its Q-network's layers are agent.trunk.vf); "
-            f"leave pi out (got {config.agent.trunk.pi})"
-        )
-
-
 def check_inert_settings(config: ExperimentConfig) -> None:
     """Settings that would be taken and do nothing in this config, refused (at validation: a directory whose
-    config holds one still loads, for its report): a ``head_init`` other than the default with one shared head
-    (transferred as it is), ``probe_episodes`` without a probe, a Ray ``address`` for the local pool."""
-    head_init, transfer, runner = config.transfer.head_init, config.transfer, config.runner
-    if config.agent.heads == "shared" and head_init != "nearest":
+    config holds one still loads, for its report): DQN's ``trunk.pi`` (its one network, the Q-network, takes
+    ``trunk.vf``), a ``head_init`` with one shared head (transferred as it is), ``probe_episodes`` without a probe,
+    a Ray ``address`` for the local pool. Each against its default: a resolved config writes every key out."""
+    from rltransfer.config import TransferConfig, TrunkConfig
+
+    agent, transfer, runner = config.agent, config.transfer, config.runner
+    if agent.algo == "dqn" and agent.trunk.pi != TrunkConfig().pi:
         raise ConfigError(
-            f"config key 'transfer.head_init': '{head_init}' chooses among per-task heads; with "
+            f"config key 'agent.trunk.pi': DQN has no policy network (its Q-network's layers are agent.trunk.vf); "
+            f"leave pi out (got {agent.trunk.pi})"
+        )
+    if agent.heads == "shared" and transfer.head_init != TransferConfig().head_init:
+        raise ConfigError(
+            f"config key 'transfer.head_init': '{transfer.head_init}' chooses among per-task heads; with "
             "agent.heads: shared the one conditioned head is transferred as it is; leave head_init out"
         )
-    if transfer.probe_episodes != 1 and head_init != "probe":
+    if transfer.probe_episodes != TransferConfig().probe_episodes and transfer.head_init != "probe":
         raise ConfigError(
-            f"config key 'transfer.probe_episodes': applies only with transfer.head_init: probe (here '{head_init}': "
-            "no probe runs); set head_init: probe, or leave probe_episodes out"
+            f"config key 'transfer.probe_episodes': applies only with transfer.head_init: probe (here "
+            f"'{transfer.head_init}': no probe runs); set head_init: probe, or leave probe_episodes out"
         )
     if runner.address is not None and runner.backend != "ray":
         raise ConfigError(
@@ -397,7 +392,6 @@ def validate(config: ExperimentConfig) -> Setup:
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)
-    check_trunk(config)
     check_inert_settings(config)
     check_hyperparams(config)
     check_strategies(config)
