@@ -405,11 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("name", nargs="?", help="one family, or a YAML file declaring one (default: all)")
-    p.add_argument(
+    how = p.add_mutually_exclusive_group()  # the checks print their own lines, in no JSON
+    how.add_argument(
         "--check", action="store_true",
         help="Gymnasium's env checker on every task, each parameter's effect, no state shared between tasks",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    how.add_argument("--json", action="store_true", help="machine-readable output (not with --check)")
     p.set_defaults(func=cmd_families)
 
     p = sub.add_parser(

@@ -47,6 +47,7 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(tmp_path):
         ["pretrain", str(tmp_path / "missing.yaml")],
         ["pretrain", str(cfg), "--set", "agent.algo"],
         ["families", "nope"],
+        ["families", "cartpole", "--check", "--json"],  # the checks print lines, not JSON: --json did nothing
         ["frobnicate"],
     ]
     for args in cases:
