@@ -75,6 +75,19 @@ PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v
 """A path, kept as text (a ``pathlib.Path`` given from Python is one)."""
 
 
+def _one_directory_name(value: Any) -> Any:
+    if isinstance(value, str) and (value.strip() != value or value in ("", ".", "..") or "/" in value or "\\" in value):
+        raise ValueError(
+            "expected one directory name (the experiment's, under output_dir): not empty, no '/' or '\\', "
+            "not '.' or '..', no spaces at either end"
+        )
+    return value
+
+
+DirName = Annotated[str, BeforeValidator(_one_directory_name)]
+"""One directory's name: an experiment's, under ``output_dir`` (``../x`` wrote outside it, ``""`` into it)."""
+
+
 class _Strict(BaseModel):
     """Unknown keys refused, values frozen, and no NaN or infinity where a number is expected."""
 
@@ -267,7 +280,7 @@ class FamilySpec(_Strict):
 class ExperimentConfig(_Strict):
     """A whole experiment: family, tasks, agent, pre-training, transfer, evaluation, runner."""
 
-    name: str = "experiment"
+    name: DirName = "experiment"
     """Experiment name; output goes to ``<output_dir>/<name>/``."""
     output_dir: PathText = "runs"
     family: str

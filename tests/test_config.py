@@ -316,3 +316,15 @@ def test_a_head_init_for_one_shared_head_is_refused(head_init):
     ):
         validate(load_config({"family": "cartpole"}, ["agent.heads=shared", f"transfer.head_init={head_init}"]))
     validate(load_config({"family": "cartpole"}, ["agent.heads=shared"]))
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "a/b", "", ".", "..", " padded ", "a\\b"])
+def test_an_experiment_name_is_one_directory_name(name):
+    """``../x`` wrote the experiment outside ``output_dir``, ``""`` and ``.`` into it beside the others."""
+    with pytest.raises(
+        ConfigError, match=r"config key 'name': expected one directory name \(the experiment's, under output_dir\)"
+    ):
+        load_config({"family": "cartpole", "name": name})
+    assert load_config({"family": "cartpole", "name": "cartpole-physics-probe-3"}).run_dir == Path(
+        "runs/cartpole-physics-probe-3"
+    )
