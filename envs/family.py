@@ -30,6 +30,18 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _one_name(kind: str, name: str) -> str:
+    """``name``, where it names one directory (a task's runs live in a directory of its name: ``../x`` would leave
+    the experiment's, ``a/b`` nest); else a TaskError (rltransfer.config's ``is_one_name``, restated: envs
+    imports nothing of the pipeline)."""
+    if not isinstance(name, str) or name.strip() != name or name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise TaskError(
+            f"{kind} name {name!r}: expected one directory name: not empty, no '/' or '\\', not '.' or '..', "
+            "no spaces at either end"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One physical parameter of a family, with its default and valid range (inclusive)."""
@@ -43,6 +55,7 @@ class Parameter:
     """Only whole numbers are valid (a size, a layout code)."""
 
     def __post_init__(self) -> None:
+        _one_name("parameter", self.name)  # a task given by its parameters is named after them
         if self.low > self.high:
             raise TaskError(
                 f"parameter '{self.name}': range [{self.low}, {self.high}] has its low end above its high end"
@@ -116,7 +129,7 @@ class Family:
         """``params -> gymnasium.Env`` (:meth:`make` builds a task's env with it)."""
         self.description = description
         self.threshold_note = threshold_note
-        self.tasks: dict[str, Task] = {n: self._task(n, p, f"task '{n}'") for n, p in tasks.items()}
+        self.tasks: dict[str, Task] = {_one_name("task", n): self._task(n, p, f"task '{n}'") for n, p in tasks.items()}
         self.source_tasks: list[str] = [self._known(n) for n in source]
         if not self.source_tasks:
             raise TaskError(f"family '{name}': needs at least one source task")
@@ -149,6 +162,11 @@ class Family:
         if isinstance(spec, Mapping):
             params = dict(spec)
             name = params.pop("name", None)
+            if name is not None:
+                try:
+                    _one_name("task", name)
+                except TaskError as err:
+                    raise TaskError(f"{where}: {err}") from None
             task = self._task(str(name), params, where)  # validates before the name uses the values
             if name is None:
                 name = "_".join(f"{k}={task.params[k]:g}" for k in sorted(params)) or "default-params"

@@ -75,12 +75,18 @@ PathText = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v
 """A path, kept as text (a ``pathlib.Path`` given from Python is one)."""
 
 
+ONE_NAME = "one directory name: not empty, no '/' or '\\', not '.' or '..', no spaces at either end"
+"""What a name that becomes a directory may be (an experiment's, a strategy's; envs restates it for tasks)."""
+
+
+def is_one_name(text: str) -> bool:
+    """Whether ``text`` names one directory under another (``../x`` would leave it, ``""`` or ``.`` be it)."""
+    return text.strip() == text and text not in ("", ".", "..") and "/" not in text and "\\" not in text
+
+
 def _one_directory_name(value: Any) -> Any:
-    if isinstance(value, str) and (value.strip() != value or value in ("", ".", "..") or "/" in value or "\\" in value):
-        raise ValueError(
-            "expected one directory name (the experiment's, under output_dir): not empty, no '/' or '\\', "
-            "not '.' or '..', no spaces at either end"
-        )
+    if isinstance(value, str) and not is_one_name(value):
+        raise ValueError(f"expected {ONE_NAME} (the experiment's directory, under output_dir)")
     return value
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
 
 from rltransfer.agents.component_names import FREEZABLE, PREFIXES, TRUNK_SIDES
-from rltransfer.config import AgentConfig
+from rltransfer.config import ONE_NAME, AgentConfig, is_one_name
 from rltransfer.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -124,6 +124,9 @@ def register_strategy(
     ``transfer.strategy_params.<name>``. ``algos``: the algorithms it applies to (``why_not``
     says why not the others); a config pairing it with another is refused.
     """
+
+    if not is_one_name(name):
+        raise ValueError(f"strategy name {name!r}: its runs' directory is named after it: expected {ONE_NAME}")
 
     def wrap(fn: Callable[[Mapping[str, Any]], Plan]) -> Callable[[Mapping[str, Any]], Plan]:
         if name in STRATEGIES and not overwrite:

@@ -188,3 +188,24 @@ def test_minigrid_views_are_channels_first_codes():
     env = get_family("minigrid").make("lavagap-5")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 7, 7) and obs.dtype == np.float32 and 9.0 in obs  # lava's code
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", "", ".", "..", " padded"])
+def test_a_name_that_becomes_a_directory_is_one_directory_name(name):
+    """A task's runs, a strategy's and an experiment's live in directories of their names: ``..`` as a target
+    wrote its runs outside the experiment's ``runs/``, ``a/b`` nested them."""
+    from rltransfer.config import is_one_name
+    from rltransfer.strategies import register_strategy
+
+    assert not is_one_name(name)
+    p = Parameter("force", default=1.0, low=0.5, high=2.0)
+    with pytest.raises(TaskError, match="task name .*: expected one directory name"):
+        Family("f", [p], lambda _: gym.make("CartPole-v1"), {"a": {}, name: {"force": 2.0}}, ["a"], [name])
+    with pytest.raises(TaskError, match="parameter name .*: expected one directory name"):
+        Parameter(name, default=1.0, low=0.5, high=2.0)
+    with pytest.raises(ValueError, match="strategy name .*: its runs' directory is named after it"):
+        register_strategy(name)
+    ok = Family("f", [p], lambda _: gym.make("CartPole-v1"), {"a": {}, "far-2": {"force": 2.0}}, ["a"], ["far-2"])
+    assert is_one_name("far-2") and ok.task({"name": "far-2b", "force": 1.5}).name == "far-2b"
+    with pytest.raises(TaskError, match="task name .*: expected one directory name"):
+        ok.task({"name": name, "force": 1.5})
