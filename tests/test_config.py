@@ -322,7 +322,8 @@ def test_a_head_init_for_one_shared_head_is_refused(head_init):
 def test_an_experiment_name_is_one_directory_name(name):
     """``../x`` wrote the experiment outside ``output_dir``, ``""`` and ``.`` into it beside the others."""
     with pytest.raises(
-        ConfigError, match=r"config key 'name': expected one directory name \(the experiment's, under output_dir\)"
+        ConfigError,
+        match=r"config key 'name': expected one directory name: not empty, .* \(the experiment's directory, under output_dir\)",
     ):
         load_config({"family": "cartpole", "name": name})
     assert load_config({"family": "cartpole", "name": "cartpole-physics-probe-3"}).run_dir == Path(
