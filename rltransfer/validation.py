@@ -404,6 +404,15 @@ def validate(config: ExperimentConfig) -> Setup:
     check_episodes_end(family, sources + targets)
     check_encoder(config, family, sources[0])
     check_action_space(config, family, layout.action)
+    if (
+        not layout.mixed
+        and config.agent.encoder.type == "mlp"
+        and "stem_width" in (config.agent.encoder.model_extra or {})
+    ):
+        raise ConfigError(
+            "config key 'agent.encoder.stem_width': the mlp encoder's input stems exist where the tasks' observations "
+            "differ in length, and these tasks' do not (the width would do nothing); leave stem_width out"
+        )
     if layout.mixed and config.agent.normalize:
         raise ConfigError(
             "config key 'agent.normalize': observation statistics need one observation layout, and these tasks' "

@@ -329,3 +329,11 @@ def test_an_experiment_name_is_one_directory_name(name):
     assert load_config({"family": "cartpole", "name": "cartpole-physics-probe-3"}).run_dir == Path(
         "runs/cartpole-physics-probe-3"
     )
+
+
+def test_a_stem_width_where_no_stems_are_built_is_refused():
+    """The mlp encoder builds input stems only where the tasks' observations differ in length: elsewhere its
+    ``stem_width`` was taken and did nothing."""
+    with pytest.raises(ConfigError, match=r"'agent.encoder.stem_width': the mlp encoder's input stems exist where"):
+        validate(load_config({"family": "cartpole"}, ["agent.encoder.stem_width=32"]))
+    validate(load_config({"family": "classic"}, ["agent.encoder.stem_width=32"]))  # mixed lengths: stems
