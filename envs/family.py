@@ -163,10 +163,7 @@ class Family:
             params = dict(spec)
             name = params.pop("name", None)
             if name is not None:
-                try:
-                    _one_name("task", name)
-                except TaskError as err:
-                    raise TaskError(f"{where}: {err}") from None
+                _one_name(f"{where}: task", name)
             task = self._task(str(name), params, where)  # validates before the name uses the values
             if name is None:
                 name = "_".join(f"{k}={task.params[k]:g}" for k in sorted(params)) or "default-params"
