@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -130,9 +130,11 @@ def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spac
 
 
 def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any = None) -> gym.Env:
-    """``env`` (the target task's plain Gymnasium env, or another task of the family with the same
-    spaces) with the observation entries the saved target agent ``model`` was trained with: what SB3's
-    ``evaluate_policy`` and an enjoy script need, from the model file alone.
+    """``env`` (the target task's plain Gymnasium env, or another task of the family, named by ``task``)
+    with the observation entries the saved target agent ``model`` was trained with: what SB3's
+    ``evaluate_policy`` and an enjoy script need, from the model file alone. Where the family's tasks'
+    spaces differ, the task's observations are zero-padded and its actions folded as in training; an env
+    of other spaces is refused.
 
     :param model: a loaded target agent, its ``model.zip`` or its run directory.
     :param task: the task ``env`` runs, where it is not the one the agent was trained on (a name of the
@@ -143,21 +145,48 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
     if task is not None:
         record = {**record, "entries": {**record["entries"], **_conditioning(record, task)}}
     obs_space = space_from_json(record["obs_space"])
-    if env.observation_space != obs_space:
-        own = env.observation_space
-        if not (
-            isinstance(own, spaces.Box) and isinstance(obs_space, spaces.Box) and len(own.shape) == 1
-            and len(obs_space.shape) == 1 and own.shape[0] < obs_space.shape[0]
-        ):  # fmt: skip
-            raise UserInputError(
-                f"the env's observation space {own} is not the one the agent was trained on ({obs_space})"
-            )
-        env = PadObservation(env, obs_space)
-    if env.action_space != action_space:
-        if not (isinstance(action_space, spaces.Discrete) and isinstance(env.action_space, spaces.Discrete)):
-            raise UserInputError(f"the env's action space {env.action_space} is not the agent's ({action_space})")
-        env = FoldAction(env, action_space)
+    if env.observation_space != obs_space or env.action_space != action_space:
+        # A task of a family whose tasks' spaces differ is padded and folded: only from its own spaces.
+        name, own_obs, own_action = _task_spaces(record, task)
+        for kind, got, own, agent in [
+            ("observation", env.observation_space, own_obs, obs_space),
+            ("action", env.action_space, own_action, action_space),
+        ]:
+            if got in (own, agent):
+                continue
+            message = f"the env's {kind} space {got} is not the one the agent was trained on ({agent})"
+            if own != agent:  # the task's own, which the agent's pads or extends
+                message += f" nor task '{name}'s own ({own})"
+            if task is None:
+                message += (
+                    f"; if the env runs another task of family '{record['family']}', name it: "
+                    "wrap_target_env(model, env, task=...)"
+                )
+            raise UserInputError(message)
+        if env.observation_space != obs_space:
+            env = PadObservation(env, cast(spaces.Box, obs_space))
+        if env.action_space != action_space:
+            env = FoldAction(env, cast(spaces.Discrete, action_space))
     return TargetObservation(env, record, model_space)
+
+
+def _task_spaces(record: Mapping[str, Any], task: Any) -> tuple[str, spaces.Space, spaces.Space]:
+    """The name and own observation and action spaces (as the agent views them) of ``task``, by default the
+    agent's target, built from the agent's family."""
+    from rltransfer.envs import TaskError, family_of
+
+    try:
+        family = family_of(record["family"], record.get("family_spec"))
+        resolved = family.task(
+            task if task is not None else {"name": record["target"]["name"], **record["target"]["params"]}
+        )
+        env = agent_view(family.make(resolved))
+    except TaskError as err:
+        raise UserInputError(str(err)) from None
+    try:
+        return resolved.name, env.observation_space, env.action_space
+    finally:
+        env.close()
 
 
 def evaluate(
@@ -187,7 +216,7 @@ def evaluate(
         raise UserInputError(str(err)) from None
     path = Path(model)
     agent = get_algorithm(record["algo"]).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
-    env = EpisodeLimit(DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)))]))
+    env = EpisodeLimit(DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)), task)]))
     env.seed(seed)  # episode i's reset seed: seed + i (DummyVecEnv seeds its first reset, the env goes on)
     returns, _ = evaluate_policy(
         agent, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True

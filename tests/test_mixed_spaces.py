@@ -281,3 +281,32 @@ def test_kickstart_teaches_a_target_with_fewer_actions_than_the_bundle(three_sou
     torch.testing.assert_close(teacher.probs, student.probs, rtol=0, atol=1e-6)
     model.learn(128)
     assert model.kickstart_log and all(np.isfinite(kl) and kl >= 0 for _, _, kl in model.kickstart_log)
+
+
+def test_a_saved_target_agent_runs_on_its_task_or_a_named_one_padded_and_refuses_other_spaces(pretrained, tmp_path):
+    import gymnasium as gym
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from rltransfer import wrap_target_env
+    from rltransfer.errors import UserInputError
+
+    algo, cfg, bundle = pretrained
+    transfer(cfg, bundle, "acrobot-long", "zero_shot", seed=0, timesteps=128, out_dir=tmp_path)
+    family, model = get_family("classic"), tmp_path / "model.zip"
+    agent_obs = wrap_target_env(model, family.make("acrobot-long")).observation_space
+    # CartPole's 4 observations padded to Acrobot's 6, its 2 actions taken from the agent's 3 (folded)
+    env = wrap_target_env(model, Monitor(family.make("cartpole-mid")), task="cartpole-mid")
+    assert env.observation_space == agent_obs and env.action_space == spaces.Discrete(3)
+    obs, _ = env.reset(seed=0)
+    raw, _ = family.make("cartpole-mid").reset(seed=0)
+    flat = obs if algo == "dqn" else obs["obs"]
+    assert np.array_equal(flat[:4], raw) and not flat[4:6].any()
+    agent = (PPO if algo == "ppo" else DQN).load(model, device="cpu")
+    returns, _ = evaluate_policy(agent, env, n_eval_episodes=1, return_episode_rewards=True)
+    assert returns[0] >= 1
+    with pytest.raises(UserInputError, match=r"is not the one the agent was trained on .*name it: wrap_target_env"):
+        wrap_target_env(model, family.make("cartpole-mid"))  # not named: the agent's own task has 6
+    with pytest.raises(UserInputError, match=r"\(3,\).* nor task 'cartpole-mid's own \(Box\(.*\(4,\)"):
+        wrap_target_env(model, gym.make("Pendulum-v1"), task="cartpole-mid")  # named, but other spaces

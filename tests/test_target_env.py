@@ -4,6 +4,7 @@ do, and `rltransfer evaluate` evaluates a model file."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO
@@ -107,3 +108,33 @@ def test_normalise_is_vecnormalizes_observation_normalisation():
     venv.obs_rms.mean, venv.obs_rms.var = stats["mean"], stats["var"]
     obs = rng.normal(scale=3, size=(7, 4)).astype(np.float32)
     np.testing.assert_allclose(normalise(obs, stats), venv.normalize_obs(obs), rtol=1e-6, atol=1e-6)
+
+
+def test_an_env_of_other_spaces_is_refused_not_padded(run):
+    # Before, any env of shorter observations was zero-padded to the agent's: MountainCar's 2 ran a
+    # CartPole agent without a word. Only a task of a family whose tasks' spaces differ is padded.
+    _, _, out = run
+    with pytest.raises(UserInputError, match=r"observation space Box\(.*\(2,\).* is not the one the agent was trained"):
+        wrap_target_env(out / "model.zip", gym.make("MountainCar-v0"))
+    with pytest.raises(UserInputError, match=r"name it: wrap_target_env\(model, env, task=\.\.\.\)"):
+        wrap_target_env(out / "model.zip", gym.make("Acrobot-v1"))
+
+
+def test_evaluating_on_another_task_gives_the_agent_that_tasks_conditioning(run, monkeypatch):
+    # `rltransfer evaluate --target medium` told a context-conditioned agent it was on its own target.
+    algo, _, out = run
+    import rltransfer.target_env as target_env
+
+    seen = []
+    original = target_env.wrap_target_env
+    monkeypatch.setattr(target_env, "wrap_target_env", lambda *a, **k: seen.append(original(*a, **k)) or seen[-1])
+    target_env.evaluate(out, "medium", episodes=1)
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    medium = original(model, get_family("cartpole").make("medium"), task="medium")
+    own = original(model, get_family("cartpole").make("medium"))
+    got, expected, target = (env.reset(seed=0)[0] for env in (seen[0], medium, own))
+    if isinstance(got, dict):
+        np.testing.assert_array_equal(got["context"], expected["context"])
+        assert not np.array_equal(got["context"], target["context"])
+    else:  # one-hot conditioning: the target is no source, as medium is not
+        np.testing.assert_array_equal(got, expected)
