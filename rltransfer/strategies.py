@@ -64,6 +64,12 @@ class Plan:
                     f"its Plan's {what}: '{unknown[0]}' is not a component{did_you_mean(unknown[0], allowed)}; "
                     f"allowed: {', '.join(allowed)}"
                 )
+        frozen = set(self.frozen) | ({"trunk"} if set(TRUNK_SIDES) <= set(self.frozen) else set())
+        if self.train and self.adapters is None and self.policy_class is None and set(COMPONENTS) <= frozen:
+            raise ConfigError(
+                f"freezes every component ({', '.join(self.frozen)}) and adds no adapters: nothing would train "
+                "(the optimizer would have no parameters); zero_shot runs the pre-trained agent untrained"
+            )
 
     @property
     def uses_bundle_obs_stats(self) -> bool:
@@ -205,6 +211,17 @@ def _frozen(params: Mapping[str, Any], default: list[str]) -> list[str]:
     return list(params["freeze"]) if params["freeze"] is not None else default
 
 
+def _loaded(name: str, params: Mapping[str, Any]) -> list[str]:
+    """The components a strategy that transfers weights loads: one at least (loading none, its runs would be
+    ``scratch``'s under another name)."""
+    if not params["load"]:
+        raise ConfigError(
+            f"config key 'transfer.strategy_params.{name}.load': {name} transfers the components it loads and "
+            f"loads none: its runs would be scratch's; load one or more of {', '.join(COMPONENTS)}"
+        )
+    return list(params["load"])
+
+
 @register_strategy("scratch", {"load": []})
 def scratch(params: Mapping[str, Any]) -> Plan:
     """The baseline: the transferred agents' architecture and hyperparameters, random initialisation."""
@@ -224,32 +241,32 @@ def zero_shot(params: Mapping[str, Any]) -> Plan:
             f"config key 'transfer.strategy_params.zero_shot.freeze': zero_shot never trains, so nothing is frozen "
             f"(got {params['freeze']!r}); leave freeze out"
         )
-    return Plan(load=list(params["load"]), frozen=[], train=False)
+    return Plan(load=_loaded("zero_shot", params), frozen=[], train=False)
 
 
 @register_strategy("finetune")
 def finetune(params: Mapping[str, Any]) -> Plan:
     """Load every transferable component and train all of them."""
-    return Plan(load=list(params["load"]), frozen=_frozen(params, []))
+    return Plan(load=_loaded("finetune", params), frozen=_frozen(params, []))
 
 
 @register_strategy("freeze_encoder")
 def freeze_encoder(params: Mapping[str, Any]) -> Plan:
     """Load all, freeze the encoder, train trunk and heads."""
-    return Plan(load=list(params["load"]), frozen=_frozen(params, ["encoder"]))
+    return Plan(load=_loaded("freeze_encoder", params), frozen=_frozen(params, ["encoder"]))
 
 
 @register_strategy("heads_only")
 def heads_only(params: Mapping[str, Any]) -> Plan:
     """Load all, freeze encoder and trunk, train the heads. With PPO, ``freeze: [encoder, trunk.pi]``
     keeps the actor's trunk and lets the critic's train."""
-    return Plan(load=list(params["load"]), frozen=_frozen(params, ["encoder", "trunk"]))
+    return Plan(load=_loaded("heads_only", params), frozen=_frozen(params, ["encoder", "trunk"]))
 
 
 @register_strategy("lr_scaled", {"lr_scale": 0.1})
 def lr_scaled(params: Mapping[str, Any]) -> Plan:
     """Load all; transferred parameters train at ``lr_scale`` times the learning rate, new ones at 1x."""
-    loaded = list(params["load"])
+    loaded = _loaded("lr_scaled", params)
     return Plan(load=loaded, frozen=_frozen(params, []), lr_mults={c: float(params["lr_scale"]) for c in loaded})
 
 
@@ -266,7 +283,7 @@ def adapter(params: Mapping[str, Any]) -> Plan:
             f"components; allowed: {', '.join(COMPONENTS)}"
         )
     return Plan(
-        load=list(params["load"]),
+        load=_loaded("adapter", params),
         frozen=frozen,
         adapters={"rank": int(params["rank"]), "alpha": float(params["alpha"]), "components": frozen},
     )
@@ -280,7 +297,7 @@ def adapter(params: Mapping[str, Any]) -> Plan:
 def progressive(params: Mapping[str, Any]) -> Plan:
     """A frozen pre-trained column plus a new column with lateral connections (Rusu et al. 2016)."""
     return Plan(
-        load=list(params["load"]),
+        load=_loaded("progressive", params),
         frozen=["encoder", "trunk"],
         policy_class="rltransfer.agents.progressive:ProgressivePolicy",
     )

@@ -425,3 +425,29 @@ def test_a_parameter_a_builtin_strategy_ignores_is_refused(cfg, override, said):
             )
         )
     assert said in str(err.value)
+
+
+@pytest.mark.parametrize("strategy", ["zero_shot", "finetune", "freeze_encoder", "heads_only", "lr_scaled", "adapter"])
+def test_a_transfer_strategy_that_loads_nothing_is_refused(cfg, strategy):
+    """Loading nothing, its runs were scratch's under another name, and its row in the report looked like a
+    transfer. Kickstart's student may start fresh: its teacher is the transfer."""
+    sets = [f"transfer.strategies=[{strategy}, kickstart]", f"transfer.strategy_params={{{strategy}: {{load: []}}}}"]
+    with pytest.raises(ConfigError, match=rf"'transfer.strategy_params.{strategy}.load': {strategy} transfers the "
+                       "components it loads and loads none: its runs would be scratch's"):  # fmt: skip
+        validate(rltransfer.load_config(cfg, sets))
+    validate(
+        rltransfer.load_config(
+            cfg, ["transfer.strategies=[kickstart]", "transfer.strategy_params={kickstart: {load: []}}"]
+        )
+    )
+
+
+@pytest.mark.parametrize("freeze", ["[encoder, trunk, heads]", "[heads, trunk.pi, encoder, trunk.vf]"])
+def test_a_plan_that_trains_nothing_is_refused_before_any_run(cfg, freeze):
+    """Every run of it failed with torch's "optimizer got an empty parameter list" once its agent was built."""
+    sets = ["transfer.strategies=[finetune]", f"transfer.strategy_params={{finetune: {{freeze: {freeze}}}}}"]
+    with pytest.raises(ConfigError, match="strategy 'finetune': freezes every component .* nothing would train"):
+        validate(rltransfer.load_config(cfg, sets))
+    # adapters train inside frozen components: not refused
+    validate(rltransfer.load_config(cfg, ["transfer.strategies=[adapter]",
+                                          "transfer.strategy_params={adapter: {freeze: [encoder, trunk, heads]}}"]))  # fmt: skip
