@@ -45,7 +45,7 @@ from rltransfer.revision import code_revision, package_versions
 from rltransfer.stats.significance import MIN_UNITS, SMOKE_UNITS
 from rltransfer.stats.summary import BASELINE
 from rltransfer.store import layout
-from rltransfer.store.keys import experiment_keys, reuse_key, run_hash
+from rltransfer.store.keys import experiment_keys, hashed_differences, reuse_key, run_hash
 from rltransfer.store.migration import LAYOUT_VERSION, check_layout
 from rltransfer.store.reuse import (
     copy_run,
@@ -107,19 +107,26 @@ def holds_results(run_dir: Path, manifest: ExperimentManifest) -> bool:
     )
 
 
-def check_same_config(run_dir: Path, chash: str) -> None:
-    """Refuse a directory of another config's results. One where that config finished nothing (it stopped on an
-    error or an interruption before a pre-training or a run finished) is this config's: its manifest goes, and
-    what it left half-written is written again (a pre-training's TensorBoard log replaces its old one)."""
+def check_same_config(run_dir: Path, cfg: ExperimentConfig, chash: str) -> None:
+    """Refuse a directory of another config's results, naming the settings that differ. One where that config
+    finished nothing (it stopped on an error or an interruption before a pre-training or a run finished) is this
+    config's: its manifest goes, and what it left half-written is written again (a pre-training's TensorBoard
+    log replaces its old one)."""
     manifest = ExperimentManifest.read(run_dir)
     old = manifest.config_hash
     if old and old != chash:
         if not holds_results(run_dir, manifest):
             (run_dir / EXPERIMENT_MANIFEST).unlink(missing_ok=True)
             return
+        try:  # the config its results were made with, as the experiment wrote it
+            changed = hashed_differences(load_config(run_dir / "config.yaml"), cfg)
+        except Exception:  # none, or one this version cannot read: the hashes alone
+            changed = []
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise UserInputError(
-            f"'{run_dir}' holds results of a different config (hash {old}, this one {chash}); results are never "
-            "mixed: use another name (--set name=...) or remove the directory"
+            f"'{run_dir}' holds results of a different config (hash {old}, this one {chash})"
+            + (f": {shown}" if shown else "")
+            + "; results are never mixed: use another name (--set name=...) or remove the directory"
         )
 
 
@@ -266,7 +273,7 @@ def run_experiment(
     keys = experiment_keys(cfg)
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
-        check_same_config(run_dir, keys.experiment)
+        check_same_config(run_dir, cfg, keys.experiment)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             check_workers_know(setup, pool)

@@ -337,3 +337,24 @@ def test_a_stem_width_where_no_stems_are_built_is_refused():
     with pytest.raises(ConfigError, match=r"'agent.encoder.stem_width': the mlp encoder's input stems exist where"):
         validate(load_config({"family": "cartpole"}, ["agent.encoder.stem_width=32"]))
     validate(load_config({"family": "classic"}, ["agent.encoder.stem_width=32"]))  # mixed lengths: stems
+
+
+def test_the_settings_that_change_the_experiment_hash_are_named():
+    from rltransfer.store.keys import experiment_hash, hashed_differences
+
+    base = load_config("configs/quickstart.yaml")
+    sets = [
+        "agent.hyperparams.ent_coef=0.01",
+        "agent.hyperparams.vf_coef=0.4",
+        "transfer.seeds=20",
+        "target_tasks=[medium]",
+    ]
+    other = load_config("configs/quickstart.yaml", sets)
+    assert experiment_hash(base) != experiment_hash(other)
+    assert hashed_differences(base, other) == [
+        "agent.hyperparams.ent_coef: 0.01 here, 0.0 there",
+        "agent.hyperparams.vf_coef: 0.4 here, unset there",
+    ]
+    assert hashed_differences(other, base)[1] == "agent.hyperparams.vf_coef: unset here, 0.4 there"
+    same = load_config("configs/quickstart.yaml", ["transfer.seeds=20", "name=other", "target_tasks=[medium]"])
+    assert hashed_differences(base, same) == [] and experiment_hash(base) == experiment_hash(same)

@@ -109,10 +109,32 @@ def test_resume_skips_finished_runs_and_reruns_a_missing_one(finished):
     assert after == before  # the re-run reproduces the deleted result bit for bit
 
 
-def test_a_changed_config_is_refused_not_mixed(finished):
-    cfg, _ = finished
-    with pytest.raises(UserInputError, match="holds results of a different config"):
+def test_a_changed_config_is_refused_not_mixed_naming_what_changed(finished):
+    cfg, res = finished
+    budget = cfg["transfer"]["timesteps"]
+    with pytest.raises(UserInputError, match="holds results of a different config") as err:
         rltransfer.run_experiment(cfg, ["transfer.timesteps=512"], progress=False, echo=False)
+    assert f": transfer.timesteps: 512 here, {budget} there; results are never mixed" in str(err.value)
+    # More seeds or strategies change no hash; settings that do are each named
+    with pytest.raises(UserInputError) as err:
+        rltransfer.run_experiment(
+            cfg,
+            ["transfer.seeds=9", "agent.encoder.hidden=[8, 8]", "evaluation.deterministic=false"],
+            progress=False,
+            echo=False,
+        )
+    assert "agent.encoder.hidden: [8, 8] here" in str(
+        err.value
+    ) and "evaluation.deterministic: false here, true there" in str(err.value)
+    assert "transfer.seeds" not in str(err.value)
+    # A config file the experiment did not write (or cannot be read): the hashes alone
+    saved = (res.run_dir / "config.yaml").read_bytes()
+    try:
+        (res.run_dir / "config.yaml").write_text("not: [a config")
+        with pytest.raises(UserInputError, match=r"this one [0-9a-f]+\); results are never mixed"):
+            rltransfer.run_experiment(cfg, ["transfer.timesteps=512"], progress=False, echo=False)
+    finally:
+        (res.run_dir / "config.yaml").write_bytes(saved)
 
 
 def test_more_seeds_reuse_every_finished_run(finished, tmp_path):

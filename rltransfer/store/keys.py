@@ -94,6 +94,27 @@ def comparable_config(cfg: ExperimentConfig | Mapping[str, Any]) -> dict[str, An
     return data
 
 
+def hashed_differences(
+    old: ExperimentConfig | Mapping[str, Any], new: ExperimentConfig | Mapping[str, Any]
+) -> list[str]:
+    """The keys, dotted, whose values differ between two configs as :func:`experiment_hash` sees them, each as
+    ``"key: NEW here, OLD there"`` (``unset`` where one has no such key)."""
+
+    def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(data, Mapping) and data:
+            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: data}
+
+    a, b = (flat({k: v for k, v in comparable_config(c).items() if k != "target_tasks"}) for c in (old, new))
+    unset = object()
+    return [
+        f"{key}: {'unset' if b.get(key, unset) is unset else json.dumps(b[key])} here, "
+        f"{'unset' if a.get(key, unset) is unset else json.dumps(a[key])} there"
+        for key in dict.fromkeys([*b, *a])
+        if a.get(key, unset) != b.get(key, unset)
+    ]
+
+
 def run_hash(
     chash: str,
     config: Mapping[str, Any],
