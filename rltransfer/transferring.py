@@ -21,15 +21,16 @@ from rltransfer.agents.transferable import layout_space
 from rltransfer.atomic import atomic_write_bytes, check_writable
 from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import callback_list, flatten, tensorboard_logger, write_hparams
-from rltransfer.config import ExperimentConfig, check_seed, check_steps
+from rltransfer.config import AgentConfig, ExperimentConfig, check_seed, check_steps
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
-from rltransfer.errors import BundleError, ConfigError
+from rltransfer.errors import BundleError, ConfigError, UserInputError
 from rltransfer.hardware import train_on_one_core
 from rltransfer.loading import TargetSpec, kickstart_teacher, load_components, locate_target, stem_is_new
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
 from rltransfer.records.lineage import Lineage, ProbeRecord, markdown_report
+from rltransfer.records.run_result import RESULT_FILE
 from rltransfer.store import layout
 from rltransfer.strategies import Plan, get_strategy, strategy_params
 from rltransfer.target_env import RECORD, observation_record
@@ -126,6 +127,32 @@ def _check_fits(cfg: ExperimentConfig, bundle: Bundle) -> None:
         raise BundleError(
             f"bundle '{bundle.path}' was pre-trained with {bundle.algo}, the config uses {cfg.agent.algo}"
         )
+    # A target agent is built as the bundle's components are: a config that says otherwise would be ignored.
+    arch = bundle.architecture
+    try:  # the bundle's, with the defaults of this version's config (a bundle records what it was built with)
+        agent = AgentConfig.model_validate(
+            {**cfg.agent.model_dump(), "encoder": arch.encoder, "trunk": arch.trunk, "heads": arch.heads}
+        )
+        built = {"encoder": agent.encoder.model_dump(), "trunk": agent.trunk.model_dump()}
+    except ValueError:
+        built = {"encoder": arch.encoder, "trunk": arch.trunk}
+    for key, theirs, ours in [
+        ("agent.encoder", built["encoder"], cfg.agent.encoder.model_dump()),
+        ("agent.trunk", built["trunk"], cfg.agent.trunk.model_dump()),
+        ("agent.heads", arch.heads, cfg.agent.heads),
+        ("conditioning", bundle.conditioning, cfg.conditioning),
+        ("agent.normalize", bundle.manifest.obs_normalization is not None, cfg.agent.normalize),
+    ]:
+        if theirs != ours:
+            raise BundleError(
+                f"bundle '{bundle.path}' was pre-trained with {key} {_shown(theirs)}, the config has "
+                f"{_shown(ours)}: a target agent is built as the bundle was, so the config's would be ignored; "
+                f"set {key} as the bundle has it (or pre-train with this config)"
+            )
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value)
 
 
 def plan_for(cfg: ExperimentConfig, bundle: Bundle, strategy: str) -> tuple[dict[str, Any], Plan]:
@@ -340,9 +367,10 @@ def prepare_transfer(
     callbacks: Sequence[BaseCallback] = (),
     save: bool = True,
     tb_dir: str | Path | None = None,
+    grid_run: bool = False,
 ) -> TargetRun:
     """:func:`transfer` up to its training: the agent built, its logger and lineage set, a probe's steps
-    charged to ``callbacks``."""
+    charged to ``callbacks``. Only a grid's run (``grid_run``) may write where a result is: its own, stale."""
     cfg = setup.config
     seed = check_seed(seed)
     timesteps = check_steps(timesteps) if timesteps is not None else None
@@ -367,6 +395,11 @@ def prepare_transfer(
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else layout.run_out(cfg.run_dir, task.name, strategy, seed)
+        if not grid_run and (out / RESULT_FILE).is_file():
+            raise UserInputError(
+                f"'{out}' holds a finished run of an experiment ({RESULT_FILE}): this run would replace its model "
+                "and lineage and leave its result describing another agent; write to another directory (--out)"
+            )
         check_writable(out)
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)

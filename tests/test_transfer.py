@@ -451,3 +451,46 @@ def test_a_plan_that_trains_nothing_is_refused_before_any_run(cfg, freeze):
     # adapters train inside frozen components: not refused
     validate(rltransfer.load_config(cfg, ["transfer.strategies=[adapter]",
                                           "transfer.strategy_params={adapter: {freeze: [encoder, trunk, heads]}}"]))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("agent.encoder.hidden=[16]", "agent.encoder"),
+        ("agent.trunk.vf=[16]", "agent.trunk"),
+        ("agent.heads=shared", "agent.heads"),
+        ("conditioning=onehot", "conditioning"),
+        ("agent.normalize=true", "agent.normalize"),
+    ],
+)
+def test_a_config_whose_agent_is_not_the_bundles_is_refused_not_ignored(cfg, bundle, override, key):
+    """A target agent is built as the bundle was: the config's encoder, trunk, heads, conditioning and
+    normalisation, where they differed, were ignored without a word (`rltransfer transfer --set ...`)."""
+    with pytest.raises(BundleError, match=rf"pre-trained with {key} .*, the config has .*; set {key} as the bundle"):
+        transfer(cfg, bundle, TARGET, "finetune", timesteps=64, save=False, overrides=[override])
+
+
+def test_a_config_of_other_hyperparameters_than_the_bundles_transfers(cfg, bundle):
+    run = transfer(
+        cfg, bundle, TARGET, "finetune", timesteps=64, save=False, overrides=["agent.hyperparams.learning_rate=0.0001"]
+    )
+    assert run.model.learning_rate == 0.0001  # the target's training is the config's own
+
+
+def test_a_standalone_transfer_never_replaces_an_experiments_finished_run(cfg, bundle, tmp_path, capsys):
+    """`rltransfer transfer` writes by default where the experiment's run of the same target, strategy and seed
+    lives: it replaced that run's model and lineage and left its result, which then described another agent."""
+    from rltransfer.cli import main
+    from rltransfer.errors import UserInputError
+
+    out = tmp_path / "seed-0"
+    out.mkdir()
+    (out / "result.json").write_text("{}")
+    with pytest.raises(UserInputError, match="holds a finished run of an experiment"):
+        transfer(cfg, bundle, TARGET, "finetune", timesteps=64, out_dir=out)
+    assert [p.name for p in out.iterdir()] == ["result.json"]
+    (tmp_path / "config.yaml").write_text(json.dumps(cfg))
+    argv = ["transfer", str(tmp_path / "config.yaml"), "--bundle", str(bundle.path), "--target", TARGET]
+    assert main([*argv, "--strategy", "finetune", "--timesteps", "64", "--out", str(out), "--no-progress"]) == 2
+    assert "another directory (--out)" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["result.json"]

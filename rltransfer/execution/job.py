@@ -132,6 +132,7 @@ def _prepare(job: RunJob) -> tuple[Evaluator, TargetRun]:
         out_dir=job.out_dir,
         callbacks=[evaluator],
         tb_dir=job.tb_dir,
+        grid_run=True,
     )
     return evaluator, run
 
