@@ -438,6 +438,24 @@ def family_spec(data: Any, where: str) -> FamilySpec:
         raise ConfigError(_format(err, FamilySpec, f"invalid family file '{where}'", "key")) from None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as a config means it: ``1e-4`` and ``3e5`` are numbers, as in Python and in YAML 1.2. PyYAML follows
+    YAML 1.1, whose floats need a dot and a signed exponent (``1.0e-4``), and read them as strings, which
+    configs written from SB3 habits then had refused ("'1e-4' is not a number")."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A config's YAML (a file's or a ``--set`` value's), numbers in exponent notation read as numbers."""
+    return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: no Python objects
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=value"`` -> (``["a", "b"]``, value parsed as YAML)."""
     if "=" not in text:
@@ -447,7 +465,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(path):
         raise ConfigError(f"--set '{text}': empty part in key '{key}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise ConfigError(f"--set '{text}': value is not valid YAML: {_yaml_error(err)}") from None
     return path, value
@@ -493,7 +511,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except OSError as err:
         raise ConfigError(f"config file '{path}' cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError:

@@ -106,6 +106,23 @@ def test_overrides_parse_yaml_values():
         apply_overrides({"transfer": {"seeds": 3}}, ["transfer.seeds.x=1"])
 
 
+def test_numbers_in_exponent_notation_are_numbers_in_a_file_and_in_set(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 and 3e5 as strings: an SB3 user's learning_rate: 1e-4 was refused.
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "family: cartpole\nagent: {hyperparams: {learning_rate: 1e-4, ent_coef: 5E-3}}\npretrain: {timesteps: 3e5}\n"
+    )
+    cfg = load_config(path, ["transfer.timesteps=2.5e4", "evaluation.thresholds={medium: +4.5e2}"])
+    assert cfg.agent.hyperparams == {"learning_rate": 1e-4, "ent_coef": 5e-3}
+    assert cfg.pretrain.timesteps == 300_000 and isinstance(cfg.pretrain.timesteps, int)
+    assert cfg.transfer.timesteps == 25_000 and cfg.evaluation.thresholds == {"medium": 450.0}
+    # what YAML 1.1 already read as numbers, or as strings, stays so
+    for text, value in [("1.0e-4", 1e-4), ("12", 12), ("0.5", 0.5), ("1_000", 1000), ("lin_1e-3", "lin_1e-3"),
+                        ("e5", "e5"), ("1e", "1e"), ("0x10", 16), ("1.5.3e2", "1.5.3e2"), (".inf", float("inf"))]:  # fmt: skip
+        assert apply_overrides({}, [f"k={text}"])["k"] == value, text
+    validate(load_config("configs/quickstart.yaml", ["agent.hyperparams.learning_rate=3e-4"]))
+
+
 def test_hash_is_stable_and_changes_with_content():
     a, b = load_config({"family": "cartpole"}), load_config({"family": "cartpole"})
     assert a.hash() == b.hash()
