@@ -40,8 +40,11 @@ def check_seed(seed: Any, where: str = "seed") -> int:
     return int(seed)
 
 
-def check_steps(steps: Any, where: str = "timesteps") -> int:
-    """``steps`` as an int, where it is a whole number of at least 1 (an argument of the Python API)."""
+def check_steps(steps: Any, where: str = "timesteps", whole_floats: bool = False) -> int:
+    """``steps`` as an int, where it is a whole number of at least 1 (an argument of the Python API).
+    ``whole_floats``: a float of a whole value is one too (``1e5``, as SB3's ``learn`` takes a budget)."""
+    if whole_floats and isinstance(steps, float) and steps.is_integer():
+        steps = int(steps)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or int(steps) < 1:
         raise ConfigError(f"{where} must be a whole number of at least 1, got {steps!r}")
     return int(steps)

@@ -373,7 +373,7 @@ def prepare_transfer(
     charged to ``callbacks``. Only a grid's run (``grid_run``) may write where a result is: its own, stale."""
     cfg = setup.config
     seed = check_seed(seed)
-    timesteps = check_steps(timesteps) if timesteps is not None else None
+    timesteps = check_steps(timesteps, whole_floats=True) if timesteps is not None else None
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     try:
         task = setup.family.task(target, where="target")

@@ -327,12 +327,23 @@ def test_the_python_api_refuses_a_seed_numpy_would_refuse_or_take_silently(seed,
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(("seed", "timesteps"), [(-2, 1000), (0, 0), (0, 2.5)])
+@pytest.mark.parametrize(("seed", "timesteps"), [(-2, 1000), (0, 0), (0, 2.5), (0, float("inf")), (0, True)])
 def test_transfer_refuses_a_bad_seed_or_budget_before_it_builds_anything(seed, timesteps, tmp_path):
     import rltransfer
 
     with pytest.raises(ConfigError, match=r"(seed|timesteps) must be a whole number"):
         rltransfer.transfer("configs/quickstart.yaml", tmp_path / "no-bundle", "medium", "scratch", seed, timesteps)
+
+
+def test_transfer_takes_a_budget_as_sb3s_learn_does(tmp_path):
+    """``learn(1e5)`` is how SB3's users write a budget; ``transfer(..., timesteps=1e5)`` was refused."""
+    import rltransfer
+
+    cfg = {"family": "cartpole", "source_tasks": ["short", "long"], "target_tasks": ["medium"], "output_dir": str(tmp_path),
+           "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}}, "pretrain": {"timesteps": 64, "envs_per_task": 1}}  # fmt: skip
+    bundle = rltransfer.pretrain(cfg).bundle_path
+    run = rltransfer.transfer(cfg, bundle, "medium", "finetune", timesteps=64.0, save=False)
+    assert run.lineage.timesteps == 64 and isinstance(run.lineage.timesteps, int) and run.model.num_timesteps == 64
 
 
 class Unseeded(Drift):
