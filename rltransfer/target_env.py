@@ -28,16 +28,26 @@ from rltransfer.envs import MultiTaskVecEnv
 from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import FoldAction, PadObservation
 from rltransfer.errors import UserInputError
-from rltransfer.normalization import obs_stats
+from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
 from rltransfer.spaces_json import space_from_json, space_to_json
 
 RECORD = "target_observation"
 """The model attribute (saved in model.zip) that says how its observations are built."""
 
 
-def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> dict[str, Any]:
+ADAPTING = "adapting"
+"""The record's ``normalization`` in a model saved while training still adapted its observation statistics (by a
+callback, as SB3's ``EvalCallback`` saves the best model): the statistics it acted with then are not in it."""
+
+
+def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], final: bool = True) -> dict[str, Any]:
     """What a target agent trained on ``env`` (a MultiTaskVecEnv, perhaps in a VecNormalize) from
-    ``bundle`` needs added to its task's own observations, JSON-able."""
+    ``bundle`` needs added to its task's own observations, JSON-able. Not ``final`` (set before training,
+    for what a callback saves): statistics that training will still change are marked :data:`ADAPTING`."""
+    adapting = (
+        not final and isinstance(env, VecNormalize) and env.training
+        and not isinstance(env.obs_rms["obs"], FrozenRunningMeanStd)
+    )  # fmt: skip
     inner = env.venv if isinstance(env, VecNormalize) else env
     assert isinstance(inner, MultiTaskVecEnv), type(inner)
     entries = inner.conditioning_entries(0)
@@ -51,7 +61,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any]) -> d
         "obs_space": space_to_json(inner.dict_space.spaces["obs"]),
         "entries": {k: np.asarray(v).tolist() for k, v in entries.items()},
         "obs_layout": [list(e) for e in inner.obs_layout] if inner.obs_layout else None,
-        "normalization": obs_stats(env),
+        "normalization": ADAPTING if adapting else obs_stats(env),
     }
 
 
@@ -125,6 +135,13 @@ def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spac
             f"{where} records no target observation layout: it is not a target agent rltransfer saved, or it "
             "was saved before rltransfer recorded one; build its env from its bundle with "
             "rltransfer.make_target_env(bundle, target)"
+        )
+    if record["normalization"] == ADAPTING:
+        raise UserInputError(
+            f"{where} was saved during its training (by a callback), while training still adapted its observation "
+            "statistics: the statistics it acted with then are not in it; evaluate the run's final model.zip, or "
+            "save the statistics with the checkpoint (SB3's CheckpointCallback(save_vecnormalize=True)) and "
+            "normalise a rltransfer.make_target_env(bundle, target) with them (VecNormalize.load)"
         )
     return record, *spaces_
 

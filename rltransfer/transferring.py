@@ -392,6 +392,8 @@ def prepare_transfer(
         )
     # Saved with the model as plain JSON (PPO.load(...).lineage is a dict, readable without rltransfer's types).
     model.lineage = lineage.to_json()  # type: ignore[attr-defined]
+    # How its observations are built, from now: a model a callback saves (a checkpoint, EvalCallback's best) has it.
+    setattr(model, RECORD, observation_record(env, bundle, lineage.target, final=False))
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else layout.run_out(cfg.run_dir, task.name, strategy, seed)
@@ -419,9 +421,9 @@ def prepare_transfer(
 def finish_transfer(run: TargetRun) -> TransferResult:
     """:func:`transfer` after its training: the model, its observation record and lineage saved."""
     model, env, lineage, out = run.model, run.env, run.lineage, run.out
+    # How its observations are built, saved with the model: wrap_target_env needs nothing else.
+    setattr(model, RECORD, observation_record(env, run.bundle, lineage.target))
     if out is not None:
-        # How its observations are built, saved with the model: wrap_target_env needs nothing else.
-        setattr(model, RECORD, observation_record(env, run.bundle, lineage.target))
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.zip")
         lineage.write(out)

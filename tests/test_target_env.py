@@ -138,3 +138,34 @@ def test_evaluating_on_another_task_gives_the_agent_that_tasks_conditioning(run,
         assert not np.array_equal(got["context"], target["context"])
     else:  # one-hot conditioning: the target is no source, as medium is not
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_a_model_a_callback_saves_during_training_wraps_or_says_why_not(tmp_path, normalize):
+    """A checkpoint (SB3's CheckpointCallback, EvalCallback's best model) lacked the observation record, set only
+    when the run finished: wrap_target_env called it "not a target agent rltransfer saved"."""
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.monitor import Monitor
+
+    cfg = {
+        "family": "cartpole", "source_tasks": ["short", "long"], "target_tasks": [TARGET], "output_dir": str(tmp_path),
+        "agent": {"encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]}, "normalize": normalize,
+                  "hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
+        "pretrain": {"timesteps": 128, "envs_per_task": 1},
+    }  # fmt: skip
+    bundle = rltransfer.pretrain(cfg).bundle_path
+    checkpoints = CheckpointCallback(save_freq=1, save_path=str(tmp_path / "ck"))
+    run = rltransfer.transfer(
+        cfg, bundle, TARGET, "finetune", timesteps=64, out_dir=tmp_path / "run", callbacks=checkpoints
+    )
+    first = sorted((tmp_path / "ck").glob("*.zip"))[0]
+    env = get_family("cartpole").make(TARGET)
+    final = wrap_target_env(tmp_path / "run" / "model.zip", env)
+    if not normalize:  # its observations are built as the final model's
+        checkpoint = wrap_target_env(first, Monitor(get_family("cartpole").make(TARGET)))
+        np.testing.assert_array_equal(checkpoint.reset(seed=3)[0]["obs"], final.reset(seed=3)[0]["obs"])
+        assert evaluate_policy(PPO.load(first), checkpoint, n_eval_episodes=1)[0] > 0
+    else:  # the statistics it acted with are not in it: said, not guessed
+        with pytest.raises(UserInputError, match="saved during its training .* while training still adapted"):
+            wrap_target_env(first, env)
+    assert run.model.target_observation["normalization"] != "adapting"  # the final model's: its statistics
