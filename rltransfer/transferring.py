@@ -29,6 +29,7 @@ from rltransfer.loading import TargetSpec, kickstart_teacher, load_components, l
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
+from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.lineage import Lineage, ProbeRecord, markdown_report
 from rltransfer.records.run_result import RESULT_FILE
 from rltransfer.store import layout
@@ -401,6 +402,11 @@ def prepare_transfer(
             raise UserInputError(
                 f"'{out}' holds a finished run of an experiment ({RESULT_FILE}): this run would replace its model "
                 "and lineage and leave its result describing another agent; write to another directory (--out)"
+            )
+        if not grid_run and (out / EXPERIMENT_MANIFEST).is_file() and (out / "config.yaml").is_file():
+            raise UserInputError(
+                f"'{out}' is an experiment directory (or a publication): this run's model, lineage and TensorBoard "
+                "events would land among its files and in its TensorBoard tree; write to a directory of its own (--out)"
             )
         check_writable(out)
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))

@@ -494,3 +494,10 @@ def test_a_standalone_transfer_never_replaces_an_experiments_finished_run(cfg, b
     assert main([*argv, "--strategy", "finetune", "--timesteps", "64", "--out", str(out), "--no-progress"]) == 2
     assert "another directory (--out)" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["result.json"]
+    # nor writes among an experiment directory's own files, or into its TensorBoard tree
+    (out / "result.json").unlink()
+    (out / "manifest.json").write_text("{}")
+    (out / "config.yaml").write_text(json.dumps(cfg))
+    with pytest.raises(UserInputError, match="is an experiment directory .* write to a directory of its own"):
+        transfer(cfg, bundle, TARGET, "finetune", timesteps=64, out_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "manifest.json"]
