@@ -16,11 +16,11 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.atomic import check_writable
-from rltransfer.bundle import MODEL_FILE, save_bundle
+from rltransfer.bundle import MANIFEST_FILE, MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, callback_list, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, check_seed
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
-from rltransfer.errors import EndlessEpisode
+from rltransfer.errors import EndlessEpisode, UserInputError
 from rltransfer.evaluation import EpisodeLimit, sampling_rng, threshold
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.store import layout as dirs
@@ -92,6 +92,7 @@ def pretrain(
     extra_manifest: Mapping[str, Any] | None = None,
     tb_dir: str | Path | None = None,
     callbacks: MaybeCallback | tuple[BaseCallback, ...] = (),
+    in_experiment: bool = False,
 ) -> PretrainResult:
     """Pre-train the multi-task agent on the config's source tasks and write a bundle.
 
@@ -107,6 +108,8 @@ def pretrain(
         :func:`rltransfer.store.layout.pretrain_tb`).
     :param callbacks: extra SB3 callbacks for the pre-training's ``learn`` (a ``CheckpointCallback``, your own
         logging), after rltransfer's per-task logger: what SB3's ``learn`` takes (one, a list, a function).
+    :param in_experiment: an experiment's own pre-training, in its place in the experiment's directory (only it
+        may replace a bundle there, or write at the directory's top).
     """
     seed = check_seed(seed)
     extra = callback_list(callbacks)
@@ -115,6 +118,8 @@ def pretrain(
     out = Path(out_dir) if out_dir is not None else pretrain_dir(cfg, seed)
     bundle_dir = out / "bundle"
     tb_dir = Path(tb_dir) if tb_dir is not None else out / "tb"
+    if not in_experiment:
+        check_not_an_experiments(out, bundle_dir)
     check_writable(out)
     (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's
     names = [t.name for t in setup.sources]
@@ -169,6 +174,26 @@ def pretrain(
     if echo:
         print(format_evaluation(evaluation, setup))
     return PretrainResult(bundle_dir, tb_dir, evaluation, int(model.num_timesteps))
+
+
+def check_not_an_experiments(out: Path, bundle_dir: Path) -> None:
+    """Refuse a standalone pre-training that would replace a bundle of an experiment (whose runs loaded it, and
+    whose results would then describe another) or write at the top of an experiment directory."""
+    holder = dirs.experiment_holding(out)
+    if holder is None:
+        return
+    if holder == out.absolute():
+        raise UserInputError(
+            f"'{out}' is an experiment directory (or a publication): the pre-training's bundle and TensorBoard events "
+            "would land among its files; write to a directory of its own (out_dir=...)"
+        )
+    if (bundle_dir / MANIFEST_FILE).is_file():
+        raise UserInputError(
+            f"'{bundle_dir}' is a pre-training of the experiment in '{holder}', whose runs load it: this pre-training "
+            "would replace it and leave their results describing another bundle; pre-train under another name "
+            "(--set name=...) or into another directory (out_dir=... from Python), or run 'rltransfer experiment', "
+            "which re-uses it"
+        )
 
 
 def format_evaluation(evaluation: Mapping[str, Mapping[str, float]], setup: Setup) -> str:

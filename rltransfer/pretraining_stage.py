@@ -73,6 +73,7 @@ def pretrain_seed(
         echo=echo,
         extra_manifest={"experiment_hash": keys.experiment, "pretrain_hash": keys.pretraining},
         tb_dir=layout.pretrain_tb(cfg.run_dir, seed),
+        in_experiment=True,
     ).evaluation
 
 

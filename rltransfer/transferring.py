@@ -29,7 +29,6 @@ from rltransfer.loading import TargetSpec, kickstart_teacher, load_components, l
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
-from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.lineage import Lineage, ProbeRecord, markdown_report
 from rltransfer.records.run_result import RESULT_FILE
 from rltransfer.store import layout
@@ -368,10 +367,11 @@ def prepare_transfer(
     callbacks: Sequence[BaseCallback] = (),
     save: bool = True,
     tb_dir: str | Path | None = None,
-    grid_run: bool = False,
+    in_experiment: bool = False,
 ) -> TargetRun:
     """:func:`transfer` up to its training: the agent built, its logger and lineage set, a probe's steps
-    charged to ``callbacks``. Only a grid's run (``grid_run``) may write where a result is: its own, stale."""
+    charged to ``callbacks``. Only an experiment's own run (``in_experiment``) may write where a result is (its
+    own, stale) or at an experiment directory's top."""
     cfg = setup.config
     seed = check_seed(seed)
     timesteps = check_steps(timesteps, whole_floats=True) if timesteps is not None else None
@@ -398,12 +398,12 @@ def prepare_transfer(
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else layout.run_out(cfg.run_dir, task.name, strategy, seed)
-        if not grid_run and (out / RESULT_FILE).is_file():
+        if not in_experiment and (out / RESULT_FILE).is_file():
             raise UserInputError(
                 f"'{out}' holds a finished run of an experiment ({RESULT_FILE}): this run would replace its model "
                 "and lineage and leave its result describing another agent; write to another directory (--out)"
             )
-        if not grid_run and (out / EXPERIMENT_MANIFEST).is_file() and (out / "config.yaml").is_file():
+        if not in_experiment and layout.experiment_holding(out) == out.absolute():
             raise UserInputError(
                 f"'{out}' is an experiment directory (or a publication): this run's model, lineage and TensorBoard "
                 "events would land among its files and in its TensorBoard tree; write to a directory of its own (--out)"

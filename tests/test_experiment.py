@@ -137,6 +137,34 @@ def test_a_changed_config_is_refused_not_mixed_naming_what_changed(finished):
         (res.run_dir / "config.yaml").write_bytes(saved)
 
 
+def test_a_standalone_pretraining_or_transfer_never_replaces_an_experiments_files(finished, capsys):
+    """`rltransfer pretrain CONFIG` writes by default where the experiment's pre-training seed 0 lives: it
+    replaced the bundle the experiment's runs had loaded (their results then described another bundle)."""
+    from rltransfer.cli import main
+
+    cfg, res = finished
+    run_dir = res.run_dir
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "tb" not in p.parts}
+    with pytest.raises(UserInputError, match="is a pre-training of the experiment in .* whose runs load it"):
+        rltransfer.pretrain(cfg, ["pretrain.timesteps=128"])
+    (run_dir.parent / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["pretrain", str(run_dir.parent / "c.yaml"), "--no-progress"]) == 2
+    assert "pre-train under another name (--set name=...)" in capsys.readouterr().err
+    for call in (
+        lambda: rltransfer.pretrain(cfg, ["pretrain.timesteps=128"], out_dir=run_dir),
+        lambda: rltransfer.transfer(
+            cfg, run_dir / "pretrain/bundle", "very-long-heavy", "finetune", timesteps=64, out_dir=run_dir
+        ),
+    ):
+        with pytest.raises(UserInputError, match="is an experiment directory .* a directory of its own"):
+            call()
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and "tb" not in p.parts} == files
+    assert not list((run_dir / "tb").glob("events.*"))  # nothing in its TensorBoard tree's top either
+    # elsewhere, or under another name, it trains
+    other = rltransfer.pretrain(cfg, ["pretrain.timesteps=128", "name=tiny-alone"])
+    assert other.bundle_path.parent.parent.name == "tiny-alone"
+
+
 def test_more_seeds_reuse_every_finished_run(finished, tmp_path):
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs")}

@@ -132,7 +132,7 @@ def _prepare(job: RunJob) -> tuple[Evaluator, TargetRun]:
         out_dir=job.out_dir,
         callbacks=[evaluator],
         tb_dir=job.tb_dir,
-        grid_run=True,
+        in_experiment=True,
     )
     return evaluator, run
 

@@ -15,6 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 
 BUNDLE_DIR = "bundle"
+CONFIG_FILE = "config.yaml"
+
+
+def experiment_holding(path: Path) -> Path | None:
+    """The experiment directory (or publication: both hold the config beside the experiment's manifest) that
+    ``path`` is or lies in, or None."""
+    from rltransfer.records.experiment_manifest import MANIFEST_FILE
+
+    path = Path(path).absolute()
+    return next(
+        (p for p in (path, *path.parents) if (p / MANIFEST_FILE).is_file() and (p / CONFIG_FILE).is_file()), None
+    )
 
 
 def pretrain_dir(run_dir: Path, seed: int) -> Path:
