@@ -355,6 +355,11 @@ SB3_SETTINGS: dict[str, str] = {
     "tensorboard_log": "every run logs to TensorBoard under output_dir (<output_dir>/<name>/tb)",
     "verbose": "rltransfer prints its own progress (--no-progress: none)",
     "device": "rltransfer trains on the CPU",
+    "env_wrapper": "an env's wrappers are its family's: a family of your own (register_family) builds its env wrapped",
+    "frame_stack": "frame stacking is an env wrapper: a family of your own (register_family) builds its env wrapped",
+    "env_kwargs": "an env's arguments are its family's: its tasks' parameters, or a declared family's kwargs",
+    "normalize_kwargs": "VecNormalize is agent.normalize (observations, and rewards while training)",
+    "callback": "callbacks are passed from Python, as to SB3's learn: callbacks= of rltransfer's pretrain and transfer",
 }
 """Settings of an SB3 model or an RL Zoo hyperparameter file that a config sets elsewhere (or rltransfer
 itself): where each lives, for the refusal of a key an SB3 user writes out of habit."""
