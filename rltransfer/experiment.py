@@ -39,7 +39,7 @@ from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
 from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
-from rltransfer.records.run_result import RESULT_FILE, FinishedRun, read_result
+from rltransfer.records.run_result import RESULT_FILE, RUNS_FILE, FinishedRun, read_result
 from rltransfer.reporting import report
 from rltransfer.revision import code_revision, package_versions
 from rltransfer.stats.significance import MIN_UNITS, SMOKE_UNITS
@@ -127,6 +127,16 @@ def check_same_config(run_dir: Path, cfg: ExperimentConfig, chash: str) -> None:
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash})"
             + (f": {shown}" if shown else "")
             + "; results are never mixed: use another name (--set name=...) or remove the directory"
+        )
+
+
+def check_not_a_publication(run_dir: Path) -> None:
+    """Refuse to run an experiment in a publication (a config's ``output_dir`` and ``name`` can point at one)."""
+    if (run_dir / RUNS_FILE).is_file():
+        raise UserInputError(
+            f"'{run_dir}' is a publication ({RUNS_FILE}), not an experiment directory: an experiment would write "
+            f"among its files and replace its manifest; make its experiment directory with 'rltransfer restore "
+            f"{run_dir}' and run the experiment there, or set another output_dir or name"
         )
 
 
@@ -268,6 +278,7 @@ def run_experiment(
             print(warning, file=sys.stderr)
     check_backend(cfg.runner.backend, cfg.runner.address)
     run_dir = cfg.run_dir
+    check_not_a_publication(run_dir)
     check_writable(run_dir)
     check_layout(run_dir)
     keys = experiment_keys(cfg)

@@ -326,6 +326,14 @@ def test_a_publication_rerenders_byte_for_byte_from_its_runs_file_alone(finished
     # The same results give the same bytes: publishing again changes nothing.
     before = (dest / RUNS_FILE).read_bytes()
     assert main(["publish", str(res.run_dir), str(dest)]) == 0 and (dest / RUNS_FILE).read_bytes() == before
+    # An experiment whose output_dir and name point at the publication is refused, the publication untouched
+    # (it wrote pretrain/ and tb/ there and replaced its config and manifest).
+    files = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    cfg = yaml.safe_load((dest / "config.yaml").read_text())
+    overrides = [f"output_dir={dest.parent}", f"name={dest.name}"]
+    with pytest.raises(UserInputError, match=r"is a publication \(runs.jsonl.gz\), not an experiment directory"):
+        rltransfer.run_experiment(cfg, overrides, progress=False, echo=False)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == files
 
 
 def test_a_publication_of_the_earlier_layout_is_refused_until_migrated(finished, tmp_path, capsys):
