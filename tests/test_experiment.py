@@ -404,6 +404,22 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     assert main(["publish", str(run_dir), str(dest)]) == 0 and len(read_runs(dest)) == 8
 
 
+def test_verify_never_writes_its_reruns_over_an_experiment(finished, tmp_path, capsys):
+    """`verify --out runs` put its re-runs in runs/<name>: the experiment of the same name, whose results (and
+    bundles) it replaced."""
+    from rltransfer.cli import main
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    files = {p: p.read_bytes() for p in res.run_dir.rglob("*") if p.is_file() and "tb" not in p.parts}
+    assert main(["verify", str(dest), "--runs", "1", "--workers", "1", "--out", str(res.run_dir.parent)]) == 2
+    assert f"'{res.run_dir}' holds files already (an experiment of the same name?)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in res.run_dir.rglob("*") if p.is_file() and "tb" not in p.parts} == files
+    assert main(["verify", str(dest), "--runs", "1", "--workers", "1", "--out", str(tmp_path / "kept")]) == 0
+    assert (tmp_path / "kept" / res.run_dir.name / "runs").is_dir()
+
+
 def test_verify_reproduces_published_runs_and_names_the_first_difference(finished, tmp_path, capsys):
     from rltransfer.cli import main
     from rltransfer.hardware import this_machine

@@ -161,6 +161,12 @@ def verify(
             f"'{published}' is not a publication: no {RUNS_FILE} (make one with 'rltransfer publish RUN_DIR DEST')"
         )
     config = yaml.safe_load((published / "config.yaml").read_text())
+    where = Path(work_dir) / str(config.get("name", "")) if work_dir is not None else None
+    if where is not None and where.is_dir() and any(where.iterdir()):
+        raise UserInputError(
+            f"'{where}' holds files already (an experiment of the same name?): verify writes its pre-trainings and "
+            f"runs there and would replace them; give a directory without '{where.name}' in it (--out)"
+        )
     chosen = select(read_runs(published), runs, targets, sample_seed)
     with tempfile.TemporaryDirectory(prefix="rltransfer-verify-") as tmp:
         base = Path(work_dir) if work_dir is not None else Path(tmp)
