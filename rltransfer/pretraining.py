@@ -119,7 +119,7 @@ def pretrain(
     bundle_dir = out / "bundle"
     tb_dir = Path(tb_dir) if tb_dir is not None else out / "tb"
     if not in_experiment:
-        check_not_an_experiments(out, bundle_dir)
+        check_outside_experiments(out, bundle_dir)
     check_writable(out)
     (out / COPIED_FILE).unlink(missing_ok=True)  # trained here: no longer a copy of another experiment's
     names = [t.name for t in setup.sources]
@@ -176,18 +176,12 @@ def pretrain(
     return PretrainResult(bundle_dir, tb_dir, evaluation, int(model.num_timesteps))
 
 
-def check_not_an_experiments(out: Path, bundle_dir: Path) -> None:
+def check_outside_experiments(out: Path, bundle_dir: Path) -> None:
     """Refuse a standalone pre-training that would replace a bundle of an experiment (whose runs loaded it, and
     whose results would then describe another) or write at the top of an experiment directory."""
+    dirs.check_not_experiment_top(out, "the pre-training's bundle and TensorBoard events", "out_dir=...")
     holder = dirs.experiment_holding(out)
-    if holder is None:
-        return
-    if holder == out.absolute():
-        raise UserInputError(
-            f"'{out}' is an experiment directory (or a publication): the pre-training's bundle and TensorBoard events "
-            "would land among its files; write to a directory of its own (out_dir=...)"
-        )
-    if (bundle_dir / MANIFEST_FILE).is_file():
+    if holder is not None and (bundle_dir / MANIFEST_FILE).is_file():
         raise UserInputError(
             f"'{bundle_dir}' is a pre-training of the experiment in '{holder}', whose runs load it: this pre-training "
             "would replace it and leave their results describing another bundle; pre-train under another name "

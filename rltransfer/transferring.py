@@ -403,11 +403,8 @@ def prepare_transfer(
                 f"'{out}' holds a finished run of an experiment ({RESULT_FILE}): this run would replace its model "
                 "and lineage and leave its result describing another agent; write to another directory (--out)"
             )
-        if not in_experiment and layout.experiment_holding(out) == out.absolute():
-            raise UserInputError(
-                f"'{out}' is an experiment directory (or a publication): this run's model, lineage and TensorBoard "
-                "events would land among its files and in its TensorBoard tree; write to a directory of its own (--out)"
-            )
+        if not in_experiment:
+            layout.check_not_experiment_top(out, "this run's model, lineage and TensorBoard events", "--out")
         check_writable(out)
         model.set_logger(tensorboard_logger(Path(tb_dir) if tb_dir is not None else out / "tb"))
         _log_lineage(model, lineage)

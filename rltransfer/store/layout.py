@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rltransfer.errors import UserInputError
+
 BUNDLE_DIR = "bundle"
 CONFIG_FILE = "config.yaml"
 
@@ -27,6 +29,16 @@ def experiment_holding(path: Path) -> Path | None:
     return next(
         (p for p in (path, *path.parents) if (p / MANIFEST_FILE).is_file() and (p / CONFIG_FILE).is_file()), None
     )
+
+
+def check_not_experiment_top(out: Path, writes: str, option: str) -> None:
+    """Refuse ``out`` where it is an experiment directory (or a publication) itself: what a standalone pre-training
+    or run ``writes`` would land among its files and in its TensorBoard tree."""
+    if experiment_holding(out) == Path(out).absolute():
+        raise UserInputError(
+            f"'{out}' is an experiment directory (or a publication): {writes} would land among its files and in its "
+            f"TensorBoard tree; write to a directory of its own ({option})"
+        )
 
 
 def pretrain_dir(run_dir: Path, seed: int) -> Path:
