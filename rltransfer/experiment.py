@@ -33,7 +33,7 @@ from rltransfer.execution.batching import batches, engine_of
 from rltransfer.execution.job import SB3, RunJob
 from rltransfer.execution.main_script import unguarded_call
 from rltransfer.hardware import this_machine
-from rltransfer.hyperparameters import untrained_warning
+from rltransfer.hyperparameters import minibatch_warning, untrained_warning
 from rltransfer.interruption import Interruption, interruptible
 from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
@@ -273,7 +273,10 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
-    for warning in (untrained_warning(cfg), evaluation_schedule_warning(cfg), unseeded_warning(setup)) if echo else ():
+    for warning in (
+        (untrained_warning(cfg), minibatch_warning(cfg, len(setup.sources)), evaluation_schedule_warning(cfg),
+         unseeded_warning(setup)) if echo else ()
+    ):  # fmt: skip
         if warning:
             print(warning, file=sys.stderr)
     check_backend(cfg.runner.backend, cfg.runner.address)

@@ -220,3 +220,32 @@ def untrained_warning(config: ExperimentConfig) -> str:
         f"warning: transfer.timesteps ({budget:,}) is below {what}: no run is updated, and every trained "
         "strategy reports the policy it starts from"
     )
+
+
+def minibatch_warning(config: ExperimentConfig, n_sources: int) -> str:
+    """A warning where PPO's ``batch_size`` is above a rollout (``n_steps`` x envs) of the target runs or of the
+    pre-training (``n_sources`` tasks of ``pretrain.envs_per_task`` envs), or "": every minibatch is then the
+    whole rollout (SB3 warns and truncates it), so ``batch_size`` changes nothing there."""
+    if config.agent.algo != "ppo":
+        return ""
+    defaults = inspect.signature(algo_class("ppo").__init__).parameters
+    lines = []
+    for where, hyper, envs, envs_text in (
+        ("agent.hyperparams", config.agent.hyperparams, config.transfer.n_envs,
+         f"transfer.n_envs {config.transfer.n_envs}"),
+        ("pretrain.hyperparams", {**config.agent.hyperparams, **config.pretrain.hyperparams},
+         config.pretrain.envs_per_task * n_sources,
+         f"pretrain.envs_per_task {config.pretrain.envs_per_task} x {n_sources} source tasks"),
+    ):  # fmt: skip
+        n_steps = hyper.get("n_steps", defaults["n_steps"].default)
+        batch = hyper.get("batch_size", defaults["batch_size"].default)
+        rollout = n_steps * envs
+        run = "a target run" if where == "agent.hyperparams" else "the pre-training"
+        key = f"{where if 'batch_size' in config.pretrain.hyperparams else 'agent.hyperparams'}.batch_size"
+        if batch > rollout:
+            lines.append(
+                f"warning: {key} {batch:,} is above {run}'s PPO rollout (n_steps {n_steps:,} x "
+                f"{envs_text}: {rollout:,} samples): every minibatch is the whole rollout, so batch_size changes "
+                "nothing there"
+            )
+    return "\n".join(dict.fromkeys(lines))

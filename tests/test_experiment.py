@@ -845,6 +845,40 @@ def test_an_evaluation_interval_of_a_few_steps_is_warned_of():
         assert evaluation_schedule_warning(load_config(shipped)) == "", shipped.name
 
 
+def test_a_batch_size_above_a_rollout_is_warned_of(finished, tmp_path, capsys):
+    """SB3 warns of it when it builds the model (and takes the whole rollout as one minibatch); a grid's workers
+    build theirs out of sight, so the experiment says it before anything runs."""
+    from rltransfer.config import load_config
+    from rltransfer.hyperparameters import minibatch_warning
+    from rltransfer.validation import resolve
+
+    cfg, _ = finished  # n_steps 64, batch_size 64, one env a target run, one env a source task (2 tasks)
+    one = {**cfg["transfer"], "strategies": ["scratch"], "seeds": 1}
+    big = {**cfg["agent"], "hyperparams": {**cfg["agent"]["hyperparams"], "batch_size": 100}}
+    c = {**cfg, "output_dir": str(tmp_path / "runs"), "transfer": one, "agent": big}
+    rltransfer.run_experiment(c, progress=False, echo=True)
+    err = capsys.readouterr().err
+    assert (
+        "warning: agent.hyperparams.batch_size 100 is above a target run's PPO rollout (n_steps 64 x transfer.n_envs "
+        "1: 64 samples): every minibatch is the whole rollout, so batch_size changes nothing there" in err
+    )
+    assert "above the pre-training's PPO rollout" not in err  # 64 x 1 env x 2 source tasks: 128
+    pretrain = load_config({**c, "pretrain": {**cfg["pretrain"], "hyperparams": {"batch_size": 200}}})
+    assert (
+        minibatch_warning(pretrain, 2)
+        .splitlines()[1]
+        .startswith(
+            "warning: pretrain.hyperparams.batch_size 200 is above the pre-training's PPO rollout (n_steps 64 x "
+            "pretrain.envs_per_task 1 x 2 source tasks: 128 samples)"
+        )
+    )
+    assert minibatch_warning(load_config(cfg), 2) == ""
+    assert minibatch_warning(load_config({**c, "agent": {**big, "algo": "dqn", "trunk": {"vf": [64]}}}), 2) == ""
+    for shipped in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
+        config = load_config(shipped)
+        assert minibatch_warning(config, len(resolve(config).sources)) == "", shipped.name
+
+
 def test_the_first_update_of_sac_waits_for_learning_starts():
     from rltransfer.config import load_config
     from rltransfer.hyperparameters import untrained_warning
