@@ -73,7 +73,7 @@ class RunLock:
     """An exclusive lock on a run directory: a second experiment process refuses to start."""
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
+        self.path = run_dir / layout.LOCK_FILE
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -282,6 +282,7 @@ def run_experiment(
     check_backend(cfg.runner.backend, cfg.runner.address)
     run_dir = cfg.run_dir
     check_not_a_publication(run_dir)
+    layout.check_experiment_top(run_dir)
     check_writable(run_dir)
     check_layout(run_dir)
     keys = experiment_keys(cfg)

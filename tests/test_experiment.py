@@ -404,6 +404,26 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     assert main(["publish", str(run_dir), str(dest)]) == 0 and len(read_runs(dest)) == 8
 
 
+def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_path):
+    """`output_dir: .` and `name: myproject` made the experiment write its config.yaml over the project's own."""
+    cfg, _ = finished
+    mine = tmp_path / "tiny"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own settings\n")
+    (mine / "train.py").write_text("print('mine')\n")
+    c = {**cfg, "output_dir": str(tmp_path), "transfer": {**cfg["transfer"], "strategies": ["scratch"], "seeds": 1}}
+    with pytest.raises(UserInputError, match=r"is not an experiment directory \(no manifest.json\) and holds files an "
+                       r"experiment does not write \(train.py\)"):  # fmt: skip
+        rltransfer.run_experiment(c, progress=False, echo=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "train.py"]
+    assert (mine / "config.yaml").read_text() == "my own settings\n"
+    # One holding only what an experiment writes (a standalone pre-training's, an interrupted first start's) is taken
+    for name in ("train.py", "config.yaml"):
+        (mine / name).unlink()
+    rltransfer.pretrain(c, ["pretrain.timesteps=128"])
+    assert rltransfer.run_experiment(c, progress=False, echo=False).run_dir == mine
+
+
 def test_verify_never_writes_its_reruns_over_an_experiment(finished, tmp_path, capsys):
     """`verify --out runs` put its re-runs in runs/<name>: the experiment of the same name, whose results (and
     bundles) it replaced."""

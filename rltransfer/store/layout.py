@@ -15,16 +15,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from rltransfer.errors import UserInputError
+from rltransfer.records.experiment_manifest import MANIFEST_FILE
 
 BUNDLE_DIR = "bundle"
 CONFIG_FILE = "config.yaml"
+TB_DIR = "tb"
+LOCK_FILE = ".lock"
+TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, "pretrain", "runs", "report", TB_DIR)
+"""What an experiment directory holds at its top (the tree above; and its hidden lock), and nothing else."""
+
+
+def check_experiment_top(run_dir: Path) -> None:
+    """Refuse, as an experiment's directory, one without its manifest that holds other files than an experiment
+    writes (a directory of one's own, whose ``config.yaml`` the experiment would replace). One that holds only
+    what an experiment writes is one an earlier start left, or a standalone pre-training's or run's."""
+    if not run_dir.is_dir() or (run_dir / MANIFEST_FILE).is_file():
+        return
+    # hidden names aside: the lock, and temp files a killed writer left (removed under the lock)
+    other = sorted(p.name for p in run_dir.iterdir() if p.name not in TOP_NAMES and not p.name.startswith("."))
+    if other:
+        raise UserInputError(
+            f"'{run_dir}' is not an experiment directory (no {MANIFEST_FILE}) and holds files an experiment does not "
+            f"write ({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}), beside which it would write its "
+            f"{CONFIG_FILE}, {MANIFEST_FILE} and results: set another output_dir or name"
+        )
 
 
 def experiment_holding(path: Path) -> Path | None:
     """The experiment directory (or publication: both hold the config beside the experiment's manifest) that
     ``path`` is or lies in, or None."""
-    from rltransfer.records.experiment_manifest import MANIFEST_FILE
-
     path = Path(path).absolute()
     return next(
         (p for p in (path, *path.parents) if (p / MANIFEST_FILE).is_file() and (p / CONFIG_FILE).is_file()), None
@@ -59,9 +78,6 @@ def run_key(target: str, strategy: str, seed: int) -> str:
 def run_out(run_dir: Path, target: str, strategy: str, seed: int) -> Path:
     """Where one run writes ``result.json``, ``model.zip`` and ``lineage.json``."""
     return Path(run_dir) / "runs" / run_key(target, strategy, seed)
-
-
-TB_DIR = "tb"
 
 
 def tb_root(run_dir: Path) -> Path:
