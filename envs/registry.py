@@ -93,6 +93,8 @@ def get_family(name: str) -> Family:
     _load_builtins()
     if name not in _FAMILIES:
         raise TaskError(
-            f"unknown family '{name}'{did_you_mean(name, _FAMILIES)}; known families: {', '.join(sorted(_FAMILIES))}"
+            f"unknown family '{name}'{did_you_mean(name, _FAMILIES)}; known families: {', '.join(sorted(_FAMILIES))} "
+            "(a family of your own is known once the module that registers it is imported: a config's "
+            "'imports: [MODULE]', 'rltransfer --import MODULE ...', or an import in your script)"
         )
     return _FAMILIES[name]

@@ -24,7 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rltransfer.envs import MultiTaskVecEnv
+from rltransfer.envs import Family, MultiTaskVecEnv, Task
 from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import FoldAction, PadObservation
 from rltransfer.errors import UserInputError
@@ -95,15 +95,24 @@ class TargetObservation(gym.ObservationWrapper):
         return entries
 
 
-def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]]:
-    """The ``context`` entry of ``task`` for an agent of ``record`` (none without conditioning)."""
-    from rltransfer.envs import TaskError, conditioning_vector, family_of
+def _family_task(record: Mapping[str, Any], task: Any = None) -> tuple[Family, Task]:
+    """The family of an agent of ``record`` and ``task`` in it (a name, a Task or parameters; by default the
+    agent's target), or a :class:`UserInputError` naming what is unknown."""
+    from rltransfer.envs import TaskError, family_of
 
-    family = family_of(record["family"], record.get("family_spec"))
     try:
-        task = family.task(task)
+        family = family_of(record["family"], record.get("family_spec"))
+        target = {"name": record["target"]["name"], **record["target"]["params"]}
+        return family, family.task(task if task is not None else target)
     except TaskError as err:
         raise UserInputError(str(err)) from None
+
+
+def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]]:
+    """The ``context`` entry of ``task`` for an agent of ``record`` (none without conditioning)."""
+    from rltransfer.envs import conditioning_vector
+
+    _, task = _family_task(record, task)
     sources = record["source_tasks"]
     index = sources.index(task.name) if task.name in sources else None
     vector = conditioning_vector(record["conditioning"], np.asarray(task.context), index, len(sources))
@@ -190,16 +199,8 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
 def _task_spaces(record: Mapping[str, Any], task: Any) -> tuple[str, spaces.Space, spaces.Space]:
     """The name and own observation and action spaces (as the agent views them) of ``task``, by default the
     agent's target, built from the agent's family."""
-    from rltransfer.envs import TaskError, family_of
-
-    try:
-        family = family_of(record["family"], record.get("family_spec"))
-        resolved = family.task(
-            task if task is not None else {"name": record["target"]["name"], **record["target"]["params"]}
-        )
-        env = agent_view(family.make(resolved))
-    except TaskError as err:
-        raise UserInputError(str(err)) from None
+    family, resolved = _family_task(record, task)
+    env = agent_view(family.make(resolved))
     try:
         return resolved.name, env.observation_space, env.action_space
     finally:
@@ -218,19 +219,12 @@ def evaluate(
 
     from rltransfer.agents import get_algorithm
     from rltransfer.config import check_seed, check_steps
-    from rltransfer.envs import TaskError, family_of
     from rltransfer.evaluation import EpisodeLimit
 
     check_steps(episodes, "episodes")
     seed = check_seed(seed)
     record, _, _ = read_record(model)
-    family = family_of(record["family"], record.get("family_spec"))
-    try:
-        task = family.task(
-            target if target is not None else {"name": record["target"]["name"], **record["target"]["params"]}
-        )
-    except TaskError as err:
-        raise UserInputError(str(err)) from None
+    family, task = _family_task(record, target)
     path = Path(model)
     agent = get_algorithm(record["algo"]).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
     env = EpisodeLimit(DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)), task)]))

@@ -169,3 +169,17 @@ def test_a_model_a_callback_saves_during_training_wraps_or_says_why_not(tmp_path
         with pytest.raises(UserInputError, match="saved during its training .* while training still adapted"):
             wrap_target_env(first, env)
     assert run.model.target_observation["normalization"] != "adapting"  # the final model's: its statistics
+
+
+def test_a_model_of_a_family_not_registered_here_says_how_to_make_it_known(run, tmp_path, capsys):
+    """A family registered from Python is unknown to a process that has not imported its module: the refusal
+    named the known families only (and wrap_target_env(task=...) raised a TaskError, unlike the rest)."""
+    algo, _, out = run
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    setattr(model, rltransfer.target_env.RECORD, {**model.target_observation, "family": "my-family"})
+    model.save(tmp_path / "mine.zip")
+    said = r"unknown family 'my-family'.*known once the module that registers it is imported.*rltransfer --import"
+    with pytest.raises(UserInputError, match=said):
+        wrap_target_env(tmp_path / "mine.zip", get_family("cartpole").make("medium"), task="medium")
+    assert main(["evaluate", str(tmp_path / "mine.zip")]) == 2
+    assert "a config's 'imports: [MODULE]', 'rltransfer --import MODULE ...'" in capsys.readouterr().err
