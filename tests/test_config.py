@@ -258,6 +258,11 @@ def test_an_unknown_name_gets_the_closest_known_one(override, suggestion):
         ("pretrain.hyperparams.device=cuda", "'pretrain.hyperparams.device': not a PPO argument rltransfer passes on (from SB3 or RL Zoo: rltransfer trains on the CPU); allowed: learning_rate"),
         ("agent.hyperparams.n_step=16", "'agent.hyperparams.n_step': not a PPO argument rltransfer passes on (did you mean 'n_steps'?); allowed:"),
         ("transfer.seed=3", "'transfer.seed': unknown key (did you mean 'seeds'?); allowed keys here"),
+        ("env_wrapper=x", "'env_wrapper': unknown key (from SB3 or RL Zoo: an env's wrappers are its family's: a family of your own (register_family) builds its env wrapped)"),
+        ("agent.frame_stack=4", "'agent.frame_stack': unknown key (from SB3 or RL Zoo: frame stacking is an env wrapper"),
+        ("env_kwargs={a: 1}", "'env_kwargs': unknown key (from SB3 or RL Zoo: an env's arguments are its family's"),
+        ("agent.normalize_kwargs={norm_reward: false}", "'agent.normalize_kwargs': unknown key (from SB3 or RL Zoo: VecNormalize is agent.normalize"),
+        ("agent.hyperparams.callback=x", "'agent.hyperparams.callback': not a PPO argument rltransfer passes on (from SB3 or RL Zoo: callbacks are passed from Python"),
     ],
 )  # fmt: skip
 def test_an_sb3_setting_is_refused_with_where_it_lives_here(override, message):
