@@ -365,9 +365,45 @@ def test_a_publication_of_the_earlier_layout_is_refused_until_migrated(finished,
     assert main(["report", str(dest)]) == 0 and (dest / "summary.json").read_bytes() == summary
 
 
+def test_a_run_made_here_from_a_pre_training_made_elsewhere_is_told_apart_when_pre_trained_again(
+    finished, tmp_path, capsys
+):
+    """An extended publication's new runs load the bundle it ships, made on the publication's machine; with
+    --pretrain that pre-training is trained again here, and where its weights come out other (another kind of
+    CPU), so do the runs that load it: explained by the pre-training's machine (exit 3), not the code's."""
+    from rltransfer.cli import main
+    from rltransfer.hardware import this_machine
+    from rltransfer.records.bundle_manifest import read_manifest
+    from rltransfer.records.machine import Machine
+    from rltransfer.reporting.publication import RUNS_FILE, read_runs, shipped_bundle, write_runs
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    runs = read_runs(dest)
+    i = next(i for i, r in enumerate(runs) if r.strategy == "finetune")
+    runs[i].curve.returns[1] += 1.0  # as if its pre-training had computed other weights
+    runs[i] = runs[i].model_copy(update={"bundle_sha256": "f" * 64})
+    write_runs(runs, dest / RUNS_FILE)
+    here = this_machine()
+    bundle = shipped_bundle(dest, 0)
+    for trained_on, code in ((Machine(cpu="Some CPU", vendor="OtherVendor", isa=here.isa), 3), (here, 1)):
+        manifest = read_manifest(bundle)
+        manifest.machine = trained_on
+        manifest.sealed().write(bundle)
+        argv = ["verify", str(dest), "--targets", runs[i].target, "--workers", "1", "--pretrain"]
+        assert main(argv) == code
+        out = capsys.readouterr().out
+        assert f"DIFFERS {runs[i].key}: evaluation 1 (step 128)" in out and "its pre-training differs too" in out
+        assert ("(its pre-training made on Some CPU (OtherVendor" in out) == (code == 3)
+        assert "5 of 6 run(s) reproduced exactly" in out
+
+
 def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_path, capsys):
     from rltransfer.cli import main
-    from rltransfer.reporting.publication import read_runs
+    from rltransfer.records.machine import Machine
+    from rltransfer.records.run_result import FinishedRun
+    from rltransfer.reporting.publication import read_runs, record_reproductions
 
     _, res = finished
     dest = tmp_path / "published"
@@ -401,7 +437,13 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()
     summary = json.loads((run_dir / "report" / "summary.json").read_text())
     assert [r["strategy"] for r in summary["rows"]] == ["scratch", "zero_shot", "finetune", "freeze_encoder"]
+    # Published again over the publication, whose runs were re-run on another kind of CPU (verify --record): the
+    # re-runs of the six re-used runs stay with it, and the checks there still compare with them.
+    elsewhere = Machine(cpu="Some CPU", vendor="OtherVendor", isa="AVX2")
+    kept = record_reproductions(dest, elsewhere, [r for r in read_runs(dest) if isinstance(r, FinishedRun)])
+    recorded = kept.read_bytes()
     assert main(["publish", str(run_dir), str(dest)]) == 0 and len(read_runs(dest)) == 8
+    assert kept.read_bytes() == recorded
 
 
 def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_path):
@@ -503,7 +545,7 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
             code == 3
         )
     # --record keeps this machine's re-runs of runs made elsewhere; later checks here compare with them exactly,
-    # and a difference from them is the code's again (exit 1). Publishing again drops them.
+    # and a difference from them is the code's again (exit 1). Publishing again keeps those of unchanged runs.
     write_runs([r.model_copy(update={"machine": None}) for r in runs], dest / RUNS_FILE)  # as runs before 2026-12-04
     manifest.machine = other
     manifest.write(dest)
@@ -534,7 +576,11 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert f"DIFFERS {reruns[0]['target']}/{reruns[0]['strategy']}/seed-{reruns[0]['seed']}: evaluation 1" in (
         capsys.readouterr().out
     )
-    assert main(["publish", str(res.run_dir), str(dest)]) == 0 and not (dest / "reproductions").exists()
+    # The experiment's runs published again: the run whose published curve was altered above is another run, and
+    # its re-run goes; the re-runs of the five others (the same run hash, weights and curve) stay.
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    carried = {f"{r['target']}/{r['strategy']}/seed-{r['seed']}" for r in read_json_lines(kept)}
+    assert carried == {r.key for r in runs if r.target == target} - {key} and len(carried) == 5
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
     assert "--targets: nowhere not in the publication" in capsys.readouterr().err
 

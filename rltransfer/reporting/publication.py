@@ -18,8 +18,9 @@ train), and ``rltransfer publish`` publishes whole again.
 Runs are exact on one kind of CPU (:mod:`rltransfer.records.machine`). ``rltransfer verify --record`` on
 another kind keeps that machine's re-runs in ``reproductions/<kind>.jsonl.gz`` (the same format as the
 runs file), and later checks on that kind compare with them exactly: a publication is then checked to the
-last bit on every kind of CPU it was reproduced on. Publishing again removes them (they re-ran the runs
-published before).
+last bit on every kind of CPU it was reproduced on. Publishing again over the publication keeps the re-runs of
+the runs it publishes unchanged (:func:`carried_reproductions`: an extended experiment keeps its reproductions
+of the runs it re-used) and drops the others.
 """
 
 from __future__ import annotations
@@ -94,13 +95,20 @@ def read_reproductions(dest: Path, machine: Machine) -> dict[tuple[str, str | No
     """The publication's re-runs made on ``machine``'s kind of CPU, by run key and the weights they loaded
     (``None``: none, as ``scratch``): a run re-run from another bundle is another run."""
     path = reproductions_file(dest, machine)
-    if not path.is_file():
-        return {}
+    return _read_reproductions_file(path) if path.is_file() else {}
+
+
+def _read_reproductions_file(path: Path) -> dict[tuple[str, str | None], FinishedRun]:
     try:
         runs = [parse_result(obj) for obj in read_json_lines(path)]
     except (OSError, ValueError) as err:
         raise UserInputError(f"'{path}' is not a readable runs file: {err}") from None
     return {(r.key, r.bundle_sha256): r for r in runs if isinstance(r, FinishedRun)}
+
+
+def _write_reproductions(path: Path, runs: dict[tuple[str, str | None], FinishedRun]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_runs([runs[k] for k in sorted(runs, key=lambda k: (k[0], k[1] or ""))], path)
 
 
 def record_reproductions(dest: Path, machine: Machine, results: Sequence[FinishedRun]) -> Path:
@@ -109,9 +117,42 @@ def record_reproductions(dest: Path, machine: Machine, results: Sequence[Finishe
     kept = read_reproductions(dest, machine)
     kept.update({(r.key, r.bundle_sha256): r for r in results})
     path = reproductions_file(dest, machine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_runs([kept[k] for k in sorted(kept, key=lambda k: (k[0], k[1] or ""))], path)
+    _write_reproductions(path, kept)
     return path
+
+
+def same_run(a: FinishedRun | FailedRun, b: FinishedRun | FailedRun) -> bool:
+    """Whether two results record the same run: the same run hash, engine and loaded weights, and the same
+    evaluations (steps and returns) to the last bit."""
+    return (
+        isinstance(a, FinishedRun)
+        and isinstance(b, FinishedRun)
+        and (a.key, a.run_hash, a.engine, a.bundle_sha256) == (b.key, b.run_hash, b.engine, b.bundle_sha256)
+        and (a.curve.step, a.curve.returns) == (b.curve.step, b.curve.returns)
+    )
+
+
+def carried_reproductions(dest: Path, results: Sequence[FinishedRun | FailedRun], into: Path) -> int:
+    """Write into ``into`` (a publication being made) the re-runs that the earlier publication in ``dest``
+    keeps (``reproductions/``) of runs that ``results`` publish unchanged (:func:`same_run`: the re-run of
+    a run re-used by an extended experiment still reproduces it); the number carried. The re-runs of runs
+    that changed, or are no longer published, are dropped with the earlier publication."""
+    found = sorted(Path(dest).glob(f"{REPRODUCTIONS_DIR}/*.jsonl.gz"))
+    if not found or not is_publication(Path(dest)):
+        return 0
+    before = {r.key: r for r in read_runs(Path(dest))}
+    now = {r.key: r for r in results}
+    carried = 0
+    for path in found:
+        kept = {
+            k: r
+            for k, r in _read_reproductions_file(path).items()
+            if k[0] in before and k[0] in now and same_run(before[k[0]], now[k[0]])
+        }
+        if kept:
+            _write_reproductions(Path(into) / REPRODUCTIONS_DIR / path.name, kept)
+            carried += len(kept)
+    return carried
 
 
 def restore(published: str | Path, output_dir: str | Path | None = None) -> Restored:

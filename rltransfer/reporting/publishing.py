@@ -23,6 +23,7 @@ from rltransfer.reporting.publication import (
     REPRODUCTIONS_DIR,
     RUNS_FILE,
     bundle_seeds,
+    carried_reproductions,
     result_paths,
     ship_bundles,
     write_runs,
@@ -41,7 +42,8 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     result in one runs file, the bundles where small, and the report rendered from them.
 
     Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
-    hand-written README, say) stay. Everything is read and checked, and the new publication written in
+    hand-written README, say) stay; of its re-runs on other kinds of CPU (``reproductions/``), those of runs
+    published unchanged stay too (:func:`~rltransfer.reporting.publication.carried_reproductions`). Everything is read and checked, and the new publication written in
     ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a bundle that changed)
     or a stop while it is written leaves the earlier publication as it was. Then the earlier files are
     moved out and the new ones in, a few renames.
@@ -72,6 +74,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             _write_where_run(staging / "config.yaml")
             write_runs(results, staging / RUNS_FILE)
             ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
+            carried_reproductions(dest, results, staging)
             render(staging)  # from the runs file: the report 'rltransfer report DEST' gives
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -114,7 +117,7 @@ def _swap_in(staging: Path, dest: Path) -> None:
     }
     replaced = dest / REPLACED_DIR
     replaced.mkdir()
-    for old in sorted(owned):  # reproductions/ goes too: re-runs of the runs published before
+    for old in sorted(owned):  # reproductions/ too: staging holds those of the runs published unchanged
         old.rename(replaced / old.name)
     for new in sorted(staging.iterdir()):
         new.rename(dest / new.name)

@@ -77,8 +77,9 @@ class RunCheck:
     difference: str
     """Empty where the run reproduced; else what differs first."""
     made_on: Machine | None = None
-    """The machine the published run was made on, where it differs in kind from this one (exact equality
-    is then not expected); None where it is of this kind or not recorded."""
+    """The machine the published run was made on, or, where it loads other weights now, its pre-training
+    was, where that differs in kind from this one (exact equality is then not expected); None where it is of
+    this kind or not recorded."""
 
 
 def elsewhere(checks: Sequence[RunCheck]) -> bool:
@@ -181,7 +182,8 @@ def verify(
         jobs = [_job(cfg, chash, r, bundles) for r in chosen]
         manifest = ExperimentManifest.read(published)
         reproduced = read_reproductions(published, this_machine())
-        checks, reruns = _run(jobs, chosen, bundles, workers, echo, manifest.machine, reproduced)
+        trained_on = {p: read_manifest(b).machine for p, b in shipped_bundles(published).items()}
+        checks, reruns = _run(jobs, chosen, bundles, workers, echo, manifest.machine, reproduced, trained_on)
     if record:
         _record(published, reruns, echo)
     if echo:
@@ -282,13 +284,33 @@ def _job(cfg, chash: str, result: FinishedRun, bundles: dict[int, tuple[Path, st
     )
 
 
+def _made_elsewhere(
+    made_on: Machine | None, pretrained_on: Machine | None, here: Machine
+) -> tuple[Machine | None, str]:
+    """The other kind of CPU that explains a run's other bits, not a failure, and how: the run's own
+    (``made_on``), or, where the run loads other weights now, its pre-training's (``pretrained_on``: a run made
+    here from a bundle trained elsewhere, checked with ``--pretrain``); ``(None, "")`` where neither."""
+    for machine, how in ((made_on, "made"), (pretrained_on, "its pre-training made")):
+        if machine is not None and not machine.same_kind(here):
+            return machine, how
+    return None, ""
+
+
 def _run(
-    jobs, chosen, bundles, workers: int, echo: bool, machine: Machine | None, reproduced: Reproductions
+    jobs,
+    chosen,
+    bundles,
+    workers: int,
+    echo: bool,
+    machine: Machine | None,
+    reproduced: Reproductions,
+    trained_on: dict[int, Machine | None],
 ) -> tuple[list[RunCheck], list[FinishedRun]]:
     """Run ``jobs`` (of the published runs ``chosen``) and compare each with its reference: the published
     run, or where that was made on another kind of CPU, its re-run on this kind kept in ``reproduced``
     (:func:`~rltransfer.reporting.publication.read_reproductions`) if there is one. ``machine``: the
-    publication's, for runs that do not record their own. Returns the checks and the re-runs of runs made on
+    publication's, for runs that do not record their own; ``trained_on``: the machine each pre-training the
+    publication ships was trained on. Returns the checks and the re-runs of runs made (or pre-trained) on
     another kind of CPU (what ``--record`` keeps)."""
 
     by_key = {r.key: r for r in chosen}
@@ -298,12 +320,13 @@ def _run(
     for job, _ in run_local(batches(jobs, workers), workers):
         published = by_key[job.key]
         now = read_result(Path(job.out_dir) / RESULT_FILE)
-        made_on = published.machine or machine
-        # another kind of CPU explains other bits, not a failure
-        other = (
-            made_on if made_on is not None and not made_on.same_kind(here) and isinstance(now, FinishedRun) else None
-        )
         loads = _uses_bundle(job)
+        sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
+        other_weights = loads and was is not None and was != sha  # its pre-training, trained again, differs
+        pretrained_on = trained_on.get(job.pretrain_seed) if other_weights else None
+        other, by = _made_elsewhere(published.machine or machine, pretrained_on, here)
+        if not isinstance(now, FinishedRun):
+            other = None
         reference = None
         if isinstance(now, FinishedRun) and other:
             reference = _reproduction(reproduced, job.key, now.bundle_sha256 if loads else None)
@@ -319,11 +342,10 @@ def _run(
                 )
             continue
         difference = first_difference(published, now)
-        sha, was = bundles[job.pretrain_seed][1], published.bundle_sha256
-        if difference and loads and was is not None and was != sha:
+        if difference and other_weights:
             difference += f" (its pre-training differs too: bundle sha256 {sha[:12]} now, {was[:12]} published)"
         if difference and other is not None:
-            difference += f" (made on {other})"
+            difference += f" ({by} on {other})"
         checks.append(RunCheck(job.key, not difference, difference, other if difference else None))
         if echo:
             print(f"{'same   ' if not difference else 'DIFFERS'} {job.key}" + (f": {difference}" if difference else ""))
