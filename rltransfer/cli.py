@@ -38,7 +38,8 @@ def _family_arg(name: str) -> str:
 
     if not name.endswith((".yaml", ".yml")):
         return name
-    from rltransfer.config import family_spec, read_yaml
+    from rltransfer.config import family_spec
+    from rltransfer.config_yaml import read_yaml
     from rltransfer.envs import register_declared
 
     return register_declared(family_spec(read_yaml(Path(name)), name).model_dump()).name

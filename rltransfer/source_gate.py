@@ -79,7 +79,7 @@ def rejection_message(pretrainings: Sequence[Pretraining], wanted: int, min_scor
             lines.append(f"  seed {p.seed}: {name} scored {score:.2f}")
     lines.append(
         "every bundle is kept in the run directory: raise pretrain.max_seeds (the next seeds are trained and the "
-        "rest re-used), lower pretrain.min_source_score, or give pre-training more steps"
+        "rest re-used), lower pretrain.min_source_score (null: no gate), or give pre-training more steps"
     )
     return "\n".join(lines)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from rltransfer.config import ExperimentConfig, apply_overrides, load_config
+from rltransfer.config import ExperimentConfig, load_config
+from rltransfer.config_yaml import apply_overrides
 from rltransfer.errors import ConfigError
 from rltransfer.validation import resolve, validate
 

@@ -726,7 +726,8 @@ def test_the_published_report_is_rendered_from_the_published_runs(finished, tmp_
 
 
 def test_the_protocol_says_how_heads_start_and_each_strategys_parameters():
-    from rltransfer.reporting.report import protocol_text, transfer_settings
+    from rltransfer.reporting.report import transfer_settings
+    from rltransfer.reporting.report_text import protocol_text
 
     config = {
         "transfer": {
