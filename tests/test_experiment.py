@@ -459,9 +459,15 @@ def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_p
         rltransfer.run_experiment(c, progress=False, echo=False)
     assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "train.py"]
     assert (mine / "config.yaml").read_text() == "my own settings\n"
-    # One holding only what an experiment writes (a standalone pre-training's, an interrupted first start's) is taken
-    for name in ("train.py", "config.yaml"):
-        (mine / name).unlink()
+    # A config of one's own alone there (the file the command runs, say) would be replaced by the resolved config.
+    (mine / "train.py").unlink()
+    (mine / "config.yaml").write_text("# my settings\n" + yaml.safe_dump(c, sort_keys=False))
+    with pytest.raises(UserInputError, match=r"config.yaml' is not a config an experiment wrote .* comments and all"):
+        rltransfer.run_experiment(mine / "config.yaml", progress=False, echo=False)
+    assert (mine / "config.yaml").read_text().startswith("# my settings\n")
+    # One holding only what an experiment writes (a standalone pre-training's, an interrupted first start's: its
+    # config as an experiment writes it) is taken
+    (mine / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     rltransfer.pretrain(c, ["pretrain.timesteps=128"])
     assert rltransfer.run_experiment(c, progress=False, echo=False).run_dir == mine
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from rltransfer.errors import UserInputError
 from rltransfer.records.experiment_manifest import MANIFEST_FILE
 
@@ -27,8 +29,9 @@ TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, "pretrain", "runs", "report", TB_DIR)
 
 def check_experiment_top(run_dir: Path) -> None:
     """Refuse, as an experiment's directory, one without its manifest that holds other files than an experiment
-    writes (a directory of one's own, whose ``config.yaml`` the experiment would replace). One that holds only
-    what an experiment writes is one an earlier start left, or a standalone pre-training's or run's."""
+    writes, or a ``config.yaml`` not in the form an experiment writes it (a directory of one's own, whose
+    ``config.yaml`` the experiment would replace). One that holds only what an experiment writes is one an earlier
+    start left, or a standalone pre-training's or run's."""
     if not run_dir.is_dir() or (run_dir / MANIFEST_FILE).is_file():
         return
     # hidden names aside: the lock, and temp files a killed writer left (removed under the lock)
@@ -39,6 +42,24 @@ def check_experiment_top(run_dir: Path) -> None:
             f"write ({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}), beside which it would write its "
             f"{CONFIG_FILE}, {MANIFEST_FILE} and results: set another output_dir or name"
         )
+    config = run_dir / CONFIG_FILE
+    if config.is_file() and not _as_written(config):
+        raise UserInputError(
+            f"'{config}' is not a config an experiment wrote (a config of one's own?): the experiment writes its "
+            f"resolved config there, which would replace it, comments and all; set another output_dir or name, or "
+            f"move the file out of '{run_dir}'"
+        )
+
+
+def _as_written(config: Path) -> bool:
+    """Whether ``config`` is in the form an experiment writes its config in (PyYAML's dump of a mapping: no
+    comments), as an earlier start that stopped before its manifest, or a publication's copy, left it."""
+    try:
+        text = config.read_text()
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and text == yaml.safe_dump(data, sort_keys=False)
 
 
 def experiment_holding(path: Path) -> Path | None:
