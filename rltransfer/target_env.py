@@ -29,6 +29,7 @@ from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import FoldAction, PadObservation
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
+from rltransfer.records.run_result import RESULT_FILE
 from rltransfer.spaces_json import space_from_json, space_to_json
 
 RECORD = "target_observation"
@@ -129,6 +130,12 @@ def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spac
     else:
         path = Path(model)
         path = path / "model.zip" if path.is_dir() else path
+        if not path.is_file() and (path.parent / RESULT_FILE).is_file():
+            raise UserInputError(
+                f"'{model}': the run's result is there but not its model.zip (a run restored from a publication: a "
+                "publication ships every run's result and its bundles, not the target agents; train the run again "
+                "with 'rltransfer transfer' to have its agent)"
+            )
         if not path.is_file():
             raise UserInputError(f"'{model}': no such model file (a target run's model.zip, or its directory)")
         try:

@@ -91,6 +91,16 @@ def test_rltransfer_evaluate_on_a_model_file(run, capsys):
     ]:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+    # A run restored from a publication holds its result, not its agent: said so, and what gives the agent.
+    restored = out.parent / "restored-seed-0"
+    restored.mkdir()
+    (restored / "result.json").write_text("{}")
+    for argv, message in [
+        (["evaluate", str(restored)], "the run's result is there but not its model.zip (a run restored from a "),
+        (["evaluate", str(restored / "model.zip")], "train the run again with 'rltransfer transfer'"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_a_model_rltransfer_did_not_save_says_so(tmp_path):
