@@ -101,3 +101,8 @@ def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(t
     (root / "grid" / "runs.jsonl.gz").write_bytes(b"")
     table = short_table(publications(root), root, root)
     assert "| finetune | >3.3x (censored) | - (scratch's AUC IQM <= 0) | 7.1e-05 | 10 vs 10 | - |" in table
+    # A best strategy from fewer than three pre-trainings says how many beside it; from three, nothing.
+    for pre, name in ((1, "finetune (one pre-training)"), (2, "finetune (2 pre-trainings)"), (3, "finetune")):
+        summary["rows"] = [{**win, "pretrainings": pre}]
+        (root / "grid" / "summary.json").write_text(json.dumps(summary))
+        assert f"| far (extrapolation) | {name} | >3.3x (censored) |" in short_table(publications(root), root, root)

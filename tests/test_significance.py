@@ -168,6 +168,28 @@ def test_holm_counts_every_strategy_of_the_target():
     assert not rows[-1]["significant"] and "weak" not in verdict(rows)
 
 
+def test_a_claim_from_fewer_than_three_pretrainings_says_how_many():
+    """A headline claim rests on three pre-trainings or more; the verdict on fewer says how many beside its
+    claims (one pre-training can decide a result), and says nothing where it claims nothing."""
+    for n_pre, said in ((1, "all from one pre-training"), (2, "all from 2 pre-trainings"), (3, None)):
+        pre = [i % n_pre for i in range(10)]
+        scratch = _runs(np.arange(10) * 0.01, pre)
+        rows = target_rows("t", "extrapolation", {"scratch": scratch, "finetune": _runs(1 + np.arange(10) * 0.01, pre)},
+                           10, 100, 1, {})  # fmt: skip
+        assert rows[1]["significant"] and rows[1]["pretrainings"] == n_pre
+        line = verdict(rows)
+        assert line.startswith("best: finetune") and ("pre-training" in line) == (said is not None), line
+        assert said is None or line.endswith(f"; {said}")
+        worse = _runs(-1 - np.arange(10) * 0.01, pre)  # a negative transfer is a claim too
+        rows = target_rows("t", "extrapolation", {"scratch": scratch, "bad": worse}, 10, 100, 1, {})
+        assert rows[1]["negative_transfer"] and ("pre-training" in verdict(rows)) == (said is not None)
+    same = _runs(np.arange(10) * 0.01 + 0.005)  # no claim: nothing to qualify
+    rows = target_rows(
+        "t", "extrapolation", {"scratch": _runs(np.arange(10) * 0.01), "lr_scaled": same}, 10, 100, 1, {}
+    )
+    assert not rows[1]["significant"] and "pre-training" not in verdict(rows)
+
+
 def test_the_stratified_test_compares_within_pretrainings():
     """Pre-training 0's runs beat scratch, pre-training 1's lose: pooled they would look better than
     they are; within strata the evidence cancels."""

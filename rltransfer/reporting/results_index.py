@@ -121,7 +121,9 @@ def _ratio(row: Mapping[str, Any]) -> str:
 
 def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """The README's table: one row a target of each top-level publication under the current rules, its
-    best strategy as the verdict names it (significantly better than scratch), with the figures behind it."""
+    best strategy as the verdict names it (significantly better than scratch), with the figures behind it, and
+    beside it how many pre-trainings it rests on where they are fewer than a headline claim's."""
+    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, pretrainings_text
     from rltransfer.stats.summary import best
 
     top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
@@ -141,8 +143,14 @@ def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
             if b is None:
                 cells = "none significant | - | - | - | -"
             else:
+                pre = b.get("pretrainings")
+                name = (
+                    f"{b['strategy']} ({pretrainings_text(pre)})"
+                    if pre and pre < HEADLINE_PRETRAININGS
+                    else b["strategy"]
+                )
                 cells = (
-                    f"{b['strategy']} | {_cell(_speed(b))} | {_ratio(b)} | "
+                    f"{name} | {_cell(_speed(b))} | {_ratio(b)} | "
                     f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}"
                 )
             lines.append(

@@ -35,6 +35,16 @@ MIN_UNITS = 4
 """Below this many independent runs on either side, a comparison gives no verdict."""
 SMOKE_UNITS = 10
 """Below this many independent runs, a report calls its comparison a smoke test, not a claim."""
+HEADLINE_PRETRAININGS = 3
+"""A headline claim rests on at least this many pre-trainings (one can decide a result); a claim from fewer
+says how many beside it."""
+
+
+def pretrainings_text(n: int) -> str:
+    """``one pre-training``, ``2 pre-trainings``: what a claim from fewer than :data:`HEADLINE_PRETRAININGS`
+    says beside it."""
+    return "one pre-training" if n == 1 else f"{n} pre-trainings"
+
 
 TOO_FEW = "too few independent runs"
 SIGNIFICANT = "significant"

@@ -264,6 +264,9 @@ def verdict(rows: Sequence[Mapping[str, Any]]) -> str:
         parts.append(f"NEGATIVE TRANSFER: {r['strategy']} (p={r['p_adjusted_worse']:.3g}, {holm})")
     if too_few:
         parts.append(f"{TOO_FEW_TEXT}: {', '.join(too_few)}")
+    behind = max((r.get("pretrainings") or 0 for r in winners + losers), default=0)  # the claims' pre-trainings
+    if 0 < behind < significance.HEADLINE_PRETRAININGS:
+        parts.append(f"all from {significance.pretrainings_text(behind)}")
     return "; ".join(parts)
 
 
