@@ -106,3 +106,12 @@ def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(t
         summary["rows"] = [{**win, "pretrainings": pre}]
         (root / "grid" / "summary.json").write_text(json.dumps(summary))
         assert f"| far (extrapolation) | {name} | >3.3x (censored) |" in short_table(publications(root), root, root)
+    # Fewer than 10 independent runs on a side: a smoke test, as the report says, beside the counts.
+    for mine, theirs, said in (
+        (9, 10, "9 vs 10 (a smoke test)"),
+        (10, 7, "10 vs 7 (a smoke test)"),
+        (10, 10, "10 vs 10"),
+    ):
+        summary["rows"] = [{**win, "n_eff": mine, "n_eff_scratch": theirs}]
+        (root / "grid" / "summary.json").write_text(json.dumps(summary))
+        assert f"| 7.1e-05 | {said} | - |" in short_table(publications(root), root, root)

@@ -122,8 +122,9 @@ def _ratio(row: Mapping[str, Any]) -> str:
 def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """The README's table: one row a target of each top-level publication under the current rules, its
     best strategy as the verdict names it (significantly better than scratch), with the figures behind it, and
-    beside it how many pre-trainings it rests on where they are fewer than a headline claim's."""
-    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, pretrainings_text
+    beside it how many pre-trainings it rests on where they are fewer than a headline claim's, and "a smoke
+    test" where its independent runs (or scratch's) are fewer than a claim's, as the report says."""
+    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, SMOKE_UNITS, pretrainings_text
     from rltransfer.stats.summary import best
 
     top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
@@ -149,9 +150,10 @@ def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
                     if pre and pre < HEADLINE_PRETRAININGS
                     else b["strategy"]
                 )
+                smoke = " (a smoke test)" if min(b["n_eff"], b["n_eff_scratch"]) < SMOKE_UNITS else ""
                 cells = (
                     f"{name} | {_cell(_speed(b))} | {_ratio(b)} | "
-                    f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}"
+                    f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}{smoke}"
                 )
             lines.append(
                 f"| {_link(pub, relative_to, pub.path.name)} | {target} ({split}) | {cells} | {'; '.join(other) or '-'} |"
