@@ -19,7 +19,7 @@ Runs are exact on one kind of CPU (:mod:`rltransfer.records.machine`). ``rltrans
 another kind keeps that machine's re-runs in ``reproductions/<kind>.jsonl.gz`` (the same format as the
 runs file), and later checks on that kind compare with them exactly: a publication is then checked to the
 last bit on every kind of CPU it was reproduced on. Publishing again over the publication keeps the re-runs of
-the runs it publishes unchanged (:func:`carried_reproductions`: an extended experiment keeps its reproductions
+the runs it publishes unchanged (:func:`carry_reproductions`: an extended experiment keeps its reproductions
 of the runs it re-used) and drops the others.
 """
 
@@ -132,17 +132,16 @@ def same_run(a: FinishedRun | FailedRun, b: FinishedRun | FailedRun) -> bool:
     )
 
 
-def carried_reproductions(dest: Path, results: Sequence[FinishedRun | FailedRun], into: Path) -> int:
+def carry_reproductions(dest: Path, results: Sequence[FinishedRun | FailedRun], into: Path) -> None:
     """Write into ``into`` (a publication being made) the re-runs that the earlier publication in ``dest``
     keeps (``reproductions/``) of runs that ``results`` publish unchanged (:func:`same_run`: the re-run of
-    a run re-used by an extended experiment still reproduces it); the number carried. The re-runs of runs
-    that changed, or are no longer published, are dropped with the earlier publication."""
+    a run re-used by an extended experiment still reproduces it). The re-runs of runs that changed, or are
+    no longer published, are dropped with the earlier publication."""
     found = sorted(Path(dest).glob(f"{REPRODUCTIONS_DIR}/*.jsonl.gz"))
     if not found or not is_publication(Path(dest)):
-        return 0
+        return
     before = {r.key: r for r in read_runs(Path(dest))}
     now = {r.key: r for r in results}
-    carried = 0
     for path in found:
         kept = {
             k: r
@@ -151,8 +150,6 @@ def carried_reproductions(dest: Path, results: Sequence[FinishedRun | FailedRun]
         }
         if kept:
             _write_reproductions(Path(into) / REPRODUCTIONS_DIR / path.name, kept)
-            carried += len(kept)
-    return carried
 
 
 def restore(published: str | Path, output_dir: str | Path | None = None) -> Restored:

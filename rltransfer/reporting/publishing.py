@@ -23,7 +23,7 @@ from rltransfer.reporting.publication import (
     REPRODUCTIONS_DIR,
     RUNS_FILE,
     bundle_seeds,
-    carried_reproductions,
+    carry_reproductions,
     result_paths,
     ship_bundles,
     write_runs,
@@ -43,7 +43,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
 
     Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
     hand-written README, say) stay; of its re-runs on other kinds of CPU (``reproductions/``), those of runs
-    published unchanged stay too (:func:`~rltransfer.reporting.publication.carried_reproductions`). Everything is read and checked, and the new publication written in
+    published unchanged stay too (:func:`~rltransfer.reporting.publication.carry_reproductions`). Everything is read and checked, and the new publication written in
     ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a bundle that changed)
     or a stop while it is written leaves the earlier publication as it was. Then the earlier files are
     moved out and the new ones in, a few renames.
@@ -74,7 +74,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             _write_where_run(staging / "config.yaml")
             write_runs(results, staging / RUNS_FILE)
             ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
-            carried_reproductions(dest, results, staging)
+            carry_reproductions(dest, results, staging)
             render(staging)  # from the runs file: the report 'rltransfer report DEST' gives
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
