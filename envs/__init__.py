@@ -2,6 +2,8 @@
 
 Its names load on first use (``lazy_loader``, PEP 562): a family's description needs Gymnasium alone, while
 ``MultiTaskVecEnv`` (an SB3 ``VecEnv``) loads SB3 and torch, so ``rltransfer families`` loads neither.
+Importing it registers the shipped families' Gymnasium ids (``gym.make("rltransfer/cartpole-v0",
+task="very-long-heavy")``; :mod:`rltransfer.envs.registry`), as a Gymnasium package registers its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name loads on firs
     from rltransfer.envs.multitask import task_layout as task_layout
     from rltransfer.envs.registry import family_of as family_of
     from rltransfer.envs.registry import get_family as get_family
+    from rltransfer.envs.registry import gym_id as gym_id
     from rltransfer.envs.registry import list_families as list_families
     from rltransfer.envs.registry import register_declared as register_declared
     from rltransfer.envs.registry import register_family as register_family
@@ -36,6 +39,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "family": ["Family", "Parameter", "SPLITS", "Task", "TaskError"],
         "mixed": ["TaskSpaces"],
         "multitask": ["check_spaces", "MultiTaskVecEnv", "task_layout"],
-        "registry": ["family_of", "get_family", "list_families", "register_declared", "register_family"],
+        "registry": ["family_of", "get_family", "gym_id", "list_families", "register_declared", "register_family"],
     },
 )
+
+from rltransfer.envs.registry import load_shipped_families  # noqa: E402  (their Gymnasium ids, on import)
+
+load_shipped_families()

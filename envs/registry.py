@@ -1,35 +1,103 @@
 """The name -> family registry; the shipped families register themselves on first use, and families of
-installed packages through the entry-point group :data:`ENTRY_POINTS`."""
+installed packages through the entry-point group :data:`ENTRY_POINTS`.
+
+Every registered family is a Gymnasium id too, ``rltransfer/<family>-v0`` (:func:`gym_id`), whose keyword
+arguments name a task or give parameters: ``gym.make("rltransfer/cartpole-v0", task="very-long-heavy")``,
+``gym.make("rltransfer/cartpole-v0", length=1.5)``. ``import rltransfer.envs`` registers the shipped families'
+ids, as a Gymnasium package registers its own on import; the others are registered with their family.
+"""
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from rltransfer.envs.family import Family, TaskError, did_you_mean
+import gymnasium as gym
+
+from rltransfer.envs.family import Family, Task, TaskError, did_you_mean
 
 ENTRY_POINTS = "rltransfer.families"
 """A package exposes families as ``name = "module:attr"`` in this group; ``attr`` is a Family, a list of
 them, or a function returning either."""
 
+GYM_NAMESPACE = "rltransfer"
+"""The namespace of the families' Gymnasium ids."""
+GYM_NAME = re.compile(r"[\w.-]+")
+"""A family name a Gymnasium id can hold (letters, digits, ``_``, ``.``, ``-``); a family named otherwise has no id."""
+
 _FAMILIES: dict[str, Family] = {}
 _BUILTIN_MODULES = ("cartpole", "acrobot", "pendulum", "mountaincar", "lunarlander", "minigrid", "classic")
+_shipped_loaded = False
 _loaded = False
 
 
+def load_shipped_families() -> None:
+    """Register the shipped families, and their Gymnasium ids (``import rltransfer.envs`` does)."""
+    global _shipped_loaded
+    if _shipped_loaded:
+        return
+    _shipped_loaded = True
+    for module in _BUILTIN_MODULES:
+        for family in importlib.import_module(f"rltransfer.envs.{module}").FAMILIES:
+            _add(family, replace=False)
+
+
 def _load_builtins() -> None:
+    """The shipped families and those of installed packages (:data:`ENTRY_POINTS`)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in _BUILTIN_MODULES:
-        for family in importlib.import_module(f"rltransfer.envs.{module}").FAMILIES:
-            _FAMILIES.setdefault(family.name, family)
+    load_shipped_families()
     for ep in metadata.entry_points(group=ENTRY_POINTS):
         for family in _families_of(ep):
-            _FAMILIES.setdefault(family.name, family)
+            _add(family, replace=False)
+
+
+def _add(family: Family, replace: bool) -> None:
+    if replace or family.name not in _FAMILIES:
+        _FAMILIES[family.name] = family
+    if GYM_NAME.fullmatch(family.name) and gym_id(family.name) not in gym.registry:  # found by name when made
+        gym.register(
+            gym_id(family.name), entry_point=f"{__name__}:make_task_env", kwargs={"family": family.name},
+            order_enforce=False, disable_env_checker=True,  # the family's env is wrapped as gym.make wraps
+        )  # fmt: skip
+
+
+def gym_id(family: str) -> str:
+    """The Gymnasium id of the family ``family``: ``rltransfer/<family>-v0``."""
+    return f"{GYM_NAMESPACE}/{family}-v0"
+
+
+def make_task_env(
+    family: str, task: str | Mapping[str, Any] | None = None, render_mode: str | None = None, **params: Any
+) -> gym.Env:
+    """The env of a family's task, as its Gymnasium id makes it (``gym.make(gym_id(family), ...)``): the task
+    named (``task="very-long-heavy"``) or given as parameters (``task={"length": 1.5}``, or ``length=1.5``;
+    the others at their defaults); with neither, the family's default parameters. The same env as
+    :meth:`Family.make` builds, step for step.
+    """
+    fam = get_family(family)
+    if task is not None and params:
+        raise TaskError(
+            f"{gym_id(family)}: give a task (task=...) or parameters ({', '.join(params)}), not both: "
+            "task={...} takes parameters too"
+        )
+    spec: str | Task | Mapping[str, Any] = task if task is not None else params
+    env = fam.make(fam.task(spec, where=gym_id(family)))
+    if render_mode is not None:
+        # A family builds its envs without one; an env takes its mode when rendering (Gymnasium's own envs, and
+        # the shipped families', read the attribute then), so it is set as the env's constructor would.
+        modes = env.metadata.get("render_modes", [])
+        if render_mode not in modes:
+            raise TypeError(  # as an env class without the mode answers gym.make (SB3's make_vec_env then goes on)
+                f"{gym_id(family)}: render_mode {render_mode!r} is not one of the env's ({', '.join(modes) or 'none'})"
+            )
+        env.unwrapped.render_mode = render_mode
+    return env
 
 
 def _families_of(ep: metadata.EntryPoint) -> list[Family]:
@@ -59,7 +127,7 @@ def register_declared(spec: Mapping[str, Any]) -> Family:
         return existing
     if existing is not None and existing.spec is None:
         raise TaskError(f"a family named '{name}' is defined in code; give the declared one another name")
-    _FAMILIES[name] = declared_family(spec)
+    _add(declared_family(spec), replace=True)
     return _FAMILIES[name]
 
 
@@ -78,7 +146,7 @@ def register_family(family: Family, overwrite: bool = False) -> Family:
     _load_builtins()
     if family.name in _FAMILIES and not overwrite:
         raise TaskError(f"a family named '{family.name}' is already registered (pass overwrite=True)")
-    _FAMILIES[family.name] = family
+    _add(family, replace=True)
     return family
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -46,17 +47,25 @@ def _family_arg(name: str) -> str:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from rltransfer.envs import get_family, list_families
+    import gymnasium as gym
+
+    from rltransfer.envs import get_family, gym_id, list_families
 
     names = [_family_arg(args.name)] if args.name else list_families()
     if args.check:
         return _check_families(names)
-    described = [get_family(n).describe() for n in names]
+    described = [
+        {**get_family(n).describe(), "gym_id": gym_id(n) if gym_id(n) in gym.registry else None} for n in names
+    ]
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
     for fam in described:
         print(f"{fam['name']}: {fam['description']}")
+        if fam["gym_id"]:
+            print(
+                f"  Gymnasium id: {fam['gym_id']} (gym.make('{fam['gym_id']}', task=...) once rltransfer.envs is imported)"
+            )
         print("  parameters:")
         for pname, p in fam["parameters"].items():
             print(f"    {pname:<18} default {p['default']:<8g} range [{p['low']:g}, {p['high']:g}]  {p['doc']}")
@@ -474,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkerDied as err:
         print(f"rltransfer: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of the output went (| head): stop quietly, as a command killed by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit writes nowhere
+        return 141
     except Exception as err:
         if not isinstance(err, UserInputError) and not _task_error(err):
             raise

@@ -21,9 +21,21 @@ def test_families_lists_parameters_tasks_and_splits(capsys):
     out = capsys.readouterr().out
     assert "length" in out and "range [0.1, 3]" in out
     assert "very-long-heavy    extrapolation" in out and "short              source" in out
+    assert "Gymnasium id: rltransfer/cartpole-v0 (gym.make('rltransfer/cartpole-v0', task=...)" in out
     assert main(["families", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {"cartpole", "pendulum", "lunarlander"} <= {f["name"] for f in data}
+    assert {f["name"]: f["gym_id"] for f in data}["lunarlander-continuous"] == "rltransfer/lunarlander-continuous-v0"
+
+
+def test_output_whose_reader_went_stops_quietly_as_sigpipe_would():
+    """``rltransfer families | head -3`` ended in a BrokenPipeError traceback when head left first."""
+    code = (
+        "import os, sys\nr, w = os.pipe()\nos.close(r)\nos.dup2(w, sys.stdout.fileno())\n"
+        "from rltransfer.cli import main\nsys.exit(main(['families']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stderr) == (141, "")
 
 
 def test_version_names_the_checkout_and_the_libraries_without_loading_torch():

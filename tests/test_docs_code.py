@@ -38,6 +38,7 @@ CUTS: dict[str, list[tuple[str, str]]] = {
         ("timesteps=20_000", "timesteps=1_024"),
         ('"transfer.timesteps=20000"', '"transfer.timesteps=1024"'),
         ("model.learn(20_000)", "model.learn(1_024)"),
+        ("batch_size=256).learn(10_000)", "batch_size=256).learn(256)"),
     ],
     "docs/extending.md": [],
 }
