@@ -171,9 +171,11 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
 
     :param model: a loaded target agent, its ``model.zip`` or its run directory.
     :param task: the task ``env`` runs, where it is not the one the agent was trained on (a name of the
-        family or a Task): its conditioning vector replaces the target's.
+        family or a Task): its conditioning vector replaces the target's. An env made from the family's
+        Gymnasium id (``gym.make("rltransfer/cartpole-v0", task="medium")``) says its task itself.
     """
     record, model_space, action_space = read_record(model)
+    task = _env_task(env, record, task)
     env = agent_view(env)  # a channels-last image channels first, as the agent was trained on it
     if task is not None:
         record = {**record, "entries": {**record["entries"], **_conditioning(record, task)}}
@@ -201,6 +203,31 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
         if env.action_space != action_space:
             env = FoldAction(env, cast(spaces.Discrete, action_space))
     return TargetObservation(env, record, model_space)
+
+
+def _env_task(env: gym.Env, record: Mapping[str, Any], task: Any) -> Any:
+    """The task ``env`` runs for an agent of ``record``: ``task`` as given, or, for an env made from the
+    family's Gymnasium id (``gym.make("rltransfer/cartpole-v0", task=...)``), the one it was made for (a
+    ``task`` that differs from it is refused, as is an env of another family's id); None: the agent's
+    target."""
+    from rltransfer.envs.registry import GYM_NAMESPACE, gym_id
+
+    spec = env.spec
+    if spec is None or not spec.id.startswith(f"{GYM_NAMESPACE}/"):
+        return task
+    if spec.id != gym_id(record["family"]):
+        raise UserInputError(
+            f"the env is {spec.id}'s, a task of another family than the agent's ('{record['family']}': "
+            f"{gym_id(record['family'])})"
+        )
+    given = {k: v for k, v in spec.kwargs.items() if k not in ("family", "render_mode")}
+    made_for = given.get("task", given)  # no task: its parameters ({}: the family's defaults)
+    if task is not None and _family_task(record, task)[1].params != _family_task(record, made_for)[1].params:
+        raise UserInputError(
+            f"task={task!r}, but the env was made for another task of family '{record['family']}' ({made_for!r}, "
+            f"by {spec.id}): leave task= out, or make the env of that task"
+        )
+    return made_for
 
 
 def _task_spaces(record: Mapping[str, Any], task: Any) -> tuple[str, spaces.Space, spaces.Space]:

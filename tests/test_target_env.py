@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -148,6 +149,33 @@ def test_evaluating_on_another_task_gives_the_agent_that_tasks_conditioning(run,
         assert not np.array_equal(got["context"], target["context"])
     else:  # one-hot conditioning: the target is no source, as medium is not
         np.testing.assert_array_equal(got, expected)
+
+
+def test_an_env_made_from_the_familys_gymnasium_id_says_its_task(run):
+    """An env of the family's Gymnasium id knows its task: the agent gets that task's conditioning without
+    task= (given a bare env of the agent's spaces, the agent would be told it is on its own target)."""
+    algo, _, out = run
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    family = get_family("cartpole")
+    by_name = wrap_target_env(model, family.make("medium"), task="medium")
+    for made in (
+        gym.make("rltransfer/cartpole-v0", task="medium"),
+        Monitor(gym.make("rltransfer/cartpole-v0", task="medium")),
+    ):
+        got, expected = wrap_target_env(model, made).reset(seed=0)[0], by_name.reset(seed=0)[0]
+        for key in got if isinstance(got, dict) else [None]:
+            np.testing.assert_array_equal(got[key] if key else got, expected[key] if key else expected)
+    medium = family.task("medium").params
+    params = gym.make("rltransfer/cartpole-v0", length=medium["length"], gravity=medium["gravity"])
+    by_params = wrap_target_env(model, family.make(dict(medium)), task=dict(medium)).reset(seed=0)[0]
+    got = wrap_target_env(model, params).reset(seed=0)[0]
+    if isinstance(got, dict):
+        np.testing.assert_array_equal(got["context"], by_params["context"])
+    assert wrap_target_env(model, gym.make("rltransfer/cartpole-v0", task="medium"), task="medium")  # the same: taken
+    with pytest.raises(UserInputError, match=r"task='short', but the env was made for another task .*\('medium', by "):
+        wrap_target_env(model, gym.make("rltransfer/cartpole-v0", task="medium"), task="short")
+    with pytest.raises(UserInputError, match=r"the env is rltransfer/acrobot-v0's, a task of another family"):
+        wrap_target_env(model, gym.make("rltransfer/acrobot-v0"))
 
 
 @pytest.mark.parametrize("normalize", [False, True])
