@@ -1,5 +1,5 @@
-"""The name -> family registry; the shipped families register themselves on first use, and families of
-installed packages through the entry-point group :data:`ENTRY_POINTS`.
+"""The name -> family registry: the shipped families are registered when ``rltransfer.envs`` is imported, and
+families of installed packages (the entry-point group :data:`ENTRY_POINTS`) on first use.
 
 Every registered family is a Gymnasium id too, ``rltransfer/<family>-v0`` (:func:`gym_id`), whose keyword
 arguments name a task or give parameters: ``gym.make("rltransfer/cartpole-v0", task="very-long-heavy")``,
