@@ -3,8 +3,9 @@ families of installed packages (the entry-point group :data:`ENTRY_POINTS`) on f
 
 Every registered family is a Gymnasium id too, ``rltransfer/<family>-v0`` (:func:`gym_id`), whose keyword
 arguments name a task or give parameters: ``gym.make("rltransfer/cartpole-v0", task="very-long-heavy")``,
-``gym.make("rltransfer/cartpole-v0", length=1.5)``. ``import rltransfer.envs`` registers the shipped families'
-ids, as a Gymnasium package registers its own on import; the others are registered with their family.
+``gym.make("rltransfer/cartpole-v0", length=1.5)``, and ``gym.make_vec`` of it steps a family's vector build
+(:mod:`rltransfer.envs.gym_vector`). ``import rltransfer.envs`` registers the shipped families' ids, as a
+Gymnasium package registers its own on import; the others are registered with their family.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def _add(family: Family, replace: bool) -> None:
         gym.register(
             gym_id(family.name), entry_point=f"{__name__}:make_task_env", kwargs={"family": family.name},
             order_enforce=False, disable_env_checker=True,  # the family's env is wrapped as gym.make wraps
+            vector_entry_point="rltransfer.envs.gym_vector:make_task_vector_env",  # gym.make_vec
         )  # fmt: skip
 
 
@@ -73,7 +75,7 @@ def gym_id(family: str) -> str:
 
 
 def make_task_env(
-    family: str, task: str | Mapping[str, Any] | None = None, render_mode: str | None = None, **params: Any
+    family: str, task: str | Task | Mapping[str, Any] | None = None, render_mode: str | None = None, **params: Any
 ) -> gym.Env:
     """The env of a family's task, as its Gymnasium id makes it (``gym.make(gym_id(family), ...)``): the task
     named (``task="very-long-heavy"``) or given as parameters (``task={"length": 1.5}``, or ``length=1.5``;
@@ -81,13 +83,7 @@ def make_task_env(
     :meth:`Family.make` builds, step for step.
     """
     fam = get_family(family)
-    if task is not None and params:
-        raise TaskError(
-            f"{gym_id(family)}: give a task (task=...) or parameters ({', '.join(params)}), not both: "
-            "task={...} takes parameters too"
-        )
-    spec: str | Task | Mapping[str, Any] = task if task is not None else params
-    env = fam.make(fam.task(spec, where=gym_id(family)))
+    env = fam.make(task_of(fam, task, params))
     if render_mode is not None:
         # A family builds its envs without one; an env takes its mode when rendering (Gymnasium's own envs, and
         # the shipped families', read the attribute then), so it is set as the env's constructor would.
@@ -98,6 +94,17 @@ def make_task_env(
             )
         env.unwrapped.render_mode = render_mode
     return env
+
+
+def task_of(family: Family, task: str | Task | Mapping[str, Any] | None, params: Mapping[str, Any]) -> Task:
+    """The task a family's Gymnasium id is made with: ``task`` (a name, a Task or parameters) or ``params``
+    (with neither, the family's defaults); both given are refused."""
+    if task is not None and params:
+        raise TaskError(
+            f"{gym_id(family.name)}: give a task (task=...) or parameters ({', '.join(params)}), not both: "
+            "task={...} takes parameters too"
+        )
+    return family.task(task if task is not None else params, where=gym_id(family.name))
 
 
 def _families_of(ep: metadata.EntryPoint) -> list[Family]:

@@ -120,3 +120,45 @@ def test_a_family_of_ones_own_gets_its_id_when_registered():
     register_family(Family("gym id spaced", [Parameter("gravity", 9.8, 2.0, 20.0)], build, tasks, ["default"],
                            {"far": "extrapolation"}), overwrite=True)  # fmt: skip
     assert "gym id spaced" in list_families() and not any("spaced" in i for i in gym.registry)
+
+
+@pytest.mark.parametrize(
+    "family, task", [("cartpole", "very-long-heavy"), ("acrobot", "heavy-long"), ("pendulum", "heavy-long"),
+                     ("mountaincar", "mid")],
+)  # fmt: skip
+def test_make_vec_steps_the_vector_build_as_sync_vector_env_steps_the_envs(family, task):
+    """``gym.make_vec`` of a family with a vector build steps it as arrays, with SyncVectorEnv's results over the
+    family's envs bit for bit: observations, rewards, ends and dtypes, through episode ends (next-step autoreset)."""
+    from rltransfer.envs.gym_vector import FamilyVectorEnv
+
+    fast = gym.make_vec(gym_id(family), num_envs=4, task=task)
+    sync = gym.make_vec(gym_id(family), num_envs=4, task=task, vectorization_mode="sync")
+    assert isinstance(fast.unwrapped, FamilyVectorEnv) and isinstance(sync.unwrapped, gym.vector.SyncVectorEnv)
+    assert (fast.single_observation_space, fast.action_space) == (sync.single_observation_space, sync.action_space)
+    for a, b in [
+        (fast.reset(seed=5), sync.reset(seed=5)),
+        (fast.reset(seed=[1, 2, 3, 4]), sync.reset(seed=[1, 2, 3, 4])),
+    ]:
+        assert np.array_equal(a[0], b[0]) and a[0].dtype == b[0].dtype and a[1] == b[1] == {}
+    fast.action_space.seed(0)
+    ends = 0
+    for _ in range(700):
+        action = fast.action_space.sample()
+        got, expected = fast.step(action), sync.step(action)
+        for x, y in zip(got[:4], expected[:4]):
+            assert np.array_equal(x, y) and x.dtype == y.dtype
+        assert got[4] == expected[4] == {}
+        ends += int((got[2] | got[3]).sum())
+    assert ends >= 4  # episodes ended (terminated or truncated) and the next step reset them, as Sync's
+
+
+def test_make_vec_of_a_family_without_a_vector_build_is_gymnasiums_own():
+    vec = gym.make_vec(gym_id("lunarlander"), num_envs=2, task="moon")
+    assert isinstance(vec.unwrapped, gym.vector.SyncVectorEnv)
+    assert [e.unwrapped.world.gravity[1] for e in vec.unwrapped.envs] == [get_family("lunarlander").make("moon").unwrapped.world.gravity[1]] * 2  # fmt: skip
+    rendered = gym.make_vec(gym_id("cartpole"), num_envs=2, task="medium", render_mode="rgb_array")
+    assert isinstance(rendered.unwrapped, gym.vector.SyncVectorEnv)  # rendering: the envs themselves
+    with pytest.raises(TaskError, match=r"give a task \(task=...\) or parameters \(length\), not both"):
+        gym.make_vec(gym_id("cartpole"), num_envs=2, task="medium", length=1.0)
+    with pytest.raises(ValueError, match="3 seeds for 2 envs"):
+        gym.make_vec(gym_id("cartpole"), num_envs=2).reset(seed=[1, 2, 3])
