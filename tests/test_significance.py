@@ -146,6 +146,26 @@ def test_copies_count_once():
     assert compare({"zero_shot": _runs([0.9] * 6, [0, 1, 2, 0, 1, 2])}, scratch)["zero_shot"].n_eff == 3
 
 
+def test_copies_a_probe_placed_apart_count_once():
+    """A probe's cost varies with the seed and places each copy's first evaluation (so its AUC) a little
+    apart: the copies of one agent are still one unit, with the mean of their AUCs. Counted apart, the
+    published CartPole zero_shot's four agents were seventeen runs, and seven copies of one agent
+    "beat" scratch at p = 1/3432 where one agent can reach 1/8."""
+    scratch = _runs([0.10, 0.12, 0.15, 0.11, 0.13, 0.14, 0.16])
+    copies = _runs([0.9] * 7)
+    aucs = [0.90, 0.91, 0.89, 0.905, 0.895, 0.9, 0.9]
+    for run, first, auc in zip(copies, [582, 654, 562, 574, 642, 580, 577], aucs):
+        run.curve.step[0] = first
+        run.metrics.auc = auc
+    (unit,) = significance.units(copies)[0]
+    assert unit == pytest.approx(np.mean(aucs))
+    c = compare({"zero_shot": copies}, scratch)["zero_shot"]
+    assert c.n_eff == 1 and c.p_value == pytest.approx(1 / 8) and c.claim == significance.TOO_FEW
+    # A copy whose policy scores otherwise at some evaluation is another agent.
+    copies[3].curve.score[1] = 0.5
+    assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 2
+
+
 def test_negative_transfer_fires_when_scratch_auc_is_not_positive():
     """Scratch's AUC IQM below 0 made the AUC ratio NaN and kept the flag off."""
     scratch = _runs([-0.02, -0.01, -0.03, -0.015, -0.025, -0.012])

@@ -152,8 +152,9 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         "never a claim",
         "- claims: exact one-sided rank-sum (Mann-Whitney) permutation test of AUC against scratch, stratified by "
         f"pre-training, Holm-corrected over the strategies of a target, adjusted p < {significance.ALPHA} "
-        "(either direction: 'significant' or 'NEGATIVE TRANSFER'); n_eff counts identical runs from one "
-        f"pre-training once; below n_eff {significance.MIN_UNITS} on a side: no verdict",
+        "(either direction: 'significant' or 'NEGATIVE TRANSFER'); n_eff counts once the runs of one pre-training "
+        "that score the same at every evaluation (wherever a probe's cost placed the first), with their mean AUC; "
+        f"below n_eff {significance.MIN_UNITS} on a side: no verdict",
     ]
     tr = p.get("transfer")
     if tr:

@@ -1,8 +1,10 @@
 """Which claims a comparison with scratch may make: a valid test, over the runs that really differ.
 
-- **Units.** Runs whose curves are identical and that started from the same pre-training are one agent
-  (a deterministic ``zero_shot`` evaluated from one bundle gives as many copies as it has seeds): they
-  count once. ``n_eff`` is the number of units left.
+- **Units.** Runs that started from the same pre-training and score the same at every evaluation are one
+  agent (a deterministic ``zero_shot`` evaluated from one bundle gives as many copies as it has seeds):
+  they count once, with the mean of their AUCs. Where a head-choosing probe starts the runs, its cost
+  (charged, so that it varies with the seed) moves their curves along the step axis without making them
+  other agents: the steps do not enter a run's identity. ``n_eff`` is the number of units left.
 - **Test.** An exact one-sided rank-sum (Mann-Whitney) permutation test of AUC, strategy against scratch,
   stratified by pre-training: the strategy's units from pre-training p are compared with the scratch
   units of the same seeds (seed i starts from the (i mod P)-th pre-training), and the statistic is the
@@ -52,22 +54,29 @@ NEGATIVE = "negative transfer"
 NOT_SIGNIFICANT = "not significant"
 
 
-def _identity(run: FinishedRun) -> tuple:
-    """What makes two runs the same agent's: their evaluation curve."""
-    return tuple(run.curve.step), tuple(run.curve.score)
+def _identity(run: FinishedRun) -> tuple[float, ...]:
+    """What makes two runs the same agent's: their scores, evaluation by evaluation. Not the steps those
+    evaluations were made at: a probe's cost, which varies with the seed, places a copy's first
+    evaluation (and so its AUC) a little apart from another copy's without making it another agent."""
+    return tuple(run.curve.score)
 
 
 def units(runs: Sequence[FinishedRun], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
     """The AUCs of the independent units among ``runs``, by stratum (pre-training).
 
     :param strata: seed -> stratum; a run whose seed it lacks uses its own ``pretrain_seed``.
-    Runs of one stratum with identical curves count once.
+    Runs of one stratum that score the same at every evaluation count once, with the mean of their AUCs.
     """
-    seen: dict[int, dict[tuple, float]] = {}
+    seen: dict[int, dict[tuple, list[float]]] = {}
     for r in sorted(runs, key=lambda r: r.seed):
         stratum = (strata or {}).get(r.seed, r.pretrain_seed)
-        seen.setdefault(stratum, {}).setdefault(_identity(r), r.metrics.auc)
-    return {k: np.array(list(v.values())) for k, v in sorted(seen.items())}
+        seen.setdefault(stratum, {}).setdefault(_identity(r), []).append(r.metrics.auc)
+    return {k: np.array([_mean(a) for a in v.values()]) for k, v in sorted(seen.items())}
+
+
+def _mean(values: list[float]) -> float:
+    """The mean; of equal values, that value (no rounding: identical copies keep their AUC to the bit)."""
+    return values[0] if len(set(values)) == 1 else math.fsum(values) / len(values)
 
 
 def n_units(by_stratum: Mapping[int, np.ndarray]) -> int:
