@@ -226,6 +226,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     seeds = ", ".join(map(str, done.bundles))
     bundles = f"the bundles of pre-training seed(s) {seeds}" if done.bundles else "no bundle (none ship)"
     where = f" --set output_dir={args.output_dir}" if args.output_dir is not None else ""
+    if done.reproduced_on:
+        bundles += (
+            f", and its re-runs on other kinds of CPU ({', '.join(done.reproduced_on)}; publishing the experiment "
+            "again, wherever to, keeps those of the runs it re-uses)"
+        )
     print(
         f"restored {args.published} to {done.run_dir}: config, manifest, {done.results} run result(s), {bundles}.\n"
         f"Extend it (more strategies, seeds or targets; only the new runs train): rltransfer experiment "

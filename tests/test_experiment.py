@@ -587,6 +587,12 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert main(["publish", str(res.run_dir), str(dest)]) == 0
     carried = {f"{r['target']}/{r['strategy']}/seed-{r['seed']}" for r in read_json_lines(kept)}
     assert carried == {r.key for r in runs if r.target == target} - {key} and len(carried) == 5
+    # Restored and published to another directory, the same re-runs go along.
+    assert main(["restore", str(dest), "--output-dir", str(tmp_path / "restored")]) == 0
+    assert f"its re-runs on other kinds of CPU ({here.kind}; " in capsys.readouterr().out
+    assert main(["publish", str(tmp_path / "restored" / res.run_dir.name), str(tmp_path / "elsewhere")]) == 0
+    moved = tmp_path / "elsewhere" / "reproductions" / kept.name
+    assert {f"{r['target']}/{r['strategy']}/seed-{r['seed']}" for r in read_json_lines(moved)} == carried
     assert main(["verify", str(dest), "--targets", "nowhere"]) == 2
     assert "--targets: nowhere not in the publication" in capsys.readouterr().err
 

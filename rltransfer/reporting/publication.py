@@ -18,9 +18,10 @@ train), and ``rltransfer publish`` publishes whole again.
 Runs are exact on one kind of CPU (:mod:`rltransfer.records.machine`). ``rltransfer verify --record`` on
 another kind keeps that machine's re-runs in ``reproductions/<kind>.jsonl.gz`` (the same format as the
 runs file), and later checks on that kind compare with them exactly: a publication is then checked to the
-last bit on every kind of CPU it was reproduced on. Publishing again over the publication keeps the re-runs of
-the runs it publishes unchanged (:func:`carry_reproductions`: an extended experiment keeps its reproductions
-of the runs it re-used) and drops the others.
+last bit on every kind of CPU it was reproduced on. Publishing again keeps the re-runs of the runs it publishes
+unchanged (:func:`carry_reproductions`: an extended experiment keeps its reproductions of the runs it re-used)
+and drops the others, over the publication itself or elsewhere: a restored experiment keeps its
+publication's re-runs in ``restored-from/`` (:data:`RESTORED_DIR`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import yaml
 
 from rltransfer.errors import UserInputError
 from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
+from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
 from rltransfer.records.run_result import (
@@ -56,6 +58,9 @@ BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 reads it, and it is pickle)."""
 REPRODUCTIONS_DIR = "reproductions"
 """Where a publication keeps re-runs made on other kinds of CPU (``rltransfer verify --record``)."""
+RESTORED_DIR = "restored-from"
+"""In an experiment directory restored from a publication that keeps re-runs: that publication's runs file,
+manifest and ``reproductions/``, which publishing the experiment, wherever to, carries on."""
 MAX_BUNDLE_BYTES = 5 * 2**20
 """Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
@@ -132,24 +137,28 @@ def same_run(a: FinishedRun | FailedRun, b: FinishedRun | FailedRun) -> bool:
     )
 
 
-def carry_reproductions(dest: Path, results: Sequence[FinishedRun | FailedRun], into: Path) -> None:
-    """Write into ``into`` (a publication being made) the re-runs that the earlier publication in ``dest``
-    keeps (``reproductions/``) of runs that ``results`` publish unchanged (:func:`same_run`: the re-run of
-    a run re-used by an extended experiment still reproduces it). The re-runs of runs that changed, or are
-    no longer published, are dropped with the earlier publication."""
-    found = sorted(Path(dest).glob(f"{REPRODUCTIONS_DIR}/*.jsonl.gz"))
-    if not found or not is_publication(Path(dest)):
-        return
-    before = {r.key: r for r in read_runs(Path(dest))}
+def carry_reproductions(earlier: Sequence[Path], results: Sequence[FinishedRun | FailedRun], into: Path) -> None:
+    """Write into ``into`` (a publication being made) the re-runs that the earlier publications ``earlier``
+    keep (``reproductions/``; the publication published over, the one the experiment was restored from) of
+    runs that ``results`` publish unchanged (:func:`same_run`: the re-run of a run re-used by an extended
+    experiment still reproduces it). The re-runs of runs that changed, or are no longer published, are
+    dropped."""
     now = {r.key: r for r in results}
-    for path in found:
-        kept = {
-            k: r
-            for k, r in _read_reproductions_file(path).items()
-            if k[0] in before and k[0] in now and same_run(before[k[0]], now[k[0]])
-        }
+    carried: dict[str, dict[tuple[str, str | None], FinishedRun]] = {}
+    for source in map(Path, earlier):
+        found = sorted(source.glob(f"{REPRODUCTIONS_DIR}/*.jsonl.gz"))
+        if not found or not is_publication(source):
+            continue
+        before = {r.key: r for r in read_runs(source)}
+        for path in found:
+            carried.setdefault(path.name, {}).update(
+                (k, r)
+                for k, r in _read_reproductions_file(path).items()
+                if k[0] in before and k[0] in now and same_run(before[k[0]], now[k[0]])
+            )
+    for name, kept in carried.items():
         if kept:
-            _write_reproductions(Path(into) / REPRODUCTIONS_DIR / path.name, kept)
+            _write_reproductions(Path(into) / REPRODUCTIONS_DIR / name, kept)
 
 
 def restore(published: str | Path, output_dir: str | Path | None = None) -> Restored:
@@ -185,9 +194,23 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         shipped = shipped_bundles(published)
         for p, bundle in shipped.items():
             shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
+        reproduced_on = _keep_reproductions(published, run_dir / RESTORED_DIR)
     except OSError as err:
         raise UserInputError(f"cannot restore into '{run_dir}': {err}") from None
-    return Restored(run_dir, len(results), sorted(shipped))
+    return Restored(run_dir, len(results), sorted(shipped), reproduced_on)
+
+
+def _keep_reproductions(published: Path, into: Path) -> list[str]:
+    """Copy the publication's re-runs on other kinds of CPU, with the runs file and manifest they were checked
+    against, into ``into`` (what publishing an experiment restored from it carries on); the kinds of CPU."""
+    found = sorted(published.glob(f"{REPRODUCTIONS_DIR}/*.jsonl.gz"))
+    if found:
+        (into / REPRODUCTIONS_DIR).mkdir(parents=True)
+        for name in (RUNS_FILE, EXPERIMENT_MANIFEST):
+            shutil.copyfile(published / name, into / name)
+        for path in found:
+            shutil.copyfile(path, into / REPRODUCTIONS_DIR / path.name)
+    return [p.name.removesuffix(".jsonl.gz") for p in found]
 
 
 @dataclass(frozen=True)
@@ -198,6 +221,8 @@ class Restored:
     results: int
     bundles: list[int]
     """The pre-training seeds whose shipped bundles were restored."""
+    reproduced_on: list[str]
+    """The kinds of CPU whose re-runs of the publication were kept (in :data:`RESTORED_DIR`)."""
 
 
 def bundle_seeds(results: Sequence[FinishedRun | FailedRun]) -> list[int]:

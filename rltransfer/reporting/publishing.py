@@ -21,6 +21,7 @@ from rltransfer.reporting.publication import (
     RECORDS,
     REPORT_PATTERNS,
     REPRODUCTIONS_DIR,
+    RESTORED_DIR,
     RUNS_FILE,
     bundle_seeds,
     carry_reproductions,
@@ -42,11 +43,12 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     result in one runs file, the bundles where small, and the report rendered from them.
 
     Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
-    hand-written README, say) stay; of its re-runs on other kinds of CPU (``reproductions/``), those of runs
-    published unchanged stay too (:func:`~rltransfer.reporting.publication.carry_reproductions`). Everything is read and checked, and the new publication written in
-    ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a bundle that changed)
-    or a stop while it is written leaves the earlier publication as it was. Then the earlier files are
-    moved out and the new ones in, a few renames.
+    hand-written README, say) stay; of its re-runs on other kinds of CPU (``reproductions/``), and of those of
+    the publication ``run_dir`` was restored from, the re-runs of runs published unchanged stay too
+    (:func:`~rltransfer.reporting.publication.carry_reproductions`). Everything is read and checked, and the new
+    publication written in ``dest/.publishing/``, before ``dest`` changes: a refusal (an unreadable result, a
+    bundle that changed) or a stop while it is written leaves the earlier publication as it was. Then the
+    earlier files are moved out and the new ones in, a few renames.
     """
     run_dir, dest = Path(run_dir), Path(dest)
     missing = [n for n in RECORDS if not (run_dir / n).is_file()]
@@ -74,7 +76,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             _write_where_run(staging / "config.yaml")
             write_runs(results, staging / RUNS_FILE)
             ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
-            carry_reproductions(dest, results, staging)
+            carry_reproductions([dest, run_dir / RESTORED_DIR], results, staging)
             render(staging)  # from the runs file: the report 'rltransfer report DEST' gives
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
