@@ -401,9 +401,12 @@ def test_a_run_made_here_from_a_pre_training_made_elsewhere_is_told_apart_when_p
 
 def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_path, capsys):
     from rltransfer.cli import main
+    from rltransfer.records.bundle_manifest import read_manifest
+    from rltransfer.records.experiment_manifest import ExperimentManifest
     from rltransfer.records.machine import Machine
     from rltransfer.records.run_result import FinishedRun
-    from rltransfer.reporting.publication import read_runs, record_reproductions
+    from rltransfer.reporting.publication import read_runs, record_reproductions, shipped_bundle
+    from rltransfer.store.layout import bundle_dir
 
     _, res = finished
     dest = tmp_path / "published"
@@ -444,6 +447,15 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     recorded = kept.read_bytes()
     assert main(["publish", str(run_dir), str(dest)]) == 0 and len(read_runs(dest)) == 8
     assert kept.read_bytes() == recorded
+    # A shipped bundle that records no machine (made before bundles did) was trained where the publication was
+    # made: restored, it records that machine, which an extended publication's manifest no longer names.
+    shipped = shipped_bundle(dest, 0)
+    read_manifest(shipped).model_copy(update={"machine": None}).sealed().write(shipped)
+    experiment = ExperimentManifest.read(dest)
+    experiment.machine = elsewhere
+    experiment.write(dest)
+    assert main(["restore", str(dest), "--output-dir", str(tmp_path / "third")]) == 0
+    assert read_manifest(bundle_dir(tmp_path / "third" / "tiny", 0)).machine == elsewhere
 
 
 def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_path):

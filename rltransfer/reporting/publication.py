@@ -166,7 +166,7 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
     new, or empty) the experiment directory of the publication ``published``: its config and manifest, every
     run's ``result.json`` in its place, and the shipped bundles as its pre-trainings. Each result names the
     machine it was made on (the publication's, where the result predates that record: the experiment that
-    extends it records its own). A pre-training that does not ship is trained again by the experiment, and
+    extends it records its own), and so does each bundle. A pre-training that does not ship is trained again by the experiment, and
     the runs that loaded it run again."""
     published = Path(published)
     if not is_publication(published):
@@ -193,11 +193,21 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
             r.write(out / RESULT_FILE)
         shipped = shipped_bundles(published)
         for p, bundle in shipped.items():
-            shutil.copytree(bundle, layout.bundle_dir(run_dir, p))
+            _restore_bundle(bundle, layout.bundle_dir(run_dir, p), manifest.machine)
         reproduced_on = _keep_reproductions(published, run_dir / RESTORED_DIR)
     except OSError as err:
         raise UserInputError(f"cannot restore into '{run_dir}': {err}") from None
     return Restored(run_dir, len(results), sorted(shipped), reproduced_on)
+
+
+def _restore_bundle(bundle: Path, into: Path, machine: Machine | None) -> None:
+    """Copy a shipped bundle into ``into``; one that records no machine (made before bundles recorded one) records
+    ``machine``, the publication's, where it was trained: an extended publication's manifest records the machine
+    that extended it, and its bundles' own record is then what says where they were trained."""
+    shutil.copytree(bundle, into)
+    manifest = read_manifest(into)
+    if manifest.machine is None and machine is not None:
+        manifest.model_copy(update={"machine": machine}).sealed().write(into)
 
 
 def _keep_reproductions(published: Path, into: Path) -> list[str]:
