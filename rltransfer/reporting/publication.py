@@ -21,7 +21,7 @@ runs file), and later checks on that kind compare with them exactly: a publicati
 last bit on every kind of CPU it was reproduced on. Publishing again keeps the re-runs of the runs it publishes
 unchanged (:func:`carry_reproductions`: an extended experiment keeps its reproductions of the runs it re-used)
 and drops the others, over the publication itself or elsewhere: a restored experiment keeps its
-publication's re-runs in ``restored-from/`` (:data:`RESTORED_DIR`).
+publication's re-runs in ``restored-from/`` (:data:`rltransfer.store.layout.RESTORED_DIR`).
 """
 
 from __future__ import annotations
@@ -58,9 +58,6 @@ BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 reads it, and it is pickle)."""
 REPRODUCTIONS_DIR = "reproductions"
 """Where a publication keeps re-runs made on other kinds of CPU (``rltransfer verify --record``)."""
-RESTORED_DIR = "restored-from"
-"""In an experiment directory restored from a publication that keeps re-runs: that publication's runs file,
-manifest and ``reproductions/``, which publishing the experiment, wherever to, carries on."""
 MAX_BUNDLE_BYTES = 5 * 2**20
 """Bundles ship when together at most this large (CartPole's three: 141 KB in all)."""
 
@@ -194,7 +191,7 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         shipped = shipped_bundles(published)
         for p, bundle in shipped.items():
             _restore_bundle(bundle, layout.bundle_dir(run_dir, p), manifest.machine)
-        reproduced_on = _keep_reproductions(published, run_dir / RESTORED_DIR)
+        reproduced_on = _keep_reproductions(published, run_dir / layout.RESTORED_DIR)
     except OSError as err:
         raise UserInputError(f"cannot restore into '{run_dir}': {err}") from None
     return Restored(run_dir, len(results), sorted(shipped), reproduced_on)
@@ -232,7 +229,7 @@ class Restored:
     bundles: list[int]
     """The pre-training seeds whose shipped bundles were restored."""
     reproduced_on: list[str]
-    """The kinds of CPU whose re-runs of the publication were kept (in :data:`RESTORED_DIR`)."""
+    """The kinds of CPU whose re-runs of the publication were kept (in ``restored-from/``)."""
 
 
 def bundle_seeds(results: Sequence[FinishedRun | FailedRun]) -> list[int]:

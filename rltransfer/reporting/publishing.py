@@ -21,7 +21,6 @@ from rltransfer.reporting.publication import (
     RECORDS,
     REPORT_PATTERNS,
     REPRODUCTIONS_DIR,
-    RESTORED_DIR,
     RUNS_FILE,
     bundle_seeds,
     carry_reproductions,
@@ -76,7 +75,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             _write_where_run(staging / "config.yaml")
             write_runs(results, staging / RUNS_FILE)
             ship_bundles(staging, {p: layout.bundle_dir(run_dir, p) for p in bundle_seeds(results)}, results)
-            carry_reproductions([dest, run_dir / RESTORED_DIR], results, staging)
+            carry_reproductions([dest, run_dir / layout.RESTORED_DIR], results, staging)
             render(staging)  # from the runs file: the report 'rltransfer report DEST' gives
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

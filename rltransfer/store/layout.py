@@ -8,6 +8,8 @@
     <run_dir>/report/                            report.md, summary.json, summary.csv, pictures
     <run_dir>/tb/                                TensorBoard (tensorboard --logdir <run_dir>/tb): runs named
         pretrain/seed-P, <target>/<strategy>/seed-S and <target>/iqm/<strategy> (each strategy's IQM)
+    <run_dir>/restored-from/                     restored from a publication that keeps re-runs made on other
+        kinds of CPU: its runs.jsonl.gz, manifest.json and reproductions/, which publishing carries on
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from rltransfer.records.experiment_manifest import MANIFEST_FILE
 BUNDLE_DIR = "bundle"
 CONFIG_FILE = "config.yaml"
 TB_DIR = "tb"
+RESTORED_DIR = "restored-from"
 LOCK_FILE = ".lock"
-TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, "pretrain", "runs", "report", TB_DIR)
+TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, "pretrain", "runs", "report", TB_DIR, RESTORED_DIR)
 """What an experiment directory holds at its top (the tree above; and its hidden lock), and nothing else."""
 
 
