@@ -849,7 +849,7 @@ def test_pretraining_seeds_spread_the_transfer_seeds_and_the_report_splits_them(
     # zero_shot's seeds 0 and 2 are one agent (same pre-training, deterministic evaluation): 2 units of 3.
     assert rows["zero_shot"]["n_eff"] == 2 and rows["zero_shot"]["pretrainings"] == 2
     assert rows["zero_shot"]["claim"] == "too few independent runs" and not rows["zero_shot"]["significant"]
-    assert "a smoke test, not a claim" in md and "Holm-corrected over 1" in md
+    assert "a smoke test, not a claim: zero_shot (2)." in md and "Holm-corrected over 1" in md
 
 
 def test_pretraining_seeds_train_side_by_side_into_the_same_bundles(finished, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,12 @@ def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(t
         summary["rows"] = [{**win, "n_eff": mine, "n_eff_scratch": theirs}]
         (root / "grid" / "summary.json").write_text(json.dumps(summary))
         assert f"| 7.1e-05 | {said} | - |" in short_table(publications(root), root, root)
+    # Under the table, the seeds each publication ran, which a headline claim takes 20 of.
+    summary["rows"] = [{**win, "seeds": 10}]
+    (root / "grid" / "summary.json").write_text(json.dumps(summary))
+    shutil.copytree(root / "grid", root / "other")
+    summary["rows"] = [{**win, "seeds": 20}]
+    (root / "other" / "summary.json").write_text(json.dumps(summary))
+    assert short_table(publications(root), root, root).endswith(
+        "\n\nSeeds a side (a headline claim takes 20): 20 in other; 10 in grid."
+    )

@@ -166,6 +166,23 @@ def test_copies_a_probe_placed_apart_count_once():
     assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 2
 
 
+def test_the_report_names_the_comparisons_that_are_smoke_tests():
+    """A target's claims sentence called the whole target a smoke test where one strategy had few independent
+    runs (CartPole's very-long-heavy: zero_shot's four agents beside 20 runs a side for the others)."""
+    from rltransfer.reporting.report_text import claims_text
+
+    row = {"comparisons": 3, "n_eff_scratch": 20, "pretrainings": 3}
+    rows = [
+        {**row, "strategy": "zero_shot", "n_eff": 4, "claim": significance.NOT_SIGNIFICANT},
+        {**row, "strategy": "lr_scaled", "n_eff": 20, "claim": significance.SIGNIFICANT},
+        {**row, "strategy": "finetune", "n_eff": 3, "claim": significance.TOO_FEW},
+    ]
+    text = claims_text(rows)
+    assert text.endswith("a comparison is a smoke test, not a claim: zero_shot (4), finetune (3).")
+    assert "lr_scaled" not in text
+    assert "smoke test" not in claims_text(rows[1:2])
+
+
 def test_negative_transfer_fires_when_scratch_auc_is_not_positive():
     """Scratch's AUC IQM below 0 made the AUC ratio NaN and kept the flag off."""
     scratch = _runs([-0.02, -0.01, -0.03, -0.015, -0.025, -0.012])

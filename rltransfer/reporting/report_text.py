@@ -102,11 +102,13 @@ def claims_text(rows: Sequence[Mapping[str, Any]]) -> str:
         f"Claims: {m} strateg{'ies' if m != 1 else 'y'} compared with scratch, Holm-corrected over {m}; "
         "p (Holm) is the adjusted one-sided p of 'better than scratch' on AUC."
     )
-    small = sorted({min(r["n_eff"], r["n_eff_scratch"]) for r in compared})
-    if small and small[0] < significance.SMOKE_UNITS:
+    small = [(r["strategy"], min(r["n_eff"], r["n_eff_scratch"])) for r in compared]
+    small = [(s, n) for s, n in small if n < significance.SMOKE_UNITS]
+    if small:
         text += (
-            f" With n_eff below {significance.SMOKE_UNITS} on a side (here as few as {small[0]}), this is "
-            "a smoke test, not a claim."
+            f" With n_eff below {significance.SMOKE_UNITS} on a side a comparison is a smoke test, not a claim: "
+            + ", ".join(f"{s} ({n})" for s, n in small)
+            + "."
         )
     pre = max(r.get("pretrainings") or 0 for r in compared)
     if pre == 1:

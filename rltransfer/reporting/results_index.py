@@ -123,8 +123,10 @@ def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
     """The README's table: one row a target of each top-level publication under the current rules, its
     best strategy as the verdict names it (significantly better than scratch), with the figures behind it, and
     beside it how many pre-trainings it rests on where they are fewer than a headline claim's, and "a smoke
-    test" where its independent runs (or scratch's) are fewer than a claim's, as the report says."""
-    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, SMOKE_UNITS, pretrainings_text
+    test" where its independent runs (or scratch's) are fewer than a claim's, as the report says; under it, the
+    seeds each publication ran, which a headline claim takes :data:`~rltransfer.stats.significance.HEADLINE_SEEDS`
+    of."""
+    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, HEADLINE_SEEDS, SMOKE_UNITS, pretrainings_text
     from rltransfer.stats.summary import best
 
     top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
@@ -158,6 +160,13 @@ def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
             lines.append(
                 f"| {_link(pub, relative_to, pub.path.name)} | {target} ({split}) | {cells} | {'; '.join(other) or '-'} |"
             )
+    by_seeds: dict[int, list[str]] = {}
+    for pub in top:
+        seeds = max((r["seeds"] for r in pub.summary["rows"] if r.get("seeds")), default=0)
+        by_seeds.setdefault(seeds, []).append(pub.path.name)
+    said = "; ".join(f"{n} in {', '.join(names)}" for n, names in sorted(by_seeds.items(), reverse=True) if n)
+    if said:
+        lines += ["", f"Seeds a side (a headline claim takes {HEADLINE_SEEDS}): {said}."]
     return "\n".join(lines)
 
 

@@ -37,6 +37,8 @@ MIN_UNITS = 4
 """Below this many independent runs on either side, a comparison gives no verdict."""
 SMOKE_UNITS = 10
 """Below this many independent runs, a report calls its comparison a smoke test, not a claim."""
+HEADLINE_SEEDS = 20
+"""A headline claim rests on this many seeds a side (10 is the default: a claim's)."""
 HEADLINE_PRETRAININGS = 3
 """A headline claim rests on at least this many pre-trainings (one can decide a result); a claim from fewer
 says how many beside it."""
