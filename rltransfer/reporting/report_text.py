@@ -102,13 +102,15 @@ def claims_text(rows: Sequence[Mapping[str, Any]]) -> str:
         f"Claims: {m} strateg{'ies' if m != 1 else 'y'} compared with scratch, Holm-corrected over {m}; "
         "p (Holm) is the adjusted one-sided p of 'better than scratch' on AUC."
     )
-    small = [(r["strategy"], min(r["n_eff"], r["n_eff_scratch"])) for r in compared]
-    small = [(s, n) for s, n in small if n < significance.SMOKE_UNITS]
-    if small:
+    smoke = [
+        f"{r['strategy']} ({n})"
+        for r in compared
+        if (n := min(r["n_eff"], r["n_eff_scratch"])) < significance.SMOKE_UNITS
+    ]
+    if smoke:
         text += (
             f" With n_eff below {significance.SMOKE_UNITS} on a side a comparison is a smoke test, not a claim: "
-            + ", ".join(f"{s} ({n})" for s, n in small)
-            + "."
+            f"{', '.join(smoke)}."
         )
     pre = max(r.get("pretrainings") or 0 for r in compared)
     if pre == 1:
