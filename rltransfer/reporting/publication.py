@@ -163,8 +163,8 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
     new, or empty) the experiment directory of the publication ``published``: its config and manifest, every
     run's ``result.json`` in its place, and the shipped bundles as its pre-trainings. Each result names the
     machine it was made on (the publication's, where the result predates that record: the experiment that
-    extends it records its own), and so does each bundle. A pre-training that does not ship is trained again by the experiment, and
-    the runs that loaded it run again."""
+    extends it records its own), and so does each bundle. A pre-training that does not ship is trained again by
+    the experiment, and the runs that loaded it run again."""
     published = Path(published)
     if not is_publication(published):
         raise UserInputError(
