@@ -166,6 +166,23 @@ def test_copies_a_probe_placed_apart_count_once():
     assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 2
 
 
+def test_copies_evaluated_on_another_kind_of_cpu_count_once():
+    """A copy evaluated on another kind of CPU scores a few units in the last place apart (the Pendulum
+    publication's zero_shot, seeds made on an Intel Xeon and an AMD EPYC: 0.7373452164287038 against
+    0.737345217129648): still one agent. Counted apart, three pre-trainings' copies were six units and a
+    verdict (p = 0.002); one unit a pre-training is too few for one."""
+    scratch = _runs([0.10, 0.12, 0.15, 0.11, 0.13, 0.14], [0, 1, 2, 0, 1, 2])
+    copies = _runs([0.7373452164287038] * 6, [0, 1, 2, 0, 1, 2])
+    for run in copies[3:]:  # the second machine's seeds, one per pre-training
+        run.curve.score = [0.737345217129648] * len(run.curve.score)
+        run.metrics.auc = 0.7373452171296481
+    c = compare({"zero_shot": copies}, scratch)["zero_shot"]
+    assert c.n_eff == 3 and c.claim == significance.TOO_FEW
+    # Apart by more than SAME_SCORE at one evaluation: two agents in that pre-training.
+    copies[3].curve.score[1] += 2 * significance.SAME_SCORE
+    assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 4
+
+
 def test_the_report_names_the_comparisons_that_are_smoke_tests():
     """A target's claims sentence called the whole target a smoke test where one strategy had few independent
     runs (CartPole's very-long-heavy: zero_shot's four agents beside 20 runs a side for the others)."""
