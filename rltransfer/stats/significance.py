@@ -70,7 +70,7 @@ def _same_agent(a: FinishedRun, b: FinishedRun) -> bool:
     seed, places a copy's first evaluation (and so its AUC) a little apart from another copy's without making
     it another agent."""
     sa, sb = a.curve.score, b.curve.score
-    return len(sa) == len(sb) and all(abs(x - y) <= SAME_SCORE for x, y in zip(sa, sb))
+    return len(sa) == len(sb) and bool(np.allclose(sa, sb, rtol=0.0, atol=SAME_SCORE))
 
 
 def units(runs: Sequence[FinishedRun], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
