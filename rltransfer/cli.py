@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="re-render the report from the results on disk (also of a partial experiment)",
         epilog="examples:\n  rltransfer report runs/quickstart\n"
-        "  rltransfer report --index docs/results --update README.md docs/getting-started.md docs/results/README.md",
+        "  rltransfer report --index docs/results --update README.md docs/getting-started.md docs/results/README.md \\\n"
+        "    docs/results/*/README.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument(

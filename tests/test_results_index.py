@@ -10,16 +10,21 @@ import pytest
 
 from rltransfer.cli import main
 from rltransfer.errors import UserInputError
-from rltransfer.reporting.results_index import publications, tables, update
+from rltransfer.reporting.results_index import publication_table, publications, short_table, tables, update
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 
 
 def test_the_committed_tables_are_the_generated_ones():
-    # The README's headline table and the results page's status table say only what the summaries hold.
+    # The README's headline table, the results index's status table and each publication page's table say
+    # only what the summaries hold; every current top-level publication's page has its table.
     pages = [ROOT / "README.md", ROOT / "docs" / "getting-started.md", RESULTS / "README.md"]
-    assert update(RESULTS, pages, check=True) == []
+    own = sorted(RESULTS.glob("*/README.md"))
+    assert update(RESULTS, pages + own, check=True) == []
+    for pub in publications(RESULTS):
+        if pub.current and pub.path.parent == RESULTS:
+            assert f"table of {pub.path.name}; edit the summaries" in (pub.path / "README.md").read_text(), pub.path
 
 
 def test_every_publication_has_per_run_data_or_says_its_revision_on_its_first_line():
@@ -88,8 +93,6 @@ def test_report_index_updates_checks_and_refuses_bad_input(tmp_path, capsys):
 
 def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(tmp_path):
     # MiniGrid's doorkey-8: scratch's AUC IQM is below the random policy's, so the summary has no ratio.
-    from rltransfer.reporting.results_index import short_table
-
     root = tmp_path / "results"
     (root / "grid").mkdir(parents=True)
     win = {
@@ -125,3 +128,29 @@ def test_the_short_table_gives_no_auc_ratio_where_scratch_has_no_positive_area(t
     assert short_table(publications(root), root, root).endswith(
         "\n\nSeeds a side (a headline claim takes 20): 20 in other; 10 in grid."
     )
+
+
+def test_a_publication_pages_table_is_its_rows_of_the_readme_table(tmp_path):
+    # A page's own table: the README's rows of its targets without the link, its seeds and revision under it;
+    # only a current top-level publication has one.
+    root = _results(tmp_path)
+    (root / "old" / "README.md").write_text("Status: old rule, published at `1234567`, not re-run: too long.\n")
+    win = {
+        "target": "far", "split": "extrapolation", "strategy": "finetune", "claim": "significant", "seeds": 20,
+        "speedup_to_threshold": 3.04, "ttt_median": 6000.0, "ttt_median_ci": [4000.0, 8000.0], "auc_iqm": 1.0,
+        "auc_ratio": 1.5,
+        "auc_ratio_ci": [1.25, 1.75], "p_adjusted": 0.00123, "n_eff": 20, "n_eff_scratch": 19,
+    }  # fmt: skip
+    assert {k for k in tables(root, root) if k.startswith("table of")} == {"table of new"}
+    summary = {**_summary("cartpole", {"far": "best: finetune"}), "rows": [win]}
+    (root / "new" / "summary.json").write_text(json.dumps(summary))
+    new = next(p for p in publications(root) if p.path.name == "new")
+    assert publication_table(new).splitlines() == [
+        "| target (split) | best strategy | speed-up to threshold | AUC ratio [95% CI] | p (Holm) | n_eff | other claims |",
+        "|---|---|---|---|---|---|---|",
+        "| far (extrapolation) | finetune | 3.0x | 1.50 [1.25, 1.75] | 0.0012 | 20 vs 19 | - |",
+        "",
+        "Seeds a side: 20 (a headline claim takes 20); runs made at `abcdef1`; the report: [report.md](report.md).",
+    ]
+    readme_row = next(r for r in short_table(publications(root), root, root).splitlines() if "| far (" in r)
+    assert readme_row == "| [new](new/report.md) | " + publication_table(new).splitlines()[2][2:]

@@ -6,7 +6,8 @@ the headline table, one row a target of each top-level publication, its verdict 
 ``--update FILE`` rewrites the tables between their markers in FILE (the README, the results page), so
 prose quotes only what a summary holds; a test keeps the committed tables equal to the generated ones. A
 block ``output of <publication>`` holds what ``rltransfer experiment`` printed at the end of that run
-(each target's verdict and the compact table): the README's quick-start output.
+(each target's verdict and the compact table): the README's quick-start output. A block ``table of
+<publication>`` holds the README's rows of that publication's targets, for its own page.
 
 A publication is a directory with a ``summary.json``. One without per-run data (``runs.jsonl.gz``)
 says on the first line of its README which revision it was published at and why it was not run again::
@@ -119,54 +120,74 @@ def _ratio(row: Mapping[str, Any]) -> str:
     return f"{row['auc_ratio']:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
-def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
-    """The README's table: one row a target of each top-level publication under the current rules, its
-    best strategy as the verdict names it (significantly better than scratch), with the figures behind it, and
-    beside it how many pre-trainings it rests on where they are fewer than a headline claim's, and "a smoke
-    test" where its independent runs (or scratch's) are fewer than a claim's, as the report says; under it, the
-    seeds each publication ran, which a headline claim takes :data:`~rltransfer.stats.significance.HEADLINE_SEEDS`
-    of."""
-    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, HEADLINE_SEEDS, SMOKE_UNITS, pretrainings_text
+def _best_row(pub: Publication, target: str) -> str:
+    """The cells of a target's row in the short tables: its best strategy as the verdict names it (significantly
+    better than scratch), with the figures behind it, how many pre-trainings it rests on where they are fewer
+    than a headline claim's, "a smoke test" where its independent runs (or scratch's) are fewer than a claim's,
+    as the report says, and the target's other claims."""
+    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, SMOKE_UNITS, pretrainings_text
     from rltransfer.stats.summary import best
 
+    rows = [r for r in pub.summary["rows"] if r["target"] == target]
+    split = rows[0]["split"] if rows else "?"
+    b = best(rows)
+    negative = [r["strategy"] for r in rows if r.get("negative_transfer")]
+    few = [r["strategy"] for r in rows if r.get("claim") == "too few independent runs"]
+    other = [f"NEGATIVE TRANSFER: {', '.join(negative)}"] if negative else []
+    other += [f"too few independent runs: {', '.join(few)}"] if few else []
+    if b is None:
+        cells = "none significant | - | - | - | -"
+    else:
+        pre = b.get("pretrainings")
+        name = f"{b['strategy']} ({pretrainings_text(pre)})" if pre and pre < HEADLINE_PRETRAININGS else b["strategy"]
+        smoke = " (a smoke test)" if min(b["n_eff"], b["n_eff_scratch"]) < SMOKE_UNITS else ""
+        cells = (
+            f"{name} | {_cell(_speed(b))} | {_ratio(b)} | "
+            f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}{smoke}"
+        )
+    return f"{target} ({split}) | {cells} | {'; '.join(other) or '-'}"
+
+
+_SHORT_HEADER = "best strategy | speed-up to threshold | AUC ratio [95% CI] | p (Holm) | n_eff | other claims |"
+
+
+def _seeds(pub: Publication) -> int:
+    return max((r["seeds"] for r in pub.summary["rows"] if r.get("seeds")), default=0)
+
+
+def short_table(pubs: list[Publication], root: Path, relative_to: Path) -> str:
+    """The README's table: one row a target of each top-level publication under the current rules
+    (:func:`_best_row`); under it, the seeds each publication ran, which a headline claim takes
+    :data:`~rltransfer.stats.significance.HEADLINE_SEEDS` of."""
+    from rltransfer.stats.significance import HEADLINE_SEEDS
+
     top = sorted((p for p in pubs if p.current and p.path.parent == Path(root)), key=lambda p: p.path.name)
-    lines = [
-        "| results | target (split) | best strategy | speed-up to threshold | AUC ratio [95% CI] | p (Holm) | n_eff | other claims |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"| results | target (split) | {_SHORT_HEADER}", "|---|---|---|---|---|---|---|---|"]
     for pub in top:
         for target in pub.summary["targets"]:
-            rows = [r for r in pub.summary["rows"] if r["target"] == target]
-            split = rows[0]["split"] if rows else "?"
-            b = best(rows)
-            negative = [r["strategy"] for r in rows if r.get("negative_transfer")]
-            few = [r["strategy"] for r in rows if r.get("claim") == "too few independent runs"]
-            other = [f"NEGATIVE TRANSFER: {', '.join(negative)}"] if negative else []
-            other += [f"too few independent runs: {', '.join(few)}"] if few else []
-            if b is None:
-                cells = "none significant | - | - | - | -"
-            else:
-                pre = b.get("pretrainings")
-                name = (
-                    f"{b['strategy']} ({pretrainings_text(pre)})"
-                    if pre and pre < HEADLINE_PRETRAININGS
-                    else b["strategy"]
-                )
-                smoke = " (a smoke test)" if min(b["n_eff"], b["n_eff_scratch"]) < SMOKE_UNITS else ""
-                cells = (
-                    f"{name} | {_cell(_speed(b))} | {_ratio(b)} | "
-                    f"{b['p_adjusted']:.2g} | {b['n_eff']} vs {b['n_eff_scratch']}{smoke}"
-                )
-            lines.append(
-                f"| {_link(pub, relative_to, pub.path.name)} | {target} ({split}) | {cells} | {'; '.join(other) or '-'} |"
-            )
+            lines.append(f"| {_link(pub, relative_to, pub.path.name)} | {_best_row(pub, target)} |")
     by_seeds: dict[int, list[str]] = {}
     for pub in top:
-        seeds = max((r["seeds"] for r in pub.summary["rows"] if r.get("seeds")), default=0)
-        by_seeds.setdefault(seeds, []).append(pub.path.name)
+        by_seeds.setdefault(_seeds(pub), []).append(pub.path.name)
     said = "; ".join(f"{n} in {', '.join(names)}" for n, names in sorted(by_seeds.items(), reverse=True) if n)
     if said:
         lines += ["", f"Seeds a side (a headline claim takes {HEADLINE_SEEDS}): {said}."]
+    return "\n".join(lines)
+
+
+def publication_table(pub: Publication) -> str:
+    """A publication's own page's table: the README's rows of its targets (:func:`short_table`), with the
+    seeds a side it ran and the revision its runs were made at under it."""
+    from rltransfer.stats.significance import HEADLINE_SEEDS
+
+    lines = [f"| target (split) | {_SHORT_HEADER}", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {_best_row(pub, target)} |" for target in pub.summary["targets"]]
+    seeds = _seeds(pub)
+    lines += [
+        "",
+        f"Seeds a side: {seeds} (a headline claim takes {HEADLINE_SEEDS}); runs made at {pub.revision}; "
+        "the report: [report.md](report.md).",
+    ]
     return "\n".join(lines)
 
 
@@ -192,8 +213,9 @@ def terminal_output(pub: Publication) -> str:
 
 def tables(root: Path, relative_to: Path) -> dict[str, str]:
     """The generated tables of ``root``, their links relative to ``relative_to``: the short headline table
-    (current rules only), the headline and status tables, and the terminal output of each current
-    publication (``output of <name>``)."""
+    (current rules only), the headline and status tables, the terminal output of each current
+    publication (``output of <name>``) and each current top-level publication's own table, for its page
+    (``table of <name>``)."""
     pubs = publications(root)
     out = {
         "short headline table": short_table(pubs, Path(root), relative_to),
@@ -203,6 +225,8 @@ def tables(root: Path, relative_to: Path) -> dict[str, str]:
     for pub in pubs:
         if pub.current:
             out[f"output of {pub.path.relative_to(root).as_posix()}"] = terminal_output(pub)
+            if pub.path.parent == Path(root):
+                out[f"table of {pub.path.name}"] = publication_table(pub)
     return out
 
 
