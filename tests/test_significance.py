@@ -183,6 +183,44 @@ def test_copies_evaluated_on_another_kind_of_cpu_count_once():
     assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 4
 
 
+def test_a_seed_free_agent_is_one_unit_a_bundle_on_any_cpu():
+    """The LunarLander-continuous publication's zero_shot, extended on an AMD EPYC: a Box2D episode diverged
+    from a rounding, so the new copies of two pre-trainings scored up to 8e-4 apart from the Intel ones, and
+    the score rule counted five agents (a verdict, p = 1.2e-4) where there are three. A strategy that trains
+    nothing, evaluated deterministically, is one agent a bundle by construction."""
+    scratch = _runs([0.10, 0.12, 0.15, 0.11, 0.13, 0.14, 0.12, 0.16, 0.1], [0, 1, 2] * 3)
+    copies = _runs([1.0662, 0.995, 1.1155] * 3, [0, 1, 2] * 3)
+    for r in copies:
+        r.components = {"encoder": "loaded", "heads": "loaded", "trunk": "loaded"}
+        r.bundle_sha256 = f"bundle-{r.pretrain_seed}"
+    for r in copies[6:8]:  # pre-trainings 0 and 1, made on the other kind of CPU: apart by more than SAME_SCORE
+        r.curve.score = [x - 8e-4 for x in r.curve.score]
+        r.metrics.auc -= 7e-4
+    assert compare({"zero_shot": copies}, scratch)["zero_shot"].n_eff == 5  # by score alone: five "agents"
+    c = compare({"zero_shot": copies}, scratch, seed_free={"zero_shot"})["zero_shot"]
+    assert c.n_eff == 3 and c.claim == significance.TOO_FEW
+    assert significance.units(copies, seed_free=True)[0] == pytest.approx([(2 * 1.0662 + 1.0655) / 3])
+    # A component that started fresh (from the seed) makes a run its own agent again, as does another bundle.
+    copies[6].components = {**copies[6].components, "heads": "fresh"}
+    assert compare({"zero_shot": copies}, scratch, seed_free={"zero_shot"})["zero_shot"].n_eff == 4
+    copies[7].bundle_sha256 = "another"
+    assert compare({"zero_shot": copies}, scratch, seed_free={"zero_shot"})["zero_shot"].n_eff == 5
+
+
+def test_which_strategies_are_seed_free():
+    """Those that train nothing, where evaluation is deterministic and no probe (whose episodes follow the seed)
+    chooses the head."""
+    from rltransfer.reporting.report import seed_free_strategies
+
+    strategies = ["scratch", "zero_shot", "finetune", "freeze_encoder"]
+    config = {"transfer": {"strategies": strategies, "head_init": "nearest"}, "evaluation": {"deterministic": True}}
+    assert seed_free_strategies(config) == {"zero_shot"}
+    assert seed_free_strategies({**config, "evaluation": {"deterministic": False}}) == set()
+    assert seed_free_strategies({**config, "transfer": {**config["transfer"], "head_init": "probe"}}) == set()
+    mine = {"transfer": {"strategies": ["scratch", "my_own"], "head_init": "mean"}, "evaluation": {}}
+    assert seed_free_strategies(mine) == set()  # registered by the script that ran it, not known here
+
+
 def test_the_report_names_the_comparisons_that_are_smoke_tests():
     """A target's claims sentence called the whole target a smoke test where one strategy had few independent
     runs (CartPole's very-long-heavy: zero_shot's four agents beside 20 runs a side for the others)."""

@@ -32,7 +32,7 @@ from rltransfer.stats.summary import BASELINE, by_pretraining, target_rows, verd
 from rltransfer.store import layout
 from rltransfer.store.keys import experiment_hash, run_hash
 from rltransfer.store.migration import check_layout
-from rltransfer.strategies import COMMON, strategy_params
+from rltransfer.strategies import COMMON, get_strategy, strategy_params
 
 CSV_FIELDS = [
     "target", "split", "strategy", "seeds", "failed_runs", "pretrain_steps", "pretrain_steps_amortised", "p0_iqm",
@@ -157,12 +157,16 @@ def summarise(
         fails[(f.target, f.strategy)] += 1
     targets = list(dict.fromkeys(r.target for r in current))
     pre = manifest.pretrain_steps or 0
+    seed_free = seed_free_strategies(config)
     rows = []
     for target in targets:
         split = next(r.split for r in current if r.target == target)
         by_strategy = {s: sorted(by[(target, s)], key=lambda r: r.seed) for s in strategies}
         fails_here = {s: fails[(target, s)] for s in strategies}
-        for row in target_rows(target, split, by_strategy, budget, pre, max(1, len(targets)), fails_here):
+        rows_here = target_rows(
+            target, split, by_strategy, budget, pre, max(1, len(targets)), fails_here, seed_free=seed_free
+        )
+        for row in rows_here:
             groups = by_pretraining(by_strategy[row["strategy"]], budget) if row["strategy"] != BASELINE else None
             if groups:  # scratch loads nothing of a pre-training: its runs are not split
                 row["by_pretrain"] = groups
@@ -201,6 +205,25 @@ def _revision_counts(revisions: Sequence[str | None]) -> dict[str, int]:
     for revision in revisions:
         counts[revision or NOT_RECORDED] += 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def seed_free_strategies(config: Mapping[str, Any]) -> set[str]:
+    """The strategies of ``config`` whose runs' seeds touch neither the agent nor its evaluation: those that train
+    nothing (``zero_shot``), where evaluation is deterministic and no probe chooses the head (a probe's episodes
+    follow the seed). Their runs from one bundle are one agent on any CPU
+    (:func:`rltransfer.stats.significance.units`); a strategy this process does not know is not among them."""
+    if not config.get("evaluation", {}).get("deterministic", True) or config["transfer"].get("head_init") == "probe":
+        return set()
+    given_all = config["transfer"].get("strategy_params") or {}
+    out = set()
+    for name in _strategies(config)[1:]:
+        try:
+            trains = get_strategy(name).plan(strategy_params(name, given_all.get(name))).train
+        except ConfigError:  # a strategy registered by the script that ran it, not here
+            continue
+        if not trains:
+            out.add(name)
+    return out
 
 
 def transfer_settings(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -158,7 +158,8 @@ def protocol_text(summary: Mapping[str, Any]) -> str:
         f"pre-training, Holm-corrected over the strategies of a target, adjusted p < {significance.ALPHA} "
         "(either direction: 'significant' or 'NEGATIVE TRANSFER'); n_eff counts once the runs of one pre-training "
         f"that score the same at every evaluation (to {significance.SAME_SCORE:g}; wherever a probe's cost placed the first), "
-        "with their mean AUC; "
+        "and the runs from one bundle of a strategy that trains nothing, evaluated deterministically without a "
+        "probe (one agent on any CPU), with their mean AUC; "
         f"below n_eff {significance.MIN_UNITS} on a side: no verdict",
     ]
     tr = p.get("transfer")

@@ -4,8 +4,11 @@
   :data:`SAME_SCORE`) are one agent (a deterministic ``zero_shot`` evaluated from one bundle gives as many
   copies as it has seeds): they count once, with the mean of their AUCs. Where a head-choosing probe starts
   the runs, its cost (charged, so that it varies with the seed) moves their curves along the step axis
-  without making them other agents: the steps do not enter a run's identity. ``n_eff`` is the number of
-  units left.
+  without making them other agents: the steps do not enter a run's identity. The runs of a strategy that
+  trains nothing, evaluated deterministically, are one agent a bundle by construction (where every component
+  was loaded): on another kind of CPU a copy of it can score apart, its episodes diverging from a rounding
+  (LunarLander's zero_shot, extended on an AMD EPYC), and is counted with the others all the same.
+  ``n_eff`` is the number of units left.
 - **Test.** An exact one-sided rank-sum (Mann-Whitney) permutation test of AUC, strategy against scratch,
   stratified by pre-training: the strategy's units from pre-training p are compared with the scratch
   units of the same seeds (seed i starts from the (i mod P)-th pre-training), and the statistic is the
@@ -24,7 +27,7 @@ Pure numpy/scipy: no torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,22 +76,39 @@ def _same_agent(a: FinishedRun, b: FinishedRun) -> bool:
     return len(sa) == len(sb) and bool(np.allclose(sa, sb, rtol=0.0, atol=SAME_SCORE))
 
 
-def units(runs: Sequence[FinishedRun], strata: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
+def _bundle_agent(run: FinishedRun) -> str | None:
+    """The agent a run of a strategy that trains nothing evaluated, where its bundle alone made it (every
+    component loaded): the bundle's checksum. None where a component started fresh (from the seed)."""
+    if run.bundle_sha256 and all(status == "loaded" for status in run.components.values()):
+        return run.bundle_sha256
+    return None
+
+
+def units(
+    runs: Sequence[FinishedRun], strata: Mapping[int, int] | None = None, seed_free: bool = False
+) -> dict[int, np.ndarray]:
     """The AUCs of the independent units among ``runs``, by stratum (pre-training).
 
     :param strata: seed -> stratum; a run whose seed it lacks uses its own ``pretrain_seed``.
+    :param seed_free: the runs are of a strategy that trains nothing, evaluated deterministically (the seed
+        touches neither the agent nor its evaluation): runs from one bundle with every component loaded
+        (:func:`_bundle_agent`) are one agent, wherever they ran and whatever they scored.
     Runs of one stratum that score the same at every evaluation (:func:`_same_agent` of the unit's first run,
     in the order of the seeds) count once, with the mean of their AUCs.
     """
-    seen: dict[int, list[tuple[FinishedRun, list[float]]]] = {}
+    seen: dict[int, list[tuple[FinishedRun, str | None, list[float]]]] = {}
     for r in sorted(runs, key=lambda r: r.seed):
         unit_list = seen.setdefault((strata or {}).get(r.seed, r.pretrain_seed), [])
-        aucs = next((aucs for first, aucs in unit_list if _same_agent(first, r)), None)
+        agent = _bundle_agent(r) if seed_free else None
+        aucs = next(
+            (aucs for first, a, aucs in unit_list if (agent is not None and a == agent) or _same_agent(first, r)),
+            None,
+        )
         if aucs is None:
-            unit_list.append((r, [r.metrics.auc]))
+            unit_list.append((r, agent, [r.metrics.auc]))
         else:
             aucs.append(r.metrics.auc)
-    return {k: np.array([_mean(aucs) for _, aucs in v]) for k, v in sorted(seen.items())}
+    return {k: np.array([_mean(aucs) for _, _, aucs in v]) for k, v in sorted(seen.items())}
 
 
 def _mean(values: list[float]) -> float:
@@ -197,18 +217,20 @@ class Comparison:
         }
 
 
-def compare(strategies: Mapping[str, Sequence[FinishedRun]], scratch: Sequence[FinishedRun]) -> dict[str, Comparison]:
+def compare(
+    strategies: Mapping[str, Sequence[FinishedRun]], scratch: Sequence[FinishedRun], seed_free: Collection[str] = ()
+) -> dict[str, Comparison]:
     """Every transfer strategy of one target against scratch, Holm-corrected over the strategies.
 
     ``strategies``: name -> its finished runs. Every strategy with runs counts as a comparison, also where it has too few units for a
-    verdict.
+    verdict. ``seed_free``: the strategies whose runs' seeds touch neither agent nor evaluation (:func:`units`).
     """
     names = [s for s, runs in strategies.items() if runs]
     tests, sides = {}, {}
     for name in names:
         runs = strategies[name]
         strata = {r.seed: r.pretrain_seed for r in runs}
-        x, y = units(runs), units(scratch, strata)
+        x, y = units(runs, seed_free=name in seed_free), units(scratch, strata)
         sides[name] = (n_units(x), n_units(y), len(x))
         tests[name] = rank_sum_test([(x[k], y.get(k, np.array([]))) for k in x]) if scratch else None
     better = holm([t[0] if (t := tests[n]) else None for n in names])

@@ -6,7 +6,7 @@ Pure numpy/scipy (no torch): :func:`summarise` turns result dicts into the ``row
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,16 +137,18 @@ def target_rows(
     n_targets: int,
     failed: Mapping[str, int],
     seed: int = 0,
+    seed_free: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """The rows of one target: each strategy's statistics (:func:`row_for`) and its claim against
     scratch (:func:`rltransfer.stats.significance.compare`, Holm over this target's strategies).
 
     ``by_strategy``: strategy -> its ok runs, scratch first; a strategy with no ok run but failed ones
-    gets a row that says so.
+    gets a row that says so. ``seed_free``: the strategies whose runs' seeds touch neither agent nor
+    evaluation (:func:`rltransfer.stats.significance.units`).
     """
     scratch = list(by_strategy.get(BASELINE, ()))
     others = {s: runs for s, runs in by_strategy.items() if s != BASELINE and runs}
-    claims = significance.compare(others, scratch)
+    claims = significance.compare(others, scratch, seed_free)
     scratch_units = significance.n_units(significance.units(scratch))
     rows = []
     for strategy, runs in by_strategy.items():
