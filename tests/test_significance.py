@@ -211,6 +211,7 @@ def test_which_strategies_are_seed_free():
     """Those that train nothing, where evaluation is deterministic and no probe (whose episodes follow the seed)
     chooses the head."""
     from rltransfer.reporting.report import seed_free_strategies
+    from rltransfer.strategies import register_strategy
 
     strategies = ["scratch", "zero_shot", "finetune", "freeze_encoder"]
     config = {"transfer": {"strategies": strategies, "head_init": "nearest"}, "evaluation": {"deterministic": True}}
@@ -219,6 +220,13 @@ def test_which_strategies_are_seed_free():
     assert seed_free_strategies({**config, "transfer": {**config["transfer"], "head_init": "probe"}}) == set()
     mine = {"transfer": {"strategies": ["scratch", "my_own"], "head_init": "mean"}, "evaluation": {}}
     assert seed_free_strategies(mine) == set()  # registered by the script that ran it, not known here
+
+    @register_strategy("plan_fails_test", overwrite=True)
+    def fails(params):
+        raise RuntimeError("boom")
+
+    failing = {**config, "transfer": {**config["transfer"], "strategies": strategies + ["plan_fails_test"]}}
+    assert seed_free_strategies(failing) == {"zero_shot"}  # its runs failed: the report says so, not this
 
 
 def test_the_report_names_the_comparisons_that_are_smoke_tests():

@@ -211,7 +211,8 @@ def seed_free_strategies(config: Mapping[str, Any]) -> set[str]:
     """The strategies of ``config`` whose runs' seeds touch neither the agent nor its evaluation: those that train
     nothing (``zero_shot``), where evaluation is deterministic and no probe chooses the head (a probe's episodes
     follow the seed). Their runs from one bundle are one agent on any CPU
-    (:func:`rltransfer.stats.significance.units`); a strategy this process does not know is not among them."""
+    (:func:`rltransfer.stats.significance.units`); a strategy this process does not know, or whose plan fails
+    here, is not among them (its runs are counted by their scores)."""
     if not config.get("evaluation", {}).get("deterministic", True) or config["transfer"].get("head_init") == "probe":
         return set()
     given_all = config["transfer"].get("strategy_params") or {}
@@ -219,7 +220,7 @@ def seed_free_strategies(config: Mapping[str, Any]) -> set[str]:
     for name in _strategies(config)[1:]:
         try:
             trains = get_strategy(name).plan(strategy_params(name, given_all.get(name))).train
-        except ConfigError:  # a strategy registered by the script that ran it, not here
+        except Exception:  # a user's plan that fails here: its runs failed too, and the report says so
             continue
         if not trains:
             out.add(name)
