@@ -7,7 +7,7 @@
   without making them other agents: the steps do not enter a run's identity. The runs of a strategy that
   trains nothing, evaluated deterministically, are one agent a bundle by construction (where every component
   was loaded): on another kind of CPU a copy of it can score apart, its episodes diverging from a rounding
-  (LunarLander's zero_shot, extended on an AMD EPYC), and is counted with the others all the same.
+  (LunarLander-continuous's zero_shot, extended on an AMD EPYC), and is counted with the others all the same.
   ``n_eff`` is the number of units left.
 - **Test.** An exact one-sided rank-sum (Mann-Whitney) permutation test of AUC, strategy against scratch,
   stratified by pre-training: the strategy's units from pre-training p are compared with the scratch
