@@ -125,14 +125,14 @@ def _best_row(pub: Publication, target: str) -> str:
     better than scratch), with the figures behind it, how many pre-trainings it rests on where they are fewer
     than a headline claim's, "a smoke test" where its independent runs (or scratch's) are fewer than a claim's,
     as the report says, and the target's other claims."""
-    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, SMOKE_UNITS, pretrainings_text
+    from rltransfer.stats.significance import HEADLINE_PRETRAININGS, SMOKE_UNITS, TOO_FEW, pretrainings_text
     from rltransfer.stats.summary import best
 
     rows = [r for r in pub.summary["rows"] if r["target"] == target]
     split = rows[0]["split"] if rows else "?"
     b = best(rows)
     negative = [r["strategy"] for r in rows if r.get("negative_transfer")]
-    few = [r["strategy"] for r in rows if r.get("claim") == "too few independent runs"]
+    few = [r["strategy"] for r in rows if r.get("claim") == TOO_FEW]
     other = [f"NEGATIVE TRANSFER: {', '.join(negative)}"] if negative else []
     other += [f"too few independent runs: {', '.join(few)}"] if few else []
     if b is None:
