@@ -78,16 +78,29 @@ def _update_both(sb3: PPO, mine: PPO) -> None:
     batch._train([0])
 
 
-@pytest.mark.parametrize("family,task", [("cartpole", "default"), ("pendulum", "default")])
-def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task):
+CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
+
+
+@pytest.mark.parametrize(
+    "family,task,extra,atol",
+    [
+        ("cartpole", "default", None, 1e-6),
+        ("pendulum", "default", None, 1e-6),
+        # MiniGrid's CNN runs through vmap, whose convolutions sum in another order than one seed's: the
+        # largest difference after the update is 1.5e-6 (the dense layer after the convolutions), while the
+        # update moves every parameter by 4e-3 to 7e-3.
+        ("minigrid", "empty-5", CNN, 2e-6),
+    ],
+)
+def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol):
     """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
-    parameter within 1e-6 and log the same keys (Discrete and Box actions)."""
-    sb3, mine = _model(3, family, task), _model(3, family, task)
+    parameter within 1e-6 (2e-6 through a CNN) and log the same keys (Discrete and Box actions, an image)."""
+    sb3, mine = _model(3, family, task, extra=extra), _model(3, family, task, extra=extra)
     _update_both(sb3, mine)
-    before = _params(_model(3, family, task))
+    before = _params(_model(3, family, task, extra=extra))
     for name, p in _params(sb3).items():
         assert not torch.equal(p, before[name]) or not p.requires_grad, name  # the update moved it
-        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(_params(mine)[name], p, atol=atol, rtol=0, msg=name)
     assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
     for key, value in sb3.logger.name_to_value.items():
         assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
@@ -161,7 +174,7 @@ def test_a_seed_is_bit_identical_whatever_shares_its_batch():
 def test_a_cnn_seed_is_bit_identical_whatever_shares_its_batch():
     # A convolution runs through vmap, which computes two rows by another path than three or more: a seed
     # alone is padded to three rows, so that `rltransfer verify` (a batch of one) gives the grid's bits.
-    cnn = {"family": "minigrid", "task": "empty-5", "extra": {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}}
+    cnn = {"family": "minigrid", "task": "empty-5", "extra": CNN}
     alone = _batch([1], steps=128, **cnn)[1]
     assert not alone[2].stack.folds and alone[2].rows == 3
     # the test's hyperparameters, not the MiniGrid family's (2,048 steps a rollout, 10 epochs: 90 s)
@@ -256,7 +269,7 @@ def _policies(kind: str) -> list:
             "heads": ("cartpole", ["short", "long", "default"], None),
             "context": ("cartpole", ["short", "long"], {"conditioning": "context"}),
             "box heads": ("pendulum", ["default", "heavy"], None),
-            "cnn": ("minigrid", "empty-5", {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}),
+            "cnn": ("minigrid", "empty-5", CNN),
         }[kind]
         models = [_model(s, family, task, extra=extra) for s in (0, 1, 2)]
     for s, m in enumerate(models):
