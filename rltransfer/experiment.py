@@ -367,6 +367,15 @@ def _still_to_run(
             "they are run again, not mixed with the new bundle's",
             file=sys.stderr,
         )
+    replaced = _made_otherwise([j for j in todo if j not in stale])
+    if echo and replaced:
+        cells = ", ".join(f"{n} of {cell}" for cell, n in sorted(replaced.items()))
+        print(
+            f"{sum(replaced.values())} finished run(s) were made with other settings than this config gives them "
+            f"({cells}): their results are replaced by this config's runs (a directory holds one config's results; "
+            "--set name=... keeps them)",
+            file=sys.stderr,
+        )
     for j in jobs:
         manifest.plan_run(j.key, finished=j not in todo)
     if cfg.runner.reuse_other_experiments:
@@ -374,6 +383,19 @@ def _still_to_run(
     manifest.write(cfg.run_dir)
     # Runs that never train (zero_shot) last: long jobs first keeps every worker busy.
     return sorted(todo, key=lambda j: not _trains(j.strategy, cfg))
+
+
+def _made_otherwise(todo: Sequence[RunJob]) -> Counter[str]:
+    """The jobs of ``todo`` whose directory holds a finished run of other settings (another engine, other
+    parameters of its strategy or target), by cell and what differs."""
+    out: Counter[str] = Counter()
+    for j in todo:
+        r = read_result(Path(j.out_dir) / RESULT_FILE)
+        if isinstance(r, FinishedRun):
+            was = r.engine or SB3
+            what = f"engine {was}, now {j.engine}" if was != j.engine else "other parameters"
+            out[f"{j.target['name']}/{j.strategy} ({what})"] += 1
+    return out
 
 
 def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: ExperimentManifest, echo: bool) -> list[RunJob]:

@@ -1264,6 +1264,26 @@ def test_a_rerun_says_that_it_reuses_every_run(finished, tmp_path, capsys):
     assert out.index("6 of 6 runs re-used") < out.index("very-long-heavy: ")  # before the table
 
 
+def test_a_rerun_with_another_engine_says_which_finished_runs_it_replaces(finished, tmp_path, capsys):
+    cfg, res = finished
+    run_dir = tmp_path / "runs" / res.run_dir.name
+    shutil.copytree(res.run_dir, run_dir)  # the shared fixture stays as it is
+    path = run_dir / "runs" / "very-long-heavy" / "scratch" / "seed-0" / "result.json"
+    assert json.loads(path.read_text())["engine"] == "batched"
+    rltransfer.run_experiment(
+        {**cfg, "output_dir": str(tmp_path / "runs")}, ["runner.batch_seeds=false"], progress=False, echo=True
+    )
+    captured = capsys.readouterr()
+    # scratch's and finetune's seeds trained batched; zero_shot trains nothing and ran with SB3's engine
+    assert "2 of 6 runs re-used, 4 to run" in captured.out
+    assert (
+        "4 finished run(s) were made with other settings than this config gives them (2 of very-long-heavy/finetune "
+        "(engine batched, now sb3), 2 of very-long-heavy/scratch (engine batched, now sb3)): their results are "
+        "replaced" in captured.err
+    )
+    assert "engine" not in json.loads(path.read_text())  # replaced by SB3's own run
+
+
 def test_progress_without_a_terminal_is_plain_periodic_lines(capsys):
     from rltransfer.experiment import ProgressLines
 
