@@ -367,8 +367,8 @@ def _still_to_run(
             "they are run again, not mixed with the new bundle's",
             file=sys.stderr,
         )
-    replaced = _made_otherwise([j for j in todo if j not in stale])
-    if echo and replaced:
+    replaced = _made_otherwise([j for j in todo if j not in stale]) if echo else Counter()
+    if replaced:
         cells = ", ".join(f"{n} of {cell}" for cell, n in sorted(replaced.items()))
         print(
             f"{sum(replaced.values())} finished run(s) were made with other settings than this config gives them "
