@@ -637,3 +637,28 @@ def test_workers_that_keep_dying_as_they_start_stop_the_grid_after_a_few_fresh_p
     with pytest.raises(WorkerDied, match="die as they start, before they take a run"):
         list(backends.run_local([["run a"], ["run b"]], workers=2))  # type: ignore[list-item]
     assert len(made) == 1 + backends.MAX_STALLS  # the first pool, then MAX_STALLS fresh ones
+
+
+def test_a_freed_worker_takes_its_next_unit_before_the_ended_units_results_are_handed_over(monkeypatch):
+    """When a unit ends, the local pool starts the next one first, then yields the ended unit's results: the
+    worker does not wait while the experiment records them (a batch's many results, the manifest written after
+    each), and a progress line's runs "in flight" are the runs running (it said one fewer than the workers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rltransfer.execution import backends
+
+    monkeypatch.setattr(backends, "execute_unit", lambda unit: [{"run": job, "status": "ok"} for job in unit])
+    started: list[str] = []
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        units = [["a1", "a2"], ["b"], ["c"], ["d"]]
+        stream = backends.run_local(units, 2, started.append, pool)  # type: ignore[arg-type]
+        for job, summary in stream:
+            seen.append((job, list(started)))
+            assert summary == {"run": job, "status": "ok"}
+    assert sorted(job for job, _ in seen) == ["a1", "a2", "b", "c", "d"]
+    for job, at_hand_over in seen:
+        unit = next(u for u in units if job in u)
+        later = units[units.index(unit) + 1 :]
+        if later:  # a unit's results come after the next unit is started
+            assert later[0][0] in at_hand_over, (job, at_hand_over)

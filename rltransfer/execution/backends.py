@@ -135,13 +135,20 @@ def run_local(
                 if stalls > MAX_STALLS:  # workers that die at random as they start: no fresh pool gets on
                     raise _died_starting()
                 executor = _fresh_pool(workers)
+            ended = []
             for future in done:
                 unit, alone = running.pop(future)
                 if isinstance(future.exception(), BrokenProcessPool) and not alone:
                     suspects.append(unit)
                 else:
                     stalls = 0
-                    yield from zip(unit, _summaries(future, unit))
+                    ended.append((future, unit))
+            # the freed workers take their next units before the ended units' results are handed over (and
+            # recorded, which takes a while for a batch of many runs): no worker waits on the bookkeeping,
+            # and every run counted in flight is running. A pool found broken here is replaced next round.
+            _submit(executor, _next_units(pending, suspects, running, workers), running, pending, suspects, on_start)
+            for future, unit in ended:
+                yield from zip(unit, _summaries(future, unit))
     except BaseException:
         stop_workers(executor)
         raise
