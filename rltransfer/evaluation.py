@@ -154,26 +154,71 @@ def evaluate_together(
 ) -> None:
     """The deferred evaluations (:attr:`Evaluator.pending`) of several runs at once: each run's episodes on its
     own evaluation env, on the same reset seeds as alone, every step acted on by one call of ``act`` for all
-    (``{key: observations} -> {key: actions}``; the batched engine's one forward pass for all its seeds)."""
+    (``{key: observations} -> {key: actions}``; the batched engine's one forward pass for all its seeds).
+
+    Each evaluation scores the agent as it was when it fell due (its parameters and observation statistics,
+    kept then): its run's model holds them again while its wave runs, and its own after. So runs whose
+    checkpoints fall at different steps of a batch (each seed's probe of source heads takes its own number
+    of steps) are still measured together, later, with the numbers they would have had then."""
     while any(ev.pending for _, ev, _ in due):
-        wave = [(k, ev, model, ev.pending.pop(0)) for k, ev, model in due if ev.pending]
-        wave = [(k, ev, model, step) for k, ev, model, step in wave if not ev.repeat(model, step)]
+        wave = [(k, ev, model, *ev.next_pending()) for k, ev, model in due if ev.pending]
+        wave = [(k, ev, model, step, state) for k, ev, model, step, state in wave if not ev.repeat(model, step, state)]
         if not wave:
             continue
         start = time.perf_counter()
-        runs = {k: Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED) for k, ev, model, _ in wave}
-        keys = list(runs)
-        step_envs = StepTogether([runs[k].env for k in keys])  # a family's vector builds: one physics step
-        while not all(r.done for r in runs.values()):
-            live = [i for i, k in enumerate(keys) if not runs[k].done]
-            actions = act({keys[i]: runs[keys[i]].obs for i in live})
-            for i, result in zip(live, step_envs(live, [actions[keys[i]] for i in live])):
-                if isinstance(result, Exception):
-                    raise result
-                runs[keys[i]].stepped(result)
+        with _as_scored([(model, state) for _, _, model, _, state in wave]):
+            runs = {k: Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED) for k, ev, model, _, _ in wave}
+            keys = list(runs)
+            step_envs = StepTogether([runs[k].env for k in keys])  # a family's vector builds: one physics step
+            while not all(r.done for r in runs.values()):
+                live = [i for i, k in enumerate(keys) if not runs[k].done]
+                actions = act({keys[i]: runs[keys[i]].obs for i in live})
+                for i, result in zip(live, step_envs(live, [actions[keys[i]] for i in live])):
+                    if isinstance(result, Exception):
+                        raise result
+                    runs[keys[i]].stepped(result)
         seconds = (time.perf_counter() - start) / len(wave)
-        for k, ev, model, step in wave:
-            ev.record_returns(model, step, runs[k].returns, seconds)
+        for k, ev, model, step, state in wave:
+            ev.record_returns(model, step, runs[k].returns, seconds, state)
+
+
+def _observation_statistics(model: BaseAlgorithm) -> list[Any]:
+    """The running statistics a ``VecNormalize`` over ``model``'s env normalises observations with (one, or
+    one per key of a dict observation); none where it has no such wrapper."""
+    env = model.get_env()
+    if not isinstance(env, VecNormalize):
+        return []
+    rms = env.obs_rms
+    return list(rms.values()) if isinstance(rms, dict) else [rms]
+
+
+@contextmanager
+def _as_scored(models: Sequence[tuple[BaseAlgorithm, list[np.ndarray]]]) -> Iterator[None]:
+    """Each model's policy parameters and observation statistics set, for the duration, to ``state`` (what
+    :meth:`Evaluator._scored_state` kept), and its own restored after, bit for bit. The batched engines'
+    parameters are views of their stacked rows, so their forward pass sees the state too."""
+    saved = []
+    with torch.no_grad():
+        for model, state in models:
+            params = list(model.policy.parameters())
+            stats = _observation_statistics(model)
+            saved.append(
+                (params, [p.detach().clone() for p in params], stats, [(s.mean, s.var, s.count) for s in stats])
+            )
+            for p, value in zip(params, state):
+                p.copy_(torch.from_numpy(value))
+            rest = state[len(params) + len(list(model.policy.buffers())) :]
+            for s, (mean, var, count) in zip(stats, zip(rest[0::3], rest[1::3], rest[2::3])):
+                s.mean, s.var, s.count = mean.copy(), var.copy(), count.item()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for params, values, stats, own in saved:
+                for p, kept in zip(params, values):
+                    p.copy_(kept)
+                for s, (mean, var, count) in zip(stats, own):
+                    s.mean, s.var, s.count = mean, var, count
 
 
 def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], np.ndarray]:
@@ -328,8 +373,10 @@ class Evaluator(BaseCallback):
         self._measured: tuple[list[np.ndarray], tuple[float, float, float]] | None = None
         """What the last measurement scored (:meth:`_scored_state`) and what it measured: mean, std, score."""
         self.defer = False
-        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine)."""
+        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine), with
+        the state it scores (:meth:`_scored_state` when it falls due)."""
         self.pending: list[int] = []
+        self._pending_states: list[list[np.ndarray]] = []
 
     def _eval_env(self, model: BaseAlgorithm) -> VecEnv:
         if self._env is None:
@@ -343,6 +390,7 @@ class Evaluator(BaseCallback):
         """Score ``model`` at target step ``step`` (logged to its TensorBoard); deferred: left in :attr:`pending`."""
         if self.defer:
             self.pending.append(step)
+            self._pending_states.append(self._scored_state(model))
             return
         if self.repeat(model, step):
             return
@@ -352,22 +400,35 @@ class Evaluator(BaseCallback):
             returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         self.record_returns(model, step, returns, time.perf_counter() - start)
 
-    def record_returns(self, model: BaseAlgorithm, step: int, returns: np.ndarray, seconds: float) -> None:
-        """The evaluation of ``model`` at ``step``: its episodes' ``returns``, which took ``seconds``."""
+    def next_pending(self) -> tuple[int, list[np.ndarray]]:
+        """The first deferred evaluation, taken out of :attr:`pending`: its step and the state it scores."""
+        return self.pending.pop(0), self._pending_states.pop(0)
+
+    def record_returns(
+        self,
+        model: BaseAlgorithm,
+        step: int,
+        returns: np.ndarray,
+        seconds: float,
+        state: list[np.ndarray] | None = None,
+    ) -> None:
+        """The evaluation of ``model`` at ``step``: its episodes' ``returns``, which took ``seconds``; ``state``:
+        what it scored, where not the model's state now (a deferred evaluation's)."""
         mean = float(returns.mean())
         measured = (mean, float(returns.std()), float(self.normalise(mean)))
         self._record(model, step, *measured)
         if self.deterministic:
-            self._measured = (self._scored_state(model), measured)
+            self._measured = (self._scored_state(model) if state is None else state, measured)
         self.eval_seconds += seconds
 
-    def repeat(self, model: BaseAlgorithm, step: int) -> bool:
+    def repeat(self, model: BaseAlgorithm, step: int, scored: list[np.ndarray] | None = None) -> bool:
         """Record at ``step`` the last measurement again where it would come out the same (a deterministic
-        evaluation of the same parameters and observation statistics); False: it must be run."""
+        evaluation of the same parameters and observation statistics: ``scored``, or the model's now); False:
+        it must be run."""
         if self._measured is None:
             return False
         state, measured = self._measured
-        now = self._scored_state(model)
+        now = self._scored_state(model) if scored is None else scored
         if len(now) != len(state) or not all(np.array_equal(a, b) for a, b in zip(now, state)):
             return False
         self._record(model, step, *measured)
@@ -380,11 +441,8 @@ class Evaluator(BaseCallback):
         statistics."""
         tensors = [*model.policy.parameters(), *model.policy.buffers()]
         state = [t.detach().cpu().numpy().copy() for t in tensors]
-        env = model.get_env()
-        if isinstance(env, VecNormalize):
-            rms = env.obs_rms
-            for one in rms.values() if isinstance(rms, dict) else [rms]:
-                state += [np.array(one.mean, copy=True), np.array(one.var, copy=True), np.array(one.count)]
+        for one in _observation_statistics(model):
+            state += [np.array(one.mean, copy=True), np.array(one.var, copy=True), np.array(one.count)]
         return state
 
     def start_at(self, model: BaseAlgorithm, step: int) -> None:

@@ -98,3 +98,43 @@ def test_deferred_evaluations_repeat_too():
     fresh = Evaluator(_env, 64, 256, 4, True, lambda r: r, seed=0)
     fresh.evaluate(model, 192)
     assert fresh.curve["return"][0] == ev.curve["return"][-1]
+
+
+def test_a_deferred_evaluation_scores_the_agent_as_it_was_when_it_fell_due():
+    """The batched engine measures a seed's checkpoint later, with the other seeds' (a probe of source heads
+    starts each seed at its own step, so their checkpoints fall at different steps of the batch): it must score
+    the parameters and observation statistics the agent had at the checkpoint, not those it has when measured,
+    and leave the agent's own as they are, bit for bit."""
+    train = VecNormalize(DummyVecEnv([lambda: gym.make("CartPole-v1") for _ in range(2)]), norm_reward=False)
+    model = PPO("MlpPolicy", train, seed=0, device="cpu")
+    train.reset()
+    for _ in range(20):  # observation statistics of their own
+        train.step(torch.zeros(2, dtype=torch.int64).numpy())
+
+    def eval_env():
+        return VecNormalize(_env(), training=False, norm_reward=False)
+
+    def alone(step: int) -> float:
+        ev = Evaluator(eval_env, 64, 256, 4, True, lambda r: r, seed=0)
+        ev.evaluate(model, step)
+        return ev.curve["return"][0]
+
+    deferred = Evaluator(eval_env, 64, 256, 4, True, lambda r: r, seed=0)
+    deferred.defer = True
+    then = alone(0)
+    deferred.evaluate(model, 0)
+    with torch.no_grad():  # the agent trains on: other parameters, other statistics
+        for p in model.policy.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    train.obs_rms.mean = train.obs_rms.mean + 0.5
+    now = alone(64)
+    assert now != then  # the test can tell the two agents apart
+    deferred.evaluate(model, 64)
+    params = [p.detach().clone() for p in model.policy.parameters()]
+    mean, var, count = train.obs_rms.mean.copy(), train.obs_rms.var.copy(), train.obs_rms.count
+    act = policy_actor(model, True)
+    evaluate_together([(0, deferred, model)], lambda obs: {k: act(o) for k, o in obs.items()})
+    assert deferred.curve["step"] == [0, 64]
+    assert deferred.curve["return"] == [then, now]
+    assert all(torch.equal(p, q) for p, q in zip(model.policy.parameters(), params))
+    assert (train.obs_rms.mean == mean).all() and (train.obs_rms.var == var).all() and train.obs_rms.count == count

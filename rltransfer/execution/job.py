@@ -277,13 +277,21 @@ def _learn_together(
     for i in order:  # deterministic evaluations run for all seeds at once, one forward pass a step
         evaluators[i].defer = evaluators[i].deterministic
 
-    def evaluate_pending() -> None:
+    def evaluate_pending(last: bool = False) -> None:
+        """The deferred evaluations, once every seed has one (or one has two, or training has ended): where a
+        probe started the seeds at different steps, their checkpoints fall due at different steps of the
+        batch, and each is measured later with the state it fell due with (``evaluate_together``)."""
         due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order) if k not in engine.failed]
-        evaluate_together([d for d in due if d[1].pending], engine.predict)
+        waiting = [d for d in due if d[1].pending]
+        if last or len(waiting) == len(due) or any(len(ev.pending) > 1 for _, ev, _ in waiting):
+            evaluate_together(waiting, engine.predict)
 
     engine.after_step = evaluate_pending
     try:
         engine.learn([batch[i].steps for i in order], [evaluators[i] for i in order], reset_num_timesteps=[not batch[i].charged for i in order])  # fmt: skip
+        evaluate_pending(last=True)
+        for i in order:  # an evaluation env the last wave opened again after training ended
+            evaluators[i].close()
     except Exception as err:  # the batch itself failed: every seed in it
         trace = traceback.format_exc(limit=8)
         return {i: _failed(jobs[i], evaluators[i], err, trace) for i in order}
