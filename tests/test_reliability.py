@@ -642,7 +642,7 @@ def test_workers_that_keep_dying_as_they_start_stop_the_grid_after_a_few_fresh_p
 def test_a_freed_worker_takes_its_next_unit_before_the_ended_units_results_are_handed_over(monkeypatch):
     """When a unit ends, the local pool starts the next one first, then yields the ended unit's results: the
     worker does not wait while the experiment records them (a batch's many results, the manifest written after
-    each), and a progress line's runs "in flight" are the runs running (it said one fewer than the workers)."""
+    each)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rltransfer.execution import backends

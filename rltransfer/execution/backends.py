@@ -144,8 +144,8 @@ def run_local(
                     stalls = 0
                     ended.append((future, unit))
             # the freed workers take their next units before the ended units' results are handed over (and
-            # recorded, which takes a while for a batch of many runs): no worker waits on the bookkeeping,
-            # and every run counted in flight is running. A pool found broken here is replaced next round.
+            # recorded, which takes a while for a batch of many runs): no worker waits on the bookkeeping.
+            # A pool found broken here is replaced next round.
             _submit(executor, _next_units(pending, suspects, running, workers), running, pending, suspects, on_start)
             for future, unit in ended:
                 yield from zip(unit, _summaries(future, unit))
