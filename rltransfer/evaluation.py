@@ -161,7 +161,7 @@ def evaluate_together(
     checkpoints fall at different steps of a batch (each seed's probe of source heads takes its own number
     of steps) are still measured together, later, with the numbers they would have had then."""
     while any(ev.pending for _, ev, _ in due):
-        wave = [(k, ev, model, *ev.next_pending()) for k, ev, model in due if ev.pending]
+        wave = [(k, ev, model, *ev.pending.pop(0)) for k, ev, model in due if ev.pending]
         wave = [(k, ev, model, step, state) for k, ev, model, step, state in wave if not ev.repeat(model, step, state)]
         if not wave:
             continue
@@ -373,10 +373,10 @@ class Evaluator(BaseCallback):
         self._measured: tuple[list[np.ndarray], tuple[float, float, float]] | None = None
         """What the last measurement scored (:meth:`_scored_state`) and what it measured: mean, std, score."""
         self.defer = False
-        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine), with
-        the state it scores (:meth:`_scored_state` when it falls due)."""
-        self.pending: list[int] = []
-        self._pending_states: list[list[np.ndarray]] = []
+        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine)."""
+        self.pending: list[tuple[int, list[np.ndarray]]] = []
+        """The deferred evaluations, oldest first: each one's step and the state it scores (:meth:`_scored_state`
+        when it fell due)."""
 
     def _eval_env(self, model: BaseAlgorithm) -> VecEnv:
         if self._env is None:
@@ -389,8 +389,7 @@ class Evaluator(BaseCallback):
     def evaluate(self, model: BaseAlgorithm, step: int) -> None:
         """Score ``model`` at target step ``step`` (logged to its TensorBoard); deferred: left in :attr:`pending`."""
         if self.defer:
-            self.pending.append(step)
-            self._pending_states.append(self._scored_state(model))
+            self.pending.append((step, self._scored_state(model)))
             return
         if self.repeat(model, step):
             return
@@ -399,10 +398,6 @@ class Evaluator(BaseCallback):
         with sampling_rng(EVAL_SEED, self.seed, step):
             returns = run_episodes(env, policy_actor(model, self.deterministic), self.episodes, EVAL_SEED)
         self.record_returns(model, step, returns, time.perf_counter() - start)
-
-    def next_pending(self) -> tuple[int, list[np.ndarray]]:
-        """The first deferred evaluation, taken out of :attr:`pending`: its step and the state it scores."""
-        return self.pending.pop(0), self._pending_states.pop(0)
 
     def record_returns(
         self,
