@@ -153,7 +153,7 @@ class OffPolicyBatch(SeedBatch):
         name = tb_log_name if tb_log_name is not None else self.TB_LOG_NAME
         totals, cbs = self._setup(total_timesteps, callbacks, reset_num_timesteps, name, progress_bar)
         active = [k for k, cb in enumerate(cbs) if self._guard(k, cb.on_training_start, {}, {})]
-        self._stepped()
+        self._stepped(active)
         active = [k for k in active if self.models[k].num_timesteps < totals[k]]
         ref = self.models[0]
         while active:
@@ -181,7 +181,7 @@ class OffPolicyBatch(SeedBatch):
             for i, k in enumerate(list(running)):
                 if not self._guard(k, self._step, k, cbs[k], *actions[k], stepped[i], log_interval, n_steps):
                     running.remove(k)
-            self._stepped()
+            self._stepped(running)
             n_steps += 1
         return [k for k in running if self._guard(k, cbs[k].on_rollout_end)]
 

@@ -184,7 +184,7 @@ class BatchedPPO(SeedBatch):
         for k, cb in enumerate(cbs):
             if self._guard(k, cb.on_training_start, {}, {}):
                 active.append(k)
-        self._stepped()
+        self._stepped(active)
         active = [k for k in active if self.models[k].num_timesteps < totals[k]]
         iteration = 0
         while active:
@@ -244,7 +244,7 @@ class BatchedPPO(SeedBatch):
             for i, k in enumerate(list(running)):
                 if not self._guard(k, self._step, k, cbs[k], sampled[i], clipped[i], stepped[i], values[i], log_probs[i], n_steps):  # fmt: skip
                     running.remove(k)
-            self._stepped()
+            self._stepped(running)
             n_steps += 1
         if not running:
             return []

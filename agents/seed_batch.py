@@ -89,7 +89,8 @@ class SeedBatch:
         ``rltransfer.envs.multitask.StepTogether``, which steps the physics of a family's vector builds as one."""
         self.after_step: Callable[[], None] | None = None
         """Called after every step of the seeds (and once they start training), when every seed's callbacks
-        have seen it: where evaluations the callbacks deferred run together (``predict``)."""
+        have seen it: where evaluations the callbacks deferred run together (``predict``); a seed whose
+        evaluation raises is failed there (:meth:`fail`)."""
 
     def _differences(self, m: Any, ref: Any) -> list[str]:
         """What else the models of a batch must share (a subclass's own), beyond the ``same`` attributes."""
@@ -114,9 +115,20 @@ class SeedBatch:
             return None
         return [*seeds, *range(self.k, self.rows)]
 
-    def _stepped(self) -> None:
+    def _stepped(self, running: list[int] | None = None) -> None:
+        """What runs after every step of the seeds (:attr:`after_step`); the seeds it failed then leave
+        ``running`` (a step's list of the seeds still stepping)."""
         if self.after_step is not None:
             self.after_step()
+        if running is not None:
+            running[:] = [k for k in running if k not in self.failed]
+
+    def fail(self, k: int, err: BaseException) -> None:
+        """Seed k failed outside the engine (an evaluation of its deferred checkpoint raised), from its next
+        step on left out as a seed that raised in it is. Call it where ``err`` is being handled (its traceback
+        is recorded). An earlier failure of the seed is replaced: a deferred checkpoint fell due before
+        anything the engine has run since, so its error is the one the run alone would have met first."""
+        self.failed[k] = SeedFailed(err)
 
     def _guard(self, k: int, fn: Callable[..., Any], *args: Any) -> bool:
         """``fn(*args)`` for seed k, true where it neither raised nor returned False; an exception fails the

@@ -109,6 +109,78 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
         assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"], key
 
 
+def _jobs_again(run_dir: Path, keys: list[str], out: Path) -> list[RunJob]:
+    """The grid's runs ``keys`` as jobs again (as ``rltransfer verify`` makes them), writing under ``out``."""
+    from rltransfer.records.run_result import read_result
+    from rltransfer.reporting.verification import _job as job_of
+
+    cfg = load_config(run_dir / "config.yaml").model_copy(update={"output_dir": str(out)})
+    jobs = []
+    for key in keys:
+        run = read_result(run_dir / "runs" / key / "result.json")
+        job = job_of(cfg, run.run_hash.split("-")[0], run, {0: (run_dir / "pretrain" / "bundle", "")})
+        jobs.append(replace(job, out_dir=str(out / "runs" / key)))
+    return jobs
+
+
+class _Breaks:
+    """Seed 1's run fails: its evaluation env raises at its second evaluation (``where="evaluation"``), or its
+    training raises just after its checkpoint at step 128 fell due (``where="training"``)."""
+
+    def __init__(self, monkeypatch, where: str):
+        from stable_baselines3.common.vec_env import VecEnvWrapper
+
+        from rltransfer.evaluation import Evaluator
+
+        class Broken(VecEnvWrapper):
+            def step_wait(self):
+                raise RuntimeError("seed 1's evaluation env broke")
+
+            def reset(self):
+                return self.venv.reset()
+
+        eval_env, evaluate_due = Evaluator._eval_env, Evaluator._evaluate_due
+
+        def broken_env(ev, model):
+            env = eval_env(ev, model)
+            return Broken(env) if ev.seed == 1 and ev.curve["step"] else env
+
+        def fails_after(ev):
+            going_on = evaluate_due(ev)
+            if ev.seed == 1 and ev.num_timesteps >= 128:
+                raise RuntimeError("seed 1 fails after its checkpoint")
+            return going_on
+
+        if where == "evaluation":
+            monkeypatch.setattr(Evaluator, "_eval_env", broken_env)
+        else:
+            monkeypatch.setattr(Evaluator, "_evaluate_due", fails_after)
+
+
+@pytest.mark.parametrize("where", ["evaluation", "training"])
+def test_a_seed_that_fails_in_a_batch_fails_as_alone_and_the_others_go_on(batched, tmp_path, monkeypatch, where):
+    """A batch's evaluations are deferred and run for all seeds together; a seed whose evaluation raises
+    fails alone (not the batch), and a seed that fails in training keeps the checkpoint that fell due before,
+    as the run alone would: its failed record is the same in the batch as in a batch of one."""
+    _, res = batched
+    keys = [f"very-long-heavy/scratch/seed-{s}" for s in range(3)]
+    _Breaks(monkeypatch, where)
+    summaries = execute_unit(_jobs_again(res.run_dir, keys, tmp_path / "batch"))
+    assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
+    for key in (keys[0], keys[2]):  # the others: their runs as in the grid, curve for curve
+        assert _result(tmp_path / "batch", key)["curve"] == _result(res.run_dir, key)["curve"], key
+    failed = _result(tmp_path / "batch", keys[1])
+    error = "seed 1's evaluation env broke" if where == "evaluation" else "seed 1 fails after its checkpoint"
+    assert failed["status"] == "failed" and error in failed["error"]
+    steps = [0] if where == "evaluation" else [0, 128]  # its checkpoints before it failed
+    published = _result(res.run_dir, keys[1])["curve"]
+    assert failed["curve"] == {name: values[: len(steps)] for name, values in published.items()}
+    assert failed["curve"]["step"] == steps
+    (alone,) = execute_unit(_jobs_again(res.run_dir, keys[1:2], tmp_path / "alone"))
+    record = _result(tmp_path / "alone", keys[1])
+    assert alone["status"] == "failed" and (record["error"], record["curve"]) == (failed["error"], failed["curve"])
+
+
 def test_the_report_of_a_batched_grid_counts_its_batched_runs(batched):
     """The report takes a run under the key its engine gave it: every strategy of the grid has its row, with
     every seed (a batched run's key names its engine)."""

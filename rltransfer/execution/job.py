@@ -278,13 +278,20 @@ def _learn_together(
         evaluators[i].defer = evaluators[i].deterministic
 
     def evaluate_pending(last: bool = False) -> None:
-        """The deferred evaluations, once every seed has one (or one has two, or training has ended): where a
-        probe started the seeds at different steps, their checkpoints fall due at different steps of the
-        batch, and each is measured later with the state it fell due with (``evaluate_together``)."""
-        due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order) if k not in engine.failed]
+        """The deferred evaluations, once every seed has one (or one has two, or one has failed, or training
+        has ended): where a probe started the seeds at different steps, their checkpoints fall due at different
+        steps of the batch, and each is measured later with the state it fell due with (``evaluate_together``).
+        A seed that failed still has the checkpoints that fell due before, as alone; a seed whose evaluation
+        raises fails, as alone, and the others go on."""
+        due = [(k, evaluators[i], batch[i].model) for k, i in enumerate(order)]
         waiting = [d for d in due if d[1].pending]
-        if last or len(waiting) == len(due) or any(len(ev.pending) > 1 for _, ev, _ in waiting):
-            evaluate_together(waiting, engine.predict)
+        live = [d for d in due if d[0] not in engine.failed]
+        if (
+            last
+            or all(ev.pending for _, ev, _ in live)
+            or any(len(ev.pending) > 1 or k in engine.failed for k, ev, _ in waiting)
+        ):
+            evaluate_together(waiting, engine.predict, engine.fail)
 
     engine.after_step = evaluate_pending
     try:
