@@ -476,7 +476,8 @@ def _run_grid(
 
     run_dir = cfg.run_dir
     failed: list[str] = []
-    in_flight: dict[str, RunJob] = {}
+    in_flight: dict[str, RunJob] = {}  # started, not yet recorded
+    running: set[str] = set()  # started, not yet ended (a batch's runs end together, then are recorded)
     interactive = progress and sys.stderr.isatty()
     bar = tqdm(
         total=total, initial=total - len(todo), desc="runs", unit="run", disable=not interactive, dynamic_ncols=True
@@ -485,14 +486,18 @@ def _run_grid(
 
     def on_start(job: RunJob) -> None:
         in_flight[job.key] = job
+        running.add(job.key)
         manifest.set_run(job.key, "running", started=now())
-        bar.set_postfix_str(f"in flight {len(in_flight)}: {sorted(in_flight)[0]} | failed {len(failed)}")
+        bar.set_postfix_str(f"in flight {len(running)}: {sorted(running)[0]} | failed {len(failed)}")
+
+    def on_end(job: RunJob) -> None:
+        running.discard(job.key)
 
     units = batches(todo, workers)
     if cfg.runner.backend == "ray":
-        stream = run_ray(units, workers, cfg.runner.address, on_start)
+        stream = run_ray(units, workers, cfg.runner.address, on_start, on_end=on_end)
     else:
-        stream = run_local(units, workers, on_start, pool)
+        stream = run_local(units, workers, on_start, pool, on_end=on_end)
 
     def stop() -> None:
         stream.close()  # the workers (or Ray tasks) end here, before the disk is read
@@ -509,9 +514,9 @@ def _run_grid(
                     failed.append(job.key)
                 manifest.write(run_dir)
                 bar.update(1)
-                bar.set_postfix_str(f"in flight {len(in_flight)} | failed {len(failed)}")
+                bar.set_postfix_str(f"in flight {len(running)} | failed {len(failed)}")
                 if lines is not None:
-                    lines.update(len(in_flight), len(failed))
+                    lines.update(len(running), len(failed))
                 if interrupt.seen:  # swallowed by a run that still finished: kept and counted, the grid stops
                     raise KeyboardInterrupt
     finally:

@@ -350,3 +350,18 @@ def test_a_directory_made_with_one_process_per_seed_resumes_as_it_was_made(tmp_p
     engines = {key: _result(again.run_dir, f"very-long-heavy/{key}").get("engine")
                for key in ("scratch/seed-2", "finetune/seed-2", "freeze_encoder/seed-0")}  # fmt: skip
     assert engines == {"scratch/seed-2": None, "finetune/seed-2": None, "freeze_encoder/seed-0": BATCHED}
+
+
+def test_the_progress_line_counts_the_runs_still_running_not_a_batch_whose_results_are_being_recorded(
+    tmp_path, monkeypatch, capsys
+):
+    from rltransfer.experiment import ProgressLines
+
+    monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ProgressLines, "every", 0.0)  # a line at every recorded run
+    cfg = _cfg(tmp_path, "lines", batch_seeds=True)
+    cfg["transfer"] = {**cfg["transfer"], "strategies": ["scratch"]}
+    rltransfer.run_experiment(cfg, progress=True, echo=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("runs: ")]
+    # one worker, one batch of three: once it has ended nothing runs while its three results are recorded
+    assert [line.split(" (")[0] for line in lines] == [f"runs: {n}/3 done, 0 in flight, 0 failed" for n in (1, 2, 3)]

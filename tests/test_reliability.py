@@ -662,3 +662,35 @@ def test_a_freed_worker_takes_its_next_unit_before_the_ended_units_results_are_h
         later = units[units.index(unit) + 1 :]
         if later:  # a unit's results come after the next unit is started
             assert later[0][0] in at_hand_over, (job, at_hand_over)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_units_end_is_announced_before_its_results_and_before_the_next_units_start(monkeypatch, workers):
+    """``on_end`` hears of a unit's runs when the unit ends: after they started, before their results are handed
+    over and before the units that take the worker start. The grid's progress counts as in flight the runs
+    started and not ended: a batch whose runs have ended is not, while its many results are recorded (it was
+    counted with the next units until each of its results was)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rltransfer.execution import backends
+
+    monkeypatch.setattr(backends, "execute_unit", lambda unit: [{"status": "ok"} for _ in unit])
+    events: list[tuple[str, str]] = []
+    units = [["a1", "a2", "a3"], ["b"], ["c1", "c2"], ["d"]]
+    with ThreadPoolExecutor(2) as pool:
+        stream = backends.run_local(
+            units, workers, lambda job: events.append(("start", job)), pool if workers > 1 else None,  # type: ignore[arg-type]
+            on_end=lambda job: events.append(("end", job)),  # type: ignore[arg-type]
+        )  # fmt: skip
+        for job, _ in stream:
+            events.append(("result", job))
+    for unit in units:
+        for job in unit:
+            assert events.index(("start", job)) < events.index(("end", job)) < events.index(("result", job))
+        at_hand_over = events[: events.index(("result", unit[0]))]
+        in_flight = {j for what, j in at_hand_over if what == "start"} - {
+            j for what, j in at_hand_over if what == "end"
+        }
+        assert not in_flight & set(unit), (unit, in_flight)  # ended: not counted while its results are recorded
+        if workers == 1:
+            assert not in_flight  # one unit at a time: nothing runs while a unit's results are recorded

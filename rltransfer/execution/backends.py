@@ -104,8 +104,11 @@ def run_local(
     workers: int,
     on_start: Callable[[RunJob], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
+    on_end: Callable[[RunJob], None] | None = None,
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as units finish, ``workers`` units at a time in worker processes.
+    ``on_start`` and ``on_end`` hear of each job as its unit starts and as it ends (before its results
+    are yielded, and before the units that take its worker start).
 
     With one worker the units run in this process (same results: every run seeds itself). A worker process
     that dies (killed for memory, a crash in an env's native code, ``os._exit``) breaks the whole pool, and
@@ -114,8 +117,9 @@ def run_local(
     """
     if workers == 1:
         for unit in units:
-            _started(unit, on_start)
-            yield from zip(unit, execute_unit(unit))
+            _announced(unit, on_start)
+            summaries = execute_unit(unit)
+            yield from zip(_announced(unit, on_end), summaries)
         return
     pending = list(units)
     suspects: list[Unit] = []  # in flight when a worker died: each runs again, alone
@@ -142,7 +146,7 @@ def run_local(
                     suspects.append(unit)
                 else:
                     stalls = 0
-                    ended.append((future, unit))
+                    ended.append((future, _announced(unit, on_end)))
             # the freed workers take their next units before the ended units' results are handed over (and
             # recorded, which takes a while for a batch of many runs): no worker waits on the bookkeeping.
             # A pool found broken here is replaced next round.
@@ -175,7 +179,7 @@ def _submit(
             pending[:0] = [u for u, by_itself in rest if not by_itself]
             return False
         running[future] = (unit, alone)
-        _started(unit, on_start)
+        _announced(unit, on_start)
     return True
 
 
@@ -243,11 +247,11 @@ CRASHED = (
 """The error of a run whose worker process died under it (:func:`run_local`)."""
 
 
-def _started(unit: Unit, on_start: Callable[[RunJob], None] | None) -> Unit:
-    """``unit``, each of its jobs announced to ``on_start``."""
+def _announced(unit: Unit, announce: Callable[[RunJob], None] | None) -> Unit:
+    """``unit``, each of its jobs announced to ``announce`` (``on_start``, or ``on_end``)."""
     for job in unit:
-        if on_start:
-            on_start(job)
+        if announce:
+            announce(job)
     return unit
 
 
@@ -270,9 +274,15 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def run_ray(
-    units: Sequence[Unit], workers: int, address: str | None, on_start: Callable[[RunJob], None] | None = None
+    units: Sequence[Unit],
+    workers: int,
+    address: str | None,
+    on_start: Callable[[RunJob], None] | None = None,
+    on_end: Callable[[RunJob], None] | None = None,
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as units finish on a Ray cluster (a local one when ``address`` is None).
+    ``on_start`` hears of each job as its unit is handed to the cluster (queued there or running), ``on_end``
+    as it ends.
 
     The cluster needs no filesystem shared with the driver: each job goes out without the driver's paths
     (:func:`~rltransfer.execution.job.detached`), its bundle's files through Ray's object store (put once a
@@ -291,7 +301,7 @@ def run_ray(
     refs: dict[Any, Unit] = {}
     bundles: dict[str, Any] = {}  # bundle path -> its files in the object store
     for unit in units:
-        paths = list(dict.fromkeys(job.bundle for job in _started(unit, on_start)))
+        paths = list(dict.fromkeys(job.bundle for job in _announced(unit, on_start)))
         for path in paths:
             if path not in bundles:
                 bundles[path] = ray.put(bundle_files(path))
@@ -300,7 +310,7 @@ def run_ray(
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
-            unit = refs.pop(done[0])
+            unit = _announced(refs.pop(done[0]), on_end)
             yield from _ray_outputs(ray, done[0], unit)
     finally:
         for ref in refs:
