@@ -123,38 +123,36 @@ def _jobs_again(run_dir: Path, keys: list[str], out: Path) -> list[RunJob]:
     return jobs
 
 
-class _Breaks:
+def _break_seed_1(monkeypatch, where: str) -> None:
     """Seed 1's run fails: its evaluation env raises at its second evaluation (``where="evaluation"``), or its
     training raises just after its checkpoint at step 128 fell due (``where="training"``)."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
 
-    def __init__(self, monkeypatch, where: str):
-        from stable_baselines3.common.vec_env import VecEnvWrapper
+    from rltransfer.evaluation import Evaluator
 
-        from rltransfer.evaluation import Evaluator
+    class Broken(VecEnvWrapper):
+        def step_wait(self):
+            raise RuntimeError("seed 1's evaluation env broke")
 
-        class Broken(VecEnvWrapper):
-            def step_wait(self):
-                raise RuntimeError("seed 1's evaluation env broke")
+        def reset(self):
+            return self.venv.reset()
 
-            def reset(self):
-                return self.venv.reset()
+    eval_env, evaluate_due = Evaluator._eval_env, Evaluator._evaluate_due
 
-        eval_env, evaluate_due = Evaluator._eval_env, Evaluator._evaluate_due
+    def broken_env(ev, model):
+        env = eval_env(ev, model)
+        return Broken(env) if ev.seed == 1 and ev.curve["step"] else env
 
-        def broken_env(ev, model):
-            env = eval_env(ev, model)
-            return Broken(env) if ev.seed == 1 and ev.curve["step"] else env
+    def fails_after(ev):
+        going_on = evaluate_due(ev)
+        if ev.seed == 1 and ev.num_timesteps >= 128:
+            raise RuntimeError("seed 1 fails after its checkpoint")
+        return going_on
 
-        def fails_after(ev):
-            going_on = evaluate_due(ev)
-            if ev.seed == 1 and ev.num_timesteps >= 128:
-                raise RuntimeError("seed 1 fails after its checkpoint")
-            return going_on
-
-        if where == "evaluation":
-            monkeypatch.setattr(Evaluator, "_eval_env", broken_env)
-        else:
-            monkeypatch.setattr(Evaluator, "_evaluate_due", fails_after)
+    if where == "evaluation":
+        monkeypatch.setattr(Evaluator, "_eval_env", broken_env)
+    else:
+        monkeypatch.setattr(Evaluator, "_evaluate_due", fails_after)
 
 
 @pytest.mark.parametrize("where", ["evaluation", "training"])
@@ -164,7 +162,7 @@ def test_a_seed_that_fails_in_a_batch_fails_as_alone_and_the_others_go_on(batche
     as the run alone would: its failed record is the same in the batch as in a batch of one."""
     _, res = batched
     keys = [f"very-long-heavy/scratch/seed-{s}" for s in range(3)]
-    _Breaks(monkeypatch, where)
+    _break_seed_1(monkeypatch, where)
     summaries = execute_unit(_jobs_again(res.run_dir, keys, tmp_path / "batch"))
     assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
     for key in (keys[0], keys[2]):  # the others: their runs as in the grid, curve for curve
