@@ -40,6 +40,8 @@ class AcrobotVector(VectorPhysics):
     operations in the same order. Gymnasium draws a fresh state in float32 and computes its first
     observation from it in float32; so does this (:attr:`fresh`)."""
 
+    finishes_jointly = True  # _reset and _obs touch only the state fields
+
     max_episode_steps = 500  # Acrobot-v1's TimeLimit
     state_fields = ("state", "fresh")
 

@@ -45,6 +45,8 @@ class CartPoleVector(VectorPhysics):
     ``CartPoleEnv.step`` (Euler integration) with every scalar an array over the envs, the same operations
     in the same order (the same bits)."""
 
+    finishes_jointly = True  # _reset and _obs touch only the state fields
+
     max_episode_steps = 500  # CartPole-v1's TimeLimit
 
     def __init__(self, params):

@@ -29,6 +29,8 @@ class MountainCarVector(VectorPhysics):
     """N mountain cars, each with its own engine force and gravity: Gymnasium's ``MountainCarEnv.step`` with
     every scalar an array over the envs, the same operations in the same order."""
 
+    finishes_jointly = True  # _reset and _obs touch only the state fields
+
     max_episode_steps = 200  # MountainCar-v0's TimeLimit
 
     def __init__(self, params):

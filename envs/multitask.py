@@ -159,7 +159,11 @@ class MultiTaskVecEnv(DummyVecEnv):
         )
 
     def _obs_from_buf(self):
-        entries = self._entries(self._raw_obs, slice(None))
+        return self.observe(self._raw_obs)
+
+    def observe(self, raw: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
+        """The observations ``step`` returns for the sub-envs' own observations ``raw`` (one row a sub-env)."""
+        entries = self._entries(raw, slice(None))
         if self.obs_layout:
             return self._flatten(entries)
         return {k: np.copy(v) for k, v in entries.items()}
@@ -209,15 +213,18 @@ class MultiTaskVecEnv(DummyVecEnv):
         self._tag(self.reset_infos)
         return obs
 
-    def _check_finite(self, rewards: np.ndarray) -> None:
-        if np.isfinite(rewards).all() and np.isfinite(self._raw_obs).all():
+    def _check_finite(self, rewards: np.ndarray, raw: np.ndarray | None = None) -> None:
+        """:class:`TaskError` naming the first sub-env whose reward or observation (``raw``; by default the
+        sub-envs' own now) is NaN or infinite."""
+        raw = self._raw_obs if raw is None else raw
+        if np.isfinite(rewards).all() and np.isfinite(raw).all():
             return
-        bad = ~np.isfinite(rewards) | ~np.isfinite(self._raw_obs.reshape(self.num_envs, -1)).all(axis=1)
+        bad = ~np.isfinite(rewards) | ~np.isfinite(raw.reshape(self.num_envs, -1)).all(axis=1)
         slot = int(np.flatnonzero(bad)[0])
         what = "reward" if not np.isfinite(rewards[slot]) else "observation"
         raise TaskError(
             f"task '{self.task_names[self.slot_tasks[slot]]}' returned a non-finite {what} "
-            f"(sub-env {slot}): {rewards[slot] if what == 'reward' else self._raw_obs[slot]}"
+            f"(sub-env {slot}): {rewards[slot] if what == 'reward' else raw[slot]}"
         )
 
     def step_wait(self):
@@ -305,12 +312,25 @@ class StepTogether:
     (:class:`~rltransfer.envs.vector.JointPhysics`), the others one by one. Each env then finishes its step
     with its own ``step_wait`` (a ``VecNormalize`` over it normalises as ever). Call it with the indices of
     the envs to step and their actions; an env whose step raises gets its exception in its place in the
-    answer, and the others are stepped all the same."""
+    answer, and the others are stepped all the same.
 
-    def __init__(self, envs: Sequence[VecEnv]):
+    ``outcomes_only``: the caller takes each env's observations, rewards and ends, and nothing else of its
+    step (an evaluation): the envs that are a bare :class:`MultiTaskVecEnv` over a build that
+    :attr:`~rltransfer.envs.vector.VectorPhysics.finishes_jointly` have their steps finished in one call
+    (:meth:`~rltransfer.envs.vector.JointPhysics.step_finished`), the same observations, rewards and ends,
+    with empty infos and without the envs' own records of the step (their buffers, episode counts)."""
+
+    def __init__(self, envs: Sequence[VecEnv], outcomes_only: bool = False):
         self.envs = list(envs)
         self.inner = [vector_env(env) for env in self.envs]
         self._joints: dict[tuple[int, ...], JointPhysics] = {}
+        self._finished = [
+            outcomes_only
+            and type(env) is MultiTaskVecEnv
+            and inner is not None
+            and type(cast(VectorPhysics, inner._vector)).finishes_jointly
+            for env, inner in zip(self.envs, self.inner)
+        ]
 
     def _joinable(self, which: Sequence[int]) -> tuple[int, ...]:
         vectors = [(i, self.inner[i]) for i in which if self.inner[i] is not None]
@@ -320,23 +340,50 @@ class StepTogether:
 
     def __call__(self, which: Sequence[int], actions: Sequence[np.ndarray]) -> list[StepResult | Exception]:
         act = dict(zip(which, actions))
-        joined = self._joinable(which)
-        out = self._step_joined(joined, act) if joined else {}
+        finished = tuple(i for i in which if self._finished[i])
+        if len({type(cast(MultiTaskVecEnv, self.inner[i])._vector) for i in finished}) > 1:
+            finished = ()  # builds of several families: each steps as usual
+        out = self._step_finished(finished, act) if finished else {}
+        joined = self._joinable([i for i in which if i not in out])
+        out |= self._step_joined(joined, act) if joined else {}
         for i in which:
             if i not in out:
                 out[i] = _step_or_error(partial(self.envs[i].step, act[i]))
         return [out[i] for i in which]
 
+    def _joint(self, joined: tuple[int, ...]) -> JointPhysics:
+        if joined not in self._joints:
+            inner = [cast(MultiTaskVecEnv, self.inner[i]) for i in joined]
+            self._joints[joined] = JointPhysics([cast(VectorPhysics, env._vector) for env in inner])
+        return self._joints[joined]
+
+    def _step_finished(self, joined: tuple[int, ...], act: dict[int, np.ndarray]) -> dict[int, StepResult | Exception]:
+        """The envs ``joined`` (``outcomes_only``), each step finished with the others' in one call: each env's
+        observations, rewards and ends; none where the joint step raises (they are then stepped as usual,
+        where the error belongs to one env)."""
+        inner = [cast(MultiTaskVecEnv, self.envs[i]) for i in joined]
+        try:
+            stepped = self._joint(joined).step_finished([act[i] for i in joined])
+        except Exception:
+            return {}
+        out: dict[int, StepResult | Exception] = {}
+        for i, env, (raw, rewards, dones) in zip(joined, inner, stepped):
+            try:
+                env._check_finite(rewards, raw)
+            except TaskError as err:  # the env's own error, as its step would raise it
+                out[i] = err
+                continue
+            out[i] = (env.observe(raw), rewards, dones, [{} for _ in range(env.num_envs)])
+        return out
+
     def _step_joined(self, joined: tuple[int, ...], act: dict[int, np.ndarray]) -> dict[int, StepResult | Exception]:
         """The envs ``joined``, their physics stepped as one; none of them where the joint step itself
         raises (they are then stepped alone, where the error belongs to one env)."""
         inner = [cast(MultiTaskVecEnv, self.inner[i]) for i in joined]
-        if joined not in self._joints:
-            self._joints[joined] = JointPhysics([cast(VectorPhysics, env._vector) for env in inner])
         for i in joined:
             self.envs[i].step_async(act[i])  # down to the vector env, through its wrappers
         try:
-            stepped = self._joints[joined].step([env.actions for env in inner])
+            stepped = self._joint(joined).step([env.actions for env in inner])
         except Exception:
             return {}
         out: dict[int, StepResult | Exception] = {}

@@ -35,6 +35,8 @@ class PendulumVector(VectorPhysics):
     """N pendulums, each with its own gravity, mass and length: Gymnasium's ``PendulumEnv.step`` with every
     scalar an array over the envs, the same operations in the same order."""
 
+    finishes_jointly = True  # _reset and _obs touch only the state fields
+
     max_episode_steps = 200  # Pendulum-v1's TimeLimit
 
     def __init__(self, params):

@@ -44,6 +44,12 @@ class VectorPhysics:
     :class:`JointPhysics` gathers from several builds and hands back. Everything else ``_step`` reads is
     a parameter or a constant derived from them in ``__init__``, one value per env."""
 
+    finishes_jointly: bool = False
+    """Whether :meth:`JointPhysics.step_finished` may finish this build's steps with other builds' in one call:
+    its ``_reset`` and ``_obs`` read and write no per-env array but :attr:`state_fields` (besides ``rngs``, the
+    parameters and the constants ``__init__`` derives from them), as its ``_step`` does. The family builds do;
+    a build of one's own that does may say so (its evaluations then finish their steps in one call)."""
+
     def __init__(self, params: Sequence[Mapping[str, float]]):
         self.n = len(params)
         self.params = {k: np.array([float(p[k]) for p in params]) for k in params[0]}
@@ -84,10 +90,10 @@ class VectorPhysics:
         return self.finish_step(*self._step(np.asarray(actions)))
 
     def finish_step(
-        self, rewards: np.ndarray, terminated: np.ndarray
+        self, rewards: np.ndarray, terminated: np.ndarray, infos: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """What :meth:`step` does after the physics (``_step``'s rewards and ends): the step limit, Monitor's
-        record, auto-reset."""
+        record, auto-reset (``infos=False``: without the infos, left empty)."""
         terminated = np.asarray(terminated, dtype=bool)
         self.steps += 1
         self.returns += rewards
@@ -96,21 +102,23 @@ class VectorPhysics:
         )
         dones = terminated | truncated
         obs = self._obs()
-        infos: list[dict[str, Any]] = [{"TimeLimit.truncated": t} for t in (truncated & ~terminated).tolist()]
+        made: list[dict[str, Any]] = (
+            [{"TimeLimit.truncated": t} for t in (truncated & ~terminated).tolist()] if infos else []
+        )
         if dones.any():
             ended = np.flatnonzero(dones)
             now = time.time()
-            for i in ended:
-                infos[i]["episode"] = {
+            for i in ended if infos else ():
+                made[i]["episode"] = {
                     "r": round(float(self.returns[i]), 6), "l": int(self.steps[i]),
                     "t": round(now - self.t_start, 6),
                 }  # fmt: skip
-                infos[i]["terminal_observation"] = obs[i].copy()
+                made[i]["terminal_observation"] = obs[i].copy()
             self._reset(ended)
             self.steps[ended] = 0
             self.returns[ended] = 0.0
             obs = self._obs()
-        return obs, rewards.astype(np.float32), dones, infos
+        return obs, rewards.astype(np.float32), dones, made
 
 
 class JointPhysics:
@@ -145,4 +153,24 @@ class JointPhysics:
             for name in fields:
                 setattr(m, name, getattr(joint, name)[rows])
             out.append((rewards[rows], terminated[rows]))
+        return out
+
+    def step_finished(self, actions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`step`, and each member's step finished too (:meth:`VectorPhysics.finish_step`: the step limit,
+        the resets from each env's own generator), for all members in one call: each member's observations,
+        rewards (float32) and ends, the bits of its own ``step``. No infos are made (an evaluation needs
+        none). Only for builds that :attr:`~VectorPhysics.finishes_jointly`; where it raises, no member has
+        changed."""
+        joint = self.joint
+        fields = (*joint.state_fields, "steps", "returns")
+        for name in fields:
+            setattr(joint, name, np.concatenate([getattr(m, name) for m in self.members]))
+        joint.rngs = [rng for m in self.members for rng in m.rngs]  # the members' own generators
+        rewards, terminated = joint._step(np.concatenate([np.asarray(a) for a in actions]))
+        obs, rewards, dones = joint.finish_step(rewards, terminated, infos=False)[:3]
+        out = []
+        for m, rows in zip(self.members, self.slices):
+            for name in fields:
+                setattr(m, name, getattr(joint, name)[rows])
+            out.append((obs[rows], rewards[rows], dones[rows]))
         return out

@@ -218,7 +218,9 @@ def _episodes_together(
         if run is not None:
             episodes[k] = run
     keys = list(episodes)
-    step_envs = StepTogether([episodes[k].env for k in keys])  # a family's vector builds: one physics step
+    # a family's vector builds: one physics step, and (an evaluation takes only observations, rewards and ends)
+    # one finish for all
+    step_envs = StepTogether([episodes[k].env for k in keys], outcomes_only=True)
     while live := [i for i, k in enumerate(keys) if k not in failures.dead and not episodes[k].done]:
         actions = act({keys[i]: episodes[keys[i]].obs for i in live})
         for i, result in zip(live, step_envs(live, [actions[keys[i]] for i in live])):

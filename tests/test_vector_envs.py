@@ -115,19 +115,24 @@ def _normalized(env: MultiTaskVecEnv) -> VecNormalize:
     return VecNormalize(env, norm_obs=True, norm_reward=True, norm_obs_keys=["obs"], clip_obs=10.0)
 
 
+@pytest.mark.parametrize("outcomes_only", [False, True], ids=["whole", "outcomes"])
 @pytest.mark.parametrize("wrap", [None, _normalized], ids=["bare", "VecNormalize"])
 @pytest.mark.parametrize("family,tasks,act,terminates", CASES)
-def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, terminates, wrap):
+def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, terminates, wrap, outcomes_only):
     """Several seeds' envs (each its own tasks and reset seeds), their physics stepped as one
     (StepTogether): each env's observations, rewards, ends and infos are the bits of its own steps; a
     subset steps as well (a seed that stopped is left out). Seen through a VecNormalize (Acrobot's and
-    MountainCar's runs normalise observations and rewards), each env's statistics too."""
+    MountainCar's runs normalise observations and rewards), each env's statistics too. With
+    ``outcomes_only`` (an evaluation's), the bare envs' steps are finished in one call for all: the same
+    observations, rewards and ends, no infos."""
     fam = get_family(family)
     groups = [tasks, tasks[::-1], tasks[:1]]
     wrap = wrap or (lambda env: env)
     together = [wrap(MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2)) for g in groups]
     alone = [wrap(MultiTaskVecEnv(fam, [fam.task(t) for t in g], "context", envs_per_task=2)) for g in groups]
-    step = StepTogether(together)
+    step = StepTogether(together, outcomes_only=outcomes_only)
+    finished = outcomes_only and not isinstance(together[0], VecNormalize)
+    assert step._finished == [finished] * 3  # a VecNormalize finishes its own steps: stepped as usual
     rng = np.random.default_rng(1)
     obs = []
     for i, (a, b) in enumerate(zip(together, alone)):
@@ -145,7 +150,7 @@ def test_vector_builds_stepped_together_step_as_each_alone(family, tasks, act, t
             _same(o, o_b)
             _same(r, r_b)
             _same(d, d_b)
-            _infos_same(info, info_b)
+            _infos_same(info, [{} for _ in info_b] if finished else info_b)
             ended += int(d.sum())
             obs[i] = o
     assert ended > 5
@@ -178,3 +183,30 @@ def test_an_env_that_raises_in_a_joint_step_fails_alone():
     for i in (0, 2):
         _same(results[i][0], alone[i].step(actions[i])[0])
     assert envs[1]._physics is None  # the failed step's physics is not taken for its next one
+
+
+def test_a_non_finite_observation_in_steps_finished_together_is_that_envs_error():
+    """Steps finished in one call (``outcomes_only``): an env whose state turned non-finite gets the error
+    its own step raises, naming its task and sub-env, and the others' steps are as alone."""
+    from rltransfer.envs.family import TaskError
+
+    fam = get_family("cartpole")
+    envs = [MultiTaskVecEnv(fam, [fam.task("default")], "none", envs_per_task=2) for _ in range(3)]
+    alone = [MultiTaskVecEnv(fam, [fam.task("default")], "none", envs_per_task=2) for _ in range(3)]
+    for i, (a, b) in enumerate(zip(envs, alone)):
+        for env in (a, b):
+            env.seed(i)
+            env.reset()
+    for env in (envs[1], alone[1]):
+        env._vector.state[1] = np.nan
+    actions = [np.array([1, 0]), np.array([0, 1]), np.array([1, 1])]
+    results = StepTogether(envs, outcomes_only=True)([0, 1, 2], actions)
+    with pytest.raises(TaskError) as own:
+        alone[1].step(actions[1])
+    assert isinstance(results[1], TaskError) and str(results[1]) == str(own.value)
+    assert "task 'default' returned a non-finite observation (sub-env 1)" in str(results[1])
+    for i in (0, 2):
+        o, r, d, _ = alone[i].step(actions[i])
+        _same(results[i][0], o)
+        _same(results[i][1], r)
+        _same(results[i][2], d)
