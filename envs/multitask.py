@@ -340,11 +340,11 @@ class StepTogether:
 
     def __call__(self, which: Sequence[int], actions: Sequence[np.ndarray]) -> list[StepResult | Exception]:
         act = dict(zip(which, actions))
-        finished = tuple(i for i in which if self._finished[i])
+        finished = tuple(i for i in which if self._finished[i]) if any(self._finished) else ()
         if len({type(cast(MultiTaskVecEnv, self.inner[i])._vector) for i in finished}) > 1:
             finished = ()  # builds of several families: each steps as usual
         out = self._step_finished(finished, act) if finished else {}
-        joined = self._joinable([i for i in which if i not in out])
+        joined = self._joinable([i for i in which if i not in out] if out else which)
         out |= self._step_joined(joined, act) if joined else {}
         for i in which:
             if i not in out:

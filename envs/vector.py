@@ -144,16 +144,11 @@ class JointPhysics:
         """The physics of every member's envs for its ``actions[i]``: each member holds its envs' new states,
         and gets its ``(rewards, terminated)`` to finish its step with. Where ``_step`` raises, no member
         has changed."""
-        joint, fields = self.joint, self.joint.state_fields
-        for name in fields:
-            setattr(joint, name, np.concatenate([getattr(m, name) for m in self.members]))
-        rewards, terminated = joint._step(np.concatenate([np.asarray(a) for a in actions]))
-        out = []
-        for m, rows in zip(self.members, self.slices):
-            for name in fields:
-                setattr(m, name, getattr(joint, name)[rows])
-            out.append((rewards[rows], terminated[rows]))
-        return out
+        fields = self.joint.state_fields
+        self._gather(fields)
+        rewards, terminated = self.joint._step(np.concatenate([np.asarray(a) for a in actions]))
+        self._scatter(fields)
+        return [(rewards[rows], terminated[rows]) for rows in self.slices]
 
     def step_finished(self, actions: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`step`, and each member's step finished too (:meth:`VectorPhysics.finish_step`: the step limit,
@@ -163,14 +158,20 @@ class JointPhysics:
         changed."""
         joint = self.joint
         fields = (*joint.state_fields, "steps", "returns")
-        for name in fields:
-            setattr(joint, name, np.concatenate([getattr(m, name) for m in self.members]))
+        self._gather(fields)
         joint.rngs = [rng for m in self.members for rng in m.rngs]  # the members' own generators
         rewards, terminated = joint._step(np.concatenate([np.asarray(a) for a in actions]))
         obs, rewards, dones = joint.finish_step(rewards, terminated, infos=False)[:3]
-        out = []
+        self._scatter(fields)
+        return [(obs[rows], rewards[rows], dones[rows]) for rows in self.slices]
+
+    def _gather(self, fields: Sequence[str]) -> None:
+        """The members' per-env arrays ``fields``, one after another, into the joint build (copies)."""
+        for name in fields:
+            setattr(self.joint, name, np.concatenate([getattr(m, name) for m in self.members]))
+
+    def _scatter(self, fields: Sequence[str]) -> None:
+        """Each member given back its rows of the joint build's arrays ``fields``."""
         for m, rows in zip(self.members, self.slices):
             for name in fields:
-                setattr(m, name, getattr(joint, name)[rows])
-            out.append((obs[rows], rewards[rows], dones[rows]))
-        return out
+                setattr(m, name, getattr(self.joint, name)[rows])
