@@ -15,17 +15,26 @@ class NonFiniteError(RuntimeError):
     """An update left NaN or infinite parameters (a non-finite loss or gradient)."""
 
 
+def non_finite_parameter(module: torch.nn.Module) -> str | None:
+    """The name of ``module``'s first parameter with a NaN or infinite value (None: none has one): one check of
+    all the parameters at once, their names looked up only where it fails."""
+    params = [p.detach().reshape(-1) for p in module.parameters()]
+    if not params or torch.isfinite(torch.cat(params)).all():
+        return None
+    return next(name for name, p in module.named_parameters() if not torch.isfinite(p).all())
+
+
 def check_finite(model: BaseAlgorithm, cause: BaseException | None = None) -> None:
     """Raise :class:`NonFiniteError` naming the first non-finite parameter of ``model.policy``.
 
     Called once per ``train()``, not per gradient step: a per-step hook costs ~3% of throughput.
     """
-    for name, param in model.policy.named_parameters():
-        if not torch.isfinite(param).all():
-            raise NonFiniteError(
-                f"non-finite parameters ({name}) after the update at step {model.num_timesteps} "
-                "(the loss or its gradients were NaN or infinite)"
-            ) from cause
+    name = non_finite_parameter(model.policy)
+    if name is not None:
+        raise NonFiniteError(
+            f"non-finite parameters ({name}) after the update at step {model.num_timesteps} "
+            "(the loss or its gradients were NaN or infinite)"
+        ) from cause
 
 
 def scaled_learning_rate(model: BaseAlgorithm, optimizers: Any) -> None:

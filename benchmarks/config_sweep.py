@@ -26,8 +26,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rltransfer.baselines import threshold
 from rltransfer.config import ExperimentConfig, load_config
-from rltransfer.evaluation import threshold
 from rltransfer.store.keys import experiment_hash
 from rltransfer.validation import Setup, resolve
 

@@ -28,7 +28,8 @@ from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.envs import MultiTaskVecEnv
 from rltransfer.envs.multitask import vector_env
-from rltransfer.evaluation import Evaluator, evaluate_together
+from rltransfer.evaluation import Evaluator
+from rltransfer.evaluation_together import evaluate_together
 from rltransfer.hardware import this_machine
 from rltransfer.transferring import build_target_agent, eval_env_factory
 from rltransfer.validation import setup_of

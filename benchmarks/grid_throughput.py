@@ -156,7 +156,7 @@ def _phase_methods() -> list[tuple[str, Any, str]]:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-    from rltransfer import evaluation
+    from rltransfer import evaluation, evaluation_together
     from rltransfer.agents.batched_dqn import BatchedDQN
     from rltransfer.agents.batched_off_policy import OffPolicyBatch
     from rltransfer.agents.batched_ppo import BatchedPPO
@@ -172,7 +172,7 @@ def _phase_methods() -> list[tuple[str, Any, str]]:
     out += [("rollout", c, "collect_rollouts") for c in (OnPolicyAlgorithm, OffPolicyAlgorithm)]
     out += [("rollout", c, "_collect_rollouts") for c in batched]
     out += [("evaluation", evaluation.Evaluator, "evaluate")]
-    out += [("evaluation", evaluation, "evaluate_together")]  # a module: job.py imports it when it runs
+    out += [("evaluation", evaluation_together, "evaluate_together")]  # a module: job.py imports it when it runs
     return [(phase, owner, name) for phase, owner, name in out if name in vars(owner)]
 
 

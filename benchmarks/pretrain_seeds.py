@@ -18,9 +18,10 @@ import json
 
 from config_sweep import solved_sources
 
+from rltransfer.baselines import thresholds_and_baselines
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
-from rltransfer.evaluation import Evaluator, thresholds_and_baselines
+from rltransfer.evaluation import Evaluator
 from rltransfer.pretraining import pretrain
 from rltransfer.stats import metrics
 from rltransfer.transferring import eval_env_factory, transfer

@@ -1,4 +1,4 @@
-"""Evaluating agents on a target task: parallel episodes with fixed reset seeds, random baselines.
+"""Evaluating agents on a target task: parallel episodes with fixed reset seeds, at fixed checkpoints.
 
 Every strategy and seed of an experiment is evaluated on the same list of reset seeds, so
 differences between them are not evaluation luck (docs/evaluation.md).
@@ -6,34 +6,24 @@ differences between them are not evaluation luck (docs/evaluation.md).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
-from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
-from rltransfer.agents.transfer_ppo import NonFiniteError
-from rltransfer.atomic import atomic_write_bytes
-from rltransfer.envs import Family, Task
-from rltransfer.envs.checks import time_limit
+from rltransfer.agents.updates import NonFiniteError, non_finite_parameter
 from rltransfer.envs.family import MAX_EPISODE_STEPS
-from rltransfer.envs.multitask import StepTogether, pausable
+from rltransfer.envs.multitask import pausable
 from rltransfer.errors import EndlessEpisode
 
 EVAL_SEED = 1_000_003  # reset seeds of evaluation episodes: EVAL_SEED + i, for every run
-RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
 MAX_PARALLEL = 32  # evaluation episodes stepped together in one vector env
 
 
@@ -42,8 +32,6 @@ def sampling_rng(*seed: int) -> Iterator[None]:
     """Actions sampled inside are drawn from torch's generator seeded with ``seed`` (a sequence of
     ints), and the generator is restored on exit: a stochastic evaluation is reproducible and does
     not change what training draws next, so a run trains the same whether or how often it is evaluated."""
-    import torch
-
     with torch.random.fork_rng():
         torch.manual_seed(int(np.random.SeedSequence(list(seed)).generate_state(1, np.uint64)[0] >> 1))
         yield
@@ -150,97 +138,7 @@ def run_episodes(
     return run.returns
 
 
-def evaluate_together(
-    due: Sequence[tuple[int, Evaluator, BaseAlgorithm]],
-    act: Callable[[dict[int, Any]], dict[int, np.ndarray]],
-    failed: Callable[[int, Exception], None] | None = None,
-) -> None:
-    """The deferred evaluations (:attr:`Evaluator.pending`) of several runs at once: each run's episodes on its
-    own evaluation env, on the same reset seeds as alone, every step acted on by one call of ``act`` for all
-    (``{key: observations} -> {key: actions}``; the batched engine's one forward pass for all its seeds).
-
-    Each evaluation scores the agent as it was when it fell due (its parameters and observation statistics,
-    kept then): its run's model holds them again while its wave runs, and its own after. So runs whose
-    checkpoints fall at different steps of a batch (each seed's probe of source heads takes its own number
-    of steps) are still measured together, later, with the numbers they would have had then.
-
-    A run whose evaluation raises (its env, an episode that never ends) is handed to ``failed`` with the error,
-    while it is being handled (its traceback the current one), and its later evaluations are dropped, as the
-    run alone would have stopped there; the others' go on. Without ``failed``, the error is raised."""
-    failures = _Failures(failed)
-    while any(ev.pending for _, ev, _ in due):
-        wave = []
-        for k, ev, model in due:
-            if ev.pending:
-                step, state = ev.pending.pop(0)
-                if failures.attempt(k, ev, partial(ev.repeat, model, step, state)) is False:
-                    wave.append((k, ev, model, step, state))
-        start = time.perf_counter()
-        with _as_scored([(model, state) for _, _, model, _, state in wave]):
-            runs = _episodes_together({k: (ev, model) for k, ev, model, _, _ in wave}, act, failures)
-        seconds = (time.perf_counter() - start) / max(len(wave), 1)
-        for k, ev, model, step, state in wave:
-            if k in runs:
-                failures.attempt(k, ev, partial(ev.record_returns, model, step, runs[k].returns, seconds, state))
-
-
-class _Failures:
-    """The runs of :func:`evaluate_together` whose evaluation raised (:attr:`dead`), each handed to ``failed``
-    (None: raised)."""
-
-    def __init__(self, failed: Callable[[int, Exception], None] | None):
-        self.failed = failed
-        self.dead: set[int] = set()
-
-    def attempt(self, k: int, ev: Evaluator, fn: Callable[[], Any]) -> Any:
-        """``fn()`` for run ``k``; where it raises, the run fails (None)."""
-        try:
-            return fn()
-        except Exception as err:  # the run's own error: it fails, the others go on
-            if self.failed is None:
-                raise
-            ev.pending.clear()
-            self.dead.add(k)
-            self.failed(k, err)
-            return None
-
-
-def _episodes_together(
-    runs: dict[int, tuple[Evaluator, BaseAlgorithm]],
-    act: Callable[[dict[int, Any]], dict[int, np.ndarray]],
-    failures: _Failures,
-) -> dict[int, Episodes]:
-    """One evaluation of each run, side by side, to its last episode: the runs' episodes (none of a run that
-    failed)."""
-    episodes: dict[int, Episodes] = {}
-    for k, (ev, model) in runs.items():
-        run = failures.attempt(k, ev, partial(_episodes, ev, model))
-        if run is not None:
-            episodes[k] = run
-    keys = list(episodes)
-    # a family's vector builds: one physics step, and (an evaluation takes only observations, rewards and ends)
-    # one finish for all
-    step_envs = StepTogether([episodes[k].env for k in keys], outcomes_only=True)
-    while live := [i for i, k in enumerate(keys) if k not in failures.dead and not episodes[k].done]:
-        actions = act({keys[i]: episodes[keys[i]].obs for i in live})
-        for i, result in zip(live, step_envs(live, [actions[keys[i]] for i in live])):
-            failures.attempt(keys[i], runs[keys[i]][0], partial(_took, episodes[keys[i]], result))
-    return {k: run for k, run in episodes.items() if k not in failures.dead}
-
-
-def _episodes(ev: Evaluator, model: BaseAlgorithm) -> Episodes:
-    """One evaluation of ``model`` on ``ev``'s env, to be stepped."""
-    return Episodes(ev._eval_env(model), ev.episodes, EVAL_SEED)
-
-
-def _took(run: Episodes, result: tuple[Any, np.ndarray, np.ndarray, Any] | Exception) -> None:
-    """``run``'s env stepped with others': what its ``step`` returned, or the error it raised, raised again."""
-    if isinstance(result, Exception):
-        raise result
-    run.stepped(result)
-
-
-def _observation_statistics(model: BaseAlgorithm) -> list[Any]:
+def observation_statistics(model: BaseAlgorithm) -> list[Any]:
     """The running statistics a ``VecNormalize`` over ``model``'s env normalises observations with (one, or
     one per key of a dict observation); none where it has no such wrapper."""
     env = model.get_env()
@@ -250,39 +148,9 @@ def _observation_statistics(model: BaseAlgorithm) -> list[Any]:
     return list(rms.values()) if isinstance(rms, dict) else [rms]
 
 
-@contextmanager
-def _as_scored(models: Sequence[tuple[BaseAlgorithm, list[np.ndarray]]]) -> Iterator[None]:
-    """Each model's policy parameters and observation statistics set, for the duration, to ``state`` (what
-    :meth:`Evaluator._scored_state` kept), and its own restored after, bit for bit. The batched engines'
-    parameters are views of their stacked rows, so their forward pass sees the state too."""
-    saved = []
-    with torch.no_grad():
-        for model, state in models:
-            params = list(model.policy.parameters())
-            stats = _observation_statistics(model)
-            saved.append(
-                (params, [p.detach().clone() for p in params], stats, [(s.mean, s.var, s.count) for s in stats])
-            )
-            for p, value in zip(params, state):
-                p.copy_(torch.from_numpy(value))
-            rest = state[len(params) + len(list(model.policy.buffers())) :]
-            for s, (mean, var, count) in zip(stats, zip(rest[0::3], rest[1::3], rest[2::3])):
-                s.mean, s.var, s.count = mean.copy(), var.copy(), count.item()
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for params, values, stats, own in saved:
-                for p, kept in zip(params, values):
-                    p.copy_(kept)
-                for s, (mean, var, count) in zip(stats, own):
-                    s.mean, s.var, s.count = mean, var, count
-
-
 def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], np.ndarray]:
     """``obs -> actions`` for evaluation: ``model.predict`` without its per-call overhead
     (training-mode switches, shape checks), same actions."""
-    import torch
     from gymnasium import spaces
 
     policy = model.policy
@@ -300,87 +168,6 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
         return actions
 
     return act
-
-
-FINGERPRINT_STEPS = 32
-
-
-def _digest(value: Any, h: Any) -> None:
-    """Feed an observation, reward or flag into the hash ``h`` (arrays by their bytes, dicts key by key)."""
-    if isinstance(value, Mapping):
-        for key in sorted(value):
-            h.update(str(key).encode())
-            _digest(value[key], h)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            _digest(v, h)
-    else:
-        a = np.asarray(value)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-
-
-def env_fingerprint(env: gym.Env, seed: int = RANDOM_SEED, steps: int = FINGERPRINT_STEPS) -> str:
-    """What ``env`` is, as far as a cached measurement on it cares: its wrappers, its spec and time limits, and
-    what it does in its first ``steps`` steps from a reset with ``seed`` under actions drawn from its action
-    space seeded alike (observations, rewards, ends). An env whose code changed under the same family and
-    parameters (a user's own, edited) has another fingerprint. Resets the env."""
-    h = hashlib.sha256()
-    spec = env.spec
-    h.update(repr((str(env), time_limit(env), spec.id if spec else None)).encode())
-    space = env.action_space
-    space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    _digest(obs, h)
-    for _ in range(steps):
-        obs, reward, terminated, truncated, _ = env.step(space.sample())
-        _digest((obs, float(reward), terminated, truncated), h)
-        if terminated or truncated:
-            obs, _ = env.reset()
-            _digest(obs, h)
-    return h.hexdigest()[:20]
-
-
-def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: str | Path | None = None) -> float:
-    """Mean return of a uniformly random policy on ``task``, measured once and cached under what determines it:
-    the family, the task's parameters, the protocol, Gymnasium's version and the env's fingerprint
-    (:func:`env_fingerprint`; a family whose env changed is measured again)."""
-    cache_dir = Path(cache_dir or os.environ.get("RLTRANSFER_CACHE") or Path.home() / ".cache" / "rltransfer")
-    probe = family.make(task)
-    try:
-        fingerprint = env_fingerprint(probe)
-    finally:
-        probe.close()
-    key_data = {
-        "family": family.name,
-        "params": dict(task.params),
-        "episodes": episodes,
-        "seed": RANDOM_SEED,
-        "gymnasium": gym.__version__,
-        "env": fingerprint,
-    }
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir / "random_returns" / f"{key}.json"
-    if path.is_file():
-        try:
-            return float(json.loads(path.read_text())["mean_return"])
-        except (ValueError, KeyError):
-            pass  # a damaged cache entry is measured again
-    env = DummyVecEnv([lambda: family.make(task) for _ in range(min(episodes, MAX_PARALLEL))])
-    space = env.action_space
-    space.seed(RANDOM_SEED)
-    try:
-        returns = run_episodes(
-            env, lambda obs: np.array([space.sample() for _ in range(env.num_envs)]), episodes, RANDOM_SEED
-        )
-    except EndlessEpisode as err:
-        raise EndlessEpisode(f"task '{task.name}' of family '{family.name}', a random policy: {err}") from None
-    finally:
-        env.close()
-    value = float(returns.mean())
-    entry = {**key_data, "task": task.name, "mean_return": value, "std_return": float(returns.std())}
-    atomic_write_bytes(path, json.dumps(entry).encode())  # experiments side by side share the cache
-    return value
 
 
 class Evaluator(BaseCallback):
@@ -426,12 +213,11 @@ class Evaluator(BaseCallback):
         self.curve: dict[str, list[float]] = {"step": [], "return": [], "score": [], "return_std": []}
         self.eval_seconds = 0.0
         self._next = 0
-        self._params: list[torch.Tensor] = []  # the policy's parameters, from the start of training
         self._env: VecEnv | None = None
         self._measured: tuple[list[np.ndarray], tuple[float, float, float]] | None = None
         """What the last measurement scored (:meth:`_scored_state`) and what it measured: mean, std, score."""
         self.defer = False
-        """Leave each evaluation in :attr:`pending` for :func:`evaluate_together` (the batched engine)."""
+        """Leave each evaluation in :attr:`pending` for :func:`~rltransfer.evaluation_together.evaluate_together` (the batched engine)."""
         self.pending: list[tuple[int, list[np.ndarray]]] = []
         """The deferred evaluations, oldest first: each one's step and the state it scores (:meth:`_scored_state`
         when it fell due)."""
@@ -494,7 +280,7 @@ class Evaluator(BaseCallback):
         statistics."""
         tensors = [*model.policy.parameters(), *model.policy.buffers()]
         state = [t.detach().cpu().numpy().copy() for t in tensors]
-        for one in _observation_statistics(model):
+        for one in observation_statistics(model):
             state += [np.array(one.mean, copy=True), np.array(one.var, copy=True), np.array(one.count)]
         return state
 
@@ -527,7 +313,6 @@ class Evaluator(BaseCallback):
         return self._next < len(self.checkpoints)
 
     def _on_training_start(self) -> None:
-        self._params = list(self.model.policy.parameters())
         self._evaluate_due()
 
     def _on_step(self) -> bool:
@@ -535,13 +320,10 @@ class Evaluator(BaseCallback):
 
     def _check_finite(self) -> None:
         """Stop the run before it scores an agent with a non-finite parameter (rltransfer's algorithms stop
-        at the update that makes one; this catches any other's at its next checkpoint). One check of all the
-        parameters at once; their names only for the message."""
-        if not self._params or torch.isfinite(torch.cat([p.detach().reshape(-1) for p in self._params])).all():
-            return
-        for name, param in self.model.policy.named_parameters():
-            if not torch.isfinite(param).all():
-                raise NonFiniteError(f"non-finite parameter '{name}' at step {self.num_timesteps}")
+        at the update that makes one; this catches any other's at its next checkpoint)."""
+        name = non_finite_parameter(self.model.policy)
+        if name is not None:
+            raise NonFiniteError(f"non-finite parameter '{name}' at step {self.num_timesteps}")
 
     def _on_training_end(self) -> None:
         self.close()
@@ -568,22 +350,3 @@ def protocol(every: int, episodes: int, deterministic: bool, budget: int) -> dic
         "budget": budget,
         "eval_seed": EVAL_SEED,
     }
-
-
-def threshold(family: Family, task: Task, thresholds: Mapping[str, float]) -> float:
-    """The return that counts as solving ``task``: the config's ``evaluation.thresholds`` entry, else the
-    family's (or Gymnasium's), which is looked up only where the config gives none."""
-    given = thresholds.get(task.name)
-    return float(given if given is not None else family.reward_threshold(task))
-
-
-def thresholds_and_baselines(
-    family: Family, tasks: list[Task], thresholds: Mapping[str, float], cache_dir: str | Path | None = None
-) -> dict[str, dict[str, float]]:
-    """Per task: the threshold (config, family, or Gymnasium) and the measured random return."""
-    out = {}
-    for task in tasks:
-        tau = threshold(family, task, thresholds)
-        r = random_return(family, task, cache_dir=cache_dir)
-        out[task.name] = {"threshold": tau, "random_return": r}
-    return out

@@ -16,11 +16,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
+from rltransfer.baselines import thresholds_and_baselines
 from rltransfer.bundle import read_manifest
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import ConfigError, UserInputError, WorkerDied
 from rltransfer.evaluation import protocol as eval_protocol
-from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import (
     check_backend,
     check_started,

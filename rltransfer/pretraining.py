@@ -16,12 +16,13 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from rltransfer.agent_factory import architecture, build_model
 from rltransfer.agents import get_algorithm
 from rltransfer.atomic import check_writable
+from rltransfer.baselines import threshold
 from rltransfer.bundle import MANIFEST_FILE, MODEL_FILE, save_bundle
 from rltransfer.callbacks import PerTaskLogger, callback_list, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import ExperimentConfig, check_seed
 from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.errors import EndlessEpisode, UserInputError
-from rltransfer.evaluation import EpisodeLimit, sampling_rng, threshold
+from rltransfer.evaluation import EpisodeLimit, sampling_rng
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.store import layout as dirs
 from rltransfer.store.reuse import COPIED_FILE

@@ -18,10 +18,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from rltransfer.baselines import thresholds_and_baselines
 from rltransfer.bundle import load_bundle, read_manifest
 from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.errors import BundleError, GateError, WorkerDied
-from rltransfer.evaluation import thresholds_and_baselines
 from rltransfer.execution.backends import stop_workers
 from rltransfer.interruption import Interruption
 from rltransfer.pretraining import format_evaluation, pretrain

@@ -45,7 +45,7 @@ def test_every_phase_times_sb3_and_the_batched_engine_and_puts_the_methods_back(
         ("update", "BatchedPPO", "_train"), ("update", "BatchedSAC", "_train"), ("update", "BatchedDQN", "_train"),
         ("rollout", "OnPolicyAlgorithm", "collect_rollouts"), ("rollout", "OffPolicyAlgorithm", "collect_rollouts"),
         ("rollout", "BatchedPPO", "_collect_rollouts"), ("rollout", "OffPolicyBatch", "_collect_rollouts"),
-        ("evaluation", "Evaluator", "evaluate"), ("evaluation", "rltransfer.evaluation", "evaluate_together"),
+        ("evaluation", "Evaluator", "evaluate"), ("evaluation", "rltransfer.evaluation_together", "evaluate_together"),
     ]:  # fmt: skip
         assert expected in named
     before = [(owner, name, vars(owner)[name]) for _, owner, name in gt._phase_methods()]

@@ -9,7 +9,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import rltransfer.evaluation as evaluation
-from rltransfer.evaluation import Evaluator, evaluate_together, policy_actor
+from rltransfer.evaluation import Evaluator, policy_actor
+from rltransfer.evaluation_together import evaluate_together
 
 
 class CountingEnv(DummyVecEnv):

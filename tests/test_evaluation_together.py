@@ -10,7 +10,8 @@ from stable_baselines3 import PPO
 
 from rltransfer.envs import MultiTaskVecEnv, get_family
 from rltransfer.envs.vector import JointPhysics
-from rltransfer.evaluation import MAX_PARALLEL, Evaluator, evaluate_together, policy_actor
+from rltransfer.evaluation import MAX_PARALLEL, Evaluator, policy_actor
+from rltransfer.evaluation_together import evaluate_together
 
 
 @pytest.mark.parametrize(

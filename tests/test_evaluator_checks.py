@@ -9,7 +9,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from rltransfer.agents.updates import NonFiniteError
+from rltransfer.agents.updates import NonFiniteError, non_finite_parameter
 from rltransfer.evaluation import Evaluator
 
 
@@ -36,3 +36,14 @@ def test_the_evaluator_stops_a_run_before_it_scores_a_non_finite_agent():
     with pytest.raises(NonFiniteError, match=r"non-finite parameter 'mlp_extractor.value_net.0.weight' at step 256"):
         model.learn(512, callback=[Poison(at=200), evaluator])
     assert evaluator.curve["step"] == [0, 128]
+
+
+def test_the_first_non_finite_parameter_is_named():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    assert non_finite_parameter(net) is None
+    with torch.no_grad():
+        net[2].bias[1] = float("inf")
+        assert non_finite_parameter(net) == "2.bias"
+        net[0].weight[3, 2] = float("nan")
+    assert non_finite_parameter(net) == "0.weight"  # the first in the module's order, not the first made
+    assert non_finite_parameter(torch.nn.Tanh()) is None  # no parameters

@@ -1122,7 +1122,7 @@ def test_a_pretraining_that_left_a_source_unlearnt_is_named_with_its_score():
 
 
 def test_the_source_gate_replaces_a_failed_pretraining_and_reruns_only_its_runs(finished, tmp_path):
-    from rltransfer.evaluation import random_return, threshold
+    from rltransfer.baselines import random_return, threshold
     from rltransfer.validation import resolve
 
     cfg, _ = finished

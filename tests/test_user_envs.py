@@ -12,11 +12,12 @@ import yaml
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from rltransfer.baselines import env_fingerprint, random_return, threshold
 from rltransfer.cli import main
 from rltransfer.config import load_config
 from rltransfer.envs import Family, Parameter, get_family, register_family
 from rltransfer.errors import ConfigError, EndlessEpisode, UserInputError
-from rltransfer.evaluation import env_fingerprint, random_return, run_episodes, threshold
+from rltransfer.evaluation import run_episodes
 from rltransfer.validation import validate
 
 
@@ -99,10 +100,11 @@ def test_an_episode_that_never_ends_is_an_error_not_a_return_cut_off_anywhere():
 
 
 def test_a_random_baseline_of_an_endless_env_names_the_task(tmp_path, monkeypatch):
+    import rltransfer.baselines as baselines
     import rltransfer.evaluation as evaluation
 
     family = drift_family("drift-endless", limit=None, threshold=-50.0)
-    monkeypatch.setattr(evaluation, "MAX_PARALLEL", 2)
+    monkeypatch.setattr(baselines, "MAX_PARALLEL", 2)
     monkeypatch.setattr(evaluation, "MAX_EPISODE_STEPS", 500)
     with pytest.raises(EndlessEpisode, match="task 'a' of family 'drift-endless', a random policy"):
         random_return(family, family.task("a"), episodes=4, cache_dir=tmp_path)

@@ -269,7 +269,7 @@ def _learn_together(
     from stable_baselines3.common.vec_env import VecEnv
 
     from rltransfer.envs.multitask import StepTogether
-    from rltransfer.evaluation import evaluate_together
+    from rltransfer.evaluation_together import evaluate_together
 
     order = list(batch)
     models = [batch[i].model for i in order]
