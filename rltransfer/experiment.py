@@ -7,13 +7,11 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from rltransfer.atomic import atomic_write_bytes, check_writable, remove_stale_temps
 from rltransfer.baselines import thresholds_and_baselines
@@ -25,16 +23,15 @@ from rltransfer.execution.backends import (
     check_backend,
     check_started,
     resolve_workers,
-    run_local,
-    run_ray,
     start_pool,
 )
-from rltransfer.execution.batching import batches, engine_of
-from rltransfer.execution.job import SB3, RunJob
+from rltransfer.execution.batching import engine_of
+from rltransfer.execution.grid import run_grid
+from rltransfer.execution.job import SB3, RunJob, is_done
 from rltransfer.execution.main_script import unguarded_call
 from rltransfer.hardware import this_machine
 from rltransfer.hyperparameters import minibatch_warning, untrained_warning
-from rltransfer.interruption import Interruption, interruptible
+from rltransfer.interruption import interruptible
 from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
 from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
@@ -230,19 +227,6 @@ def _trains(strategy: str, cfg: ExperimentConfig) -> bool:
     return plan is None or plan.train
 
 
-def is_done(job: RunJob, bundle_sha: str | None = None) -> bool:
-    """Whether the job's run finished with this config (its hash) and, where it loaded a bundle, from the
-    bundle whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since
-    trained again, is not one of this one's)."""
-    r = read_result(Path(job.out_dir) / RESULT_FILE)
-    if not isinstance(r, FinishedRun):
-        return False
-    loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
-    if bundle_sha is not None and loads_bundle and r.bundle_sha256 not in (None, bundle_sha):
-        return False
-    return r.run_hash == job.run_hash
-
-
 def run_experiment(
     config: str | Path | Mapping[str, Any] | ExperimentConfig,
     overrides: Iterable[str] | Mapping[str, Any] = (),
@@ -316,7 +300,7 @@ def run_experiment(
                     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs re-used, {len(todo)} to run")
                 grid_start = time.perf_counter()
                 try:
-                    failed = _run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool, interruption)
+                    failed = run_grid(cfg, todo, len(jobs), workers, manifest, progress, pool, interruption)
                 except WorkerDied:
                     manifest.end("the grid's workers died as they started")
                     manifest.write(run_dir)
@@ -416,109 +400,3 @@ def _copy_reusable(todo: list[RunJob], cfg: ExperimentConfig, manifest: Experime
         print(f"re-used {sum(copied.values())} finished run(s) that load nothing from a bundle: {where} "
               "(runner.reuse_other_experiments: false runs them again)")  # fmt: skip
     return rest
-
-
-class ProgressLines:
-    """A grid's progress where no terminal redraws a bar (CI, a log file): one plain line on stderr every
-    :attr:`every` seconds, and at the last run."""
-
-    every = 30.0
-
-    def __init__(self, total: int, done: int, clock: Callable[[], float] = time.monotonic):
-        self.total, self.done, self.clock = total, done, clock
-        self.start = self.last = clock()
-
-    def update(self, in_flight: int, failed: int) -> None:
-        self.done += 1
-        now = self.clock()
-        if now - self.last >= self.every or self.done == self.total:
-            self.last = now
-            print(
-                f"runs: {self.done}/{self.total} done, {in_flight} in flight, {failed} failed "
-                f"({now - self.start:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-def _mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) -> None:
-    """The runs in flight when the grid stopped: interrupted, or finished where a run wrote its result just
-    before the stop and the grid had not yet taken it in (results are written whole: counted as one)."""
-    for key, job in in_flight.items():
-        if is_done(job):
-            manifest.set_run(key, "ok", finished=now())
-        else:
-            manifest.set_run(key, "interrupted")
-
-
-def _record(manifest: ExperimentManifest, job: RunJob, res: dict[str, Any]) -> bool:
-    """A finished run's summary in the manifest; whether it succeeded."""
-    manifest.set_run(
-        job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
-        eval_seconds=round(res["eval_seconds"], 2), finished=now(),
-        **({"error": res["error"]} if res.get("error") else {}),
-    )  # fmt: skip
-    return res["status"] == "ok"
-
-
-def _run_grid(
-    cfg: ExperimentConfig,
-    todo: list[RunJob],
-    total: int,
-    workers: int,
-    manifest: ExperimentManifest,
-    progress: bool,
-    pool: ProcessPoolExecutor | None,
-    interruption: Interruption,
-) -> list[str]:
-    """Run ``todo`` on the configured backend; keep the manifest current; return the failed runs. Ctrl-C
-    or SIGTERM ends the runs in flight (``interruption``: the experiment's)."""
-
-    run_dir = cfg.run_dir
-    failed: list[str] = []
-    in_flight: dict[str, RunJob] = {}  # started, not yet recorded
-    running: set[str] = set()  # started, not yet ended (a batch's runs end together, then are recorded)
-    interactive = progress and sys.stderr.isatty()
-    bar = tqdm(
-        total=total, initial=total - len(todo), desc="runs", unit="run", disable=not interactive, dynamic_ncols=True
-    )
-    lines = ProgressLines(total, total - len(todo)) if progress and not interactive else None
-
-    def on_start(job: RunJob) -> None:
-        in_flight[job.key] = job
-        running.add(job.key)
-        manifest.set_run(job.key, "running", started=now())
-        bar.set_postfix_str(f"in flight {len(running)}: {sorted(running)[0]} | failed {len(failed)}")
-
-    def on_end(job: RunJob) -> None:
-        running.discard(job.key)
-
-    units = batches(todo, workers)
-    if cfg.runner.backend == "ray":
-        stream = run_ray(units, workers, cfg.runner.address, on_start, on_end=on_end)
-    else:
-        stream = run_local(units, workers, on_start, pool, on_end=on_end)
-
-    def stop() -> None:
-        stream.close()  # the workers (or Ray tasks) end here, before the disk is read
-        _mark_in_flight(manifest, in_flight)
-
-    try:
-        with interruption.during(stop, interruption.said) as interrupt:
-            for job, res in stream:
-                if interrupt.seen and res["status"] != "ok":  # the interrupt broke this run: not a result
-                    (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
-                    raise KeyboardInterrupt
-                in_flight.pop(job.key, None)
-                if not _record(manifest, job, res):
-                    failed.append(job.key)
-                manifest.write(run_dir)
-                bar.update(1)
-                bar.set_postfix_str(f"in flight {len(running)} | failed {len(failed)}")
-                if lines is not None:
-                    lines.update(len(running), len(failed))
-                if interrupt.seen:  # swallowed by a run that still finished: kept and counted, the grid stops
-                    raise KeyboardInterrupt
-    finally:
-        bar.close()
-    return failed

@@ -353,7 +353,7 @@ def test_a_directory_made_with_one_process_per_seed_resumes_as_it_was_made(tmp_p
 def test_the_progress_line_counts_the_runs_still_running_not_a_batch_whose_results_are_being_recorded(
     tmp_path, monkeypatch, capsys
 ):
-    from rltransfer.experiment import ProgressLines
+    from rltransfer.execution.grid import ProgressLines
 
     monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(ProgressLines, "every", 0.0)  # a line at every recorded run

@@ -1285,7 +1285,7 @@ def test_a_rerun_with_another_engine_says_which_finished_runs_it_replaces(finish
 
 
 def test_progress_without_a_terminal_is_plain_periodic_lines(capsys):
-    from rltransfer.experiment import ProgressLines
+    from rltransfer.execution.grid import ProgressLines
 
     now = [0.0]
     lines = ProgressLines(total=5, done=1, clock=lambda: now[0])

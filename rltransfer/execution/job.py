@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.hardware import this_machine, train_on_one_core
 from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE
-from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, run_metrics
+from rltransfer.records.run_result import RESULT_FILE, Curve, FailedRun, FinishedRun, read_result, run_metrics
 from rltransfer.revision import code_revision
 from rltransfer.stats import metrics
 from rltransfer.store.layout import run_key
@@ -377,3 +377,16 @@ def write_outputs(job: RunJob, files: dict[str, bytes]) -> None:
             raise ValueError(f"a run's output '{rel}' lies outside its run directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)
+
+
+def is_done(job: RunJob, bundle_sha: str | None = None) -> bool:
+    """Whether the job's run finished with this config (its hash) and, where it loaded a bundle, from the
+    bundle whose weights' checksum is ``bundle_sha`` (where given: a run of an earlier bundle, since
+    trained again, is not one of this one's)."""
+    r = read_result(Path(job.out_dir) / RESULT_FILE)
+    if not isinstance(r, FinishedRun):
+        return False
+    loads_bundle = job.reuse_key is None  # set only where the run loads nothing of it (scratch)
+    if bundle_sha is not None and loads_bundle and r.bundle_sha256 not in (None, bundle_sha):
+        return False
+    return r.run_hash == job.run_hash
