@@ -45,7 +45,7 @@ class ProgressLines:
             )
 
 
-def mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) -> None:
+def _mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) -> None:
     """The runs in flight when the grid stopped: interrupted, or finished where a run wrote its result just
     before the stop and the grid had not yet taken it in (results are written whole: counted as one)."""
     for key, job in in_flight.items():
@@ -55,7 +55,7 @@ def mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) -
             manifest.set_run(key, "interrupted")
 
 
-def record(manifest: ExperimentManifest, job: RunJob, res: dict[str, Any]) -> bool:
+def _record(manifest: ExperimentManifest, job: RunJob, res: dict[str, Any]) -> bool:
     """A finished run's summary in the manifest; whether it succeeded."""
     manifest.set_run(
         job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
@@ -105,7 +105,7 @@ def run_grid(
 
     def stop() -> None:
         stream.close()  # the workers (or Ray tasks) end here, before the disk is read
-        mark_in_flight(manifest, in_flight)
+        _mark_in_flight(manifest, in_flight)
 
     try:
         with interruption.during(stop, interruption.said) as interrupt:
@@ -114,7 +114,7 @@ def run_grid(
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.pop(job.key, None)
-                if not record(manifest, job, res):
+                if not _record(manifest, job, res):
                     failed.append(job.key)
                 manifest.write(run_dir)
                 bar.update(1)
