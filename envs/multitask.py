@@ -331,6 +331,10 @@ class StepTogether:
             and type(cast(VectorPhysics, inner._vector)).finishes_jointly
             for env, inner in zip(self.envs, self.inner)
         ]
+        builds = {type(cast(MultiTaskVecEnv, inner)._vector) for inner, f in zip(self.inner, self._finished) if f}
+        if len(builds) > 1:  # builds of several families: each steps as usual
+            self._finished = [False] * len(self.envs)
+        self._finishes = any(self._finished)
 
     def _joinable(self, which: Sequence[int]) -> tuple[int, ...]:
         vectors = [(i, self.inner[i]) for i in which if self.inner[i] is not None]
@@ -340,9 +344,7 @@ class StepTogether:
 
     def __call__(self, which: Sequence[int], actions: Sequence[np.ndarray]) -> list[StepResult | Exception]:
         act = dict(zip(which, actions))
-        finished = tuple(i for i in which if self._finished[i]) if any(self._finished) else ()
-        if len({type(cast(MultiTaskVecEnv, self.inner[i])._vector) for i in finished}) > 1:
-            finished = ()  # builds of several families: each steps as usual
+        finished = tuple(i for i in which if self._finished[i]) if self._finishes else ()
         out = self._step_finished(finished, act) if finished else {}
         joined = self._joinable([i for i in which if i not in out] if out else which)
         out |= self._step_joined(joined, act) if joined else {}
