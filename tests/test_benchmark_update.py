@@ -53,12 +53,12 @@ def test_a_short_measurement_times_every_way(compiled, load_benchmark):
     args = argparse.Namespace(
         config=str(ROOT / "docs/results/cartpole/config.yaml"),
         task="medium",
-        seeds=2,
         rounds=2,
         set=[],
         compile=compiled,
     )
-    line = ut.measure(args, "relu")
+    line, sb3, batched = ut.measure(args, "relu", 2)
+    assert sb3 > 0 and batched > 0 and f"SB3 {sb3:.2f} ms" in line and f"batched {batched:.2f} ms" in line
     assert (
         line.startswith("relu: SB3 ")
         and "a minibatch of 2: " in line
@@ -96,12 +96,22 @@ def test_the_compiled_update_is_the_same_update_to_rounding(load_benchmark):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_the_per_seed_fit_is_the_least_squares_line(load_benchmark):
+    """Times on an exact line (1.5 ms once, 0.25 ms a seed) give that line back; SB3's mean over them is the
+    limit's numerator: 2.0 / 0.25 = 8x."""
+    ut = load_benchmark("update_throughput")
+    line = ut.per_seed([2, 4, 10], [1.9, 2.1, 2.0], [2.0, 2.5, 4.0])
+    assert "(2: 2.00, 4: 2.50, 10: 4.00) = 1.50 ms paid once + 250 us a seed" in line
+    assert "SB3 2.00 ms a seed: the ratio tends to 8.00x" in line
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
         (["--config", str(ROOT / "configs/pendulum.yaml"), "--task", "mid"], "this benchmark times PPO's update"),
         (["--task", "no-such-task"], "no-such-task"),
         (["--seeds", "0"], "--seeds and --rounds must be at least 1"),
+        (["--seeds", "2", "5", "2"], "--seeds: each number once (got 2 5 2)"),
         (["--compile"], "--compile needs a C++ compiler"),
     ],
 )
