@@ -69,3 +69,33 @@ def test_a_runs_file_stopped_mid_write_is_the_one_it_was_replacing(tmp_path, mon
         write_json_lines([{"seed": 0}, {"seed": 1}], path)
     assert read_json_lines(path) == [{"seed": 0}]
     assert [p.name for p in tmp_path.iterdir()] == ["runs.jsonl.gz"]
+
+
+REPRODUCTIONS = sorted(Path(__file__).parents[1].glob("docs/results/*/reproductions/*.jsonl.gz"))
+
+
+@pytest.mark.parametrize("path", REPRODUCTIONS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_every_published_reproduction_is_a_rerun_of_a_published_run_on_its_kind_of_cpu(path):
+    """A publication's recorded re-runs (``rltransfer verify --record``) are what checks on their kind of CPU
+    compare with: each must be a re-run, on the kind the file is named for, of a run the publication still
+    publishes (the same run hash and engine) that was made on another kind (a run made on this kind is its
+    own reference, and its re-run would never be read)."""
+    from rltransfer.records.experiment_manifest import ExperimentManifest
+    from rltransfer.records.run_result import read_json_lines
+
+    publication = path.parents[1]
+    published = {}
+    for data in read_json_lines(publication / "runs.jsonl.gz"):
+        r = parse_result(data)
+        published[r.key] = r
+    default = ExperimentManifest.model_validate_json((publication / "manifest.json").read_text()).machine
+    reruns = [parse_result(data) for data in read_json_lines(path)]
+    assert reruns
+    for rerun in reruns:
+        assert isinstance(rerun, FinishedRun) and rerun.machine is not None
+        assert rerun.machine.kind == path.name.removesuffix(".jsonl.gz"), rerun.key
+        run = published.get(rerun.key)
+        assert run is not None, f"{rerun.key}: not a published run"
+        assert (rerun.run_hash, rerun.engine) == (run.run_hash, run.engine), rerun.key
+        made_on = run.machine or default
+        assert made_on is not None and not made_on.same_kind(rerun.machine), rerun.key
