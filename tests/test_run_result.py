@@ -82,17 +82,16 @@ def test_every_published_reproduction_is_a_rerun_of_a_published_run_on_its_kind_
     own reference, and its re-run would never be read)."""
     from rltransfer.records.experiment_manifest import ExperimentManifest
     from rltransfer.records.run_result import read_json_lines
+    from rltransfer.reporting.publication import read_reproductions, read_runs
 
     publication = path.parents[1]
-    published = {}
-    for data in read_json_lines(publication / "runs.jsonl.gz"):
-        r = parse_result(data)
-        published[r.key] = r
-    default = ExperimentManifest.model_validate_json((publication / "manifest.json").read_text()).machine
+    published = {r.key: r for r in read_runs(publication)}
+    default = ExperimentManifest.read(publication).machine
     reruns = [parse_result(data) for data in read_json_lines(path)]
-    assert reruns
+    assert reruns and all(isinstance(r, FinishedRun) and r.machine is not None for r in reruns)
+    kind = reruns[0].machine
+    assert read_reproductions(publication, kind) == {(r.key, r.bundle_sha256): r for r in reruns}  # as verify reads it
     for rerun in reruns:
-        assert isinstance(rerun, FinishedRun) and rerun.machine is not None
         assert rerun.machine.kind == path.name.removesuffix(".jsonl.gz"), rerun.key
         run = published.get(rerun.key)
         assert run is not None, f"{rerun.key}: not a published run"
