@@ -71,10 +71,11 @@ def test_a_runs_file_stopped_mid_write_is_the_one_it_was_replacing(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["runs.jsonl.gz"]
 
 
-REPRODUCTIONS = sorted(Path(__file__).parents[1].glob("docs/results/*/reproductions/*.jsonl.gz"))
+RESULTS = Path(__file__).parents[1] / "docs/results"
+REPRODUCTIONS = sorted(RESULTS.glob("**/reproductions/*.jsonl.gz"))  # nested publications (sb3-engine/) too
 
 
-@pytest.mark.parametrize("path", REPRODUCTIONS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+@pytest.mark.parametrize("path", REPRODUCTIONS, ids=lambda p: p.relative_to(RESULTS).as_posix())
 def test_every_published_reproduction_is_a_rerun_of_a_published_run_on_its_kind_of_cpu(path):
     """A publication's recorded re-runs (``rltransfer verify --record``) are what checks on their kind of CPU
     compare with: each must be a re-run, on the kind the file is named for, of a run the publication still
