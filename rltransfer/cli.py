@@ -222,7 +222,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from rltransfer.reporting.publication import restore
 
-    done = restore(args.published, args.output_dir)
+    done = restore(args.published, args.output_dir, runs=not args.without_runs)
     seeds = ", ".join(map(str, done.bundles))
     bundles = f"the bundles of pre-training seed(s) {seeds}" if done.bundles else "no bundle (none ship)"
     where = f" --set output_dir={args.output_dir}" if args.output_dir is not None else ""
@@ -231,11 +231,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
             f", and its re-runs on other kinds of CPU ({', '.join(done.reproduced_on)}; publishing the experiment "
             "again, wherever to, keeps those of the runs it re-uses)"
         )
-    print(
-        f"restored {args.published} to {done.run_dir}: config, manifest, {done.results} run result(s), {bundles}.\n"
-        f"Extend it (more strategies, seeds or targets; only the new runs train): rltransfer experiment "
-        f"{args.published.rstrip('/')}/config.yaml{where} --set 'transfer.strategies=[...]'; then publish it again"
-    )
+    config = f"{args.published.rstrip('/')}/config.yaml{where}"
+    runs, then = (
+        ("no run", f"Make every run again at this code: rltransfer experiment {config}; then rltransfer publish")
+        if args.without_runs
+        else (f"{done.results} run result(s)", "Extend it (more strategies, seeds or targets; only the new runs "
+              f"train): rltransfer experiment {config} --set 'transfer.strategies=[...]'; then publish it again")
+    )  # fmt: skip
+    print(f"restored {args.published} to {done.run_dir}: config, manifest, {runs}, {bundles}.\n{then}")
     return 0
 
 
@@ -366,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dir", default=None, help="instead of the config's output_dir (then --set it for the experiment)"
     )
+    p.add_argument(
+        "--without-runs", action="store_true",
+        help="restore no run (the pre-trainings, config and manifest only): the experiment then makes the "
+        "publication's whole grid again at this code, from its own pre-trainings",
+    )  # fmt: skip
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser(

@@ -458,6 +458,34 @@ def test_a_restored_publication_is_extended_by_the_new_runs_alone(finished, tmp_
     assert read_manifest(bundle_dir(tmp_path / "third" / "tiny", 0)).machine == elsewhere
 
 
+def test_a_publication_restored_without_runs_is_made_again_run_for_run(finished, tmp_path, capsys):
+    """``restore --without-runs``: the pre-trainings, config and manifest only; the experiment on the config then
+    makes the whole grid again from the publication's own pre-trainings, here (the same code, the same kind
+    of CPU) every run to the last byte of its result."""
+    from rltransfer.cli import main
+    from rltransfer.records.experiment_manifest import ExperimentManifest
+
+    _, res = finished
+    dest = tmp_path / "published"
+    assert main(["publish", str(res.run_dir), str(dest)]) == 0
+    out_dir = tmp_path / "again"
+    assert main(["restore", str(dest), "--output-dir", str(out_dir), "--without-runs"]) == 0
+    run_dir = out_dir / "tiny"
+    said = capsys.readouterr().out
+    assert f"restored {dest} to {run_dir}: config, manifest, no run, the bundles of pre-training seed(s) 0" in said
+    assert (
+        f"Make every run again at this code: rltransfer experiment {dest}/config.yaml --set output_dir={out_dir}"
+        in said
+    )
+    assert results(run_dir) == {} and ExperimentManifest.read(run_dir).runs == {}
+    weights = "pretrain/bundle/components.safetensors"
+    assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()
+    assert main(["experiment", str(dest / "config.yaml"), "--set", f"output_dir={out_dir}"]) == 0
+    assert "0 of 6 runs re-used, 6 to run" in capsys.readouterr().out
+    assert results(run_dir) == results(res.run_dir)
+    assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()  # not trained again
+
+
 def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_path):
     """`output_dir: .` and `name: myproject` made the experiment write its config.yaml over the project's own."""
     cfg, _ = finished

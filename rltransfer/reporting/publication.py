@@ -158,13 +158,16 @@ def carry_reproductions(earlier: Sequence[Path], results: Sequence[FinishedRun |
             _write_reproductions(Path(into) / REPRODUCTIONS_DIR / name, kept)
 
 
-def restore(published: str | Path, output_dir: str | Path | None = None) -> Restored:
+def restore(published: str | Path, output_dir: str | Path | None = None, runs: bool = True) -> Restored:
     """Make ``<output_dir>/<name>`` (the config's ``output_dir`` by default: where its experiment writes;
     new, or empty) the experiment directory of the publication ``published``: its config and manifest, every
     run's ``result.json`` in its place, and the shipped bundles as its pre-trainings. Each result names the
     machine it was made on (the publication's, where the result predates that record: the experiment that
     extends it records its own), and so does each bundle. A pre-training that does not ship is trained again by
-    the experiment, and the runs that loaded it run again."""
+    the experiment, and the runs that loaded it run again.
+
+    :param runs: False: no run's result, and a manifest that lists none; the experiment on the config then
+        makes every run again at this code, from the publication's own pre-trainings (its grid made again)."""
     published = Path(published)
     if not is_publication(published):
         raise UserInputError(
@@ -182,6 +185,9 @@ def restore(published: str | Path, output_dir: str | Path | None = None) -> Rest
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in RECORDS:
             shutil.copyfile(published / name, run_dir / name)
+        if not runs:
+            results = []
+            manifest.model_copy(update={"runs": {}}).write(run_dir)
         for r in results:
             if r.machine is None and manifest.machine is not None:
                 r = r.model_copy(update={"machine": manifest.machine})
