@@ -229,7 +229,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if done.reproduced_on:
         bundles += (
             f", and its re-runs on other kinds of CPU ({', '.join(done.reproduced_on)}; publishing the experiment "
-            "again, wherever to, keeps those of the runs it re-uses)"
+            "again, wherever to, keeps those of the runs it publishes unchanged)"
         )
     config = f"{args.published.rstrip('/')}/config.yaml{where}"
     runs, then = (
