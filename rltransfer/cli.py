@@ -355,11 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser(
-        "restore", help="a publication back into an experiment directory, to extend it with more runs",
+        "restore", help="a publication back into an experiment directory, to extend it or make its grid again",
         description="Make the experiment directory of a publication (its config, manifest, every run's result and the "
         "bundles it ships) where its config's experiment writes (<output_dir>/<name>), so that 'rltransfer "
         "experiment' on its config extends it: more strategies, seeds or targets, the published runs and "
-        "pre-trainings re-used.",
+        "pre-trainings re-used. With --without-runs, the experiment makes every run again at this code instead.",
         epilog="example:\n  rltransfer restore docs/results/lunarlander                # -> runs/lunarlander-wind\n"
         "  rltransfer experiment docs/results/lunarlander/config.yaml --set 'transfer.strategies=[scratch,finetune,adapter]'\n"
         "  rltransfer publish runs/lunarlander-wind docs/results/lunarlander",
