@@ -205,17 +205,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from rltransfer.reporting.publishing import publish
+    from rltransfer.reporting.publishing import publication_warnings, publish
 
     dest = publish(args.run_dir, args.dest)
     print(f"published {args.run_dir} to {dest} (report, config, manifest, every run in runs.jsonl.gz)")
-    missing = json.loads((dest / "summary.json").read_text()).get("missing_runs") or []
-    if missing:
-        print(
-            f"warning: the grid is incomplete: {len(missing)} of its runs have no result (the report says so "
-            "first); run the experiment again to finish it, then publish again",
-            file=sys.stderr,
-        )
+    for warning in publication_warnings(json.loads((dest / "summary.json").read_text())):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -486,6 +486,37 @@ def test_a_publication_restored_without_runs_is_made_again_run_for_run(finished,
     assert (run_dir / weights).read_bytes() == (res.run_dir / weights).read_bytes()  # not trained again
 
 
+def test_publishing_runs_made_with_uncommitted_changes_warns(finished, tmp_path, capsys):
+    """A run or pre-training whose code revision says ``+dirty`` was made by code no commit holds: publishing it
+    says so (it still publishes: the figures are what was measured)."""
+    import shutil
+    from dataclasses import replace
+
+    from rltransfer.cli import main
+    from rltransfer.records.experiment_manifest import ExperimentManifest
+    from rltransfer.records.run_result import RESULT_FILE, read_result
+
+    _, res = finished
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(res.run_dir, run_dir)
+    manifest = ExperimentManifest.read(run_dir)
+    manifest.pretrainings = [replace(p, code_revision="0123456789ab") for p in manifest.pretrainings]
+    manifest.write(run_dir)
+    paths = sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}"))
+    for i, path in enumerate(paths):
+        read_result(path).model_copy(update={"code_revision": "0123456789ab" + ("+dirty" if i == 0 else "")}).write(
+            path
+        )
+    assert main(["publish", str(run_dir), str(tmp_path / "dirty")]) == 0
+    assert (
+        "warning: 1 run(s) were made with uncommitted changes (their code revision says +dirty)"
+        in capsys.readouterr().err
+    )
+    read_result(paths[0]).model_copy(update={"code_revision": "0123456789ab"}).write(paths[0])
+    assert main(["publish", str(run_dir), str(tmp_path / "clean")]) == 0
+    assert "uncommitted" not in capsys.readouterr().err
+
+
 def test_an_experiment_never_writes_into_a_directory_of_ones_own(finished, tmp_path):
     """`output_dir: .` and `name: myproject` made the experiment write its config.yaml over the project's own."""
     cfg, _ = finished

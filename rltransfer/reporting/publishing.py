@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -84,6 +85,30 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
     except OSError as err:
         raise UserInputError(f"cannot publish to '{dest}': {err}") from None
     return dest
+
+
+def publication_warnings(summary: dict[str, Any]) -> list[str]:
+    """What a publication's summary says its reader should be warned of: runs of the grid without a result, and
+    runs or kept pre-trainings made with uncommitted changes (their code revision says ``+dirty``: no commit
+    makes them again)."""
+    out = []
+    missing = summary.get("missing_runs") or []
+    if missing:
+        out.append(
+            f"the grid is incomplete: {len(missing)} of its runs have no result (the report says so first); run the "
+            "experiment again to finish it, then publish again"
+        )
+    revisions = summary.get("code_revisions") or {}
+    dirty = {what: sum(n for rev, n in revisions.get(what, {}).items() if rev.endswith("+dirty")) for what in revisions}
+    if any(dirty.values()):
+        said = " and ".join(
+            f"{n} {'run(s)' if what == 'runs' else 'pre-training(s)'}" for what, n in dirty.items() if n
+        )
+        out.append(
+            f"{said} were made with uncommitted changes (their code revision says +dirty): no commit makes them "
+            "again; commit, make them again (rltransfer restore --without-runs) and publish again"
+        )
+    return out
 
 
 def _check_destination(run_dir: Path, dest: Path) -> None:
