@@ -99,7 +99,7 @@ def publication_warnings(summary: dict[str, Any]) -> list[str]:
             "experiment again to finish it, then publish again"
         )
     revisions = summary.get("code_revisions") or {}
-    dirty = {what: sum(n for rev, n in revisions.get(what, {}).items() if rev.endswith("+dirty")) for what in revisions}
+    dirty = {what: sum(n for rev, n in by.items() if rev.endswith("+dirty")) for what, by in revisions.items()}
     if any(dirty.values()):
         said = " and ".join(
             f"{n} {'run(s)' if what == 'runs' else 'pre-training(s)'}" for what, n in dirty.items() if n
