@@ -1,4 +1,5 @@
-"""The ``rltransfer`` command line: families, pretrain, transfer, experiment, report, publish, verify, evaluate."""
+"""The ``rltransfer`` command line, its arguments parsed (families, pretrain, transfer, experiment, report, publish,
+verify, evaluate, restore, migrate); what each command does is in :mod:`rltransfer.commands`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rltransfer import commands
 from rltransfer.config import DEFAULT_STRATEGIES, MAX_SEED
 from rltransfer.errors import Interrupted, UserInputError, WorkerDied
 
@@ -33,210 +35,6 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _family_arg(name: str) -> str:
-    """A family's name; a YAML file declaring one is registered first (its name returned)."""
-    from pathlib import Path
-
-    if not name.endswith((".yaml", ".yml")):
-        return name
-    from rltransfer.config import family_spec
-    from rltransfer.config_yaml import read_yaml
-    from rltransfer.envs import register_declared
-
-    return register_declared(family_spec(read_yaml(Path(name)), name).model_dump()).name
-
-
-def cmd_families(args: argparse.Namespace) -> int:
-    import gymnasium as gym
-
-    from rltransfer.envs import get_family, gym_id, list_families
-
-    names = [_family_arg(args.name)] if args.name else list_families()
-    if args.check:
-        return _check_families(names)
-    described = [
-        {**get_family(n).describe(), "gym_id": gym_id(n) if gym_id(n) in gym.registry else None} for n in names
-    ]
-    if args.json:
-        print(json.dumps(described, indent=2))
-        return 0
-    for fam in described:
-        print(f"{fam['name']}: {fam['description']}")
-        if fam["gym_id"]:
-            print(
-                f"  Gymnasium id: {fam['gym_id']} (gym.make('{fam['gym_id']}', task=...) once rltransfer.envs is imported)"
-            )
-        print("  parameters:")
-        for pname, p in fam["parameters"].items():
-            print(f"    {pname:<18} default {p['default']:<8g} range [{p['low']:g}, {p['high']:g}]  {p['doc']}")
-        print("  tasks:")
-        for tname, params in fam["tasks"].items():
-            role = "source" if tname in fam["source_tasks"] else fam["target_tasks"].get(tname, "-")
-            changed = {k: v for k, v in params.items() if v != fam["parameters"][k]["default"]}
-            desc = ", ".join(f"{k}={v:g}" for k, v in changed.items()) or "(defaults)"
-            print(f"    {tname:<18} {role:<14} {desc}")
-        if fam["threshold_note"]:
-            print(f"  threshold: {fam['reward_threshold']} ({fam['threshold_note']})")
-        print()
-    return 0
-
-
-def _check_families(names: list[str]) -> int:
-    from rltransfer.envs import get_family
-    from rltransfer.envs.checks import check_family
-
-    families = [get_family(name) for name in names]  # an unknown name: told before any check's output
-    failed = 0
-    for name, family in zip(names, families):
-        print(f"{name}:")
-        for check in check_family(family):
-            failed += not check.ok
-            print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}" + (f": {check.detail}" if check.detail else ""))
-    print(f"{failed} check(s) failed" if failed else "every check passed")
-    return 1 if failed else 0
-
-
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from rltransfer.config import load_config
-
-    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
-    from rltransfer.pretraining import pretrain
-
-    result = pretrain(cfg, seed=args.seed, progress=not args.no_progress, echo=True)
-    print(f"bundle: {result.bundle_path}\ntensorboard --logdir {result.tb_dir}")
-    return 0
-
-
-def cmd_transfer(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rltransfer.config import load_config
-
-    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
-    from rltransfer.records.lineage import format_report
-    from rltransfer.strategies import get_strategy
-    from rltransfer.transferring import transfer
-
-    get_strategy(args.strategy)  # after --import: a strategy it registers is known
-    result = transfer(
-        cfg, args.bundle, args.target, args.strategy, seed=args.seed, timesteps=args.timesteps,
-        out_dir=args.out, progress=not args.no_progress,
-    )  # fmt: skip
-    out = Path(result.out_dir or ".")  # transfer saves by default: out_dir is set
-    print(format_report(result.lineage))
-    print(f"model: {out / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
-    print(f"tensorboard --logdir {out / 'tb'}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from rltransfer.target_env import evaluate
-
-    task, returns = evaluate(args.model, args.target, args.episodes, args.seed, not args.stochastic)
-    policy = "sampled actions" if args.stochastic else "deterministic policy"
-    print(
-        f"{task}: mean return {np.mean(returns):.2f} +/- {np.std(returns):.2f} over {len(returns)} episode(s) "
-        f"({policy}; reset seeds {args.seed}..{args.seed + len(returns) - 1})"
-    )
-    print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
-    return 0
-
-
-def cmd_experiment(args: argparse.Namespace) -> int:
-    from rltransfer.config import load_config
-
-    cfg = load_config(args.config, args.overrides)  # before torch loads: a config error is told at once
-    from rltransfer.experiment import run_experiment
-
-    result = run_experiment(cfg, progress=not args.no_progress, echo=True)
-    if result.failed:
-        print(f"{len(result.failed)} run(s) failed (listed in the report); the other results are kept", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    if args.index is not None:
-        return _report_index(args)
-    if args.run_dir is None:
-        raise UserInputError("report: give an experiment's directory, or --index RESULTS_DIR")
-    if args.update or args.check:
-        raise UserInputError("report: --update and --check go with --index RESULTS_DIR")
-    from rltransfer.reporting.report import render
-
-    summary = render(Path(args.run_dir), echo=True)
-    return 1 if summary["failures"] else 0
-
-
-def _report_index(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rltransfer.reporting.results_index import tables, update
-
-    if args.run_dir is not None:
-        raise UserInputError("report: give an experiment's directory or --index RESULTS_DIR, not both")
-    if not args.update:
-        if args.check:
-            raise UserInputError("report --index: --check needs --update FILE (the files to check)")
-        for name, table in tables(Path(args.index), Path.cwd()).items():
-            print(f"{name}:\n\n{table}\n")
-        return 0
-    changed = update(Path(args.index), [Path(f) for f in args.update], check=args.check)
-    for f in changed:
-        print(f"{f}: {'differs from the generated tables' if args.check else 'updated'}")
-    if args.check and changed:
-        print(f"run: rltransfer report --index {args.index} --update {' '.join(args.update)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from rltransfer.store.migration import LAYOUT_VERSION, migrate
-
-    done = migrate(args.run_dir)
-    for line in done:
-        print(line)
-    print(f"{args.run_dir}: layout version {LAYOUT_VERSION}" + ("" if done else " already; nothing to do"))
-    return 0
-
-
-def cmd_publish(args: argparse.Namespace) -> int:
-    from rltransfer.reporting.publishing import publication_warnings, publish
-
-    dest = publish(args.run_dir, args.dest)
-    print(f"published {args.run_dir} to {dest} (report, config, manifest, every run in runs.jsonl.gz)")
-    for warning in publication_warnings(json.loads((dest / "summary.json").read_text())):
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    from rltransfer.reporting.publication import restore
-
-    done = restore(args.published, args.output_dir, runs=not args.without_runs)
-    seeds = ", ".join(map(str, done.bundles))
-    bundles = f"the bundles of pre-training seed(s) {seeds}" if done.bundles else "no bundle (none ship)"
-    where = f" --set output_dir={args.output_dir}" if args.output_dir is not None else ""
-    if done.reproduced_on:
-        bundles += (
-            f", and its re-runs on other kinds of CPU ({', '.join(done.reproduced_on)}; publishing the experiment "
-            "again, wherever to, keeps those of the runs it publishes unchanged)"
-        )
-    config = f"{args.published.rstrip('/')}/config.yaml{where}"
-    runs, then = (
-        ("no run", f"Make every run again at this code: rltransfer experiment {config}; then rltransfer publish")
-        if args.without_runs
-        else (f"{done.results} run result(s)", "Extend it (more strategies, seeds or targets; only the new runs "
-              f"train): rltransfer experiment {config} --set 'transfer.strategies=[...]'; then publish it again")
-    )  # fmt: skip
-    print(f"restored {args.published} to {done.run_dir}: config, manifest, {runs}, {bundles}.\n{then}")
-    return 0
-
-
 def _workers(value: str) -> str | int:
     """``auto`` or a positive count (argparse reports anything else, exit 2)."""
     if value == "auto":
@@ -251,21 +49,6 @@ def _seed(value: str) -> int:
     if not value.isdigit() or int(value) > MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {value!r}")
     return int(value)
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from rltransfer.execution.backends import resolve_workers
-    from rltransfer.reporting.verification import elsewhere, verify
-
-    if args.runs is not None and args.runs < 1:
-        raise UserInputError(f"--runs must be >= 1, got {args.runs}")
-    checks = verify(
-        args.published, args.runs, args.targets, args.sample_seed, resolve_workers(args.workers), args.out,
-        pretrain=args.pretrain, record=args.record,
-    )  # fmt: skip
-    if all(c.same for c in checks):
-        return 0
-    return 3 if elsewhere(checks) else 1
 
 
 class _Version(argparse.Action):
@@ -309,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="experiment config (YAML)")
     _add_set(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_experiment)
+    p.set_defaults(func=commands.cmd_experiment)
 
     p = sub.add_parser(
         "report", help="re-render the report from the results on disk (also of a partial experiment)",
@@ -330,14 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help="with --update: exit 1 where FILE's tables are not the generated ones"
     )
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=commands.cmd_report)
 
     p = sub.add_parser(
         "migrate", help="bring an experiment directory of an older layout to this rltransfer's (results untouched)",
         epilog="example:\n  rltransfer migrate runs/cartpole-physics", formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("run_dir", help="an experiment's directory (runs/<name>)")
-    p.set_defaults(func=cmd_migrate)
+    p.set_defaults(func=commands.cmd_migrate)
 
     p = sub.add_parser(
         "publish", help="an experiment's per-run data (runs.jsonl.gz) and the report rendered from it, in a directory",
@@ -347,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("run_dir", help="an experiment's directory (runs/<name>) with its report")
     p.add_argument("dest", help="the publication's directory (created; a README there is kept)")
-    p.set_defaults(func=cmd_publish)
+    p.set_defaults(func=commands.cmd_publish)
 
     p = sub.add_parser(
         "restore", help="a publication back into an experiment directory, to extend it or make its grid again",
@@ -369,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="restore no run (the pre-trainings, config and manifest only): the experiment then makes the "
         "publication's whole grid again at this code, from its own pre-trainings",
     )  # fmt: skip
-    p.set_defaults(func=cmd_restore)
+    p.set_defaults(func=commands.cmd_restore)
 
     p = sub.add_parser(
         "verify", help="re-run published runs at the current code; exit 0 if every curve is the same",
@@ -403,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the re-runs of runs made on another kind of CPU in the publication (reproductions/<kind>.jsonl.gz): "
         "later checks on this kind of CPU compare with them exactly",
     )  # fmt: skip
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=commands.cmd_verify)
 
     p = sub.add_parser(
         "evaluate", help="evaluate a saved target agent (its model.zip alone) with SB3's evaluate_policy",
@@ -416,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     p.add_argument("--seed", type=_seed, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--stochastic", action="store_true", help="sample actions (default: the deterministic policy)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser(
         "families", help="list families, their parameters, tasks and splits; --check tests one",
@@ -430,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Gymnasium's env checker on every task, each parameter's effect, no state shared between tasks",
     )  # fmt: skip
     how.add_argument("--json", action="store_true", help="machine-readable output (not with --check)")
-    p.set_defaults(func=cmd_families)
+    p.set_defaults(func=commands.cmd_families)
 
     p = sub.add_parser(
         "pretrain", help="multi-task pre-training on the source tasks; writes a bundle",
@@ -441,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--seed", type=_seed, default=0, help="pre-training seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_pretrain)
+    p.set_defaults(func=commands.cmd_pretrain)
 
     p = sub.add_parser(
         "transfer", help="train one target agent from a bundle with one strategy",
@@ -463,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_set(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_transfer)
+    p.set_defaults(func=commands.cmd_transfer)
     return parser
 
 
