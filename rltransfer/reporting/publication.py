@@ -50,7 +50,7 @@ from rltransfer.records.run_result import (
 from rltransfer.store import layout
 from rltransfer.store.migration import check_layout
 
-RECORDS = ("config.yaml", "manifest.json")
+RECORDS = ("config.yaml", EXPERIMENT_MANIFEST)
 REPORT_PATTERNS = ("report.md", "summary.json", "summary.csv", "curves_*.png", "ttt_*.png")
 BUNDLES_DIR = "bundles"
 BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
@@ -183,11 +183,9 @@ def restore(published: str | Path, output_dir: str | Path | None = None, runs: b
     manifest = ExperimentManifest.read(published)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in RECORDS:
-            shutil.copyfile(published / name, run_dir / name)
+        _restore_records(published, run_dir, manifest, runs)
         if not runs:
             results = []
-            manifest.model_copy(update={"runs": {}}).write(run_dir)
         for r in results:
             if r.machine is None and manifest.machine is not None:
                 r = r.model_copy(update={"machine": manifest.machine})
@@ -201,6 +199,15 @@ def restore(published: str | Path, output_dir: str | Path | None = None, runs: b
     except OSError as err:
         raise UserInputError(f"cannot restore into '{run_dir}': {err}") from None
     return Restored(run_dir, len(results), sorted(shipped), reproduced_on)
+
+
+def _restore_records(published: Path, run_dir: Path, manifest: ExperimentManifest, runs: bool) -> None:
+    """The publication's config and manifest into ``run_dir``; without ``runs``, a manifest that lists none."""
+    shutil.copyfile(published / "config.yaml", run_dir / "config.yaml")
+    if runs:
+        shutil.copyfile(published / EXPERIMENT_MANIFEST, run_dir / EXPERIMENT_MANIFEST)
+    else:
+        manifest.model_copy(update={"runs": {}}).write(run_dir)
 
 
 def _restore_bundle(bundle: Path, into: Path, machine: Machine | None) -> None:
