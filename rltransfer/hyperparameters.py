@@ -11,7 +11,8 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from rltransfer.config import ExperimentConfig, sb3_hint
+from rltransfer.config import ExperimentConfig
+from rltransfer.config_errors import sb3_hint
 from rltransfer.envs import Family, Task
 from rltransfer.errors import ConfigError, did_you_mean
 

@@ -39,11 +39,11 @@ def test_envs_and_agents_never_import_each_other_or_the_pipeline():
 
 
 def test_config_statistics_and_records_do_not_import_torch():
-    paths = [ROOT / "rltransfer" / n for n in ("config.py", "config_yaml.py", "errors.py")]
+    paths = [ROOT / "rltransfer" / n for n in ("config.py", "config_errors.py", "config_yaml.py", "errors.py")]
     paths += sorted((ROOT / "rltransfer" / "stats").glob("*.py")) + sorted(
         (ROOT / "rltransfer" / "records").glob("*.py")
     )
-    assert len(paths) == 3 + 5 + 7 and all(p.is_file() for p in paths)
+    assert len(paths) == 4 + 5 + 7 and all(p.is_file() for p in paths)
     for path in paths:
         assert not any(n.split(".")[0] in {"torch", "stable_baselines3"} for n in imports_of(path)), path
 

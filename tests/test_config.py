@@ -281,7 +281,7 @@ def test_every_config_key_an_sb3_hint_names_exists():
 
     from pydantic import BaseModel
 
-    from rltransfer.config import SB3_SETTINGS
+    from rltransfer.config_errors import SB3_SETTINGS
 
     named = {k for text in SB3_SETTINGS.values() for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", text)}
     assert "agent.trunk.vf" in named and "transfer.n_envs" in named
