@@ -17,8 +17,6 @@ from rltransfer.envs.cartpole import CARTPOLE
 from rltransfer.envs.family import Family, Parameter
 from rltransfer.envs.mountaincar import MOUNTAINCAR
 
-ENVS = ("CartPole", "Acrobot", "MountainCar")
-
 
 def build_classic(params: Mapping[str, float]) -> gym.Env:
     """Environment ``env`` (0 CartPole, 1 Acrobot, 2 MountainCar) with its size scaled by ``scale``:

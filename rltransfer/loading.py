@@ -33,7 +33,6 @@ class TargetSpec:
     nearest: str
     """The source task nearest by normalised parameters (with a probe: the probe's choice)."""
     nearest_index: int
-    distance: float
 
 
 def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
@@ -42,7 +41,7 @@ def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
     contexts = np.array([family.context(t.params) for t in bundle.source_tasks])
     dist = np.linalg.norm(contexts - family.context(task), axis=1)
     i = int(np.argmin(dist))
-    return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i, float(dist[i]))
+    return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i)
 
 
 def head_init_tensors(

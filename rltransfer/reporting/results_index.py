@@ -43,10 +43,6 @@ class Publication:
     why: str
     """Why it was not run again (old-rule publications only)."""
 
-    @property
-    def title(self) -> str:
-        return self.summary.get("family", self.path.name)
-
 
 def _revision(summary: dict[str, Any]) -> str:
     runs = summary.get("code_revisions", {}).get("runs", {})
