@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
+from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task
 
 STEPS = 200
@@ -40,19 +41,7 @@ class Check:
 def trajectory(env: gym.Env, seed: int = 0, steps: int = STEPS) -> np.ndarray:
     """The observations of ``steps`` seeded random actions from a reset with ``seed`` (resets again, with
     the next seeds, where an episode ends), flattened into one array."""
-    space = env.action_space
-    space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    out = [np.asarray(obs, dtype=float).ravel()]
-    episode = 0
-    for _ in range(steps):
-        obs, _, terminated, truncated, _ = env.step(space.sample())
-        out.append(np.asarray(obs, dtype=float).ravel())
-        if terminated or truncated:
-            episode += 1
-            obs, _ = env.reset(seed=seed + episode)
-            out.append(np.asarray(obs, dtype=float).ravel())
-    return np.concatenate(out)
+    return np.concatenate(rollout(env, seed=seed, steps=steps).observations)
 
 
 def _plain(message: str) -> str:

@@ -34,6 +34,7 @@ from rltransfer.hyperparameters import minibatch_warning, untrained_warning
 from rltransfer.interruption import interruptible
 from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
+from rltransfer.records.env_behaviour import ENVS_FILE, EnvBehaviour
 from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.experiment_manifest import ExperimentManifest, Protocol, now
 from rltransfer.records.run_result import RESULT_FILE, RUNS_FILE, FinishedRun, read_result
@@ -53,6 +54,7 @@ from rltransfer.validation import (
     Setup,
     defined_in_main,
     evaluation_schedule_warning,
+    measure_envs,
     resolve_names,
     unseeded_warning,
     validate,
@@ -124,6 +126,23 @@ def check_same_config(run_dir: Path, cfg: ExperimentConfig, chash: str) -> None:
             f"'{run_dir}' holds results of a different config (hash {old}, this one {chash})"
             + (f": {shown}" if shown else "")
             + "; results are never mixed: use another name (--set name=...) or remove the directory"
+        )
+
+
+def check_same_envs(run_dir: Path, envs: EnvBehaviour) -> None:
+    """Refuse a directory of results made with the family's env as it was before an edit (``envs``: as it is
+    now; :mod:`rltransfer.records.env_behaviour`), naming what changed. A directory without the record (an older
+    one, a restored publication) takes the env as it is now, as one that holds no results does."""
+    then = EnvBehaviour.read(run_dir)
+    if then is None or not holds_results(run_dir, ExperimentManifest.read(run_dir)):
+        return
+    changed = envs.differences(then)
+    if changed:
+        shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise UserInputError(
+            f"'{run_dir}' holds results made with another env than family '{envs.family}' makes now ({shown}); "
+            "results are never mixed: use another name (--set name=...) or remove the directory (if the env did not "
+            f"change, and another kind of CPU rounded it apart, remove '{run_dir / ENVS_FILE}' to take it as it is now)"
         )
 
 
@@ -257,9 +276,10 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
+    envs = measure_envs(setup)
     for warning in (
         (untrained_warning(cfg), minibatch_warning(cfg, len(setup.sources)), evaluation_schedule_warning(cfg),
-         unseeded_warning(setup)) if echo else ()
+         unseeded_warning(envs)) if echo else ()
     ):  # fmt: skip
         if warning:
             print(warning, file=sys.stderr)
@@ -273,10 +293,12 @@ def run_experiment(
     with RunLock(run_dir):
         remove_stale_temps(run_dir)  # a process killed mid-write (the lock says none is writing now)
         check_same_config(run_dir, cfg, keys.experiment)
+        check_same_envs(run_dir, envs)
         pool = start_pool(workers) if cfg.runner.backend == "local" else None
         try:
             check_workers_know(setup, pool)
             atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
+            envs.merged(EnvBehaviour.read(run_dir)).write(run_dir)  # what copies from other experiments compare
             manifest = ExperimentManifest.read(run_dir)
 
             def said(how: str) -> str:

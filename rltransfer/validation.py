@@ -15,6 +15,7 @@ from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, Task, TaskError, get_family, register_declared
 from rltransfer.errors import ConfigError, did_you_mean
 from rltransfer.hyperparameters import check_hyperparam_values, check_hyperparams
+from rltransfer.records.env_behaviour import EnvBehaviour, TaskBehaviour
 
 
 @dataclass(frozen=True)
@@ -138,26 +139,41 @@ def evaluation_schedule_warning(config: ExperimentConfig) -> str:
     return ""
 
 
-def unseeded_warning(setup: Setup) -> str:
+def measure_envs(setup: Setup) -> EnvBehaviour:
+    """What the experiment's tasks' envs do now (:mod:`rltransfer.records.env_behaviour`): one env a task, its
+    spaces, time limit and two rollouts of 50 seeded steps (a rollout is kept where the second repeats the first)."""
+    from rltransfer.envs.behaviour import rollout
+    from rltransfer.envs.checks import time_limit
+    from rltransfer.spaces_json import space_to_json
+
+    tasks = {}
+    for task in list({t.name: t for t in setup.sources + setup.targets}.values()):
+        env = setup.family.make(task)
+        try:
+            first, again = rollout(env), rollout(env)
+            spaces = {"observation_space": space_to_json(env.observation_space),
+                      "action_space": space_to_json(env.action_space)}  # fmt: skip
+            limit = time_limit(env)
+        finally:
+            env.close()
+        repeated = {"observations": first.sums(), "rewards": first.rewards, "ends": first.ends}
+        tasks[task.name] = TaskBehaviour.model_validate(
+            {"params": dict(task.params), "time_limit": limit, **spaces, **(repeated if first.same_as(again) else {})}
+        )
+    parameters = {p.name: [p.default, p.low, p.high] for p in setup.family.parameters.values()}
+    return EnvBehaviour(family=setup.family.name, parameters=parameters, tasks=tasks)
+
+
+def unseeded_warning(envs: EnvBehaviour) -> str:
     """A warning naming the experiment's tasks whose env does not repeat itself from the same reset seed and
     actions (it draws from a generator ``reset(seed=...)`` does not seed), or "": their runs cannot be repeated
     or verified, and their evaluation episodes are not the same for every strategy and seed, as the protocol
-    has them. Builds one env a task and steps it twice for 50 steps."""
-    from rltransfer.envs.checks import repeats
-
-    tasks = list({t.name: t for t in setup.sources + setup.targets}.values())
-    failed = []
-    for task in tasks:
-        env = setup.family.make(task)
-        try:
-            if not repeats(env):
-                failed.append(task.name)
-        finally:
-            env.close()
+    has them (``envs``: :func:`measure_envs`)."""
+    failed = [name for name, task in envs.tasks.items() if task.observations is None]
     if not failed:
         return ""
     return (
-        f"warning: task(s) {', '.join(failed)} of family '{setup.family.name}' run differently from the same reset "
+        f"warning: task(s) {', '.join(failed)} of family '{envs.family}' run differently from the same reset "
         "seed and actions: their runs will not repeat (nor verify), and their evaluation episodes differ between "
         "strategies and seeds; the env should draw every random number from self.np_random, which "
         "reset(seed=...) seeds (rltransfer families --check tests it)"

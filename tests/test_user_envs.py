@@ -359,15 +359,15 @@ class Unseeded(Drift):
 
 def test_an_env_that_does_not_repeat_from_its_seed_is_warned_of_and_fails_its_check():
     from rltransfer.envs.checks import check_seeding
-    from rltransfer.validation import unseeded_warning
+    from rltransfer.validation import measure_envs, unseeded_warning
 
     drift_family("drift-unseeded", limit=30, threshold=-10.0, env_class=Unseeded)
-    warning = unseeded_warning(validate(config("drift-unseeded", "/unused")))
+    warning = unseeded_warning(measure_envs(validate(config("drift-unseeded", "/unused"))))
     assert "task(s) a, b, c of family 'drift-unseeded' run differently from the same reset seed" in warning
     (check,) = check_seeding(get_family("drift-unseeded"))
     assert not check.ok and "self.np_random" in check.detail
     drift_family("drift-seeded", threshold=-10.0)
-    assert unseeded_warning(validate(config("drift-seeded", "/unused"))) == ""
+    assert unseeded_warning(measure_envs(validate(config("drift-seeded", "/unused")))) == ""
     assert check_seeding(get_family("drift-seeded"))[0].ok
 
 

@@ -3,6 +3,7 @@
 ::
 
     <run_dir>/config.yaml, manifest.json        the resolved config, the experiment's manifest
+    <run_dir>/envs.json                          what the family's envs did when its results were made
     <run_dir>/pretrain/[seed-P/]bundle/          pre-training seed P's bundle (seed 0 at pretrain/ itself)
     <run_dir>/runs/<target>/<strategy>/seed-S/   one run: result.json, model.zip, lineage.json
     <run_dir>/report/                            report.md, summary.json, summary.csv, pictures
@@ -19,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from rltransfer.errors import UserInputError
+from rltransfer.records.env_behaviour import ENVS_FILE
 from rltransfer.records.experiment_manifest import MANIFEST_FILE
 
 BUNDLE_DIR = "bundle"
@@ -26,7 +28,7 @@ CONFIG_FILE = "config.yaml"
 TB_DIR = "tb"
 RESTORED_DIR = "restored-from"
 LOCK_FILE = ".lock"
-TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, "pretrain", "runs", "report", TB_DIR, RESTORED_DIR)
+TOP_NAMES = (CONFIG_FILE, MANIFEST_FILE, ENVS_FILE, "pretrain", "runs", "report", TB_DIR, RESTORED_DIR)
 """What an experiment directory holds at its top (the tree above; and its hidden lock), and nothing else."""
 
 

@@ -15,7 +15,8 @@ Two kinds of work do not depend on what makes one experiment differ from another
   is 30 runs, about 40 minutes on two cores.
 
 What is copied names where it came from (``copied_from``). The keys are strict (a run's takes the
-package versions in too). ``runner.reuse_other_experiments: false`` turns the copying off.
+package versions in too), and hold no env's code: work is copied only from a directory whose envs did what
+this experiment's do (:func:`same_envs`), so an edited env of one's own is not met with the old env's work. ``runner.reuse_other_experiments: false`` turns the copying off.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rltransfer.atomic import write_json_atomic
 from rltransfer.bundle import load_bundle, read_manifest
 from rltransfer.errors import BundleError
 from rltransfer.execution.job import RunJob
+from rltransfer.records.env_behaviour import EnvBehaviour
 from rltransfer.records.run_result import RESULT_FILE, CopiedFrom, FinishedRun, read_result
 from rltransfer.store import layout
 from rltransfer.store.migration import LAYOUT_VERSION, layout_version
@@ -46,13 +48,22 @@ def _elsewhere(output_root: Path, own_dir: Path, own_path: Path) -> Iterator[Pat
             yield exp / rel
 
 
+def same_envs(other_dir: Path, own_dir: Path) -> bool:
+    """Whether experiment directory ``other_dir`` made its results with the envs ``own_dir``'s experiment
+    meets (their ``envs.json``, :mod:`rltransfer.records.env_behaviour`, agree on the tasks both met): its
+    work is copied only then. A directory without the record (one written before it was kept) is taken to."""
+    own, other = EnvBehaviour.read(own_dir), EnvBehaviour.read(other_dir)
+    return own is None or other is None or not own.differences(other)
+
+
 def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
-    """A finished run directory of another experiment under ``output_root`` with ``job``'s reuse key."""
+    """A finished run directory of another experiment under ``output_root`` with ``job``'s reuse key, made
+    with the same envs."""
     if not job.reuse_key:
         return None
     for candidate in _elsewhere(output_root, own_dir, Path(job.out_dir)):
         r = read_result(candidate / RESULT_FILE)
-        if isinstance(r, FinishedRun) and r.reuse_key == job.reuse_key:
+        if isinstance(r, FinishedRun) and r.reuse_key == job.reuse_key and same_envs(candidate.parents[3], own_dir):
             return candidate
     return None
 
@@ -89,13 +100,15 @@ def find_pretraining(output_root: Path, own_pretrain: Path, own_dir: Path, chash
     """Another experiment's pre-training directory at ``own_pretrain``'s place (relative to ``own_dir``)
     whose bundle is intact and was trained with pre-training hash ``phash``
     (:func:`~rltransfer.store.keys.pretraining_hash`) or for experiment hash ``chash`` (in a directory of
-    the current layout: an older one's bundles may record an earlier version's hashes)."""
+    the current layout: an older one's bundles may record an earlier version's hashes), with the same envs."""
 
     depth = len(own_pretrain.relative_to(own_dir).parts)
     for candidate in _elsewhere(output_root, own_dir, own_pretrain):
         if not (candidate / "bundle" / "bundle.json").is_file():
             continue
         if layout_version(candidate.parents[depth - 1]) != LAYOUT_VERSION:
+            continue
+        if not same_envs(candidate.parents[depth - 1], own_dir):
             continue
         try:  # the manifest alone first; the weights' checksums only where the hash matches
             manifest = read_manifest(candidate / "bundle")
