@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from test_user_envs import Drift
 
 import rltransfer
 from rltransfer.config import load_config
@@ -18,22 +19,12 @@ from rltransfer.records.env_behaviour import ENVS_FILE, EnvBehaviour
 from rltransfer.validation import measure_envs, validate
 
 
-class Walk(gym.Env):
-    """A point pushed left or right on a line, rewarded (times ``scale``) for staying near 0."""
+class Walk(Drift):
+    """Drift (a point pushed on a line, rewarded times ``scale`` for staying near 0) seen within ``high``."""
 
     def __init__(self, drift: float, scale: float, high: float = 10.0):
-        self.drift, self.scale = drift, scale
+        super().__init__(drift, scale)
         self.observation_space = spaces.Box(-high, high, (1,), np.float32)
-        self.action_space = spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.x = float(self.np_random.uniform(-1, 1))
-        return np.array([self.x], np.float32), {}
-
-    def step(self, action):
-        self.x = float(np.clip(self.x + self.drift + (0.2 if action else -0.2), -10, 10))
-        return np.array([self.x], np.float32), -self.scale * abs(self.x), False, False, {}
 
 
 def walk_family(scale: float = 1.0, limit: int = 40, high: float = 10.0, drift_high: float = 0.3) -> Family:
