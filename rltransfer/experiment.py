@@ -48,6 +48,7 @@ from rltransfer.store.migration import LAYOUT_VERSION, check_layout
 from rltransfer.store.reuse import (
     copy_run,
     find_reusable,
+    passed_over,
 )
 from rltransfer.strategies import plan_of
 from rltransfer.validation import (
@@ -144,6 +145,16 @@ def check_same_envs(run_dir: Path, envs: EnvBehaviour) -> None:
             "results are never mixed: use another name (--set name=...) or remove the directory (if the env did not "
             f"change, and another kind of CPU rounded it apart, remove '{run_dir / ENVS_FILE}' to take it as it is now)"
         )
+
+
+def keep_envs(cfg: ExperimentConfig, envs: EnvBehaviour, echo: bool) -> None:
+    """Record ``envs`` in the experiment's directory (with the tasks only its record met), which copies from
+    other experiments compare with theirs; with ``echo``, name the other experiments whose envs did otherwise."""
+    run_dir = cfg.run_dir
+    envs.merged(EnvBehaviour.read(run_dir)).write(run_dir)
+    if echo and cfg.runner.reuse_other_experiments:
+        for name, changed in passed_over(run_dir.parent, run_dir).items():
+            print(f"not copying from '{name}': its envs did otherwise ({changed[0]})", file=sys.stderr)
 
 
 def check_not_a_publication(run_dir: Path) -> None:
@@ -298,7 +309,7 @@ def run_experiment(
         try:
             check_workers_know(setup, pool)
             atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
-            envs.merged(EnvBehaviour.read(run_dir)).write(run_dir)  # what copies from other experiments compare
+            keep_envs(cfg, envs, echo)
             manifest = ExperimentManifest.read(run_dir)
 
             def said(how: str) -> str:

@@ -127,11 +127,15 @@ def test_a_resume_after_the_env_changed_is_refused_and_its_record_removed_takes_
     assert EnvBehaviour.read(run_dir) == measure_envs(validate(load_config(config(tmp_path))))
 
 
-def test_another_experiment_copies_work_made_with_the_same_envs_only(tmp_path):
+def test_another_experiment_copies_work_made_with_the_same_envs_only(tmp_path, capsys):
     walk_family()
     rltransfer.run_experiment(config(tmp_path), progress=False, echo=False)
     walk_family(scale=2.0)
-    rltransfer.run_experiment(config(tmp_path, name="edited"), progress=False, echo=False)
+    rltransfer.run_experiment(config(tmp_path, name="edited"), progress=False, echo=True)
+    assert (
+        "not copying from 'first': its envs did otherwise (tasks 'a', 'b', 'c': rewards differ"
+        in capsys.readouterr().err
+    )
     edited = tmp_path / "edited"
     assert not (edited / "pretrain" / "copied_from.json").exists()
     for seed in (0, 1):

@@ -56,6 +56,20 @@ def same_envs(other_dir: Path, own_dir: Path) -> bool:
     return own is None or other is None or not own.differences(other)
 
 
+def passed_over(output_root: Path, own_dir: Path) -> dict[str, list[str]]:
+    """The other experiments under ``output_root`` that met the family of ``own_dir``'s experiment with envs
+    that did otherwise (an env edited between them), by name, with what differs: none of their work is copied."""
+    own = EnvBehaviour.read(own_dir)
+    if own is None or not output_root.is_dir():
+        return {}
+    out = {}
+    for exp in sorted(p for p in output_root.iterdir() if p.is_dir() and p.resolve() != own_dir.resolve()):
+        other = EnvBehaviour.read(exp)
+        if other is not None and other.family == own.family and own.differences(other):
+            out[exp.name] = own.differences(other)
+    return out
+
+
 def find_reusable(job: RunJob, output_root: Path, own_dir: Path) -> Path | None:
     """A finished run directory of another experiment under ``output_root`` with ``job``'s reuse key, made
     with the same envs."""
