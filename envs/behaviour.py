@@ -9,6 +9,7 @@ edited env (its reward, its dynamics, a task's parameters) is not met with resul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,10 +21,10 @@ another kind of CPU stays far below what a change to the env moves."""
 
 @dataclass(frozen=True)
 class Rollout:
-    """The observations (each flattened to float64; the observation of every reset among them), and each
-    step's reward and whether its episode ended there (terminated or truncated)."""
+    """The observations as the env returned them (the observation of every reset among them), and each step's
+    reward and whether its episode ended there (terminated or truncated)."""
 
-    observations: list[np.ndarray]
+    observations: list[Any]
     rewards: list[float]
     ends: list[bool]
 
@@ -33,15 +34,19 @@ class Rollout:
             self.rewards == other.rewards
             and self.ends == other.ends
             and len(self.observations) == len(other.observations)
-            and all(np.array_equal(a, b) for a, b in zip(self.observations, other.observations))
+            and all(np.array_equal(a, b) for a, b in zip(self.flat(), other.flat()))
         )
+
+    def flat(self) -> list[np.ndarray]:
+        """Each observation flattened to float64."""
+        return [np.asarray(obs, dtype=float).ravel() for obs in self.observations]
 
     def sums(self) -> list[list[float]]:
         """Each observation summed up: the sum of its entries, of their squares, and of the entries weighted
         by ``sin(1), sin(2), ...`` (a change that moves entries among themselves changes it). An image's
         summary is as short as a vector's."""
         out = []
-        for obs in self.observations:
+        for obs in self.flat():
             weights = np.sin(np.arange(1, obs.size + 1, dtype=np.float64))
             out.append([float(obs.sum()), float(np.dot(obs, obs)), float(np.dot(obs, weights))])
         return out
@@ -53,16 +58,16 @@ def rollout(env: gym.Env, seed: int = 0, steps: int = STEPS) -> Rollout:
     space = env.action_space
     space.seed(seed)
     obs, _ = env.reset(seed=seed)
-    observations = [np.asarray(obs, dtype=float).ravel()]
+    observations = [obs]
     rewards, ends = [], []
     episode = 0
     for _ in range(steps):
         obs, reward, terminated, truncated, _ = env.step(space.sample())
-        observations.append(np.asarray(obs, dtype=float).ravel())
+        observations.append(obs)
         rewards.append(float(reward))
         ends.append(bool(terminated or truncated))
         if terminated or truncated:
             episode += 1
             obs, _ = env.reset(seed=seed + episode)
-            observations.append(np.asarray(obs, dtype=float).ravel())
+            observations.append(obs)
     return Rollout(observations, rewards, ends)

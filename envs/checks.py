@@ -41,7 +41,7 @@ class Check:
 def trajectory(env: gym.Env, seed: int = 0, steps: int = STEPS) -> np.ndarray:
     """The observations of ``steps`` seeded random actions from a reset with ``seed`` (resets again, with
     the next seeds, where an episode ends), flattened into one array."""
-    return np.concatenate(rollout(env, seed=seed, steps=steps).observations)
+    return np.concatenate(rollout(env, seed=seed, steps=steps).flat())
 
 
 def _plain(message: str) -> str:

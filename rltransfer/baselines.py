@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.envs import Family, Task
+from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.checks import time_limit
 from rltransfer.errors import EndlessEpisode
 from rltransfer.evaluation import MAX_PARALLEL, run_episodes
@@ -44,21 +45,14 @@ def _digest(value: Any, h: Any) -> None:
 def env_fingerprint(env: gym.Env, seed: int = RANDOM_SEED, steps: int = FINGERPRINT_STEPS) -> str:
     """What ``env`` is, as far as a cached measurement on it cares: its wrappers, its spec and time limits, and
     what it does in its first ``steps`` steps from a reset with ``seed`` under actions drawn from its action
-    space seeded alike (observations, rewards, ends). An env whose code changed under the same family and
-    parameters (a user's own, edited) has another fingerprint. Resets the env."""
+    space seeded alike (:func:`~rltransfer.envs.behaviour.rollout`: observations, rewards, ends). An env whose
+    code changed under the same family and parameters (a user's own, edited) has another fingerprint. Resets
+    the env."""
     h = hashlib.sha256()
     spec = env.spec
     h.update(repr((str(env), time_limit(env), spec.id if spec else None)).encode())
-    space = env.action_space
-    space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    _digest(obs, h)
-    for _ in range(steps):
-        obs, reward, terminated, truncated, _ = env.step(space.sample())
-        _digest((obs, float(reward), terminated, truncated), h)
-        if terminated or truncated:
-            obs, _ = env.reset()
-            _digest(obs, h)
+    run = rollout(env, seed=seed, steps=steps)
+    _digest((run.observations, run.rewards, run.ends), h)
     return h.hexdigest()[:20]
 
 

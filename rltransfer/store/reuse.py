@@ -65,8 +65,9 @@ def passed_over(output_root: Path, own_dir: Path) -> dict[str, list[str]]:
     out = {}
     for exp in sorted(p for p in output_root.iterdir() if p.is_dir() and p.resolve() != own_dir.resolve()):
         other = EnvBehaviour.read(exp)
-        if other is not None and other.family == own.family and own.differences(other):
-            out[exp.name] = own.differences(other)
+        changed = own.differences(other) if other is not None and other.family == own.family else []
+        if changed:
+            out[exp.name] = changed
     return out
 
 
