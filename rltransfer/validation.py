@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,13 +355,29 @@ def resolve_names(config: Mapping[str, Any]) -> str:
 
 
 def import_modules(modules: Sequence[str], key: str = "imports") -> None:
-    """Import ``modules`` (what they register becomes available); a clear error for one that fails."""
+    """Import ``modules`` (what they register becomes available); a clear error for one that fails. A module
+    Python's path does not reach but that lies in the current directory (``my_env.py``, or a package) is
+    imported from there, the directory put last on the path, as ``python -m`` would have put it first: the
+    ``rltransfer`` command, like any installed script, does not have it on the path (the local pool's workers
+    start with the same path)."""
     for i, name in enumerate(modules):
         try:
-            importlib.import_module(name)
+            _import_here_too(name)
         except Exception as err:  # ImportError, or an error the module raises while importing
             where = f"{key} {name}" if key.startswith("--") else f"config key '{key}[{i}]'"
             raise ConfigError(f"{where}: importing '{name}' failed: {type(err).__name__}: {err}") from None
+
+
+def _import_here_too(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        top, here = name.split(".")[0], os.getcwd()
+        lies_here = Path(here, f"{top}.py").is_file() or Path(here, top, "__init__.py").is_file()
+        if err.name != top or not lies_here or here in sys.path:
+            raise
+        sys.path.append(here)
+        importlib.import_module(name)
 
 
 def resolve(config: ExperimentConfig) -> Setup:

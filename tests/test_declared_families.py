@@ -324,6 +324,31 @@ def test_import_registers_a_family_in_the_driver_and_in_every_worker(tmp_path):
     assert res.returncode == 2 and "--import no_such_module: importing 'no_such_module' failed" in res.stderr
 
 
+def test_the_command_imports_a_module_from_the_current_directory_as_python_m_would(tmp_path):
+    """An installed script (the ``rltransfer`` command) has not the current directory on Python's path, where
+    ``python -m`` has it first: ``--import my_env`` beside ``my_env.py`` found nothing."""
+    command = Path(sys.executable).parent / "rltransfer"
+    if not command.is_file():
+        pytest.skip("the rltransfer command is not installed beside this Python")
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "my_local_family.py").write_text(
+        "from rltransfer.envs import Family, Parameter, register_family\n"
+        "from rltransfer.envs.cartpole import CARTPOLE\n\n"
+        "register_family(Family('my-local', [Parameter('length', 0.5, 0.2, 2.0)], CARTPOLE.build,\n"
+        "    {'short': {}, 'long': {'length': 1.5}}, ['short'], {'long': 'extrapolation'}), overwrite=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def families(cwd):
+        args = [str(command), "--import", "my_local_family", "families", "my-local"]
+        return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+    res = families(tmp_path / "here")
+    assert res.returncode == 0 and "length" in res.stdout, res.stderr
+    res = families(tmp_path)  # elsewhere: not found, as before
+    assert res.returncode == 2 and "No module named 'my_local_family'" in res.stderr
+
+
 SCRIPT = """import gymnasium as gym
 import rltransfer
 from rltransfer.envs import Family, Parameter, register_family
