@@ -114,6 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from rltransfer.target_env import evaluate
 
+    _import_experiments_modules(args.model)
     task, returns = evaluate(args.model, args.target, args.episodes, args.seed, not args.stochastic)
     policy = "sampled actions" if args.stochastic else "deterministic policy"
     print(
@@ -122,6 +123,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
     return 0
+
+
+def _import_experiments_modules(path: str) -> None:
+    """Import the modules the config of the experiment ``path`` lies in names (``imports``: a family of one's
+    own, say), as its workers did: a run of such a family is evaluated without ``--import`` again. One that
+    fails to import here is said on stderr and left (the run's family may not need it)."""
+    from pathlib import Path
+
+    import yaml
+
+    from rltransfer.errors import ConfigError
+    from rltransfer.store.layout import CONFIG_FILE, experiment_holding
+    from rltransfer.validation import import_modules
+
+    experiment = experiment_holding(Path(path))
+    if experiment is None:
+        return
+    try:
+        imports = (yaml.safe_load((experiment / CONFIG_FILE).read_text()) or {}).get("imports") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return  # its config unreadable: the family is looked up as it stands
+    for module in imports:
+        try:
+            import_modules([str(module)])
+        except ConfigError as err:
+            print(f"warning: '{experiment / CONFIG_FILE}', the run's experiment, imports '{module}', which failed "
+                  f"here ({str(err).split('failed: ', 1)[-1]}): --import MODULE imports it", file=sys.stderr)  # fmt: skip
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:

@@ -320,6 +320,11 @@ def test_import_registers_a_family_in_the_driver_and_in_every_worker(tmp_path):
     )
     assert res.returncode == 0, res.stderr  # the spawned workers imported it too: the config says so
     assert yaml.safe_load((tmp_path / "runs" / "imp" / "config.yaml").read_text())["imports"] == ["my_family"]
+    run = str(tmp_path / "runs" / "imp" / "runs" / "high" / "finetune" / "seed-0")
+    res = run_cli("evaluate", run, "--episodes", "1", env=env)  # the experiment's config imports it
+    assert res.returncode == 0 and res.stdout.startswith("high: mean return"), res.stderr
+    res = run_cli("evaluate", run, "--episodes", "1", cwd=tmp_path / "runs")  # where it cannot be imported
+    assert res.returncode == 2 and "imports 'my_family', which failed here (ModuleNotFoundError" in res.stderr
     res = run_cli("--import", "no_such_module", "families", env=env)
     assert res.returncode == 2 and "--import no_such_module: importing 'no_such_module' failed" in res.stderr
 
