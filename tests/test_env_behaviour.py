@@ -149,3 +149,21 @@ def test_another_experiment_copies_work_made_with_the_same_envs_only(tmp_path, c
     assert json.loads((again / "pretrain" / "copied_from.json").read_text())["copied_from"].endswith("first/pretrain")
     result = json.loads((again / "runs" / "c" / "scratch" / "seed-0" / "result.json").read_text())
     assert result["copied_from"]["run_dir"].endswith("first/runs/c/scratch/seed-0")
+
+
+def test_a_publication_carries_what_its_envs_did_and_its_restored_experiment_refuses_an_edited_env(tmp_path):
+    from rltransfer.reporting.publication import restore
+    from rltransfer.reporting.publishing import publish
+
+    walk_family()
+    rltransfer.run_experiment(config(tmp_path / "runs"), progress=False, echo=False)
+    publish(tmp_path / "runs" / "first", tmp_path / "published")
+    recorded = (tmp_path / "runs" / "first" / ENVS_FILE).read_bytes()
+    assert (tmp_path / "published" / ENVS_FILE).read_bytes() == recorded
+    restored = restore(tmp_path / "published", tmp_path / "restored").run_dir
+    assert (restored / ENVS_FILE).read_bytes() == recorded
+    walk_family(scale=2.0)
+    with pytest.raises(UserInputError, match="rewards differ from step 0"):
+        rltransfer.run_experiment(config(tmp_path / "restored", seeds=3), progress=False, echo=False)
+    walk_family()
+    assert not rltransfer.run_experiment(config(tmp_path / "restored", seeds=3), progress=False, echo=False).failed

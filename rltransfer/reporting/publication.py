@@ -35,6 +35,7 @@ import yaml
 
 from rltransfer.errors import UserInputError
 from rltransfer.records.bundle_manifest import MANIFEST_FILE, WEIGHTS_FILE, read_manifest
+from rltransfer.records.env_behaviour import ENVS_FILE
 from rltransfer.records.experiment_manifest import MANIFEST_FILE as EXPERIMENT_MANIFEST
 from rltransfer.records.experiment_manifest import ExperimentManifest
 from rltransfer.records.machine import Machine
@@ -51,6 +52,10 @@ from rltransfer.store import layout
 from rltransfer.store.migration import check_layout
 
 RECORDS = ("config.yaml", EXPERIMENT_MANIFEST)
+CARRIED = (ENVS_FILE,)
+"""What a publication carries of its experiment directory where it is there (one written before it was kept
+has none): what the envs did (:mod:`rltransfer.records.env_behaviour`), so that an experiment extending a
+restored publication refuses an env changed since."""
 REPORT_PATTERNS = ("report.md", "summary.json", "summary.csv", "curves_*.png", "ttt_*.png")
 BUNDLES_DIR = "bundles"
 BUNDLE_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
@@ -202,8 +207,12 @@ def restore(published: str | Path, output_dir: str | Path | None = None, runs: b
 
 
 def _restore_records(published: Path, run_dir: Path, manifest: ExperimentManifest, runs: bool) -> None:
-    """The publication's config and manifest into ``run_dir``; without ``runs``, a manifest that lists none."""
+    """The publication's config, manifest and what it carries into ``run_dir``; without ``runs``, a manifest
+    that lists none."""
     shutil.copyfile(published / "config.yaml", run_dir / "config.yaml")
+    for name in CARRIED:
+        if (published / name).is_file():
+            shutil.copyfile(published / name, run_dir / name)
     if runs:
         shutil.copyfile(published / EXPERIMENT_MANIFEST, run_dir / EXPERIMENT_MANIFEST)
     else:

@@ -19,6 +19,7 @@ from rltransfer.errors import UserInputError
 from rltransfer.records.run_result import parse_result
 from rltransfer.reporting.publication import (
     BUNDLES_DIR,
+    CARRIED,
     RECORDS,
     REPORT_PATTERNS,
     REPRODUCTIONS_DIR,
@@ -39,8 +40,9 @@ REPLACED_DIR = ".replaced"
 
 
 def publish(run_dir: str | Path, dest: str | Path) -> Path:
-    """Publish the experiment ``run_dir`` to ``dest`` (created if needed): its config and manifest, every run's
-    result in one runs file, the bundles where small, and the report rendered from them.
+    """Publish the experiment ``run_dir`` to ``dest`` (created if needed): its config and manifest (and what its
+    envs did, ``envs.json``, where it has it), every run's result in one runs file, the bundles where small, and
+    the report rendered from them.
 
     Files of an earlier publication in ``dest`` that a publication writes are replaced; others (a
     hand-written README, say) stay; of its re-runs on other kinds of CPU (``reproductions/``), and of those of
@@ -71,7 +73,7 @@ def publish(run_dir: str | Path, dest: str | Path) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
         staging.mkdir()
         try:
-            for name in RECORDS:
+            for name in (*RECORDS, *(n for n in CARRIED if (run_dir / n).is_file())):
                 shutil.copyfile(run_dir / name, staging / name)
             _write_where_run(staging / "config.yaml")
             write_runs(results, staging / RUNS_FILE)
@@ -138,7 +140,7 @@ def _swap_in(staging: Path, dest: Path) -> None:
     between them leaves ``dest`` part-replaced, which publishing again from the experiment directory mends)."""
     owned = {
         p
-        for pattern in (*REPORT_PATTERNS, *RECORDS, RUNS_FILE, BUNDLES_DIR, REPRODUCTIONS_DIR)
+        for pattern in (*REPORT_PATTERNS, *RECORDS, *CARRIED, RUNS_FILE, BUNDLES_DIR, REPRODUCTIONS_DIR)
         for p in dest.glob(pattern)
     }
     replaced = dest / REPLACED_DIR
