@@ -147,8 +147,9 @@ def check_episodes_end(
 
 
 def repeats(env: gym.Env, seed: int = 0, steps: int = 50) -> bool:
-    """Whether ``env`` runs the same ``steps`` twice from a reset with ``seed`` under the same seeded actions."""
-    return _same(trajectory(env, seed=seed, steps=steps), trajectory(env, seed=seed, steps=steps))
+    """Whether ``env`` runs the same ``steps`` twice (observations, rewards, ends) from a reset with ``seed`` under
+    the same seeded actions: as an experiment's ``envs.json`` needs its rollouts to (:meth:`Rollout.same_as`)."""
+    return rollout(env, seed=seed, steps=steps).same_as(rollout(env, seed=seed, steps=steps))
 
 
 def check_seeding(family: Family, steps: int = STEPS) -> list[Check]:
