@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from rltransfer.envs.family import Family, Parameter, TaskError, did_you_mean
+from rltransfer.envs.mujoco_warnings import load_entry_point, route_mujoco_warnings
 
 _PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\[(-?\d*)(?::(-?\d*))?\])?$")
 
@@ -121,6 +122,8 @@ class DeclaredBuilder:
         for name, p in self.parameters.items():
             if p.get("kwarg"):
                 kwargs[p["kwarg"]] = _typed(params[name], p)
+        load_entry_point(self.env_id)
+        route_mujoco_warnings()
         env = gym.make(self.env_id, **kwargs)
         for name, p in self.parameters.items():
             if p.get("attribute"):
@@ -193,6 +196,8 @@ def declared_family(spec: Mapping[str, Any]) -> Family:
     ]
     builder = DeclaredBuilder(spec)
     defaults = {p.name: p.default for p in parameters}
+    load_entry_point(env_id)
+    route_mujoco_warnings()
     try:
         env = gym.make(builder.env_id, **{**builder.kwargs, **{
             p["kwarg"]: _typed(defaults[n], p) for n, p in builder.parameters.items() if p.get("kwarg")

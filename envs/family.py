@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rltransfer.envs.mujoco_warnings import route_mujoco_warnings
 from rltransfer.envs.vector import VectorPhysics
 
 SPLITS = ("interpolation", "extrapolation")
@@ -249,7 +250,9 @@ class Family:
     # -- environments -------------------------------------------------------------------------
     def make(self, task: str | Task | Mapping[str, Any]) -> gym.Env:
         """Build a fresh ``gymnasium.Env`` for ``task`` (a name, a Task, or a parameter dict)."""
-        return self.build(self.task(task).params)
+        params = self.task(task).params
+        route_mujoco_warnings()  # where an env built before loaded MuJoCo
+        return self.build(params)
 
     def reward_threshold(self, task: str | Task | Mapping[str, Any] | None = None) -> float:
         """The return that counts as solving a task (family's own, else the Gymnasium spec's)."""
