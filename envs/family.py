@@ -147,16 +147,18 @@ class Family:
         the same results as ``build``'s; None: its envs are stepped one by one."""
 
     # -- tasks -------------------------------------------------------------------------------
-    def task(self, spec: str | Task | Mapping[str, Any], where: str = "task") -> Task:
-        """Resolve a task name, a :class:`Task`, or a parameter dict (optional ``name`` key)."""
+    def task(self, spec: str | Task | Mapping[str, Any], where: str = "") -> Task:
+        """Resolve a task name, a :class:`Task`, or a parameter dict (optional ``name`` key); an error names
+        ``where`` first (a config key, say)."""
+        at = f"{where}: " if where else ""
         if isinstance(spec, Task):
             if spec.family != self.name:
-                raise TaskError(f"{where}: task '{spec.name}' belongs to family '{spec.family}', not '{self.name}'")
+                raise TaskError(f"{at}task '{spec.name}' belongs to family '{spec.family}', not '{self.name}'")
             return spec
         if isinstance(spec, str):
             if spec not in self.tasks:
                 raise TaskError(
-                    f"{where}: unknown task '{spec}' in family '{self.name}'{did_you_mean(spec, self.tasks)}; "
+                    f"{at}unknown task '{spec}' in family '{self.name}'{did_you_mean(spec, self.tasks)}; "
                     f"known tasks: {', '.join(self.tasks)}"
                 )
             return self.tasks[spec]
@@ -164,30 +166,31 @@ class Family:
             params = dict(spec)
             name = params.pop("name", None)
             if name is not None:
-                _one_name(f"{where}: task", name)
+                _one_name(f"{at}task", name)
             task = self._task(str(name), params, where)  # validates before the name uses the values
             if name is None:
                 name = "_".join(f"{k}={task.params[k]:g}" for k in sorted(params)) or "default-params"
                 task = Task(self.name, name, task.params, task.context)
             return task
-        raise TaskError(f"{where}: expected a task name or a parameter mapping, got {type(spec).__name__}")
+        raise TaskError(f"{at}expected a task name or a parameter mapping, got {type(spec).__name__}")
 
     def _task(self, name: str, overrides: Mapping[str, Any], where: str) -> Task:
+        at = f"{where}: " if where else ""
         params: dict[str, float] = {}
         for key, value in overrides.items():
             if key not in self.parameters:
                 raise TaskError(
-                    f"{where}: unknown parameter '{key}' for family '{self.name}'{did_you_mean(key, self.parameters)}; "
+                    f"{at}unknown parameter '{key}' for family '{self.name}'{did_you_mean(key, self.parameters)}; "
                     f"parameters: {', '.join(self.parameters)}"
                 )
             p = self.parameters[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TaskError(f"{where}: parameter '{key}' must be a finite number, got {value!r}")
+                raise TaskError(f"{at}parameter '{key}' must be a finite number, got {value!r}")
             if p.integer and float(value) != int(value):
-                raise TaskError(f"{where}: parameter '{key}' must be a whole number, got {value}")
+                raise TaskError(f"{at}parameter '{key}' must be a whole number, got {value}")
             if not p.low <= value <= p.high:
                 raise TaskError(
-                    f"{where}: parameter '{key}'={value} is out of range [{p.low}, {p.high}] in family '{self.name}'"
+                    f"{at}parameter '{key}'={value} is out of range [{p.low}, {p.high}] in family '{self.name}'"
                 )
             params[key] = float(value)
         full = {k: params.get(k, p.default) for k, p in self.parameters.items()}

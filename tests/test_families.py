@@ -104,8 +104,10 @@ def test_unknown_and_out_of_range_parameters_are_named():
         fam.make({"length": 5.0})
     with pytest.raises(TaskError, match="unknown parameter 'pole'.*length, masspole"):
         fam.make({"pole": 1.0})
-    with pytest.raises(TaskError, match="unknown task 'nope'.*known tasks"):
-        fam.make("nope")
+    with pytest.raises(TaskError, match="^unknown task 'nope' in family 'cartpole'; known tasks"):
+        fam.make("nope")  # from the API the error starts with what is wrong (it read "task: unknown task")
+    with pytest.raises(TaskError, match="^target_tasks: unknown task 'nope'"):
+        fam.task("nope", where="target_tasks")
     with pytest.raises(TaskError, match="finite number"):
         fam.task({"length": float("nan")})
     # A range given upside down was told as the default being outside it.
