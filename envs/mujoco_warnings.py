@@ -24,18 +24,12 @@ class MuJoCoWarning(UserWarning):
     """A warning of MuJoCo's (``mju_warning``), in its own words."""
 
 
-def route_mujoco_warnings() -> bool:
+def route_mujoco_warnings() -> None:
     """Route MuJoCo's warnings through :func:`warnings.warn` (:class:`MuJoCoWarning`), where MuJoCo is loaded
-    in this process and no handler is set: True where they go through Python's warnings now (this one's, or
-    one set before by this function)."""
+    in this process and no handler is set (one of one's own, or this one)."""
     mujoco = sys.modules.get("mujoco")
-    if mujoco is None or not hasattr(mujoco, "set_mju_user_warning"):
-        return False
-    current = mujoco.get_mju_user_warning()
-    if current is None:
+    if mujoco is not None and hasattr(mujoco, "set_mju_user_warning") and mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(_warn)
-        return True
-    return current is _warn
 
 
 def load_entry_point(env_id: str) -> None:
