@@ -281,8 +281,10 @@ def run_ray(
     on_end: Callable[[RunJob], None] | None = None,
 ) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
     """Yield ``(job, summary)`` as units finish on a Ray cluster (a local one when ``address`` is None).
-    ``on_start`` hears of each job as its unit is handed to the cluster (queued there or running), ``on_end``
-    as it ends.
+    Units are handed to the cluster as it has CPUs for them (one a unit; its CPUs read again as each unit
+    ends, for a cluster that grows), so that ``on_start`` hears of each job as its unit starts rather than
+    when it would wait in Ray's queue, and ``on_end`` as it ends: the progress line's "in flight" counts the
+    runs running.
 
     The cluster needs no filesystem shared with the driver: each job goes out without the driver's paths
     (:func:`~rltransfer.execution.job.detached`), its bundle's files through Ray's object store (put once a
@@ -291,32 +293,46 @@ def run_ray(
         import ray
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    started_here = _start_ray(ray, address, workers)
     remote = ray.remote(num_cpus=1)(execute_detached)
     refs: dict[Any, Unit] = {}
     bundles: dict[str, Any] = {}  # bundle path -> its files in the object store
-    for unit in units:
-        paths = list(dict.fromkeys(job.bundle for job in _announced(unit, on_start)))
-        for path in paths:
-            if path not in bundles:
-                bundles[path] = ray.put(bundle_files(path))
-        which = [paths.index(job.bundle) for job in unit]
-        refs[remote.remote([detached(job) for job in unit], which, *(bundles[p] for p in paths))] = unit
+    waiting = list(reversed(units))
+
+    def hand_over() -> None:
+        while waiting and len(refs) < max(1, int(ray.cluster_resources().get("CPU", workers))):
+            unit = waiting.pop()
+            paths = list(dict.fromkeys(job.bundle for job in _announced(unit, on_start)))
+            for path in paths:
+                if path not in bundles:
+                    bundles[path] = ray.put(bundle_files(path))
+            which = [paths.index(job.bundle) for job in unit]
+            refs[remote.remote([detached(job) for job in unit], which, *(bundles[p] for p in paths))] = unit
+
     try:
+        hand_over()
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             unit = _announced(refs.pop(done[0]), on_end)
+            hand_over()
             yield from _ray_outputs(ray, done[0], unit)
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
+
+
+def _start_ray(ray: Any, address: str | None, workers: int) -> bool:
+    """Connect to the cluster at ``address``, or start a local one of ``workers`` CPUs, unless Ray is
+    connected already: whether it was started here (and is shut down at the end)."""
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    return True
 
 
 def _ray_outputs(ray: Any, ref: Any, unit: Unit) -> Iterator[tuple[RunJob, dict[str, Any]]]:
