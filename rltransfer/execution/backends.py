@@ -300,7 +300,8 @@ def run_ray(
     waiting = list(reversed(units))
 
     def hand_over() -> None:
-        while waiting and len(refs) < max(1, int(ray.cluster_resources().get("CPU", workers))):
+        cpus = max(1, int(ray.cluster_resources().get("CPU", workers)))  # a call to the cluster: once a hand-over
+        while waiting and len(refs) < cpus:
             unit = waiting.pop()
             paths = list(dict.fromkeys(job.bundle for job in _announced(unit, on_start)))
             for path in paths:
