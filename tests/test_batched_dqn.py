@@ -119,3 +119,29 @@ def test_what_cannot_batch_says_why():
     assert "is not rltransfer's DQN" in unbatchable(DQN("MlpPolicy", _model(0).env, seed=0, device="cpu"))
     with pytest.raises(ValueError, match="differ in target_update_interval"):
         BatchedDQN([_model(0), _model(1, target_update_interval=10)])
+
+
+def test_a_seed_on_images_is_bit_identical_whatever_shares_its_batch():
+    """MiniGrid's images: a CNN run through ``vmap`` and replay buffers of Dict observations (the image beside
+    the task's entries)."""
+    pytest.importorskip("minigrid")
+
+    def models(seeds):
+        cfg = rltransfer.load_config(
+            {"name": "batched-dqn-images", "family": "minigrid", "source_tasks": ["empty-5"], "target_tasks": ["empty-5"],
+             "agent": {"algo": "dqn", "encoder": {"type": "cnn", "hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
+                       "hyperparams": {"learning_starts": 50, "batch_size": 16, "buffer_size": 500}}}
+        )  # fmt: skip
+        out = []
+        for s in seeds:
+            env = source_env(resolve(cfg), 2)
+            out.append(build_model(cfg.agent, env, architecture(cfg.agent, ["empty-5"], env.layout), seed=s))
+        BatchedDQN(out).learn(150)
+        return dict(zip(seeds, out))
+
+    alone = models([1])[1]
+    assert type(alone.replay_buffer).__name__ == "DictReplayBuffer" and alone._n_updates > 0
+    batch = models([0, 1, 2])
+    for name, p in _params(alone).items():
+        assert torch.equal(_params(batch[1])[name], p), name
+    assert not torch.equal(_params(batch[0])["q_net.heads.q.weight"], _params(batch[1])["q_net.heads.q.weight"])
