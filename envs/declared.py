@@ -122,8 +122,6 @@ class DeclaredBuilder:
         for name, p in self.parameters.items():
             if p.get("kwarg"):
                 kwargs[p["kwarg"]] = _typed(params[name], p)
-        load_entry_point(self.env_id)
-        route_mujoco_warnings()
         env = gym.make(self.env_id, **kwargs)
         for name, p in self.parameters.items():
             if p.get("attribute"):
@@ -197,7 +195,7 @@ def declared_family(spec: Mapping[str, Any]) -> Family:
     builder = DeclaredBuilder(spec)
     defaults = {p.name: p.default for p in parameters}
     load_entry_point(env_id)
-    route_mujoco_warnings()
+    route_mujoco_warnings()  # before the first env is compiled; Family.make routes every later one's
     try:
         env = gym.make(builder.env_id, **{**builder.kwargs, **{
             p["kwarg"]: _typed(defaults[n], p) for n, p in builder.parameters.items() if p.get("kwarg")

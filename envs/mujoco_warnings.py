@@ -8,9 +8,9 @@ log file growing in the user's directory. Routed through :mod:`warnings` (MuJoCo
 ``mujoco.set_mju_user_warning``), each warning is given once a process, goes nowhere else, and is silenced
 as any other: ``warnings.filterwarnings("ignore", category=rltransfer.envs.mujoco_warnings.MuJoCoWarning)``.
 
-rltransfer routes them where it builds a task's env and MuJoCo is loaded, and leaves a handler of one's own
-in place. An env built before MuJoCo was loaded (the first env of a family whose own code imports it) warns
-as MuJoCo does.
+rltransfer routes them where it builds a task's env and MuJoCo is loaded (a declared family: from its first
+env, whose id's entry point it loads first), and leaves a handler of one's own in place. An env that loads
+MuJoCo itself as it is built (the first env of a family whose ``build`` makes a MuJoCo id) warns as MuJoCo does.
 """
 
 from __future__ import annotations
