@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--record", action="store_true",
         help="keep the re-runs of runs made on another kind of CPU in the publication (reproductions/<kind>.jsonl.gz): "
-        "later checks on this kind of CPU compare with them exactly",
+        "later checks on this kind of CPU compare with them exactly (a re-run recorded already is kept: it is the reference)",
     )  # fmt: skip
     p.set_defaults(func=commands.cmd_verify)
 

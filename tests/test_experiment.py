@@ -636,6 +636,9 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert f"same    {key} (re-run on this kind of CPU at " in out and "6 of 6 run(s) reproduced exactly" in out
+    # A re-run recorded already stays as recorded (the revision that first made it too): --record adds none.
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1", "--record"]) == 0
+    assert "nothing to record: " in capsys.readouterr().out and read_json_lines(kept) == reruns
     # Recorded beside other weights (a check after --pretrain on this CPU): a run that loads nothing (scratch) is
     # still found by its key; one that loads the bundle is not (from other weights it is another run), and is
     # compared with the published run again, where the first one's difference is the other CPU's (exit 3).
@@ -653,6 +656,13 @@ def test_verify_reproduces_published_runs_and_names_the_first_difference(finishe
     assert f"DIFFERS {reruns[0]['target']}/{reruns[0]['strategy']}/seed-{reruns[0]['seed']}: evaluation 1" in (
         capsys.readouterr().out
     )
+    # --record does not replace a recorded re-run that differs (the code's change, which the next check would
+    # otherwise no longer see): the check still fails after it, and the file holds the re-runs as they were.
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1", "--record"]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERS " in out and "nothing to record: " in out and read_json_lines(kept) == reruns
+    assert main(["verify", str(dest), "--targets", target, "--workers", "1"]) == 1
+    assert "DIFFERS " in capsys.readouterr().out
     # The experiment's runs published again: the run whose published curve was altered above is another run, and
     # its re-run goes; the re-runs of the five others (the same run hash, weights and curve) stay.
     assert main(["publish", str(res.run_dir), str(dest)]) == 0

@@ -154,7 +154,8 @@ def verify(
     :param work_dir: where the pre-trainings and runs are written (a temporary directory by default).
     :param record: keep the re-runs of runs made on another kind of CPU in the publication
         (:func:`~rltransfer.reporting.publication.record_reproductions`): later checks on this kind of CPU
-        compare with them exactly.
+        compare with them exactly. A run whose re-run on this kind is recorded already keeps it: that is the
+        reference, and a re-run that differs from it is the code's change (exit 1), not a new reference.
     """
     published = Path(published)
     if not is_publication(published):
@@ -196,7 +197,9 @@ def _record(published: Path, reruns: Sequence[FinishedRun], echo: bool) -> None:
     if not reruns:
         if echo:
             print(
-                "nothing to record: the runs checked were made on this kind of CPU (the publication is their reference)"
+                "nothing to record: the runs checked were made on this kind of CPU, or their re-runs on it are "
+                "recorded already (a recorded re-run stays the reference: a check that differs from it is the "
+                "code's, and does not replace it)"
             )
         return
     path = record_reproductions(published, this_machine(), reruns)
@@ -311,7 +314,7 @@ def _run(
     (:func:`~rltransfer.reporting.publication.read_reproductions`) if there is one. ``machine``: the
     publication's, for runs that do not record their own; ``trained_on``: the machine each pre-training the
     publication ships was trained on. Returns the checks and the re-runs of runs made (or pre-trained) on
-    another kind of CPU (what ``--record`` keeps)."""
+    another kind of CPU that have no re-run on this kind recorded yet (what ``--record`` keeps)."""
 
     by_key = {r.key: r for r in chosen}
     here = this_machine()
@@ -330,8 +333,8 @@ def _run(
         reference = None
         if isinstance(now, FinishedRun) and other:
             reference = _reproduction(reproduced, job.key, now.bundle_sha256 if loads else None)
-        if other is not None and isinstance(now, FinishedRun):
-            elsewhere_runs.append(now)
+        if other is not None and isinstance(now, FinishedRun) and reference is None:
+            elsewhere_runs.append(now)  # a recorded re-run stays the reference: --record never replaces it
         if reference is not None:  # compared with this kind of CPU's own bits: a difference is the code's
             difference = first_difference(reference, now)
             note = f" (re-run on this kind of CPU at {reference.code_revision or 'an unrecorded revision'})"
