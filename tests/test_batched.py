@@ -86,15 +86,16 @@ CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
     [
         ("cartpole", "default", None, 1e-6),
         ("pendulum", "default", None, 1e-6),
-        # MiniGrid's CNN runs through vmap, whose convolutions sum in another order than one seed's: the
-        # largest difference after the update is 1.5e-6 (the dense layer after the convolutions), while the
-        # update moves every parameter by 3.8e-3 to 7.4e-3.
-        ("minigrid", "empty-5", CNN, 2e-6),
+        # MiniGrid's CNN runs through vmap, whose convolutions sum in another order than one seed's, and Adam
+        # scales up that rounding where a gradient is near zero: the largest difference after the update is
+        # 1.5e-6 on an Intel Xeon and 3.8e-6 on an AMD EPYC (the dense layer after the convolutions), while
+        # the update moves every parameter by 3.8e-3 to 7.4e-3, and another minibatch order by 1e-2.
+        ("minigrid", "empty-5", CNN, 1e-5),
     ],
 )
 def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol):
     """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
-    parameter within 1e-6 (2e-6 through a CNN) and log the same keys (Discrete and Box actions, an image)."""
+    parameter within 1e-6 (1e-5 through a CNN) and log the same keys (Discrete and Box actions, an image)."""
     sb3, mine = _model(3, family, task, extra=extra), _model(3, family, task, extra=extra)
     _update_both(sb3, mine)
     before = _params(_model(3, family, task, extra=extra))
