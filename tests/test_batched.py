@@ -82,18 +82,19 @@ CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
 
 
 @pytest.mark.parametrize(
-    "family,task,extra,atol",
+    "family,task,extra,atol,log_atol",
     [
-        ("cartpole", "default", None, 1e-6),
-        ("pendulum", "default", None, 1e-6),
+        ("cartpole", "default", None, 1e-6, 1e-7),
+        ("pendulum", "default", None, 1e-6, 1e-7),
         # MiniGrid's CNN runs through vmap, whose convolutions sum in another order than one seed's, and Adam
         # scales up that rounding where a gradient is near zero: the largest difference after the update is
         # 1.5e-6 on an Intel Xeon and 3.8e-6 on an AMD EPYC (the dense layer after the convolutions), while
-        # the update moves every parameter by 3.8e-3 to 7.4e-3, and another minibatch order by 1e-2.
-        ("minigrid", "empty-5", CNN, 1e-5),
+        # the update moves every parameter by 3.8e-3 to 7.4e-3, and another minibatch order by 1e-2. The
+        # losses logged differ by up to 2.1e-6 there (the total loss), and by 5.6e-5 to 2.7e-2 with another order.
+        ("minigrid", "empty-5", CNN, 1e-5, 1e-5),
     ],
 )
-def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol):
+def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol, log_atol):
     """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
     parameter within 1e-6 (1e-5 through a CNN) and log the same keys (Discrete and Box actions, an image)."""
     sb3, mine = _model(3, family, task, extra=extra), _model(3, family, task, extra=extra)
@@ -104,7 +105,7 @@ def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol):
         torch.testing.assert_close(_params(mine)[name], p, atol=atol, rtol=0, msg=name)
     assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
     for key, value in sb3.logger.name_to_value.items():
-        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=log_atol), key
 
 
 def _kickstart(seed: int, family: str, task: str, teacher_tasks: list[str]) -> KickstartPPO:
