@@ -47,7 +47,12 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(
-        "ppo", PPO, TransferPPO, MultiTaskActorCriticPolicy, (spaces.Discrete, spaces.Box), "pi: policy, vf: value"
+        "ppo",
+        PPO,
+        TransferPPO,
+        MultiTaskActorCriticPolicy,
+        (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary),
+        "pi: policy, vf: value",
     ),
     "dqn": Algorithm(
         "dqn", DQN, TransferDQN, MultiTaskDQNPolicy, (spaces.Discrete,), "vf: the Q-network's hidden layers", True

@@ -107,20 +107,107 @@ def distribution(params: tuple[torch.Tensor, ...]) -> torch.distributions.Distri
     return torch.distributions.Normal(mean, torch.ones_like(mean) * log_std.exp(), validate_args=False)
 
 
-def log_prob_and_entropy(params: tuple[torch.Tensor, ...], actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    d = distribution(params)
-    if len(params) == 1:
-        return d.log_prob(actions), d.entropy()
-    return d.log_prob(actions).sum(-1), d.entropy().sum(-1)
+class Actions:
+    """What the batched engine does with the seeds' action parameters (``[K, batch, ...]``), as SB3's
+    distribution for ``space`` does with one seed's: Categorical (Discrete), DiagGaussian (Box),
+    MultiCategorical (MultiDiscrete: one Categorical per sub-action, on its slice of the logits) or Bernoulli
+    (MultiBinary). Log-probabilities and entropies are summed over a sample's sub-actions or dimensions."""
+
+    def __init__(self, space: spaces.Space):
+        self.discrete = isinstance(space, spaces.Discrete)
+        self.splits = [int(n) for n in space.nvec] if isinstance(space, spaces.MultiDiscrete) else None
+        self.binary = isinstance(space, spaces.MultiBinary)
+
+    def parts(self, params: tuple[torch.Tensor, ...]) -> Sequence[torch.distributions.Distribution]:
+        """The distributions whose log-probabilities and entropies add up to a sample's: one, or one per
+        sub-action of a MultiDiscrete."""
+        if self.splits is not None:
+            return self._categoricals(params)
+        if self.binary:
+            return [torch.distributions.Bernoulli(logits=params[0], validate_args=False)]
+        return [distribution(params)]
+
+    def _categoricals(self, params: tuple[torch.Tensor, ...]) -> list[torch.distributions.Categorical]:
+        """A MultiDiscrete's sub-actions' Categoricals, each on its slice of the logits (SB3's MultiCategorical)."""
+        assert self.splits is not None
+        return [
+            torch.distributions.Categorical(logits=p, validate_args=False) for p in params[0].split(self.splits, dim=-1)
+        ]
+
+    def taken(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored actions (a rollout buffer keeps floats) as the distribution reads them."""
+        if self.discrete:
+            return actions.long().flatten(-2)
+        return actions.long() if self.splits is not None else actions
+
+    def log_prob_and_entropy(
+        self, params: tuple[torch.Tensor, ...], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.splits is not None:
+            cats = self._categoricals(params)
+            return _summed_log_prob(cats, actions), torch.stack([c.entropy() for c in cats], dim=-1).sum(-1)
+        d = self.parts(params)[0]
+        if self.discrete:
+            return d.log_prob(actions), d.entropy()
+        return d.log_prob(actions).sum(-1), d.entropy().sum(-1)
+
+    def log_prob(self, params: tuple[torch.Tensor, ...], actions: torch.Tensor) -> torch.Tensor:
+        """The log-probabilities of ``actions`` alone (acting needs no entropy)."""
+        if self.splits is not None:
+            return _summed_log_prob(self._categoricals(params), actions)
+        out = self.parts(params)[0].log_prob(actions)
+        return out if self.discrete else out.sum(-1)
+
+    def mode(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The deterministic actions, as SB3's ``mode``: the likeliest action (of each sub-action), the
+        Gaussian's mean, each binary action rounded from its probability."""
+        if self.splits is not None:
+            return torch.stack([c.probs.argmax(-1) for c in self._categoricals(params)], dim=-1)
+        d = self.parts(params)[0]
+        if self.binary:
+            return torch.round(cast(torch.distributions.Bernoulli, d).probs)
+        return cast(torch.distributions.Categorical, d).probs.argmax(-1) if self.discrete else d.mean
+
+    def sample(self, params: tuple[torch.Tensor, ...], rngs: Sequence[torch.Generator]) -> torch.Tensor:
+        """Actions for every row of ``params``, row ``i`` from generator ``rngs[i]`` alone."""
+        if self.discrete:
+            probs = params[0].softmax(-1)
+            u = 1.0 - torch.stack([torch.rand(probs.shape[1], generator=g) for g in rngs])
+            return _inverse_cdf(probs, u)
+        if self.splits is not None:
+            n = params[0].shape[1]
+            u = 1.0 - torch.stack([torch.rand((n, len(self.splits)), generator=g) for g in rngs])
+            logits = params[0].split(self.splits, dim=-1)
+            return torch.stack([_inverse_cdf(p.softmax(-1), u[..., i]) for i, p in enumerate(logits)], dim=-1)
+        if self.binary:
+            probs = torch.sigmoid(params[0])
+            u = torch.stack([torch.rand(probs.shape[1:], generator=g) for g in rngs])
+            return (u < probs).to(probs.dtype)
+        d = distribution(params)
+        noise = torch.stack([torch.randn(d.mean.shape[1:], generator=g) for g in rngs])
+        return d.mean + d.stddev * noise
+
+    def kl(self, teacher: tuple[torch.Tensor, ...], student: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``KL(teacher || student)`` per sample (``[K, batch]``), summed over sub-actions or dimensions."""
+        kls = [torch.distributions.kl_divergence(t, s) for t, s in zip(self.parts(teacher), self.parts(student))]
+        if self.splits is not None:
+            return torch.stack(kls, dim=-1).sum(-1)
+        return kls[0] if self.discrete else kls[0].sum(-1)
 
 
-def log_prob(params: tuple[torch.Tensor, ...], actions: torch.Tensor) -> torch.Tensor:
-    """The log-probabilities of ``actions`` alone (acting needs no entropy)."""
-    out = distribution(params).log_prob(actions)
-    return out if len(params) == 1 else out.sum(-1)
+def _summed_log_prob(cats: Sequence[torch.distributions.Categorical], actions: torch.Tensor) -> torch.Tensor:
+    """A MultiDiscrete action's log-probability: its sub-actions' (the last dimension of ``actions``), summed."""
+    return torch.stack([c.log_prob(a) for c, a in zip(cats, actions.unbind(-1))], dim=-1).sum(-1)
 
 
-__all__ = ["BatchedPPO", "StepEnvs", "one_by_one", "unbatchable"]
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The action whose cumulative probability first exceeds ``u`` (one per row and env): a Categorical draw."""
+    actions = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1)
+    last = (probs > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
+    return torch.minimum(actions, last)
+
+
+__all__ = ["Actions", "BatchedPPO", "StepEnvs", "one_by_one", "unbatchable"]
 
 
 class BatchedPPO(SeedBatch):
@@ -143,7 +230,8 @@ class BatchedPPO(SeedBatch):
         seeds = [m.seed if m.seed is not None else 0 for m in self.models] if seeds is None else list(seeds)
         self.action_rngs = [torch_stream(s, 0) for s in seeds]
         self.minibatch_rngs: list[Any] = [numpy_stream(s, 1) for s in seeds]
-        self._discrete = isinstance(ref.action_space, spaces.Discrete)
+        self.actions = Actions(ref.action_space)
+        """What the seeds' action parameters mean (their distribution, as SB3's for the action space)."""
 
     def _differences(self, m: Any, ref: Any) -> list[str]:
         return ["kickstarting"] if type(m) is not type(ref) and KickstartPPO in (type(m), type(ref)) else []
@@ -155,10 +243,7 @@ class BatchedPPO(SeedBatch):
         first = next(iter(observations.values()))
         with torch.no_grad():
             params = self.stack.call(_actor, self._obs([observations.get(k, first) for k in range(self.rows)]))
-            d = distribution(params)
-            actions = (
-                cast(torch.distributions.Categorical, d).probs.argmax(-1) if self._discrete else d.mean
-            )  # SB3's mode
+            actions = self.actions.mode(params)  # SB3's mode
         out = {}
         for k in observations:
             a = actions[k].numpy()
@@ -208,17 +293,8 @@ class BatchedPPO(SeedBatch):
     def _sample(self, dist: tuple[torch.Tensor, ...], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Actions for every seed, each from its own generator, and their log-probabilities."""
         params = tuple(t[list(seeds)] for t in dist)
-        if self._discrete:
-            probs = params[0].softmax(-1)
-            u = 1.0 - torch.stack([torch.rand(probs.shape[1], generator=self.action_rngs[k]) for k in seeds])
-            actions = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1)
-            last = (probs > 0).float().cumsum(-1).argmax(-1)  # the last action of non-zero probability
-            actions = torch.minimum(actions, last)
-        else:
-            d = distribution(params)
-            noise = torch.stack([torch.randn(d.mean.shape[1:], generator=self.action_rngs[k]) for k in seeds])
-            actions = d.mean + d.stddev * noise
-        return actions, log_prob(params, actions)
+        actions = self.actions.sample(params, [self.action_rngs[k] for k in seeds])
+        return actions, self.actions.log_prob(params, actions)
 
     def _collect_rollouts(self, cbs: Sequence[BaseCallback], active: list[int]) -> list[int]:
         """One rollout of every active seed; the seeds whose rollout is whole (the others stopped)."""
@@ -277,7 +353,7 @@ class BatchedPPO(SeedBatch):
         if not callback.on_step():
             return False
         m._update_info_buffer(infos, dones)
-        if self._discrete:
+        if self.actions.discrete:
             actions = actions.reshape(-1, 1)
         for idx in np.flatnonzero(dones).tolist():  # timeouts bootstrap with the value of their last observation
             if infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
@@ -296,9 +372,13 @@ class BatchedPPO(SeedBatch):
         out: dict[str, Any] = {}
         bufs = self._per_row([m.rollout_buffer for m in self.models])
         fields = ("actions", "values", "log_probs", "advantages", "returns")
-        for name in fields:  # as RolloutBuffer._get_samples: actions [N, dim], the others flat [N]
-            stacked = torch.as_tensor(np.stack([RolloutBuffer.swap_and_flatten(getattr(b, name)) for b in bufs]))
-            out[name] = stacked if name == "actions" else stacked.flatten(1)
+        for name in fields:  # as RolloutBuffer._get_samples: actions [N, dim] as floats (stored in the space's
+            # dtype: int8 for a MultiBinary), the others flat [N]
+            stacked = np.stack([RolloutBuffer.swap_and_flatten(getattr(b, name)) for b in bufs])
+            if name == "actions":
+                out[name] = torch.as_tensor(stacked.astype(np.float32, copy=False))
+            else:
+                out[name] = torch.as_tensor(stacked).flatten(1)
         if isinstance(bufs[0], DictRolloutBuffer):
             out["observations"] = {
                 key: torch.as_tensor(np.stack([RolloutBuffer.swap_and_flatten(b.observations[key]) for b in bufs]))
@@ -425,14 +505,12 @@ class BatchedPPO(SeedBatch):
 
         obs = data["observations"]
         obs = {key: take(v) for key, v in obs.items()} if isinstance(obs, dict) else take(obs)
-        actions = take(data["actions"])
-        if self._discrete:
-            actions = actions.long().flatten(1)
+        actions = self.actions.taken(take(data["actions"]))
         old_values, old_log_prob = take(data["values"]), take(data["log_probs"])
         advantages, returns = take(data["advantages"]), take(data["returns"])
         params, values = self.stack.call(_net, obs)
         values = values.flatten(1)
-        log_prob, entropy = log_prob_and_entropy(params, actions)
+        log_prob, entropy = self.actions.log_prob_and_entropy(params, actions)
         if ref.normalize_advantage and advantages.shape[1] > 1:
             advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
         ratio = torch.exp(log_prob - old_log_prob)
@@ -471,7 +549,6 @@ class BatchedPPO(SeedBatch):
             else:
                 seen = torch.stack([m._teacher_obs(obs[k]) for k, m in enumerate(models)])
             teacher = self.teachers.call(_net, seen)[0]
-            if self._discrete and teacher[0].shape[-1] > params[0].shape[-1]:  # the teacher's extra actions
+            if self.actions.discrete and teacher[0].shape[-1] > params[0].shape[-1]:  # the teacher's extra actions
                 teacher = (teacher[0][..., : params[0].shape[-1]],)
-        kl = torch.distributions.kl_divergence(distribution(teacher), distribution(params))
-        return kl.sum(-1).mean(1) if kl.dim() > 2 else kl.mean(1)
+        return self.actions.kl(teacher, params).mean(1)

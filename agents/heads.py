@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 import torch
 from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
     CategoricalDistribution,
     DiagGaussianDistribution,
     Distribution,
+    MultiCategoricalDistribution,
 )
 from torch import nn
 
@@ -88,7 +90,8 @@ class TaskHeads(nn.Module):
     """The action output (logits, or Gaussian mean and log-std) and value output of every task.
 
     :param task_names: one head per name, in ``task`` index order.
-    :param action_dist: SB3's action distribution (Categorical or DiagGaussian).
+    :param action_dist: SB3's action distribution (Categorical, DiagGaussian, MultiCategorical or Bernoulli:
+        the logits of every sub-action, one after another, as SB3's own action net gives them).
     :param latent_pi: width of the policy latent.
     :param latent_vf: width of the value latent.
     :param log_std_init: initial log-std for Box actions.
@@ -110,10 +113,14 @@ class TaskHeads(nn.Module):
             self.log_std = nn.Parameter(torch.full((n, out), float(log_std_init)))
         elif isinstance(action_dist, CategoricalDistribution):
             out = action_dist.action_dim
+        elif isinstance(action_dist, MultiCategoricalDistribution):
+            out = sum(action_dist.action_dims)
+        elif isinstance(action_dist, BernoulliDistribution):
+            out = action_dist.action_dims
         else:
             raise ValueError(
                 f"unsupported action distribution {type(action_dist).__name__}; "
-                "rltransfer supports Discrete and Box action spaces"
+                "rltransfer supports Discrete, Box, MultiDiscrete and MultiBinary action spaces"
             )
         self.action = StackedLinear(n, latent_pi, out)
         self.value = StackedLinear(n, latent_vf, 1)

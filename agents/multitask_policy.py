@@ -47,8 +47,10 @@ class MultiTaskActorCriticPolicy(TransferableMixin, ActorCriticPolicy):
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, lr_schedule) -> None:
-        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box)):
-            raise ValueError(f"action space {self.action_space} unsupported: use Discrete or Box")
+        if not isinstance(self.action_space, (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+            raise ValueError(
+                f"action space {self.action_space} unsupported: use Discrete, Box, MultiDiscrete or MultiBinary"
+            )
         self._build_mlp_extractor()
         self.heads = TaskHeads(
             self.task_names,

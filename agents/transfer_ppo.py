@@ -27,6 +27,15 @@ COPIED_FROM = (
 a test fails when the installed SB3's differs, so that the copy is compared with it again."""
 
 
+def kl_divergence(teacher: Any, student: Any) -> torch.Tensor:
+    """``KL(teacher || student)`` of two action distributions as SB3 holds them (``Distribution.distribution``):
+    a torch distribution, or a list of Categoricals (SB3's MultiCategorical: one per sub-action), whose KLs
+    stand side by side in the last dimension, as a Gaussian's or a Bernoulli's per action dimension."""
+    if isinstance(student, list):
+        return torch.stack([torch.distributions.kl_divergence(t, s) for t, s in zip(teacher, student)], dim=-1)
+    return torch.distributions.kl_divergence(teacher, student)
+
+
 class TransferPPO(PPO):
     """PPO whose learning-rate schedule keeps the policy's parameter groups apart, and which stops
     at the first update that leaves non-finite parameters.
@@ -100,7 +109,7 @@ class KickstartPPO(TransferPPO):
                 obs["obs"] = F.pad(obs["obs"], (0, width - obs["obs"].shape[1]))
         return obs
 
-    def _teacher_distribution(self, obs: Any) -> torch.distributions.Distribution:
+    def _teacher_distribution(self, obs: Any) -> Any:
         dist = self.teacher.get_distribution(self._teacher_obs(obs)).distribution
         if isinstance(self.action_space, spaces.Discrete) and dist.logits.shape[-1] > self.action_space.n:
             return torch.distributions.Categorical(logits=dist.logits[..., : self.action_space.n])
@@ -135,7 +144,7 @@ class KickstartPPO(TransferPPO):
         ent_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
         with torch.no_grad():
             teacher_dist = self._teacher_distribution(batch.observations)
-        aux = torch.distributions.kl_divergence(teacher_dist, student_dist.distribution)
+        aux = kl_divergence(teacher_dist, student_dist.distribution)
         aux = aux.sum(-1).mean() if aux.dim() > 1 else aux.mean()
         loss = pg_loss + self.ent_coef * ent_loss + self.vf_coef * vf_loss + beta * aux
         with torch.no_grad():

@@ -68,7 +68,8 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
         first = next(i for i, a in enumerate(act) if a != act[0])
         raise SpaceError(
             f"tasks '{names[0]}' and '{names[first]}' have action spaces {act[0]} and {act[first]}: tasks may "
-            "differ in their number of Discrete actions, not in Box actions"
+            f"differ in their number of Discrete actions, not in {type(act[first]).__name__} actions (their "
+            "action spaces must be equal)"
         )
     dims = tuple(int(o.shape[0]) for o in boxes)
     width = max(dims)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gymnasium import spaces
 
 from rltransfer.agents.component_names import TRUNK_SIDES
@@ -50,7 +51,9 @@ def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> 
 
 
 def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
-    """The algorithm must handle the family's actions (DQN: Discrete, SAC: Box)."""
+    """The algorithm must handle the family's actions (PPO: Discrete, Box, MultiDiscrete or MultiBinary; DQN:
+    Discrete; SAC: Box), in a form SB3 acts in: discrete actions from 0, a flat MultiDiscrete or MultiBinary
+    (SB3 samples ``0 .. n-1`` whatever the space's ``start``, and refuses multi-dimensional ones)."""
     from rltransfer.agents import ALGORITHMS
 
     algo = ALGORITHMS[config.agent.algo]
@@ -61,6 +64,18 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
             f"config key 'agent.algo': {algo.name} needs {' or '.join(c.__name__ for c in algo.actions)} actions; "
             f"family '{family.name}' acts in {action_space}; "
             + (f"algorithms for it: {', '.join(fits)}" if fits else f"no algorithm of rltransfer's acts so ({each})")
+        )
+    shown = " ".join(str(action_space).split())  # a multi-dimensional space prints over several lines
+    where = f"config key 'family': family '{family.name}' acts in {shown}"
+    if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(action_space.start != 0):
+        raise ConfigError(
+            f"{where}, whose actions start at {action_space.start.tolist()}; SB3's agents act from 0: start the "
+            "space at 0 in the family's build and add the offset in the env's step"
+        )
+    if isinstance(action_space, (spaces.MultiDiscrete, spaces.MultiBinary)) and len(action_space.shape) != 1:
+        raise ConfigError(
+            f"{where}, of shape {action_space.shape}; SB3's agents act in one-dimensional ones: flatten the "
+            f"{type(action_space).__name__} in the family's build (and reshape the action in the env's step)"
         )
 
 
@@ -435,9 +450,9 @@ def validate(config: ExperimentConfig) -> Setup:
     except TaskError as err:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
     check_observation_space(family, layout.observation)
+    check_action_space(config, family, layout.action)
     check_episodes_end(family, sources + targets)
     check_encoder(config, family, sources[0])
-    check_action_space(config, family, layout.action)
     if (
         not layout.mixed
         and config.agent.encoder.type == "mlp"

@@ -64,6 +64,12 @@ def test_fold_action_and_refusals():
     with pytest.raises(SpaceError, match="not in Box actions"):
         merge_spaces(["a", "b"], [spaces.Box(0, 1, (4,)), spaces.Box(0, 1, (3,))],
                      [spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (2,))])  # fmt: skip
+    with pytest.raises(
+        SpaceError, match=r"MultiDiscrete\(\[3 3\]\) and MultiDiscrete\(\[3 2\]\).*not in MultiDiscrete"
+    ):
+        merge_spaces(
+            ["a", "b"], [spaces.Box(0, 1, (4,))] * 2, [spaces.MultiDiscrete([3, 3]), spaces.MultiDiscrete([3, 2])]
+        )
 
 
 def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):

@@ -1,0 +1,200 @@
+"""MultiDiscrete and MultiBinary actions (PPO), as SB3's PPO takes them: a family of one's own that acts in them
+pre-trains, transfers with every strategy and evaluates, per process and batched; the batched engine's update
+is SB3's (K = 1) and a seed's run is the same in any batch; what SB3 cannot act in is refused, saying why."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from test_batched import _batch, _kickstart, _model, _params, _update_both
+
+from rltransfer import run_experiment
+from rltransfer.agents.batched_ppo import BatchedPPO
+from rltransfer.bundle import load_bundle
+from rltransfer.config import load_config
+from rltransfer.envs import Family, Parameter, register_family
+from rltransfer.errors import ConfigError
+from rltransfer.target_env import wrap_target_env
+from rltransfer.validation import validate
+
+pytestmark = pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")
+
+KINDS = {
+    "plane-md": spaces.MultiDiscrete([3, 3]),
+    "plane-mb": spaces.MultiBinary(4),
+}
+
+
+class Plane(gym.Env):
+    """A point on a plane pushed along both axes at once, rewarded for staying near the origin. MultiDiscrete
+    ``[3, 3]``: each axis's push left, none or right; MultiBinary ``4``: left, right, down, up, each pressed or
+    not."""
+
+    def __init__(self, gain: float = 1.0, action_space: spaces.Space = KINDS["plane-md"]):
+        self.gain = gain
+        self.observation_space = spaces.Box(-10, 10, (2,), np.float32)
+        self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = self.np_random.uniform(-2, 2, 2)
+        return self.pos.astype(np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)), action
+        a = np.asarray(action, dtype=np.float64)
+        push = a[[1, 3]] - a[[0, 2]] if isinstance(self.action_space, spaces.MultiBinary) else a - 1
+        self.pos = np.clip(self.pos + 0.2 * self.gain * push, -10, 10)
+        return self.pos.astype(np.float32), -float(np.abs(self.pos).sum()), False, False, {}
+
+
+def plane_family(name: str, action_space: spaces.Space | None = None) -> Family:
+    space = KINDS[name] if action_space is None else action_space
+    return register_family(
+        Family(
+            name=name, parameters=[Parameter("gain", default=1.0, low=0.25, high=3.0)],
+            build=lambda p: gym.wrappers.TimeLimit(Plane(p["gain"], space), max_episode_steps=30),
+            tasks={"default": {}, "slow": {"gain": 0.5}, "fast": {"gain": 2.0}}, source=["default", "slow"],
+            targets=["fast"], reward_threshold=-20.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def families():
+    for name in KINDS:
+        plane_family(name)
+
+
+@pytest.mark.parametrize("family", list(KINDS))
+def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family):
+    """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train of a MultiDiscrete
+    or MultiBinary agent leave every parameter within 1e-6 and log the same values."""
+    sb3, mine = _model(3, family), _model(3, family)
+    _update_both(sb3, mine)
+    before = _params(_model(3, family))
+    for name, p in _params(sb3).items():
+        assert not torch.equal(p, before[name]), name  # the update moved it
+        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
+    assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
+    for key, value in sb3.logger.name_to_value.items():
+        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.parametrize("family", list(KINDS))
+def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family):
+    """Kickstarting's KL over sub-actions (a MultiDiscrete's Categoricals, a MultiBinary's Bernoullis), batched
+    (K = 1) as KickstartPPO computes it per process."""
+    sb3, mine = _kickstart(3, family, "default", ["default", "slow"]), _kickstart(3, family, "default", ["default", "slow"])  # fmt: skip
+    _update_both(sb3, mine)
+    assert sb3.logger.name_to_value["train/kickstart_kl"] > 0.01
+    for name, p in _params(sb3).items():
+        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
+    for key, value in sb3.logger.name_to_value.items():
+        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.parametrize("family", list(KINDS))
+def test_a_seed_is_bit_identical_whatever_shares_its_batch(family):
+    alone = _batch([1], steps=128, family=family)[1]
+    other = _batch([2, 1, 0], steps=128, family=family)[1]
+    assert other[1].rewards == alone[1].rewards
+    for name, p in _params(alone[0]).items():
+        assert torch.equal(_params(other[0])[name], p), name
+
+
+@pytest.mark.parametrize("family", list(KINDS))
+def test_the_rollout_acts_in_the_space_and_stores_each_policys_log_probabilities(family):
+    models = [_model(s, family) for s in (0, 1)]
+    batch = BatchedPPO(models)
+    cbs = [m._setup_learn(64, None)[1] for m in models]
+    assert batch._collect_rollouts(cbs, [0, 1]) == [0, 1]  # Plane.step asserts that every action is in its space
+    for m in models:
+        buf = m.rollout_buffer
+        obs = {k: torch.as_tensor(v).flatten(0, 1) for k, v in buf.observations.items()}
+        actions = torch.as_tensor(buf.actions.astype(np.float32)).flatten(0, 1)  # as SB3's buffer samples them
+        assert actions.shape[-1] == KINDS[family].shape[0]
+        with torch.no_grad():
+            values, log_prob, _ = m.policy.evaluate_actions(obs, actions)
+        np.testing.assert_allclose(buf.values.flatten(), values.flatten().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(buf.log_probs.flatten(), log_prob.numpy(), rtol=1e-5, atol=1e-5)
+        assert len(np.unique(buf.actions.reshape(-1, actions.shape[-1]), axis=0)) > 3  # sampled, not one mode
+
+
+@pytest.mark.parametrize("family", list(KINDS))
+def test_batched_predict_gives_each_models_deterministic_actions(family):
+    models = [_model(s, family) for s in (0, 1, 2)]
+    with torch.no_grad():  # policies far from uniform: modes that differ between seeds and observations
+        for m in models:
+            for name, p in m.policy.named_parameters():
+                if name.startswith("heads.action"):
+                    p.normal_(0, 3, generator=torch.Generator().manual_seed(len(name) + m.seed))
+    batch = BatchedPPO(models)
+    obs = {k: m.env.reset() for k, m in enumerate(models)}
+    got = batch.predict(obs)
+    for k, m in enumerate(models):
+        np.testing.assert_array_equal(got[k], m.predict(obs[k], deterministic=True)[0])
+    assert any(not np.array_equal(got[0], got[k]) for k in (1, 2))
+
+
+@pytest.mark.parametrize("batch_seeds", [True, False])
+@pytest.mark.parametrize("family", list(KINDS))
+def test_a_family_of_multi_actions_pre_trains_transfers_with_every_strategy_and_evaluates(
+    family, batch_seeds, tmp_path
+):
+    cfg = {
+        "name": f"{family}-{batch_seeds}", "family": family, "output_dir": str(tmp_path / "runs"),
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 2}},
+        "pretrain": {"timesteps": 256, "envs_per_task": 1, "eval_episodes": 2},
+        "transfer": {"timesteps": 128, "seeds": 2, "n_envs": 2,
+                     "strategies": ["scratch", "zero_shot", "finetune", "freeze_encoder", "heads_only", "lr_scaled",
+                                    "adapter", "progressive", "kickstart"], "head_init": "probe", "probe_episodes": 2},
+        "evaluation": {"every": 64, "episodes": 2}, "runner": {"workers": 1, "batch_seeds": batch_seeds},
+    }  # fmt: skip
+    result = run_experiment(cfg, progress=False, echo=False)
+    assert not result.failed
+    results = [json.loads(p.read_text()) for p in sorted((result.run_dir / "runs/fast").glob("*/seed-*/result.json"))]
+    assert len(results) == 9 * 2
+    trained = [r for r in results if r["strategy"] != "zero_shot"]
+    assert {r.get("engine", "sb3") for r in trained} == {"batched" if batch_seeds else "sb3"}  # sb3: unrecorded
+    assert load_bundle(result.run_dir / "pretrain/bundle").policy.action_space == KINDS[family]
+    model = PPO.load(result.run_dir / "runs/fast/kickstart/seed-1/model.zip", device="cpu")
+    assert model.action_space == KINDS[family]
+    env = wrap_target_env(model, Monitor(plane_family(family).make("fast")))
+    _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == [30, 30]
+
+
+def config(family: str, algo: str = "ppo"):
+    return load_config({"name": family, "family": family, "agent": {"algo": algo}})
+
+
+@pytest.mark.parametrize(
+    "space,says",
+    [
+        (spaces.MultiDiscrete([3, 3], start=[1, 0]), r"actions start at \[1, 0\].*SB3's agents act from 0"),
+        (spaces.Discrete(3, start=-1), r"actions start at -1.*SB3's agents act from 0"),
+        (spaces.MultiDiscrete([[3, 3], [2, 2]]), r"of shape \(2, 2\).*flatten the MultiDiscrete"),
+        (spaces.MultiBinary([2, 2]), r"of shape \(2, 2\).*flatten the MultiBinary"),
+    ],
+    ids=["MultiDiscrete-start", "Discrete-start", "MultiDiscrete-2d", "MultiBinary-2d"],
+)
+def test_actions_sb3_does_not_act_in_are_refused_saying_why(space, says):
+    plane_family("plane-odd", space)
+    with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-odd' acts in .*{says}"):
+        validate(config("plane-odd"))
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_the_off_policy_algorithms_refuse_multi_actions_naming_ppo(algo):
+    with pytest.raises(ConfigError, match=r"config key 'agent.algo': .*acts in MultiDiscrete.*algorithms for it: ppo"):
+        validate(config("plane-md", algo))
