@@ -11,6 +11,8 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from plane import KINDS as PLANES
+from plane import plane_family
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -32,6 +34,8 @@ HYPER = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "clip_range_vf": 0.2, "
 
 
 def _model(seed: int, family: str = "cartpole", task: str | list[str] = "default", algo_cls=None, extra=None, **hyper):
+    if family in PLANES:  # a family of the tests' own (MultiDiscrete or MultiBinary actions)
+        plane_family(family)
     tasks = [task] if isinstance(task, str) else task
     extra = dict(extra or {})
     agent = {"algo": "ppo", "encoder": {"hidden": [16]}, "trunk": {"pi": [16], "vf": [16]},
@@ -92,11 +96,14 @@ CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
         # the update moves every parameter by 3.8e-3 to 7.4e-3, and another minibatch order by 1e-2. The
         # losses logged differ by up to 2.1e-6 there (the total loss), and by 5.6e-5 to 2.7e-2 with another order.
         ("minigrid", "empty-5", CNN, 1e-5, 1e-5),
+        ("plane-md", "default", None, 1e-6, 1e-7),  # MultiDiscrete: SB3's MultiCategorical
+        ("plane-mb", "default", None, 1e-6, 1e-7),  # MultiBinary: SB3's Bernoulli
     ],
 )
 def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol, log_atol):
     """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
-    parameter within 1e-6 (1e-5 through a CNN) and log the same keys (Discrete and Box actions, an image)."""
+    parameter within 1e-6 (1e-5 through a CNN) and log the same keys (Discrete, Box, MultiDiscrete and MultiBinary
+    actions, an image)."""
     sb3, mine = _model(3, family, task, extra=extra), _model(3, family, task, extra=extra)
     _update_both(sb3, mine)
     before = _params(_model(3, family, task, extra=extra))
@@ -121,7 +128,10 @@ def _kickstart(seed: int, family: str, task: str, teacher_tasks: list[str]) -> K
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("family,task,teacher", [("cartpole", "default", ["default", "long"]), ("pendulum", "default", ["default", "heavy"])])  # fmt: skip
+@pytest.mark.parametrize("family,task,teacher", [
+    ("cartpole", "default", ["default", "long"]), ("pendulum", "default", ["default", "heavy"]),
+    ("plane-md", "default", ["default", "slow"]), ("plane-mb", "default", ["default", "slow"]),
+])  # fmt: skip
 def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family, task, teacher):
     """Kickstarting batched (K = 1): the same rollout and minibatch order give KickstartPPO's update (PPO's loss
     plus beta * KL(teacher || student), the teacher routed to its head for the target) to 1e-6, and its logs."""

@@ -1,106 +1,37 @@
 """MultiDiscrete and MultiBinary actions (PPO), as SB3's PPO takes them: a family of one's own that acts in them
-pre-trains, transfers with every strategy and evaluates, per process and batched; the batched engine's update
-is SB3's (K = 1) and a seed's run is the same in any batch; what SB3 cannot act in is refused, saying why."""
+pre-trains, transfers with every strategy and evaluates, per process and batched; a seed's run is the same in
+any batch; what SB3 cannot act in is refused, saying why. (That the batched update is SB3's with one seed,
+kickstarting included, ``tests/test_batched.py`` checks for these spaces with the others.)"""
 
 from __future__ import annotations
 
 import json
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from plane import KINDS, plane_family
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from test_batched import _batch, _kickstart, _model, _params, _update_both
+from test_batched import _batch, _model, _params
 
 from rltransfer import run_experiment
 from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
-from rltransfer.envs import Family, Parameter, register_family
 from rltransfer.errors import ConfigError
 from rltransfer.target_env import wrap_target_env
 from rltransfer.validation import validate
 
 pytestmark = pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")
 
-KINDS = {
-    "plane-md": spaces.MultiDiscrete([3, 3]),
-    "plane-mb": spaces.MultiBinary(4),
-}
-
-
-class Plane(gym.Env):
-    """A point on a plane pushed along both axes at once, rewarded for staying near the origin. MultiDiscrete
-    ``[3, 3]``: each axis's push left, none or right; MultiBinary ``4``: left, right, down, up, each pressed or
-    not."""
-
-    def __init__(self, gain: float = 1.0, action_space: spaces.Space = KINDS["plane-md"]):
-        self.gain = gain
-        self.observation_space = spaces.Box(-10, 10, (2,), np.float32)
-        self.action_space = action_space
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.pos = self.np_random.uniform(-2, 2, 2)
-        return self.pos.astype(np.float32), {}
-
-    def step(self, action):
-        assert self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)), action
-        a = np.asarray(action, dtype=np.float64)
-        push = a[[1, 3]] - a[[0, 2]] if isinstance(self.action_space, spaces.MultiBinary) else a - 1
-        self.pos = np.clip(self.pos + 0.2 * self.gain * push, -10, 10)
-        return self.pos.astype(np.float32), -float(np.abs(self.pos).sum()), False, False, {}
-
-
-def plane_family(name: str, action_space: spaces.Space | None = None) -> Family:
-    space = KINDS[name] if action_space is None else action_space
-    return register_family(
-        Family(
-            name=name, parameters=[Parameter("gain", default=1.0, low=0.25, high=3.0)],
-            build=lambda p: gym.wrappers.TimeLimit(Plane(p["gain"], space), max_episode_steps=30),
-            tasks={"default": {}, "slow": {"gain": 0.5}, "fast": {"gain": 2.0}}, source=["default", "slow"],
-            targets=["fast"], reward_threshold=-20.0,
-        ),
-        overwrite=True,
-    )  # fmt: skip
-
 
 @pytest.fixture(autouse=True)
 def families():
     for name in KINDS:
         plane_family(name)
-
-
-@pytest.mark.parametrize("family", list(KINDS))
-def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family):
-    """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train of a MultiDiscrete
-    or MultiBinary agent leave every parameter within 1e-6 and log the same values."""
-    sb3, mine = _model(3, family), _model(3, family)
-    _update_both(sb3, mine)
-    before = _params(_model(3, family))
-    for name, p in _params(sb3).items():
-        assert not torch.equal(p, before[name]), name  # the update moved it
-        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
-    assert set(mine.logger.name_to_value) == set(sb3.logger.name_to_value)
-    for key, value in sb3.logger.name_to_value.items():
-        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
-
-
-@pytest.mark.parametrize("family", list(KINDS))
-def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family):
-    """Kickstarting's KL over sub-actions (a MultiDiscrete's Categoricals, a MultiBinary's Bernoullis), batched
-    (K = 1) as KickstartPPO computes it per process."""
-    sb3, mine = _kickstart(3, family, "default", ["default", "slow"]), _kickstart(3, family, "default", ["default", "slow"])  # fmt: skip
-    _update_both(sb3, mine)
-    assert sb3.logger.name_to_value["train/kickstart_kl"] > 0.01
-    for name, p in _params(sb3).items():
-        torch.testing.assert_close(_params(mine)[name], p, atol=1e-6, rtol=0, msg=name)
-    for key, value in sb3.logger.name_to_value.items():
-        assert mine.logger.name_to_value[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
 @pytest.mark.parametrize("family", list(KINDS))
