@@ -104,7 +104,8 @@ class KickstartPPO(TransferPPO):
             onehot = torch.zeros(obs["task"].shape[0], self.teacher_heads, dtype=obs["task"].dtype)
             onehot[:, self.teacher_head] = 1.0
             obs["task"] = onehot
-            width = self.teacher.observation_space.spaces["obs"].shape[0]
+            seen = self.teacher.observation_space.spaces["obs"]
+            width = seen.shape[0] if isinstance(seen, spaces.Box) and len(seen.shape) == 1 else 0
             if obs["obs"].dim() == 2 and obs["obs"].shape[1] < width:  # the teacher's tasks were padded wider
                 obs["obs"] = F.pad(obs["obs"], (0, width - obs["obs"].shape[1]))
         return obs

@@ -42,19 +42,27 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
     """One layout for tasks ``names`` with observation spaces ``obs`` and action spaces ``act``.
 
     Identical spaces merge trivially. Otherwise every observation must be a 1-D float ``Box`` and
-    every action space ``Discrete`` (or all of them the same ``Box``): a clear error names the
-    first task that does not fit.
+    every action space ``Discrete`` (or all of them the same ``Box``, ``MultiDiscrete`` or ``MultiBinary``): a
+    clear error names two tasks that cannot share one.
     """
     if all(o == obs[0] for o in obs) and all(a == act[0] for a in act):
         n = act[0].n if isinstance(act[0], spaces.Discrete) else 0
         dim = int(np.prod(obs[0].shape)) if isinstance(obs[0], spaces.Box) else 0
         return TaskSpaces(obs[0], act[0], (dim,) * len(names), (int(n),) * len(names), False)
-    for name, o in zip(names, obs):
-        if not isinstance(o, spaces.Box) or len(o.shape) != 1:
+    odd = next((i for i, o in enumerate(obs) if not isinstance(o, spaces.Box) or len(o.shape) != 1), None)
+    if odd is not None:  # a layout pads vectors only: an image or a discrete observation stays as it is
+        differ = next((i for i, o in enumerate(obs) if o != obs[odd]), None)
+        if differ is not None:
             raise SpaceError(
-                f"task '{name}' has observation space {o}: tasks of different spaces need 1-D Box observations "
-                f"(images of different shapes cannot share an encoder)"
+                f"tasks '{names[odd]}' and '{names[differ]}' observe {obs[odd]} and {obs[differ]}: tasks whose "
+                "observations differ need 1-D Box ones (zero-padded to the longest); an image, or a Discrete, "
+                "MultiDiscrete or MultiBinary observation, must be the same for every task"
             )
+        first = next(i for i, a in enumerate(act) if a != act[0])
+        raise SpaceError(
+            f"tasks '{names[0]}' and '{names[first]}' act in {act[0]} and {act[first]}: tasks whose actions differ "
+            f"need 1-D Box observations (each task's input stem reads its own), not {obs[0]}"
+        )
     boxes = [o for o in obs if isinstance(o, spaces.Box)]  # every one (checked above)
     discrete = [a for a in act if isinstance(a, spaces.Discrete)]
     if len(discrete) == len(act):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from gymnasium import spaces
 
 from rltransfer.agents.component_names import TRUNK_SIDES
@@ -19,6 +18,7 @@ from rltransfer.envs import Family, Task, TaskError, get_family, register_declar
 from rltransfer.errors import ConfigError, did_you_mean
 from rltransfer.hyperparameters import check_hyperparam_values, check_hyperparams
 from rltransfer.records.env_behaviour import EnvBehaviour, TaskBehaviour
+from rltransfer.space_checks import check_action_space, check_observation_space
 
 
 @dataclass(frozen=True)
@@ -50,35 +50,6 @@ def _tasks(family: Family, specs: list | None, default: list[str], key: str) -> 
     return tasks
 
 
-def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
-    """The algorithm must handle the family's actions (PPO: Discrete, Box, MultiDiscrete or MultiBinary; DQN:
-    Discrete; SAC: Box), in a form SB3 acts in: discrete actions from 0, a flat MultiDiscrete or MultiBinary
-    (SB3 samples ``0 .. n-1`` whatever the space's ``start``, and refuses multi-dimensional ones)."""
-    from rltransfer.agents import ALGORITHMS
-
-    algo = ALGORITHMS[config.agent.algo]
-    if not isinstance(action_space, algo.actions):
-        fits = [a.name for a in ALGORITHMS.values() if isinstance(action_space, a.actions)]
-        each = "; ".join(f"{a.name}: {' or '.join(c.__name__ for c in a.actions)}" for a in ALGORITHMS.values())
-        raise ConfigError(
-            f"config key 'agent.algo': {algo.name} needs {' or '.join(c.__name__ for c in algo.actions)} actions; "
-            f"family '{family.name}' acts in {action_space}; "
-            + (f"algorithms for it: {', '.join(fits)}" if fits else f"no algorithm of rltransfer's acts so ({each})")
-        )
-    shown = " ".join(str(action_space).split())  # a multi-dimensional space prints over several lines
-    where = f"config key 'family': family '{family.name}' acts in {shown}"
-    if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(action_space.start != 0):
-        raise ConfigError(
-            f"{where}, whose actions start at {action_space.start.tolist()}; SB3's agents act from 0: start the "
-            "space at 0 in the family's build and add the offset in the env's step"
-        )
-    if isinstance(action_space, (spaces.MultiDiscrete, spaces.MultiBinary)) and len(action_space.shape) != 1:
-        raise ConfigError(
-            f"{where}, of shape {action_space.shape}; SB3's agents act in one-dimensional ones: flatten the "
-            f"{type(action_space).__name__} in the family's build (and reshape the action in the env's step)"
-        )
-
-
 def check_inert_settings(config: ExperimentConfig) -> None:
     """Settings that would be taken and do nothing in this config, refused (at validation: a directory whose
     config holds one still loads, for its report): DQN's ``trunk.pi`` (its one network, the Q-network, takes
@@ -106,25 +77,6 @@ def check_inert_settings(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"config key 'runner.address': applies only with runner.backend: ray (here '{runner.backend}': the runs "
             "would train on this machine); set backend: ray, or leave address out"
-        )
-
-
-OBSERVATIONS = (spaces.Box, spaces.Discrete)
-"""The observation spaces a task may have: the agent reads one, beside its ``task`` and ``context`` entries, and
-bundles and saved agents record it (:mod:`rltransfer.spaces_json`)."""
-
-
-def check_observation_space(family: Family, observation_space: spaces.Space) -> None:
-    """The tasks' observations must be one of :data:`OBSERVATIONS`: rltransfer puts a task's observation in a
-    Dict beside its conditioning entries (SB3 has no Dict or Tuple inside a Dict), and a bundle records its
-    space (a MultiDiscrete or MultiBinary one was refused there, after the pre-training)."""
-    if not isinstance(observation_space, OBSERVATIONS):
-        raise ConfigError(
-            f"config key 'family': family '{family.name}' observes {type(observation_space).__name__} "
-            f"({observation_space}); a task's observation must be a "
-            f"{' or a '.join(c.__name__ for c in OBSERVATIONS)} (rltransfer sets it beside the task's conditioning "
-            "entries in a Dict): flatten it in the family's build (gymnasium.wrappers.FlattenObservation(env) "
-            "makes a Box of it)"
         )
 
 
@@ -461,6 +413,12 @@ def validate(config: ExperimentConfig) -> Setup:
         raise ConfigError(
             "config key 'agent.encoder.stem_width': the mlp encoder's input stems exist where the tasks' observations "
             "differ in length, and these tasks' do not (the width would do nothing); leave stem_width out"
+        )
+    if config.agent.normalize and not isinstance(layout.observation, spaces.Box):
+        reads = "reads its 0/1 entries" if isinstance(layout.observation, spaces.MultiBinary) else "one-hot encodes it"
+        raise ConfigError(
+            f"config key 'agent.normalize': observation statistics are kept for Box observations; family "
+            f"'{family.name}' observes {layout.observation}, which the policy {reads} (nothing to normalise): use false"
         )
     if layout.mixed and config.agent.normalize:
         raise ConfigError(

@@ -11,8 +11,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from plane import KINDS as PLANES
-from plane import plane_family
+from plane import KINDS, SEEN, plane_family
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -34,7 +33,7 @@ HYPER = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "clip_range_vf": 0.2, "
 
 
 def _model(seed: int, family: str = "cartpole", task: str | list[str] = "default", algo_cls=None, extra=None, **hyper):
-    if family in PLANES:  # a family of the tests' own (MultiDiscrete or MultiBinary actions)
+    if family in KINDS or family in SEEN:  # a family of the tests' own (multi-actions, discrete observations)
         plane_family(family)
     tasks = [task] if isinstance(task, str) else task
     extra = dict(extra or {})
@@ -98,12 +97,14 @@ CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
         ("minigrid", "empty-5", CNN, 1e-5, 1e-5),
         ("plane-md", "default", None, 1e-6, 1e-7),  # MultiDiscrete: SB3's MultiCategorical
         ("plane-mb", "default", None, 1e-6, 1e-7),  # MultiBinary: SB3's Bernoulli
+        ("plane-sees-d", "default", None, 1e-6, 1e-7),  # a Discrete observation, one-hot encoded
+        ("plane-sees-mb", "default", None, 1e-6, 1e-7),  # a MultiBinary observation
     ],
 )
 def test_one_seed_update_is_sb3s_ppo_train_to_1e6(family, task, extra, atol, log_atol):
     """The same rollout and minibatch order: the batched update (K = 1) and SB3's PPO.train leave every
     parameter within 1e-6 (1e-5 through a CNN) and log the same keys (Discrete, Box, MultiDiscrete and MultiBinary
-    actions, an image)."""
+    actions; an image, a Discrete and a MultiBinary observation)."""
     sb3, mine = _model(3, family, task, extra=extra), _model(3, family, task, extra=extra)
     _update_both(sb3, mine)
     before = _params(_model(3, family, task, extra=extra))
@@ -131,6 +132,7 @@ def _kickstart(seed: int, family: str, task: str, teacher_tasks: list[str]) -> K
 @pytest.mark.parametrize("family,task,teacher", [
     ("cartpole", "default", ["default", "long"]), ("pendulum", "default", ["default", "heavy"]),
     ("plane-md", "default", ["default", "slow"]), ("plane-mb", "default", ["default", "slow"]),
+    ("plane-sees-d", "default", ["default", "slow"]),
 ])  # fmt: skip
 def test_one_seed_kickstart_update_is_kickstart_ppos_to_1e6(family, task, teacher):
     """Kickstarting batched (K = 1): the same rollout and minibatch order give KickstartPPO's update (PPO's loss

@@ -59,8 +59,10 @@ def test_fold_action_and_refusals():
     env = FoldAction(get_family("cartpole").make("default"), spaces.Discrete(3))
     env.reset(seed=0)
     assert env.action(2) == 0 and env.action(1) == 1
-    with pytest.raises(SpaceError, match="task 'img' has observation space.*1-D Box"):
+    with pytest.raises(SpaceError, match="tasks 'img' and 'vec' observe .*need 1-D Box"):
         merge_spaces(["vec", "img"], [spaces.Box(0, 1, (4,)), spaces.Box(0, 1, (3, 7, 7))], [spaces.Discrete(2)] * 2)
+    with pytest.raises(SpaceError, match=r"'a' and 'b' act in Discrete\(2\) and Discrete\(3\).*not Discrete\(9\)"):
+        merge_spaces(["a", "b"], [spaces.Discrete(9)] * 2, [spaces.Discrete(2), spaces.Discrete(3)])
     with pytest.raises(SpaceError, match="not in Box actions"):
         merge_spaces(["a", "b"], [spaces.Box(0, 1, (4,)), spaces.Box(0, 1, (3,))],
                      [spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (2,))])  # fmt: skip
