@@ -30,7 +30,7 @@ from rltransfer.execution.grid import run_grid
 from rltransfer.execution.job import SB3, RunJob, is_done
 from rltransfer.execution.main_script import unguarded_call
 from rltransfer.hardware import this_machine
-from rltransfer.hyperparameters import minibatch_warning, untrained_warning
+from rltransfer.hyperparameters import minibatch_warning, probe_budget_warning, untrained_warning
 from rltransfer.interruption import interruptible
 from rltransfer.pretraining_stage import kept_bundles
 from rltransfer.records.bundle_manifest import MANIFEST_FILE as BUNDLE_MANIFEST
@@ -290,7 +290,9 @@ def run_experiment(
     envs = measure_envs(setup)
     for warning in (
         (untrained_warning(cfg), minibatch_warning(cfg, len(setup.sources)), evaluation_schedule_warning(cfg),
-         unseeded_warning(envs)) if echo else ()
+         unseeded_warning(envs),
+         probe_budget_warning(cfg, len(setup.sources), {t.name: envs.tasks[t.name].time_limit for t in setup.targets}))
+        if echo else ()
     ):  # fmt: skip
         if warning:
             print(warning, file=sys.stderr)

@@ -200,26 +200,64 @@ def check_hyperparam_values(config: ExperimentConfig, family: Family, task: Task
         env.close()
 
 
-def untrained_warning(config: ExperimentConfig) -> str:
-    """A warning where a run's budget (``transfer.timesteps``) ends before its algorithm's first update, or "":
-    PPO updates once a rollout (``n_steps`` x ``transfer.n_envs`` steps) is collected, and a run stops at its
-    budget, mid-rollout; SAC and DQN update only after ``learning_starts`` steps. Below that no run trains, and
-    every trained strategy reports the policy it started from."""
+def first_update(config: ExperimentConfig) -> tuple[int, str]:
+    """The target steps before a run's first update, and what they are: PPO updates once a rollout
+    (``n_steps`` x ``transfer.n_envs`` steps) is collected, SAC and DQN only after ``learning_starts`` steps."""
     hyper = config.agent.hyperparams
     defaults = inspect.signature(algo_class(config.agent.algo).__init__).parameters
-    budget = config.transfer.timesteps
     if config.agent.algo == "ppo":
         n_steps = hyper.get("n_steps", defaults["n_steps"].default)
         first = n_steps * config.transfer.n_envs
-        what = f"one PPO rollout (n_steps {n_steps:,} x transfer.n_envs {config.transfer.n_envs}: {first:,} steps)"
-    else:
-        first = hyper.get("learning_starts", defaults["learning_starts"].default)
-        what = f"{config.agent.algo.upper()}'s learning_starts ({first:,} steps)"
+        return (
+            first,
+            f"one PPO rollout (n_steps {n_steps:,} x transfer.n_envs {config.transfer.n_envs}: {first:,} steps)",
+        )
+    first = hyper.get("learning_starts", defaults["learning_starts"].default)
+    return first, f"{config.agent.algo.upper()}'s learning_starts ({first:,} steps)"
+
+
+def untrained_warning(config: ExperimentConfig) -> str:
+    """A warning where a run's budget (``transfer.timesteps``) ends before its algorithm's first update
+    (:func:`first_update`), or "": a run stops at its budget, mid-rollout. Below that no run trains, and
+    every trained strategy reports the policy it started from."""
+    budget = config.transfer.timesteps
+    first, what = first_update(config)
     if budget >= first:
         return ""
     return (
         f"warning: transfer.timesteps ({budget:,}) is below {what}: no run is updated, and every trained "
         "strategy reports the policy it starts from"
+    )
+
+
+def probe_budget_warning(config: ExperimentConfig, n_sources: int, time_limits: Mapping[str, int | None]) -> str:
+    """A warning where a probe of source heads (``transfer.head_init: probe``) may leave a run less of its budget
+    than its first update (:func:`first_update`), or "". Each run of a strategy that takes the heads (or is
+    taught by them) first runs every source head on its target for ``probe_episodes`` episodes, charged to its
+    budget: up to ``probe_episodes`` x sources x the target's time limit steps (``time_limits``: each target's;
+    a target without one is not judged). A run left less than its first update is never updated."""
+    from rltransfer.strategies import plan_of
+
+    t = config.transfer
+    if t.head_init != "probe" or config.agent.heads != "per_task":
+        return ""
+    probing = [
+        name for name in t.strategies
+        if (plan := plan_of(name, t.strategy_params.get(name))) is not None and plan.train
+        and ("heads" in plan.load or plan.teacher)
+    ]  # fmt: skip
+    first, what = first_update(config)
+    worst = {name: t.probe_episodes * n_sources * limit for name, limit in time_limits.items() if limit}
+    short = {name: steps for name, steps in worst.items() if t.timesteps - steps < first}
+    if not probing or not short or t.timesteps < first:  # below the first update without a probe: said already
+        return ""
+    target, steps = max(short.items(), key=lambda item: item[1])
+    return (
+        f"warning: with transfer.head_init: probe, each run of {', '.join(probing)} first runs each of the "
+        f"{n_sources} source heads on its target for {t.probe_episodes} episode(s) (transfer.probe_episodes), "
+        f"charged to its budget: up to {steps:,} of its {t.timesteps:,} steps on target '{target}' (time limit "
+        f"{time_limits[target]:,} steps), which would leave less than {what}, and such a run is never updated; "
+        "raise transfer.timesteps or lower transfer.probe_episodes"
     )
 
 

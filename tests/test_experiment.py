@@ -1049,6 +1049,51 @@ def test_the_first_update_of_sac_waits_for_learning_starts():
     assert untrained_warning(load_config(sac)) == ""
 
 
+def test_a_probe_that_may_leave_a_run_no_update_is_warned_of(tmp_path, capsys):
+    """With ``head_init: probe`` a run that takes the heads first runs each source head on its target, charged
+    to its budget: the plane's 2 sources x 1 episode x its 30-step time limit take 60 of 100 steps, and the 40
+    left are below one rollout (32 x 2 envs)."""
+    from plane import plane_family
+    from stable_baselines3 import PPO
+
+    plane_family("plane-md")
+    cfg = {
+        "name": "probe-budget", "family": "plane-md", "output_dir": str(tmp_path / "runs"),
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32}}, "pretrain": {"timesteps": 128},
+        "transfer": {"timesteps": 100, "seeds": 1, "n_envs": 2, "strategies": ["scratch", "finetune"],
+                     "head_init": "probe"},
+        "evaluation": {"every": 50, "episodes": 1}, "runner": {"workers": 1},
+    }  # fmt: skip
+    run_dir = rltransfer.run_experiment(cfg, progress=False, echo=True).run_dir
+    assert (
+        "warning: with transfer.head_init: probe, each run of finetune first runs each of the 2 source heads on its "
+        "target for 1 episode(s) (transfer.probe_episodes), charged to its budget: up to 60 of its 100 steps on "
+        "target 'fast' (time limit 30 steps), which would leave less than one PPO rollout (n_steps 32 x "
+        "transfer.n_envs 2: 64 steps), and such a run is never updated" in capsys.readouterr().err
+    )
+    assert PPO.load(run_dir / "runs/fast/finetune/seed-0/model.zip")._n_updates == 0
+    assert PPO.load(run_dir / "runs/fast/scratch/seed-0/model.zip")._n_updates > 0  # no probe: 100 steps
+
+
+def test_a_probe_warning_needs_a_probe_a_strategy_that_probes_and_a_short_budget():
+    from rltransfer.config import load_config
+    from rltransfer.hyperparameters import probe_budget_warning
+
+    base = {"family": "cartpole", "agent": {"hyperparams": {"n_steps": 16}},
+            "transfer": {"timesteps": 3_000, "head_init": "probe", "probe_episodes": 2,
+                         "strategies": ["scratch", "kickstart"], "n_envs": 8}}  # fmt: skip
+    # 2 episodes x 3 source heads x 500 steps = 3,000: no step of the budget left for a rollout of 16 x 8 steps
+    said = probe_budget_warning(load_config(base), 3, {"very-long-heavy": 500})
+    assert "each run of kickstart first runs each of the 3 source heads" in said and "up to 3,000 of its 3,000" in said
+    assert probe_budget_warning(load_config(base), 3, {"very-long-heavy": 450}) == ""  # 2,700: 300 steps left
+    assert probe_budget_warning(load_config(base), 3, {"very-long-heavy": None}) == ""  # no time limit to judge by
+    long = {**base, "agent": {"hyperparams": {"n_steps": 2048}}}  # below one rollout with no probe: said already
+    assert probe_budget_warning(load_config(long), 3, {"very-long-heavy": 500}) == ""
+    for change in ({"head_init": "nearest"}, {"strategies": ["scratch", "zero_shot"]}):
+        cfg = load_config({**base, "transfer": {**base["transfer"], **change}})
+        assert probe_budget_warning(cfg, 3, {"very-long-heavy": 500}) == ""  # no probe; no run that probes and trains
+
+
 def test_two_workers_give_bit_identical_results_to_one(finished, tmp_path):
     cfg, res = finished
     cfg2 = {**cfg, "output_dir": str(tmp_path / "runs"), "runner": {"workers": 2}}
