@@ -121,6 +121,7 @@ def test_the_extending_pages_family_and_strategy_work(tmp_path):
         (directory / f"extending_{i}.py").write_text(code)
     study = """
 import rltransfer
+from stable_baselines3 import PPO
 from rltransfer.envs import get_family
 from rltransfer.envs.checks import check_family
 
@@ -131,7 +132,7 @@ if __name__ == "__main__":
     failed = [c for c in check_family(get_family("my-mountaincar")) if not c.ok]
     assert not failed, failed
     config = {
-        "name": "mine", "family": "my-mountaincar", "agent": {"algo": "ppo"},
+        "name": "mine", "family": "my-mountaincar", "agent": {"algo": "ppo", "hyperparams": {"n_steps": 256}},
         "pretrain": {"timesteps": 1024}, "evaluation": {"every": 512, "episodes": 2},
         "transfer": {"timesteps": 1024, "seeds": 2, "strategies": ["scratch", "trunk_only"]},
         "runner": {"workers": 2},
@@ -139,6 +140,10 @@ if __name__ == "__main__":
     result = rltransfer.run_experiment(config)
     assert not result.failed, result.failed
     print(sorted({row["strategy"] for row in result.summary["rows"]}))
+    for model in sorted(result.run_dir.glob("runs/*/trunk_only/seed-*/model.zip")):
+        print("updates", PPO.load(model)._n_updates)  # each run trained
 """
     out = run_script(directory, study, "study.py")
     assert "['scratch', 'trunk_only']" in out
+    # 3 updates of 10 epochs a seed: 4 rollouts of 256 steps, the run stopping at its 1,024th step, as the 4th ends
+    assert re.findall(r"updates (\d+)", out) == ["30", "30"]
