@@ -52,9 +52,8 @@ def test_a_family_of_discrete_observations_pre_trains_transfers_with_every_strat
     assert bundle.policy.observation_space["obs"] == seen
     model = ALGORITHMS[algo].base.load(result.run_dir / "runs/fast/finetune/seed-1/model.zip", device="cpu")
     assert model.observation_space["obs"] == seen
-    encoder = model.policy.actor.features_extractor if algo == "sac" else model.policy.features_extractor
-    if algo == "dqn":
-        encoder = model.policy.q_net.features_extractor
+    net = {"dqn": "q_net", "sac": "actor"}.get(algo)  # the network whose encoder the others share (PPO: one)
+    encoder = (getattr(model.policy, net) if net else model.policy).features_extractor
     first = next(m for m in encoder.modules() if isinstance(m, nn.Linear))
     context = model.observation_space.spaces.get("context")
     reads = WIDTH[family] + (context.shape[0] if context is not None else 0)
