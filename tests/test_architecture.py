@@ -121,3 +121,11 @@ def test_a_function_named_as_its_module_is_the_function():
     from rltransfer.agents import transferable
 
     assert callable(transferable) and transferable is module.transferable
+
+
+def test_every_module_of_the_package_stays_under_500_lines():
+    """Small modules named for their concept: one that outgrows 500 lines holds two concepts; split it."""
+    paths = [p for folder in ("rltransfer", "envs", "agents") for p in (ROOT / folder).rglob("*.py")]
+    assert len(paths) > 100 and any(p.name == "batched_ppo.py" for p in paths)
+    long = {str(p.relative_to(ROOT)): n for p in paths if (n := len(p.read_text().splitlines())) >= 500}
+    assert not long, f"modules of 500 lines or more: {long}"
