@@ -8,15 +8,21 @@ edited env (its reward, its dynamics, a task's parameters) is not met with resul
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+
+from rltransfer.envs.family import TaskError
 
 STEPS = 50
 """The rollout's length: long enough to pass through a reward or a termination, short enough that rounding on
 another kind of CPU stays far below what a change to the env moves."""
+
+RESET, STEP = "observation, info", "observation, reward, terminated, truncated, info"
 
 
 @dataclass(frozen=True)
@@ -52,22 +58,79 @@ class Rollout:
         return out
 
 
+def observation_problem(space: spaces.Space, obs: Any) -> str | None:
+    """What is wrong with ``obs`` as an observation of ``space`` that SB3 would fail on, or train on as other
+    numbers (None: nothing): a vector of another shape, a non-finite entry, a discrete value outside ``0 .. n-1``.
+    Not every departure from ``space.contains``: a value past a Box's bounds, or an observation of another
+    dtype, SB3 takes as it is."""
+    if isinstance(space, spaces.Box):
+        if np.shape(obs) != space.shape:
+            return f"an observation of shape {np.shape(obs)}, where its observation_space is {space}"
+        if not np.isfinite(np.asarray(obs, dtype=float)).all():
+            return f"a non-finite observation {np.asarray(obs).tolist()}"
+    elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
+        n = np.asarray(space.n if isinstance(space, spaces.Discrete) else space.nvec)
+        values = np.asarray(obs)
+        if values.shape != n.shape or not np.issubdtype(values.dtype, np.number):
+            return f"an observation {values.tolist()!r}, where its observation_space is {space}"
+        if not ((values >= 0) & (values < n) & (values == np.round(values))).all():
+            return f"an observation {values.tolist()} outside its observation_space {space} (values 0 to n - 1)"
+    elif isinstance(space, spaces.MultiBinary) and np.shape(obs) != space.shape:
+        return f"an observation of shape {np.shape(obs)}, where its observation_space is {space}"
+    return None
+
+
+def reward_problem(reward: Any) -> str | None:
+    """What is wrong with a step's ``reward`` (None: nothing): one number, finite."""
+    try:
+        value = float(reward)
+    except (TypeError, ValueError):
+        shape = f" of shape {np.shape(reward)}" if isinstance(reward, np.ndarray) else ""
+        return f"a reward of type {type(reward).__name__}{shape} ({reward!r}), where a step's reward is one number"
+    return None if math.isfinite(value) else f"a non-finite reward ({value})"
+
+
+def _returned(result: Any, what: str, names: str) -> tuple[Any, ...]:
+    """``result`` of the env's ``what`` as the tuple Gymnasium's API returns (``names``), or :class:`TaskError`."""
+    if not isinstance(result, tuple) or len(result) != len(names.split(", ")):
+        size = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
+        raise TaskError(f"{what} returned {size}, where Gymnasium's API returns ({names}) (gym's old API?)")
+    return result
+
+
+def _checked(env: gym.Env, where: str, obs: Any, reward: Any = 0.0, info: Any = None) -> None:
+    """:class:`TaskError` saying what ``env`` returned ``where`` that the pipeline cannot take."""
+    problem = observation_problem(env.observation_space, obs) or reward_problem(reward)
+    if problem is None and not isinstance(info, dict):
+        problem = f"an info of type {type(info).__name__}, where Gymnasium's reset and step return a dict"
+    if problem is not None:
+        raise TaskError(f"{where} returned {problem}")
+
+
 def rollout(env: gym.Env, seed: int = 0, steps: int = STEPS) -> Rollout:
     """``steps`` random actions (the action space seeded with ``seed``) from a reset with ``seed``; where an
-    episode ends, a reset with the next seed."""
+    episode ends, a reset with the next seed.
+
+    Raises :class:`TaskError` where the env returns what SB3 cannot take or would misread, naming the step: a
+    reward that is not one finite number, an observation not of its space's shape, not finite, or outside a
+    discrete space, an info that is not a dict (:func:`observation_problem`, :func:`reward_problem`)."""
     space = env.action_space
     space.seed(seed)
-    obs, _ = env.reset(seed=seed)
+    obs, info = _returned(env.reset(seed=seed), f"reset(seed={seed})", RESET)
+    _checked(env, f"reset(seed={seed})", obs, info=info)
     observations = [obs]
     rewards, ends = [], []
     episode = 0
-    for _ in range(steps):
-        obs, reward, terminated, truncated, _ = env.step(space.sample())
+    for step in range(1, steps + 1):
+        where = f"step {step} of a seeded random rollout"
+        obs, reward, terminated, truncated, info = _returned(env.step(space.sample()), where, STEP)
+        _checked(env, where, obs, reward, info)
         observations.append(obs)
         rewards.append(float(reward))
         ends.append(bool(terminated or truncated))
         if terminated or truncated:
             episode += 1
-            obs, _ = env.reset(seed=seed + episode)
+            obs, info = _returned(env.reset(seed=seed + episode), f"reset(seed={seed + episode})", RESET)
+            _checked(env, f"reset(seed={seed + episode})", obs, info=info)
             observations.append(obs)
     return Rollout(observations, rewards, ends)

@@ -1,6 +1,8 @@
 """``rltransfer families --check``: is a family what the pipeline assumes?
 
 - every task passes Gymnasium's env checker;
+- every task's resets and steps return what the pipeline takes: one finite reward, an observation of its space's
+  shape (finite; a discrete one within ``0 .. n-1``), an info dict (the env checker only warns of these);
 - every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
   longest episode rltransfer evaluates;
 - every task repeats itself: the same reset seed and the same actions give the same observations (an env
@@ -24,7 +26,7 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 from rltransfer.envs.behaviour import rollout
-from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task
+from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task, TaskError
 
 STEPS = 200
 
@@ -69,6 +71,22 @@ def check_tasks(family: Family) -> list[Check]:
         finally:
             env.close()
     return out
+
+
+def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int = STEPS) -> list[Check]:
+    """Every task's resets and ``steps`` seeded random steps return what the pipeline takes (``tasks``: the
+    family's by default): :func:`~rltransfer.envs.behaviour.rollout`'s checks. SB3 would stop on these with an
+    error far from the env (a broadcast of the wrong shape), or train on other numbers."""
+    for task in family.tasks.values() if tasks is None else tasks:
+        env = family.make(task)
+        try:
+            rollout(env, steps=steps)
+        except TaskError as err:
+            return [Check("steps", False, f"task '{task.name}' of family '{family.name}': {err}")]
+        finally:
+            env.close()
+    return [Check("steps", True, f"every task's resets and {steps} seeded random steps return one finite reward, "
+                  "an observation of its space and an info dict")]  # fmt: skip
 
 
 def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
@@ -193,9 +211,13 @@ def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
 
 
 def check_family(family: Family, steps: int = STEPS) -> list[Check]:
-    """Every check of this module, in order."""
+    """Every check of this module, in order (those that roll the envs out only where their steps pass)."""
+    stepped = check_steps(family, steps=steps)
+    if not stepped[0].ok:
+        return check_tasks(family) + stepped + check_episodes_end(family)
     return (
         check_tasks(family)
+        + stepped
         + check_episodes_end(family)
         + check_seeding(family, steps)
         + check_parameters(family, steps)

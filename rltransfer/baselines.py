@@ -17,7 +17,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltransfer.atomic import atomic_write_bytes
-from rltransfer.envs import Family, Task
+from rltransfer.envs import Family, Task, TaskError
 from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.checks import time_limit
 from rltransfer.errors import EndlessEpisode
@@ -93,6 +93,11 @@ def random_return(family: Family, task: Task, episodes: int = 100, cache_dir: st
     finally:
         env.close()
     value = float(returns.mean())
+    if not np.isfinite(returns).all():  # a reward past the checks' short rollouts; never cached
+        raise TaskError(
+            f"task '{task.name}' of family '{family.name}', a random policy: an episode's return is "
+            f"{returns[~np.isfinite(returns)][0]}: the env returned a NaN or infinite reward"
+        )
     entry = {**key_data, "task": task.name, "mean_return": value, "std_return": float(returns.std())}
     atomic_write_bytes(path, json.dumps(entry).encode())  # experiments side by side share the cache
     return value

@@ -224,6 +224,18 @@ def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
         raise ConfigError(f"config key 'family': {check.detail}")
 
 
+def check_steps(family: Family, tasks: Sequence[Task]) -> None:
+    """Every task's env returns what SB3 takes, in one short seeded random rollout a task (a reward of one finite
+    number, observations of its space: :func:`rltransfer.envs.checks.check_steps`), before anything is written:
+    SB3 would stop on it with a traceback far from the env once the pre-training began."""
+    from rltransfer.envs import checks
+    from rltransfer.envs.behaviour import STEPS
+
+    (check,) = checks.check_steps(family, list({t.name: t for t in tasks}.values()), STEPS)
+    if not check.ok:
+        raise ConfigError(f"config key 'family': {check.detail}")
+
+
 def check_held_out(sources: Sequence[Task], targets: Sequence[Task]) -> None:
     """No target pre-trains: none is a source task by name, or by its parameters under another name."""
     seen = [t.name for t in targets if any(t.name == s.name or dict(t.params) == dict(s.params) for s in sources)]
@@ -384,7 +396,8 @@ def setup_of(
 def validate(config: ExperimentConfig) -> Setup:
     """:func:`resolve`, then everything else a run would find wrong later: targets held out from the sources,
     the encoder on the tasks' observations, the SB3 algorithm's arguments and values (judged on one task's
-    env), the strategies and their parameters, every task's threshold, the tasks' spaces against the algorithm. Builds envs to read their spaces, and no
+    env), the strategies and their parameters, every task's threshold, the tasks' spaces against the algorithm,
+    what every task's env returns in 50 seeded random steps. Builds envs to read their spaces and step them, and no
     model (no weights allocated, no random number drawn): once per experiment, pre-training or transfer
     started from the API, never per run of a grid."""
     setup = resolve(config)
@@ -404,6 +417,7 @@ def validate(config: ExperimentConfig) -> Setup:
     check_observation_space(family, layout.observation)
     check_action_space(config, family, layout.action)
     check_episodes_end(family, sources + targets)
+    check_steps(family, sources + targets)
     check_encoder(config, family, sources[0])
     if (
         not layout.mixed

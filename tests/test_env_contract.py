@@ -1,0 +1,169 @@
+"""A user's env that returns what SB3 cannot take (a reward that is not one finite number, an observation not of
+its space, an info that is not a dict) is told so, naming the task and the step: by ``rltransfer families
+--check``, and when an experiment's config loads, before anything is written. Gymnasium's env checker only
+warns of most of these; SB3 stopped on them with a traceback far from the env, or trained on other numbers."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+from gymnasium import spaces
+
+from rltransfer.baselines import random_return
+from rltransfer.cli import main
+from rltransfer.envs import Family, Parameter, TaskError, register_family
+from rltransfer.envs.behaviour import rollout
+from rltransfer.envs.checks import check_family
+
+GOOD = "good"
+BROKEN = {
+    "obs-shape": ("step 3 of a seeded random rollout returned an observation of shape (3,), where its "
+                  "observation_space is Box(-10.0, 10.0, (2,), float32)"),
+    "obs-nan": "step 3 of a seeded random rollout returned a non-finite observation [nan, 0.0]",
+    "reset-shape": "reset(seed=0) returned an observation of shape (), where",
+    "reward-array": ("step 3 of a seeded random rollout returned a reward of type ndarray of shape (1,) "
+                     "(array([-0.1])), where a step's reward is one number"),
+    "reward-none": "step 3 of a seeded random rollout returned a reward of type NoneType (None), where",
+    "reward-inf": "step 3 of a seeded random rollout returned a non-finite reward (-inf)",
+    "reset-old": "reset(seed=0) returned a ndarray, where Gymnasium's API returns (observation, info) (gym's old API?)",
+    "step-old": ("step 3 of a seeded random rollout returned a tuple of 4, where Gymnasium's API returns (observation, "
+                 "reward, terminated, truncated, info) (gym's old API?)"),
+    "info-none": "step 3 of a seeded random rollout returned an info of type NoneType, where Gymnasium's reset and",
+}  # fmt: skip
+"""How each way of breaking the step contract (:class:`Rail`'s ``fault``, on its third step) is told."""
+
+
+class Rail(gym.Env):
+    """A point on a rail, pushed left or right, rewarded for staying near 0; ``fault`` breaks its third step (or
+    its reset) as named in :data:`BROKEN`, from ``from_step`` on (3: every episode's third step)."""
+
+    def __init__(self, push: float = 0.2, fault: str = GOOD, from_step: int = 3):
+        self.push, self.fault, self.from_step = push, fault, from_step
+        self.observation_space = spaces.Box(-10, 10, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.total = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-1, 1)), 0
+        obs = np.array([self.x, 0.0], np.float32)
+        if self.fault == "reset-old":
+            return obs
+        return (np.float32(self.x) if self.fault == "reset-shape" else obs), {}
+
+    def step(self, action):
+        self.x = float(np.clip(self.x + (self.push if action else -self.push), -10, 10))
+        self.t += 1
+        self.total += 1
+        obs, reward, info = np.array([self.x, 0.0], np.float32), -0.1, {}
+        if self.t == 3 and self.total >= self.from_step:
+            if self.fault == "obs-shape":
+                obs = np.array([self.x, 0.0, 0.0], np.float32)
+            elif self.fault == "obs-nan":
+                obs[0] = np.nan
+            elif self.fault == "reward-array":
+                reward = np.array([-0.1])
+            elif self.fault == "reward-none":
+                reward = None
+            elif self.fault == "reward-inf":
+                reward = -np.inf
+            elif self.fault == "info-none":
+                info = None
+            elif self.fault == "step-old":
+                return obs, reward, False, info
+        return obs, reward, False, self.t >= 20, info
+
+
+def rail_family(fault: str, from_step: int = 3) -> Family:
+    name = f"rail-{fault}-{from_step}"
+    return register_family(
+        Family(
+            name=name, parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
+            build=lambda p: Rail(p["push"], fault, from_step),
+            tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.35}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-1.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", sorted(BROKEN))
+def test_a_rollout_names_the_step_and_what_it_returned(fault):
+    env = Rail(fault=fault)
+    with pytest.raises(TaskError) as err:
+        rollout(env)
+    assert str(err.value).startswith(BROKEN[fault]), str(err.value)
+    assert len(rollout(Rail()).rewards) == 50  # the good env's rollout goes through
+
+
+@pytest.mark.parametrize(
+    ("space", "obs", "told"),
+    [
+        (spaces.Discrete(4), np.int64(4), "outside its observation_space Discrete(4) (values 0 to n - 1)"),
+        (spaces.Discrete(4), np.array([1, 2]), "an observation [1, 2], where its observation_space is Discrete(4)"),
+        (spaces.MultiDiscrete([2, 3]), np.array([1, 3]), "outside its observation_space MultiDiscrete([2 3])"),
+        (spaces.MultiDiscrete([2, 3]), np.array([0.5, 1]), "outside its observation_space"),
+        (spaces.MultiBinary(3), np.array([1, 0]), "an observation of shape (2,), where its observation_space"),
+    ],
+)
+def test_a_discrete_observation_outside_its_space_is_told(space, obs, told):
+    from rltransfer.envs.behaviour import observation_problem
+
+    assert told in observation_problem(space, obs)
+    assert observation_problem(space, space.sample()) is None
+
+
+def test_what_sb3_takes_as_it_is_passes():
+    """A value past a Box's bounds, an observation of another dtype or a list, an int or numpy reward: SB3 takes
+    them (Gymnasium's checker warns), and so does rltransfer."""
+    from rltransfer.envs.behaviour import observation_problem, reward_problem
+
+    box = spaces.Box(-1, 1, (2,), np.float32)
+    for obs in (np.array([5.0, -5.0]), np.array([0, 1], np.int64), [0.5, 0.5]):
+        assert observation_problem(box, obs) is None
+    for reward in (1, np.float32(0.5), np.array(2.0), np.int64(3), True):
+        assert reward_problem(reward) is None
+
+
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-array"])
+def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
+    checks = {c.name: c for c in check_family(rail_family(fault))}
+    assert not checks["steps"].ok
+    assert checks["steps"].detail.startswith(f"task 'a' of family 'rail-{fault}-3': {BROKEN[fault]}")
+    assert "seeded" not in checks  # the checks that roll the envs out again are not run
+    assert checks["episodes end"].ok
+    assert main(["families", f"rail-{fault}-3", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL steps: task 'a'" in out and "1 check(s) failed" in out
+    good = {c.name: c for c in check_family(rail_family(GOOD))}
+    assert all(c.ok for c in good.values()) and "seeded" in good and good["steps"].detail.startswith("every task's")
+
+
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none"])
+def test_an_experiment_of_a_broken_env_is_refused_before_anything_is_written(fault, tmp_path, capsys):
+    rail_family(fault)
+    config = {
+        "name": "rail", "family": f"rail-{fault}-3", "output_dir": str(tmp_path / "runs"),
+        "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}}, "pretrain": {"timesteps": 128},
+        "transfer": {"timesteps": 128, "seeds": 1, "strategies": ["scratch"]},
+        "evaluation": {"every": 64, "episodes": 2}, "runner": {"workers": 1},
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"rltransfer: error: config key 'family': task 'a' of family 'rail-{fault}-3': {BROKEN[fault]}" in err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+def test_a_random_return_of_a_late_non_finite_reward_names_the_task_and_is_not_cached(tmp_path):
+    """A reward that turns infinite past the checks' short rollouts of 50 steps (here at the 4th episode's 3rd
+    step of each env: its 63rd) stops the random baseline (32 envs side by side, 4 episodes each), which would
+    otherwise score every run with it."""
+    family = rail_family("reward-inf", from_step=55)
+    assert len(rollout(family.make(family.task("a"))).rewards) == 50
+    with pytest.raises(TaskError, match=r"task 'a' of family 'rail-reward-inf-55', a random policy: an episode's "):
+        random_return(family, family.task("a"), episodes=128, cache_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.json"))
