@@ -50,7 +50,8 @@ def check_observation_space(family: Family, observation_space: spaces.Space) -> 
 def check_action_space(config: ExperimentConfig, family: Family, action_space) -> None:
     """The algorithm must handle the family's actions (PPO: Discrete, Box, MultiDiscrete or MultiBinary; DQN:
     Discrete; SAC: Box), in a form SB3 acts in: discrete actions from 0, a flat MultiDiscrete or MultiBinary
-    (SB3 samples ``0 .. n-1`` whatever the space's ``start``, and refuses multi-dimensional ones)."""
+    (SB3 samples ``0 .. n-1`` whatever the space's ``start``, and refuses multi-dimensional ones), a Box bounded
+    on both sides (SB3 refuses others, which was told as a rejected hyperparameter)."""
     from rltransfer.agents import ALGORITHMS
 
     algo = ALGORITHMS[config.agent.algo]
@@ -72,6 +73,12 @@ def check_action_space(config: ExperimentConfig, family: Family, action_space) -
         raise ConfigError(
             f"{where}, of shape {action_space.shape}; SB3's agents act in one-dimensional ones: flatten the "
             f"{type(action_space).__name__} in the family's build (and reshape the action in the env's step)"
+        )
+    if isinstance(action_space, spaces.Box) and not action_space.is_bounded("both"):
+        raise ConfigError(
+            f"{where}, not bounded on both sides; SB3's agents act in a bounded Box (PPO clips its actions to the "
+            "bounds, SAC squashes them into them): give the action space the finite bounds of the actions the env "
+            "takes (in the env, or in a wrapper the family's build adds)"
         )
 
 

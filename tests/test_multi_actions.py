@@ -99,8 +99,9 @@ def config(family: str, algo: str = "ppo"):
         (spaces.Discrete(3, start=-1), r"actions start at -1.*SB3's agents act from 0"),
         (spaces.MultiDiscrete([[3, 3], [2, 2]]), r"of shape \(2, 2\).*flatten the MultiDiscrete"),
         (spaces.MultiBinary([2, 2]), r"of shape \(2, 2\).*flatten the MultiBinary"),
+        (spaces.Box(np.array([-1, -np.inf]), 1.0), r"not bounded on both sides.*finite bounds"),  # was: 'hyperparams'
     ],
-    ids=["MultiDiscrete-start", "Discrete-start", "MultiDiscrete-2d", "MultiBinary-2d"],
+    ids=["MultiDiscrete-start", "Discrete-start", "MultiDiscrete-2d", "MultiBinary-2d", "Box-unbounded"],
 )
 def test_actions_sb3_does_not_act_in_are_refused_saying_why(space, says):
     plane_family("plane-odd", space)
