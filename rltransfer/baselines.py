@@ -20,7 +20,7 @@ from rltransfer.atomic import atomic_write_bytes
 from rltransfer.envs import Family, Task, TaskError
 from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.checks import time_limit
-from rltransfer.errors import EndlessEpisode
+from rltransfer.errors import ConfigError, EndlessEpisode
 from rltransfer.evaluation import MAX_PARALLEL, run_episodes
 
 RANDOM_SEED = 2_000_003  # reset seeds of the random-policy baseline
@@ -113,10 +113,19 @@ def threshold(family: Family, task: Task, thresholds: Mapping[str, float]) -> fl
 def thresholds_and_baselines(
     family: Family, tasks: list[Task], thresholds: Mapping[str, float], cache_dir: str | Path | None = None
 ) -> dict[str, dict[str, float]]:
-    """Per task: the threshold (config, family, or Gymnasium) and the measured random return."""
+    """Per task: the threshold (config, family, or Gymnasium) and the measured random return; a threshold not
+    above the random return is refused (the score would run backwards, or be undefined)."""
     out = {}
     for task in tasks:
         tau = threshold(family, task, thresholds)
         r = random_return(family, task, cache_dir=cache_dir)
+        if not tau > r:
+            given = "the config's" if task.name in thresholds else f"family '{family.name}''s"
+            raise ConfigError(
+                f"config key 'evaluation.thresholds': task '{task.name}': its threshold {tau:g} ({given}) is not above "
+                f"a random policy's mean return on it ({r:.4g}): the score (R - R_random) / (threshold - R_random) "
+                f"would rank agents backwards; give a threshold above {r:.4g}, as "
+                f"'evaluation.thresholds: {{{task.name}: ...}}'"
+            )
         out[task.name] = {"threshold": tau, "random_return": r}
     return out

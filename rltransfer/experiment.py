@@ -288,6 +288,9 @@ def run_experiment(
             file=sys.stderr,
         )
     envs = measure_envs(setup)
+    # Every task's random return, measured (and cached) before anything is written: a threshold not above it is
+    # refused now, not once the pre-training is done (the pre-training's gate and the grid read the cache).
+    thresholds_and_baselines(setup.family, setup.sources + setup.targets, cfg.evaluation.thresholds)
     for warning in (
         (untrained_warning(cfg), minibatch_warning(cfg, len(setup.sources)), evaluation_schedule_warning(cfg),
          unseeded_warning(envs),

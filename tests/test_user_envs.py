@@ -4,6 +4,7 @@ return following the env's code."""
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -394,3 +395,20 @@ def test_a_directory_where_another_config_finished_nothing_is_taken_by_the_next(
     assert not result.failed and json.loads((run_dir / "manifest.json").read_text())["status"] == "done"
     with pytest.raises(UserInputError, match="holds results of a different config"):  # now it holds results
         run_experiment(cfg, ["transfer.timesteps=256"], progress=False, echo=False)
+
+
+@pytest.mark.parametrize("given", ["config", "family"])
+def test_a_threshold_not_above_the_random_return_is_refused_before_anything_is_written(given, tmp_path, capsys):
+    """The score (R - R_random) / (threshold - R_random) would run backwards (a better agent scoring lower), or be
+    undefined: refused before the pre-training, which used to run first (the targets' baselines came after it)."""
+    name = f"drift-low-threshold-{given}"
+    drift_family(name, threshold=-1000.0 if given == "family" else -10.0)
+    cfg = config(name, tmp_path, thresholds={"c": -1000.0} if given == "config" else {})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    owner = "the config's" if given == "config" else f"family '{name}''s"
+    told = rf"config key 'evaluation.thresholds': task '{'c' if given == 'config' else 'a'}': its threshold -1000 \({owner}\)"
+    assert re.search(told + r" is not above a random policy's mean return on it \(-\d+\.?\d*\)", err), err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
