@@ -351,12 +351,13 @@ def test_a_run_whose_training_turns_non_finite_is_recorded_failed_with_its_step(
         ),
         overwrite=True,
     )  # fmt: skip
+    # the target's threshold above its random return (about 1e40: 3e38 a step)
     cfg = {
         "name": "nan", "output_dir": str(tmp_path / "runs"), "family": "overflow-test",
         "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
         "pretrain": {"timesteps": 128, "envs_per_task": 1, "eval_episodes": 1},
         "transfer": {"timesteps": 512, "seeds": 1, "strategies": ["scratch", "zero_shot"]},
-        "evaluation": {"every": 128, "episodes": 2}, "runner": {"workers": 1},
+        "evaluation": {"every": 128, "episodes": 2, "thresholds": {"explodes": 1e42}}, "runner": {"workers": 1},
     }  # fmt: skip
     res = rltransfer.run_experiment(cfg, progress=False, echo=False)
     assert res.failed == ["explodes/scratch/seed-0"]

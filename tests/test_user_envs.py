@@ -379,7 +379,7 @@ def test_a_directory_where_another_config_finished_nothing_is_taken_by_the_next(
     from rltransfer import run_experiment
 
     monkeypatch.setenv("RLTRANSFER_CACHE", str(tmp_path / "cache"))
-    drift_family("drift-stops", limit=30, threshold=-50.0)
+    drift_family("drift-stops", limit=30, threshold=-10.0)
     cfg = config("drift-stops", tmp_path).to_dict()
 
     def stops(*args, **kwargs):
