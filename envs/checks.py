@@ -1,5 +1,6 @@
 """``rltransfer families --check``: is a family what the pipeline assumes?
 
+- every task's env builds (its parameters are ones the env takes);
 - every task passes Gymnasium's env checker;
 - every task's resets and steps return what the pipeline takes: one finite reward, an observation of its space's
   shape (finite; a discrete one within ``0 .. n-1``), an info dict (the env checker only warns of these);
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import re
+import traceback
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,6 +73,20 @@ def check_tasks(family: Family) -> list[Check]:
         finally:
             env.close()
     return out
+
+
+def check_builds(family: Family, tasks: Iterable[Task] | None = None) -> list[Check]:
+    """Every task's env builds (``tasks``: the family's by default): a failure is told in the env's own words,
+    with the file and line that raised it, instead of a traceback from whichever check built it first."""
+    for task in family.tasks.values() if tasks is None else tasks:
+        try:
+            family.make(task).close()
+        except Exception as err:  # the family's build or the env's constructor refused the task's parameters
+            frame = traceback.extract_tb(err.__traceback__)[-1]
+            params = ", ".join(f"{k}={v:g}" for k, v in task.params.items()) or "its defaults"
+            return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}) could not be "
+                          f"built: {type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})")]  # fmt: skip
+    return [Check("builds", True, "every task's env builds")]
 
 
 def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int = STEPS) -> list[Check]:
@@ -211,12 +227,17 @@ def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
 
 
 def check_family(family: Family, steps: int = STEPS) -> list[Check]:
-    """Every check of this module, in order (those that roll the envs out only where their steps pass)."""
+    """Every check of this module, in order (none where a task does not build; those that roll the envs out
+    only where their steps pass)."""
+    built = check_builds(family)
+    if not built[0].ok:
+        return built
     stepped = check_steps(family, steps=steps)
     if not stepped[0].ok:
-        return check_tasks(family) + stepped + check_episodes_end(family)
+        return built + check_tasks(family) + stepped + check_episodes_end(family)
     return (
-        check_tasks(family)
+        built
+        + check_tasks(family)
         + stepped
         + check_episodes_end(family)
         + check_seeding(family, steps)

@@ -224,6 +224,16 @@ def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
         raise ConfigError(f"config key 'family': {check.detail}")
 
 
+def check_builds(family: Family, tasks: Sequence[Task]) -> None:
+    """Every task's env builds: a family's build or env that refuses a task's parameters is told in its own words
+    (:func:`rltransfer.envs.checks.check_builds`), not as a traceback from the first check that built it."""
+    from rltransfer.envs import checks
+
+    (check,) = checks.check_builds(family, list({t.name: t for t in tasks}.values()))
+    if not check.ok:
+        raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {check.detail}")
+
+
 def check_steps(family: Family, tasks: Sequence[Task]) -> None:
     """Every task's env returns what SB3 takes, in one short seeded random rollout a task (a reward of one finite
     number, observations of its space: :func:`rltransfer.envs.checks.check_steps`), before anything is written:
@@ -410,6 +420,7 @@ def validate(config: ExperimentConfig) -> Setup:
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)
+    check_builds(family, sources + targets)
     try:
         layout = task_layout(family, sources + targets)
     except TaskError as err:

@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from rltransfer.baselines import random_return
 from rltransfer.cli import main
-from rltransfer.envs import Family, Parameter, TaskError, register_family
+from rltransfer.envs import Family, Parameter, TaskError, get_family, register_family
 from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.checks import check_family
 
@@ -167,3 +167,33 @@ def test_a_random_return_of_a_late_non_finite_reward_names_the_task_and_is_not_c
     with pytest.raises(TaskError, match=r"task 'a' of family 'rail-reward-inf-55', a random policy: an episode's "):
         random_return(family, family.task("a"), episodes=128, cache_dir=tmp_path)
     assert not list(tmp_path.rglob("*.json"))
+
+
+def refuses_a_strong_push(p):
+    if p["push"] > 0.3:
+        raise ValueError(f"push {p['push']} is more than my rail takes")
+    return Rail(p["push"])
+
+
+def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_raised(tmp_path, capsys):
+    register_family(
+        Family(
+            name="rail-fragile", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
+            build=refuses_a_strong_push, tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.35}},
+            source=["a", "b"], targets=["c"], reward_threshold=-1.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    told = (
+        f"task 'c' of family 'rail-fragile' (push=0.35) could not be built: ValueError: push 0.35 is more than my "
+        f"rail takes (raised at {__file__}:"
+    )
+    (check,) = check_family(get_family("rail-fragile"))  # no other check: each would build the task again
+    assert check.name == "builds" and not check.ok and check.detail.startswith(told), check.detail
+    assert main(["families", "rail-fragile", "--check"]) == 1
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"name": "fragile", "family": "rail-fragile", "output_dir": str(tmp_path / "runs")}))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {told}" in err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
