@@ -231,6 +231,8 @@ def test_the_published_quick_start_ran_the_shipped_config():
     [
         ("transfer.strategies=[fintune]", "unknown strategy 'fintune' (did you mean 'finetune'?)"),
         ("family=cartpol", "unknown family 'cartpol' (did you mean 'cartpole'?)"),
+        ("family=CartPole-v1", "'CartPole-v1' is a Gymnasium id, one env: a family over it is declared as data"),
+        ("family=rltransfer/cartpole-v0", "'rltransfer/cartpole-v0' is the Gymnasium id of family 'cartpole'"),
         ("source_tasks=[shrt]", "unknown task 'shrt' in family 'cartpole' (did you mean 'short'?)"),
         ("transfer.seedz=3", "'transfer.seedz': unknown key (did you mean 'seeds'?)"),
         ("agent.algo=ppo2", "(got 'ppo2') (did you mean 'ppo'?)"),
