@@ -82,11 +82,16 @@ def check_builds(family: Family, tasks: Iterable[Task] | None = None) -> list[Ch
         try:
             family.make(task).close()
         except Exception as err:  # the family's build or the env's constructor refused the task's parameters
-            frame = traceback.extract_tb(err.__traceback__)[-1]
             params = ", ".join(f"{k}={v:g}" for k, v in task.params.items()) or "its defaults"
             return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}) could not be "
-                          f"built: {type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})")]  # fmt: skip
+                          f"built: {_failure(err)}")]  # fmt: skip
     return [Check("builds", True, "every task's env builds")]
+
+
+def _failure(err: Exception) -> str:
+    """An exception in the env's own words, with the file and line that raised it."""
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    return f"{type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})"
 
 
 def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int = STEPS) -> list[Check]:
@@ -106,16 +111,23 @@ def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int 
 
 
 def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
-    """Each parameter, at the end of its range farther from its default, changes the trajectory."""
-    base = family.task({}, where="check")
-    reference = trajectory(family.make(base), steps=steps)
+    """Each parameter, at the end of its range farther from its default, changes the trajectory. Where no task
+    sits at that end, its env may fail to build or break the step contract there: a failed check says how."""
+    try:
+        reference = trajectory(family.make(family.task({}, where="check")), steps=steps)
+    except Exception as err:
+        return [Check("parameters", False, f"every parameter at its default: {_failure(err)}")]
     out = []
     for p in family.parameters.values():
         other = p.low if abs(p.low - p.default) > abs(p.high - p.default) else p.high
         if other == p.default:
             out.append(Check(f"parameter {p.name}", True, "its range is one value: nothing to vary"))
             continue
-        moved = trajectory(family.make(family.task({p.name: other}, where="check")), steps=steps)
+        try:
+            moved = trajectory(family.make(family.task({p.name: other}, where="check")), steps=steps)
+        except Exception as err:
+            out.append(Check(f"parameter {p.name}", False, f"{p.default:g} -> {other:g}: {_failure(err)}"))
+            continue
         ok = not _same(reference, moved)
         detail = f"{p.default:g} -> {other:g}: " + ("the trajectory changes" if ok else f"the same {steps} steps")
         out.append(Check(f"parameter {p.name}", ok, detail if ok else detail + ": it has no effect on the dynamics"))

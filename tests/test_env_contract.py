@@ -197,3 +197,19 @@ def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_
     err = capsys.readouterr().err
     assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {told}" in err
     assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+def test_a_parameter_whose_far_end_breaks_the_env_fails_its_check_in_the_envs_words():
+    """No task pushes harder than 0.35, but the range reaches 0.4: the parameter check builds it there."""
+    register_family(
+        Family(
+            name="rail-range", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
+            build=refuses_a_strong_push, tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.3}},
+            source=["a", "b"], targets=["c"], reward_threshold=-1.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    checks = {c.name: c for c in check_family(get_family("rail-range"))}
+    assert checks["builds"].ok and checks["steps"].ok and checks["seeded"].ok
+    told = f"0.2 -> 0.4: ValueError: push 0.4 is more than my rail takes (raised at {__file__}:"
+    assert not checks["parameter push"].ok and checks["parameter push"].detail.startswith(told)
