@@ -175,15 +175,20 @@ def refuses_a_strong_push(p):
     return Rail(p["push"])
 
 
-def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_raised(tmp_path, capsys):
-    register_family(
+def fragile_family(name: str, target_push: float) -> Family:
+    """A rail family whose build refuses a push above 0.3, the range reaching 0.4; its target pushes ``target_push``."""
+    return register_family(
         Family(
-            name="rail-fragile", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
-            build=refuses_a_strong_push, tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.35}},
-            source=["a", "b"], targets=["c"], reward_threshold=-1.0,
+            name=name, parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)], build=refuses_a_strong_push,
+            tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": target_push}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-1.0,
         ),
         overwrite=True,
     )  # fmt: skip
+
+
+def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_raised(tmp_path, capsys):
+    fragile_family("rail-fragile", 0.35)
     told = (
         f"task 'c' of family 'rail-fragile' (push=0.35) could not be built: ValueError: push 0.35 is more than my "
         f"rail takes (raised at {__file__}:"
@@ -200,15 +205,8 @@ def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_
 
 
 def test_a_parameter_whose_far_end_breaks_the_env_fails_its_check_in_the_envs_words():
-    """No task pushes harder than 0.35, but the range reaches 0.4: the parameter check builds it there."""
-    register_family(
-        Family(
-            name="rail-range", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
-            build=refuses_a_strong_push, tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.3}},
-            source=["a", "b"], targets=["c"], reward_threshold=-1.0,
-        ),
-        overwrite=True,
-    )  # fmt: skip
+    """No task pushes harder than 0.3, but the range reaches 0.4: the parameter check builds it there."""
+    fragile_family("rail-range", 0.3)
     checks = {c.name: c for c in check_family(get_family("rail-range"))}
     assert checks["builds"].ok and checks["steps"].ok and checks["seeded"].ok
     told = f"0.2 -> 0.4: ValueError: push 0.4 is more than my rail takes (raised at {__file__}:"
