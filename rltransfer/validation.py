@@ -413,6 +413,7 @@ def validate(config: ExperimentConfig) -> Setup:
     setup = resolve(config)
     family, sources, targets = setup.family, setup.sources, setup.targets
     check_held_out(sources, targets)
+    check_builds(family, sources + targets)  # before any check that builds a task's env
     from rltransfer.envs import task_layout
 
     check_encoder_type(config)
@@ -420,7 +421,6 @@ def validate(config: ExperimentConfig) -> Setup:
     check_hyperparams(config)
     check_strategies(config)
     check_thresholds(config, family, sources + targets)
-    check_builds(family, sources + targets)
     try:
         layout = task_layout(family, sources + targets)
     except TaskError as err:

@@ -175,13 +175,14 @@ def refuses_a_strong_push(p):
     return Rail(p["push"])
 
 
-def fragile_family(name: str, target_push: float) -> Family:
-    """A rail family whose build refuses a push above 0.3, the range reaching 0.4; its target pushes ``target_push``."""
+def fragile_family(name: str, target_push: float, threshold: float | None = -1.0) -> Family:
+    """A rail family whose build refuses a push above 0.3, the range reaching 0.4; its target pushes ``target_push``
+    (``threshold`` None: the family has none, and the env is asked for its spec's)."""
     return register_family(
         Family(
             name=name, parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)], build=refuses_a_strong_push,
             tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": target_push}}, source=["a", "b"],
-            targets=["c"], reward_threshold=-1.0,
+            targets=["c"], reward_threshold=threshold,
         ),
         overwrite=True,
     )  # fmt: skip
@@ -211,3 +212,13 @@ def test_a_parameter_whose_far_end_breaks_the_env_fails_its_check_in_the_envs_wo
     assert checks["builds"].ok and checks["steps"].ok and checks["seeded"].ok
     told = f"0.2 -> 0.4: ValueError: push 0.4 is more than my rail takes (raised at {__file__}:"
     assert not checks["parameter push"].ok and checks["parameter push"].detail.startswith(told)
+
+
+def test_a_task_that_does_not_build_is_told_before_its_threshold_is_asked_of_its_env():
+    from rltransfer.config import load_config
+    from rltransfer.errors import ConfigError
+    from rltransfer.validation import validate
+
+    fragile_family("rail-fragile-unthresholded", 0.35, threshold=None)
+    with pytest.raises(ConfigError, match=r"task 'c' of family 'rail-fragile-unthresholded' \(push=0.35\) could not"):
+        validate(load_config({"name": "fragile", "family": "rail-fragile-unthresholded"}))
