@@ -24,7 +24,7 @@ def check_observation_space(family: Family, observation_space: spaces.Space) -> 
     Dict beside its conditioning entries, and SB3 has no Dict or Tuple inside a Dict), in a form SB3 reads: a
     discrete one from 0 (SB3 one-hot encodes ``0 .. n-1`` whatever the space's ``start``: another value is read
     as another or fails), a flat MultiDiscrete or MultiBinary (SB3 splits a MultiDiscrete's values along one
-    axis)."""
+    axis), a Box of at least one dimension."""
     where = f"config key 'family': family '{family.name}' observes {_shown(observation_space)}"
     flatten = "gymnasium.wrappers.FlattenObservation(env) makes a Box of it"
     if not isinstance(observation_space, OBSERVATIONS):
@@ -33,6 +33,11 @@ def check_observation_space(family: Family, observation_space: spaces.Space) -> 
             f"({observation_space}); a task's observation must be a "
             f"{', a '.join(c.__name__ for c in OBSERVATIONS[:-1])} or a {OBSERVATIONS[-1].__name__} (rltransfer "
             f"sets it beside the task's conditioning entries in a Dict): flatten it in the family's build ({flatten})"
+        )
+    if isinstance(observation_space, spaces.Box) and observation_space.shape == ():
+        raise ConfigError(
+            f"{where}, of shape () (one number); SB3's policies read vectors (they fail on it with an IndexError): "
+            "give it shape (1,) in the family's build (gymnasium.wrappers.ReshapeObservation(env, (1,)))"
         )
     if (start := _start_off_zero(observation_space)) is not None:
         raise ConfigError(

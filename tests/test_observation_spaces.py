@@ -6,6 +6,7 @@ SB3 would misread, and settings that need Box observations, are refused when the
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium import spaces
 from plane import SEEN, Plane, plane_family, transfer_with_every_strategy
@@ -81,6 +82,14 @@ def test_observations_sb3_would_misread_are_refused_with_the_fix(space, says):
     plane_family("plane-sees-odd", spaces.Discrete(5), space)
     with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-sees-odd' observes .*{says}.*Flatten"):
         validate(config("plane-sees-odd"))
+
+
+def test_a_box_of_one_number_is_refused_with_the_reshape_that_fixes_it():
+    """SB3's policies fail on it (an IndexError as they flatten a batch of shape (n,)); of shape (1,) it trains."""
+    plane_family("plane-sees-scalar", spaces.Discrete(5), spaces.Box(-5, 5, (), np.float32))
+    says = r"observes Box\(-5.0, 5.0, \(\), float32\), of shape \(\) \(one number\).*ReshapeObservation\(env, \(1,\)\)"
+    with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-sees-scalar' {says}"):
+        validate(config("plane-sees-scalar"))
 
 
 @pytest.mark.parametrize("family", list(SEEN))
