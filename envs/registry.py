@@ -163,21 +163,25 @@ def list_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
+def _as_gym_id(name: str) -> str:
+    """What ``name`` is where it is a Gymnasium id, not a family ("" where it is neither)."""
+    own = next((f for f in _FAMILIES if gym_id(f) == name), None)
+    if own is not None:
+        return f"; '{name}' is the Gymnasium id of family '{own}': name the family"
+    if name in gym.registry:
+        return (
+            f"; '{name}' is a Gymnasium id, one env: a family over it is declared as data (a YAML file of its "
+            f"tasks' parameters, 'env_id: {name}', listed under the config's 'families:')"
+        )
+    return ""
+
+
 def get_family(name: str) -> Family:
     """The family registered under ``name``; a clear error naming the known ones otherwise."""
     _load_builtins()
     if name not in _FAMILIES:
-        own = next((f for f in _FAMILIES if gym_id(f) == name), None)
-        as_id = (
-            f"; '{name}' is the Gymnasium id of family '{own}': name the family"
-            if own
-            else f"; '{name}' is a Gymnasium id, one env: a family over it is declared as data (a YAML file of its "
-            f"tasks' parameters, 'env_id: {name}', listed under the config's 'families:')"
-            if name in gym.registry
-            else ""
-        )
         raise TaskError(
-            f"unknown family '{name}'{did_you_mean(name, _FAMILIES)}{as_id}; known families: "
+            f"unknown family '{name}'{did_you_mean(name, _FAMILIES)}{_as_gym_id(name)}; known families: "
             f"{', '.join(sorted(_FAMILIES))} (a family of your own is known once the module that registers it is "
             "imported: a config's 'imports: [MODULE]', 'rltransfer --import MODULE ...', or an import in your script)"
         )
