@@ -29,7 +29,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
@@ -136,9 +135,7 @@ class BatchedPPO(SeedBatch):
             actions = self.actions.mode(params)  # SB3's mode
         out = {}
         for k in observations:
-            a = actions[k].numpy()
-            space = self.models[k].action_space
-            out[k] = np.clip(a, space.low, space.high) if isinstance(space, spaces.Box) else a
+            out[k] = self._clip(k, self._shaped(k, actions[k].numpy()))
         return out
 
     # -- learn: OnPolicyAlgorithm.learn, seed by seed in lockstep ---------------------------------------
@@ -204,7 +201,7 @@ class BatchedPPO(SeedBatch):
                 values = values.flatten(1)
                 actions, log_probs = self._sample(dist, running)
             values = values[running].unsqueeze(-1)  # each seed's [n_envs, 1], as SB3's policy gives them
-            sampled = [actions[i].numpy() for i in range(len(running))]
+            sampled = [self._shaped(k, actions[i].numpy()) for i, k in enumerate(running)]
             clipped = [self._clip(k, a) for k, a in zip(running, sampled)]
             stepped = self.step_envs(running, clipped)
             for i, k in enumerate(list(running)):

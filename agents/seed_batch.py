@@ -159,6 +159,11 @@ class SeedBatch:
             return {key: torch.as_tensor(np.stack([o[key] for o in observations])) for key in first}
         return torch.as_tensor(np.stack(observations))
 
+    def _shaped(self, k: int, actions: np.ndarray) -> np.ndarray:
+        """Seed k's actions in its action space's shape, as SB3's policies give them (a Box of 2-d actions:
+        the distribution's flat ones reshaped)."""
+        return actions.reshape((-1, *self.models[k].action_space.shape))
+
     def _clip(self, k: int, actions: np.ndarray) -> np.ndarray:
         space = self.models[k].action_space
         return np.clip(actions, space.low, space.high) if isinstance(space, spaces.Box) else actions

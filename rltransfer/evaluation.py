@@ -155,16 +155,18 @@ def policy_actor(model: BaseAlgorithm, deterministic: bool) -> Callable[[Any], n
 
     policy = model.policy
     policy.set_training_mode(False)
-    box = isinstance(model.action_space, spaces.Box)
+    space = model.action_space
+    shape: tuple[int, ...] = space.shape or ()
 
     def act(obs: Any) -> np.ndarray:
         with torch.no_grad():
             tensor = {k: torch.as_tensor(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.as_tensor(obs)
             actions = policy._predict(tensor, deterministic=deterministic).cpu().numpy()
-        if box and policy.squash_output:  # as predict() does: SAC's tanh-squashed actions to the bounds
+        actions = actions.reshape((-1, *shape))  # as predict() does: a Box of 2-d actions in the space's shape
+        if isinstance(space, spaces.Box) and policy.squash_output:  # as predict(): SAC's squashed ones to the bounds
             actions = policy.unscale_action(actions)
-        elif isinstance(model.action_space, spaces.Box):  # as predict() does for an unsquashed Gaussian
-            actions = np.clip(actions, model.action_space.low, model.action_space.high)
+        elif isinstance(space, spaces.Box):  # as predict() does for an unsquashed Gaussian
+            actions = np.clip(actions, space.low, space.high)
         return actions
 
     return act

@@ -1,5 +1,6 @@
 """A family of one's own in the action and observation spaces SB3's policies take beside Box ones: acting in a
-MultiDiscrete or a MultiBinary space (the tests of PPO's multi-actions, per process and batched), or observing
+MultiDiscrete or a MultiBinary space or in a Box of 2-d actions (the tests of multi-actions, per process and
+batched), or observing
 a Discrete, MultiDiscrete or MultiBinary one (the tests of discrete observations)."""
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], dtype=np.float64)
 KINDS = {
     "plane-md": spaces.MultiDiscrete([3, 3]),
     "plane-mb": spaces.MultiBinary(4),
+    "plane-box-2d": spaces.Box(-1, 1, (1, 2), np.float32),
 }
-"""The families acting in a multi-action space (each observes its position, a Box), by their action space."""
+"""The families acting in a multi-action space or in a Box of 2-d actions (each observes its position, a Box), by
+their action space."""
 
 SEEN = {
     "plane-sees-d": (spaces.Discrete(25), spaces.Discrete(5)),
@@ -36,8 +39,9 @@ its column and row (MultiDiscrete), or the one-hot of each (MultiBinary)."""
 class Plane(gym.Env):
     """A point on a plane pushed along both axes at once, rewarded for staying near the origin. MultiDiscrete
     ``[3, 3]``: each axis's push left, none or right; MultiBinary ``4``: left, right, down, up, each pressed or
-    not; Discrete ``5``: one of :data:`MOVES`; Box ``2``: each axis's push. It observes its position, or the cell
-    of a 5 x 5 grid of unit cells around the origin that it is in (the edge cells reach out to the walls)."""
+    not; Discrete ``5``: one of :data:`MOVES`; Box ``2`` (or ``(1, 2)``): each axis's push. It observes its
+    position, or the cell of a 5 x 5 grid of unit cells around the origin that it is in (the edge cells reach out
+    to the walls)."""
 
     def __init__(
         self,
@@ -62,7 +66,7 @@ class Plane(gym.Env):
         elif isinstance(self.action_space, spaces.Discrete):
             push = MOVES[int(action)]
         else:
-            push = a - 1 if isinstance(self.action_space, spaces.MultiDiscrete) else a
+            push = a - 1 if isinstance(self.action_space, spaces.MultiDiscrete) else a.reshape(2)
         self.pos = np.clip(self.pos + 0.2 * self.gain * push, -10, 10)
         return self._observe(), -float(np.abs(self.pos).sum()), False, False, {}
 

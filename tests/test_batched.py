@@ -97,6 +97,7 @@ CNN = {"agent": {"encoder": {"type": "cnn", "hidden": [16]}}}
         ("minigrid", "empty-5", CNN, 1e-5, 1e-5),
         ("plane-md", "default", None, 1e-6, 1e-7),  # MultiDiscrete: SB3's MultiCategorical
         ("plane-mb", "default", None, 1e-6, 1e-7),  # MultiBinary: SB3's Bernoulli
+        ("plane-box-2d", "default", None, 1e-6, 1e-7),  # a Box of 2-d actions
         ("plane-sees-d", "default", None, 1e-6, 1e-7),  # a Discrete observation, one-hot encoded
         ("plane-sees-mb", "default", None, 1e-6, 1e-7),  # a MultiBinary observation
     ],

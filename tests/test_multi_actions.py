@@ -1,6 +1,7 @@
-"""MultiDiscrete and MultiBinary actions (PPO), as SB3's PPO takes them: a family of one's own that acts in them
-pre-trains, transfers with every strategy and evaluates, per process and batched; a seed's run is the same in
-any batch; what SB3 cannot act in is refused, saying why. (That the batched update is SB3's with one seed,
+"""MultiDiscrete and MultiBinary actions (PPO) and a Box of 2-d actions (PPO and SAC), as SB3 takes them: a family
+of one's own that acts in them pre-trains, transfers with every strategy and evaluates, per process and batched,
+its env given actions in its space's shape; a seed's run is the same in any batch; what SB3 cannot act in is
+refused, saying why. (That the batched update is SB3's with one seed,
 kickstarting included, ``tests/test_batched.py`` checks for these spaces with the others.)"""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from plane import KINDS, plane_family, transfer_with_every_strategy
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from test_batched import _batch, _model, _params
@@ -19,6 +20,7 @@ from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
 from rltransfer.errors import ConfigError
+from rltransfer.evaluation import policy_actor
 from rltransfer.target_env import wrap_target_env
 from rltransfer.validation import validate
 
@@ -50,7 +52,7 @@ def test_the_rollout_acts_in_the_space_and_stores_each_policys_log_probabilities
         buf = m.rollout_buffer
         obs = {k: torch.as_tensor(v).flatten(0, 1) for k, v in buf.observations.items()}
         actions = torch.as_tensor(buf.actions.astype(np.float32)).flatten(0, 1)  # as SB3's buffer samples them
-        assert actions.shape[-1] == KINDS[family].shape[0]
+        assert actions.shape[-1] == np.prod(KINDS[family].shape)  # a Box of 2-d actions flat, as SB3 stores it
         with torch.no_grad():
             values, log_prob, _ = m.policy.evaluate_actions(obs, actions)
         np.testing.assert_allclose(buf.values.flatten(), values.flatten().numpy(), rtol=1e-5, atol=1e-6)
@@ -74,6 +76,19 @@ def test_batched_predict_gives_each_models_deterministic_actions(family):
     assert any(not np.array_equal(got[0], got[k]) for k in (1, 2))
 
 
+@pytest.mark.parametrize("family", list(KINDS))
+def test_the_evaluations_actor_gives_predicts_actions(family):
+    """``policy_actor`` restates ``predict`` without its per-call overhead: the same actions, in the space's shape."""
+    model = _model(4, family)
+    obs = model.env.reset()
+    for deterministic in (True, False):
+        torch.manual_seed(5)
+        got = policy_actor(model, deterministic)(obs)
+        torch.manual_seed(5)
+        np.testing.assert_array_equal(got, model.predict(obs, deterministic=deterministic)[0])
+        assert got.shape == (model.n_envs, *KINDS[family].shape)
+
+
 @pytest.mark.parametrize("batch_seeds", [True, False])
 @pytest.mark.parametrize("family", list(KINDS))
 def test_a_family_of_multi_actions_pre_trains_transfers_with_every_strategy_and_evaluates(
@@ -86,6 +101,18 @@ def test_a_family_of_multi_actions_pre_trains_transfers_with_every_strategy_and_
     env = wrap_target_env(model, Monitor(plane_family(family).make("fast")))
     _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
     assert lengths == [30, 30]
+
+
+@pytest.mark.parametrize("batch_seeds", [True, False])
+def test_sac_acts_in_a_box_of_2d_actions_with_every_strategy(batch_seeds, tmp_path):
+    """SAC as SB3's: the squashed actions reshaped to the space's (1, 2) before they reach the env (which asserts
+    it) and before the evaluation's do (they failed to broadcast against the bounds)."""
+    result, _ = transfer_with_every_strategy("plane-box-2d", "sac", batch_seeds, tmp_path)
+    model = SAC.load(result.run_dir / "runs/fast/finetune/seed-1/model.zip", device="cpu")
+    assert model.action_space == KINDS["plane-box-2d"]
+    env = wrap_target_env(model, Monitor(plane_family("plane-box-2d").make("fast")))
+    _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == [30, 30]  # Plane.step asserts that every action is in its space
 
 
 def config(family: str, algo: str = "ppo"):
