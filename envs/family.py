@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,6 +249,12 @@ class Family:
     def context(self, task: str | Task | Mapping[str, Any]) -> np.ndarray:
         """The task's conditioning vector: its parameters normalised to ``[-1, 1]``."""
         return np.asarray(self.task(task).context, dtype=np.float32)
+
+    def nearest(self, task: str | Task | Mapping[str, Any], among: Sequence[str | Task | Mapping[str, Any]]) -> int:
+        """The index of the task of ``among`` nearest to ``task`` by context (Euclidean distance between their
+        normalised parameters; the first of equally near ones)."""
+        contexts = np.array([self.context(t) for t in among])
+        return int(np.argmin(np.linalg.norm(contexts - self.context(task), axis=1)))
 
     # -- environments -------------------------------------------------------------------------
     def make(self, task: str | Task | Mapping[str, Any]) -> gym.Env:

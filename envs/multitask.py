@@ -27,15 +27,21 @@ def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
 
     SB3's vector envs take the spaces of sub-env 0 and never check the others.
     """
+    found = own_spaces(family, tasks)
+    try:
+        return merge_spaces([t.name for t in tasks], [f[0] for f in found], [f[1] for f in found])
+    except SpaceError as err:
+        raise TaskError(str(err)) from None
+
+
+def own_spaces(family: Family, tasks: Sequence[Task]) -> list[tuple[spaces.Space, spaces.Space]]:
+    """Each task's own observation and action spaces, as the agent views them (:func:`agent_view`)."""
     found = []
     for task in tasks:
         env = agent_view(family.make(task))
-        found.append((task.name, env.observation_space, env.action_space))
+        found.append((env.observation_space, env.action_space))
         env.close()
-    try:
-        return merge_spaces([f[0] for f in found], [f[1] for f in found], [f[2] for f in found])
-    except SpaceError as err:
-        raise TaskError(str(err)) from None
+    return found
 
 
 def check_spaces(family: Family, tasks: Sequence[Task]) -> tuple[spaces.Space, spaces.Space]:

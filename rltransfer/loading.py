@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
@@ -38,9 +37,7 @@ class TargetSpec:
 def locate_target(bundle: Bundle, family: Family, task: Task) -> TargetSpec:
     """The target's one-hot index (if it is a source) and its nearest source task by context."""
     names = bundle.task_names
-    contexts = np.array([family.context(t.params) for t in bundle.source_tasks])
-    dist = np.linalg.norm(contexts - family.context(task), axis=1)
-    i = int(np.argmin(dist))
+    i = family.nearest(task, [t.params for t in bundle.source_tasks])
     return TargetSpec(task, names.index(task.name) if task.name in names else None, names[i], i)
 
 

@@ -17,6 +17,7 @@ from rltransfer.config import ExperimentConfig, load_config
 from rltransfer.envs import Family, Task, TaskError, get_family, register_declared
 from rltransfer.errors import ConfigError, did_you_mean
 from rltransfer.hyperparameters import check_hyperparam_values, check_hyperparams
+from rltransfer.mixed_spaces import check_mixed_spaces
 from rltransfer.records.env_behaviour import EnvBehaviour, TaskBehaviour
 from rltransfer.space_checks import check_action_space, check_observation_space
 
@@ -430,39 +431,12 @@ def validate(config: ExperimentConfig) -> Setup:
     check_episodes_end(family, sources + targets)
     check_steps(family, sources + targets)
     check_encoder(config, family, sources[0])
-    if (
-        not layout.mixed
-        and config.agent.encoder.type == "mlp"
-        and "stem_width" in (config.agent.encoder.model_extra or {})
-    ):
-        raise ConfigError(
-            "config key 'agent.encoder.stem_width': the mlp encoder's input stems exist where the tasks' observations "
-            "differ in length, and these tasks' do not (the width would do nothing); leave stem_width out"
-        )
     if config.agent.normalize and not isinstance(layout.observation, spaces.Box):
         reads = "reads its 0/1 entries" if isinstance(layout.observation, spaces.MultiBinary) else "one-hot encodes it"
         raise ConfigError(
             f"config key 'agent.normalize': observation statistics are kept for Box observations; family "
             f"'{family.name}' observes {layout.observation}, which the policy {reads} (nothing to normalise): use false"
         )
-    if layout.mixed and config.agent.normalize:
-        raise ConfigError(
-            "config key 'agent.normalize': observation statistics need one observation layout, and these tasks' "
-            f"observations differ in length ({dict(zip([t.name for t in sources + targets], layout.obs_dims))}); use false"
-        )
-    if layout.mixed and config.agent.heads != "per_task":
-        raise ConfigError(
-            "config key 'agent.heads': tasks whose spaces differ need per_task heads (each sized to its task's actions)"
-        )
-    if layout.mixed and config.agent.encoder.type != "mlp":
-        raise ConfigError(
-            f"config key 'agent.encoder.type': tasks whose spaces differ need the mlp encoder's input stems, "
-            f"not {config.agent.encoder.type}"
-        )
-    if layout.mixed and config.transfer.head_init == "probe":
-        raise ConfigError(
-            "config key 'transfer.head_init': 'probe' runs every source head on the target, and these tasks' "
-            "spaces differ; allowed here: fresh, mean, nearest"
-        )
+    check_mixed_spaces(config, family, sources, targets, layout)
     check_hyperparam_values(config, family, sources[0])
     return setup

@@ -127,6 +127,15 @@ def test_context_is_parameters_normalised_to_ranges():
     assert ctx[names.index("masscart")] == pytest.approx(2 * (1.0 - p.low) / (p.high - p.low) - 1)
 
 
+def test_the_nearest_task_is_by_context_the_first_of_equally_near_ones():
+    family = get_family("classic")  # contexts: cartpole [-1, -0.5], cartpole-mid [-1, 0.25], cartpole-long [-1, 1]
+    sources = ["cartpole", "cartpole-long", "acrobot-short"]  # acrobot-short [0, -1], mountaincar [1, -0.5]
+    assert family.nearest("cartpole-mid", sources) == 0  # 0.75 from each cartpole: the first
+    assert family.nearest("cartpole-mid", sources[::-1]) == 1  # cartpole-long, first of the two now
+    assert family.nearest("mountaincar", sources) == 2  # 1.12 from acrobot-short, 2 from cartpole
+    assert family.nearest({"env": 0.0, "scale": 1.5}, sources) == 1
+
+
 def test_sampled_tasks_are_reproducible_and_in_range():
     fam = get_family("acrobot")
     a, b = fam.sample_tasks(5, seed=7), fam.sample_tasks(5, seed=7)

@@ -89,6 +89,38 @@ def test_configs_that_cannot_mix_spaces_are_refused(tmp_path):
         validate(load_config(cfg))
 
 
+def test_a_target_of_other_spaces_than_sources_that_share_one_is_refused_naming_what_differs(tmp_path):
+    """Their bundle has no input stem or head for it (each run failed with a BundleError); sources of other
+    spaces transfer to it."""
+    cfg = _cfg(tmp_path, source_tasks=["cartpole", "cartpole-long"], target_tasks=["cartpole-mid", "mountaincar"])
+    with pytest.raises(
+        ConfigError,
+        match=r"config key 'target_tasks': target 'mountaincar' observes Box\(.*\(2,\), float32\), where every "
+        r"source task observes Box\(.*\(4,\), float32\) and acts in Discrete\(3\), where every source task acts in "
+        r"Discrete\(2\): .*pre-train on source tasks whose spaces differ",
+    ):
+        validate(load_config(cfg))
+    validate(load_config(dict(cfg, source_tasks=SOURCES)))
+    cfg["agent"]["encoder"].pop("stem_width")  # no stems where the tasks' spaces are one
+    validate(load_config(dict(cfg, target_tasks=["cartpole-mid"])))
+
+
+def test_kickstart_from_a_nearest_source_of_other_sizes_is_refused_naming_both(tmp_path):
+    """Its teacher is the nearest source's head (each run failed with a BundleError); mountaincar's nearest
+    source by context is acrobot-short ([1, -0.5] to [0, -1]: 1.12; to cartpole's [-1, -0.5]: 2)."""
+    cfg = _cfg(tmp_path, target_tasks=["acrobot-long", "mountaincar"])
+    cfg["transfer"]["strategies"] = ["scratch", "kickstart"]
+    with pytest.raises(
+        ConfigError,
+        match=r"config key 'transfer.strategies': 'kickstart' .* target 'mountaincar' has 2 observation entries and "
+        r"3 actions, its nearest source 'acrobot-short' 6 observation entries and 3 actions: leave kickstart out",
+    ):
+        validate(load_config(cfg))
+    validate(load_config(dict(cfg, target_tasks=["acrobot-long"])))  # its nearest, acrobot-short, has its sizes
+    cfg["transfer"]["strategies"] = ["scratch", "finetune"]
+    validate(load_config(cfg))  # a new stem and head for mountaincar
+
+
 def test_stems_and_heads_are_per_task_in_the_bundle(pretrained):
     algo, cfg, bundle = pretrained
     assert bundle.architecture.task_spaces.model_dump() == {"obs_dims": [4, 6], "action_dims": [2, 3]}
