@@ -5,6 +5,7 @@ of Discrete actions: :mod:`rltransfer.envs.mixed`) asks of its config: checked w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from gymnasium import spaces
 
@@ -55,7 +56,8 @@ def check_mixed_spaces(
     if all(s == source_spaces[0] for s in source_spaces):
         _check_targets_of_one_space(family, targets, source_spaces[0], target_spaces)
     elif "kickstart" in config.transfer.strategies:
-        _check_teachers(family, sources, targets, source_spaces, target_spaces)
+        default = "strategies" not in config.transfer.model_fields_set
+        _check_teachers(family, sources, targets, source_spaces, target_spaces, default)
 
 
 def _check_targets_of_one_space(
@@ -89,6 +91,7 @@ def _check_teachers(
     targets: Sequence[Task],
     source_spaces: Sequence[tuple[spaces.Space, spaces.Space]],
     target_spaces: Sequence[tuple[spaces.Space, spaces.Space]],
+    default: bool,
 ) -> None:
     """Kickstarting's teacher is the head of the target's nearest source, which must read and act in the
     target's sizes."""
@@ -98,8 +101,9 @@ def _check_teachers(
             raise ConfigError(
                 f"config key 'transfer.strategies': 'kickstart' is taught by the head of the target's nearest "
                 f"source, which must have the target's sizes; target '{target.name}' has {_said(mine)}, its nearest "
-                f"source '{sources[i].name}' {_said(source_spaces[i])}: leave kickstart out, or pre-train on a "
-                "source task of the target's sizes nearer to it"
+                f"source '{sources[i].name}' {_said(source_spaces[i])}: leave kickstart out"
+                + (" (the default strategies include it: list them in transfer.strategies)" if default else "")
+                + ", or pre-train on a source task of the target's sizes nearer to it"
             )
 
 
@@ -107,7 +111,7 @@ def _sizes(task_spaces: tuple[spaces.Space, spaces.Space]) -> tuple[int, int | N
     """A task's observation length and number of Discrete actions (None: a Box of actions, the same for every
     task), as the layout of tasks whose spaces differ counts them."""
     obs, act = task_spaces
-    return int(obs.shape[0]), int(act.n) if isinstance(act, spaces.Discrete) else None
+    return int(cast(spaces.Box, obs).shape[0]), int(act.n) if isinstance(act, spaces.Discrete) else None
 
 
 def _said(task_spaces: tuple[spaces.Space, spaces.Space]) -> str:

@@ -117,6 +117,8 @@ def test_kickstart_from_a_nearest_source_of_other_sizes_is_refused_naming_both(t
     ):
         validate(load_config(cfg))
     validate(load_config(dict(cfg, target_tasks=["acrobot-long"])))  # its nearest, acrobot-short, has its sizes
+    with pytest.raises(ConfigError, match=r"leave kickstart out \(the default strategies include it: list them"):
+        validate(load_config({"family": "classic"}))  # its targets include mountaincar
     cfg["transfer"]["strategies"] = ["scratch", "finetune"]
     validate(load_config(cfg))  # a new stem and head for mountaincar
 
