@@ -6,6 +6,10 @@ the largest: observations are zero-padded at the end, and actions are drawn from
 ``Discrete``. The agent sees, per task, how many observation entries are real (its input stem reads
 only those) and which actions exist (its head never picks the others). An action a task does not
 have (a random exploration step of DQN, say) is folded back into its range (``a mod n``).
+
+Float ``Box`` observations of one shape and dtype whose bounds alone differ (a parameter that sets a
+bound, as CartPole's track length sets its position's) share one layout as they are: SB3's policies do
+not read a float Box's bounds. The layout declares the widest, and the tasks' spaces do not differ.
 """
 
 from __future__ import annotations
@@ -45,10 +49,10 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
     every action space ``Discrete`` (or all of them the same ``Box``, ``MultiDiscrete`` or ``MultiBinary``): a
     clear error names two tasks that cannot share one.
     """
-    if all(o == obs[0] for o in obs) and all(a == act[0] for a in act):
+    if all(same_layout(o, obs[0]) for o in obs) and all(a == act[0] for a in act):
         n = act[0].n if isinstance(act[0], spaces.Discrete) else 0
         dim = int(np.prod(obs[0].shape)) if isinstance(obs[0], spaces.Box) else 0
-        return TaskSpaces(obs[0], act[0], (dim,) * len(names), (int(n),) * len(names), False)
+        return TaskSpaces(widest(obs), act[0], (dim,) * len(names), (int(n),) * len(names), False)
     odd = next((i for i, o in enumerate(obs) if not isinstance(o, spaces.Box) or len(o.shape) != 1), None)
     if odd is not None:  # a layout pads vectors only: an image or a discrete observation stays as it is
         differ = next((i for i, o in enumerate(obs) if o != obs[odd]), None)
@@ -88,6 +92,43 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
     return TaskSpaces(spaces.Box(low, high, dtype=np.float32), action, dims, action_dims, True)
 
 
+def same_layout(a: spaces.Space | None, b: spaces.Space | None) -> bool:
+    """Whether observation spaces ``a`` and ``b`` are one to SB3's policies: equal, or float Boxes of one shape
+    and dtype (whose bounds the policies do not read)."""
+    if a == b:
+        return True
+    return (
+        isinstance(a, spaces.Box)
+        and isinstance(b, spaces.Box)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and np.issubdtype(a.dtype, np.floating)
+    )
+
+
+def widest(boxes: Sequence[spaces.Space]) -> spaces.Space:
+    """The first of spaces that share one layout (:func:`same_layout`), with the lowest low and highest high of
+    each entry where their bounds differ."""
+    first = boxes[0]
+    if all(b == first for b in boxes):
+        return first
+    low = np.min([cast(spaces.Box, b).low for b in boxes], axis=0)
+    high = np.max([cast(spaces.Box, b).high for b in boxes], axis=0)
+    return spaces.Box(low, high, dtype=cast(spaces.Box, first).dtype)
+
+
+class WidenBounds(gym.ObservationWrapper):
+    """Declares ``space``, a float Box of the env's shape and dtype with wider bounds; the observations are the
+    env's own."""
+
+    def __init__(self, env: gym.Env, space: spaces.Box):
+        super().__init__(env)
+        self.observation_space = space
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation
+
+
 class PadObservation(gym.ObservationWrapper):
     """Zero-pads a 1-D observation to ``width`` entries (float32)."""
 
@@ -114,7 +155,9 @@ class FoldAction(gym.ActionWrapper):
 
 def fit_to(env: gym.Env, layout: TaskSpaces) -> gym.Env:
     """``env`` with the shared layout's spaces (unchanged when they are its own)."""
-    if env.observation_space != layout.observation:  # only where the tasks' differ: a padded Box
+    if env.observation_space != layout.observation and same_layout(env.observation_space, layout.observation):
+        env = WidenBounds(env, cast(spaces.Box, layout.observation))  # the tasks' float Boxes' bounds differ
+    elif env.observation_space != layout.observation:  # only where the tasks' differ: a padded Box
         env = PadObservation(env, cast(spaces.Box, layout.observation))
     if env.action_space != layout.action:  # likewise a larger Discrete
         env = FoldAction(env, cast(spaces.Discrete, layout.action))

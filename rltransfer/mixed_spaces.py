@@ -4,6 +4,7 @@ of Discrete actions: :mod:`rltransfer.envs.mixed`) asks of its config: checked w
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import cast
 
@@ -11,6 +12,7 @@ from gymnasium import spaces
 
 from rltransfer.config import ExperimentConfig
 from rltransfer.envs import Family, Task, TaskSpaces
+from rltransfer.envs.mixed import same_layout
 from rltransfer.errors import ConfigError
 
 
@@ -53,7 +55,7 @@ def check_mixed_spaces(
 
     own = own_spaces(family, [*sources, *targets])
     source_spaces, target_spaces = own[: len(sources)], own[len(sources) :]
-    if all(s == source_spaces[0] for s in source_spaces):
+    if all(same_layout(o, source_spaces[0][0]) and a == source_spaces[0][1] for o, a in source_spaces):
         _check_targets_of_one_space(family, targets, source_spaces[0], target_spaces)
     elif "kickstart" in config.transfer.strategies:
         default = "strategies" not in config.transfer.model_fields_set
@@ -69,13 +71,13 @@ def _check_targets_of_one_space(
     """Sources that share one space pre-train an agent without input stems or per-task head sizes: a target of
     another space has nothing to start from."""
     for target, mine in zip(targets, target_spaces):
-        if mine == theirs:
-            continue
         differ = [
             f"{verb} {m}, where every source task {verb} {t}"
-            for verb, m, t in zip(("observes", "acts in"), mine, theirs)
-            if m != t
+            for verb, m, t, same in zip(("observes", "acts in"), mine, theirs, (same_layout, operator.eq))
+            if not same(m, t)
         ]
+        if not differ:
+            continue
         raise ConfigError(
             f"config key 'target_tasks': target '{target.name}' {' and '.join(differ)}: a pre-training on source "
             "tasks of one space has no input stem or head for another (it does not depend on its targets, so that "

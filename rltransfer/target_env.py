@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.envs import Family, MultiTaskVecEnv, Task
 from rltransfer.envs.images import agent_view
-from rltransfer.envs.mixed import FoldAction, PadObservation
+from rltransfer.envs.mixed import FoldAction, PadObservation, WidenBounds, same_layout
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
 from rltransfer.records.run_result import RESULT_FILE
@@ -198,7 +198,9 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
                     "wrap_target_env(model, env, task=...)"
                 )
             raise UserInputError(message)
-        if env.observation_space != obs_space:
+        if env.observation_space != obs_space and same_layout(env.observation_space, obs_space):
+            env = WidenBounds(env, cast(spaces.Box, obs_space))  # the same observations, declared in the agent's
+        elif env.observation_space != obs_space:
             env = PadObservation(env, cast(spaces.Box, obs_space))
         if env.action_space != action_space:
             env = FoldAction(env, cast(spaces.Discrete, action_space))

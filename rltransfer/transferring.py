@@ -23,6 +23,7 @@ from rltransfer.bundle import Bundle, load_bundle
 from rltransfer.callbacks import callback_list, flatten, tensorboard_logger, write_hparams
 from rltransfer.config import AgentConfig, ExperimentConfig, check_seed, check_steps
 from rltransfer.envs import Family, MultiTaskVecEnv, Task, TaskError
+from rltransfer.envs.mixed import same_layout
 from rltransfer.errors import BundleError, ConfigError, UserInputError
 from rltransfer.hardware import train_on_one_core
 from rltransfer.loading import TargetSpec, kickstart_teacher, load_components, locate_target, stem_is_new
@@ -65,7 +66,7 @@ def target_env(
     for key, space in seen.spaces.items():
         if key == "task" or (mixed and key == "obs"):
             continue
-        if space != want.spaces.get(key):
+        if not same_layout(space, want.spaces.get(key)):  # a float Box's bounds may differ: the policy reads none
             raise BundleError(
                 f"bundle '{bundle.path}': observation '{key}' of target '{spec.task.name}' is {space}, "
                 f"the bundle was trained on {want.spaces.get(key)}"
