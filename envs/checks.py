@@ -4,6 +4,8 @@
 - every task passes Gymnasium's env checker;
 - every task's resets and steps return what the pipeline takes: one finite reward, an observation of its space's
   shape (finite; a discrete one within ``0 .. n-1``), an info dict (the env checker only warns of these);
+- the tasks' spaces share one layout: the same spaces, or vector observations of different lengths and different
+  numbers of Discrete actions (per-task input stems and heads), as an experiment over them needs;
 - every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
   longest episode rltransfer evaluates;
 - every task repeats itself: the same reset seed and the same actions give the same observations (an env
@@ -108,6 +110,30 @@ def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int 
             env.close()
     return [Check("steps", True, f"every task's resets and {steps} seeded random steps return one finite reward, "
                   "an observation of its space and an info dict")]  # fmt: skip
+
+
+def check_layout(family: Family) -> list[Check]:
+    """The tasks' spaces share one layout (:func:`~rltransfer.envs.multitask.task_layout`): an experiment over tasks
+    that cannot is refused when its config loads. Where they differ, say how (each gets an input stem and head)."""
+    from rltransfer.envs.multitask import task_layout
+
+    tasks = list(family.tasks.values())
+    try:
+        layout = task_layout(family, tasks)
+    except TaskError as err:
+        return [Check("spaces", False, f"family '{family.name}': {err}")]
+    if not layout.mixed:
+        return [Check("spaces", True, f"every task observes {_shown(layout.observation)} and acts in "
+                      f"{_shown(layout.action)}")]  # fmt: skip
+    sizes = ", ".join(
+        f"{t.name} {o}" + (f"/{a}" if a else "") for t, o, a in zip(tasks, layout.obs_dims, layout.action_dims)
+    )
+    return [Check("spaces", True, f"the tasks' spaces differ (observation entries{'/actions' if any(layout.action_dims) else ''}: "
+                  f"{sizes}): each task gets its own input stem and head")]  # fmt: skip
+
+
+def _shown(space: gym.Space) -> str:
+    return " ".join(str(space).split())
 
 
 def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
@@ -246,11 +272,12 @@ def check_family(family: Family, steps: int = STEPS) -> list[Check]:
         return built
     stepped = check_steps(family, steps=steps)
     if not stepped[0].ok:
-        return built + check_tasks(family) + stepped + check_episodes_end(family)
+        return built + check_tasks(family) + stepped + check_layout(family) + check_episodes_end(family)
     return (
         built
         + check_tasks(family)
         + stepped
+        + check_layout(family)
         + check_episodes_end(family)
         + check_seeding(family, steps)
         + check_parameters(family, steps)

@@ -78,10 +78,18 @@ def merge_spaces(names: Sequence[str], obs: Sequence[spaces.Space], act: Sequenc
         action, action_dims = act[0], (0,) * len(names)
     else:
         first = next(i for i, a in enumerate(act) if a != act[0])
+        bounds = isinstance(act[0], spaces.Box) and isinstance(act[first], spaces.Box) and act[0].shape == act[first].shape  # fmt: skip
         raise SpaceError(
             f"tasks '{names[0]}' and '{names[first]}' have action spaces {act[0]} and {act[first]}: tasks may "
             f"differ in their number of Discrete actions, not in {type(act[first]).__name__} actions (their "
             "action spaces must be equal)"
+            + (
+                "; where a parameter sets the actions' range, give every task one Box: rescale each task's actions "
+                "to [-1, 1] in the family's build (gymnasium.wrappers.RescaleAction(env, -1.0, 1.0): an action is "
+                "then a fraction of the task's own range), or declare the widest range and clip in the env's step"
+                if bounds
+                else ""
+            )
         )
     dims = tuple(int(o.shape[0]) for o in boxes)
     width = max(dims)

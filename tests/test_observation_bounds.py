@@ -1,9 +1,11 @@
-"""Tasks whose float Box observations differ in their bounds alone (a parameter that sets a bound, as CartPole's
-track length sets its position's): one layout, as SB3's policies see them (they read no float Box's bounds), not
-the stems and per-task sizes of tasks whose spaces differ; the widest bounds declared, the observations as the
-tasks give them."""
+"""Bounds that follow a task's parameter. Tasks whose float Box observations differ in their bounds alone (as
+CartPole's track length sets its position's): one layout, as SB3's policies see them (they read no float Box's
+bounds), not the stems and per-task sizes of tasks whose spaces differ; the widest bounds declared, the
+observations as the tasks give them. A Box of actions whose range follows a parameter: refused, with the fix."""
 
 from __future__ import annotations
+
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +19,7 @@ from stable_baselines3.common.monitor import Monitor
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
 from rltransfer.envs import Family, MultiTaskVecEnv, Parameter, get_family, register_family
+from rltransfer.envs.checks import check_family
 from rltransfer.envs.mixed import merge_spaces
 from rltransfer.errors import ConfigError
 from rltransfer.target_env import wrap_target_env
@@ -86,3 +89,34 @@ def test_a_family_whose_bounds_follow_a_parameter_transfers_with_every_strategy(
         env = wrap_target_env(model, Monitor(get_family("plane-bounded").make("slow")), task="slow")
         _, lengths = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
         assert lengths == [30, 30]
+
+
+def test_families_check_tells_how_the_tasks_spaces_share_a_layout():
+    spaces_check = {c.name: c for c in check_family(get_family("plane-bounded"))}["spaces"]
+    assert spaces_check.ok and spaces_check.detail.startswith("every task observes Box(-12.0, 12.0, (2,), float32)")
+    classic = {c.name: c for c in check_family(get_family("classic"))}["spaces"]
+    assert (
+        classic.ok
+        and "cartpole 4/2, " in classic.detail
+        and "mountaincar 2/3): each task gets its own" in classic.detail
+    )
+
+
+def test_a_box_of_actions_whose_range_follows_a_parameter_is_refused_with_the_fix(tmp_path):
+    """A policy's action would mean another force in each task: rescaled to [-1, 1], a fraction of the task's own."""
+    register_family(
+        Family(
+            name="plane-torque", parameters=[Parameter("gain", default=1.0, low=0.25, high=3.0)],
+            build=lambda p: gym.wrappers.TimeLimit(Plane(1.0, spaces.Box(-p["gain"], p["gain"], (2,), np.float32)), 30),
+            tasks={"default": {}, "slow": {"gain": 0.5}, "fast": {"gain": 2.0}}, source=["default", "slow"],
+            targets=["fast"], reward_threshold=-20.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    fix = r"give every task one Box: .*gymnasium.wrappers.RescaleAction\(env, -1.0, 1.0\)"
+    (check,) = [c for c in check_family(get_family("plane-torque")) if c.name == "spaces"]
+    assert not check.ok and re.search(
+        r"tasks 'default' and 'slow' have action spaces Box\(-1.0, 1.0.*" + fix, check.detail
+    )
+    with pytest.raises(ConfigError, match=r"config keys 'source_tasks'/'target_tasks': .*" + fix):
+        validate(load_config({"family": "plane-torque", "output_dir": str(tmp_path)}))
