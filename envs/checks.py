@@ -4,6 +4,9 @@
 - every task passes Gymnasium's env checker;
 - every task's resets and steps return what the pipeline takes: one finite reward, an observation of its space's
   shape (finite; a discrete one within ``0 .. n-1``), an info dict (the env checker only warns of these);
+- no task's env normalises its observations or rewards with running statistics (Gymnasium's
+  ``NormalizeObservation`` or ``NormalizeReward`` in the family's build): each env rltransfer builds would keep
+  its own, and an agent be evaluated on other inputs, or scored in other units, than it trained on;
 - the tasks' spaces share one layout: the same spaces, or vector observations of different lengths and different
   numbers of Discrete actions (per-task input stems and heads), as an experiment over them needs;
 - every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
@@ -110,6 +113,44 @@ def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int 
             env.close()
     return [Check("steps", True, f"every task's resets and {steps} seeded random steps return one finite reward, "
                   "an observation of its space and an info dict")]  # fmt: skip
+
+
+RUNNING_STATISTICS = {
+    gym.wrappers.NormalizeObservation: (
+        "normalises its observations with running statistics",
+        "an agent would be evaluated on other inputs than it trained on",
+    ),
+    gym.wrappers.NormalizeReward: (
+        "scales its rewards by a running estimate of the return's spread",
+        "returns, thresholds and scores would be of a reward whose scale changes as the env runs",
+    ),
+}
+"""Gymnasium's wrappers that keep running statistics in the env: what each does, and what it would do to a run."""
+
+
+def check_wrappers(family: Family, tasks: Iterable[Task] | None = None) -> list[Check]:
+    """No task's env keeps running statistics of its observations or rewards (:data:`RUNNING_STATISTICS`, where
+    they update): every training and evaluation env rltransfer builds would keep its own, and an env would not
+    repeat itself from a reset seed (the "seeded" check took them for an unseeded generator). ``agent.normalize``
+    keeps them with the agent instead (SB3's ``VecNormalize``), frozen in evaluation."""
+    for task in family.tasks.values() if tasks is None else tasks:
+        env = family.make(task)
+        try:
+            e: object = env
+            while isinstance(e, gym.Wrapper):
+                does = RUNNING_STATISTICS.get(type(e))
+                if does is not None and getattr(e, "update_running_mean", True):
+                    return [Check("wrappers", False, (
+                        f"task '{task.name}' of family '{family.name}': its env {does[0]} ({type(e).__name__} in "
+                        f"the family's build): each env rltransfer builds (a run's training envs, its evaluation "
+                        f"envs) would keep statistics of its own, so {does[1]}; leave it out of the build and set "
+                        "agent.normalize: true (SB3's VecNormalize: observations normalised and rewards scaled while "
+                        "training, the statistics kept with the agent and frozen in evaluation)"
+                    ))]  # fmt: skip
+                e = e.env
+        finally:
+            env.close()
+    return [Check("wrappers", True, "no env keeps running statistics of its observations or rewards")]
 
 
 def check_layout(family: Family) -> list[Check]:
@@ -266,17 +307,18 @@ def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
 
 def check_family(family: Family, steps: int = STEPS) -> list[Check]:
     """Every check of this module, in order (none where a task does not build; those that roll the envs out
-    only where their steps pass)."""
+    only where their steps pass and no env keeps running statistics)."""
     built = check_builds(family)
     if not built[0].ok:
         return built
-    stepped = check_steps(family, steps=steps)
-    if not stepped[0].ok:
-        return built + check_tasks(family) + stepped + check_layout(family) + check_episodes_end(family)
+    stepped, wrapped = check_steps(family, steps=steps), check_wrappers(family)
+    if not stepped[0].ok or not wrapped[0].ok:
+        return built + check_tasks(family) + stepped + wrapped + check_layout(family) + check_episodes_end(family)
     return (
         built
         + check_tasks(family)
         + stepped
+        + wrapped
         + check_layout(family)
         + check_episodes_end(family)
         + check_seeding(family, steps)

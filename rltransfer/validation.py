@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gymnasium import spaces
 
@@ -20,6 +20,9 @@ from rltransfer.hyperparameters import check_hyperparam_values, check_hyperparam
 from rltransfer.mixed_spaces import check_mixed_spaces
 from rltransfer.records.env_behaviour import EnvBehaviour, TaskBehaviour
 from rltransfer.space_checks import check_action_space, check_observation_space
+
+if TYPE_CHECKING:
+    from rltransfer.envs.checks import Check
 
 
 @dataclass(frozen=True)
@@ -220,9 +223,7 @@ def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
     from rltransfer.envs import checks
     from rltransfer.envs.family import MAX_EPISODE_STEPS
 
-    (check,) = checks.check_episodes_end(family, MAX_EPISODE_STEPS, list({t.name: t for t in tasks}.values()))
-    if not check.ok:
-        raise ConfigError(f"config key 'family': {check.detail}")
+    _passed(checks.check_episodes_end(family, MAX_EPISODE_STEPS, _each(tasks)), "config key 'family'")
 
 
 def check_builds(family: Family, tasks: Sequence[Task]) -> None:
@@ -230,21 +231,31 @@ def check_builds(family: Family, tasks: Sequence[Task]) -> None:
     (:func:`rltransfer.envs.checks.check_builds`), not as a traceback from the first check that built it."""
     from rltransfer.envs import checks
 
-    (check,) = checks.check_builds(family, list({t.name: t for t in tasks}.values()))
-    if not check.ok:
-        raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {check.detail}")
+    _passed(checks.check_builds(family, _each(tasks)), "config keys 'source_tasks'/'target_tasks'")
 
 
 def check_steps(family: Family, tasks: Sequence[Task]) -> None:
     """Every task's env returns what SB3 takes, in one short seeded random rollout a task (a reward of one finite
     number, observations of its space: :func:`rltransfer.envs.checks.check_steps`), before anything is written:
-    SB3 would stop on it with a traceback far from the env once the pre-training began."""
+    SB3 would stop on it with a traceback far from the env once the pre-training began; and keeps no running
+    statistics of its observations or rewards (:func:`rltransfer.envs.checks.check_wrappers`)."""
     from rltransfer.envs import checks
     from rltransfer.envs.behaviour import STEPS
 
-    (check,) = checks.check_steps(family, list({t.name: t for t in tasks}.values()), STEPS)
+    _passed(checks.check_steps(family, _each(tasks), STEPS), "config key 'family'")
+    _passed(checks.check_wrappers(family, _each(tasks)), "config key 'family'")
+
+
+def _each(tasks: Sequence[Task]) -> list[Task]:
+    """The tasks, each once (a target may be a source's parameters under its name)."""
+    return list({t.name: t for t in tasks}.values())
+
+
+def _passed(found: Sequence[Check], keys: str) -> None:
+    """A family check's failure refused as the config's, naming ``keys``."""
+    (check,) = found
     if not check.ok:
-        raise ConfigError(f"config key 'family': {check.detail}")
+        raise ConfigError(f"{keys}: {check.detail}")
 
 
 def check_held_out(sources: Sequence[Task], targets: Sequence[Task]) -> None:

@@ -5,6 +5,8 @@ warns of most of these; SB3 stopped on them with a traceback far from the env, o
 
 from __future__ import annotations
 
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -222,3 +224,48 @@ def test_a_task_that_does_not_build_is_told_before_its_threshold_is_asked_of_its
     fragile_family("rail-fragile-unthresholded", 0.35, threshold=None)
     with pytest.raises(ConfigError, match=r"task 'c' of family 'rail-fragile-unthresholded' \(push=0.35\) could not"):
         validate(load_config({"name": "fragile", "family": "rail-fragile-unthresholded"}))
+
+
+def normalised_rail(wrapper: str, frozen: bool = False) -> Family:
+    """The rail in a build that adds Gymnasium's NormalizeObservation or NormalizeReward (its statistics frozen:
+    ``update_running_mean`` off)."""
+
+    def build(p):
+        env = getattr(gym.wrappers, wrapper)(gym.wrappers.TimeLimit(Rail(p["push"]), 20))
+        env.update_running_mean = not frozen
+        return env
+
+    return register_family(
+        Family(
+            name=f"rail-{wrapper}-{frozen}", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
+            build=build, tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.35}}, source=["a", "b"],
+            targets=["c"], reward_threshold=-1.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "wrapper,does",
+    [
+        ("NormalizeObservation", ("normalises its observations with running statistics", "evaluated on other inputs")),
+        ("NormalizeReward", ("scales its rewards by a running estimate", "scores would be of a reward whose scale")),
+    ],
+)
+def test_an_env_that_normalises_with_running_statistics_is_refused_with_agent_normalize_as_the_fix(
+    wrapper, does, tmp_path, capsys
+):
+    """Each env rltransfer builds would keep statistics of its own (a run's, its evaluation's); the "seeded"
+    check took it for an unseeded generator ("draw every random number from self.np_random")."""
+    family = normalised_rail(wrapper)
+    told = rf"task 'a' of family '{family.name}': its env {does[0]}.* \({wrapper} in the family's build\).*{does[1]}.*agent.normalize: true"  # fmt: skip
+    checks = {c.name: c for c in check_family(family)}
+    assert not checks["wrappers"].ok and re.search(told, checks["wrappers"].detail)
+    assert "seeded" not in checks  # it would fail for the same reason, told as another
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"family": family.name, "output_dir": str(tmp_path / "runs")}))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"rltransfer: error: config key 'family': " + told, err) and not (tmp_path / "runs").exists()
+    frozen = {c.name: c for c in check_family(normalised_rail(wrapper, frozen=True))}
+    assert frozen["wrappers"].ok and frozen["seeded"].ok  # fixed statistics: the env repeats itself
