@@ -138,7 +138,7 @@ def check_wrappers(family: Family, tasks: Iterable[Task] | None = None) -> list[
         try:
             e: object = env
             while isinstance(e, gym.Wrapper):
-                does = RUNNING_STATISTICS.get(type(e))
+                does = next((d for cls, d in RUNNING_STATISTICS.items() if isinstance(e, cls)), None)
                 if does is not None and getattr(e, "update_running_mean", True):
                     return [Check("wrappers", False, (
                         f"task '{task.name}' of family '{family.name}': its env {does[0]} ({type(e).__name__} in "
@@ -278,7 +278,8 @@ def check_seeding(family: Family, steps: int = STEPS) -> list[Check]:
     if failed:
         return [Check("seeded", False, f"{', '.join(failed)}: the same reset seed and actions give other observations "
                       "each time; draw every random number from self.np_random, which reset(seed=...) seeds (call "
-                      "super().reset(seed=seed) first)")]  # fmt: skip
+                      "super().reset(seed=seed) first), and carry nothing from one episode into the next (running "
+                      "statistics, a count of episodes)")]  # fmt: skip
     return [
         Check("seeded", True, f"every task runs the same twice from the same reset seed and actions ({steps} steps)")
     ]

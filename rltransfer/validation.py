@@ -149,7 +149,8 @@ def unseeded_warning(envs: EnvBehaviour) -> str:
         f"warning: task(s) {', '.join(failed)} of family '{envs.family}' run differently from the same reset "
         "seed and actions: their runs will not repeat (nor verify), and their evaluation episodes differ between "
         "strategies and seeds; the env should draw every random number from self.np_random, which "
-        "reset(seed=...) seeds (rltransfer families --check tests it)"
+        "reset(seed=...) seeds, and carry nothing from one episode into the next (rltransfer families --check "
+        "tests it)"
     )
 
 

@@ -226,12 +226,16 @@ def test_a_task_that_does_not_build_is_told_before_its_threshold_is_asked_of_its
         validate(load_config({"name": "fragile", "family": "rail-fragile-unthresholded"}))
 
 
+class MyNormalize(gym.wrappers.NormalizeObservation):
+    """A user's own NormalizeObservation."""
+
+
 def normalised_rail(wrapper: str, frozen: bool = False) -> Family:
-    """The rail in a build that adds Gymnasium's NormalizeObservation or NormalizeReward (its statistics frozen:
-    ``update_running_mean`` off)."""
+    """The rail in a build that adds Gymnasium's NormalizeObservation or NormalizeReward, or :class:`MyNormalize`
+    (its statistics frozen: ``update_running_mean`` off)."""
 
     def build(p):
-        env = getattr(gym.wrappers, wrapper)(gym.wrappers.TimeLimit(Rail(p["push"]), 20))
+        env = getattr(gym.wrappers, wrapper, MyNormalize)(gym.wrappers.TimeLimit(Rail(p["push"]), 20))
         env.update_running_mean = not frozen
         return env
 
@@ -250,6 +254,7 @@ def normalised_rail(wrapper: str, frozen: bool = False) -> Family:
     [
         ("NormalizeObservation", ("normalises its observations with running statistics", "evaluated on other inputs")),
         ("NormalizeReward", ("scales its rewards by a running estimate", "scores would be of a reward whose scale")),
+        ("MyNormalize", ("normalises its observations with running statistics", "evaluated on other inputs")),
     ],
 )
 def test_an_env_that_normalises_with_running_statistics_is_refused_with_agent_normalize_as_the_fix(
