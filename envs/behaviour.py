@@ -63,6 +63,8 @@ def observation_problem(space: spaces.Space, obs: Any) -> str | None:
     numbers (None: nothing): a vector of another shape, a non-finite entry, a discrete value outside ``0 .. n-1``.
     Not every departure from ``space.contains``: a value past a Box's bounds, or an observation of another
     dtype, SB3 takes as it is."""
+    if isinstance(space, spaces.Dict):
+        return _entry_problem(space, obs)
     if isinstance(space, spaces.Box):
         if np.shape(obs) != space.shape:
             return f"an observation of shape {np.shape(obs)}, where its observation_space is {space}"
@@ -70,13 +72,25 @@ def observation_problem(space: spaces.Space, obs: Any) -> str | None:
             return f"a non-finite observation {np.asarray(obs).tolist()}"
     elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
         n = np.asarray(space.n if isinstance(space, spaces.Discrete) else space.nvec)
-        values = np.asarray(obs)
+        start, values = np.asarray(space.start), np.asarray(obs)
         if values.shape != n.shape or not np.issubdtype(values.dtype, np.number):
             return f"an observation {values.tolist()!r}, where its observation_space is {space}"
-        if not ((values >= 0) & (values < n) & (values == np.round(values))).all():
-            return f"an observation {values.tolist()} outside its observation_space {space} (values 0 to n - 1)"
+        if not ((values >= start) & (values < start + n) & (values == np.round(values))).all():
+            values_from = "0 to n - 1" if not start.any() else "start to start + n - 1"
+            return f"an observation {values.tolist()} outside its observation_space {space} (values {values_from})"
     elif isinstance(space, spaces.MultiBinary) and np.shape(obs) != space.shape:
         return f"an observation of shape {np.shape(obs)}, where its observation_space is {space}"
+    return None
+
+
+def _entry_problem(space: spaces.Dict, obs: Any) -> str | None:
+    """:func:`observation_problem` of a Dict observation: its keys, then each entry's."""
+    if not isinstance(obs, dict) or set(obs) != set(space.spaces):
+        keys = sorted(obs) if isinstance(obs, dict) else type(obs).__name__
+        return f"an observation of {keys}, where its observation_space is a Dict of {sorted(space.spaces)}"
+    for key, entry in space.spaces.items():
+        if (problem := observation_problem(entry, obs[key])) is not None:
+            return f"in its entry '{key}' {problem}"
     return None
 
 
@@ -118,19 +132,24 @@ def rollout(env: gym.Env, seed: int = 0, steps: int = STEPS) -> Rollout:
     space.seed(seed)
     obs, info = _returned(env.reset(seed=seed), f"reset(seed={seed})", RESET)
     _checked(env, f"reset(seed={seed})", obs, info=info)
-    observations = [obs]
+    observations = [_kept(env, obs)]
     rewards, ends = [], []
     episode = 0
     for step in range(1, steps + 1):
         where = f"step {step} of a seeded random rollout"
         obs, reward, terminated, truncated, info = _returned(env.step(space.sample()), where, STEP)
         _checked(env, where, obs, reward, info)
-        observations.append(obs)
+        observations.append(_kept(env, obs))
         rewards.append(float(reward))
         ends.append(bool(terminated or truncated))
         if terminated or truncated:
             episode += 1
             obs, info = _returned(env.reset(seed=seed + episode), f"reset(seed={seed + episode})", RESET)
             _checked(env, f"reset(seed={seed + episode})", obs, info=info)
-            observations.append(obs)
+            observations.append(_kept(env, obs))
     return Rollout(observations, rewards, ends)
+
+
+def _kept(env: gym.Env, obs: Any) -> Any:
+    """An observation as a rollout keeps it: a Dict's flattened (Gymnasium's ``flatten``, as its agents read it)."""
+    return spaces.flatten(env.observation_space, obs) if isinstance(env.observation_space, spaces.Dict) else obs

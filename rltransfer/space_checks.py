@@ -20,13 +20,21 @@ agents record it (:mod:`rltransfer.spaces_json`)."""
 
 
 def check_observation_space(family: Family, observation_space: spaces.Space) -> None:
-    """The tasks' observations must be one of :data:`OBSERVATIONS` (rltransfer puts a task's observation in a
-    Dict beside its conditioning entries, and SB3 has no Dict or Tuple inside a Dict), in a form SB3 reads: a
+    """The tasks' observations (as the agents see them: a Dict of vectors and discrete values flattened,
+    :func:`rltransfer.envs.images.agent_view`) must be one of :data:`OBSERVATIONS` (rltransfer puts a task's
+    observation in a Dict beside its conditioning entries, and SB3 has no Dict or Tuple inside a Dict), in a form SB3 reads: a
     discrete one from 0 (SB3 one-hot encodes ``0 .. n-1`` whatever the space's ``start``: another value is read
     as another or fails), a flat MultiDiscrete or MultiBinary (SB3 splits a MultiDiscrete's values along one
     axis), a Box of at least one dimension."""
     where = f"config key 'family': family '{family.name}' observes {_shown(observation_space)}"
     flatten = "gymnasium.wrappers.FlattenObservation(env) makes a Box of it"
+    if isinstance(observation_space, spaces.Dict):  # one the agents do not read flattened (envs.images.flat_dict)
+        raise ConfigError(
+            f"config key 'family': family '{family.name}' observes a Dict ({_shown(observation_space)}) that holds "
+            "more than vectors and discrete values; rltransfer's agents read a Dict of vectors (Boxes that are not "
+            "images) and Discrete, MultiDiscrete or MultiBinary values flattened into one vector, as SB3's "
+            "MultiInputPolicy does, or an image alone: give the task one of those in the family's build"
+        )
     if not isinstance(observation_space, OBSERVATIONS):
         raise ConfigError(
             f"config key 'family': family '{family.name}' observes {type(observation_space).__name__} "

@@ -250,13 +250,8 @@ def test_a_family_of_channels_last_images_pre_trains_transfers_and_its_agents_ev
 
 
 @pytest.mark.parametrize(
-    "observation_space",
-    [
-        spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "flag": spaces.Discrete(3)}),
-        spaces.Tuple((spaces.Box(-1, 1, (2,)), spaces.Discrete(2))),
-    ],
-    ids=["Dict", "Tuple"],
-)
+    "observation_space", [spaces.Tuple((spaces.Box(-1, 1, (2,)), spaces.Discrete(2)))], ids=["Tuple"]
+)  # a Dict of vectors and discrete values is read flattened: tests/test_dict_observations.py
 def test_observations_a_bundle_cannot_hold_are_refused_with_the_wrapper_that_fixes_them(observation_space):
     class Observes(Drift):
         def __init__(self, drift):
