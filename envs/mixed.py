@@ -125,16 +125,14 @@ def widest(boxes: Sequence[spaces.Space]) -> spaces.Space:
     return spaces.Box(low, high, dtype=cast(spaces.Box, first).dtype)
 
 
-class WidenBounds(gym.ObservationWrapper):
-    """Declares ``space``, a float Box of the env's shape and dtype with wider bounds; the observations are the
-    env's own."""
+def widen_bounds(env: gym.Env, space: spaces.Box) -> gym.Env:
+    """``env`` declaring ``space``, a float Box of its shape and dtype with wider bounds (Gymnasium's
+    ``TransformObservation``); the observations are the env's own."""
+    return gym.wrappers.TransformObservation(env, _unchanged, space)
 
-    def __init__(self, env: gym.Env, space: spaces.Box):
-        super().__init__(env)
-        self.observation_space = space
 
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        return observation
+def _unchanged(observation: np.ndarray) -> np.ndarray:
+    return observation
 
 
 class PadObservation(gym.ObservationWrapper):
@@ -164,7 +162,7 @@ class FoldAction(gym.ActionWrapper):
 def fit_to(env: gym.Env, layout: TaskSpaces) -> gym.Env:
     """``env`` with the shared layout's spaces (unchanged when they are its own)."""
     if env.observation_space != layout.observation and same_layout(env.observation_space, layout.observation):
-        env = WidenBounds(env, cast(spaces.Box, layout.observation))  # the tasks' float Boxes' bounds differ
+        env = widen_bounds(env, cast(spaces.Box, layout.observation))  # the tasks' float Boxes' bounds differ
     elif env.observation_space != layout.observation:  # only where the tasks' differ: a padded Box
         env = PadObservation(env, cast(spaces.Box, layout.observation))
     if env.action_space != layout.action:  # likewise a larger Discrete

@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.envs import Family, MultiTaskVecEnv, Task
 from rltransfer.envs.images import agent_view
-from rltransfer.envs.mixed import FoldAction, PadObservation, WidenBounds, same_layout
+from rltransfer.envs.mixed import FoldAction, PadObservation, same_layout, widen_bounds
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
 from rltransfer.records.run_result import RESULT_FILE
@@ -199,7 +199,7 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
                 )
             raise UserInputError(message)
         if env.observation_space != obs_space and same_layout(env.observation_space, obs_space):
-            env = WidenBounds(env, cast(spaces.Box, obs_space))  # the same observations, declared in the agent's
+            env = widen_bounds(env, cast(spaces.Box, obs_space))  # the same observations, declared in the agent's
         elif env.observation_space != obs_space:
             env = PadObservation(env, cast(spaces.Box, obs_space))
         if env.action_space != action_space:
