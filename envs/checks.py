@@ -84,13 +84,25 @@ def check_builds(family: Family, tasks: Iterable[Task] | None = None) -> list[Ch
     """Every task's env builds (``tasks``: the family's by default): a failure is told in the env's own words,
     with the file and line that raised it, instead of a traceback from whichever check built it first."""
     for task in family.tasks.values() if tasks is None else tasks:
+        params = ", ".join(f"{k}={v:g}" for k, v in task.params.items()) or "its defaults"
         try:
-            family.make(task).close()
+            env = family.make(task)
         except Exception as err:  # the family's build or the env's constructor refused the task's parameters
-            params = ", ".join(f"{k}={v:g}" for k, v in task.params.items()) or "its defaults"
             return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}) could not be "
                           f"built: {_failure(err)}")]  # fmt: skip
+        if not isinstance(env, gym.Env):
+            return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}): its build "
+                          f"returned {_kind(env)}, not a gymnasium.Env; SB3's vector envs and Gymnasium's wrappers "
+                          "take only those: subclass gymnasium.Env, one env a task (an env of the older gym package: "
+                          "wrap it in shimmy's GymV26CompatibilityV0 in the build)")]  # fmt: skip
+        env.close()
     return [Check("builds", True, "every task's env builds")]
+
+
+def _kind(value: object) -> str:
+    """What a value is, by its class's full name."""
+    cls = type(value)
+    return f"a {cls.__module__}.{cls.__qualname__}"
 
 
 def _failure(err: Exception) -> str:
@@ -314,7 +326,7 @@ def check_family(family: Family, steps: int = STEPS) -> list[Check]:
         return built
     stepped, wrapped = check_steps(family, steps=steps), check_wrappers(family)
     if not stepped[0].ok or not wrapped[0].ok:
-        return built + check_tasks(family) + stepped + wrapped + check_layout(family) + check_episodes_end(family)
+        return built + check_tasks(family) + stepped + wrapped + check_layout(family)
     return (
         built
         + check_tasks(family)

@@ -440,8 +440,8 @@ def validate(config: ExperimentConfig) -> Setup:
         raise ConfigError(f"config keys 'source_tasks'/'target_tasks': {err}") from None
     check_observation_space(family, layout.observation)
     check_action_space(config, family, layout.action)
+    check_steps(family, sources + targets)  # before any check that steps an env beyond Gymnasium's API
     check_episodes_end(family, sources + targets)
-    check_steps(family, sources + targets)
     check_encoder(config, family, sources[0])
     if config.agent.normalize and not isinstance(layout.observation, spaces.Box):
         reads = "reads its 0/1 entries" if isinstance(layout.observation, spaces.MultiBinary) else "one-hot encodes it"

@@ -129,13 +129,16 @@ def test_what_sb3_takes_as_it_is_passes():
         assert reward_problem(reward) is None
 
 
-@pytest.mark.parametrize("fault", ["obs-shape", "reward-array"])
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-array", "step-old"])
 def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
+    """The checks that roll the envs out again (a random episode to its end, the seeded repeats) are not run:
+    each would meet the same fault (an old API's step of 4 values stopped the episodes-end check's unpacking
+    with a traceback)."""
     checks = {c.name: c for c in check_family(rail_family(fault))}
     assert not checks["steps"].ok
     assert checks["steps"].detail.startswith(f"task 'a' of family 'rail-{fault}-3': {BROKEN[fault]}")
-    assert "seeded" not in checks  # the checks that roll the envs out again are not run
-    assert checks["episodes end"].ok
+    assert "seeded" not in checks and "episodes end" not in checks
+    assert checks["spaces"].ok
     assert main(["families", f"rail-{fault}-3", "--check"]) == 1
     out = capsys.readouterr().out
     assert "FAIL steps: task 'a'" in out and "1 check(s) failed" in out
@@ -143,7 +146,7 @@ def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
     assert all(c.ok for c in good.values()) and "seeded" in good and good["steps"].detail.startswith("every task's")
 
 
-@pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none"])
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none", "step-old"])
 def test_an_experiment_of_a_broken_env_is_refused_before_anything_is_written(fault, tmp_path, capsys):
     rail_family(fault)
     config = {
@@ -204,6 +207,43 @@ def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_
     assert main(["experiment", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {told}" in err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+class DuckRail:
+    """A rail with reset and step but no gymnasium.Env behind it."""
+
+    def __init__(self, push: float):
+        self.rail = Rail(push)
+        self.observation_space, self.action_space = self.rail.observation_space, self.rail.action_space
+
+    def reset(self, *, seed=None, options=None):
+        return self.rail.reset(seed=seed, options=options)
+
+    def step(self, action):
+        return self.rail.step(action)
+
+
+@pytest.mark.parametrize("built", [DuckRail, lambda push: gym.vector.SyncVectorEnv([lambda: Rail(push)] * 2)])
+def test_a_build_that_returns_no_gymnasium_env_is_told_so(built, tmp_path, capsys):
+    """SB3's vector envs refuse anything but a gymnasium.Env (or an old gym env they convert); the checks read
+    ``env.spec`` or call ``close``, and stopped with an AttributeError's traceback."""
+    register_family(
+        Family(
+            name="rail-duck", parameters=[Parameter("push", default=0.2, low=0.1, high=0.4)],
+            build=lambda p: built(p["push"]), tasks={"a": {"push": 0.15}, "b": {"push": 0.25}, "c": {"push": 0.35}},
+            source=["a", "b"], targets=["c"], reward_threshold=-1.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+    (check,) = check_family(get_family("rail-duck"))
+    assert not check.ok and check.detail.startswith("task 'a' of family 'rail-duck' (push=0.15): its build returned a ")
+    assert "not a gymnasium.Env; SB3's vector envs and Gymnasium's wrappers take only those" in check.detail
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"name": "duck", "family": "rail-duck", "output_dir": str(tmp_path / "runs")}))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {check.detail}" in err
     assert "Traceback" not in err and not (tmp_path / "runs").exists()
 
 
