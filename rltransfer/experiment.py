@@ -8,7 +8,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,13 @@ from rltransfer.errors import ConfigError, UserInputError, WorkerDied
 from rltransfer.evaluation import protocol as eval_protocol
 from rltransfer.execution.backends import (
     check_backend,
-    check_started,
     resolve_workers,
     start_pool,
 )
 from rltransfer.execution.batching import engine_of
 from rltransfer.execution.grid import run_grid
 from rltransfer.execution.job import SB3, RunJob, is_done
+from rltransfer.execution.known_names import check_workers_know
 from rltransfer.execution.main_script import unguarded_call
 from rltransfer.hardware import this_machine
 from rltransfer.hyperparameters import minibatch_warning, probe_budget_warning, untrained_warning
@@ -53,10 +52,8 @@ from rltransfer.store.reuse import (
 from rltransfer.strategies import plan_of
 from rltransfer.validation import (
     Setup,
-    defined_in_main,
     evaluation_schedule_warning,
     measure_envs,
-    resolve_names,
     unseeded_warning,
     validate,
 )
@@ -181,30 +178,6 @@ def check_main_guard() -> None:
         "run things under 'if __name__ == \"__main__\":' (registering families, strategies and encoders stays at "
         "the top level), or set runner.workers: 1"
     )
-
-
-def check_workers_know(setup: Setup, pool: ProcessPoolExecutor | None) -> None:
-    """Refuse, before anything trains, a grid whose workers would not know a family, strategy or encoder that
-    the running script defines (each of its runs would fail on it, after the pre-training): on Ray, whose
-    workers never import the script; on the local pool, where a worker's own resolution of the config fails
-    (the script defines it under ``if __name__ == "__main__":``, or it was defined in an interactive session).
-    Costs nothing where the config names only what modules define."""
-    local = defined_in_main(setup)
-    if not local:
-        return
-    what, fix = ", ".join(local), "define it in a module and name the module under the config's 'imports:'"
-    if setup.config.runner.backend == "ray":
-        raise ConfigError(f"runner.backend 'ray': Ray's workers do not import the script that defines {what}; {fix}")
-    if pool is None:  # one worker: the runs train in this process
-        return
-    check_started(pool)
-    why = pool.submit(resolve_names, setup.config.to_dict()).result()
-    if why:
-        raise ConfigError(
-            f"the grid's worker processes do not know the {what} that this script defines ({why}): a worker "
-            "re-imports the script, and it defines that under 'if __name__ == \"__main__\":' or not at all (an "
-            f"interactive session); define it at the script's top level, or {fix}, or set runner.workers: 1"
-        )
 
 
 def plan_jobs(

@@ -324,38 +324,6 @@ def _check_params(config: ExperimentConfig, name: str) -> None:
         pass
 
 
-def defined_in_main(setup: Setup) -> list[str]:
-    """What the config names that the running script or session itself defines (module ``__main__``): its
-    family (the family's build), strategies, encoder. A grid's spawned worker processes know it only if the
-    script is re-imported there and defines it at its top level; Ray's workers never import the script."""
-    from rltransfer.agents import encoder_types
-    from rltransfer.strategies import known_strategies
-
-    config = setup.config
-    out = []
-    if getattr(setup.family.build, "__module__", None) == "__main__":
-        out.append(f"family '{setup.family.name}'")
-    strategies = known_strategies()
-    for name in dict.fromkeys(config.transfer.strategies):
-        if getattr(strategies[name].plan, "__module__", None) == "__main__":
-            out.append(f"strategy '{name}'")
-    if getattr(encoder_types().get(config.agent.encoder.type), "__module__", None) == "__main__":
-        out.append(f"encoder '{config.agent.encoder.type}'")
-    return out
-
-
-def resolve_names(config: Mapping[str, Any]) -> str:
-    """In a worker process: resolve the config's family, tasks, strategies and encoder as a run resolves them;
-    the error a run would meet ("" where none)."""
-    try:
-        setup = resolve(load_config(config))
-        check_strategies(setup.config)
-        check_encoder_type(setup.config)
-    except ConfigError as err:
-        return str(err)
-    return ""
-
-
 def import_modules(modules: Sequence[str], key: str = "imports") -> None:
     """Import ``modules`` (what they register becomes available); a clear error for one that fails. A module
     Python's path does not reach but that lies in the current directory (``my_env.py``, or a package) is

@@ -377,29 +377,41 @@ if __name__ == "__main__":
 """
 
 
+MODULE = SCRIPT.split("\n\n{where}")[0].replace("script-gravity", "module-gravity") + "\n\nregister()\n"
+"""A module of the user's own that registers a family when imported (the script imports it)."""
+
+UNKNOWN = "would not resolve the config (config key 'family': unknown family 'module-gravity'"
+
+
 @pytest.mark.parametrize(
     ("where", "backend", "refused"),
     [
         ("top", "local", None),
-        ("guarded", "local", "the grid's worker processes do not know the family 'script-gravity' that this script defines"),
+        ("guarded", "local", "the grid's worker processes would not resolve the config (config key 'family': unknown "
+                             "family 'script-gravity'"),
         ("top", "ray", "runner.backend 'ray': Ray's workers do not import the script that defines family 'script-gravity'"),
+        ("module-top", "local", None),
+        ("module-guarded", "local", f"the grid's worker processes {UNKNOWN}"),
+        ("module-top", "ray", f"runner.backend 'ray': Ray's workers import rltransfer and the config's 'imports:' alone, "
+                              f"and {UNKNOWN}"),
     ],
 )  # fmt: skip
 def test_a_family_a_script_defines_reaches_the_workers_or_is_refused_before_pre_training(
     tmp_path, where, backend, refused
 ):
-    """Spawned workers re-import the script: a family it registers at its top level reaches them; one it
-    registers under ``if __name__ == "__main__":`` does not, and every run failed on it after the
-    pre-training; Ray's workers never import the script. Both are refused before anything trains."""
+    """Spawned workers re-import the script: a family it registers at its top level (or a module it imports
+    there registers) reaches them; one it registers under ``if __name__ == "__main__":`` (or a module it imports
+    there) does not, and every run failed on it after the pre-training; Ray's workers never import the script.
+    Those are refused before anything trains, naming the fix."""
     if backend == "ray":
         pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'rltransfer[ray]'")
-    config = {"name": "s", "output_dir": str(tmp_path / "runs"), "family": "script-gravity", **TINY,
+    family = "module-gravity" if where.startswith("module") else "script-gravity"
+    config = {"name": "s", "output_dir": str(tmp_path / "runs"), "family": family, **TINY,
               "runner": {"backend": backend, "workers": 2}}  # fmt: skip
-    text = (
-        SCRIPT.replace("{where}", "register()" if where == "top" else "")
-        .replace("{guarded}", "register()" if where != "top" else "pass")
-        .replace("{config!r}", repr(config))
-    )
+    (tmp_path / "my_gravity.py").write_text(MODULE)
+    top, guarded = {"top": ("register()", "pass"), "guarded": ("", "register()"),
+                    "module-top": ("import my_gravity", "pass"), "module-guarded": ("", "import my_gravity")}[where]  # fmt: skip
+    text = SCRIPT.replace("{where}", top).replace("{guarded}", guarded).replace("{config!r}", repr(config))
     (tmp_path / "script.py").write_text(text)
     res = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     if refused is None:
@@ -408,6 +420,20 @@ def test_a_family_a_script_defines_reaches_the_workers_or_is_refused_before_pre_
         return
     assert res.returncode == 1 and refused in res.stderr and "ConfigError" in res.stderr
     assert not (tmp_path / "runs" / "s" / "config.yaml").exists()  # nothing pre-trained
+    if where.startswith("module"):
+        assert "name 'my_gravity' under the config's 'imports:'" in res.stderr
+
+
+def test_a_ray_worker_knows_what_the_configs_imports_register(tmp_path, monkeypatch):
+    """A fresh interpreter resolves the config as a Ray worker does: it knows a module's family once the config
+    imports the module, not before."""
+    from rltransfer.execution.known_names import resolved_afresh
+
+    (tmp_path / "my_gravity.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = {"name": "s", "family": "module-gravity"}
+    assert resolved_afresh(config).startswith("config key 'family': unknown family 'module-gravity'")
+    assert resolved_afresh({**config, "imports": ["my_gravity"]}) == ""
 
 
 def test_the_shipped_mujoco_family_passes_every_check():

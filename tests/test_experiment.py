@@ -846,8 +846,8 @@ def test_a_strategy_the_running_script_defines_is_named_before_a_ray_grid(tiny_c
     """What a script defines (module ``__main__``) never reaches Ray's workers: a strategy so defined is
     refused by name, as the script's family is (tests/test_declared_families.py)."""
     from rltransfer.errors import ConfigError
-    from rltransfer.experiment import check_workers_know
-    from rltransfer.validation import defined_in_main, validate
+    from rltransfer.execution.known_names import check_workers_know, user_defined
+    from rltransfer.validation import validate
 
     def mine(params):
         return STRATEGIES["finetune"].plan(params)
@@ -857,7 +857,7 @@ def test_a_strategy_the_running_script_defines_is_named_before_a_ray_grid(tiny_c
     try:
         cfg = {**tiny_config, "transfer": {**tiny_config["transfer"], "strategies": ["scratch", "mine_test"]}}
         setup = validate(rltransfer.load_config(cfg))
-        assert defined_in_main(setup) == ["strategy 'mine_test'"]
+        assert user_defined(setup) == [("strategy 'mine_test'", "__main__")]
         check_workers_know(setup, None)  # the local backend with one worker: the runs train in this process
         ray = validate(rltransfer.load_config({**cfg, "runner": {"backend": "ray"}}))
         with pytest.raises(
@@ -866,7 +866,7 @@ def test_a_strategy_the_running_script_defines_is_named_before_a_ray_grid(tiny_c
             check_workers_know(ray, None)
     finally:
         STRATEGIES.pop("mine_test")
-    assert defined_in_main(validate(rltransfer.load_config(tiny_config))) == []  # the shipped names: modules'
+    assert user_defined(validate(rltransfer.load_config(tiny_config))) == []  # the shipped names: rltransfer's
 
 
 def test_a_failing_run_is_isolated_and_reported(tmp_path):
