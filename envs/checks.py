@@ -8,7 +8,9 @@
   ``NormalizeObservation`` or ``NormalizeReward`` in the family's build): each env rltransfer builds would keep
   its own, and an agent be evaluated on other inputs, or scored in other units, than it trained on;
 - the tasks' spaces share one layout: the same spaces, or vector observations of different lengths and different
-  numbers of Discrete actions (per-task input stems and heads), as an experiment over them needs;
+  numbers of Discrete actions (per-task input stems and heads), as an experiment over them needs, in a form SB3
+  reads and acts in (``rltransfer.envs.space_forms``: a Box observation of at least one dimension, discrete
+  values from 0, flat MultiDiscrete and MultiBinary spaces, a Box of actions bounded on both sides);
 - every task's episodes end: it has a time limit, or at least a random policy's episode ends within the
   longest episode rltransfer evaluates;
 - every task repeats itself: the same reset seed and the same actions give the same observations (an env
@@ -34,6 +36,7 @@ from gymnasium.utils.env_checker import check_env
 
 from rltransfer.envs.behaviour import rollout
 from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task, TaskError
+from rltransfer.envs.space_forms import check_action_form, check_observation_form, shown
 
 STEPS = 200
 
@@ -166,8 +169,9 @@ def check_wrappers(family: Family, tasks: Iterable[Task] | None = None) -> list[
 
 
 def check_layout(family: Family) -> list[Check]:
-    """The tasks' spaces share one layout (:func:`~rltransfer.envs.multitask.task_layout`): an experiment over tasks
-    that cannot is refused when its config loads. Where they differ, say how (each gets an input stem and head)."""
+    """The tasks' spaces share one layout (:func:`~rltransfer.envs.multitask.task_layout`), in a form SB3 reads and
+    acts in (:mod:`~rltransfer.envs.space_forms`): an experiment over tasks that do not is refused when its config
+    loads. Where they differ, say how (each gets an input stem and head)."""
     from rltransfer.envs.multitask import task_layout
 
     tasks = list(family.tasks.values())
@@ -175,18 +179,19 @@ def check_layout(family: Family) -> list[Check]:
         layout = task_layout(family, tasks)
     except TaskError as err:
         return [Check("spaces", False, f"family '{family.name}': {err}")]
+    try:
+        check_observation_form(family, layout.observation)
+        check_action_form(family, layout.action)
+    except TaskError as err:
+        return [Check("spaces", False, str(err))]
     if not layout.mixed:
-        return [Check("spaces", True, f"every task observes {_shown(layout.observation)} and acts in "
-                      f"{_shown(layout.action)}")]  # fmt: skip
+        return [Check("spaces", True, f"every task observes {shown(layout.observation)} and acts in "
+                      f"{shown(layout.action)}")]  # fmt: skip
     sizes = ", ".join(
         f"{t.name} {o}" + (f"/{a}" if a else "") for t, o, a in zip(tasks, layout.obs_dims, layout.action_dims)
     )
     return [Check("spaces", True, f"the tasks' spaces differ (observation entries{'/actions' if any(layout.action_dims) else ''}: "
                   f"{sizes}): each task gets its own input stem and head")]  # fmt: skip
-
-
-def _shown(space: gym.Space) -> str:
-    return " ".join(str(space).split())
 
 
 def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:

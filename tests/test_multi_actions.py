@@ -6,6 +6,8 @@ kickstarting included, ``tests/test_batched.py`` checks for these spaces with th
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,7 @@ from test_batched import _batch, _model, _params
 from rltransfer.agents.batched_ppo import BatchedPPO
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
+from rltransfer.envs.checks import check_layout
 from rltransfer.errors import ConfigError
 from rltransfer.evaluation import policy_actor
 from rltransfer.target_env import wrap_target_env
@@ -131,9 +134,12 @@ def config(family: str, algo: str = "ppo"):
     ids=["MultiDiscrete-start", "Discrete-start", "MultiDiscrete-2d", "MultiBinary-2d", "Box-unbounded"],
 )
 def test_actions_sb3_does_not_act_in_are_refused_saying_why(space, says):
-    plane_family("plane-odd", space)
+    """When the config loads, and by ``families --check`` (its "spaces" check passed them)."""
+    family = plane_family("plane-odd", space)
     with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-odd' acts in .*{says}"):
         validate(config("plane-odd"))
+    (check,) = check_layout(family)
+    assert not check.ok and re.match(rf"family 'plane-odd' acts in .*{says}", check.detail)
 
 
 @pytest.mark.parametrize("algo", ["dqn", "sac"])

@@ -5,6 +5,8 @@ SB3 would misread, and settings that need Box observations, are refused when the
 
 from __future__ import annotations
 
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -17,7 +19,8 @@ from torch import nn
 from rltransfer.agents import ALGORITHMS
 from rltransfer.bundle import load_bundle
 from rltransfer.config import load_config
-from rltransfer.envs import Family, register_family
+from rltransfer.envs import Family, get_family, register_family
+from rltransfer.envs.checks import check_layout
 from rltransfer.errors import ConfigError
 from rltransfer.target_env import wrap_target_env
 from rltransfer.validation import validate
@@ -79,9 +82,12 @@ def config(family: str, **agent):
     ids=["Discrete-start", "MultiDiscrete-start", "MultiDiscrete-2d", "MultiBinary-2d"],
 )
 def test_observations_sb3_would_misread_are_refused_with_the_fix(space, says):
-    plane_family("plane-sees-odd", spaces.Discrete(5), space)
+    """When the config loads, and by ``families --check`` (its "spaces" check passed them)."""
+    family = plane_family("plane-sees-odd", spaces.Discrete(5), space)
     with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-sees-odd' observes .*{says}.*Flatten"):
         validate(config("plane-sees-odd"))
+    (check,) = check_layout(family)
+    assert not check.ok and re.match(rf"family 'plane-sees-odd' observes .*{says}.*Flatten", check.detail)
 
 
 def test_a_box_of_one_number_is_refused_with_the_reshape_that_fixes_it():
@@ -90,6 +96,8 @@ def test_a_box_of_one_number_is_refused_with_the_reshape_that_fixes_it():
     says = r"observes Box\(-5.0, 5.0, \(\), float32\), of shape \(\) \(one number\).*ReshapeObservation\(env, \(1,\)\)"
     with pytest.raises(ConfigError, match=rf"config key 'family': family 'plane-sees-scalar' {says}"):
         validate(config("plane-sees-scalar"))
+    (check,) = check_layout(get_family("plane-sees-scalar"))
+    assert not check.ok and re.match(rf"family 'plane-sees-scalar' {says}", check.detail)
 
 
 @pytest.mark.parametrize("family", list(SEEN))
