@@ -9,6 +9,8 @@ edited env (its reward, its dynamics, a task's parameters) is not met with resul
 from __future__ import annotations
 
 import math
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +114,21 @@ def _returned(result: Any, what: str, names: str) -> tuple[Any, ...]:
     return result
 
 
+def raised(err: BaseException) -> str:
+    """An exception in its own words, with the file and line that raised it (the env's own code, say)."""
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    return f"{type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})"
+
+
+def _call(what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``method(*args, **kwargs)`` of the env; an exception it raises as :class:`TaskError` naming ``what`` and
+    where it was raised, instead of a traceback from whichever check called it first."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as err:
+        raise TaskError(f"{what} raised {raised(err)}") from err
+
+
 def _checked(env: gym.Env, where: str, obs: Any, reward: Any = 0.0, info: Any = None) -> None:
     """:class:`TaskError` saying what ``env`` returned ``where`` that the pipeline cannot take."""
     problem = observation_problem(env.observation_space, obs) or reward_problem(reward)
@@ -127,25 +144,27 @@ def rollout(env: gym.Env, seed: int = 0, steps: int = STEPS) -> Rollout:
 
     Raises :class:`TaskError` where the env returns what SB3 cannot take or would misread, naming the step: a
     reward that is not one finite number, an observation not of its space's shape, not finite, or outside a
-    discrete space, an info that is not a dict (:func:`observation_problem`, :func:`reward_problem`)."""
+    discrete space, an info that is not a dict (:func:`observation_problem`, :func:`reward_problem`); and where
+    the env's reset or step raises, naming the call and the env's line that raised."""
     space = env.action_space
     space.seed(seed)
-    obs, info = _returned(env.reset(seed=seed), f"reset(seed={seed})", RESET)
+    obs, info = _returned(_call(f"reset(seed={seed})", env.reset, seed=seed), f"reset(seed={seed})", RESET)
     _checked(env, f"reset(seed={seed})", obs, info=info)
     observations = [_kept(env, obs)]
     rewards, ends = [], []
     episode = 0
     for step in range(1, steps + 1):
         where = f"step {step} of a seeded random rollout"
-        obs, reward, terminated, truncated, info = _returned(env.step(space.sample()), where, STEP)
+        obs, reward, terminated, truncated, info = _returned(_call(where, env.step, space.sample()), where, STEP)
         _checked(env, where, obs, reward, info)
         observations.append(_kept(env, obs))
         rewards.append(float(reward))
         ends.append(bool(terminated or truncated))
         if terminated or truncated:
             episode += 1
-            obs, info = _returned(env.reset(seed=seed + episode), f"reset(seed={seed + episode})", RESET)
-            _checked(env, f"reset(seed={seed + episode})", obs, info=info)
+            again = f"reset(seed={seed + episode})"
+            obs, info = _returned(_call(again, env.reset, seed=seed + episode), again, RESET)
+            _checked(env, again, obs, info=info)
             observations.append(_kept(env, obs))
     return Rollout(observations, rewards, ends)
 

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import re
-import traceback
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-from rltransfer.envs.behaviour import rollout
+from rltransfer.envs.behaviour import raised, rollout
 from rltransfer.envs.family import MAX_EPISODE_STEPS, Family, Task, TaskError
 from rltransfer.envs.space_forms import check_action_form, check_observation_form, shown
 
@@ -92,7 +91,7 @@ def check_builds(family: Family, tasks: Iterable[Task] | None = None) -> list[Ch
             env = family.make(task)
         except Exception as err:  # the family's build or the env's constructor refused the task's parameters
             return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}) could not be "
-                          f"built: {_failure(err)}")]  # fmt: skip
+                          f"built: {raised(err)}")]  # fmt: skip
         if not isinstance(env, gym.Env):
             return [Check("builds", False, f"task '{task.name}' of family '{family.name}' ({params}): its build "
                           f"returned {_kind(env)}, not a gymnasium.Env; SB3's vector envs and Gymnasium's wrappers "
@@ -106,12 +105,6 @@ def _kind(value: object) -> str:
     """What a value is, by its class's full name."""
     cls = type(value)
     return f"a {cls.__module__}.{cls.__qualname__}"
-
-
-def _failure(err: Exception) -> str:
-    """An exception in the env's own words, with the file and line that raised it."""
-    frame = traceback.extract_tb(err.__traceback__)[-1]
-    return f"{type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})"
 
 
 def check_steps(family: Family, tasks: Iterable[Task] | None = None, steps: int = STEPS) -> list[Check]:
@@ -200,7 +193,7 @@ def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
     try:
         reference = trajectory(family.make(family.task({}, where="check")), steps=steps)
     except Exception as err:
-        return [Check("parameters", False, f"every parameter at its default: {_failure(err)}")]
+        return [Check("parameters", False, f"every parameter at its default: {raised(err)}")]
     out = []
     for p in family.parameters.values():
         other = p.low if abs(p.low - p.default) > abs(p.high - p.default) else p.high
@@ -210,7 +203,7 @@ def check_parameters(family: Family, steps: int = STEPS) -> list[Check]:
         try:
             moved = trajectory(family.make(family.task({p.name: other}, where="check")), steps=steps)
         except Exception as err:
-            out.append(Check(f"parameter {p.name}", False, f"{p.default:g} -> {other:g}: {_failure(err)}"))
+            out.append(Check(f"parameter {p.name}", False, f"{p.default:g} -> {other:g}: {raised(err)}"))
             continue
         ok = not _same(reference, moved)
         detail = f"{p.default:g} -> {other:g}: " + ("the trajectory changes" if ok else f"the same {steps} steps")

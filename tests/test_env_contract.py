@@ -33,6 +33,8 @@ BROKEN = {
     "step-old": ("step 3 of a seeded random rollout returned a tuple of 4, where Gymnasium's API returns (observation, "
                  "reward, terminated, truncated, info) (gym's old API?)"),
     "info-none": "step 3 of a seeded random rollout returned an info of type NoneType, where Gymnasium's reset and",
+    "step-raises": "step 3 of a seeded random rollout raised ZeroDivisionError: float division by zero (raised at ",
+    "reset-raises": "reset(seed=0) raised RuntimeError: my rail has no start (raised at ",
 }  # fmt: skip
 """How each way of breaking the step contract (:class:`Rail`'s ``fault``, on its third step) is told."""
 
@@ -53,6 +55,8 @@ class Rail(gym.Env):
         obs = np.array([self.x, 0.0], np.float32)
         if self.fault == "reset-old":
             return obs
+        if self.fault == "reset-raises":
+            raise RuntimeError("my rail has no start")
         return (np.float32(self.x) if self.fault == "reset-shape" else obs), {}
 
     def step(self, action):
@@ -75,6 +79,8 @@ class Rail(gym.Env):
                 info = None
             elif self.fault == "step-old":
                 return obs, reward, False, info
+            elif self.fault == "step-raises":
+                reward = 1.0 / 0.0
         return obs, reward, False, self.t >= 20, info
 
 
@@ -129,7 +135,7 @@ def test_what_sb3_takes_as_it_is_passes():
         assert reward_problem(reward) is None
 
 
-@pytest.mark.parametrize("fault", ["obs-shape", "reward-array", "step-old"])
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-array", "step-old", "step-raises"])
 def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
     """The checks that roll the envs out again (a random episode to its end, the seeded repeats) are not run:
     each would meet the same fault (an old API's step of 4 values stopped the episodes-end check's unpacking
@@ -146,7 +152,7 @@ def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
     assert all(c.ok for c in good.values()) and "seeded" in good and good["steps"].detail.startswith("every task's")
 
 
-@pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none", "step-old"])
+@pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none", "step-old", "step-raises", "reset-raises"])
 def test_an_experiment_of_a_broken_env_is_refused_before_anything_is_written(fault, tmp_path, capsys):
     rail_family(fault)
     config = {
