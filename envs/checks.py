@@ -21,7 +21,8 @@
   tasks are built and run, and an env built before them runs as one built after (a setting written to a
   module or a class, not to the instance, fails this);
 - a family's vector build (``Family(vector=...)``, where it has one) steps every task's envs as the family's own
-  envs step, bit for bit: the same observations, rewards, ends and episode records for the same seeds and actions.
+  envs step, bit for bit: the same observations, rewards, ends and episode records for the same seeds and actions,
+  also where a batch of seeds steps several seeds' builds as one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -319,87 +319,11 @@ def check_isolation(family: Family, steps: int = STEPS) -> list[Check]:
     return [Check("no state shared between tasks", ok, detail)]
 
 
-VECTOR_STEPS = 1000
-"""Steps of the vector build's check: enough for random policies' episodes to end and restart."""
-
-
-def check_vector_build(family: Family, steps: int = VECTOR_STEPS) -> list[Check]:
-    """Where the family has a vector build (``Family(vector=...)``, which steps its envs wherever rltransfer steps
-    them, in pre-training, runs and evaluations): it gives the results of the family's own envs stepped one by
-    one, as SB3's ``DummyVecEnv`` steps them, bit for bit: the same observations, rewards, ends, terminal
-    observations and episode records, for every task's parameters, the same reset seeds and seeded random
-    actions, over episodes that end and restart from each env's own stream. None where the family has none."""
-    from rltransfer.envs.multitask import MultiTaskVecEnv
-
-    if family.vector is None:
-        return []
-    tasks = list(family.tasks.values())
-    vector = MultiTaskVecEnv(family, tasks, "none", envs_per_task=2)
-    if vector._vector is None:
-        vector.close()
-        return [Check("vector build", True, "not used: the tasks' spaces differ (their envs step one by one)")]
-    alone = MultiTaskVecEnv(family, tasks, "none", envs_per_task=2)
-    alone._vector = None  # the family's envs, stepped one by one
-    names = [tasks[i].name for i in vector.slot_tasks]
-    space = vector.action_space
-    space.seed(0)
-    ended = 0
-    for env in (vector, alone):
-        env.seed(0)
-    step = 0
-    try:
-        differs = _differs(vector.reset(), alone.reset(), [{}] * vector.num_envs, [{}] * alone.num_envs)
-        while differs is None and step < steps:
-            step += 1
-            actions = np.stack([space.sample() for _ in range(vector.num_envs)])
-            obs_v, rew_v, done_v, info_v = vector.step(actions)
-            obs_a, rew_a, done_a, info_a = alone.step(actions)
-            differs = _differs(obs_v, obs_a, info_v, info_a, (rew_v, rew_a), (done_v, done_a))
-            ended += int(done_a.sum())
-    except Exception as err:  # the vector build's own code, most likely (the envs passed the steps check)
-        at = "the reset" if step == 0 else f"step {step}"
-        return [Check("vector build", False, f"{at} raised {raised(err)}")]
-    finally:
-        vector.close()
-        alone.close()
-    if differs is not None:
-        what, slot = differs
-        at = "after the reset" if step == 0 else f"at step {step}"
-        return [Check("vector build", False, f"task '{names[slot]}' (sub-env {slot}): its {what} {at} differs from "
-                      "the family's env's, for the same parameters, reset seeds and actions; the vector build must give "
-                      "build's results bit for bit (rltransfer steps the family's envs with it)")]  # fmt: skip
-    return [Check("vector build", True, f"every task's envs step as the family's own envs, bit for bit ({steps} "
-                  f"steps of {vector.num_envs} envs, {ended} episodes ended)")]  # fmt: skip
-
-
-def _differs(obs_v, obs_a, info_v, info_a, *pairs) -> tuple[str, int] | None:
-    """The first of a step's results (by name) and the sub-env where the vector build's differ from the envs'."""
-    found = [("observation", np.asarray(_raw(obs_v)), np.asarray(_raw(obs_a)))]
-    found += [(name, np.asarray(v), np.asarray(a)) for name, (v, a) in zip(("reward", "end"), pairs)]
-    for name, v, a in found:
-        rows = np.flatnonzero(~(v == a).reshape(len(v), -1).all(axis=1))
-        if rows.size:
-            return name, int(rows[0])
-    for slot, (iv, ia) in enumerate(zip(info_v, info_a)):
-        tv, ta = iv.get("terminal_observation"), ia.get("terminal_observation")
-        if (tv is None) != (ta is None) or (ta is not None and not np.array_equal(_raw(tv), _raw(ta))):
-            return "terminal observation", slot
-        ev, ea = iv.get("episode"), ia.get("episode")
-        if (ev is None) != (ea is None) or (ea is not None and (ev["r"], ev["l"]) != (ea["r"], ea["l"])):
-            return "episode record (return, length)", slot
-        if iv.get("TimeLimit.truncated", False) != ia.get("TimeLimit.truncated", False):
-            return "time-limit truncation", slot
-    return None
-
-
-def _raw(obs: Any) -> Any:
-    """The env's own observation in a conditioned one (its ``obs`` entry)."""
-    return obs["obs"] if isinstance(obs, dict) else obs
-
-
 def check_family(family: Family, steps: int = STEPS) -> list[Check]:
     """Every check of this module, in order (none where a task does not build; those that roll the envs out
     only where their steps pass and no env keeps running statistics)."""
+    from rltransfer.envs.vector_check import check_vector_build  # it builds on this module's Check
+
     built = check_builds(family)
     if not built[0].ok:
         return built

@@ -5,13 +5,19 @@ result and the step, where it would have trained every run on other dynamics tha
 
 from __future__ import annotations
 
+import re
+
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from rltransfer.cli import main
-from rltransfer.envs import Family, register_family
+from rltransfer.envs import Family, Parameter, register_family
 from rltransfer.envs.cartpole import CARTPOLE, PARAMETERS, CartPoleVector
-from rltransfer.envs.checks import check_family, check_vector_build
+from rltransfer.envs.checks import check_family
+from rltransfer.envs.vector import VectorPhysics
+from rltransfer.envs.vector_check import check_vector_build
 
 
 class FixedGravity(CartPoleVector):
@@ -65,6 +71,82 @@ def test_a_vector_build_that_differs_from_the_familys_envs_fails_its_check(vecto
 def test_the_shipped_vector_builds_pass_and_a_family_without_one_has_no_such_check():
     checks = {c.name: c for c in check_family(cartpole_with(CartPoleVector, "cartpole-own-vector"))}
     assert checks["vector build"].ok, checks["vector build"].detail
-    ended = int(checks["vector build"].detail.split(", ")[-1].split()[0])
+    ended = int(re.search(r"(\d+) episodes ended", checks["vector build"].detail).group(1))
     assert ended > 100  # episodes ended and restarted from each env's own stream
     assert check_vector_build(cartpole_with(None, "cartpole-no-vector")) == []
+
+
+class Drift(gym.Env):
+    """A point pushed left or right, each push weaker as its episode goes on (by the episode's step count)."""
+
+    def __init__(self, push: float):
+        self.push = push
+        self.observation_space = spaces.Box(-100.0, 100.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.v, self.t = self.np_random.uniform(-1.0, 1.0), 0.0, 0
+        return np.array([self.x, self.v], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.v = self.v + (self.push if action == 1 else -self.push) / self.t
+        self.x = self.x + 0.1 * self.v
+        return np.array([self.x, self.v], np.float32), -abs(self.x), bool(abs(self.x) > 2.0), False, {}
+
+
+class DriftVector(VectorPhysics):
+    """Drift as arrays, its step counts ``t`` a per-env array that ``_step`` reads and replaces."""
+
+    max_episode_steps = 40
+    state_fields = ("state", "t")
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.state, self.t = np.zeros((self.n, 2)), np.zeros(self.n)
+
+    def _reset(self, index):
+        for i in index:
+            self.state[i] = (self.rngs[i].uniform(-1.0, 1.0), 0.0)
+            self.t[i] = 0
+
+    def _step(self, actions):
+        x, v = self.state.T
+        self.t = self.t + 1
+        v = v + np.where(actions == 1, self.params["push"], -self.params["push"]) / self.t
+        x = x + 0.1 * v
+        self.state = np.stack((x, v), axis=1)
+        return -np.abs(x), np.abs(x) > 2.0
+
+    def _obs(self):
+        return self.state.astype(np.float32)
+
+
+class ForgetsItsCounts(DriftVector):
+    """The step counts left out of ``state_fields``: alone it steps right, with other seeds' builds it does not."""
+
+    state_fields = ("state",)
+
+
+def drift_family(vector: type[VectorPhysics]) -> Family:
+    return register_family(
+        Family(
+            name=f"drift-{vector.__name__.lower()}", parameters=[Parameter("push", 0.5, 0.1, 1.0)],
+            build=lambda p: gym.wrappers.TimeLimit(Drift(p["push"]), 40), vector=vector,
+            tasks={"weak": {"push": 0.2}, "mid": {}, "strong": {"push": 0.9}}, source=["weak", "strong"],
+            targets=["mid"], reward_threshold=-10.0,
+        ),
+        overwrite=True,
+    )  # fmt: skip
+
+
+def test_a_vector_build_that_steps_right_alone_but_not_in_a_batch_of_seeds_fails_its_check():
+    """A batch of seeds steps its seeds' builds as one (one ``_step`` over all their envs): a per-env array left
+    out of ``state_fields`` is not handed over, and the batched runs trained on other dynamics."""
+    (check,) = check_vector_build(drift_family(DriftVector))
+    assert check.ok, check.detail
+    (check,) = check_vector_build(drift_family(ForgetsItsCounts))
+    told = "stepped with other seeds' builds (their physics stepped as one, as a batch of seeds steps them), task '"
+    assert not check.ok and check.detail.startswith(told), check.detail
+    assert "state_fields name every per-env array _step reads and replaces" in check.detail
