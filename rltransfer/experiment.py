@@ -52,6 +52,7 @@ from rltransfer.store.reuse import (
 from rltransfer.strategies import plan_of
 from rltransfer.validation import (
     Setup,
+    check_own_vector_build,
     evaluation_schedule_warning,
     measure_envs,
     unseeded_warning,
@@ -260,6 +261,7 @@ def run_experiment(
             f"{SMOKE_UNITS} it is a smoke test, not a claim",
             file=sys.stderr,
         )
+    check_own_vector_build(setup.family)
     envs = measure_envs(setup)
     # Every task's random return, measured (and cached) before anything is written: a threshold not above it is
     # refused now, not once the pre-training is done (the pre-training's gate and the grid read the cache).

@@ -227,6 +227,20 @@ def check_episodes_end(family: Family, tasks: Sequence[Task]) -> None:
     _passed(checks.check_episodes_end(family, MAX_EPISODE_STEPS, _each(tasks)), "config key 'family'")
 
 
+def check_own_vector_build(family: Family) -> None:
+    """A family's vector build, where it is not rltransfer's own pair of build and vector build (those are tested),
+    gives the family's envs' results bit for bit, alone and in a batch of seeds
+    (:func:`rltransfer.envs.vector_check.check_vector_build`): every run steps the envs with it. Once an
+    experiment, before anything is written (about a second for a family of a few classic-control tasks)."""
+    from rltransfer.envs.vector_check import check_vector_build
+
+    if family.vector is None or all(
+        getattr(f, "__module__", "").startswith("rltransfer.") for f in (family.build, family.vector)
+    ):
+        return
+    _passed(check_vector_build(family), f"config key 'family': family '{family.name}''s vector build")
+
+
 def check_builds(family: Family, tasks: Sequence[Task]) -> None:
     """Every task's env builds: a family's build or env that refuses a task's parameters is told in its own words
     (:func:`rltransfer.envs.checks.check_builds`), not as a traceback from the first check that built it."""

@@ -10,10 +10,11 @@ import re
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 from gymnasium import spaces
 
 from rltransfer.cli import main
-from rltransfer.envs import Family, Parameter, register_family
+from rltransfer.envs import Family, Parameter, get_family, register_family
 from rltransfer.envs.cartpole import CARTPOLE, PARAMETERS, CartPoleVector
 from rltransfer.envs.checks import check_family
 from rltransfer.envs.vector import VectorPhysics
@@ -150,3 +151,41 @@ def test_a_vector_build_that_steps_right_alone_but_not_in_a_batch_of_seeds_fails
     told = "stepped with other seeds' builds (their physics stepped as one, as a batch of seeds steps them), task '"
     assert not check.ok and check.detail.startswith(told), check.detail
     assert "state_fields name every per-env array _step reads and replaces" in check.detail
+
+
+@pytest.mark.parametrize("vector", [ForgetsItsCounts, DriftVector])
+def test_an_experiment_over_a_vector_build_of_ones_own_checks_it_first(vector, tmp_path, capsys):
+    """Refused before anything is written (exit 2): every run would step the envs with it."""
+    family = drift_family(vector)
+    config = {
+        "name": "drift", "family": family.name, "output_dir": str(tmp_path / "runs"),
+        "agent": {"hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}}, "pretrain": {"timesteps": 64},
+        "transfer": {"timesteps": 64, "seeds": 1, "strategies": ["scratch"]}, "evaluation": {"every": 32, "episodes": 1},
+        "runner": {"workers": 1},
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code = main(["experiment", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    if vector is DriftVector:
+        assert code == 0, err
+        return
+    assert code == 2 and "Traceback" not in err and not (tmp_path / "runs").exists()
+    told = f"rltransfer: error: config key 'family': family '{family.name}''s vector build: stepped with other seeds'"
+    assert told in err
+
+
+def test_rltransfers_own_pairs_of_build_and_vector_build_are_not_checked_again(monkeypatch):
+    from rltransfer.errors import ConfigError
+    from rltransfer.validation import check_own_vector_build
+
+    def not_again(family):
+        raise AssertionError(f"checked {family.name}")
+
+    with pytest.raises(ConfigError, match=r"'cartpole-breaks-its-own''s vector build: step 1 raised FloatingPoint"):
+        check_own_vector_build(cartpole_with(Breaks, "cartpole-breaks-its-own"))  # a vector build of one's own
+    monkeypatch.setattr("rltransfer.envs.vector_check.check_vector_build", not_again)
+    check_own_vector_build(get_family("cartpole"))
+    check_own_vector_build(cartpole_with(CartPoleVector, "cartpole-shipped-pair"))
+    with pytest.raises(AssertionError, match="checked drift"):
+        check_own_vector_build(drift_family(DriftVector))
