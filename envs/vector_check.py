@@ -41,14 +41,13 @@ def check_vector_build(family: Family, steps: int = VECTOR_STEPS) -> list[Check]
         env.seed(0)
     step = 0
     try:
-        differs = _differs(vector.reset(), alone.reset(), [{}] * vector.num_envs, [{}] * alone.num_envs)
+        differs = _differs(_reset(vector), _reset(alone))
         while differs is None and step < steps:
             step += 1
             actions = np.stack([space.sample() for _ in range(vector.num_envs)])
-            obs_v, rew_v, done_v, info_v = vector.step(actions)
-            obs_a, rew_a, done_a, info_a = alone.step(actions)
-            differs = _differs(obs_v, obs_a, info_v, info_a, (rew_v, rew_a), (done_v, done_a))
-            ended += int(done_a.sum())
+            stepped = alone.step(actions)
+            differs = _differs(vector.step(actions), stepped)
+            ended += int(stepped[2].sum())
     except Exception as err:  # the vector build's own code, most likely (the envs passed the steps check)
         at = "the reset" if step == 0 else f"step {step}"
         return [Check("vector build", False, f"{at} raised {raised(err)}")]
@@ -94,11 +93,10 @@ def _joint_difference(family: Family, tasks: list[Task], steps: int) -> str | No
                 for i, (result, env, act) in enumerate(zip(step_all([0, 1, 2], actions), alone, actions)):
                     if isinstance(result, Exception):
                         raise result
-                    obs, rew, done, info = result
-                    obs_b, rew_b, done_b, info_b = env.step(act)
-                    if outcomes_only:
-                        info, info_b = [{}] * env.num_envs, [{}] * env.num_envs
-                    differs = _differs(obs, obs_b, info, info_b, (rew, rew_b), (done, done_b))
+                    own = env.step(act)
+                    if outcomes_only:  # no infos made
+                        own = (*own[:3], result[3])
+                    differs = _differs(result, own)
                     if differs is not None:
                         what, slot = differs
                         return (f"stepped with other seeds' builds ({how}, as a batch of seeds steps them), task "
@@ -114,15 +112,21 @@ def _joint_difference(family: Family, tasks: list[Task], steps: int) -> str | No
     return None
 
 
-def _differs(obs_v, obs_a, info_v, info_a, *pairs) -> tuple[str, int] | None:
-    """The first of a step's results (by name) and the sub-env where the vector build's differ from the envs'."""
-    found = [("observation", np.asarray(_raw(obs_v)), np.asarray(_raw(obs_a)))]
-    found += [(name, np.asarray(v), np.asarray(a)) for name, (v, a) in zip(("reward", "end"), pairs)]
-    for name, v, a in found:
+def _reset(env: MultiTaskVecEnv) -> tuple[Any, np.ndarray, np.ndarray, list[dict]]:
+    """A reset as a step's results: the observations, no rewards, no ends, the reset infos."""
+    obs = env.reset()
+    return obs, np.zeros(env.num_envs), np.zeros(env.num_envs, bool), [{} for _ in range(env.num_envs)]
+
+
+def _differs(mine: tuple, theirs: tuple) -> tuple[str, int] | None:
+    """The first of a step's results (observations, rewards, ends, infos; by name) where ``mine`` differs from
+    ``theirs``, and the sub-env."""
+    for name, v, a in zip(("observation", "reward", "end"), mine, theirs):
+        v, a = np.asarray(_raw(v)), np.asarray(_raw(a))
         rows = np.flatnonzero(~(v == a).reshape(len(v), -1).all(axis=1))
         if rows.size:
             return name, int(rows[0])
-    for slot, (iv, ia) in enumerate(zip(info_v, info_a)):
+    for slot, (iv, ia) in enumerate(zip(mine[3], theirs[3])):
         tv, ta = iv.get("terminal_observation"), ia.get("terminal_observation")
         if (tv is None) != (ta is None) or (ta is not None and not np.array_equal(_raw(tv), _raw(ta))):
             return "terminal observation", slot
