@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from rltransfer.errors import UserInputError
@@ -104,7 +105,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = Path(result.out_dir or ".")  # transfer saves by default: out_dir is set
     print(format_report(result.lineage))
-    print(f"model: {out / 'model.zip'}  (loads with stable_baselines3.PPO.load)")
+    model = out / "model.zip"
+    from rltransfer.agents import get_algorithm
+
+    print(f"model: {model}  (loads with stable_baselines3.{get_algorithm(cfg.agent.algo).base.__name__}.load)")
+    imports = "".join(f"--import {shlex.quote(m)} " for m in cfg.imports)
+    print(f"evaluate it: rltransfer {imports}evaluate {shlex.quote(str(model))}")
     print(f"tensorboard --logdir {out / 'tb'}")
     return 0
 

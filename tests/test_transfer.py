@@ -477,6 +477,29 @@ def test_a_config_of_other_hyperparameters_than_the_bundles_transfers(cfg, bundl
     assert run.model.learning_rate == 0.0001  # the target's training is the config's own
 
 
+@pytest.mark.parametrize("imports", [[], ["json"]])
+def test_a_standalone_transfer_says_how_to_evaluate_its_agent_and_that_command_does(
+    cfg, bundle, imports, tmp_path, capsys
+):
+    """`rltransfer transfer` trains and saves, and does not evaluate: it prints the command that does (with the
+    config's imports, which a family of one's own needs)."""
+    import shlex
+
+    from rltransfer.cli import main
+
+    (tmp_path / "config.yaml").write_text(json.dumps({**cfg, "imports": imports}))
+    out = tmp_path / "my agent"
+    argv = ["transfer", str(tmp_path / "config.yaml"), "--bundle", str(bundle.path), "--target", TARGET]
+    assert main([*argv, "--strategy", "finetune", "--timesteps", "64", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"model: {out / 'model.zip'}  (loads with stable_baselines3.PPO.load)" in printed
+    (command,) = [line.removeprefix("evaluate it: ") for line in printed.splitlines() if line.startswith("evaluate")]
+    words = shlex.split(command)
+    assert words == ["rltransfer", *[w for m in imports for w in ("--import", m)], "evaluate", str(out / "model.zip")]
+    assert main([*words[1:], "--episodes", "2"]) == 0
+    assert f"{TARGET}: mean return " in capsys.readouterr().out
+
+
 def test_a_standalone_transfer_never_replaces_an_experiments_finished_run(cfg, bundle, tmp_path, capsys):
     """`rltransfer transfer` writes by default where the experiment's run of the same target, strategy and seed
     lives: it replaced that run's model and lineage and left its result, which then described another agent."""
