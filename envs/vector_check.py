@@ -27,7 +27,10 @@ def check_vector_build(family: Family, steps: int = VECTOR_STEPS) -> list[Check]
     if family.vector is None:
         return []
     tasks = list(family.tasks.values())
-    vector = MultiTaskVecEnv(family, tasks, "none", envs_per_task=2)
+    try:
+        vector = MultiTaskVecEnv(family, tasks, "none", envs_per_task=2)
+    except Exception as err:  # the vector build's constructor (the envs built in the builds check)
+        return [Check("vector build", False, f"building it raised {raised(err)}")]
     if vector._vector is None:
         vector.close()
         return [Check("vector build", True, "not used: the tasks' spaces differ (their envs step one by one)")]
@@ -76,12 +79,14 @@ def _joint_difference(family: Family, tasks: list[Task], steps: int) -> str | No
     groups = [tasks, tasks[::-1], tasks[:1]]
     ways = (False, True) if family.vector is not None and family.vector.finishes_jointly else (False,)
     for outcomes_only in ways:
-        together = [MultiTaskVecEnv(family, g, "none", envs_per_task=2) for g in groups]
-        alone = [MultiTaskVecEnv(family, g, "none", envs_per_task=2) for g in groups]
-        space = together[0].action_space
-        space.seed(1)
         how = "their steps finished in one call (an evaluation's)" if outcomes_only else "their physics stepped as one"
+        together: list[MultiTaskVecEnv] = []
+        alone: list[MultiTaskVecEnv] = []
         try:
+            together += [MultiTaskVecEnv(family, g, "none", envs_per_task=2) for g in groups]
+            alone += [MultiTaskVecEnv(family, g, "none", envs_per_task=2) for g in groups]
+            space = together[0].action_space
+            space.seed(1)
             step_all = StepTogether(together, outcomes_only=outcomes_only)
             for i, (a, b) in enumerate(zip(together, alone)):
                 a.seed(10 * i)

@@ -189,3 +189,14 @@ def test_rltransfers_own_pairs_of_build_and_vector_build_are_not_checked_again(m
     check_own_vector_build(cartpole_with(CartPoleVector, "cartpole-shipped-pair"))
     with pytest.raises(AssertionError, match="checked drift"):
         check_own_vector_build(drift_family(DriftVector))
+
+
+class WontBuild(CartPoleVector):
+    def __init__(self, params):
+        raise ValueError("my vector build takes no heavy poles")
+
+
+def test_a_vector_build_that_does_not_build_fails_its_check_in_its_own_words():
+    (check,) = check_vector_build(cartpole_with(WontBuild, "cartpole-wontbuild"))
+    told = "building it raised ValueError: my vector build takes no heavy poles (raised at "
+    assert not check.ok and check.detail.startswith(told), check.detail
