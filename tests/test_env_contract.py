@@ -152,21 +152,28 @@ def test_families_check_fails_the_steps_and_still_reports(fault, capsys):
     assert all(c.ok for c in good.values()) and "seeded" in good and good["steps"].detail.startswith("every task's")
 
 
+def refused(config: dict, tmp_path, capsys) -> str:
+    """``rltransfer experiment`` of ``config`` (its output under ``tmp_path``): refused with exit 2, no traceback,
+    nothing written; what it said."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**config, "output_dir": str(tmp_path / "runs")}))
+    assert main(["experiment", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
+    return err
+
+
 @pytest.mark.parametrize("fault", ["obs-shape", "reward-inf", "info-none", "step-old", "step-raises", "reset-raises"])
 def test_an_experiment_of_a_broken_env_is_refused_before_anything_is_written(fault, tmp_path, capsys):
     rail_family(fault)
     config = {
-        "name": "rail", "family": f"rail-{fault}-3", "output_dir": str(tmp_path / "runs"),
+        "name": "rail", "family": f"rail-{fault}-3",
         "agent": {"hyperparams": {"n_steps": 64, "batch_size": 64, "n_epochs": 1}}, "pretrain": {"timesteps": 128},
         "transfer": {"timesteps": 128, "seeds": 1, "strategies": ["scratch"]},
         "evaluation": {"every": 64, "episodes": 2}, "runner": {"workers": 1},
     }  # fmt: skip
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["experiment", str(path), "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    err = refused(config, tmp_path, capsys)
     assert f"rltransfer: error: config key 'family': task 'a' of family 'rail-{fault}-3': {BROKEN[fault]}" in err
-    assert "Traceback" not in err and not (tmp_path / "runs").exists()
 
 
 def test_a_random_return_of_a_late_non_finite_reward_names_the_task_and_is_not_cached(tmp_path):
@@ -208,12 +215,8 @@ def test_a_task_whose_env_does_not_build_is_told_in_the_envs_words_where_it_was_
     (check,) = check_family(get_family("rail-fragile"))  # no other check: each would build the task again
     assert check.name == "builds" and not check.ok and check.detail.startswith(told), check.detail
     assert main(["families", "rail-fragile", "--check"]) == 1
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"name": "fragile", "family": "rail-fragile", "output_dir": str(tmp_path / "runs")}))
-    assert main(["experiment", str(path), "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    err = refused({"name": "fragile", "family": "rail-fragile"}, tmp_path, capsys)
     assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {told}" in err
-    assert "Traceback" not in err and not (tmp_path / "runs").exists()
 
 
 class DuckRail:
@@ -245,12 +248,8 @@ def test_a_build_that_returns_no_gymnasium_env_is_told_so(built, tmp_path, capsy
     (check,) = check_family(get_family("rail-duck"))
     assert not check.ok and check.detail.startswith("task 'a' of family 'rail-duck' (push=0.15): its build returned a ")
     assert "not a gymnasium.Env; SB3's vector envs and Gymnasium's wrappers take only those" in check.detail
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"name": "duck", "family": "rail-duck", "output_dir": str(tmp_path / "runs")}))
-    assert main(["experiment", str(path), "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    err = refused({"name": "duck", "family": "rail-duck"}, tmp_path, capsys)
     assert f"rltransfer: error: config keys 'source_tasks'/'target_tasks': {check.detail}" in err
-    assert "Traceback" not in err and not (tmp_path / "runs").exists()
 
 
 def test_a_parameter_whose_far_end_breaks_the_env_fails_its_check_in_the_envs_words():
@@ -313,10 +312,7 @@ def test_an_env_that_normalises_with_running_statistics_is_refused_with_agent_no
     checks = {c.name: c for c in check_family(family)}
     assert not checks["wrappers"].ok and re.search(told, checks["wrappers"].detail)
     assert "seeded" not in checks  # it would fail for the same reason, told as another
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"family": family.name, "output_dir": str(tmp_path / "runs")}))
-    assert main(["experiment", str(path), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert re.search(r"rltransfer: error: config key 'family': " + told, err) and not (tmp_path / "runs").exists()
+    err = refused({"family": family.name}, tmp_path, capsys)
+    assert re.search(r"rltransfer: error: config key 'family': " + told, err)
     frozen = {c.name: c for c in check_family(normalised_rail(wrapper, frozen=True))}
     assert frozen["wrappers"].ok and frozen["seeded"].ok  # fixed statistics: the env repeats itself
