@@ -390,7 +390,8 @@ UNKNOWN = "would not resolve the config (config key 'family': unknown family 'mo
         ("guarded", "local", "the grid's worker processes would not resolve the config (config key 'family': unknown "
                              "family 'script-gravity'"),
         ("top", "ray", "runner.backend 'ray': Ray's workers do not import the script that defines family 'script-gravity'"),
-        ("module-top", "local", None),
+        # a module the script imports at its top level reaches the workers: tests/test_docs_code.py's extending
+        # page study (its family's module imported so, 2 workers, no 'imports:') runs so
         ("module-guarded", "local", f"the grid's worker processes {UNKNOWN}"),
         ("module-top", "ray", f"runner.backend 'ray': Ray's workers import rltransfer and the config's 'imports:' alone, "
                               f"and {UNKNOWN}"),
