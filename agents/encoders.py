@@ -12,11 +12,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_
 from torch import nn
 
 from rltransfer.agents.heads import StackedLinear
+from rltransfer.observation_keys import ENCODED, OBS, TASK
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
-
-# Keys of a multi-task observation that the encoder reads; "task" only routes to heads.
-ENCODED_KEYS = ("obs", "context")
 
 
 def hidden_layers(width: int, sizes: Sequence[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
@@ -35,9 +33,9 @@ def mlp(width: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
 def encoded_keys(observation_space: gym.Space) -> list[str] | None:
     """The keys of a Dict observation that an encoder consumes (``None`` for a flat space)."""
     if isinstance(observation_space, spaces.Dict):
-        keys = [k for k in ENCODED_KEYS if k in observation_space.spaces]
-        if "obs" not in keys:
-            raise ValueError(f"a multi-task observation needs an 'obs' key, got {list(observation_space.spaces)}")
+        keys = [k for k in ENCODED if k in observation_space.spaces]
+        if OBS not in keys:
+            raise ValueError(f"a multi-task observation needs an '{OBS}' key, got {list(observation_space.spaces)}")
         return keys
     return None
 
@@ -76,10 +74,10 @@ class MlpEncoder(BaseFeaturesExtractor):
         hidden = [int(h) for h in hidden]
         self.stem_dims = [int(d) for d in stems] if stems is not None else None
         if self.stem_dims is not None:
-            if keys is None or "task" not in entries:
+            if keys is None or TASK not in entries:
                 raise ValueError("input stems need rltransfer's multi-task observation (with its 'task' entry)")
-            width = get_flattened_obs_dim(entries["obs"])
-            n_tasks = get_flattened_obs_dim(entries["task"])
+            width = get_flattened_obs_dim(entries[OBS])
+            n_tasks = get_flattened_obs_dim(entries[TASK])
             if len(self.stem_dims) != n_tasks or max(self.stem_dims) > width:
                 raise ValueError(f"stems {self.stem_dims} do not fit {n_tasks} tasks of observations padded to {width}")
             in_dim = in_dim - width + int(stem_width)
@@ -96,7 +94,7 @@ class MlpEncoder(BaseFeaturesExtractor):
 
     reads_columns = True
     """``forward`` also takes its entries (``obs``, ``context``) already concatenated in that order,
-    as they lead a flat observation (:data:`rltransfer.envs.conditioning.FLAT_ORDER`)."""
+    as they lead a flat observation (:data:`rltransfer.observation_keys.FLAT_ORDER`)."""
 
     @property
     def needs_task(self) -> bool:
@@ -113,9 +111,9 @@ class MlpEncoder(BaseFeaturesExtractor):
             raise TypeError("an encoder of a plain observation takes a tensor")
         if self.stem_dims is None:
             return torch.cat([observations[k].flatten(1) for k in self.keys], dim=1)
-        mask = observations["task"].unsqueeze(1) if len(self.stem_dims) > 1 else None
-        parts = [self.stem_activation(self.stems(observations["obs"].flatten(1), mask))]
-        parts += [observations[k].flatten(1) for k in self.keys if k != "obs"]
+        mask = observations[TASK].unsqueeze(1) if len(self.stem_dims) > 1 else None
+        parts = [self.stem_activation(self.stems(observations[OBS].flatten(1), mask))]
+        parts += [observations[k].flatten(1) for k in self.keys if k != OBS]
         return torch.cat(parts, dim=1)
 
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -143,10 +141,10 @@ class CnnEncoder(BaseFeaturesExtractor):
     ):
         keys = encoded_keys(observation_space)
         entries = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {}
-        image = entries["obs"] if keys is not None else observation_space
+        image = entries[OBS] if keys is not None else observation_space
         if not isinstance(image, spaces.Box) or len(image.shape) != 3:
             raise ValueError(f"the cnn encoder needs (C, H, W) image observations, got {image}")
-        extra = sum(get_flattened_obs_dim(entries[k]) for k in (keys or []) if k != "obs")
+        extra = sum(get_flattened_obs_dim(entries[k]) for k in (keys or []) if k != OBS)
         hidden = [int(h) for h in hidden]
         c, h, w = image.shape
         if h <= len(channels) or w <= len(channels):
@@ -166,8 +164,8 @@ class CnnEncoder(BaseFeaturesExtractor):
     def forward(self, observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         if isinstance(observations, torch.Tensor):
             return self.net(self.conv(observations))
-        parts = [self.conv(observations["obs"])]
-        parts += [observations[k].flatten(1) for k in self.keys or () if k != "obs"]
+        parts = [self.conv(observations[OBS])]
+        parts += [observations[k].flatten(1) for k in self.keys or () if k != OBS]
         return self.net(torch.cat(parts, dim=1))
 
 

@@ -12,6 +12,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from rltransfer.agents.updates import NonFiniteError, check_finite, scaled_learning_rate
+from rltransfer.observation_keys import OBS, TASK
 
 if TYPE_CHECKING:
     from rltransfer.agents.multitask_policy import MultiTaskActorCriticPolicy
@@ -99,15 +100,15 @@ class KickstartPPO(TransferPPO):
         return self.beta0 * (1.0 - progress / self.anneal)
 
     def _teacher_obs(self, obs: Any) -> Any:
-        if isinstance(obs, dict) and "task" in obs:
+        if isinstance(obs, dict) and TASK in obs:
             obs = dict(obs)
-            onehot = torch.zeros(obs["task"].shape[0], self.teacher_heads, dtype=obs["task"].dtype)
+            onehot = torch.zeros(obs[TASK].shape[0], self.teacher_heads, dtype=obs[TASK].dtype)
             onehot[:, self.teacher_head] = 1.0
-            obs["task"] = onehot
-            seen = self.teacher.observation_space.spaces["obs"]
+            obs[TASK] = onehot
+            seen = self.teacher.observation_space.spaces[OBS]
             width = seen.shape[0] if isinstance(seen, spaces.Box) and len(seen.shape) == 1 else 0
-            if obs["obs"].dim() == 2 and obs["obs"].shape[1] < width:  # the teacher's tasks were padded wider
-                obs["obs"] = F.pad(obs["obs"], (0, width - obs["obs"].shape[1]))
+            if obs[OBS].dim() == 2 and obs[OBS].shape[1] < width:  # the teacher's tasks were padded wider
+                obs[OBS] = F.pad(obs[OBS], (0, width - obs[OBS].shape[1]))
         return obs
 
     def _teacher_distribution(self, obs: Any) -> Any:

@@ -17,6 +17,7 @@ from torch import nn
 from rltransfer.agents.adapters import add_adapters, is_adapter_param
 from rltransfer.agents.component_names import FREEZABLE, PREFIXES, TRUNK_SIDES, trunk_side
 from rltransfer.agents.components import component_roots, frozen_param, iter_component_params, network_modules
+from rltransfer.observation_keys import OBS, TASK
 
 HEAD_MODES = ("per_task", "shared")
 SHARED_HEAD = "shared"
@@ -40,7 +41,7 @@ def split_observation(obs: Any, layout: ObsLayout | None) -> Any:
 
 def task_columns(layout: ObsLayout) -> int:
     """How many trailing columns of a flat observation are its ``task`` entry (0: none)."""
-    return int(layout[-1][1]) if layout and layout[-1][0] == "task" else 0
+    return int(layout[-1][1]) if layout and layout[-1][0] == TASK else 0
 
 
 def encode(net: Any, obs: Any) -> torch.Tensor:
@@ -81,8 +82,8 @@ def layout_space(space: spaces.Box, layout: ObsLayout) -> spaces.Dict:
 def without_task(obs: Any) -> Any:
     """The observation without its ``task`` entry, which only routes samples to heads (SB3 would
     one-hot encode a Discrete one on every call, and the encoder must not read it)."""
-    if isinstance(obs, dict) and "task" in obs:
-        return {k: v for k, v in obs.items() if k != "task"}
+    if isinstance(obs, dict) and TASK in obs:
+        return {k: v for k, v in obs.items() if k != TASK}
     return obs
 
 
@@ -93,9 +94,9 @@ def encoder_input(obs: Any, extractor: Any) -> Any:
 
 def head_mask(obs: Any, n_heads: int) -> torch.Tensor | None:
     """The ``(batch, 1, heads)`` head mask of a batch (``None`` with a single head)."""
-    if n_heads == 1 or not isinstance(obs, dict) or "task" not in obs:
+    if n_heads == 1 or not isinstance(obs, dict) or TASK not in obs:
         return None
-    return obs["task"].unsqueeze(1)
+    return obs[TASK].unsqueeze(1)
 
 
 class TransferableMixin:
@@ -204,10 +205,10 @@ class TransferableMixin:
             if isinstance(observation, dict):
                 missing = [k for k in space.spaces if k not in observation]
             else:
-                missing = [k for k in space.spaces if k != "obs"]
+                missing = [k for k in space.spaces if k != OBS]
             got = "an array" if not isinstance(observation, dict) else f"the entries {sorted(observation)}"
         elif self.obs_layout is not None and np.shape(observation)[-1:] != space.shape[-1:]:
-            missing = [k for k, _ in self.obs_layout if k != "obs"]
+            missing = [k for k, _ in self.obs_layout if k != OBS]
             got = f"{np.shape(observation)[-1:][0] if np.ndim(observation) else 0} values a row"
             got += f", not the {space.shape[-1]} of {', '.join(f'{k} ({n})' for k, n in self.obs_layout)}"
         else:

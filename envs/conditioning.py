@@ -7,6 +7,8 @@ from typing import cast
 import numpy as np
 from gymnasium import spaces
 
+from rltransfer.observation_keys import CONTEXT, FLAT_ORDER, OBS, TASK
+
 CONDITIONINGS = ("none", "onehot", "context")
 
 
@@ -22,20 +24,16 @@ def conditioned_space(obs_space: spaces.Space, n_heads: int, vector: np.ndarray 
     # ``task`` is the one-hot of the agent's head for this task: it routes samples to heads
     # (a float vector, so routing costs the policy no preprocessing).
     entries: dict[str, spaces.Space] = {
-        "obs": obs_space,
-        "task": spaces.Box(0.0, 1.0, shape=(n_heads,), dtype=np.float32),
+        OBS: obs_space,
+        TASK: spaces.Box(0.0, 1.0, shape=(n_heads,), dtype=np.float32),
     }
     if vector is not None:
-        entries["context"] = spaces.Box(-1.0, 1.0, shape=np.shape(vector), dtype=np.float32)
+        entries[CONTEXT] = spaces.Box(-1.0, 1.0, shape=np.shape(vector), dtype=np.float32)
     return spaces.Dict(entries)
 
 
-FLAT_ORDER = ("obs", "context", "task")
-"""Entries of a flat observation, in order: what an encoder reads (in its order), then the routing."""
-
-
 def flat_layout(space: spaces.Space) -> tuple[tuple[str, int], ...] | None:
-    """Each entry's name and length in a flat observation (:data:`FLAT_ORDER`), when every entry
+    """Each entry's name and length in a flat observation (:data:`rltransfer.observation_keys.FLAT_ORDER`), when every entry
     of the Dict ``space`` is a vector (a 1-D Box); ``None`` otherwise (an image, say)."""
     if not isinstance(space, spaces.Dict):
         return None

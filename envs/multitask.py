@@ -19,6 +19,7 @@ from rltransfer.envs.family import Family, Task, TaskError
 from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import SpaceError, TaskSpaces, fit_to, merge_spaces
 from rltransfer.envs.vector import JointPhysics, VectorPhysics
+from rltransfer.observation_keys import CONTEXT, OBS, TASK
 
 
 def task_layout(family: Family, tasks: Sequence[Task]) -> TaskSpaces:
@@ -148,15 +149,15 @@ class MultiTaskVecEnv(DummyVecEnv):
     def conditioning_entries(self, slot: int) -> dict[str, np.ndarray]:
         """The entries sub-env ``slot``'s observations carry beside ``obs``: ``task``, and ``context``
         where the tasks are conditioned."""
-        out = {"task": self._task_obs[slot]}
+        out = {TASK: self._task_obs[slot]}
         if self._context_obs is not None:
-            out["context"] = self._context_obs[slot]
+            out[CONTEXT] = self._context_obs[slot]
         return out
 
     def _entries(self, obs: np.ndarray, rows: int | slice) -> dict[str, np.ndarray]:
-        out = {"obs": obs, "task": self._task_obs[rows]}
+        out = {OBS: obs, TASK: self._task_obs[rows]}
         if self._context_obs is not None:
-            out["context"] = self._context_obs[rows]
+            out[CONTEXT] = self._context_obs[rows]
         return out
 
     def _flatten(self, entries: dict[str, np.ndarray]) -> np.ndarray:
@@ -178,7 +179,7 @@ class MultiTaskVecEnv(DummyVecEnv):
         entries = self._entries(obs, slot)
         if self.obs_layout:
             return self._flatten(entries)
-        return {k: v if k == "obs" else np.copy(v) for k, v in entries.items()}
+        return {k: v if k == OBS else np.copy(v) for k, v in entries.items()}
 
     def _tag(self, infos: list[dict]) -> None:
         for slot, info in enumerate(infos):

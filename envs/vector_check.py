@@ -13,6 +13,7 @@ from rltransfer.envs.behaviour import raised
 from rltransfer.envs.checks import Check
 from rltransfer.envs.family import Family, Task
 from rltransfer.envs.multitask import MultiTaskVecEnv, StepTogether
+from rltransfer.observation_keys import OBS
 
 VECTOR_STEPS = 1000
 """Steps of the vector build's check: enough for random policies' episodes to end and restart."""
@@ -145,4 +146,4 @@ def _differs(mine: tuple, theirs: tuple) -> tuple[str, int] | None:
 
 def _raw(obs: Any) -> Any:
     """The env's own observation in a conditioned one (its ``obs`` entry)."""
-    return obs["obs"] if isinstance(obs, dict) else obs
+    return obs[OBS] if isinstance(obs, dict) else obs

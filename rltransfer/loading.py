@@ -18,6 +18,7 @@ from rltransfer.agents import component_state, policy_state, transferable
 from rltransfer.bundle import Bundle
 from rltransfer.envs import Family, Task
 from rltransfer.errors import BundleError, ConfigError
+from rltransfer.observation_keys import OBS
 from rltransfer.records.lineage import ComponentLoad
 from rltransfer.strategies import COMPONENTS, Plan
 
@@ -167,7 +168,7 @@ def _spaces_of(policy: BasePolicy) -> tuple[int, int]:
     """A target policy's (observation length, action count), as ``task_spaces`` records a task's
     (0 actions: a ``Box``, which every task shares)."""
     n = int(policy.action_space.n) if isinstance(policy.action_space, spaces.Discrete) else 0
-    obs = cast(spaces.Dict, transferable(policy).dict_space)["obs"]
+    obs = cast(spaces.Dict, transferable(policy).dict_space)[OBS]
     return int(cast(spaces.Box, obs).shape[0]), n
 
 

@@ -9,6 +9,8 @@ import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rltransfer.observation_keys import OBS
+
 
 class FrozenRunningMeanStd(RunningMeanStd):
     """Statistics that never update: a frozen encoder keeps the normalisation it was trained with."""
@@ -21,9 +23,9 @@ def obs_stats(env: VecEnv) -> dict[str, Any] | None:
     """The observation statistics of a VecNormalize (JSON-able), or ``None``."""
     if not isinstance(env, VecNormalize):
         return None
-    rms = env.obs_rms["obs"]
+    rms = env.obs_rms[OBS]
     return {
-        "key": "obs",
+        "key": OBS,
         "mean": rms.mean.tolist(),
         "var": rms.var.tolist(),
         "count": float(rms.count),

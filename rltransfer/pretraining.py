@@ -24,6 +24,7 @@ from rltransfer.envs import MultiTaskVecEnv, Task, TaskSpaces, task_layout
 from rltransfer.errors import EndlessEpisode, UserInputError
 from rltransfer.evaluation import EpisodeLimit, sampling_rng
 from rltransfer.normalization import obs_stats, with_obs_stats
+from rltransfer.observation_keys import OBS
 from rltransfer.store import layout as dirs
 from rltransfer.store.reuse import COPIED_FILE
 from rltransfer.validation import Setup, setup_of
@@ -126,7 +127,7 @@ def pretrain(
     names = [t.name for t in setup.sources]
 
     mt_env = source_env(setup, cfg.pretrain.envs_per_task)
-    env: VecEnv = VecNormalize(mt_env, norm_obs_keys=["obs"]) if cfg.agent.normalize else mt_env
+    env: VecEnv = VecNormalize(mt_env, norm_obs_keys=[OBS]) if cfg.agent.normalize else mt_env
     arch = architecture(cfg.agent, names, mt_env.layout)
     model = build_model(cfg.agent, env, arch, seed, hyperparams=cfg.pretrain.hyperparams)
     model.set_logger(tensorboard_logger(tb_dir))

@@ -29,6 +29,7 @@ from rltransfer.envs.images import agent_view
 from rltransfer.envs.mixed import FoldAction, PadObservation, same_layout, widen_bounds
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
+from rltransfer.observation_keys import CONTEXT, OBS
 from rltransfer.records.run_result import RESULT_FILE
 from rltransfer.spaces_json import space_from_json, space_to_json
 
@@ -47,7 +48,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], fina
     for what a callback saves): statistics that training will still change are marked :data:`ADAPTING`."""
     adapting = (
         not final and isinstance(env, VecNormalize) and env.training
-        and not isinstance(env.obs_rms["obs"], FrozenRunningMeanStd)
+        and not isinstance(env.obs_rms[OBS], FrozenRunningMeanStd)
     )  # fmt: skip
     inner = env.venv if isinstance(env, VecNormalize) else env
     assert isinstance(inner, MultiTaskVecEnv), type(inner)
@@ -59,7 +60,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], fina
         "conditioning": bundle.conditioning,
         "source_tasks": list(bundle.task_names),
         "target": {"name": target["name"], "params": dict(target["params"])},
-        "obs_space": space_to_json(inner.dict_space.spaces["obs"]),
+        "obs_space": space_to_json(inner.dict_space.spaces[OBS]),
         "entries": {k: np.asarray(v).tolist() for k, v in entries.items()},
         "obs_layout": [list(e) for e in inner.obs_layout] if inner.obs_layout else None,
         "normalization": ADAPTING if adapting else obs_stats(env),
@@ -89,7 +90,7 @@ class TargetObservation(gym.ObservationWrapper):
         obs = np.asarray(observation)
         if self._stats is not None:
             obs = normalise(obs, self._stats)
-        entries = {"obs": obs, **{k: v.copy() for k, v in self._entries.items()}}
+        entries = {OBS: obs, **{k: v.copy() for k, v in self._entries.items()}}
         if self._layout:
             dtype = self.observation_space.dtype
             return np.concatenate([np.asarray(entries[k], dtype=dtype).ravel() for k, _ in self._layout])
@@ -117,7 +118,7 @@ def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]
     sources = record["source_tasks"]
     index = sources.index(task.name) if task.name in sources else None
     vector = conditioning_vector(record["conditioning"], np.asarray(task.context), index, len(sources))
-    return {} if vector is None else {"context": vector.tolist()}
+    return {} if vector is None else {CONTEXT: vector.tolist()}
 
 
 def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spaces.Space, spaces.Space]:

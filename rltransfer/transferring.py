@@ -28,6 +28,7 @@ from rltransfer.errors import BundleError, ConfigError, UserInputError
 from rltransfer.hardware import train_on_one_core
 from rltransfer.loading import TargetSpec, kickstart_teacher, load_components, locate_target, stem_is_new
 from rltransfer.normalization import obs_stats, with_obs_stats
+from rltransfer.observation_keys import OBS, TASK
 from rltransfer.probing import probe_sources
 from rltransfer.records.bundle_manifest import TaskDims
 from rltransfer.records.lineage import Lineage, ProbeRecord, markdown_report
@@ -64,7 +65,7 @@ def target_env(
     box = env.observation_space
     seen = layout_space(box, env.obs_layout) if env.obs_layout and isinstance(box, spaces.Box) else env.dict_space
     for key, space in seen.spaces.items():
-        if key == "task" or (mixed and key == "obs"):
+        if key == TASK or (mixed and key == OBS):
             continue
         if not same_layout(space, want.spaces.get(key)):  # a float Box's bounds may differ: the policy reads none
             raise BundleError(
@@ -72,7 +73,7 @@ def target_env(
                 f"the bundle was trained on {want.spaces.get(key)}"
             )
     if mixed:
-        if not isinstance(env.dict_space.spaces["obs"], spaces.Box) or len(env.dict_space.spaces["obs"].shape) != 1:
+        if not isinstance(env.dict_space.spaces[OBS], spaces.Box) or len(env.dict_space.spaces[OBS].shape) != 1:
             raise BundleError(
                 f"bundle '{bundle.path}': target '{spec.task.name}' needs a 1-D Box observation for its stem"
             )

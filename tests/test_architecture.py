@@ -3,6 +3,7 @@
 import ast
 import importlib
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -29,13 +30,51 @@ def all_imports(path: Path) -> set[str]:
     return names
 
 
+SHARED_LEAVES = {"rltransfer.observation_keys"}
+"""The pipeline's modules that envs and agents may import: leaves that import nothing but the standard library
+(the names both sides of the observation use)."""
+
+
 def test_envs_and_agents_never_import_each_other_or_the_pipeline():
     for folder, other in (("envs", "rltransfer.agents"), ("agents", "rltransfer.envs")):
         for path in (ROOT / folder).glob("*.py"):
             for name in all_imports(path):
                 assert not name.startswith(other), f"{path} imports {name}"
-                if name.startswith("rltransfer."):
+                if name.startswith("rltransfer.") and name not in SHARED_LEAVES:
                     assert name.startswith(f"rltransfer.{folder}"), f"{path} imports {name}"
+    for leaf in SHARED_LEAVES:
+        imported = all_imports(ROOT / (leaf.replace(".", "/") + ".py"))
+        assert all(name.split(".")[0] in sys.stdlib_module_names for name in imported), (leaf, imported)
+
+
+def _another_vocabulary(node: ast.AST) -> bool:
+    """Whether ``node`` indexes a step's ``info`` (whose ``task`` names the task) or compares a conditioning (whose
+    ``context`` is a config's value): not the observation's entries."""
+    if isinstance(node, ast.Subscript):
+        return "info" in ast.unparse(node.value)
+    return "conditioning" in ast.unparse(node)
+
+
+def test_the_observation_keys_are_named_in_one_module():
+    """The entries of an agent's observation are spelt out once (``rltransfer.observation_keys``): the envs that
+    build the observation, the agents that read it and the pipeline import them, so that no module spells them as
+    literals of its own (an index or a comparison with ``"obs"``, ``"context"`` or ``"task"``)."""
+    keys = {"obs", "context", "task"}
+    found = []
+    for folder in ("rltransfer", "envs", "agents"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name == "observation_keys.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                literals = []
+                if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+                    literals.append(node.slice)
+                elif isinstance(node, ast.Compare):
+                    literals += [n for n in [node.left, *node.comparators] if isinstance(n, ast.Constant)]
+                for lit in literals:
+                    if lit.value in keys and not _another_vocabulary(node):
+                        found.append(f"{path.relative_to(ROOT)}:{lit.lineno} {lit.value!r}")
+    assert not found, found
 
 
 def test_config_statistics_and_records_do_not_import_torch():
