@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rltransfer.observation_keys import OBS
+from rltransfer.records.observation_stats import ObservationStats
 
 
 class FrozenRunningMeanStd(RunningMeanStd):
@@ -19,24 +17,20 @@ class FrozenRunningMeanStd(RunningMeanStd):
         return None
 
 
-def obs_stats(env: VecEnv) -> dict[str, Any] | None:
-    """The observation statistics of a VecNormalize (JSON-able), or ``None``."""
+def obs_stats(env: VecEnv) -> ObservationStats | None:
+    """The observation statistics of a VecNormalize, or ``None``."""
     if not isinstance(env, VecNormalize):
         return None
     rms = env.obs_rms[OBS]
-    return {
-        "key": OBS,
-        "mean": rms.mean.tolist(),
-        "var": rms.var.tolist(),
-        "count": float(rms.count),
-        "clip_obs": env.clip_obs,
-        "epsilon": env.epsilon,
-    }
+    return ObservationStats(
+        key=OBS, mean=rms.mean.tolist(), var=rms.var.tolist(), count=float(rms.count), clip_obs=env.clip_obs,
+        epsilon=env.epsilon,
+    )  # fmt: skip
 
 
 def with_obs_stats(
     env: VecEnv,
-    stats: Mapping[str, Any] | None,
+    stats: ObservationStats | None,
     training: bool,
     adapt_obs: bool = True,
     norm_reward: bool = True,
@@ -57,18 +51,14 @@ def with_obs_stats(
         training=training,
         norm_obs=True,
         norm_reward=training and norm_reward,
-        norm_obs_keys=[stats["key"]],
-        clip_obs=stats["clip_obs"],
-        epsilon=stats["epsilon"],
+        norm_obs_keys=[stats.key],
+        clip_obs=stats.clip_obs,
+        epsilon=stats.epsilon,
     )
-    rms = (
-        RunningMeanStd(shape=np.shape(stats["mean"]))
-        if adapt_obs
-        else FrozenRunningMeanStd(shape=np.shape(stats["mean"]))
-    )
+    rms = RunningMeanStd(shape=np.shape(stats.mean)) if adapt_obs else FrozenRunningMeanStd(shape=np.shape(stats.mean))
     if not fresh:
-        rms.mean = np.asarray(stats["mean"], dtype=np.float64)
-        rms.var = np.asarray(stats["var"], dtype=np.float64)
-        rms.count = float(stats["count"])
-    venv.obs_rms[stats["key"]] = rms
+        rms.mean = np.asarray(stats.mean, dtype=np.float64)
+        rms.var = np.asarray(stats.var, dtype=np.float64)
+        rms.count = float(stats.count)
+    venv.obs_rms[stats.key] = rms
     return venv

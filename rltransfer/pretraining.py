@@ -25,6 +25,7 @@ from rltransfer.errors import EndlessEpisode, UserInputError
 from rltransfer.evaluation import EpisodeLimit, sampling_rng
 from rltransfer.normalization import obs_stats, with_obs_stats
 from rltransfer.observation_keys import OBS
+from rltransfer.records.observation_stats import ObservationStats
 from rltransfer.store import layout as dirs
 from rltransfer.store.reuse import COPIED_FILE
 from rltransfer.validation import Setup, setup_of
@@ -63,7 +64,7 @@ def source_env(
     )  # fmt: skip
 
 
-def evaluate_sources(model, setup: Setup, stats: Mapping[str, Any] | None, episodes: int, seed: int):
+def evaluate_sources(model, setup: Setup, stats: ObservationStats | None, episodes: int, seed: int):
     """Mean and std of the return on every source task, evaluated as the config's ``evaluation``
     says (the policy's mode, or actions sampled from a generator seeded by ``seed``)."""
     deterministic = setup.config.evaluation.deterministic

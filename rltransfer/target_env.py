@@ -20,6 +20,7 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from pydantic import ValidationError
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -30,21 +31,19 @@ from rltransfer.envs.mixed import FoldAction, PadObservation, same_layout, widen
 from rltransfer.errors import UserInputError
 from rltransfer.normalization import FrozenRunningMeanStd, obs_stats
 from rltransfer.observation_keys import CONTEXT, OBS
+from rltransfer.records.base import first_problem
+from rltransfer.records.observation_stats import ObservationStats
 from rltransfer.records.run_result import RESULT_FILE
+from rltransfer.records.target_observation import ADAPTING, ObservationRecord, TargetTask
 from rltransfer.spaces_json import space_from_json, space_to_json
 
 RECORD = "target_observation"
 """The model attribute (saved in model.zip) that says how its observations are built."""
 
 
-ADAPTING = "adapting"
-"""The record's ``normalization`` in a model saved while training still adapted its observation statistics (by a
-callback, as SB3's ``EvalCallback`` saves the best model): the statistics it acted with then are not in it."""
-
-
-def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], final: bool = True) -> dict[str, Any]:
+def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], final: bool = True) -> ObservationRecord:
     """What a target agent trained on ``env`` (a MultiTaskVecEnv, perhaps in a VecNormalize) from
-    ``bundle`` needs added to its task's own observations, JSON-able. Not ``final`` (set before training,
+    ``bundle`` needs added to its task's own observations. Not ``final`` (set before training,
     for what a callback saves): statistics that training will still change are marked :data:`ADAPTING`."""
     adapting = (
         not final and isinstance(env, VecNormalize) and env.training
@@ -53,43 +52,37 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], fina
     inner = env.venv if isinstance(env, VecNormalize) else env
     assert isinstance(inner, MultiTaskVecEnv), type(inner)
     entries = inner.conditioning_entries(0)
-    return {
-        "algo": bundle.algo,
-        "family": bundle.family,
-        "family_spec": bundle.manifest.family_spec,
-        "conditioning": bundle.conditioning,
-        "source_tasks": list(bundle.task_names),
-        "target": {"name": target["name"], "params": dict(target["params"])},
-        "obs_space": space_to_json(inner.dict_space.spaces[OBS]),
-        "entries": {k: np.asarray(v).tolist() for k, v in entries.items()},
-        "obs_layout": [list(e) for e in inner.obs_layout] if inner.obs_layout else None,
-        "normalization": ADAPTING if adapting else obs_stats(env),
-    }
-
-
-def normalise(obs: np.ndarray, stats: Mapping[str, Any]) -> np.ndarray:
-    """VecNormalize's observation normalisation with frozen ``stats`` (tested equal to SB3's)."""
-    mean, var = np.asarray(stats["mean"]), np.asarray(stats["var"])
-    out = np.clip((obs - mean) / np.sqrt(var + stats["epsilon"]), -stats["clip_obs"], stats["clip_obs"])
-    return out.astype(np.float32)
+    return ObservationRecord(
+        algo=bundle.algo,
+        family=bundle.family,
+        family_spec=bundle.manifest.family_spec,
+        conditioning=bundle.conditioning,
+        source_tasks=list(bundle.task_names),
+        target=TargetTask(name=target["name"], params=dict(target["params"])),
+        obs_space=space_to_json(inner.dict_space.spaces[OBS]),
+        entries={k: np.asarray(v).tolist() for k, v in entries.items()},
+        obs_layout=[(key, size) for key, size in inner.obs_layout] if inner.obs_layout else None,
+        normalization=ADAPTING if adapting else obs_stats(env),
+    )
 
 
 class TargetObservation(gym.ObservationWrapper):
     """Adds a target agent's ``task`` and ``context`` entries to a task's observations (and normalises
     them, pads them or flattens the entries where the agent was trained so)."""
 
-    def __init__(self, env: gym.Env, record: Mapping[str, Any], observation_space: spaces.Space):
+    def __init__(self, env: gym.Env, record: ObservationRecord, observation_space: spaces.Space):
         super().__init__(env)
-        self.record = dict(record)
+        assert record.normalization != ADAPTING  # read_record refuses it
+        self.record = record
         self.observation_space = observation_space
-        self._entries = {k: np.asarray(v, dtype=np.float32) for k, v in record["entries"].items()}
-        self._layout = record["obs_layout"]
-        self._stats = record["normalization"]
+        self._entries = {k: np.asarray(v, dtype=np.float32) for k, v in record.entries.items()}
+        self._layout = record.obs_layout
+        self._stats = record.normalization
 
     def observation(self, observation: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
         obs = np.asarray(observation)
-        if self._stats is not None:
-            obs = normalise(obs, self._stats)
+        if isinstance(self._stats, ObservationStats):
+            obs = self._stats.normalise(obs)
         entries = {OBS: obs, **{k: v.copy() for k, v in self._entries.items()}}
         if self._layout:
             dtype = self.observation_space.dtype
@@ -97,31 +90,31 @@ class TargetObservation(gym.ObservationWrapper):
         return entries
 
 
-def _family_task(record: Mapping[str, Any], task: Any = None) -> tuple[Family, Task]:
+def _family_task(record: ObservationRecord, task: Any = None) -> tuple[Family, Task]:
     """The family of an agent of ``record`` and ``task`` in it (a name, a Task or parameters; by default the
     agent's target), or a :class:`UserInputError` naming what is unknown."""
     from rltransfer.envs import TaskError, family_of
 
     try:
-        family = family_of(record["family"], record.get("family_spec"))
-        target = {"name": record["target"]["name"], **record["target"]["params"]}
+        family = family_of(record.family, record.family_spec)
+        target = {"name": record.target.name, **record.target.params}
         return family, family.task(task if task is not None else target)
     except TaskError as err:
         raise UserInputError(str(err)) from None
 
 
-def _conditioning(record: Mapping[str, Any], task: Any) -> dict[str, list[float]]:
+def _conditioning(record: ObservationRecord, task: Any) -> dict[str, list[float]]:
     """The ``context`` entry of ``task`` for an agent of ``record`` (none without conditioning)."""
     from rltransfer.envs import conditioning_vector
 
     _, task = _family_task(record, task)
-    sources = record["source_tasks"]
+    sources = record.source_tasks
     index = sources.index(task.name) if task.name in sources else None
-    vector = conditioning_vector(record["conditioning"], np.asarray(task.context), index, len(sources))
+    vector = conditioning_vector(record.conditioning, np.asarray(task.context), index, len(sources))
     return {} if vector is None else {CONTEXT: vector.tolist()}
 
 
-def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spaces.Space, spaces.Space]:
+def read_record(model: str | Path | BaseAlgorithm) -> tuple[ObservationRecord, spaces.Space, spaces.Space]:
     """The observation record of a saved target agent (a model.zip, its run directory, or a loaded
     model), with the agent's observation and action spaces."""
     if isinstance(model, BaseAlgorithm):
@@ -153,7 +146,14 @@ def read_record(model: str | Path | BaseAlgorithm) -> tuple[dict[str, Any], spac
             "was saved before rltransfer recorded one; build its env from its bundle with "
             "rltransfer.make_target_env(bundle, target)"
         )
-    if record["normalization"] == ADAPTING:
+    try:
+        record = ObservationRecord.model_validate(record)
+    except ValidationError as err:
+        raise UserInputError(
+            f"{where} records a target observation layout that rltransfer cannot read ({first_problem(err)}): "
+            "build its env from its bundle with rltransfer.make_target_env(bundle, target)"
+        ) from None
+    if record.normalization == ADAPTING:
         raise UserInputError(
             f"{where} was saved during its training (by a callback), while training still adapted its observation "
             "statistics: the statistics it acted with then are not in it; evaluate the run's final model.zip, or "
@@ -179,8 +179,8 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
     task = _env_task(env, record, task)
     env = agent_view(env)  # a channels-last image channels first, as the agent was trained on it
     if task is not None:
-        record = {**record, "entries": {**record["entries"], **_conditioning(record, task)}}
-    obs_space = space_from_json(record["obs_space"])
+        record = record.model_copy(update={"entries": {**record.entries, **_conditioning(record, task)}})
+    obs_space = space_from_json(record.obs_space)
     if env.observation_space != obs_space or env.action_space != action_space:
         # A task of a family whose tasks' spaces differ is padded and folded: only from its own spaces.
         name, own_obs, own_action = _task_spaces(record, task)
@@ -195,7 +195,7 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
                 message += f" nor task '{name}'s own ({own})"
             if task is None:
                 message += (
-                    f"; if the env runs another task of family '{record['family']}', name it: "
+                    f"; if the env runs another task of family '{record.family}', name it: "
                     "wrap_target_env(model, env, task=...)"
                 )
             raise UserInputError(message)
@@ -208,7 +208,7 @@ def wrap_target_env(model: str | Path | BaseAlgorithm, env: gym.Env, task: Any =
     return TargetObservation(env, record, model_space)
 
 
-def _env_task(env: gym.Env, record: Mapping[str, Any], task: Any) -> Any:
+def _env_task(env: gym.Env, record: ObservationRecord, task: Any) -> Any:
     """The task ``env`` runs for an agent of ``record``: ``task`` as given, or, for an env made from the
     family's Gymnasium id (``gym.make("rltransfer/cartpole-v0", task=...)``), the one it was made for (a
     ``task`` that differs from it is refused, as is an env of another family's id); None: the agent's
@@ -218,22 +218,22 @@ def _env_task(env: gym.Env, record: Mapping[str, Any], task: Any) -> Any:
     spec = env.spec
     if spec is None or not spec.id.startswith(f"{GYM_NAMESPACE}/"):
         return task
-    if spec.id != gym_id(record["family"]):
+    if spec.id != gym_id(record.family):
         raise UserInputError(
-            f"the env is {spec.id}'s, a task of another family than the agent's ('{record['family']}': "
-            f"{gym_id(record['family'])})"
+            f"the env is {spec.id}'s, a task of another family than the agent's ('{record.family}': "
+            f"{gym_id(record.family)})"
         )
     given = {k: v for k, v in spec.kwargs.items() if k not in ("family", "render_mode")}
     made_for = given.get("task", given)  # no task: its parameters ({}: the family's defaults)
     if task is not None and _family_task(record, task)[1].params != _family_task(record, made_for)[1].params:
         raise UserInputError(
-            f"task={task!r}, but the env was made for another task of family '{record['family']}' ({made_for!r}, "
+            f"task={task!r}, but the env was made for another task of family '{record.family}' ({made_for!r}, "
             f"by {spec.id}): leave task= out, or make the env of that task"
         )
     return made_for
 
 
-def _task_spaces(record: Mapping[str, Any], task: Any) -> tuple[str, spaces.Space, spaces.Space]:
+def _task_spaces(record: ObservationRecord, task: Any) -> tuple[str, spaces.Space, spaces.Space]:
     """The name and own observation and action spaces (as the agent views them) of ``task``, by default the
     agent's target, built from the agent's family."""
     family, resolved = _family_task(record, task)
@@ -263,7 +263,7 @@ def evaluate(
     record, _, _ = read_record(model)
     family, task = _family_task(record, target)
     path = Path(model)
-    agent = get_algorithm(record["algo"]).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
+    agent = get_algorithm(record.algo).algo_class.load(path / "model.zip" if path.is_dir() else path, device="cpu")
     env = EpisodeLimit(DummyVecEnv([lambda: wrap_target_env(agent, Monitor(family.make(task)), task)]))
     env.seed(seed)  # episode i's reset seed: seed + i (DummyVecEnv seeds its first reset, the env goes on)
     returns, _ = evaluate_policy(

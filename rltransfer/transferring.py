@@ -396,7 +396,7 @@ def prepare_transfer(
     # Saved with the model as plain JSON (PPO.load(...).lineage is a dict, readable without rltransfer's types).
     model.lineage = lineage.to_json()  # type: ignore[attr-defined]
     # How its observations are built, from now: a model a callback saves (a checkpoint, EvalCallback's best) has it.
-    setattr(model, RECORD, observation_record(env, bundle, lineage.target, final=False))
+    setattr(model, RECORD, observation_record(env, bundle, lineage.target, final=False).to_json())
     out = None
     if save:
         out = Path(out_dir) if out_dir is not None else layout.run_out(cfg.run_dir, task.name, strategy, seed)
@@ -427,14 +427,14 @@ def finish_transfer(run: TargetRun) -> TransferResult:
     """:func:`transfer` after its training: the model, its observation record and lineage saved."""
     model, env, lineage, out = run.model, run.env, run.lineage, run.out
     # How its observations are built, saved with the model: wrap_target_env needs nothing else.
-    setattr(model, RECORD, observation_record(env, run.bundle, lineage.target))
+    setattr(model, RECORD, observation_record(env, run.bundle, lineage.target).to_json())
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.zip")
         lineage.write(out)
         stats = obs_stats(env)
         if stats is not None:  # SB3's save does not keep them: the agent is only valid with them
-            atomic_write_bytes(out / "obs_normalization.json", json.dumps(stats, indent=2).encode())
+            atomic_write_bytes(out / "obs_normalization.json", json.dumps(stats.to_json(), indent=2).encode())
         model.logger.close()
     return TransferResult(model, env, out, lineage)
 

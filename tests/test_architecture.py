@@ -82,7 +82,7 @@ def test_config_statistics_and_records_do_not_import_torch():
     paths += sorted((ROOT / "rltransfer" / "stats").glob("*.py")) + sorted(
         (ROOT / "rltransfer" / "records").glob("*.py")
     )
-    assert len(paths) == 4 + 5 + 8 and all(p.is_file() for p in paths)
+    assert len(paths) == 4 + 5 + 10 and all(p.is_file() for p in paths)
     for path in paths:
         assert not any(n.split(".")[0] in {"torch", "stable_baselines3"} for n in imports_of(path)), path
 

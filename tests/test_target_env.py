@@ -17,7 +17,9 @@ import rltransfer
 from rltransfer.cli import main
 from rltransfer.envs import get_family
 from rltransfer.errors import UserInputError
-from rltransfer.target_env import normalise, wrap_target_env
+from rltransfer.records.observation_stats import ObservationStats
+from rltransfer.records.target_observation import ObservationRecord
+from rltransfer.target_env import read_record, wrap_target_env
 
 TARGET = "very-long-heavy"
 CASES = {
@@ -113,12 +115,13 @@ def test_a_model_rltransfer_did_not_save_says_so(tmp_path):
 
 def test_normalise_is_vecnormalizes_observation_normalisation():
     rng = np.random.default_rng(0)
-    stats = {"mean": rng.normal(size=4), "var": rng.uniform(0.1, 3, size=4), "epsilon": 1e-8, "clip_obs": 2.0}
+    mean, var = rng.normal(size=4), rng.uniform(0.1, 3, size=4)
+    stats = ObservationStats(key="obs", mean=mean.tolist(), var=var.tolist(), count=100.0, clip_obs=2.0, epsilon=1e-8)
     venv = VecNormalize(DummyVecEnv([lambda: get_family("cartpole").make(TARGET)]), clip_obs=2.0, epsilon=1e-8)
     venv.obs_rms = RunningMeanStd(shape=(4,))
-    venv.obs_rms.mean, venv.obs_rms.var = stats["mean"], stats["var"]
+    venv.obs_rms.mean, venv.obs_rms.var = mean, var
     obs = rng.normal(scale=3, size=(7, 4)).astype(np.float32)
-    np.testing.assert_allclose(normalise(obs, stats), venv.normalize_obs(obs), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(stats.normalise(obs), venv.normalize_obs(obs), rtol=1e-6, atol=1e-6)
 
 
 def test_an_env_of_other_spaces_is_refused_not_padded(run):
@@ -207,6 +210,27 @@ def test_a_model_a_callback_saves_during_training_wraps_or_says_why_not(tmp_path
         with pytest.raises(UserInputError, match="saved during its training .* while training still adapted"):
             wrap_target_env(first, env)
     assert run.model.target_observation["normalization"] != "adapting"  # the final model's: its statistics
+
+
+def test_a_saved_models_observation_record_is_typed_and_a_damaged_one_is_named(run, tmp_path, capsys):
+    """A target agent's record (how its observations are built) reads back as its type, field for field as saved
+    (its JSON object, readable without rltransfer); one with a field missing or of the wrong kind is refused
+    naming the field, from Python and from ``rltransfer evaluate`` (exit 2), where a KeyError or a wrong
+    observation followed."""
+    algo, bundle, out = run
+    record, _, _ = read_record(out / "model.zip")
+    model = (PPO if algo == "ppo" else DQN).load(out / "model.zip", device="cpu")
+    assert isinstance(record, ObservationRecord) and record.to_json() == model.target_observation
+    assert record.family == "cartpole" and record.algo == algo and record.source_tasks == list(bundle.task_names)
+    assert isinstance(record.normalization, ObservationStats) == (bundle.manifest.obs_normalization is not None)
+    for damage, field in [({"entries": None}, "entries"), ({"target": {"name": TARGET}}, "target.params")]:
+        setattr(model, rltransfer.target_env.RECORD, {**model.target_observation, **damage})
+        model.save(tmp_path / "damaged.zip")
+        said = f"records a target observation layout that rltransfer cannot read \\({field}: "
+        with pytest.raises(UserInputError, match=said):
+            wrap_target_env(tmp_path / "damaged.zip", get_family("cartpole").make(TARGET))
+        assert main(["evaluate", str(tmp_path / "damaged.zip")]) == 2
+        assert "Traceback" not in capsys.readouterr().err
 
 
 def test_a_model_of_a_family_not_registered_here_says_how_to_make_it_known(run, tmp_path, capsys):

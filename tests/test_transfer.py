@@ -352,17 +352,17 @@ def test_observation_statistics_travel_with_the_encoder(tmp_path):
     }  # fmt: skip
     bundle = rltransfer.load_bundle(rltransfer.pretrain(c).bundle_path)
     stats = bundle.manifest.obs_normalization
-    assert stats["count"] > 500 and len(stats["mean"]) == 4
+    assert stats.count > 500 and len(stats.mean) == 4
     frozen = transfer(c, bundle, TARGET, "freeze_encoder", timesteps=256, out_dir=tmp_path / "frozen")
     rms = frozen.env.obs_rms["obs"]
-    np.testing.assert_array_equal(rms.mean, stats["mean"])  # a frozen encoder keeps its normalisation
+    np.testing.assert_array_equal(rms.mean, stats.mean)  # a frozen encoder keeps its normalisation
     assert frozen.env.ret_rms.count > 1  # reward statistics are re-estimated on the target
     fine = transfer(c, bundle, TARGET, "finetune", timesteps=256, out_dir=tmp_path / "fine")
-    assert fine.env.obs_rms["obs"].count > stats["count"]  # fine-tuning adapts them
+    assert fine.env.obs_rms["obs"].count > stats.count  # fine-tuning adapts them
     saved = json.loads((tmp_path / "fine" / "obs_normalization.json").read_text())
     np.testing.assert_allclose(saved["mean"], fine.env.obs_rms["obs"].mean)
     kick = transfer(c, bundle, TARGET, "kickstart", timesteps=64, save=False)  # its teacher needs them
-    assert kick.env.obs_rms["obs"].count > stats["count"]
+    assert kick.env.obs_rms["obs"].count > stats.count
 
 
 def test_scratch_starts_fresh_observation_statistics(tmp_path):
@@ -376,7 +376,7 @@ def test_scratch_starts_fresh_observation_statistics(tmp_path):
         rltransfer.load_bundle(rltransfer.pretrain(c, seed=s, out_dir=tmp_path / f"p{s}").bundle_path) for s in (0, 1)
     ]
     first, second = (b.manifest.obs_normalization for b in bundles)
-    assert first["mean"] != second["mean"]  # the pre-trainings differ
+    assert first is not None and second is not None and first.mean != second.mean  # the pre-trainings differ
     runs = [transfer(c, b, TARGET, "scratch", seed=3, timesteps=128, save=False) for b in bundles]
     env = runs[0].env
     steps = runs[0].model.num_timesteps
@@ -384,7 +384,7 @@ def test_scratch_starts_fresh_observation_statistics(tmp_path):
     np.testing.assert_array_equal(env.obs_rms["obs"].mean, runs[1].env.obs_rms["obs"].mean)
     for (name, p), (_, q) in zip(runs[0].model.policy.state_dict().items(), runs[1].model.policy.state_dict().items()):
         assert torch.equal(p, q), name
-    assert env.clip_obs == first["clip_obs"] and env.epsilon == first["epsilon"]  # the settings are the bundle's
+    assert env.clip_obs == first.clip_obs and env.epsilon == first.epsilon  # the settings are the bundle's
 
 
 def test_bundle_with_other_spaces_than_the_target_is_refused(tmp_path):

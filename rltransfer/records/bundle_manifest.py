@@ -22,6 +22,7 @@ from rltransfer.errors import BundleError
 from rltransfer.records.base import Record as _Record
 from rltransfer.records.base import first_problem
 from rltransfer.records.machine import Machine
+from rltransfer.records.observation_stats import ObservationStats
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
@@ -83,7 +84,7 @@ class BundleManifest(_Record):
     source_tasks: list[SourceTask]
     algo: str = "ppo"
     architecture: Architecture
-    obs_normalization: dict[str, Any] | None
+    obs_normalization: ObservationStats | None
     """The observation statistics of ``agent.normalize`` (``None``: not normalised)."""
     timesteps: int
     seed: int | None = None
