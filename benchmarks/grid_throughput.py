@@ -103,7 +103,7 @@ def run_cell(
         jobs.append(replace(job, engine=engine, run_hash=key, threshold=r.threshold))
     units = batches(jobs, workers) if engine == BATCHED else [[j] for j in jobs]
     start = time.perf_counter()
-    statuses = [summary["status"] for _, summary in run_local(units, workers)]
+    statuses = [summary.status for _, summary in run_local(units, workers)]
     wall = time.perf_counter() - start
     if set(statuses) != {"ok"}:
         raise SystemExit(f"{engine}: runs failed: {statuses}")

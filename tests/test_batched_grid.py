@@ -104,7 +104,7 @@ def test_a_batched_grid_records_its_engine_and_each_run_is_the_run_alone(batched
         assert job.engine == BATCHED and job.run_hash == published["run_hash"]
         out = tmp_path / "alone-run" / key
         (summary,) = execute_unit([replace(job, out_dir=str(out))])
-        assert summary["status"] == "ok"
+        assert summary.ok
         alone = json.loads((out / "result.json").read_text())
         assert alone["curve"] == published["curve"] and alone["metrics"] == published["metrics"], key
 
@@ -164,7 +164,7 @@ def test_a_seed_that_fails_in_a_batch_fails_as_alone_and_the_others_go_on(batche
     keys = [f"very-long-heavy/scratch/seed-{s}" for s in range(3)]
     _break_seed_1(monkeypatch, where)
     summaries = execute_unit(_jobs_again(res.run_dir, keys, tmp_path / "batch"))
-    assert [s["status"] for s in summaries] == ["ok", "failed", "ok"]
+    assert [s.status for s in summaries] == ["ok", "failed", "ok"]
     for key in (keys[0], keys[2]):  # the others: their runs as in the grid, curve for curve
         assert _result(tmp_path / "batch", key)["curve"] == _result(res.run_dir, key)["curve"], key
     failed = _result(tmp_path / "batch", keys[1])
@@ -176,7 +176,8 @@ def test_a_seed_that_fails_in_a_batch_fails_as_alone_and_the_others_go_on(batche
     assert failed["curve"]["step"] == steps
     (alone,) = execute_unit(_jobs_again(res.run_dir, keys[1:2], tmp_path / "alone"))
     record = _result(tmp_path / "alone", keys[1])
-    assert alone["status"] == "failed" and (record["error"], record["curve"]) == (failed["error"], failed["curve"])
+    assert alone.status == "failed" and alone.error == record["error"]
+    assert (record["error"], record["curve"]) == (failed["error"], failed["curve"])
 
 
 def test_the_report_of_a_batched_grid_counts_its_batched_runs(batched):
@@ -248,7 +249,7 @@ def test_a_batch_runs_detached_as_on_a_cluster_without_a_shared_filesystem(batch
     assert all(str(tmp_path) not in json.dumps(j.config) and j.bundle == j.out_dir for j in sent)
     outputs = execute_detached(sent, [0, 0, 0], bundle_files(bundle))
     for job, (summary, files) in zip(jobs, outputs):
-        assert summary["status"] == "ok" and "result.json" in files and "model.zip" in files
+        assert summary.ok and "result.json" in files and "model.zip" in files
         write_outputs(job, files)
         mine = json.loads((Path(job.out_dir) / "result.json").read_text())
         grid = _result(run_dir, job.key)
@@ -291,7 +292,7 @@ def test_every_sac_strategy_that_trains_runs_batched_alone_as_in_its_batch_and_f
     rerun = load_config(res.run_dir / "config.yaml").model_copy(update={"output_dir": str(tmp_path / "alone")})
     job = job_of(rerun, published["run_hash"].split("-")[0], run, {0: (res.run_dir / "pretrain" / "bundle", "")})
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
-    assert summary["status"] == "ok"
+    assert summary.ok
     alone = json.loads((tmp_path / "alone-run" / "result.json").read_text())
     assert alone["curve"] == published["curve"]
     bundle = load_file(str(res.run_dir / "pretrain" / "bundle" / "components.safetensors"))
@@ -325,7 +326,7 @@ def test_dqn_strategies_run_batched_and_a_run_alone_is_the_run_in_its_batch(tmp_
     job = job_of(rerun, published["run_hash"].split("-")[0], read_result(res.run_dir / "runs" / key / "result.json"),
                  {0: (res.run_dir / "pretrain" / "bundle", "")})  # fmt: skip
     (summary,) = execute_unit([replace(job, out_dir=str(tmp_path / "alone-run"))])
-    assert summary["status"] == "ok"
+    assert summary.ok
     assert json.loads((tmp_path / "alone-run" / "result.json").read_text())["curve"] == published["curve"]
 
 

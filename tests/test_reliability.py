@@ -384,6 +384,7 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
     # ValueError ("could not determine the shape..."): the run recorded it as its failure and the grid went
     # on. Here a run swallows the interrupt the same way.
     from rltransfer.execution import backends as runner
+    from rltransfer.execution.job import RunSummary
 
     real = runner.execute_unit
 
@@ -396,8 +397,7 @@ def test_an_interrupt_that_library_code_turns_into_another_error_still_stops_the
             except BaseException as err:  # what the C code does
                 Path(job.out_dir).mkdir(parents=True, exist_ok=True)
                 (Path(job.out_dir) / "result.json").write_text(json.dumps({"status": "failed"}))
-                return [{"key": job.key, "status": "failed", "error": f"ValueError: {err!r}", "wall_seconds": 0.0,
-                         "eval_seconds": 0.0}]  # fmt: skip
+                return [RunSummary(job.key, "failed", f"ValueError: {err!r}")]
         return real(unit)
 
     monkeypatch.setattr(runner, "execute_unit", swallowing)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from rltransfer.errors import ConfigError, WorkerDied
 from rltransfer.execution.job import (
     RunJob,
+    RunSummary,
     bundle_files,
     detached,
     execute_detached,
@@ -105,7 +106,7 @@ def run_local(
     on_start: Callable[[RunJob], None] | None = None,
     pool: ProcessPoolExecutor | None = None,
     on_end: Callable[[RunJob], None] | None = None,
-) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
+) -> Generator[tuple[RunJob, RunSummary], None, None]:
     """Yield ``(job, summary)`` as units finish, ``workers`` units at a time in worker processes.
     ``on_start`` and ``on_end`` hear of each job as its unit starts and as it ends (before its results
     are yielded, and before the units that take its worker start).
@@ -229,7 +230,7 @@ def _next_units(
     return [(unit, False) for unit in taken]
 
 
-def _summaries(future: Future, unit: Unit) -> list[dict[str, Any]]:
+def _summaries(future: Future, unit: Unit) -> list[RunSummary]:
     """A finished unit's run summaries: its own, or failed ones where its worker could not run it."""
     err = future.exception()
     if err is None:
@@ -279,7 +280,7 @@ def run_ray(
     address: str | None,
     on_start: Callable[[RunJob], None] | None = None,
     on_end: Callable[[RunJob], None] | None = None,
-) -> Generator[tuple[RunJob, dict[str, Any]], None, None]:
+) -> Generator[tuple[RunJob, RunSummary], None, None]:
     """Yield ``(job, summary)`` as units finish on a Ray cluster (a local one when ``address`` is None).
     Units are handed to the cluster as it has CPUs for them (one a unit; its CPUs read again as each unit
     ends, for a cluster that grows), so that ``on_start`` hears of each job as its unit starts rather than
@@ -336,7 +337,7 @@ def _start_ray(ray: Any, address: str | None, workers: int) -> bool:
     return True
 
 
-def _ray_outputs(ray: Any, ref: Any, unit: Unit) -> Iterator[tuple[RunJob, dict[str, Any]]]:
+def _ray_outputs(ray: Any, ref: Any, unit: Unit) -> Iterator[tuple[RunJob, RunSummary]]:
     """``(job, summary)`` of a finished Ray task's unit, each run's outputs written where its job says."""
     try:
         outputs = ray.get(ref)

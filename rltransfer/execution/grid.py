@@ -9,14 +9,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from rltransfer.config import ExperimentConfig
 from rltransfer.execution.backends import run_local, run_ray
 from rltransfer.execution.batching import batches
-from rltransfer.execution.job import RunJob, is_done
+from rltransfer.execution.job import RunJob, RunSummary, is_done
 from rltransfer.interruption import Interruption
 from rltransfer.records.experiment_manifest import ExperimentManifest, now
 from rltransfer.records.run_result import RESULT_FILE
@@ -55,14 +54,13 @@ def _mark_in_flight(manifest: ExperimentManifest, in_flight: dict[str, RunJob]) 
             manifest.set_run(key, "interrupted")
 
 
-def _record(manifest: ExperimentManifest, job: RunJob, res: dict[str, Any]) -> bool:
+def _record(manifest: ExperimentManifest, job: RunJob, res: RunSummary) -> bool:
     """A finished run's summary in the manifest; whether it succeeded."""
     manifest.set_run(
-        job.key, res["status"], wall_seconds=round(res["wall_seconds"], 2),
-        eval_seconds=round(res["eval_seconds"], 2), finished=now(),
-        **({"error": res["error"]} if res.get("error") else {}),
+        job.key, res.status, wall_seconds=round(res.wall_seconds, 2), eval_seconds=round(res.eval_seconds, 2),
+        finished=now(), **({"error": res.error} if res.error else {}),
     )  # fmt: skip
-    return res["status"] == "ok"
+    return res.ok
 
 
 def run_grid(
@@ -110,7 +108,7 @@ def run_grid(
     try:
         with interruption.during(stop, interruption.said) as interrupt:
             for job, res in stream:
-                if interrupt.seen and res["status"] != "ok":  # the interrupt broke this run: not a result
+                if interrupt.seen and not res.ok:  # the interrupt broke this run: not a result
                     (Path(job.out_dir) / RESULT_FILE).unlink(missing_ok=True)
                     raise KeyboardInterrupt
                 in_flight.pop(job.key, None)

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from rltransfer.atomic import atomic_write_bytes
 from rltransfer.hardware import this_machine, train_on_one_core
@@ -87,11 +87,31 @@ def _identity(job: RunJob) -> dict[str, Any]:
     }
 
 
-def record_failure(job: RunJob, error: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunSummary:
+    """What a worker hands back for one run, beside the ``result.json`` it wrote: what the experiment's manifest
+    records of the run (:meth:`rltransfer.records.experiment_manifest.ExperimentManifest.set_run`)."""
+
+    key: str
+    """The run's key (``target/strategy/seed-N``)."""
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    """Why it failed (``None``: it did not)."""
+    wall_seconds: float = 0.0
+    """Its wall time (a batch's shared out evenly among its seeds)."""
+    eval_seconds: float = 0.0
+    """The part of it spent evaluating."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def record_failure(job: RunJob, error: str) -> RunSummary:
     """A run whose worker itself failed (a crashed process, a lost Ray task): its failed result written
     where the run would have written it, so the report lists it; returns the run's summary."""
     FailedRun(**_identity(job), status="failed", error=error).write(Path(job.out_dir) / RESULT_FILE)
-    return {"key": job.key, "status": "failed", "error": error, "wall_seconds": 0.0, "eval_seconds": 0.0}
+    return RunSummary(job.key, "failed", error)
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,15 +186,15 @@ def _failed(job: RunJob, evaluator: Evaluator | None, error: BaseException, trac
     )
 
 
-def _summary(job: RunJob, result: FinishedRun | FailedRun, wall: float, evaluator: Evaluator | None) -> dict[str, Any]:
+def _summary(job: RunJob, result: FinishedRun | FailedRun, wall: float, evaluator: Evaluator | None) -> RunSummary:
     result.write(Path(job.out_dir) / RESULT_FILE)
-    return {
-        "key": job.key,
-        "status": result.status,
-        "error": result.error if isinstance(result, FailedRun) else None,
-        "wall_seconds": wall,
-        "eval_seconds": evaluator.eval_seconds if evaluator is not None else 0.0,
-    }
+    return RunSummary(
+        job.key,
+        result.status,
+        result.error if isinstance(result, FailedRun) else None,
+        wall_seconds=wall,
+        eval_seconds=evaluator.eval_seconds if evaluator is not None else 0.0,
+    )
 
 
 def _learn_alone(evaluator: Evaluator, run: TargetRun) -> None:
@@ -185,7 +205,7 @@ def _learn_alone(evaluator: Evaluator, run: TargetRun) -> None:
         evaluator.evaluate_without_training(run.model, run.budget)
 
 
-def execute(job: RunJob) -> dict[str, Any]:
+def execute(job: RunJob) -> RunSummary:
     """Run one job and write its ``result.json`` (status ``ok`` or ``failed``); return a summary.
 
     Exceptions of the run are caught and recorded: one failing run never stops the grid. A job of the
@@ -206,7 +226,7 @@ def execute(job: RunJob) -> dict[str, Any]:
     return _summary(job, result, time.perf_counter() - start, evaluator)
 
 
-def execute_batch(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
+def execute_batch(jobs: Sequence[RunJob]) -> list[RunSummary]:
     """Run ``jobs`` (seeds of one target and strategy) side by side as one batched model
     (the batched engine of their algorithm: :class:`~rltransfer.agents.batched_ppo.BatchedPPO`,
     :class:`~rltransfer.agents.batched_sac.BatchedSAC` or :class:`~rltransfer.agents.batched_dqn.BatchedDQN`),
@@ -332,14 +352,14 @@ def bundle_files(path: str | Path) -> dict[str, bytes]:
     return {name: (Path(path) / name).read_bytes() for name in (WEIGHTS_FILE, MANIFEST_FILE)}
 
 
-def execute_unit(jobs: Sequence[RunJob]) -> list[dict[str, Any]]:
+def execute_unit(jobs: Sequence[RunJob]) -> list[RunSummary]:
     """What a worker takes: one job (:func:`execute`), or the seeds of a cell as a batch (:func:`execute_batch`)."""
     return execute_batch(jobs) if len(jobs) > 1 else [execute(jobs[0])]
 
 
 def execute_detached(
     jobs: Sequence[RunJob], which: Sequence[int], *bundles: dict[str, bytes]
-) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+) -> list[tuple[RunSummary, dict[str, bytes]]]:
     """:func:`execute_unit` on a worker that shares no filesystem with the driver: ``jobs[i]``'s bundle is
     ``bundles[which[i]]``, written into a directory of the worker's, and each run's outputs (result, model,
     lineage, TensorBoard events) come back as ``{relative path: bytes}`` for the driver to write
