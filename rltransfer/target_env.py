@@ -61,7 +61,7 @@ def observation_record(env: VecEnv, bundle: Any, target: Mapping[str, Any], fina
         target=TargetTask(name=target["name"], params=dict(target["params"])),
         obs_space=space_to_json(inner.dict_space.spaces[OBS]),
         entries={k: np.asarray(v).tolist() for k, v in entries.items()},
-        obs_layout=[(key, size) for key, size in inner.obs_layout] if inner.obs_layout else None,
+        obs_layout=list(inner.obs_layout) if inner.obs_layout else None,
         normalization=ADAPTING if adapting else obs_stats(env),
     )
 
